@@ -1,0 +1,122 @@
+"""Aggregations phi that merge the n normalised relative subspaces (B x n x k) into one representation.
+
+Every aggregation accepts optional per-subspace ``weights`` (n,), rescaled to mean 1: a weight of 0 drops a
+subspace. Training with random 0/1 weights ("subspace dropout") teaches the head to accept any subset, and the
+weights chosen at attach time from the anchors alone (see ``compatibility.py``) pick the subspaces that transfer.
+Register a new one with :func:`register_aggregation`; the class takes ``(num_subspaces, subspace_dim)``.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+AGGREGATIONS: dict[str, type[nn.Module]] = {}
+
+
+def register_aggregation(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in AGGREGATIONS:
+            raise ValueError(f"aggregation {name!r} is already registered")
+        cls.aggregation_name = name
+        AGGREGATIONS[name] = cls
+        return cls
+
+    return wrap
+
+
+def build_aggregation(name: str, num_subspaces: int, subspace_dim: int) -> nn.Module:
+    try:
+        cls = AGGREGATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown aggregation {name!r}; valid aggregations: {sorted(AGGREGATIONS)}") from None
+    return cls(num_subspaces, subspace_dim)
+
+
+def normalise_weights(weights: Optional[torch.Tensor], n: int, like: torch.Tensor) -> torch.Tensor:
+    """Weights rescaled so they average 1 over the n subspaces (all ones when None)."""
+    if weights is None:
+        return torch.ones(n, dtype=like.dtype, device=like.device)
+    weights = weights.to(dtype=like.dtype, device=like.device)
+    return weights * (n / weights.sum())
+
+
+@register_aggregation("concat")
+class ConcatAggregation(nn.Module):
+    """Cartesian product of the subspaces: output n*k."""
+
+    def __init__(self, num_subspaces: int, subspace_dim: int):
+        super().__init__()
+        self.output_dim = num_subspaces * subspace_dim
+
+    def forward(self, subspaces: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        w = normalise_weights(weights, subspaces.shape[1], subspaces)
+        return (subspaces * w[None, :, None]).flatten(1)
+
+
+@register_aggregation("sum")
+class SumAggregation(nn.Module):
+    """Sum of the normalised subspaces (a DeepSet without the inner network): output k."""
+
+    def __init__(self, num_subspaces: int, subspace_dim: int):
+        super().__init__()
+        self.output_dim = subspace_dim
+
+    def forward(self, subspaces: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        w = normalise_weights(weights, subspaces.shape[1], subspaces)
+        return torch.einsum("bnk,n->bk", subspaces, w)
+
+
+@register_aggregation("mlp_sum")
+class MLPSumAggregation(nn.Module):
+    """The paper's MLP+Sum: sum_i tanh(Linear_i(r_i)), one k->k map per subspace; output k."""
+
+    def __init__(self, num_subspaces: int, subspace_dim: int):
+        super().__init__()
+        self.output_dim = subspace_dim
+        self.weight = nn.Parameter(torch.empty(num_subspaces, subspace_dim, subspace_dim))
+        self.bias = nn.Parameter(torch.zeros(num_subspaces, subspace_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = self.weight.shape[-1] ** -0.5
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, subspaces: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        w = normalise_weights(weights, subspaces.shape[1], subspaces)
+        # One batched matmul for all subspaces instead of a Python loop of Linear layers.
+        hidden = torch.tanh(torch.einsum("bnk,nkj->bnj", subspaces, self.weight) + self.bias)
+        return torch.einsum("bnj,n->bj", hidden, w)
+
+
+@register_aggregation("self_attention")
+class SelfAttentionAggregation(nn.Module):
+    """The subspaces as n tokens of width k, one attention layer, summed over tokens; output k."""
+
+    def __init__(self, num_subspaces: int, subspace_dim: int):
+        super().__init__()
+        self.output_dim = subspace_dim
+        self.attention = nn.MultiheadAttention(subspace_dim, num_heads=1, batch_first=True)
+
+    def forward(self, subspaces: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        w = normalise_weights(weights, subspaces.shape[1], subspaces)
+        dropped = (w == 0).expand(subspaces.shape[0], -1)  # dropped subspaces are neither keys nor outputs
+        out, _ = self.attention(subspaces, subspaces, subspaces, key_padding_mask=dropped, need_weights=False)
+        return torch.einsum("bnk,n->bk", out, w)
+
+
+@register_aggregation("weighted")
+class WeightedAggregation(nn.Module):
+    """A learned softmax-weighted average of the normalised subspaces; output k."""
+
+    def __init__(self, num_subspaces: int, subspace_dim: int):
+        super().__init__()
+        self.output_dim = subspace_dim
+        self.logits = nn.Parameter(torch.zeros(num_subspaces))
+
+    def forward(self, subspaces: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        w = normalise_weights(weights, subspaces.shape[1], subspaces)
+        mix = torch.softmax(self.logits, dim=0) * w
+        return torch.einsum("bnk,n->bk", subspaces, mix / mix.sum())

@@ -1,0 +1,23 @@
+"""``hf-bridges info``: the registered projections, aggregations, normalisations and poolings."""
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("info", help="list the registered projections, aggregations and poolings")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..aggregation import AGGREGATIONS
+    from ..pooling import POOLINGS
+    from ..projections import PROJECTIONS
+    from ..transforms import ABS_TRANSFORMS, SUBSPACE_NORMS
+
+    print("projections:")
+    for projection in PROJECTIONS.values():
+        print(f"  {projection.name:<10} invariant to {projection.invariant_to}")
+    print("aggregations:  ", ", ".join(sorted(AGGREGATIONS)))
+    print("abs transforms:", ", ".join(sorted(ABS_TRANSFORMS)))
+    print("subspace norms:", ", ".join(sorted(SUBSPACE_NORMS)))
+    print("poolings:      ", ", ".join(sorted(POOLINGS)))
+    return 0

