@@ -1,0 +1,61 @@
+"""Aggregations: output widths, subspace weights that really drop subspaces, subspace dropout, registry errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hf_bridges.aggregation import AGGREGATIONS, build_aggregation
+from hf_bridges.relative_head import RelativeProductHead
+from hf_bridges.transforms import build_subspace_norm
+
+B, N, K = 5, 4, 6
+
+
+@pytest.mark.parametrize("name", sorted(AGGREGATIONS))
+def test_output_width(name):
+    agg = build_aggregation(name, N, K)
+    out = agg(torch.randn(B, N, K))
+    assert out.shape == (B, agg.output_dim)
+    assert agg.output_dim == (N * K if name == "concat" else K)
+
+
+@pytest.mark.parametrize("name", sorted(AGGREGATIONS))
+def test_zero_weight_drops_a_subspace(name):
+    torch.manual_seed(0)
+    agg = build_aggregation(name, N, K).eval()
+    with torch.no_grad():
+        if name == "weighted":
+            agg.logits.copy_(torch.randn(N))
+    x = torch.randn(B, N, K)
+    y = x.clone()
+    y[:, 2] = torch.randn(B, K) * 100  # change only the dropped subspace
+    w = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    assert torch.allclose(agg(x, w), agg(y, w), atol=1e-5)
+    assert not torch.allclose(agg(x), agg(y), atol=1e-3)  # and without the weights it does matter
+
+
+def test_weights_are_rescaled_to_mean_one():
+    agg = build_aggregation("sum", N, K)
+    x = torch.ones(B, N, K)
+    assert torch.allclose(agg(x), agg(x, torch.tensor([1.0, 1.0, 0.0, 0.0])))
+
+
+def test_unknown_aggregation_lists_valid_names():
+    with pytest.raises(ValueError, match="valid aggregations.*mlp_sum"):
+        build_aggregation("max_pool", N, K)
+
+
+def test_unknown_subspace_norm():
+    with pytest.raises(ValueError, match="layernorm"):
+        build_subspace_norm("groupnorm", K)
+
+
+def test_subspace_dropout_keeps_a_nonempty_subset_and_is_off_in_eval():
+    head = RelativeProductHead(K, ["cosine", "euclidean", "l1", "linf"], "sum", subspace_dropout=0.9, num_labels=2)
+    torch.manual_seed(0)
+    masks = {tuple(head._training_mask(4, torch.device("cpu")).tolist()) for _ in range(200)}
+    assert all(sum(m) >= 1 for m in masks)
+    assert len(masks) > 4  # really random subsets
+    x, a = torch.randn(B, 8), torch.randn(K, 8)
+    head.eval()
+    assert torch.equal(head(x, a), head(x, a))

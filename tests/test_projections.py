@@ -1,0 +1,136 @@
+"""Each projection is invariant to exactly the transformations it promises (float64), and breaks elsewhere."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hf_bridges.projections import PROJECTIONS, get_projection, register_projection
+from hf_bridges.relative_head import RelativeProductHead
+from hf_bridges.transforms import get_abs_transform
+
+N, K, D = 16, 12, 24
+
+
+@pytest.fixture()
+def data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(N, D, generator=g, dtype=torch.float64)
+    anchors = torch.randn(K, D, generator=g, dtype=torch.float64)
+    return x, anchors
+
+
+def orthogonal(seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(D, D, generator=g, dtype=torch.float64))
+    return q * torch.sign(torch.diagonal(r))  # Haar-distributed, never a signed permutation
+
+
+def signed_permutation(seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(D, generator=g)
+    signs = torch.where(torch.rand(D, generator=g) < 0.5, -1.0, 1.0).to(torch.float64)
+    return torch.eye(D, dtype=torch.float64)[perm] * signs
+
+
+TRANSFORMS = {
+    "rotation": lambda z: z @ orthogonal(1),
+    "scaling": lambda z: 7.5 * z,
+    "translation": lambda z: z + 3.0,
+    "signed_permutation": lambda z: z @ signed_permutation(2),
+}
+
+# What each projection must survive (True) and what must change it (False), per DESIGN.md's table.
+EXPECTED = {
+    "cosine": {"rotation": True, "scaling": True, "translation": False, "signed_permutation": True},
+    "angular": {"rotation": True, "scaling": True, "translation": False, "signed_permutation": True},
+    "euclidean": {"rotation": True, "scaling": False, "translation": True, "signed_permutation": True},
+    "l1": {"rotation": False, "scaling": False, "translation": True, "signed_permutation": True},
+    "linf": {"rotation": False, "scaling": False, "translation": True, "signed_permutation": True},
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("transform", sorted(TRANSFORMS))
+def test_invariance_table(data, name, transform):
+    x, anchors = data
+    fn, t = get_projection(name).fn, TRANSFORMS[transform]
+    before, after = fn(x, anchors), fn(t(x), t(anchors))
+    invariant = torch.allclose(before, after, atol=1e-8, rtol=1e-8)
+    assert invariant is EXPECTED[name][transform], f"{name} under {transform}: max diff {(before - after).abs().max()}"
+    if not invariant:  # "breaks" must be a real change, not rounding noise
+        assert (before - after).abs().max() > 1e-3
+
+
+def test_every_registered_projection_is_covered():
+    assert set(PROJECTIONS) == set(EXPECTED)
+
+
+def test_centering_makes_cosine_translation_invariant(data):
+    x, anchors = data
+    center = get_abs_transform("centering")
+    shift = torch.linspace(-5, 5, D, dtype=torch.float64)
+    a = get_projection("cosine").fn(*center(x, anchors))
+    b = get_projection("cosine").fn(*center(x + shift, anchors + shift))
+    assert torch.allclose(a, b, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["cosine", "euclidean", "l1", "linf"])
+def test_standard_scaling_is_invariant_to_per_dimension_affine_maps(data, name):
+    x, anchors = data
+    scale = torch.linspace(0.5, 4.0, D, dtype=torch.float64)
+    shift = torch.linspace(-2, 2, D, dtype=torch.float64)
+    standard = get_abs_transform("standard")
+    a = get_projection(name).fn(*standard(x, anchors))
+    b = get_projection(name).fn(*standard(x * scale + shift, anchors * scale + shift))
+    assert torch.allclose(a, b, atol=1e-9)
+
+
+def test_projections_match_their_formulas(data):
+    x, anchors = data
+    diff = x[:, None, :] - anchors[None, :, :]  # reference only: the projections never build this tensor
+    assert torch.allclose(get_projection("euclidean").fn(x, anchors), diff.norm(dim=-1))
+    assert torch.allclose(get_projection("l1").fn(x, anchors), diff.abs().sum(-1))
+    assert torch.allclose(get_projection("linf").fn(x, anchors), diff.abs().amax(-1))
+    cos = torch.nn.functional.cosine_similarity(x[:, None], anchors[None], dim=-1)
+    assert torch.allclose(get_projection("cosine").fn(x, anchors), cos)
+    assert torch.allclose(get_projection("angular").fn(x, anchors), torch.arccos(cos) / torch.pi, atol=1e-6)
+
+
+def test_cosine_of_zero_vector_is_finite(data):
+    x, anchors = data
+    x[0] = 0.0
+    anchors[1] = 0.0
+    for name in ("cosine", "angular"):
+        out = get_projection(name).fn(x, anchors)
+        assert torch.isfinite(out).all()
+
+
+def test_head_invariance_end_to_end(data):
+    """The head (projection + LayerNorm + aggregation) inherits the projections' invariances."""
+    x, anchors = data
+    head = RelativeProductHead(K, ["cosine", "euclidean"], aggregation="mlp_sum", num_labels=3).double().eval()
+    q = orthogonal(5)
+    assert torch.allclose(head(x, anchors), head(x @ q, anchors @ q), atol=1e-8)
+    l1_head = RelativeProductHead(K, ["l1"], aggregation="sum", num_labels=3).double().eval()
+    assert not torch.allclose(l1_head(x, anchors), l1_head(x @ q, anchors @ q), atol=1e-4)
+
+
+def test_unknown_projection_lists_valid_names():
+    with pytest.raises(ValueError, match="valid projections.*cosine"):
+        get_projection("manhattan")
+
+
+def test_registering_a_projection_is_one_decorator():
+    name = "negative_sq_euclidean_test"
+
+    @register_projection(name, invariant_to="isometries")
+    def _fn(x, anchors):
+        return -torch.cdist(x, anchors) ** 2
+
+    try:
+        head = RelativeProductHead(4, [name, "cosine"], aggregation="concat", num_labels=2)
+        assert head(torch.randn(3, 5), torch.randn(4, 5)).shape == (3, 2)
+        with pytest.raises(ValueError, match="already registered"):
+            register_projection(name, invariant_to="x")(_fn)
+    finally:
+        PROJECTIONS.pop(name)
