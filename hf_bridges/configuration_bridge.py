@@ -145,8 +145,8 @@ class BridgeConfig(PretrainedConfig):
     @property
     def hidden_size(self) -> int:
         """Width of the absolute embeddings the anchors live in."""
-        if self.encoder is None:
-            return getattr(self, "features_dim", 0)
+        if self.encoder is None or getattr(self, "features_dim", None):  # probed width wins (e.g. MobileNetV2)
+            return getattr(self, "features_dim", None) or 0
         for attr in ("hidden_size", "d_model", "embed_dim"):
             if hasattr(self.encoder, attr):
                 return getattr(self.encoder, attr)

@@ -81,6 +81,7 @@ class BridgePreTrainedModel(PreTrainedModel):
     base_model_prefix = "bridge"
     main_input_name = "input_ids"
     _with_classifier = False
+    _extra_auto_map: dict = {}
 
     def __init__(self, config: BridgeConfig, encoder: Optional[nn.Module] = None):
         super().__init__(config)
@@ -133,6 +134,11 @@ class BridgePreTrainedModel(PreTrainedModel):
         if len(anchors) < 2:
             raise ValueError(f"a bridge needs at least 2 anchors (raw inputs such as texts), got {len(anchors)}")
         model = load_encoder(encoder, revision, **(encoder_kwargs or {}))
+        if getattr(model, "main_input_name", "input_ids") != "input_ids" and cls.main_input_name == "input_ids":
+            raise ValueError(
+                f"{type(model).__name__} takes {model.main_input_name!r}, not text: use BridgeForImageClassification "
+                "for image encoders, ModuleBridgeForClassification for other modules"
+            )
         name = encoder if isinstance(encoder, str) else getattr(model, "name_or_path", None)
         if tokenizer is None:
             if not name:
@@ -193,6 +199,8 @@ class BridgePreTrainedModel(PreTrainedModel):
         # A new tensor, not an in-place copy: a pending backward may still need the old one.
         self.anchors.embeddings = embeddings.detach().to(self.anchors.embeddings.device, self.anchors.embeddings.dtype)
         self.anchors.is_fresh.fill_(True)
+        if self.config.encoder is None:  # features-only / plain-module bridge: the anchors define the width (saved)
+            self.config.features_dim = int(embeddings.shape[1])
         self._anchor_snapshot = self._encoder_state() if self.encoder is not None else ()
 
     @property
@@ -250,6 +258,7 @@ class BridgePreTrainedModel(PreTrainedModel):
             "AutoConfig": "configuration_bridge.BridgeConfig",
             "AutoModel": "modeling_bridge.BridgeModel",
             "AutoModelForSequenceClassification": "modeling_bridge.BridgeForSequenceClassification",
+            **self._extra_auto_map,  # e.g. the image model's entry, set by the class that ships its file
         }
         result = super().save_pretrained(save_directory, *args, **kwargs)
         if self.tokenizer is not None and kwargs.get("is_main_process", True):

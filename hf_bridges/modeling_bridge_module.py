@@ -1,0 +1,216 @@
+"""Bridges over plain ``nn.Module`` encoders (graph networks, custom CNNs, audio models) or precomputed features.
+
+Same head, same config, same ``save_pretrained``/``from_pretrained`` as the transformers bridges. The difference:
+the encoder cannot be rebuilt from a config, so it is *not* saved; what is saved is the head, the raw anchor inputs
+(any tensor: images, node ids, feature rows) and their embeddings. Load it back with ``module=`` to attach an encoder
+(the same one, or another one for zero-shot stitching: the anchors are re-embedded) or without, and feed
+``features=``.
+
+    bridge = ModuleBridgeForClassification.from_module(gcn, anchors=anchor_node_ids, num_labels=2)
+    bridge(inputs=node_ids, labels=y).loss
+    bridge.save_pretrained("head")
+    other = ModuleBridgeForClassification.from_pretrained("head", module=other_gcn)   # stitched, zero-shot
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .configuration_bridge import DEFAULT_PROJECTIONS, BridgeConfig
+from .encoders import ModuleEncoder, as_module_encoder
+from .modeling_bridge import (
+    BridgeClassifierOutput,
+    BridgeForSequenceClassification,
+    BridgeModelOutput,
+    BridgePreTrainedModel,
+)
+
+
+class TensorAnchorStore(nn.Module):
+    """Raw anchor inputs as one tensor (to re-embed with any encoder) and their cached embeddings."""
+
+    def __init__(self, num_anchors: int, input_shape: Sequence[int], input_dtype: str, hidden_size: int):
+        super().__init__()
+        dtype = getattr(torch, input_dtype, None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"unknown anchor input dtype {input_dtype!r}")
+        self.register_buffer("inputs", torch.zeros(num_anchors, *input_shape, dtype=dtype))
+        self.register_buffer("embeddings", torch.zeros(num_anchors, hidden_size))
+        self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
+    """Shared machinery: a :class:`ModuleEncoder` (or no encoder) and tensor anchors."""
+
+    main_input_name = "inputs"
+
+    def __init__(self, config: BridgeConfig, encoder: Optional[nn.Module] = None):
+        if config.encoder is not None:
+            raise ValueError(
+                "this config wraps a transformers encoder; load it with BridgeForSequenceClassification / "
+                "BridgeForImageClassification, not a module bridge"
+            )
+        if encoder is not None:
+            encoder = as_module_encoder(encoder)
+        super().__init__(config, encoder=encoder)
+        shape = getattr(config, "anchor_input_shape", None)
+        self.anchors = TensorAnchorStore(
+            config.num_anchors,
+            [0] if shape is None else shape,
+            getattr(config, "anchor_input_dtype", None) or "float32",
+            config.hidden_size,
+        )
+
+    # ----------------------------------------------------------------------------------------------- construction
+    @classmethod
+    def from_module(
+        cls,
+        module: nn.Module,
+        anchors: Any,
+        *,
+        method: str = "forward",
+        output: Any = None,
+        pooling: Optional[str] = None,
+        preprocess: Optional[nn.Module] = None,
+        modality: str = "features",
+        anchor_labels: Optional[Sequence[int]] = None,
+        projections: Sequence[str] = DEFAULT_PROJECTIONS,
+        aggregation: str = "mlp_sum",
+        **config_kwargs: Any,
+    ) -> "ModuleBridgePreTrainedModel":
+        """Wrap ``module`` (``inputs -> (B, D)``; see :class:`ModuleEncoder`) and embed ``anchors`` (a tensor whose
+        first dimension indexes the anchors) with it. Extra keyword arguments go to :class:`BridgeConfig`."""
+        options = {"method": method, "output": output, "pooling": pooling, "preprocess": preprocess}
+        if isinstance(module, ModuleEncoder):
+            options = {}
+        encoder = as_module_encoder(module, **options)
+        anchors = torch.as_tensor(anchors)
+        if anchors.dim() == 0 or anchors.shape[0] < 2:
+            raise ValueError(f"a bridge needs at least 2 anchor inputs, got shape {tuple(anchors.shape)}")
+        was_training = encoder.training
+        encoder.eval()
+        with torch.no_grad():
+            width = encoder(anchors[:2]).shape[1]
+        encoder.train(was_training)
+        config = BridgeConfig(
+            encoder=None,
+            encoder_name_or_path=config_kwargs.pop("encoder_name_or_path", None),
+            modality=modality,
+            features_dim=int(width),
+            num_anchors=int(anchors.shape[0]),
+            anchor_input_shape=list(anchors.shape[1:]),
+            anchor_input_dtype=_dtype_name(anchors.dtype),
+            anchor_labels=anchor_labels,
+            encoder_class=encoder.name,
+            projections=projections,
+            aggregation=aggregation,
+            **config_kwargs,
+        )
+        bridge = cls(config, encoder=encoder)
+        bridge.anchors.inputs.copy_(anchors)
+        bridge.refresh_anchors()
+        return bridge
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, module: Optional[nn.Module] = None,
+                        module_options: Optional[dict] = None, **kwargs):
+        """Load a saved module bridge; ``module=`` attaches an encoder (anchors re-embedded with it)."""
+        bridge = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        if module is not None:
+            bridge.attach_encoder(module, **(module_options or {}))
+        return bridge
+
+    def attach_encoder(self, module: nn.Module, **options: Any) -> "ModuleBridgePreTrainedModel":
+        """Use ``module`` as the encoder from now on and re-embed the stored anchor inputs with it (stitching)."""
+        encoder = as_module_encoder(module, **options)
+        if self.config.freeze_encoder:
+            encoder.requires_grad_(False)
+        self.encoder = encoder
+        self.config.encoder_class = encoder.name
+        self._anchor_snapshot = None
+        self.refresh_anchors()
+        return self
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # The module cannot be rebuilt from the config: save head + anchors only (the encoder travels as code).
+        encoder, self.encoder = self.encoder, None
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.encoder = encoder
+
+    # ---------------------------------------------------------------------------------------------------- anchors
+    @torch.no_grad()
+    def refresh_anchors(self) -> torch.Tensor:
+        if self.encoder is None:
+            raise ValueError(
+                "this bridge has no encoder: attach one with attach_encoder(module) (or from_pretrained(..., "
+                "module=...)), or set precomputed anchor embeddings with set_anchor_embeddings(...)"
+            )
+        if self.anchors.inputs.numel() == 0:
+            raise ValueError("this bridge holds no anchor inputs: build it with from_module(module, anchors=...)")
+        was_training = self.encoder.training
+        self.encoder.eval()
+        try:
+            size = self.config.anchor_batch_size
+            inputs = self.anchors.inputs
+            chunks = [self.encoder(inputs[i : i + size]) for i in range(0, inputs.shape[0], size)]
+        finally:
+            self.encoder.train(was_training)
+        self.set_anchor_embeddings(torch.cat(chunks))
+        return self.anchors.embeddings
+
+    # ---------------------------------------------------------------------------------------------------- forward
+    def embed(self, inputs: Any = None, **_: Any) -> torch.Tensor:
+        if self.encoder is None:
+            raise ValueError("this bridge has no encoder: pass features=... or attach_encoder(module)")
+        if isinstance(inputs, torch.Tensor) and inputs.dim() > 0 and inputs.shape[0] == 0:
+            raise ValueError("empty batch: inputs has 0 rows")
+        trainable = any(p.requires_grad for p in self.encoder.parameters())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and trainable):
+            return self.encoder(inputs)
+
+    def _module_relative(self, inputs, features, subspace_weights, return_subspaces=False):
+        if features is None:
+            if inputs is None:
+                raise ValueError("pass inputs=... (what the encoder takes) or features=... (precomputed embeddings)")
+            features = self.embed(inputs)
+        weights = self._subspace_weights(subspace_weights)
+        return features, self.head.represent(features, self.anchor_embeddings, weights, return_subspaces)
+
+
+class ModuleBridgeModel(ModuleBridgePreTrainedModel):
+    """Plain-module encoder + relative product representation r(z), without a task head."""
+
+    def forward(self, inputs=None, features=None, subspace_weights=None, output_subspaces: bool = False,
+                return_dict: Optional[bool] = None) -> BridgeModelOutput:
+        embeddings, rel = self._module_relative(inputs, features, subspace_weights, output_subspaces)
+        representation, subspaces = rel if output_subspaces else (rel, None)
+        output = BridgeModelOutput(relative_representation=representation, embeddings=embeddings, subspaces=subspaces)
+        return output if return_dict is not False else output.to_tuple()
+
+
+class ModuleBridgeForClassification(ModuleBridgePreTrainedModel):
+    """Plain-module encoder + relative product head + MLP classifier; returns ``loss`` given ``labels``."""
+
+    _with_classifier = True
+    compute_loss = BridgeForSequenceClassification.compute_loss
+
+    def forward(self, inputs=None, labels=None, features=None, subspace_weights=None,
+                output_representations: bool = False, return_dict: Optional[bool] = None) -> BridgeClassifierOutput:
+        embeddings, representation = self._module_relative(inputs, features, subspace_weights)
+        logits = self.head.classifier(representation)
+        loss = self.compute_loss(logits, labels) if labels is not None else None
+        output = BridgeClassifierOutput(
+            loss=loss,
+            logits=logits,
+            relative_representation=representation if output_representations else None,
+            embeddings=embeddings if output_representations else None,
+        )
+        return output if return_dict is not False else output.to_tuple()
