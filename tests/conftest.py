@@ -44,15 +44,15 @@ def make_encoder(seed: int = 0, hidden_size: int = 32, layers: int = 2) -> BertM
     return BertModel(config).eval()
 
 
-def topic_texts(n_per_class: int, seed: int = 0) -> tuple[list[str], list[int]]:
-    """Short texts whose words come mostly from one topic: a learnable 5-class task."""
+def topic_texts(n_per_class: int, seed: int = 0, topic_words: int = 6, noise_words: int = 2) -> tuple[list[str], list[int]]:
+    """Short texts whose words come mostly from one topic: a learnable 5-class task (harder with more noise)."""
     g = torch.Generator().manual_seed(seed)
     texts, labels = [], []
     for label, words in TOPICS.items():
         pool = words.split()
         for _ in range(n_per_class):
-            idx = torch.randint(len(pool), (6,), generator=g).tolist()
-            noise = torch.randint(len(WORDS), (2,), generator=g).tolist()
+            idx = torch.randint(len(pool), (topic_words,), generator=g).tolist()
+            noise = torch.randint(len(WORDS), (noise_words,), generator=g).tolist()
             texts.append(" ".join([pool[i] for i in idx] + [WORDS[j] for j in noise]))
             labels.append(label)
     return texts, labels

@@ -1,0 +1,90 @@
+"""Bad input gets a clear error naming the problem (never a NaN or a shape error from deep inside torch)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoConfig
+
+from hf_bridges import BRIDGE_FORMAT_VERSION, BridgeConfig, BridgeForSequenceClassification
+
+
+@pytest.fixture(scope="module")
+def model(tiny_encoder_dir, anchor_texts):
+    return BridgeForSequenceClassification.from_encoder(tiny_encoder_dir, anchors=anchor_texts, num_labels=5).eval()
+
+
+@pytest.mark.parametrize("anchors", [[], None, ["only one"]])
+def test_too_few_anchors(tiny_encoder_dir, anchors):
+    with pytest.raises(ValueError, match="at least 2 anchors"):
+        BridgeForSequenceClassification.from_encoder(tiny_encoder_dir, anchors=anchors, num_labels=2)
+
+
+def test_unknown_projection_and_aggregation_list_valid_names():
+    with pytest.raises(ValueError, match=r"unknown projection 'cos'.*'cosine'.*'linf'"):
+        BridgeConfig(projections=["cos"])
+    with pytest.raises(ValueError, match=r"unknown aggregation 'mean'.*'concat'.*'mlp_sum'"):
+        BridgeConfig(aggregation="mean")
+    with pytest.raises(ValueError, match="projections is empty"):
+        BridgeConfig(projections=[])
+    with pytest.raises(ValueError, match="unknown pooling"):
+        BridgeConfig(pooling="last")
+
+
+def test_nan_and_inf_embeddings_are_named(model):
+    features = torch.randn(3, 32)
+    features[1, 4] = float("nan")
+    features[2, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"NaN or inf embeddings for batch rows \[1, 2\]"):
+        model(features=features)
+
+
+def test_zero_vectors_give_finite_logits(model):
+    logits = model(features=torch.zeros(2, 32)).logits
+    assert torch.isfinite(logits).all()
+
+
+def test_labels_out_of_range(model):
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 4\].*got values from 0 to 7"):
+        model(features=torch.randn(2, 32), labels=torch.tensor([0, 7]))
+    with pytest.raises(ValueError, match=r"labels must be in"):
+        model(features=torch.randn(2, 32), labels=torch.tensor([-1, 1]))
+
+
+def test_empty_batch(model):
+    with pytest.raises(ValueError, match="empty batch"):
+        model(input_ids=torch.zeros(0, 4, dtype=torch.long), attention_mask=torch.zeros(0, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="empty batch"):
+        model(features=torch.zeros(0, 32))
+
+
+def test_wrong_embedding_width(model):
+    with pytest.raises(ValueError, match="embedding width 16 differs from the anchors' width 32"):
+        model(features=torch.randn(2, 16))
+
+
+def test_no_inputs(model):
+    with pytest.raises(ValueError, match="pass input_ids"):
+        model()
+
+
+def test_config_from_a_newer_format_version(model, tmp_path):
+    model.config.save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    data["bridge_format_version"] = BRIDGE_FORMAT_VERSION + 1
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="upgrade hf_bridges"):
+        AutoConfig.from_pretrained(tmp_path)
+
+
+def test_bad_subspace_weights():
+    with pytest.raises(ValueError, match="3 values for 4 projections"):
+        BridgeConfig(subspace_weights=[1, 0, 1])
+    with pytest.raises(ValueError, match="positive sum"):
+        BridgeConfig(subspace_weights=[0, 0, 0, 0])
+
+
+def test_unloadable_encoder_says_how_to_fix(tmp_path):
+    with pytest.raises(OSError, match="offline-seed"):
+        BridgeForSequenceClassification.from_encoder(str(tmp_path / "missing"), anchors=["a", "b"], num_labels=2)
