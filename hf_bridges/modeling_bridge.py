@@ -5,6 +5,7 @@ weights, so ``trust_remote_code=True`` users need nothing but transformers and t
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
@@ -76,6 +77,14 @@ def load_tokenizer(name_or_path: str, revision: Optional[str] = None):
         ) from error
 
 
+def _hub():
+    """Head-only save/push/attach live in the installed package (``hf_bridges.hub``), not in this remote-code file."""
+    try:
+        return importlib.import_module("hf_bridges.hub")
+    except ImportError as error:
+        raise ImportError(f"head-only save/push/attach needs the hf_bridges package ({error}): pip install hf_bridges") from None
+
+
 class BridgePreTrainedModel(PreTrainedModel):
     config_class = BridgeConfig
     base_model_prefix = "bridge"
@@ -114,8 +123,9 @@ class BridgePreTrainedModel(PreTrainedModel):
     def from_encoder(
         cls,
         encoder: Union[str, PreTrainedModel],
-        anchors: Sequence[Any],
+        anchors: Optional[Sequence[Any]] = None,
         *,
+        head: Any = None,
         tokenizer: Any = None,
         revision: Optional[str] = None,
         anchor_labels: Optional[Sequence[int]] = None,
@@ -129,7 +139,16 @@ class BridgePreTrainedModel(PreTrainedModel):
         """Wrap ``encoder`` (Hub id, local folder or loaded model) and embed ``anchors`` (raw texts) with it.
 
         Extra keyword arguments go to :class:`BridgeConfig` (``num_labels``, ``id2label``, ``abs_transform``, ...).
+        ``head=`` (a folder or Hub repo id written by ``save_head``/``push_head_to_hub``) attaches that trained head
+        instead: its anchors are embedded by this encoder and ``model.stitch_report`` says how well they match
+        (see ``hf_bridges.hub.attach_head`` for ``head_revision``, ``token``, ``subspace_selection``).
         """
+        if head is not None:
+            if anchors is not None:
+                raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
+            return _hub().attach_head(
+                cls, encoder, head, tokenizer=tokenizer, revision=revision, encoder_kwargs=encoder_kwargs, **config_kwargs
+            )
         anchors = list(anchors) if anchors is not None else []
         if len(anchors) < 2:
             raise ValueError(f"a bridge needs at least 2 anchors (raw inputs such as texts), got {len(anchors)}")
@@ -246,6 +265,17 @@ class BridgePreTrainedModel(PreTrainedModel):
         return features, self.head.represent(
             features, self.anchor_embeddings, self._subspace_weights(subspace_weights), return_subspaces
         )
+
+    # -------------------------------------------------------------------------------------------- head-only I/O
+    stitch_report = None  # set by from_encoder(..., head=...): how well this encoder's anchor space matches the head's
+
+    def save_head(self, save_directory, **kwargs):
+        """Write only the head (weights, raw anchors, config, anchor space, card) to a folder, atomically."""
+        return _hub().save_head(self, save_directory, **kwargs)
+
+    def push_head_to_hub(self, repo_id: str, **kwargs):
+        """Push only the head to a Hub model repo; attach it anywhere with ``from_encoder(encoder, head=repo_id)``."""
+        return _hub().push_head_to_hub(self, repo_id, **kwargs)
 
     def unfreeze_encoder(self) -> None:
         """Let gradients reach the encoder (anchors are then re-embedded whenever its weights change)."""

@@ -1,0 +1,284 @@
+"""The head-only format: what a bridge head is on disk, written atomically and read without running code.
+
+A head folder (or Hub repo) holds namespaced files, so it can share a repo with a full model (like open_clip):
+
+    bridge_head_config.json   format version, projections, aggregation, normalisation, labels, pooling, modality,
+                              the training encoder (name, revision, model_type, hidden size), file checksums
+    bridge_head.safetensors   the ``model.head`` state dict (projections' norms, aggregation, classifier)
+    anchors.parquet           the raw anchor inputs (+ labels), so any encoder can embed them again
+    anchor_space.safetensors  the training encoder's anchor embeddings (float16): the anchor-vs-anchor matrices
+                              of every projection are recomputed from them for ``stitch_report``
+    README.md                 the model card
+
+Only JSON, safetensors and Parquet are read: loading never imports or unpickles anything from the head.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+HEAD_FORMAT_VERSION = 1
+CONFIG_NAME = "bridge_head_config.json"
+WEIGHTS_NAME = "bridge_head.safetensors"
+ANCHORS_NAME = "anchors.parquet"
+ANCHOR_SPACE_NAME = "anchor_space.safetensors"
+CARD_NAME = "README.md"
+DATA_FILES = (WEIGHTS_NAME, ANCHORS_NAME, ANCHOR_SPACE_NAME)
+HEAD_FILES = (CONFIG_NAME, *DATA_FILES)
+
+# BridgeConfig fields a head needs to be rebuilt on any encoder (everything but the encoder and the anchors).
+HEAD_CONFIG_KEYS = (
+    "modality", "pooling", "max_seq_length", "num_anchors", "projections", "abs_transform", "subspace_norm",
+    "aggregation", "subspace_dropout", "subspace_weights", "classifier_hidden_size", "classifier_dropout",
+    "anchor_batch_size", "problem_type",
+)
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class HeadFormatError(ValueError):
+    """A folder or repo that is not a readable bridge head; the message names the problem and the fix."""
+
+
+@dataclass
+class BridgeHead:
+    """A head as data: its JSON config, weights, raw anchors and the training encoder's anchor embeddings."""
+
+    config: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    anchors: list[Any]
+    anchor_labels: Optional[list[Optional[int]]]
+    anchor_embeddings: torch.Tensor
+    card: Optional[str] = None
+    source: Optional[str] = None  # folder or repo id it was read from
+
+    @property
+    def encoder(self) -> dict[str, Any]:
+        return self.config["encoder"]
+
+    @property
+    def has_classifier(self) -> bool:
+        return any(key.startswith("classifier.") for key in self.state_dict)
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return {int(i): label for i, label in (self.config.get("id2label") or {}).items()}
+
+    def config_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``from_encoder`` / ``BridgeConfig`` that rebuild this head."""
+        kwargs = {key: self.config[key] for key in HEAD_CONFIG_KEYS if key in self.config}
+        kwargs.pop("num_anchors", None)  # implied by the anchors
+        if self.id2label:
+            kwargs["id2label"] = self.id2label
+            kwargs["label2id"] = {label: i for i, label in self.id2label.items()}
+        return kwargs
+
+
+# ------------------------------------------------------------------------------------------------------- build
+def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
+    """Collect what a head needs from a bridge model (the training encoder's anchors are embedded if stale)."""
+    if weights_dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"unknown weights_dtype {weights_dtype!r}; valid: {sorted(WEIGHT_DTYPES)}")
+    config = model.config
+    if not config.anchors:
+        raise ValueError("this model has no raw anchor inputs in its config, so its head cannot move to another encoder")
+    encoder = getattr(model, "encoder", None)
+    record = {key: getattr(config, key) for key in HEAD_CONFIG_KEYS}
+    record.update(
+        library_name="hf_bridges",
+        bridge_head_format_version=HEAD_FORMAT_VERSION,
+        hf_bridges_version=_package_version(),
+        head_class=type(model).__name__,
+        num_labels=config.num_labels if model.head.classifier is not None else 0,
+        id2label={str(i): label for i, label in config.id2label.items()} if model.head.classifier is not None else None,
+        weights_dtype=weights_dtype,
+        encoder={
+            "name_or_path": config.encoder_name_or_path,
+            "revision": config.encoder_revision,
+            "commit_hash": getattr(getattr(encoder, "config", None), "_commit_hash", None),
+            "model_type": getattr(config.encoder, "model_type", None),
+            "hidden_size": config.hidden_size,
+        },
+    )
+    dtype = WEIGHT_DTYPES[weights_dtype]
+    state = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
+             for k, v in model.head.state_dict().items()}
+    return BridgeHead(
+        config=record,
+        state_dict=state,
+        anchors=list(config.anchors),
+        anchor_labels=list(config.anchor_labels) if config.anchor_labels is not None else None,
+        anchor_embeddings=model.anchor_embeddings.detach().float().cpu(),
+    )
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hf_bridges")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# ------------------------------------------------------------------------------------------------------- write
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_files(head: BridgeHead, folder: Path, card: Optional[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from safetensors.torch import save_file
+
+    save_file(head.state_dict, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    space = head.anchor_embeddings.to(torch.float16)
+    if not torch.isfinite(space).all():  # magnitudes beyond float16: keep full precision
+        space = head.anchor_embeddings.float()
+    save_file({"anchor_embeddings": space.contiguous()}, str(folder / ANCHOR_SPACE_NAME), metadata={"format": "pt"})
+    labels = head.anchor_labels if head.anchor_labels is not None else [None] * len(head.anchors)
+    table = pa.table({"anchor": pa.array(head.anchors), "label": pa.array(labels, type=pa.int64())})
+    pq.write_table(table, folder / ANCHORS_NAME)
+    config = dict(head.config)
+    config["anchor_space"] = {"tensor": "anchor_embeddings", "dtype": str(space.dtype).replace("torch.", ""),
+                              "shape": list(space.shape)}
+    config["files"] = {name: {"sha256": _sha256(folder / name), "size": (folder / name).stat().st_size}
+                       for name in DATA_FILES}
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if card is not None:
+        (folder / CARD_NAME).write_text(card, encoding="utf-8")
+
+
+def write_head(head: BridgeHead, folder: os.PathLike | str, card: Optional[str] = None) -> Path:
+    """Write ``head`` into ``folder`` atomically: an interrupted save leaves an earlier head there intact.
+
+    The files go to a temporary folder next to the target first. A target that holds only head files is then
+    swapped with it by renames; in a folder shared with other files (e.g. a full model) each head file is moved
+    in with ``os.replace``, the config last, and the config's checksums reveal any mix of old and new files.
+    """
+    target = Path(folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        _write_files(head, staging, card)
+        if not target.exists():
+            os.rename(staging, target)
+            return target
+        if not target.is_dir():
+            raise HeadFormatError(f"{target} exists and is not a folder; choose another path for the head")
+        own = set(HEAD_FILES) | {CARD_NAME}
+        if {p.name for p in target.iterdir()} <= own:
+            backup = target.parent / f".{target.name}.old-{os.getpid()}"
+            os.rename(target, backup)
+            os.rename(staging, target)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            for name in (*DATA_FILES, *([CARD_NAME] if card is not None else []), CONFIG_NAME):
+                os.replace(staging / name, target / name)
+        return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+# -------------------------------------------------------------------------------------------------------- read
+def _not_a_head(folder: Path, source: str) -> HeadFormatError:
+    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    if "config.json" in names:
+        try:
+            model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+        except (OSError, ValueError):
+            model_type = None
+        if model_type == "hf_bridges":
+            return HeadFormatError(
+                f"{source} holds a full bridge model, not a head (no {CONFIG_NAME}): load it with "
+                "AutoModelForSequenceClassification.from_pretrained(...), or publish its head with model.save_head(...)"
+            )
+    return HeadFormatError(
+        f"{source} is not a bridge head: it has no {CONFIG_NAME} (files: {names or 'none'}). "
+        "Heads are written by model.save_head(...) / model.push_head_to_hub(...)"
+    )
+
+
+def read_head_config(folder: os.PathLike | str, source: Optional[str] = None) -> dict[str, Any]:
+    """Read and validate ``bridge_head_config.json`` only (cheap: for ``inspect``)."""
+    folder = Path(folder)
+    source = source or str(folder)
+    if not folder.is_dir():
+        raise HeadFormatError(f"{source} is not a folder; pass a head folder or a Hub repo id such as org/name")
+    if not (folder / CONFIG_NAME).is_file():
+        raise _not_a_head(folder, source)
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise HeadFormatError(f"{source}/{CONFIG_NAME} is corrupted (not valid JSON: {error}); save or push the head again") from None
+    if not isinstance(config, dict) or config.get("library_name") != "hf_bridges" or "bridge_head_format_version" not in config:
+        raise HeadFormatError(f"{source}/{CONFIG_NAME} is not an hf_bridges head config (no library_name/format version)")
+    version = config["bridge_head_format_version"]
+    if not isinstance(version, int) or version > HEAD_FORMAT_VERSION:
+        raise HeadFormatError(
+            f"{source} was written with head format version {version}, newer than this hf_bridges reads "
+            f"(up to {HEAD_FORMAT_VERSION}, hf_bridges {_package_version()}): upgrade with `pip install -U hf_bridges`"
+        )
+    missing = [key for key in ("encoder", "projections", "num_anchors", "modality", "files") if key not in config]
+    if missing:
+        raise HeadFormatError(f"{source}/{CONFIG_NAME} is incomplete: missing {missing}; save or push the head again")
+    return config
+
+
+def read_head(folder: os.PathLike | str, source: Optional[str] = None, verify: bool = True) -> BridgeHead:
+    """Read a head folder; every file is checked against the checksums recorded in its config."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    source = source or str(folder)
+    config = read_head_config(folder, source)
+    for name in DATA_FILES:
+        path = folder / name
+        if not path.is_file():
+            raise HeadFormatError(f"{source} is missing {name}: the head is incomplete; save or push it again")
+        expected = config["files"].get(name, {}).get("sha256")
+        if verify and expected and _sha256(path) != expected:
+            raise HeadFormatError(
+                f"{source}/{name} is corrupted (its sha256 differs from the one in {CONFIG_NAME}); "
+                "download it again (hf-bridges head pull --force) or save the head again"
+            )
+    try:
+        state = load_file(str(folder / WEIGHTS_NAME))
+        space = load_file(str(folder / ANCHOR_SPACE_NAME))
+        table = pq.read_table(folder / ANCHORS_NAME)
+    except (SafetensorError, pa.ArrowException, OSError) as error:
+        raise HeadFormatError(f"{source} has a corrupted file ({error}); save or push the head again") from None
+    if "anchor" not in table.column_names or table.num_rows != config["num_anchors"]:
+        raise HeadFormatError(
+            f"{source}/{ANCHORS_NAME} has {table.num_rows} rows and columns {table.column_names}; expected an "
+            f"'anchor' column with {config['num_anchors']} rows"
+        )
+    embeddings = space.get("anchor_embeddings")
+    hidden = config["encoder"].get("hidden_size")
+    if embeddings is None or tuple(embeddings.shape) != (config["num_anchors"], hidden):
+        raise HeadFormatError(f"{source}/{ANCHOR_SPACE_NAME} does not hold ({config['num_anchors']}, {hidden}) anchor embeddings")
+    labels = table.column("label").to_pylist() if "label" in table.column_names else None
+    card_path = folder / CARD_NAME
+    return BridgeHead(
+        config=config,
+        state_dict={k: v.float() if v.is_floating_point() else v for k, v in state.items()},
+        anchors=table.column("anchor").to_pylist(),
+        anchor_labels=None if labels is None or all(label is None for label in labels) else labels,
+        anchor_embeddings=embeddings.float(),
+        card=card_path.read_text(encoding="utf-8") if card_path.is_file() else None,
+        source=source,
+    )

@@ -1,0 +1,218 @@
+"""Head-only save, push, pull and attach (the ``save_head`` / ``push_head_to_hub`` / ``from_encoder(head=...)`` API).
+
+Kept out of ``modeling_bridge.py`` on purpose: that file is shipped to the Hub as remote code, and this one needs
+the installed package (huggingface_hub, pyarrow). The model methods import this module when called.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from .head_format import CARD_NAME, HEAD_FILES, BridgeHead, HeadFormatError, head_from_model, read_head, write_head
+from .model_card import head_card
+from .stitch_report import DEFAULT_THRESHOLD, compute_stitch_report, weighted_score
+
+PathLike = Union[str, os.PathLike]
+# What an encoder takes as its main input tells its modality (transformers' ``main_input_name``).
+INPUT_MODALITY = {"input_ids": "text", "pixel_values": "image", "input_values": "audio", "input_features": "audio"}
+
+
+class HeadAttachError(ValueError):
+    """A head that cannot be attached to the given encoder; the message names the problem and the fix."""
+
+
+# -------------------------------------------------------------------------------------------------- save / push
+def save_head(
+    model,
+    save_directory: PathLike,
+    *,
+    weights_dtype: str = "float32",
+    repo_id: Optional[str] = None,
+    dataset: Optional[str] = None,
+    metrics: Optional[dict[str, float]] = None,
+    stitching_results: Optional[list[dict[str, Any]]] = None,
+    card: bool = True,
+) -> Path:
+    """Write only the head of ``model`` (weights, raw anchors, config, anchor space, card), atomically.
+
+    ``weights_dtype="float16"`` halves the file (logits then differ from the original by float16 rounding).
+    """
+    head = head_from_model(model, weights_dtype)
+    text = None
+    if card:
+        text = str(head_card(head, repo_id=repo_id, dataset=dataset, metrics=metrics, stitching_results=stitching_results))
+    return write_head(head, save_directory, card=text)
+
+
+def push_head_to_hub(
+    model,
+    repo_id: str,
+    *,
+    private: Optional[bool] = None,
+    token: Optional[Union[str, bool]] = None,
+    revision: Optional[str] = None,
+    commit_message: str = "Upload bridge head",
+    endpoint: Optional[str] = None,
+    **save_kwargs: Any,
+):
+    """Push the head as a Hub model repo (created if needed); returns the ``CommitInfo`` (``.oid`` is the commit).
+
+    Only the head files (and the card) are uploaded, so a head can share a repo with a full model.
+    """
+    api = HfApi(endpoint=endpoint, token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    with tempfile.TemporaryDirectory(prefix="bridge-head-") as tmp:
+        folder = save_head(model, Path(tmp) / "head", repo_id=repo_id, **save_kwargs)
+        return api.upload_folder(
+            repo_id=repo_id, folder_path=folder, revision=revision, commit_message=commit_message,
+            allow_patterns=[*HEAD_FILES, CARD_NAME],
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------- pull
+REPO_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+$")
+
+
+def pull_head(
+    head: PathLike,
+    *,
+    revision: Optional[str] = None,
+    token: Optional[Union[str, bool]] = None,
+    cache_dir: Optional[PathLike] = None,
+    endpoint: Optional[str] = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+) -> Path:
+    """A local folder holding the head: the folder itself, or a download of the Hub repo (HF cache)."""
+    if os.path.isdir(head):
+        return Path(head)
+    head = str(head)
+    if not REPO_ID.match(head) or head.startswith((".", "~")):
+        raise HeadFormatError(f"no head folder at {head}; pass an existing folder or a Hub repo id such as org/name")
+    try:
+        folder = snapshot_download(
+            head, revision=revision, token=token, cache_dir=cache_dir, endpoint=endpoint,
+            allow_patterns=[*HEAD_FILES, CARD_NAME], force_download=force_download, local_files_only=local_files_only,
+        )
+    except RepositoryNotFoundError:
+        raise HeadFormatError(
+            f"no head repo {head!r} on the Hub, or it is private: check the name, or pass token=... "
+            "(or run `hf auth login`) for a private repo"
+        ) from None
+    except RevisionNotFoundError:
+        raise HeadFormatError(f"the head repo {head!r} has no revision {revision!r} (a branch, tag or commit sha)") from None
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
+        raise HeadFormatError(
+            f"cannot get head {head!r}{f' at revision {revision}' if revision else ''}: it is not in the local Hugging "
+            f"Face cache and the Hub cannot be reached ({type(error).__name__}). Pull it while online "
+            "(`hf-bridges head pull ...`), unset HF_HUB_OFFLINE, or pass a local folder"
+        ) from None
+    except HfHubHTTPError as error:
+        raise HeadFormatError(f"downloading head {head!r} failed: {error}") from None
+    return Path(folder)
+
+
+def load_head(head: PathLike, **pull_kwargs: Any) -> BridgeHead:
+    """Pull (if needed) and read a head; never runs code from it."""
+    return read_head(pull_head(head, **pull_kwargs), source=str(head))
+
+
+# -------------------------------------------------------------------------------------------------------- attach
+def encoder_modality(encoder) -> str:
+    return INPUT_MODALITY.get(getattr(encoder, "main_input_name", "input_ids"), "unknown")
+
+
+def attach_head(
+    cls,
+    encoder,
+    head: Union[PathLike, BridgeHead],
+    *,
+    tokenizer: Any = None,
+    revision: Optional[str] = None,
+    encoder_kwargs: Optional[dict] = None,
+    head_revision: Optional[str] = None,
+    token: Optional[Union[str, bool]] = None,
+    subspace_selection: Optional[str] = None,
+    stitch_threshold: float = DEFAULT_THRESHOLD,
+    **overrides: Any,
+):
+    """Embed the head's stored anchors with ``encoder``, rebuild the same head on top and load its weights.
+
+    ``subspace_selection``: ``None`` keeps the head's subspace weights; ``"auto"`` (= ``"hard"``) keeps only the
+    projections whose anchor space agrees best with the training encoder's, ``"soft"`` weights them; both are
+    chosen from the anchors alone and stored in ``config.subspace_weights``. ``overrides`` go to the config.
+    """
+    from .modeling_bridge import load_encoder, load_tokenizer
+
+    bundle = head if isinstance(head, BridgeHead) else load_head(head, revision=head_revision, token=token)
+    source = bundle.source or "the head"
+    if getattr(cls, "_with_classifier", False) and not bundle.has_classifier:
+        raise HeadAttachError(f"{source} has no classifier (a representation head): attach it with BridgeModel.from_encoder")
+    model = load_encoder(encoder, revision, **(encoder_kwargs or {}))
+    name = encoder if isinstance(encoder, (str, os.PathLike)) else getattr(model, "name_or_path", None)
+    name = str(name) if name else f"an in-memory {type(model).__name__}"
+    have, want = encoder_modality(model), bundle.config["modality"]
+    if want != "features" and have != want:
+        raise HeadAttachError(
+            f"{source} is a {want} head but {name or type(model).__name__} is {'an' if have[0] in 'aeiou' else 'a'} "
+            f"{have} encoder ({type(model).__name__}, main input {model.main_input_name!r}); attach it to a {want} encoder"
+        )
+    if tokenizer is None and want == "text":
+        try:
+            tokenizer = load_tokenizer(name, revision)
+        except OSError as error:
+            raise HeadAttachError(f"cannot attach {source} to {name}: {error}") from None
+    kwargs = {**bundle.config_kwargs(), **overrides}
+    try:
+        bridge = cls.from_encoder(
+            model, anchors=bundle.anchors, anchor_labels=bundle.anchor_labels, tokenizer=tokenizer, revision=revision,
+            **kwargs,
+        )
+    except (IndexError, RuntimeError, ValueError) as error:
+        raise HeadAttachError(
+            f"the {len(bundle.anchors)} anchors of {source} failed to embed with {name} "
+            f"({type(error).__name__}: {error}). Check that the tokenizer belongs to this encoder (same vocabulary) "
+            f"and that it accepts max_seq_length={kwargs.get('max_seq_length')}"
+        ) from None
+    state = dict(bundle.state_dict)
+    if bridge.head.classifier is None:
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    try:
+        bridge.head.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise HeadFormatError(f"the weights in {source} do not fit the head its config describes: {error}") from None
+    bridge.eval()
+    report = compute_stitch_report(
+        bundle.anchor_embeddings, bridge.anchor_embeddings, bridge.config.projections, bridge.config.abs_transform,
+        bridge.config.subspace_weights, stitch_threshold, bundle.encoder.get("name_or_path") or "an unnamed encoder", name, warn=False,
+    )
+    if subspace_selection not in (None, "none"):
+        mode = {"auto": "hard", "hard": "hard", "soft": "soft"}.get(subspace_selection)
+        if mode is None:
+            raise ValueError(f"unknown subspace_selection {subspace_selection!r}; valid: None, 'auto', 'hard', 'soft'")
+        from .compatibility import select_subspaces
+
+        weights = select_subspaces(report.per_projection, bridge.config.projections, mode=mode)
+        bridge.config.subspace_weights = weights
+        bridge.config.check()
+        report.subspace_weights = weights
+        report.score = weighted_score(report.per_projection, bridge.config.projections, weights)
+        report.notes.append(f"subspace_selection={subspace_selection!r} set config.subspace_weights={weights}")
+    if report.warning:
+        import warnings
+
+        warnings.warn(report.warning, UserWarning, stacklevel=3)
+    bridge.stitch_report = report
+    return bridge
