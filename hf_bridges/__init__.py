@@ -2,7 +2,7 @@
 
 Importing the package registers the bridge classes with the transformers Auto classes.
 """
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoModelForSequenceClassification
 
 from .aggregation import AGGREGATIONS, register_aggregation
 from .configuration_bridge import BRIDGE_FORMAT_VERSION, BridgeConfig
@@ -13,6 +13,9 @@ from .modeling_bridge import (
     BridgeModelOutput,
     BridgePreTrainedModel,
 )
+from .encoders import ImagePreprocess, ModuleEncoder
+from .modeling_bridge_module import ModuleBridgeForClassification, ModuleBridgeModel
+from .modeling_bridge_vision import BridgeForImageClassification
 from .pooling import POOLINGS, register_pooling
 from .projections import PROJECTIONS, register_projection
 from .relative_head import RelativeProductHead
@@ -26,6 +29,8 @@ AutoModelForSequenceClassification.register(BridgeConfig, BridgeForSequenceClass
 BridgeConfig.register_for_auto_class()
 BridgeModel.register_for_auto_class("AutoModel")
 BridgeForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+AutoModelForImageClassification.register(BridgeConfig, BridgeForImageClassification, exist_ok=True)
+BridgeForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
 __all__ = [
     "AGGREGATIONS",
@@ -33,10 +38,15 @@ __all__ = [
     "BRIDGE_FORMAT_VERSION",
     "BridgeClassifierOutput",
     "BridgeConfig",
+    "BridgeForImageClassification",
     "BridgeForSequenceClassification",
     "BridgeModel",
     "BridgeModelOutput",
     "BridgePreTrainedModel",
+    "ImagePreprocess",
+    "ModuleBridgeForClassification",
+    "ModuleBridgeModel",
+    "ModuleEncoder",
     "POOLINGS",
     "PROJECTIONS",
     "RelativeProductHead",
