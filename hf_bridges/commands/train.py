@@ -1,0 +1,17 @@
+"""``hf-bridges train CONFIG [key=value ...] [--resume PATH|latest]``: the Accelerate training loop."""
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    from ..train import add_arguments
+
+    parser = subparsers.add_parser("train", help="train a bridge model from a YAML config (Accelerate, LoRA)")
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..train import run as train_run
+
+    train_run(args)
+    return 0

@@ -1,0 +1,51 @@
+"""Train a bridge model: ``python -m hf_bridges.train CONFIG [key=value ...] [--resume PATH|latest]``.
+
+The same module runs under any launcher (Accelerate reads the environment they set):
+
+    accelerate launch --num_processes 8 -m hf_bridges.train configs/train-bbc-lora.yaml
+    ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 -m hf_bridges.train configs/train-tiny.yaml   # CPU, 2 processes
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Optional, Sequence
+
+from .training.config import load_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("config", help="YAML preset, e.g. configs/train-tiny.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys (lora.r=4 for nested)")
+    parser.add_argument("--resume", metavar="PATH|latest", help="a checkpoint folder, a run folder, or 'latest'")
+    return parser
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from .training.loop import train
+
+    config = load_config(args.config, args.overrides)
+    results = train(config, resume=args.resume)
+    if results.get("saved"):
+        last = results["history"][-1] if results["history"] else {}
+        print(
+            f"trained {results['steps']} steps on {results['world_size']} process(es): "
+            f"accuracy {last.get('accuracy', float('nan')):.4f}, macro-F1 {last.get('macro_f1', float('nan')):.4f}; "
+            f"saved {', '.join(results['saved'].values())}"
+        )
+    return results
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m hf_bridges.train", description=__doc__.splitlines()[0]))
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, OSError) as error:
+        print(f"hf_bridges.train: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

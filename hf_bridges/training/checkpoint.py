@@ -1,0 +1,135 @@
+"""Atomic Accelerate checkpoints: written into a temp folder, renamed into place, then a ``latest`` pointer.
+
+A crash or a full disk mid-write leaves at most a ``.tmp-*`` folder (removed on the next save) and never a
+``latest`` that points at a partial checkpoint. Model weights are saved without DDP's ``module.`` prefix, so a
+checkpoint reads the same whatever the world size that wrote it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+STATE_FILE = "train_state.json"
+PREFIX = "module."
+
+
+class CheckpointError(OSError):
+    """A checkpoint could not be written (e.g. no space left); the previous ``latest`` is intact."""
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def strip_prefix_hook(models, weights, output_dir) -> None:
+    """``register_save_state_pre_hook``: drop the DDP wrapper's ``module.`` prefix from the saved keys."""
+    for i, state in enumerate(weights):
+        weights[i] = type(state)((k[len(PREFIX):] if k.startswith(PREFIX) else k, v) for k, v in state.items())
+
+
+def add_prefix_on_load(module, state_dict, prefix, *args) -> None:
+    """``load_state_dict`` pre-hook on a DDP wrapper: unprefixed checkpoint keys get ``module.`` back."""
+    for key in list(state_dict):
+        if key.startswith(prefix) and not key.startswith(prefix + PREFIX):
+            state_dict[prefix + PREFIX + key[len(prefix):]] = state_dict.pop(key)
+
+
+def install_prefix_hooks(accelerator, model) -> None:
+    accelerator.register_save_state_pre_hook(strip_prefix_hook)
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model.register_load_state_dict_pre_hook(add_prefix_on_load)
+
+
+def checkpoint_root(output_dir: str | os.PathLike) -> Path:
+    return Path(output_dir) / CHECKPOINTS
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> Optional[Path]:
+    """The checkpoint ``latest`` names, or None; temp folders of interrupted saves are never returned."""
+    pointer = checkpoint_root(output_dir) / LATEST
+    if not pointer.is_file():
+        return None
+    path = checkpoint_root(output_dir) / pointer.read_text().strip()
+    return path if (path / STATE_FILE).is_file() else None
+
+
+def resolve_checkpoint(resume: str, output_dir: str | os.PathLike) -> Path:
+    """``latest`` (in ``output_dir``), a checkpoint folder, or a run folder (its latest checkpoint)."""
+    if resume == "latest":
+        found = latest_checkpoint(output_dir)
+        if found is None:
+            raise OSError(f"--resume latest: no complete checkpoint under {checkpoint_root(output_dir)}")
+        return found
+    path = Path(resume)
+    if (path / STATE_FILE).is_file():
+        return path
+    for run_dir in (path, path.parent):
+        found = latest_checkpoint(run_dir)
+        if found is not None:
+            return found
+    raise OSError(f"--resume {resume}: not a checkpoint folder (no {STATE_FILE}) and no run with a latest checkpoint")
+
+
+def read_state(checkpoint: Path) -> dict[str, Any]:
+    return json.loads((checkpoint / STATE_FILE).read_text())
+
+
+def save_checkpoint(
+    accelerator, output_dir: str | os.PathLike, step: int, state: dict[str, Any], keep: int = 2, suffix: str = ""
+) -> Path:
+    """``accelerator.save_state`` into ``.tmp-step-N``, then rename to ``step-N`` and move ``latest``.
+
+    Every process takes part (each saves its own RNG state); weights and optimizer are written by the main
+    process only. On OSError the partial folder is removed and :class:`CheckpointError` says what is left.
+    """
+    root = checkpoint_root(output_dir)
+    name = f"step-{step:08d}{suffix}"  # e.g. "-epoch-end": never overwrites the folder `latest` may name
+    final, tmp = root / name, root / f".tmp-{name}"
+    main = accelerator.is_main_process
+    if main:
+        root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.mkdir()
+    accelerator.wait_for_everyone()
+    error: Optional[BaseException] = None
+    try:
+        accelerator.save_state(str(tmp))
+        if main:
+            write_text_atomic(tmp / STATE_FILE, json.dumps({**state, "step": step}, indent=2, default=str))
+    except OSError as exc:
+        error = exc
+    failed = torch.tensor([0 if error is None else 1], device=accelerator.device)
+    if int(accelerator.reduce(failed, reduction="sum").item()):
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        previous = latest_checkpoint(output_dir)
+        raise CheckpointError(
+            f"could not write the checkpoint at step {step} ({error or 'failed on another process'}); "
+            f"the partial write was removed and latest still points at {previous or 'nothing (no earlier checkpoint)'}. "
+            "Free disk space and rerun with --resume latest."
+        ) from error
+    if main:
+        if final.exists():  # only when a run redoes a step after a failure: latest points elsewhere then
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        write_text_atomic(root / LATEST, name)
+        complete = sorted(p for p in root.glob("step-*") if (p / STATE_FILE).is_file())
+        for old in complete[: max(len(complete) - max(keep, 1), 0)]:
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final

@@ -1,0 +1,91 @@
+"""JSON-lines and CSV trackers for Accelerate's ``log_with`` (Accelerate ships neither).
+
+They write only on the main process, append (a resumed run continues the same files) and flush every line,
+so a crash leaves a readable log.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from accelerate.state import PartialState
+from accelerate.tracking import GeneralTracker
+
+
+class _FileTracker(GeneralTracker):
+    requires_logging_directory = True
+    main_process_only = True
+    filename = ""
+
+    def __init__(self, run_name: str, logging_dir: str | os.PathLike):
+        super().__init__()
+        self.run_name = run_name
+        self.path = Path(logging_dir) / self.filename
+        if PartialState().is_main_process:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def tracker(self) -> Path:
+        return self.path
+
+    def store_init_configuration(self, values: dict) -> None:
+        if PartialState().is_main_process:
+            target = self.path.parent / "run_config.json"
+            tmp = target.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(values, indent=2, sort_keys=True, default=str))
+            os.replace(tmp, target)
+
+
+class JSONLinesTracker(_FileTracker):
+    """One JSON object per ``accelerator.log`` call: ``{"step": N, ...values}``."""
+
+    name = "json"
+    filename = "metrics.jsonl"
+
+    def log(self, values: dict, step: Optional[int] = None, **kwargs: Any) -> None:
+        if not PartialState().is_main_process:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, **values}, default=float) + "\n")
+
+
+class CSVTracker(_FileTracker):
+    """Long format ``step,key,value``: train and eval rows carry different keys, so no fixed header is needed."""
+
+    name = "csv"
+    filename = "metrics.csv"
+
+    def log(self, values: dict, step: Optional[int] = None, **kwargs: Any) -> None:
+        if not PartialState().is_main_process:
+            return
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["step", "key", "value"])
+            writer.writerows([step, key, value] for key, value in values.items())
+
+
+FILE_TRACKERS = {"json": JSONLinesTracker, "csv": CSVTracker}
+
+
+def build_trackers(names: list[str], run_name: str, logging_dir: str | os.PathLike) -> list:
+    """Our file trackers as instances; other names (``tensorboard``, ``wandb``...) go to Accelerate as strings."""
+    from accelerate.utils import is_tensorboard_available
+
+    trackers: list = []
+    for name in names:
+        if name in FILE_TRACKERS:
+            trackers.append(FILE_TRACKERS[name](run_name, logging_dir))
+        elif name == "tensorboard" and not is_tensorboard_available():
+            continue  # optional: TensorBoard when installed
+        else:
+            trackers.append(name)
+    return trackers
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
