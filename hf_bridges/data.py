@@ -85,3 +85,7 @@ def from_files(
     if "test" not in loaded:
         return stratified_split(loaded["train"], test_size, seed)
     return loaded
+
+
+# Image datasets (fashion_mnist, mnist_5k) register themselves in their own module.
+from . import data_vision  # noqa: E402,F401

@@ -278,3 +278,7 @@ def place_mpnet(dest: Path) -> None:
                 out = dest / path.relative_to(root)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, out)
+
+
+# Vision assets (MobileNetV2, group "vision") register themselves in their own module.
+from . import offline_vision  # noqa: E402,F401
