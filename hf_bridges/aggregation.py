@@ -86,9 +86,9 @@ class MLPSumAggregation(nn.Module):
 
     def forward(self, subspaces: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
         w = normalise_weights(weights, subspaces.shape[1], subspaces)
-        # One batched matmul for all subspaces instead of a Python loop of Linear layers.
-        hidden = torch.tanh(torch.einsum("bnk,nkj->bnj", subspaces, self.weight) + self.bias)
-        return torch.einsum("bnj,n->bj", hidden, w)
+        # One batched matmul (subspaces as the batch dimension) instead of a Python loop of Linear layers.
+        hidden = torch.tanh(torch.baddbmm(self.bias[:, None, :], subspaces.transpose(0, 1), self.weight))
+        return torch.einsum("nbj,n->bj", hidden, w)
 
 
 @register_aggregation("self_attention")
