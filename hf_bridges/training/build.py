@@ -104,8 +104,12 @@ def build_model(cfg: TrainConfig, train: datasets.Dataset, tokenizer) -> nn.Modu
     )
     if cfg.encoder is None:
         model.config.encoder_name_or_path = None
+    pooler = getattr(model.encoder, "pooler", None)
+    if cfg.pooling != "pooler" and isinstance(pooler, nn.Module):
+        # Unused by this pooling: trainable, it would get no gradient and DDP would stop at the second step.
+        pooler.requires_grad_(False)
     if cfg.lora is not None:
-        model = apply_lora(model, **cfg.lora)
+        model = apply_lora(model, **cfg.lora, skip_pooler=cfg.pooling != "pooler")
     return model
 
 
@@ -127,6 +131,7 @@ def apply_lora(
     alpha: int = 16,
     dropout: float = 0.0,
     bias: str = "none",
+    skip_pooler: bool = True,
 ) -> Any:
     """LoRA on the encoder only (regex-scoped to ``encoder.``), the relative head fully trained and saved.
 
@@ -143,7 +148,8 @@ def apply_lora(
             f"LoRA target module(s) {missing} not found in the encoder ({type(model.encoder).__name__}); "
             f"layers LoRA can adapt there: {lora_target_names(model.encoder)}"
         )
-    pattern = r"encoder\.(.*\.)?(" + "|".join(re.escape(t) for t in targets) + ")"
+    scope = r"encoder\.(?!pooler\.)" if skip_pooler else r"encoder\."  # an unused pooler must not get LoRA
+    pattern = scope + r"(.*\.)?(" + "|".join(re.escape(t) for t in targets) + ")"
     config = LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, bias=bias, target_modules=pattern, modules_to_save=["head"]
     )

@@ -109,7 +109,7 @@ def save_checkpoint(
         accelerator.save_state(str(tmp))
         if main:
             write_text_atomic(tmp / STATE_FILE, json.dumps({**state, "step": step}, indent=2, default=str))
-    except OSError as exc:
+    except Exception as exc:  # OSError, or safetensors' own SafetensorError wrapping an I/O error (disk full)
         error = exc
     failed = torch.tensor([0 if error is None else 1], device=accelerator.device)
     if int(accelerator.reduce(failed, reduction="sum").item()):

@@ -131,6 +131,12 @@ def train(cfg: TrainConfig, resume: Optional[str] = None) -> dict[str, Any]:
         dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True, data_seed=cfg.seed),
     )
     world = accelerator.num_processes
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != world:
+        raise ValueError(
+            f"launched as {launched} processes (WORLD_SIZE) but Accelerate formed a world of {world}: without GPUs, "
+            "set ACCELERATE_USE_CPU=1 (or cpu=true) so the processes join one gloo group (see README, 'Training')"
+        )
     if cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} (global) must be divisible by the {world} processes")
     checkpoint, state = None, {}

