@@ -71,14 +71,30 @@ def push_head_to_hub(
 
     Only the head files (and the card) are uploaded, so a head can share a repo with a full model.
     """
-    api = HfApi(endpoint=endpoint, token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     with tempfile.TemporaryDirectory(prefix="bridge-head-") as tmp:
         folder = save_head(model, Path(tmp) / "head", repo_id=repo_id, **save_kwargs)
-        return api.upload_folder(
-            repo_id=repo_id, folder_path=folder, revision=revision, commit_message=commit_message,
-            allow_patterns=[*HEAD_FILES, CARD_NAME],
-        )
+        return push_head_folder(folder, repo_id, private=private, token=token, revision=revision,
+                                commit_message=commit_message, endpoint=endpoint)
+
+
+def push_head_folder(
+    folder: PathLike,
+    repo_id: str,
+    *,
+    private: Optional[bool] = None,
+    token: Optional[Union[str, bool]] = None,
+    revision: Optional[str] = None,
+    commit_message: str = "Upload bridge head",
+    endpoint: Optional[str] = None,
+):
+    """Upload a head folder written by ``save_head`` (checked first, so a broken head is never published)."""
+    read_head(folder)
+    api = HfApi(endpoint=endpoint, token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    return api.upload_folder(
+        repo_id=repo_id, folder_path=folder, revision=revision, commit_message=commit_message,
+        allow_patterns=[*HEAD_FILES, CARD_NAME],
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------- pull

@@ -1,0 +1,130 @@
+"""``hf-bridges head push|pull|attach|inspect``: move stitchable heads between folders, the Hub and encoders."""
+from __future__ import annotations
+
+import json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("head", help="push, pull, attach or inspect a head-only bridge (see README)")
+    actions = parser.add_subparsers(dest="head_command", metavar="ACTION", required=True)
+
+    def hub_options(p, revision: bool = True) -> None:
+        if revision:
+            p.add_argument("--revision", help="branch, tag or commit sha of the head repo")
+        p.add_argument("--token", help="Hub token (default: the stored login / HF_TOKEN)")
+        p.add_argument("--endpoint", help="Hub endpoint (default: HF_ENDPOINT)")
+
+    push = actions.add_parser("push", help="upload a head folder (written by save_head) to a Hub repo")
+    push.add_argument("folder")
+    push.add_argument("repo_id")
+    push.add_argument("--private", action="store_true", help="create the repo as private")
+    push.add_argument("--message", default="Upload bridge head", help="commit message")
+    hub_options(push)
+    push.set_defaults(func=run_push)
+
+    pull = actions.add_parser("pull", help="download a head repo into the HF cache (or --output) and check it")
+    pull.add_argument("repo_id")
+    pull.add_argument("--output", help="also copy the head files into this folder")
+    pull.add_argument("--force", action="store_true", help="download again even if cached")
+    hub_options(pull)
+    pull.set_defaults(func=run_pull)
+
+    attach = actions.add_parser("attach", help="attach a head (folder or repo) to an encoder and save the model")
+    attach.add_argument("head")
+    attach.add_argument("--encoder", required=True, help="Hub id or folder of the new encoder")
+    attach.add_argument("--encoder-revision", help="revision of the encoder")
+    attach.add_argument("--tokenizer", help="tokenizer to use (default: the encoder's own)")
+    attach.add_argument("--subspace-selection", choices=["none", "auto", "hard", "soft"], default="none",
+                        help="label-free choice of the projections that transfer (sets config.subspace_weights)")
+    attach.add_argument("--output", help="save the stitched model (save_pretrained) into this folder")
+    attach.add_argument("--json", action="store_true", help="print the stitch report as JSON")
+    hub_options(attach)
+    attach.set_defaults(func=run_attach)
+
+    inspect = actions.add_parser("inspect", help="validate a head (folder or repo) and print what it holds")
+    inspect.add_argument("head")
+    inspect.add_argument("--json", action="store_true", help="print bridge_head_config.json")
+    hub_options(inspect)
+    inspect.set_defaults(func=run_inspect)
+
+
+def _pull_kwargs(args) -> dict:
+    return {"revision": getattr(args, "revision", None), "token": args.token, "endpoint": args.endpoint}
+
+
+def run_push(args) -> int:
+    from ..hub import push_head_folder
+
+    info = push_head_folder(args.folder, args.repo_id, private=args.private, token=args.token,
+                            revision=args.revision, commit_message=args.message, endpoint=args.endpoint)
+    print(f"pushed {args.folder} to {args.repo_id} (commit {info.oid})")
+    return 0
+
+
+def run_pull(args) -> int:
+    import shutil
+    from pathlib import Path
+
+    from ..head_format import CARD_NAME, HEAD_FILES, read_head
+    from ..hub import pull_head
+
+    folder = pull_head(args.repo_id, force_download=args.force, **_pull_kwargs(args))
+    read_head(folder, source=args.repo_id)
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in (*HEAD_FILES, CARD_NAME):
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, out / name)
+        folder = out
+    print(folder)
+    return 0
+
+
+def run_attach(args) -> int:
+    import warnings
+
+    from .. import BridgeForSequenceClassification, BridgeModel
+    from ..hub import load_head
+
+    head = load_head(args.head, **_pull_kwargs(args))
+    cls = BridgeForSequenceClassification if head.has_classifier else BridgeModel
+    tokenizer = None
+    if args.tokenizer:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the report below carries the warning
+        model = cls.from_encoder(args.encoder, head=head, tokenizer=tokenizer, revision=args.encoder_revision,
+                                 subspace_selection=None if args.subspace_selection == "none" else args.subspace_selection)
+    report = model.stitch_report
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    if args.output:
+        model.save_pretrained(args.output)
+        print(f"saved the stitched model to {args.output}")
+    return 0
+
+
+def run_inspect(args) -> int:
+    from ..hub import load_head
+
+    head = load_head(args.head, **_pull_kwargs(args))
+    config = head.config
+    if args.json:
+        print(json.dumps(config, indent=2, sort_keys=True))
+        return 0
+    encoder = config["encoder"]
+    print(f"bridge head {args.head} (format version {config['bridge_head_format_version']}, "
+          f"hf_bridges {config.get('hf_bridges_version')})")
+    print(f"  trained on:   {encoder.get('name_or_path')} ({encoder.get('model_type')}, hidden size "
+          f"{encoder.get('hidden_size')}, revision {encoder.get('revision') or encoder.get('commit_hash') or '-'})")
+    print(f"  modality:     {config['modality']}, pooling {config['pooling']}, max_seq_length {config['max_seq_length']}")
+    print(f"  anchors:      {config['num_anchors']} ({'with' if head.anchor_labels else 'without'} labels)")
+    print(f"  projections:  {', '.join(config['projections'])}; aggregation {config['aggregation']}; "
+          f"subspace_norm {config['subspace_norm']}; abs_transform {config['abs_transform']}")
+    labels = [head.id2label[i] for i in sorted(head.id2label)]
+    print(f"  classifier:   {len(labels)} labels: {', '.join(labels)}" if labels else "  classifier:   none")
+    for name, meta in sorted(config["files"].items()):
+        print(f"  {name:<26} {meta['size']:>10,} bytes  sha256 {meta['sha256'][:12]}  ok")
+    return 0
