@@ -153,3 +153,25 @@ def as_module_encoder(encoder: nn.Module, **kwargs: Any) -> ModuleEncoder:
             raise ValueError(f"the encoder is already a ModuleEncoder; options {sorted(kwargs)} would be ignored")
         return encoder
     return ModuleEncoder(encoder, **kwargs)
+
+
+ModuleEncoderFactory = Callable[..., ModuleEncoder]
+MODULE_ENCODERS: dict[str, ModuleEncoderFactory] = {}
+
+
+def register_module_encoder(name: str) -> Callable[[ModuleEncoderFactory], ModuleEncoderFactory]:
+    """Name a factory of :class:`ModuleEncoder` so configs (e.g. ``hf-bridges stitch``) can refer to it."""
+
+    def wrap(fn: ModuleEncoderFactory) -> ModuleEncoderFactory:
+        MODULE_ENCODERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def build_module_encoder(name: str, **options: Any) -> ModuleEncoder:
+    try:
+        factory = MODULE_ENCODERS[name]
+    except KeyError:
+        raise ValueError(f"unknown module encoder {name!r}; registered: {sorted(MODULE_ENCODERS)}") from None
+    return as_module_encoder(factory(**options))

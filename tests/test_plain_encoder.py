@@ -1,0 +1,137 @@
+"""Plain nn.Module encoders and precomputed features: same head, same save/load, clear errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from hf_bridges import BridgeConfig, BridgeForSequenceClassification, ModuleBridgeForClassification, ModuleEncoder
+
+
+def mlp(seed: int, width: int = 16) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, width)).eval()
+
+
+class Rotated(nn.Module):
+    """``base`` followed by an orthogonal map and a scale: what cosine similarity is invariant to."""
+
+    def __init__(self, base: nn.Module, width: int, scale: float = 3.0):
+        super().__init__()
+        self.base = base
+        q, _ = torch.linalg.qr(torch.randn(width, width, generator=torch.Generator().manual_seed(5)))
+        self.register_buffer("q", q * scale)
+
+    def forward(self, x):
+        return self.base(x) @ self.q
+
+
+class Returns(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.lin = nn.Linear(10, 8)
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(self.lin(x))
+
+
+@pytest.fixture()
+def anchors():
+    return torch.randn(12, 10, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture()
+def x():
+    return torch.randn(6, 10, generator=torch.Generator().manual_seed(1))
+
+
+def test_module_bridge_embeds_with_the_module(anchors, x):
+    module = mlp(0)
+    bridge = ModuleBridgeForClassification.from_module(module, anchors=anchors, num_labels=3).eval()
+    assert bridge.config.features_dim == 16 and bridge.config.anchor_input_shape == [10]
+    torch.testing.assert_close(bridge.anchor_embeddings, module(anchors))
+    out = bridge(inputs=x, labels=torch.tensor([0, 1, 2, 0, 1, 2]), output_representations=True)
+    torch.testing.assert_close(out.embeddings, module(x))
+    assert out.logits.shape == (6, 3) and out.loss.ndim == 0
+    # features= gives the same result as inputs= (precomputed embeddings)
+    torch.testing.assert_close(bridge(features=module(x)).logits, out.logits)
+
+
+def test_save_load_without_encoder_weights(anchors, x, tmp_path):
+    module = mlp(0)
+    bridge = ModuleBridgeForClassification.from_module(module, anchors=anchors, num_labels=3).eval()
+    bridge.save_pretrained(tmp_path)
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert "anchors.inputs" in keys and not any(k.startswith("encoder.") for k in keys)
+    expected = bridge(inputs=x).logits
+    with_module = ModuleBridgeForClassification.from_pretrained(tmp_path, module=module).eval()
+    torch.testing.assert_close(with_module(inputs=x).logits, expected)
+    features_only = ModuleBridgeForClassification.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(features_only(features=module(x)).logits, expected)
+    with pytest.raises(ValueError, match="no encoder"):
+        features_only(inputs=x)
+
+
+def test_head_stitches_onto_a_rotated_and_rescaled_module(anchors, x, tmp_path):
+    """Cosine relative spaces are invariant to rotation + scale: the same head gives the same logits zero-shot."""
+    base = mlp(0)
+    bridge = ModuleBridgeForClassification.from_module(base, anchors=anchors, num_labels=3, projections=["cosine"])
+    bridge.eval().save_pretrained(tmp_path)
+    other = ModuleBridgeForClassification.from_pretrained(tmp_path, module=Rotated(base, 16)).eval()
+    assert not torch.allclose(other.anchor_embeddings, bridge.anchor_embeddings)
+    torch.testing.assert_close(other(inputs=x).logits, bridge(inputs=x).logits, atol=1e-5, rtol=1e-4)
+    # a different width works too (the relative space has k dims whatever the encoder's width)
+    other.attach_encoder(mlp(1, width=24))
+    assert other.config.features_dim == 24 and other(inputs=x).logits.shape == (6, 3)
+
+
+def test_plain_module_output_errors(anchors):
+    with pytest.raises(ValueError, match=r"returned a tuple .*output=0"):
+        ModuleBridgeForClassification.from_module(Returns(lambda z: (z, z)), anchors=anchors, num_labels=2)
+    with pytest.raises(ValueError, match=r"\(batch, dim\).*got shape \(2, 8, 1\).*pooling='mean'"):
+        ModuleBridgeForClassification.from_module(Returns(lambda z: z[:, :, None]), anchors=anchors, num_labels=2)
+    with pytest.raises(ValueError, match="keys"):
+        ModuleBridgeForClassification.from_module(Returns(lambda z: {"h": z}), anchors=anchors, num_labels=2)
+    with pytest.raises(ValueError, match="floating point"):
+        ModuleBridgeForClassification.from_module(Returns(lambda z: z.long()), anchors=anchors, num_labels=2)
+    with pytest.raises(ValueError, match="at least 2 anchor"):
+        ModuleBridgeForClassification.from_module(mlp(0), anchors=anchors[:1], num_labels=2)
+    with pytest.raises(TypeError, match="nn.Module"):
+        ModuleEncoder(lambda z: z)
+    # the fixes the messages suggest work
+    picked = ModuleBridgeForClassification.from_module(Returns(lambda z: (z, z * 2)), anchors=anchors, num_labels=2,
+                                                       output=1)
+    assert picked.config.features_dim == 8
+    keyed = ModuleBridgeForClassification.from_module(Returns(lambda z: {"h": z}), anchors=anchors, num_labels=2,
+                                                      output="h")
+    assert keyed.config.features_dim == 8
+    pooled = ModuleEncoder(Returns(lambda z: z.view(-1, 2, 2, 2)), pooling="mean")
+    assert pooled(anchors).shape == (12, 2)
+
+
+def test_bad_inputs_to_a_module_bridge(anchors):
+    bridge = ModuleBridgeForClassification.from_module(mlp(0), anchors=anchors, num_labels=2)
+    with pytest.raises(ValueError, match="pass inputs"):
+        bridge()
+    with pytest.raises(ValueError, match="empty batch"):
+        bridge(inputs=torch.zeros(0, 10))
+    with pytest.raises(ValueError, match="width 5 differs"):
+        bridge(features=torch.zeros(3, 5))
+
+
+def test_features_only_bridge_round_trips_without_features_dim(tmp_path):
+    """BridgeConfig(encoder=None): the anchors define the width, so save/load works without features_dim."""
+    config = BridgeConfig(encoder=None, modality="features", num_anchors=8, num_labels=3)
+    bridge = BridgeForSequenceClassification(config).eval()
+    anchors = torch.randn(8, 16)
+    bridge.set_anchor_embeddings(anchors)
+    assert bridge.config.features_dim == 16
+    bridge.save_pretrained(tmp_path)
+    loaded = BridgeForSequenceClassification.from_pretrained(tmp_path).eval()
+    feats = torch.randn(4, 16)
+    torch.testing.assert_close(loaded(features=feats).logits, bridge(features=feats).logits)
+    with pytest.raises(ValueError, match="no encoder"):
+        loaded(input_ids=torch.ones(2, 3, dtype=torch.long))
