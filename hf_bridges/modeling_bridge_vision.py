@@ -39,8 +39,8 @@ def _one_image(image: Any) -> np.ndarray:
     if hasattr(image, "convert") and hasattr(image, "mode"):  # PIL
         if image.mode not in ("L", "RGB"):
             image = image.convert("RGB")
-        return np.asarray(image)
-    if isinstance(image, torch.Tensor):
+        image = np.asarray(image)
+    elif isinstance(image, torch.Tensor):
         image = image.detach().cpu()
         image = image.permute(1, 2, 0).numpy() if image.dim() == 3 else image.numpy()
     array = np.asarray(image)
