@@ -1,0 +1,109 @@
+"""On-disk embedding cache: Arrow shards written with ``datasets``, keyed by what changes the embeddings.
+
+The key covers the encoder identity (id, resolved revision, pooling, max length, prefix, kind) and the dataset
+split's fingerprint, nothing about heads, so new heads re-embed nothing. Shards are written to a temporary
+folder and renamed into place; a run that is interrupted resumes from the shards already written.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+SHARD_ROWS = 256
+CACHE_FORMAT = 1
+
+
+def default_cache_root() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME) / "hf_bridges" / "embeddings"
+
+
+def cache_key(identity: dict, dataset_fingerprint: str) -> str:
+    payload = {"encoder": identity, "dataset": dataset_fingerprint, "format": CACHE_FORMAT}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+@dataclass
+class EmbeddingCache:
+    root: Path
+
+    def folder(self, identity: dict, dataset_fingerprint: str) -> Path:
+        label = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(identity.get("id", "encoder")))[-60:]
+        return Path(self.root) / f"{label}-{cache_key(identity, dataset_fingerprint)}"
+
+    def is_complete(self, identity: dict, dataset_fingerprint: str) -> bool:
+        return (self.folder(identity, dataset_fingerprint) / "manifest.json").is_file()
+
+    def embeddings(
+        self,
+        identity: dict,
+        dataset,
+        input_column: str,
+        load_embed: Callable[[], Callable[[dict], np.ndarray]],
+        desc: str = "embedding",
+        batch_size: int = 32,
+        stats: Optional[dict] = None,
+    ) -> np.ndarray:
+        """(n, dim) float32 embeddings of ``dataset[input_column]``; computes only the shards not on disk.
+
+        ``load_embed`` is called lazily, so a fully cached split never loads the encoder. ``stats`` (optional)
+        receives ``rows_embedded`` / ``rows_cached``.
+        """
+        import datasets
+        from tqdm.auto import tqdm
+
+        folder = self.folder(identity, dataset._fingerprint)
+        folder.mkdir(parents=True, exist_ok=True)
+        n = len(dataset)
+        starts = list(range(0, n, SHARD_ROWS))
+        todo = [s for s in starts if not (folder / f"shard-{s:08d}").is_dir()]
+        stats = stats if stats is not None else {}
+        stats["rows_embedded"] = stats.get("rows_embedded", 0)
+        stats["rows_cached"] = stats.get("rows_cached", 0) + n - sum(min(SHARD_ROWS, n - s) for s in todo)
+        if todo:
+            embed = load_embed()
+            with tqdm(total=n, initial=n - sum(min(SHARD_ROWS, n - s) for s in todo), desc=desc, unit="row",
+                      leave=False) as bar:
+                for start in todo:
+                    rows = dataset.select(range(start, min(start + SHARD_ROWS, n)))
+                    parts = []
+                    for b in range(0, len(rows), batch_size):
+                        batch = rows[b: b + batch_size]
+                        parts.append(np.asarray(embed({input_column: batch[input_column]}), dtype=np.float32))
+                        bar.update(len(batch[input_column]))
+                    values = np.concatenate(parts)
+                    if not np.isfinite(values).all():
+                        raise ValueError(f"{identity.get('id')}: NaN/inf embeddings in rows {start}..; not cached")
+                    shard = datasets.Dataset.from_dict(
+                        {"row": np.arange(start, start + len(values)), "embedding": values},
+                        features=datasets.Features({
+                            "row": datasets.Value("int64"),
+                            "embedding": datasets.List(datasets.Value("float32"), length=values.shape[1]),
+                        }),
+                    )
+                    with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-") as tmp:
+                        shard.save_to_disk(os.path.join(tmp, "shard"))
+                        os.replace(os.path.join(tmp, "shard"), folder / f"shard-{start:08d}")
+                    stats["rows_embedded"] += len(values)
+        shards = [datasets.load_from_disk(str(folder / f"shard-{s:08d}")) for s in starts]
+        table = datasets.concatenate_datasets(shards).with_format("numpy")
+        values = np.asarray(table["embedding"], dtype=np.float32)
+        if values.shape[0] != n or not np.array_equal(np.asarray(table["row"]), np.arange(n)):
+            shutil.rmtree(folder)
+            raise OSError(f"embedding cache {folder} was inconsistent and has been removed; rerun to rebuild it")
+        manifest = {"identity": identity, "dataset_fingerprint": dataset._fingerprint, "rows": n,
+                    "dim": int(values.shape[1]), "format": CACHE_FORMAT}
+        tmp_manifest = folder / ".manifest.json.tmp"
+        tmp_manifest.write_text(json.dumps(manifest, indent=2))
+        os.replace(tmp_manifest, folder / "manifest.json")
+        return values

