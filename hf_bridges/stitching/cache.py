@@ -53,12 +53,25 @@ class EmbeddingCache:
         desc: str = "embedding",
         batch_size: int = 32,
         stats: Optional[dict] = None,
+        progress: bool = True,
     ) -> np.ndarray:
         """(n, dim) float32 embeddings of ``dataset[input_column]``; computes only the shards not on disk.
 
         ``load_embed`` is called lazily, so a fully cached split never loads the encoder. ``stats`` (optional)
         receives ``rows_embedded`` / ``rows_cached``.
         """
+        import datasets
+        from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+        was_disabled = are_progress_bars_disabled()
+        disable_progress_bars()  # one bar per shard save/load would drown the embedding bar
+        try:
+            return self._embeddings(identity, dataset, input_column, load_embed, desc, batch_size, stats, progress)
+        finally:
+            if not was_disabled:
+                enable_progress_bars()
+
+    def _embeddings(self, identity, dataset, input_column, load_embed, desc, batch_size, stats, progress):
         import datasets
         from tqdm.auto import tqdm
 
@@ -73,7 +86,7 @@ class EmbeddingCache:
         if todo:
             embed = load_embed()
             with tqdm(total=n, initial=n - sum(min(SHARD_ROWS, n - s) for s in todo), desc=desc, unit="row",
-                      leave=False) as bar:
+                      leave=False, disable=not progress) as bar:
                 for start in todo:
                     rows = dataset.select(range(start, min(start + SHARD_ROWS, n)))
                     parts = []

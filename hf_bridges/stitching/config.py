@@ -152,10 +152,15 @@ def parse_config(data: dict, source: str = "config") -> StitchConfig:
     from ..pooling import POOLINGS
     from ..projections import PROJECTIONS
     from ..transforms import ABS_TRANSFORMS, SUBSPACE_NORMS
-    from .encoders import ENCODER_KINDS
+    from .encoders import ENCODER_KINDS, load_plugins
 
+    load_plugins()
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    top = {f.name for f in dataclasses.fields(StitchConfig)}
+    for key in data:
+        if key not in top:
+            raise ConfigError(f"{source}: unknown key {key!r}{did_you_mean(key, top)} (valid keys: {sorted(top)})")
     for key in ("encoders", "methods"):
         if not data.get(key):
             raise ConfigError(f"{source}: '{key}' is required and must be a non-empty list")

@@ -27,6 +27,20 @@ class EncoderKind(Protocol):
 
 
 ENCODER_KINDS: dict[str, EncoderKind] = {}
+PLUGIN_PREFIXES = ("hf_bridges.stitching.encoders_", "hf_bridges.data_")
+
+
+def load_plugins() -> None:
+    """Import every ``hf_bridges/stitching/encoders_*.py`` and ``hf_bridges/data_*.py`` module, so encoder kinds
+    and datasets registered there (e.g. image encoders, Fashion-MNIST) are available to configs by name."""
+    import importlib
+    import pkgutil
+
+    import hf_bridges
+
+    for info in pkgutil.walk_packages(hf_bridges.__path__, "hf_bridges."):
+        if info.name.startswith(PLUGIN_PREFIXES):
+            importlib.import_module(info.name)
 
 
 def register_encoder_kind(name: str):
@@ -40,6 +54,8 @@ def register_encoder_kind(name: str):
 
 
 def get_encoder_kind(name: str) -> EncoderKind:
+    if name not in ENCODER_KINDS:
+        load_plugins()
     try:
         return ENCODER_KINDS[name]
     except KeyError:

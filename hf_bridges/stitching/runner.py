@@ -1,6 +1,7 @@
 """The stitching run: validate, embed (cached), pick anchors once, train heads, score every encoder pair, report."""
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 import time
@@ -37,16 +38,23 @@ def load_splits(config: StitchConfig, input_column: str):
     if spec.name not in DATASETS:
         raise ConfigError(f"dataset.name: unknown dataset {spec.name!r}{did_you_mean(spec.name, DATASETS)} "
                           f"(registered: {sorted(DATASETS)})")
-    data = load_labelled_dataset(spec.name, **spec.options)
+    options = dict(spec.options)
+    text_column, label_column = spec.text_column, spec.label_column
+    accepted = inspect.signature(DATASETS[spec.name]).parameters
+    if "text_column" in accepted and "label_column" in accepted:  # the loader renames to text/label itself
+        options.setdefault("text_column", text_column)
+        options.setdefault("label_column", label_column)
+        text_column, label_column = "text", "label"
+    data = load_labelled_dataset(spec.name, **options)
     for split in ("train", "test"):
         if split not in data:
             raise ConfigError(f"dataset {spec.name!r} has no {split!r} split (splits: {list(data)})")
         columns = data[split].column_names
-        for column, role in ((spec.label_column, "label_column"), (spec.text_column, "text_column")):
+        for column, role in ((label_column, "label_column"), (text_column, "text_column")):
             if column not in columns:
                 raise ConfigError(f"dataset.{role}: column {column!r} is not in the {split} split"
                                   f"{did_you_mean(column, columns)} (columns: {columns})")
-    renames = {spec.text_column: input_column, spec.label_column: "label"}
+    renames = {text_column: input_column, label_column: "label"}
     renames = {k: v for k, v in renames.items() if k != v}
     if renames:
         data = data.rename_columns(renames)
@@ -94,7 +102,7 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
         for split_name, split in (("train", train), ("test", test)):
             embeddings[spec.name, split_name] = cache.embeddings(
                 identities[spec.name], split, kind.input_column, lambda s=spec, k=kind: k.load(s),
-                desc=f"embed {spec.name}/{split_name}", batch_size=spec.batch_size, stats=stats,
+                desc=f"embed {spec.name}/{split_name}", batch_size=spec.batch_size, stats=stats, progress=not quiet,
             )
         cache_stats[spec.name] = stats
     timing["embedding"] = time.perf_counter() - t0
