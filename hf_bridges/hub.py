@@ -120,7 +120,9 @@ def pull_head(
     try:
         folder = snapshot_download(
             head, revision=revision, token=token, cache_dir=cache_dir, endpoint=endpoint,
-            allow_patterns=[*HEAD_FILES, CARD_NAME], force_download=force_download, local_files_only=local_files_only,
+            # config.json too (small): it tells a full bridge model apart from a repo that is no bridge at all
+            allow_patterns=[*HEAD_FILES, CARD_NAME, "config.json"], force_download=force_download,
+            local_files_only=local_files_only,
         )
     except RepositoryNotFoundError:
         raise HeadFormatError(
@@ -148,6 +150,23 @@ def load_head(head: PathLike, **pull_kwargs: Any) -> BridgeHead:
 # -------------------------------------------------------------------------------------------------------- attach
 def encoder_modality(encoder) -> str:
     return INPUT_MODALITY.get(getattr(encoder, "main_input_name", "input_ids"), "unknown")
+
+
+def _check_tokenizer(tokenizer, anchors, name: str, source: str, max_unknown: float = 0.5) -> None:
+    """Refuse a tokenizer that cannot represent the anchors (e.g. transformers' empty fallback tokenizer for an
+    encoder folder without tokenizer files, which maps every word to the unknown token)."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return
+    ids = tokenizer([str(a) for a in anchors[:256]], add_special_tokens=False)["input_ids"]
+    total = sum(len(row) for row in ids)
+    unknown = sum(token == unk for row in ids for token in row)
+    if total == 0 or unknown / total > max_unknown:
+        raise HeadAttachError(
+            f"cannot attach {source} to {name}: its tokenizer ({type(tokenizer).__name__}, {len(tokenizer)} tokens) "
+            f"maps {unknown} of {total} anchor tokens to the unknown token, so the anchors cannot be embedded. The "
+            "encoder's tokenizer files are probably missing: pass tokenizer=... (the tokenizer the encoder was trained with)"
+        )
 
 
 def attach_head(
@@ -190,6 +209,8 @@ def attach_head(
             tokenizer = load_tokenizer(name, revision)
         except OSError as error:
             raise HeadAttachError(f"cannot attach {source} to {name}: {error}") from None
+    if tokenizer is not None and want == "text":
+        _check_tokenizer(tokenizer, bundle.anchors, name, source)
     kwargs = {**bundle.config_kwargs(), **overrides}
     try:
         bridge = cls.from_encoder(

@@ -294,3 +294,34 @@ class HubServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self._thread.join(timeout=5)
+
+
+# ------------------------------------------------------------------------------------------------ pytest fixture
+TOKEN, OTHER_TOKEN = "hf_alice_token", "hf_bob_token"
+
+
+def hub_fixture(tmp_path, monkeypatch):
+    """A running server with users alice and bob; the HF client's endpoint, cache and token path point at it/tmp.
+
+    Patched the way huggingface_hub's own tests patch their constants; ``env`` holds the same settings for
+    subprocesses (a fresh process reads them from the environment).
+    """
+    from huggingface_hub import constants
+
+    import transformers.utils.hub as transformers_hub
+
+    with HubServer({TOKEN: "alice", OTHER_TOKEN: "bob"}) as server:
+        home = tmp_path / "hf-home"
+        monkeypatch.setattr(constants, "ENDPOINT", server.endpoint)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_HOME", str(home))
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+        monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+        monkeypatch.setattr(transformers_hub, "_hf_api", None)  # transformers caches an HfApi bound to the endpoint
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        server.home = home
+        server.env = {"HF_ENDPOINT": server.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(home),
+                      "HF_HUB_CACHE": str(home / "hub"), "TOKENIZERS_PARALLELISM": "false"}
+        yield server
