@@ -56,9 +56,7 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
                 "this config wraps a transformers encoder; load it with BridgeForSequenceClassification / "
                 "BridgeForImageClassification, not a module bridge"
             )
-        if encoder is not None:
-            encoder = as_module_encoder(encoder)
-        super().__init__(config, encoder=encoder)
+        super().__init__(config, encoder=None)
         shape = getattr(config, "anchor_input_shape", None)
         self.anchors = TensorAnchorStore(
             config.num_anchors,
@@ -66,6 +64,13 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
             getattr(config, "anchor_input_dtype", None) or "float32",
             config.hidden_size,
         )
+        if encoder is not None:
+            # Attached after post_init: transformers' weight initialisation would otherwise re-initialise the
+            # module's (pretrained) Linear / Conv / norm layers, which carry no "already initialised" flag.
+            encoder = as_module_encoder(encoder)
+            if config.freeze_encoder:
+                encoder.requires_grad_(False)
+            self.encoder = encoder
 
     # ----------------------------------------------------------------------------------------------- construction
     @classmethod

@@ -59,6 +59,18 @@ def test_module_bridge_embeds_with_the_module(anchors, x):
     torch.testing.assert_close(bridge(features=module(x)).logits, out.logits)
 
 
+def test_wrapping_keeps_the_module_weights(anchors):
+    """transformers' post_init must not re-initialise a (pretrained) plain module: its weights stay as they were."""
+    module = nn.Sequential(nn.Linear(10, 16), nn.LayerNorm(16), nn.Linear(16, 8))
+    with torch.no_grad():
+        for p in module.parameters():
+            p.fill_(0.123)
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    ModuleBridgeForClassification.from_module(module, anchors=anchors, num_labels=2)
+    for key, value in module.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
 def test_save_load_without_encoder_weights(anchors, x, tmp_path):
     module = mlp(0)
     bridge = ModuleBridgeForClassification.from_module(module, anchors=anchors, num_labels=3).eval()

