@@ -87,6 +87,7 @@ def main() -> None:
         "MiniLM-L6": (L6, tokenizers[L6]),
         "MiniLM-L3": (L3, tokenizers[L3]),
         "L6+noise0.2": (noisy(L6, 0.2), tokenizers[L6]),
+        "L6+noise0.35": (noisy(L6, 0.35), tokenizers[L6]),
         "L6+noise0.5": (noisy(L6, 0.5), tokenizers[L6]),
         "L6+noise1.0": (noisy(L6, 1.0), tokenizers[L6]),
         "random-BERT": (random_bert(L6), tokenizers[L6]),

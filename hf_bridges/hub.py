@@ -231,9 +231,11 @@ def attach_head(
     except RuntimeError as error:
         raise HeadFormatError(f"the weights in {source} do not fit the head its config describes: {error}") from None
     bridge.eval()
+    config = bridge.config
     report = compute_stitch_report(
-        bundle.anchor_embeddings, bridge.anchor_embeddings, bridge.config.projections, bridge.config.abs_transform,
-        bridge.config.subspace_weights, stitch_threshold, bundle.encoder.get("name_or_path") or "an unnamed encoder", name, warn=False,
+        bundle.anchor_embeddings, bridge.anchor_embeddings, config.projections, abs_transform=config.abs_transform,
+        subspace_norm=config.subspace_norm, subspace_weights=config.subspace_weights, threshold=stitch_threshold,
+        training_encoder=bundle.encoder.get("name_or_path") or "an unnamed encoder", new_encoder=name, warn=False,
     )
     if subspace_selection not in (None, "none"):
         mode = {"auto": "hard", "hard": "hard", "soft": "soft"}.get(subspace_selection)

@@ -1,7 +1,8 @@
 """``stitch_report``: before any label is seen, how much the new encoder's anchor space looks like the training one.
 
 For each projection the head uses, the anchor-vs-anchor relative matrix (k x k) is computed from the training
-encoder's stored anchor embeddings and from the new encoder's, and compared with linear CKA. The score is the mean
+encoder's stored anchor embeddings and from the new encoder's, normalised the way the head normalises its subspaces
+(LayerNorm: per row), and compared with linear CKA. The score is the mean
 CKA over the subspaces the head will use (weighted by the subspace weights), so choosing subspaces at attach time
 (``subspace_selection="auto"``) raises it when one projection transfers much worse than the others.
 
@@ -20,7 +21,7 @@ from .compatibility import anchor_space, select_subspaces, subspace_scores
 
 # See the README section for the measurements: compatible real pairs scored >= 0.74, pairs whose stitched accuracy
 # fell more than 10 points under the same-encoder accuracy scored <= 0.6.
-DEFAULT_THRESHOLD = 0.7
+DEFAULT_THRESHOLD = 0.6
 
 
 @dataclass
@@ -81,11 +82,22 @@ def weighted_score(per_projection: dict[str, float], projections: Sequence[str],
     return float(min(max(score, 0.0), 1.0))
 
 
+def as_head_sees(matrix: torch.Tensor, subspace_norm: str) -> torch.Tensor:
+    """The relative matrix after the head's per-subspace normalisation (its learned affine part is the same for
+    both encoders, so it is left out): ``layernorm`` standardises each row, ``batchnorm`` each column."""
+    if subspace_norm == "layernorm":
+        return (matrix - matrix.mean(1, keepdim=True)) / matrix.std(1, keepdim=True).clamp_min(1e-12)
+    if subspace_norm == "batchnorm":
+        return (matrix - matrix.mean(0, keepdim=True)) / matrix.std(0, keepdim=True).clamp_min(1e-12)
+    return matrix
+
+
 def compute_stitch_report(
     training_anchor_embeddings: torch.Tensor,
     new_anchor_embeddings: torch.Tensor,
     projections: Sequence[str],
     abs_transform: str = "none",
+    subspace_norm: str = "layernorm",
     subspace_weights: Optional[Sequence[float]] = None,
     threshold: float = DEFAULT_THRESHOLD,
     training_encoder: Optional[str] = None,
@@ -101,6 +113,8 @@ def compute_stitch_report(
     projections = list(projections)
     source = anchor_space(training_anchor_embeddings.double(), projections, abs_transform)
     target = anchor_space(new_anchor_embeddings.detach().double().cpu(), projections, abs_transform)
+    source = {name: as_head_sees(matrix, subspace_norm) for name, matrix in source.items()}
+    target = {name: as_head_sees(matrix, subspace_norm) for name, matrix in target.items()}
     per_projection = subspace_scores(source, target)
     weights = list(subspace_weights) if subspace_weights is not None else [1.0] * len(projections)
     report = StitchReport(

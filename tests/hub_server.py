@@ -306,7 +306,7 @@ def hub_fixture(tmp_path, monkeypatch):
     Patched the way huggingface_hub's own tests patch their constants; ``env`` holds the same settings for
     subprocesses (a fresh process reads them from the environment).
     """
-    from huggingface_hub import constants
+    from huggingface_hub import constants, hf_api
 
     import transformers.utils.hub as transformers_hub
 
@@ -320,6 +320,7 @@ def hub_fixture(tmp_path, monkeypatch):
         monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
         monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
         monkeypatch.setattr(transformers_hub, "_hf_api", None)  # transformers caches an HfApi bound to the endpoint
+        monkeypatch.setattr(hf_api.api, "endpoint", server.endpoint)  # so does huggingface_hub (module-level api)
         monkeypatch.delenv("HF_TOKEN", raising=False)
         server.home = home
         server.env = {"HF_ENDPOINT": server.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(home),

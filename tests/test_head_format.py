@@ -110,15 +110,14 @@ def test_attached_model_is_a_normal_model(trained, tokenizer, tmp_path, texts):
 
 def test_subspace_selection_auto_sets_config_weights(trained, tokenizer, tmp_path):
     folder = trained.save_head(tmp_path / "head")
-    with pytest.warns(UserWarning, match="looks unlike"):  # tiny random encoders are far apart
-        plain = BridgeForSequenceClassification.from_encoder(make_encoder(5), head=folder, tokenizer=tokenizer)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the selected subspaces may score above the threshold
+        warnings.simplefilter("ignore")  # tiny random encoders may be far apart
+        plain = BridgeForSequenceClassification.from_encoder(make_encoder(5), head=folder, tokenizer=tokenizer)
         chosen = BridgeForSequenceClassification.from_encoder(
             make_encoder(5), head=folder, tokenizer=tokenizer, subspace_selection="auto")
     assert plain.config.subspace_weights is None
     suggested = plain.stitch_report.suggested_subspace_weights
-    assert chosen.config.subspace_weights == suggested and 0 < sum(suggested) < 4
+    assert chosen.config.subspace_weights == suggested and sum(suggested) >= 1
     assert chosen.stitch_report.score >= plain.stitch_report.score
     with pytest.raises(ValueError, match="subspace_selection"):
         BridgeForSequenceClassification.from_encoder(make_encoder(0), head=folder, tokenizer=tokenizer,

@@ -9,13 +9,14 @@ import textwrap
 
 import pytest
 import torch
-from huggingface_hub import HfApi, constants
+from huggingface_hub import HfApi, ModelCard, constants
 
 from conftest import make_encoder, topic_texts
 from hub_server import OTHER_TOKEN, TOKEN, hub_fixture
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.head_format import CARD_NAME, HEAD_FILES, HeadFormatError
 from hf_bridges.hub import load_head, pull_head
+from hf_bridges.model_card import model_card
 
 hub = pytest.fixture(hub_fixture)
 TEXTS = topic_texts(2, seed=11)[0]
@@ -144,6 +145,9 @@ def test_full_model_push_to_hub_loads_with_remote_code_only(hub, model, tokenize
     """transformers' own push_to_hub; a fresh process that cannot import hf_bridges loads it with remote code."""
     model.tokenizer = tokenizer
     model.push_to_hub("alice/full-topics", token=TOKEN)
+    model_card(model, repo_id="alice/full-topics").push_to_hub("alice/full-topics", token=TOKEN)
+    card = ModelCard.load("alice/full-topics", token=TOKEN)
+    assert card.data.library_name == "hf_bridges" and "trust_remote_code=True" in card.text
     files = {f.rfilename for f in HfApi(token=TOKEN).model_info("alice/full-topics").siblings}
     assert {"config.json", "model.safetensors", "configuration_bridge.py", "modeling_bridge.py"} <= files
     script = """

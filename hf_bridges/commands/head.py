@@ -101,7 +101,10 @@ def run_attach(args) -> int:
     report = model.stitch_report
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
     if args.output:
+        from ..model_card import model_card
+
         model.save_pretrained(args.output)
+        model_card(model).save(f"{args.output}/README.md")
         print(f"saved the stitched model to {args.output}")
     return 0
 
