@@ -126,3 +126,31 @@ def test_zero_shot_stitching_mobilenet_to_efficientnet_lite(hub_cache, fmnist_te
         print(f"{variant}: same-encoder {same:.3f}, stitched {stitched:.3f} (chance 0.1)")
         assert stitched > 0.3, (variant, same, stitched)
     assert same > 0.5
+
+
+@needs_efficientnet
+@needs_mobilenet
+@needs_fmnist
+def test_stitch_fmnist_config_runs_end_to_end(hub_cache, tmp_path, monkeypatch):
+    """configs/stitch-fmnist.yaml through the stitching pipeline (hf_image + module_image kinds), on a small subset."""
+    import json
+
+    from huggingface_hub import constants
+
+    from hf_bridges.stitching import load_config, run_stitch
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache))  # where resolve_hf_revision looks
+    config = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "stitch-fmnist.yaml"))
+    config.encoders = config.encoders[:2]  # MobileNetV2 (hf_image) + EfficientNet-Lite0 (module_image)
+    config.encoders[0].options["image_size"] = 64
+    config.encoders[1].options["size"] = 64
+    config.dataset.max_train, config.dataset.max_test = 120, 60
+    config.anchors.num, config.seeds, config.training.epochs = 40, [0], 15
+    config.methods = [m for m in config.methods if m.name in ("absolute", "cosine")]
+    config.latent.max_samples = 60
+    results = run_stitch(config, tmp_path / "out", cache_dir=str(tmp_path / "cache"), quiet=True)
+    assert (tmp_path / "out" / "report.md").is_file()
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    cross = [r for r in saved["runs"] if r["method"] == "cosine" and r["train"] != r["test"]]
+    assert len(cross) == 2 and all(r["accuracy"] > 0.2 for r in cross), cross  # chance is 0.1
+    assert results["encoders"]["EffNet-Lite0"]["kind"] == "module_image"
