@@ -17,11 +17,11 @@ from hf_bridges.head_format import (
 from hf_bridges.hub import HeadAttachError
 
 
-def build(tokenizer, anchors, labels=None, seed=0, hidden=32, cls=BridgeForSequenceClassification, **kwargs):
+def build(tokenizer, anchors, labels=None, seed=0, hidden=32, cls=BridgeForSequenceClassification, layers=2, **kwargs):
     kwargs.setdefault("num_labels", 5)
     if cls is BridgeModel:
         kwargs.pop("num_labels")
-    model = cls.from_encoder(make_encoder(seed, hidden), anchors=anchors, anchor_labels=labels, tokenizer=tokenizer,
+    model = cls.from_encoder(make_encoder(seed, hidden, layers), anchors=anchors, anchor_labels=labels, tokenizer=tokenizer,
                              **kwargs)
     return model.eval()
 
@@ -53,7 +53,8 @@ def logits(model, tokenizer, texts):
 
 
 def test_save_head_writes_the_documented_files(trained, tmp_path, anchor_texts):
-    folder = trained.save_head(tmp_path / "head", dataset="toy-topics", metrics={"accuracy": 0.9})
+    folder = trained.save_head(tmp_path / "head", dataset="toy-topics", metrics={"accuracy": 0.9},
+                               stitching_results=[{"encoder": "org/other-encoder", "stitch_score": 0.81, "accuracy": 0.84}])
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [CONFIG_NAME, WEIGHTS_NAME, ANCHORS_NAME, ANCHOR_SPACE_NAME, CARD_NAME])
     config = json.loads((folder / CONFIG_NAME).read_text())
@@ -68,7 +69,7 @@ def test_save_head_writes_the_documented_files(trained, tmp_path, anchor_texts):
     assert load_file(folder / ANCHOR_SPACE_NAME)["anchor_embeddings"].shape == (len(anchor_texts), 32)
     card = (folder / CARD_NAME).read_text()
     assert "library_name: hf_bridges" in card and "toy-topics" in card and "from_encoder(" in card
-    assert "accuracy" in card
+    assert "| accuracy | 0.9000 |" in card and "| `org/other-encoder` | 0.810 | 0.840 |" in card
 
 
 def test_attach_to_the_training_encoder_gives_identical_logits(trained, tokenizer, tmp_path, texts):
@@ -151,7 +152,7 @@ def test_1280_anchor_5_class_head_is_under_10_mb(tmp_path, aggregation):
     """The issue's size budget, with a 384-wide encoder (MiniLM's width); anchor texts excluded."""
     tokenizer = make_tokenizer()
     anchors = topic_texts(256, seed=3)[0]  # 1280 texts
-    model = build(tokenizer, anchors, hidden=384, aggregation=aggregation, anchor_batch_size=256)
+    model = build(tokenizer, anchors, hidden=384, layers=1, aggregation=aggregation, anchor_batch_size=256)
     folder = model.save_head(tmp_path / "head")
     sizes = {p.name: p.stat().st_size for p in folder.iterdir()}
     total = sum(size for name, size in sizes.items() if name != ANCHORS_NAME)
