@@ -20,10 +20,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import os
-
-    if args.quiet:
-        os.environ.setdefault("TQDM_DISABLE", "1")
     from ..stitching import load_config, run_stitch
     from ..stitching.report import summary_table
 

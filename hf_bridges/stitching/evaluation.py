@@ -36,13 +36,14 @@ def evaluate_pair(
     test_anchors: np.ndarray,
     labels: np.ndarray,
     latent: LatentSpec,
+    feature_cache: Optional[dict] = None,
 ) -> dict:
     """Scores of a head trained on encoder A, fed encoder B's test embeddings and anchors (A == B allowed)."""
     if method.kind == "absolute" and train_embeddings_test.shape[1] != test_embeddings.shape[1]:
         return {"skipped": f"absolute baseline: widths differ ({train_embeddings_test.shape[1]} vs "
                            f"{test_embeddings.shape[1]}), a head cannot even be applied"}
     weights, scores = attach_weights(method, train_anchors, test_anchors)
-    logits = predict(head, test_embeddings, test_anchors, weights)
+    logits = predict(head, test_embeddings, test_anchors, weights, feature_cache=feature_cache)
     result = classification_scores(logits.argmax(axis=1), labels)
     if weights is not None:
         result["subspace_weights"] = dict(zip(method.projections, weights))
@@ -50,7 +51,8 @@ def evaluate_pair(
     if train_embeddings_test is test_embeddings:
         return result  # same encoder: r(z) is compared with itself, every latent score is 1 by construction
     n = min(latent.max_samples, len(labels))
-    ref = predict(head, train_embeddings_test[:n], train_anchors, weights, represent=True)
-    new = predict(head, test_embeddings[:n], test_anchors, weights, represent=True)
+    ref = predict(head, train_embeddings_test, train_anchors, weights, represent=True, feature_cache=feature_cache,
+                  limit=n)
+    new = predict(head, test_embeddings, test_anchors, weights, represent=True, feature_cache=feature_cache, limit=n)
     result["latent"] = latent_similarity(torch.from_numpy(ref), torch.from_numpy(new), k=min(latent.k, n - 1))
     return result

@@ -117,10 +117,11 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
     )
     anchors = {e.name: embeddings[e.name, "train"][anchor_idx] for e in config.encoders}
 
-    from accelerate import Accelerator
+    import torch
 
-    accelerator = Accelerator()
     runs, feature_cache = [], {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small GEMMs: extra OpenMP threads spin-wait on shared CPUs (see training.train_head)
     names = [e.name for e in config.encoders]
     total = len(config.methods) * len(config.seeds) * len(names) * config.training.epochs
     with tqdm(total=total, desc="training heads", unit="epoch", disable=quiet) as bar:
@@ -129,17 +130,18 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
                 for source in names:
                     t = time.perf_counter()
                     head = train_head(method, config.head, config.training, embeddings[source, "train"],
-                                      train_labels, anchors[source], num_labels, seed, accelerator, bar, feature_cache)
+                                      train_labels, anchors[source], num_labels, seed, None, bar, feature_cache)
                     head_seconds = time.perf_counter() - t
                     timing["heads"] += head_seconds
                     t = time.perf_counter()
                     for target in names:
                         scores = evaluate_pair(head, method, embeddings[source, "test"], anchors[source],
                                                embeddings[target, "test"], anchors[target], test_labels,
-                                               config.latent)
+                                               config.latent, feature_cache)
                         runs.append({"method": method.name, "seed": seed, "train": source, "test": target,
                                      "train_seconds": head_seconds, **scores})
                     timing["evaluation"] += time.perf_counter() - t
+    torch.set_num_threads(threads)
     timing["total"] = time.perf_counter() - t0
     results = {
         "config": config.to_dict(),

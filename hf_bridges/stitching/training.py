@@ -73,7 +73,7 @@ def train_head(
     """One head, trained from a seed: Accelerator-prepared model, optimizer and DataLoader; returns it in eval mode."""
     from accelerate import Accelerator
 
-    accelerator = accelerator or Accelerator()
+    accelerator = accelerator or Accelerator()  # a fresh one per head (about 1 ms) drops the last head's references
     threads = torch.get_num_threads()
     if accelerator.device.type == "cpu":
         # Head steps are small GEMMs: on a shared CPU, several OpenMP threads mostly spin-wait (measured 5-20x
@@ -86,25 +86,35 @@ def train_head(
         torch.set_num_threads(threads)
 
 
+def head_inputs(head: nn.Module, embeddings: np.ndarray, anchors: np.ndarray,
+                feature_cache: Optional[dict] = None) -> torch.Tensor:
+    """What the head is fed: the raw relative subspaces (B, n, k), computed once per (split, anchors,
+    projections, transform) and kept in ``feature_cache``; the embeddings themselves for the absolute head."""
+    if not isinstance(head, CachedSubspaceHead):
+        return torch.from_numpy(embeddings)
+    key = (id(embeddings), id(anchors), tuple(head.projection_names), head._abs_transform)
+    cache = feature_cache if feature_cache is not None else {}
+    if key not in cache:
+        with torch.no_grad():
+            # the arrays are kept alongside, so their ids cannot be reused by other arrays while cached
+            cache[key] = (embeddings, anchors, head.relative_subspaces(torch.from_numpy(embeddings),
+                                                                       torch.from_numpy(anchors)))
+    return cache[key][2]
+
+
 def _train(method, head_spec, training, embeddings, labels, anchors, num_labels, seed, accelerator, progress,
            feature_cache) -> nn.Module:
     from accelerate.utils import set_seed
 
     set_seed(seed)
     head = build_head(method, head_spec, len(anchors), embeddings.shape[1], num_labels)
-    inputs = torch.from_numpy(embeddings)
-    if isinstance(head, CachedSubspaceHead):
-        key = (id(embeddings), tuple(method.projections), method.abs_transform)
-        cache = feature_cache if feature_cache is not None else {}
-        if key not in cache:
-            with torch.no_grad():
-                cache[key] = head.relative_subspaces(inputs, torch.from_numpy(anchors))
-        inputs = cache[key]
-    data = torch.utils.data.TensorDataset(inputs, torch.from_numpy(labels).long())
+    data = torch.utils.data.TensorDataset(head_inputs(head, embeddings, anchors, feature_cache),
+                                          torch.from_numpy(labels).long())
     loader = torch.utils.data.DataLoader(
         data, batch_size=training.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
     )
-    optimizer = torch.optim.Adam(head.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
+    optimizer = torch.optim.Adam(head.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay,
+                                 foreach=True)
     head, optimizer, loader = accelerator.prepare(head, optimizer, loader)
     anchor_tensor = torch.from_numpy(anchors).to(accelerator.device)
     loss_fn = nn.CrossEntropyLoss()
@@ -119,9 +129,7 @@ def _train(method, head_spec, training, embeddings, labels, anchors, num_labels,
             progress.update(1)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"training {method.name} (seed {seed}) diverged: loss {loss.item()}")
-    model = accelerator.unwrap_model(head).eval()
-    accelerator.free_memory()
-    return model
+    return accelerator.unwrap_model(head).eval()
 
 
 @torch.inference_mode()
@@ -132,12 +140,14 @@ def predict(
     subspace_weights: Optional[list[float]] = None,
     batch_size: int = 1024,
     represent: bool = False,
+    feature_cache: Optional[dict] = None,
+    limit: Optional[int] = None,
 ) -> np.ndarray:
-    """Logits (or r(z) with ``represent=True``) of a trained head, in eval mode, batched."""
+    """Logits (or r(z) with ``represent=True``) of a trained head on the first ``limit`` rows, eval mode, batched."""
     device = next(head.parameters()).device
+    inputs = head_inputs(head, embeddings, anchors, feature_cache)[:limit]
     a = torch.from_numpy(anchors).to(device)
     w = torch.tensor(subspace_weights, dtype=torch.float32, device=device) if subspace_weights is not None else None
     fn = head.represent if represent else head
-    outs = [fn(torch.from_numpy(embeddings[i: i + batch_size]).to(device), a, w).float().cpu()
-            for i in range(0, len(embeddings), batch_size)]
+    outs = [fn(inputs[i: i + batch_size].to(device), a, w).float().cpu() for i in range(0, len(inputs), batch_size)]
     return torch.cat(outs).numpy()
