@@ -89,6 +89,10 @@ def run_attach(args) -> int:
 
     head = load_head(args.head, **_pull_kwargs(args))
     cls = BridgeForSequenceClassification if head.has_classifier else BridgeModel
+    if head.config["modality"] == "image":
+        from ..modeling_bridge_vision import BridgeForImageClassification
+
+        cls = BridgeForImageClassification
     tokenizer = None
     if args.tokenizer:
         from transformers import AutoTokenizer
