@@ -87,7 +87,9 @@ def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
     if weights_dtype not in WEIGHT_DTYPES:
         raise ValueError(f"unknown weights_dtype {weights_dtype!r}; valid: {sorted(WEIGHT_DTYPES)}")
     config = model.config
-    if not config.anchors:
+    # Image bridges keep their anchors as uint8 tensors; a head stores them as PNG bytes (Parquet binary column).
+    raw_anchors = model.anchor_png_bytes() if hasattr(model, "anchor_png_bytes") else config.anchors
+    if not raw_anchors:
         raise ValueError("this model has no raw anchor inputs in its config, so its head cannot move to another encoder")
     encoder = getattr(model, "encoder", None)
     record = {key: getattr(config, key) for key in HEAD_CONFIG_KEYS}
@@ -113,7 +115,7 @@ def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
     return BridgeHead(
         config=record,
         state_dict=state,
-        anchors=list(config.anchors),
+        anchors=list(raw_anchors),
         anchor_labels=list(config.anchor_labels) if config.anchor_labels is not None else None,
         anchor_embeddings=model.anchor_embeddings.detach().float().cpu(),
     )

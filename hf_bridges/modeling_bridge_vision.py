@@ -35,7 +35,15 @@ class ImageAnchorStore(nn.Module):
 
 
 def _one_image(image: Any) -> np.ndarray:
-    """One image -> HWC array (PIL and numpy are HWC/HW; a torch tensor is CHW/HW, the torch convention)."""
+    """One image -> HWC array (PIL and numpy are HWC/HW; a torch tensor is CHW/HW, the torch convention; bytes are
+    an encoded file such as the PNG anchors of a head)."""
+    if isinstance(image, (bytes, bytearray)):
+        import io
+
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(image))
+        image.load()
     if hasattr(image, "convert") and hasattr(image, "mode"):  # PIL
         if image.mode not in ("L", "RGB"):
             image = image.convert("RGB")
@@ -157,8 +165,10 @@ class BridgeForImageClassification(BridgeForSequenceClassification):
     def from_encoder(
         cls,
         encoder: Union[str, PreTrainedModel],
-        anchors: Any,
+        anchors: Any = None,
         *,
+        head: Any = None,
+        tokenizer: Any = None,
         image_processor: Any = None,
         revision: Optional[str] = None,
         anchor_labels: Optional[Sequence[int]] = None,
@@ -173,7 +183,23 @@ class BridgeForImageClassification(BridgeForSequenceClassification):
 
         ``pooling``: ``"pooler"`` (``pooler_output``) or ``"mean"`` over spatial / patch tokens; by default
         ``pooler`` when the encoder returns one. Extra keyword arguments go to :class:`BridgeConfig`.
+        ``head=`` (a folder or Hub repo written by ``save_head``) attaches a trained head instead: its PNG anchor
+        images are embedded by this encoder (see ``hf_bridges.hub.attach_head``).
         """
+        if head is not None:
+            if anchors is not None:
+                raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
+            from .hub import attach_head
+
+            return attach_head(cls, encoder, head, revision=revision, encoder_kwargs=encoder_kwargs,
+                               image_processor=image_processor, **config_kwargs)
+        if tokenizer is not None:
+            raise ValueError("an image bridge takes image_processor=..., not a tokenizer")
+        modality = config_kwargs.pop("modality", "image")
+        if modality != "image":
+            raise ValueError(f"BridgeForImageClassification builds image bridges, got modality={modality!r}")
+        if anchors is None:
+            raise ValueError("pass anchors=... (images) or head=... (a trained head)")
         model = load_encoder(encoder, revision, **(encoder_kwargs or {}))
         if getattr(model, "main_input_name", None) != "pixel_values":
             raise ValueError(
@@ -234,6 +260,20 @@ class BridgeForImageClassification(BridgeForSequenceClassification):
         if self.image_processor is not None and kwargs.get("is_main_process", True):
             self.image_processor.save_pretrained(save_directory)
         return result
+
+    def anchor_png_bytes(self) -> list[bytes]:
+        """The anchor images as PNG files (lossless, compact): how a head-only save stores them in Parquet."""
+        import io
+
+        from PIL import Image
+
+        files = []
+        for image in self.anchors.pixels.cpu():
+            array = image.permute(1, 2, 0).numpy()
+            buffer = io.BytesIO()
+            Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(buffer, format="PNG")
+            files.append(buffer.getvalue())
+        return files
 
     # ------------------------------------------------------------------------------------------------ inputs
     @staticmethod

@@ -176,3 +176,23 @@ def test_text_config_refused_by_the_image_class(tiny_encoder_dir, anchor_texts):
     text = BridgeForSequenceClassification.from_encoder(tiny_encoder_dir, anchors=anchor_texts, num_labels=2)
     with pytest.raises(ValueError, match="not an image one"):
         BridgeForImageClassification(text.config)
+
+
+def test_image_head_saves_png_anchors_and_attaches_to_another_encoder(bridge, tmp_path):
+    """Head-only format: anchors travel as PNG bytes in Parquet; a different MobileNetV2 embeds them on attach."""
+    import pyarrow.parquet as pq
+
+    bridge.save_head(tmp_path / "head")
+    table = pq.read_table(tmp_path / "head" / "anchors.parquet")
+    first = table.column("anchor").to_pylist()[0]
+    assert isinstance(first, bytes) and first.startswith(b"\x89PNG")
+    with pytest.warns(UserWarning, match="stitch score"):  # two random encoders: unlike anchor spaces, and it says so
+        other = BridgeForImageClassification.from_encoder(
+            tiny_mobilenet(seed=1), head=tmp_path / "head", image_processor=mobilenet_processor()
+        ).eval()
+    assert torch.equal(other.anchors.pixels, bridge.anchors.pixels)  # lossless round trip
+    torch.testing.assert_close(other.head.state_dict(), bridge.head.state_dict())
+    pixel_values = other.preprocess(gray_images(3, seed=5))
+    assert other(pixel_values=pixel_values).logits.shape == (3, 3)
+    with pytest.raises(ValueError, match="image head"):
+        BridgeForSequenceClassification.from_encoder(make_encoder(), head=tmp_path / "head", tokenizer=object())
