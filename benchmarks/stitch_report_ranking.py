@@ -19,7 +19,6 @@ import warnings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer, BertModel, Trainer, TrainingArguments
 

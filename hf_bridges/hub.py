@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -20,6 +21,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from .compatibility import select_subspaces
 from .head_format import CARD_NAME, HEAD_FILES, BridgeHead, HeadFormatError, head_from_model, read_head, write_head
 from .model_card import head_card
 from .stitch_report import DEFAULT_THRESHOLD, compute_stitch_report, weighted_score
@@ -241,8 +243,6 @@ def attach_head(
         mode = {"auto": "hard", "hard": "hard", "soft": "soft"}.get(subspace_selection)
         if mode is None:
             raise ValueError(f"unknown subspace_selection {subspace_selection!r}; valid: None, 'auto', 'hard', 'soft'")
-        from .compatibility import select_subspaces
-
         weights = select_subspaces(report.per_projection, bridge.config.projections, mode=mode)
         bridge.config.subspace_weights = weights
         bridge.config.check()
@@ -250,8 +250,6 @@ def attach_head(
         report.score = weighted_score(report.per_projection, bridge.config.projections, weights)
         report.notes.append(f"subspace_selection={subspace_selection!r} set config.subspace_weights={weights}")
     if report.warning:
-        import warnings
-
         warnings.warn(report.warning, UserWarning, stacklevel=3)
     bridge.stitch_report = report
     return bridge
