@@ -185,3 +185,14 @@ def test_saving_into_a_shared_folder_keeps_other_files(trained, tmp_path):
     names = {p.name for p in (tmp_path / "repo").iterdir()}
     assert {"config.json", "model.safetensors", CONFIG_NAME, WEIGHTS_NAME}.issubset(names)
     read_head(tmp_path / "repo")
+
+
+def test_card_links_the_base_encoder_on_the_hub(trained, tmp_path):
+    from hf_bridges.model_card import head_card
+
+    head = read_head(trained.save_head(tmp_path / "head"))
+    head.config["encoder"]["name_or_path"] = "sentence-transformers/all-MiniLM-L6-v2"
+    card = head_card(head, repo_id="org/topics-head", dataset="bbc_news", metrics={"accuracy": 0.95})
+    assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2" and card.data.library_name == "hf_bridges"
+    assert card.data.datasets == ["bbc_news"] and card.data.metrics == ["accuracy"] and "bridge-head" in card.data.tags
+    assert 'head="org/topics-head"' in card.text
