@@ -9,6 +9,15 @@ from torch import nn
 from hf_bridges import BridgeConfig, BridgeForSequenceClassification, ModuleBridgeForClassification, ModuleEncoder
 
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: extra intra-op threads only spin on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 def mlp(seed: int, width: int = 16) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, width)).eval()

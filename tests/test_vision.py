@@ -27,6 +27,15 @@ from hf_bridges import BridgeForImageClassification, BridgeForSequenceClassifica
 from hf_bridges.modeling_bridge_vision import to_uint8_images
 
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: extra intra-op threads only spin on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 def tiny_mobilenet(seed: int = 0) -> MobileNetV2Model:
     torch.manual_seed(seed)
     return MobileNetV2Model(MobileNetV2Config(depth_multiplier=0.35, image_size=32)).eval()
