@@ -16,6 +16,7 @@ from .modeling_bridge import (
 from .encoders import ImagePreprocess, ModuleEncoder
 from .modeling_bridge_module import ModuleBridgeForClassification, ModuleBridgeModel
 from .modeling_bridge_vision import BridgeForImageClassification
+from .reconstruction import BridgeForReconstruction
 from .pooling import POOLINGS, register_pooling
 from .projections import PROJECTIONS, register_projection
 from .relative_head import RelativeProductHead
@@ -39,6 +40,7 @@ __all__ = [
     "BridgeClassifierOutput",
     "BridgeConfig",
     "BridgeForImageClassification",
+    "BridgeForReconstruction",
     "BridgeForSequenceClassification",
     "BridgeModel",
     "BridgeModelOutput",
