@@ -217,6 +217,10 @@ def read_head_config(folder: os.PathLike | str, source: Optional[str] = None) ->
     folder = Path(folder)
     source = source or str(folder)
     if not folder.is_dir():
+        leftovers = sorted(folder.parent.glob(f".{folder.name}.old-*")) if folder.parent.is_dir() else []
+        if leftovers:  # a save was interrupted between its two renames
+            raise HeadFormatError(f"{source} is missing, but an interrupted save left the previous head at "
+                                  f"{leftovers[-1]}: rename it back to {folder}")
         raise HeadFormatError(f"{source} is not a folder; pass a head folder or a Hub repo id such as org/name")
     if not (folder / CONFIG_NAME).is_file():
         raise _not_a_head(folder, source)

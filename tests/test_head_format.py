@@ -176,6 +176,10 @@ def test_saving_over_an_old_head_is_atomic(trained, tokenizer, anchor_texts, tmp
     assert all(torch.equal(kept.state_dict[k], old[k]) for k in old)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["head"]  # no staging folder left behind
     other.save_head(folder)  # a completed save replaces it
+    folder.rename(tmp_path / ".head.old-123")  # as if killed between the swap's two renames
+    with pytest.raises(ValueError, match="interrupted save left the previous head at .*head.old-123"):
+        read_head(folder)
+    (tmp_path / ".head.old-123").rename(folder)
     assert not torch.equal(read_head(folder).state_dict["classifier.0.weight"], old["classifier.0.weight"])
 
 
