@@ -205,3 +205,11 @@ def test_image_head_saves_png_anchors_and_attaches_to_another_encoder(bridge, tm
     assert other(pixel_values=pixel_values).logits.shape == (3, 3)
     with pytest.raises(ValueError, match="image head"):
         BridgeForSequenceClassification.from_encoder(make_encoder(), head=tmp_path / "head", tokenizer=object())
+
+
+def test_text_head_refuses_an_image_encoder(tiny_encoder_dir, anchor_texts, tmp_path):
+    text = BridgeForSequenceClassification.from_encoder(tiny_encoder_dir, anchors=anchor_texts, num_labels=2)
+    text.save_head(tmp_path / "text-head")
+    with pytest.raises(ValueError, match="text head"):
+        BridgeForImageClassification.from_encoder(tiny_mobilenet(), head=tmp_path / "text-head",
+                                                  image_processor=mobilenet_processor())
