@@ -330,7 +330,8 @@ class BridgeForImageClassification(BridgeForSequenceClassification):
         trainable = any(p.requires_grad for p in self.encoder.parameters())
         try:
             with torch.set_grad_enabled(torch.is_grad_enabled() and trainable):
-                outputs = self.encoder(pixel_values=pixel_values.to(self.dtype), return_dict=True)
+                pixel_values = pixel_values.to(self.encoder.device, self.encoder.dtype)  # processed anchors are on CPU
+                outputs = self.encoder(pixel_values=pixel_values, return_dict=True)
         except (RuntimeError, ValueError) as error:
             raise ValueError(
                 f"{type(self.encoder).__name__} failed on pixel_values of shape {tuple(pixel_values.shape)} "

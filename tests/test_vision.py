@@ -102,7 +102,8 @@ def test_vit_mean_pooling_over_patch_tokens():
 def test_save_load_through_auto_class(bridge, tmp_path):
     bridge.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["auto_map"]["AutoModelForImageClassification"] == "modeling_bridge_vision.BridgeForImageClassification"
+    auto_map = config["auto_map"]
+    assert auto_map["AutoModelForImageClassification"] == "modeling_bridge_vision.BridgeForImageClassification"
     assert (tmp_path / "modeling_bridge_vision.py").is_file() and (tmp_path / "preprocessor_config.json").is_file()
     with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
         assert f.get_tensor("anchors.pixels").dtype == torch.uint8

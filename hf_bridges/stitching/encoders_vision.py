@@ -48,7 +48,9 @@ class HFImageEncoder:
         revision = None if revision.startswith("local-") else revision
         model = AutoModel.from_pretrained(spec.id, revision=revision).eval()
         if getattr(model, "main_input_name", None) != "pixel_values":
-            raise ConfigError(f"encoder {spec.id!r} ({type(model).__name__}) is not an image encoder; use kind: hf_text")
+            raise ConfigError(
+                f"encoder {spec.id!r} ({type(model).__name__}) is not an image encoder; use kind: hf_text"
+            )
         processor = AutoImageProcessor.from_pretrained(spec.id, revision=revision)
         size = spec.options.get("image_size")
         if size:
