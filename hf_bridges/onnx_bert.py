@@ -48,7 +48,9 @@ def onnx_to_bert(onnx_path: os.PathLike, base_config: Optional[os.PathLike] = No
     from transformers import BertConfig, BertModel
 
     state = onnx_state_dict(onnx_path)
-    settings = json.loads(Path(base_config).read_text()) if base_config else {"num_attention_heads": num_attention_heads}
+    settings = {"num_attention_heads": num_attention_heads}
+    if base_config:
+        settings = json.loads(Path(base_config).read_text())
     for key in ("_name_or_path", "transformers_version", "architectures"):
         settings.pop(key, None)
     words = state["embeddings.word_embeddings.weight"]

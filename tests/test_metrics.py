@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from hf_bridges.metrics import available_metrics, classification_scores, jaccard_at_k, latent_similarity, mean_cosine, mrr
+from hf_bridges.metrics import (available_metrics, classification_scores, jaccard_at_k, latent_similarity,
+                                mean_cosine, mrr)
 
 
 def test_shipped_modules_load_offline_by_path():

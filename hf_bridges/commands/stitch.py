@@ -9,7 +9,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("config", help="stitching config (YAML), e.g. configs/stitch-bbc.yaml")
     parser.add_argument("--output-dir", required=True, help="folder for results.json, report.md and heatmaps")
-    parser.add_argument("--cache-dir", default=None, help="embedding cache root (default: $HF_HOME/hf_bridges/embeddings)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="embedding cache root (default: $HF_HOME/hf_bridges/embeddings)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the config's seeds")
     parser.add_argument("--epochs", type=int, default=None, help="override training.epochs")
     parser.add_argument("--max-train", type=int, default=None, help="stratified train subset (quick runs)")
@@ -37,8 +38,8 @@ def run(args) -> int:
     results = run_stitch(config, args.output_dir, cache_dir=args.cache_dir, quiet=args.quiet)
     print(summary_table(results["summary"]))
     timing = results["timing_s"]
-    print(f"\ntiming: embedding {timing['embedding']:.1f} s, heads {timing['heads']:.1f} s, "
-          f"evaluation {timing['evaluation']:.1f} s, total {timing['total']:.1f} s")
+    print(f"\ntiming: setup {timing['setup']:.1f} s, embedding {timing['embedding']:.1f} s, "
+          f"heads {timing['heads']:.1f} s, evaluation {timing['evaluation']:.1f} s, total {timing['total']:.1f} s")
     print(f"results: {results['outputs']['results']}")
     print(f"report:  {results['outputs']['report']}")
     for name, path in results["outputs"]["plots"].items():

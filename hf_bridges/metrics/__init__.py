@@ -33,5 +33,5 @@ def classification_scores(predictions, references) -> dict[str, float]:
     }
 
 
-__all__ = ["available_metrics", "classification_scores", "jaccard_at_k", "latent_similarity", "load_metric", "mean_cosine",
-           "mrr"]
+__all__ = ["available_metrics", "classification_scores", "jaccard_at_k", "latent_similarity", "load_metric",
+           "mean_cosine", "mrr"]

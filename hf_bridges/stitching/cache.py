@@ -60,7 +60,6 @@ class EmbeddingCache:
         ``load_embed`` is called lazily, so a fully cached split never loads the encoder. ``stats`` (optional)
         receives ``rows_embedded`` / ``rows_cached``.
         """
-        import datasets
         from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
         was_disabled = are_progress_bars_disabled()

@@ -29,7 +29,8 @@ def summarise(results: dict, config: StitchConfig) -> dict:
     for method in config.methods:
         runs = [r for r in results["runs"] if r["method"] == method.name and "skipped" not in r]
         row: dict = {}
-        for group, keep in (("same", lambda r: r["train"] == r["test"]), ("stitched", lambda r: r["train"] != r["test"])):
+        groups = (("same", lambda r: r["train"] == r["test"]), ("stitched", lambda r: r["train"] != r["test"]))
+        for group, keep in groups:
             for metric in ("accuracy", "macro_f1"):
                 per_seed = [np.mean([r[metric] for r in runs if r["seed"] == s and keep(r)]) for s in config.seeds
                             if any(r["seed"] == s and keep(r) for r in runs)]
@@ -154,7 +155,7 @@ def write_outputs(results: dict, config: StitchConfig, output_dir: Path) -> dict
     for name, row in summary.items():
         report += [matrix_table(name, row), "", f"![{name}]({Path(plots[name]).name})", ""]
     report += ["## Timing", "",
-               f"embedding {timing['embedding']:.1f} s, heads {timing['heads']:.1f} s, "
+               f"setup {timing['setup']:.1f} s, embedding {timing['embedding']:.1f} s, heads {timing['heads']:.1f} s, "
                f"evaluation {timing['evaluation']:.1f} s, total {timing['total']:.1f} s.", ""]
     outputs = {"results": str(output_dir / "results.json"), "report": str(output_dir / "report.md"), "plots": plots}
     _atomic_write(output_dir / "report.md", "\n".join(report))

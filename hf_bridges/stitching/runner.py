@@ -94,6 +94,8 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
     timing = {"embedding": 0.0, "heads": 0.0, "evaluation": 0.0}
     t0 = time.perf_counter()
     identities, train, test = prepare(config, output_dir)
+    timing["setup"] = time.perf_counter() - t0  # validation + dataset loading
+    t_embed = time.perf_counter()
     cache = EmbeddingCache(Path(cache_dir or config.cache_dir or default_cache_root()))
     embeddings, cache_stats = {}, {}
     for spec in config.encoders:
@@ -105,7 +107,7 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
                 desc=f"embed {spec.name}/{split_name}", batch_size=spec.batch_size, stats=stats, progress=not quiet,
             )
         cache_stats[spec.name] = stats
-    timing["embedding"] = time.perf_counter() - t0
+    timing["embedding"] = time.perf_counter() - t_embed
 
     train_labels = np.asarray(train["label"], dtype=np.int64)
     test_labels = np.asarray(test["label"], dtype=np.int64)
