@@ -79,7 +79,7 @@ def test_bridge_for_reconstruction_save_load_and_attach(digits, autoencoders, tm
     assert out.reconstruction.shape == (5, 1, 28, 28) and torch.isfinite(out.loss)
     assert float(out.reconstruction.detach().min()) >= 0 and float(out.reconstruction.detach().max()) <= 1
     uint8_target = (test[:5] * 255).round().to(torch.uint8)  # uint8 targets are read as 0-255 images
-    assert abs(float(bridge(inputs=test[:5], labels=uint8_target).loss) - float(out.loss)) < 1e-4
+    assert abs(float(bridge(inputs=test[:5], labels=uint8_target).loss.detach()) - float(out.loss.detach())) < 1e-4
     bridge.save_pretrained(tmp_path)
     loaded = BridgeForReconstruction.from_pretrained(tmp_path, module=autoencoders["A"].encoder)
     torch.testing.assert_close(reconstruct(loaded, test[:5]), reconstruct(bridge, test[:5]))
