@@ -37,7 +37,7 @@ HEAD_FILES = (CONFIG_NAME, *DATA_FILES)
 # BridgeConfig fields a head needs to be rebuilt on any encoder (everything but the encoder and the anchors).
 HEAD_CONFIG_KEYS = (
     "modality", "pooling", "max_seq_length", "num_anchors", "projections", "abs_transform", "subspace_norm",
-    "aggregation", "subspace_dropout", "subspace_weights", "classifier_hidden_size", "classifier_dropout",
+    "aggregation", "aggregation_dim", "subspace_dropout", "subspace_weights", "classifier_hidden_size", "classifier_dropout",
     "anchor_batch_size", "problem_type",
 )
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

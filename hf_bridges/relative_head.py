@@ -48,6 +48,7 @@ class RelativeProductHead(nn.Module):
         num_anchors: int,
         projections: Sequence[str],
         aggregation: str = "mlp_sum",
+        aggregation_dim: Optional[int] = 256,
         abs_transform: str = "none",
         subspace_norm: str = "layernorm",
         num_labels: Optional[int] = None,
@@ -62,7 +63,9 @@ class RelativeProductHead(nn.Module):
         self._projections = [get_projection(name).fn for name in self.projection_names]
         self._abs_transform = get_abs_transform(abs_transform)
         self.norms = nn.ModuleList(build_subspace_norm(subspace_norm, num_anchors) for _ in self.projection_names)
-        self.aggregation = build_aggregation(aggregation, len(self.projection_names), num_anchors)
+        self.aggregation = build_aggregation(
+            aggregation, len(self.projection_names), num_anchors, aggregation_dim
+        )
         self.subspace_dropout = subspace_dropout
         self.num_anchors = num_anchors
         self.classifier: Optional[nn.Module] = None
@@ -84,6 +87,7 @@ class RelativeProductHead(nn.Module):
             num_anchors=config.num_anchors,
             projections=config.projections,
             aggregation=config.aggregation,
+            aggregation_dim=config.aggregation_dim,
             abs_transform=config.abs_transform,
             subspace_norm=config.subspace_norm,
             num_labels=num_labels,

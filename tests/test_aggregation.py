@@ -34,6 +34,17 @@ def test_zero_weight_drops_a_subspace(name):
     assert not torch.allclose(agg(x), agg(y), atol=1e-3)  # and without the weights it does matter
 
 
+@pytest.mark.parametrize("name", ["mlp_sum", "self_attention"])
+def test_width_caps_the_learned_maps(name):
+    paper = build_aggregation(name, N, 64)  # k -> k, as in the paper
+    narrow = build_aggregation(name, N, 64, width=16)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert narrow.output_dim == 16 and paper.output_dim == 64
+    assert count(narrow) < count(paper) / 3
+    assert narrow(torch.randn(B, N, 64), torch.tensor([1.0, 0.0, 1.0, 1.0])).shape == (B, 16)
+    assert build_aggregation(name, N, 8, width=256).output_dim == 8  # never wider than the subspaces
+
+
 def test_weights_are_rescaled_to_mean_one():
     agg = build_aggregation("sum", N, K)
     x = torch.ones(B, N, K)

@@ -147,7 +147,7 @@ def test_float16_weights_are_close(trained, tokenizer, tmp_path, texts):
     assert torch.allclose(logits(stitched, tokenizer, texts), logits(trained, tokenizer, texts), atol=1e-2)
 
 
-@pytest.mark.parametrize("aggregation", ["concat", "sum"])
+@pytest.mark.parametrize("aggregation", ["mlp_sum", "self_attention", "concat"])
 def test_1280_anchor_5_class_head_is_under_10_mb(tmp_path, aggregation):
     """The issue's size budget, with a 384-wide encoder (MiniLM's width); anchor texts excluded."""
     tokenizer = make_tokenizer()
