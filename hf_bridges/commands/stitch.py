@@ -17,11 +17,21 @@ def register(subparsers) -> None:
     parser.add_argument("--max-test", type=int, default=None, help="stratified test subset (quick runs)")
     parser.add_argument("--anchors", type=int, default=None, help="override anchors.num")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    best = parser.add_argument_group("best head (config key best_head; off by default)")
+    best.add_argument("--save-best-head", action="store_true",
+                      help="write the best relative head (by mean stitched accuracy) to OUTPUT_DIR/best-head/")
+    best.add_argument("--push-best-head", metavar="REPO_ID", default=None,
+                      help="also push it to this Hub repo (implies --save-best-head)")
+    best.add_argument("--best-head-method", default=None,
+                      help="best (default) | best-product (>= 2 projections) | a method name")
+    best.add_argument("--private", action="store_true", help="create the pushed repo as private")
+    best.add_argument("--token", default=None, help="Hub token for the push (default: the stored login / HF_TOKEN)")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..stitching import load_config, run_stitch
+    from ..stitching.config import BestHeadSpec, check_best_head
     from ..stitching.report import summary_table
 
     config = load_config(args.config)
@@ -35,13 +45,29 @@ def run(args) -> int:
         config.anchors.num = args.anchors
     if args.max_test:
         config.dataset.max_test = args.max_test
-    results = run_stitch(config, args.output_dir, cache_dir=args.cache_dir, quiet=args.quiet)
+    if args.save_best_head or args.push_best_head or args.best_head_method or args.private:
+        config.best_head = config.best_head or BestHeadSpec()
+        if args.push_best_head:
+            config.best_head.repo_id = args.push_best_head
+        if args.best_head_method:
+            config.best_head.method = args.best_head_method
+        if args.private:
+            config.best_head.private = True
+        check_best_head(config, "--save-best-head/--push-best-head")
+    results = run_stitch(config, args.output_dir, cache_dir=args.cache_dir, quiet=args.quiet, hub_token=args.token)
     print(summary_table(results["summary"]))
     timing = results["timing_s"]
     print(f"\ntiming: setup {timing['setup']:.1f} s, embedding {timing['embedding']:.1f} s, "
-          f"heads {timing['heads']:.1f} s, evaluation {timing['evaluation']:.1f} s, total {timing['total']:.1f} s")
+          f"heads {timing['heads']:.1f} s, evaluation {timing['evaluation']:.1f} s, total {timing['total']:.1f} s"
+          + (f", best head {timing['best_head']:.1f} s" if "best_head" in timing else ""))
     print(f"results: {results['outputs']['results']}")
     print(f"report:  {results['outputs']['report']}")
     for name, path in results["outputs"]["plots"].items():
         print(f"plot:    {path}")
+    best = results.get("best_head")
+    if best:
+        print(f"best head: {best['folder']} ({best['method']}, seed {best['seed']}, trained on "
+              f"{best['train_encoder']}; its mean stitched accuracy {best['head_stitched_accuracy']:.3f})")
+        if "hub" in best:
+            print(f"pushed:  {best['hub']['repo_id']} at {best['hub']['url']} (commit {best['hub']['commit']})")
     return 0

@@ -114,6 +114,17 @@ class MethodSpec:
 
 
 @dataclass
+class BestHeadSpec:
+    """After the run, rebuild the best relative head on its training encoder, write it as a head folder
+    (``<output-dir>/best-head/``, card with the run's results) and push it when ``repo_id`` is set."""
+
+    method: str = "best"  # best (any relative method) | best-product (>= 2 projections) | a method name
+    repo_id: Optional[str] = None  # Hub repo to push to (token: the stored login / HF_TOKEN); None: folder only
+    private: bool = False
+    weights_dtype: str = "float32"  # float16 halves the file
+
+
+@dataclass
 class LatentSpec:
     k: int = 10
     max_samples: int = 500
@@ -131,6 +142,7 @@ class StitchConfig:
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     name: str = "stitch"
     cache_dir: Optional[str] = None  # embedding cache root (default: <HF_HOME>/hf_bridges/embeddings)
+    best_head: Optional[BestHeadSpec] = None  # off by default; see BestHeadSpec
 
     def encoder(self, name: str) -> EncoderSpec:
         for spec in self.encoders:
@@ -174,10 +186,14 @@ def parse_config(data: dict, source: str = "config") -> StitchConfig:
         elif isinstance(m, dict) and m.get("select") is True:
             m = {**m, "select": SelectSpec()}
         methods.append(_build(MethodSpec, m, where))
-    nested = {"dataset": DatasetSpec, "anchors": AnchorSpec, "head": HeadSpec, "training": TrainingSpec,
-              "latent": LatentSpec}
+    if raw.get("best_head") is True:
+        raw["best_head"] = {}
+    elif raw.get("best_head") is False:
+        raw["best_head"] = None
+    nested = {"best_head": BestHeadSpec, "dataset": DatasetSpec, "anchors": AnchorSpec, "head": HeadSpec,
+              "training": TrainingSpec, "latent": LatentSpec}
     for key, cls in nested.items():
-        if key in raw:
+        if key in raw and not (key == "best_head" and raw[key] is None):
             raw[key] = _build(cls, raw[key], f"{source}: {key}")
     config = _build(StitchConfig, {**raw, "encoders": encoders, "methods": methods}, source)
 
@@ -216,7 +232,35 @@ def parse_config(data: dict, source: str = "config") -> StitchConfig:
         raise ConfigError(f"{source}: seeds must be a non-empty list of integers, got {config.seeds!r}")
     if config.training.epochs < 1 or config.training.batch_size < 1:
         raise ConfigError(f"{source}: training.epochs and training.batch_size must be >= 1")
+    if config.best_head is not None:
+        check_best_head(config, source)
     return config
+
+
+def check_best_head(config: StitchConfig, source: str = "config") -> None:
+    """The best head is rebuilt with ``BridgeForSequenceClassification.from_encoder``: text encoders only, no
+    prefix (the bridge cannot prepend one), and at least one relative method to choose from."""
+    from ..head_format import WEIGHT_DTYPES
+    from ..hub import REPO_ID
+
+    spec, where = config.best_head, f"{source}: best_head"
+    relative = [m for m in config.methods if m.kind == "relative"]
+    special = {"best": relative, "best-product": [m for m in relative if len(m.projections) > 1]}
+    if spec.method in special:
+        if not special[spec.method]:
+            raise ConfigError(f"{where}.method = {spec.method!r} but the config has no "
+                              f"{'product ' if spec.method == 'best-product' else ''}relative method to choose from; "
+                              "add one, or remove best_head")
+    else:
+        check_choice(f"{where}.method", spec.method, [*special, *(m.name for m in relative)])
+    check_choice(f"{where}.weights_dtype", spec.weights_dtype, WEIGHT_DTYPES)
+    if spec.repo_id is not None and (not isinstance(spec.repo_id, str) or not REPO_ID.match(spec.repo_id)):
+        raise ConfigError(f"{where}.repo_id: {spec.repo_id!r} is not a Hub repo id; use 'owner/name'")
+    for i, enc in enumerate(config.encoders):
+        if enc.kind != "hf_text" or enc.prefix:
+            raise ConfigError(f"{where}: encoders[{i}] ({enc.name}) is kind {enc.kind!r} with prefix {enc.prefix!r}; "
+                              "the best head is rebuilt as a text bridge, which needs hf_text encoders without a "
+                              "prefix. Remove best_head (or the prefix) for this run")
 
 
 def load_config(path: str | Path) -> StitchConfig:

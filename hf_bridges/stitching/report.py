@@ -157,7 +157,18 @@ def write_outputs(results: dict, config: StitchConfig, output_dir: Path) -> dict
     report += ["## Timing", "",
                f"setup {timing['setup']:.1f} s, embedding {timing['embedding']:.1f} s, heads {timing['heads']:.1f} s, "
                f"evaluation {timing['evaluation']:.1f} s, total {timing['total']:.1f} s.", ""]
+    best = results.get("best_head")
+    if best:
+        report += ["## Best head", "",
+                   f"`{best['method']}`, seed {best['seed']}, trained on {best['train_encoder']} (its mean stitched "
+                   f"accuracy {best['head_stitched_accuracy']:.3f}), written to `{best['folder']}` with its results "
+                   f"in the card. Rule: {best['rule']}.", ""]
     outputs = {"results": str(output_dir / "results.json"), "report": str(output_dir / "report.md"), "plots": plots}
     _atomic_write(output_dir / "report.md", "\n".join(report))
-    _atomic_write(output_dir / "results.json", json.dumps({**results, "outputs": outputs}, indent=2))
+    results["outputs"] = outputs
+    write_results(results, output_dir)
     return outputs
+
+
+def write_results(results: dict, output_dir: Path) -> None:
+    _atomic_write(Path(output_dir) / "results.json", json.dumps(results, indent=2))

@@ -66,6 +66,13 @@ def load_splits(config: StitchConfig, input_column: str):
 def prepare(config: StitchConfig, output_dir: Path):
     """Every check that needs the world but no model: run before any embedding or training."""
     check_output_dir(output_dir)
+    if config.best_head is not None and config.best_head.repo_id:
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            raise ConfigError(f"best_head.repo_id is {config.best_head.repo_id!r} but HF_HUB_OFFLINE=1, so the push "
+                              "would fail after the run: unset HF_HUB_OFFLINE, or drop the repo id to only write "
+                              "<output-dir>/best-head/ (push it later with `hf-bridges head push`)")
     kinds = {get_encoder_kind(e.kind).input_column for e in config.encoders}
     if len(kinds) != 1:
         raise ConfigError(f"encoders read different input columns {sorted(kinds)}; one run stitches one modality")
@@ -81,13 +88,17 @@ def prepare(config: StitchConfig, output_dir: Path):
 
 
 def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: Optional[str] = None,
-               quiet: bool = False) -> dict:
-    """The whole benchmark; returns the results dict (also written to ``output_dir/results.json``)."""
+               quiet: bool = False, hub_token: Optional[str] = None, hub_endpoint: Optional[str] = None) -> dict:
+    """The whole benchmark; returns the results dict (also written to ``output_dir/results.json``).
+
+    With ``config.best_head`` set, the best relative head is also written to ``output_dir/best-head/`` and pushed
+    to ``best_head.repo_id`` if given (``hub_token``/``hub_endpoint``: default the stored login / HF_ENDPOINT)."""
     from tqdm.auto import tqdm
 
     from ..anchors import NEEDS_EMBEDDINGS, select_anchors
     from .evaluation import evaluate_pair
-    from .report import summarise, write_outputs
+    from .best_head import BestHeadTracker, push_best_head, save_best_head
+    from .report import summarise, write_outputs, write_results
     from .training import train_head
 
     output_dir = Path(output_dir)
@@ -122,6 +133,7 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
     import torch
 
     runs, feature_cache = [], {}
+    tracker = BestHeadTracker() if config.best_head is not None else None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small GEMMs: extra OpenMP threads spin-wait on shared CPUs (see training.train_head)
     names = [e.name for e in config.encoders]
@@ -143,6 +155,8 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
                         runs.append({"method": method.name, "seed": seed, "train": source, "test": target,
                                      "train_seconds": head_seconds, **scores})
                     timing["evaluation"] += time.perf_counter() - t
+                    if tracker is not None:
+                        tracker.offer(method, seed, source, head, runs[-len(names):])
     torch.set_num_threads(threads)
     timing["total"] = time.perf_counter() - t0
     results = {
@@ -156,5 +170,15 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
         "timing_s": timing,
     }
     results["summary"] = summarise(results, config)
+    if tracker is not None:
+        t = time.perf_counter()
+        labels = [int(train_labels[i]) for i in anchor_idx]
+        texts = train.select([int(i) for i in anchor_idx])[get_encoder_kind(config.encoders[0].kind).input_column]
+        results["best_head"] = save_best_head(tracker, results, config, texts, labels, anchors, output_dir)
+        timing["best_head"] = time.perf_counter() - t
     results["outputs"] = write_outputs(results, config, output_dir)
+    if tracker is not None and config.best_head.repo_id:
+        # results.json and the head folder are on disk before the upload, so a failed push loses nothing
+        results["best_head"]["hub"] = push_best_head(results["best_head"], config, hub_token, hub_endpoint)
+        write_results(results, output_dir)
     return results
