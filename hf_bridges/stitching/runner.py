@@ -173,7 +173,8 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
     if tracker is not None:
         t = time.perf_counter()
         labels = [int(train_labels[i]) for i in anchor_idx]
-        texts = train.select([int(i) for i in anchor_idx])[get_encoder_kind(config.encoders[0].kind).input_column]
+        column = get_encoder_kind(config.encoders[0].kind).input_column
+        texts = list(train.select([int(i) for i in anchor_idx])[column])
         results["best_head"] = save_best_head(tracker, results, config, texts, labels, anchors, output_dir)
         timing["best_head"] = time.perf_counter() - t
     results["outputs"] = write_outputs(results, config, output_dir)
