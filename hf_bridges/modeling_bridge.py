@@ -317,23 +317,12 @@ class BridgeModel(BridgePreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
 
-class BridgeForSequenceClassification(BridgePreTrainedModel):
-    """Encoder + relative product head + MLP classifier; returns ``loss`` when given ``labels`` (Trainer-ready)."""
+class ClassifierMixin:
+    """Logits, loss and output of every bridge with a classifier (text, image, plain module)."""
 
     _with_classifier = True
 
-    def forward(
-        self,
-        input_ids: Optional[torch.Tensor] = None,
-        attention_mask: Optional[torch.Tensor] = None,
-        labels: Optional[torch.Tensor] = None,
-        features: Optional[torch.Tensor] = None,
-        subspace_weights: Optional[torch.Tensor] = None,
-        output_representations: bool = False,
-        return_dict: Optional[bool] = None,
-        **encoder_inputs: Any,
-    ) -> BridgeClassifierOutput:
-        embeddings, representation = self._relative(input_ids, attention_mask, features, subspace_weights, encoder_inputs)
+    def _classify(self, embeddings, representation, labels, output_representations: bool, return_dict) -> Any:
         logits = self.head.classifier(representation)
         loss = self.compute_loss(logits, labels) if labels is not None else None
         output = BridgeClassifierOutput(
@@ -366,3 +355,21 @@ class BridgeForSequenceClassification(BridgePreTrainedModel):
                 f"{int(labels.min())} to {int(labels.max())} (set num_labels or id2label to cover every class)"
             )
         return nn.functional.cross_entropy(logits, labels)
+
+
+class BridgeForSequenceClassification(ClassifierMixin, BridgePreTrainedModel):
+    """Encoder + relative product head + MLP classifier; returns ``loss`` when given ``labels`` (Trainer-ready)."""
+
+    def forward(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        labels: Optional[torch.Tensor] = None,
+        features: Optional[torch.Tensor] = None,
+        subspace_weights: Optional[torch.Tensor] = None,
+        output_representations: bool = False,
+        return_dict: Optional[bool] = None,
+        **encoder_inputs: Any,
+    ) -> BridgeClassifierOutput:
+        embeddings, representation = self._relative(input_ids, attention_mask, features, subspace_weights, encoder_inputs)
+        return self._classify(embeddings, representation, labels, output_representations, return_dict)

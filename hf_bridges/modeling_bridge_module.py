@@ -22,7 +22,7 @@ from .configuration_bridge import DEFAULT_PROJECTIONS, BridgeConfig
 from .encoders import ModuleEncoder, as_module_encoder
 from .modeling_bridge import (
     BridgeClassifierOutput,
-    BridgeForSequenceClassification,
+    ClassifierMixin,
     BridgeModelOutput,
     BridgePreTrainedModel,
 )
@@ -201,21 +201,10 @@ class ModuleBridgeModel(ModuleBridgePreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
 
-class ModuleBridgeForClassification(ModuleBridgePreTrainedModel):
+class ModuleBridgeForClassification(ClassifierMixin, ModuleBridgePreTrainedModel):
     """Plain-module encoder + relative product head + MLP classifier; returns ``loss`` given ``labels``."""
-
-    _with_classifier = True
-    compute_loss = BridgeForSequenceClassification.compute_loss
 
     def forward(self, inputs=None, labels=None, features=None, subspace_weights=None,
                 output_representations: bool = False, return_dict: Optional[bool] = None) -> BridgeClassifierOutput:
         embeddings, representation = self._module_relative(inputs, features, subspace_weights)
-        logits = self.head.classifier(representation)
-        loss = self.compute_loss(logits, labels) if labels is not None else None
-        output = BridgeClassifierOutput(
-            loss=loss,
-            logits=logits,
-            relative_representation=representation if output_representations else None,
-            embeddings=embeddings if output_representations else None,
-        )
-        return output if return_dict is not False else output.to_tuple()
+        return self._classify(embeddings, representation, labels, output_representations, return_dict)

@@ -359,12 +359,4 @@ class BridgeForImageClassification(BridgeForSequenceClassification):
                 raise ValueError("this bridge has no encoder: pass features=... (precomputed embeddings)")
             features = self.embed(pixel_values)
         representation = self.head.represent(features, self.anchor_embeddings, self._subspace_weights(subspace_weights))
-        logits = self.head.classifier(representation)
-        loss = self.compute_loss(logits, labels) if labels is not None else None
-        output = BridgeClassifierOutput(
-            loss=loss,
-            logits=logits,
-            relative_representation=representation if output_representations else None,
-            embeddings=features if output_representations else None,
-        )
-        return output if return_dict is not False else output.to_tuple()
+        return self._classify(features, representation, labels, output_representations, return_dict)
