@@ -58,6 +58,15 @@ def topic_texts(n_per_class: int, seed: int = 0, topic_words: int = 6, noise_wor
     return texts, labels
 
 
+@pytest.fixture()
+def one_thread():
+    """For tiny models: extra intra-op threads only spin on a shared 2-core CPU (up to 35x slower under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tokenizer() -> PreTrainedTokenizerFast:
     return make_tokenizer()

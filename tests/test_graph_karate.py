@@ -10,13 +10,7 @@ import torch
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "graph_karate.py"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: extra intra-op threads only spin on a shared CPU (35x slower here under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,7 @@ from hf_bridges import BridgeConfig, BridgeForSequenceClassification, ModuleBrid
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: extra intra-op threads only spin on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 def mlp(seed: int, width: int = 16) -> nn.Module:
     torch.manual_seed(seed)

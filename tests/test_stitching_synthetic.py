@@ -17,7 +17,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from hf_bridges import BridgeForSequenceClassification
 
-torch.set_num_threads(2)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class MappedEncoder(nn.Module):

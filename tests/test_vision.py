@@ -28,13 +28,7 @@ from hf_bridges.modeling_bridge_vision import to_uint8_images
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: extra intra-op threads only spin on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 def tiny_mobilenet(seed: int = 0) -> MobileNetV2Model:
     torch.manual_seed(seed)
