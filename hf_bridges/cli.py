@@ -1,5 +1,8 @@
-"""The ``hf-bridges`` command. Each subcommand lives in ``hf_bridges/commands/<name>.py`` and defines
-``register(subparsers)``; modules there are discovered, so a new subcommand is one new file."""
+"""The ``hf-bridges`` command: relative product heads that move between encoders.
+
+Each subcommand lives in ``hf_bridges/commands/<name>.py`` and defines ``register(subparsers)``; modules there are
+discovered, so a new subcommand is one new file.
+"""
 from __future__ import annotations
 
 import argparse
