@@ -106,6 +106,7 @@ def test_stitch_pushes_its_best_head(hub, snapshots, tmp_path):
     assert f"base_model: {train_id}" in card and REPO in card
     assert "## Stitching results" in card and "## Zero-shot stitching benchmark" in card
     assert f"method `{best['method']}`" in card and "| method | same acc | stitched acc" in card
+    assert "among product methods (>= 2 projections)" in card and 'subspace_selection="hard"' in card
     for name in ("absolute", "cosine", "product+select"):
         assert f"| {name} |" in card
     for cell in best["per_encoder"].values():

@@ -21,6 +21,16 @@ RULE = (
 FOLDER_NAME = "best-head"
 
 
+def rule_text(method: str) -> str:
+    """``RULE`` as it applied to this run's ``best_head.method``."""
+    if method == "best":
+        return RULE
+    if method == "best-product":
+        return RULE.replace("the method with", "among product methods (>= 2 projections), the method with")
+    head_rule = RULE[RULE.index("within it"):]
+    return f"method `{method}`, named in the config; {head_rule}"
+
+
 def _key(runs: list[dict], source: str) -> tuple[float, float]:
     """(stitched accuracy, same accuracy) of one head's runs; stitched falls back to same with one encoder."""
     same = [r["accuracy"] for r in runs if r["test"] == source]
@@ -102,7 +112,7 @@ def _card_section(results: dict, config: StitchConfig, method: MethodSpec, info:
         f"{method.abs_transform}; subspace dropout {method.subspace_dropout}), seed {info['seed']}, trained on "
         f"`{info['train_encoder_id']}`. Data: `{config.dataset.name}`, {data['train']} train / {data['test']} test, "
         f"{config.anchors.num} {config.anchors.strategy} anchors, {config.training.epochs} epochs.", "",
-        f"Choice rule: {RULE}. The choice is made on the test split, so the numbers below are an optimistic "
+        f"Choice rule: {info['rule']}. The choice is made on the test split, so the numbers below are an optimistic "
         "estimate for this particular head.", "",
     ]
     if select is not None:
@@ -157,7 +167,7 @@ def save_best_head(tracker: BestHeadTracker, results: dict, config: StitchConfig
         stitching_results.append({"encoder": encoder.id, "stitch_score": score, "accuracy": run["accuracy"]})
     label_names = results["dataset"]["label_names"]
     info: dict[str, Any] = {
-        "rule": RULE, "method": method.name, "seed": seed, "train_encoder": source,
+        "rule": rule_text(spec.method), "method": method.name, "seed": seed, "train_encoder": source,
         "train_encoder_id": config.encoder(source).id, "method_stitched_accuracy":
             (results["summary"][method.name]["stitched_accuracy"] or {}).get("mean"),
         "head_stitched_accuracy": stitched, "head_same_accuracy": same,
