@@ -186,3 +186,16 @@ def test_best_head_config_errors():
         parse_config({**ok, "best_head": {"repo_id": "a/b/c"}})
     with pytest.raises(ConfigError, match="unknown key 'repo'"):
         parse_config({**ok, "best_head": {"repo": "me/head"}})
+
+
+def test_push_refused_offline_before_any_work(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    config = parse_config({"encoders": [{"id": L6}], "methods": [{"name": "cos", "projections": ["cosine"]}],
+                           "best_head": {"repo_id": "me/head"}})
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE=1"):
+        run_stitch(config, tmp_path / "out")
+    config.best_head.method = "nope"  # set through the Python API after parsing: still checked
+    with pytest.raises(ConfigError, match="best_head.method"):
+        run_stitch(config, tmp_path / "out")

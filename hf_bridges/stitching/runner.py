@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 
 from .cache import EmbeddingCache, default_cache_root
-from .config import ConfigError, StitchConfig, did_you_mean
+from .config import ConfigError, StitchConfig, check_best_head, did_you_mean
 from .encoders import get_encoder_kind
 
 
@@ -66,6 +66,8 @@ def load_splits(config: StitchConfig, input_column: str):
 def prepare(config: StitchConfig, output_dir: Path):
     """Every check that needs the world but no model: run before any embedding or training."""
     check_output_dir(output_dir)
+    if config.best_head is not None:
+        check_best_head(config)  # again: the Python API may set best_head after parsing
     if config.best_head is not None and config.best_head.repo_id:
         from huggingface_hub import constants
 
