@@ -14,7 +14,6 @@ Only JSON, safetensors and Parquet are read: loading never imports or unpickles 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+
+from ._io import sha256_file
 
 HEAD_FORMAT_VERSION = 1
 CONFIG_NAME = "bridge_head_config.json"
@@ -131,13 +132,6 @@ def _package_version() -> str:
 
 
 # ------------------------------------------------------------------------------------------------------- write
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _write_files(head: BridgeHead, folder: Path, card: Optional[str]) -> None:
     import pyarrow as pa
@@ -155,7 +149,7 @@ def _write_files(head: BridgeHead, folder: Path, card: Optional[str]) -> None:
     config = dict(head.config)
     config["anchor_space"] = {"tensor": "anchor_embeddings", "dtype": str(space.dtype).replace("torch.", ""),
                               "shape": list(space.shape)}
-    config["files"] = {name: {"sha256": _sha256(folder / name), "size": (folder / name).stat().st_size}
+    config["files"] = {name: {"sha256": sha256_file(folder / name), "size": (folder / name).stat().st_size}
                        for name in DATA_FILES}
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if card is not None:
@@ -257,7 +251,7 @@ def read_head(folder: os.PathLike | str, source: Optional[str] = None, verify: b
         if not path.is_file():
             raise HeadFormatError(f"{source} is missing {name}: the head is incomplete; save or push it again")
         expected = config["files"].get(name, {}).get("sha256")
-        if verify and expected and _sha256(path) != expected:
+        if verify and expected and sha256_file(path) != expected:
             raise HeadFormatError(
                 f"{source}/{name} is corrupted (its sha256 differs from the one in {CONFIG_NAME}); "
                 "download it again (hf-bridges head pull --force) or save the head again"

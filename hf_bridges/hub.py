@@ -160,7 +160,7 @@ def _check_tokenizer(tokenizer, anchors, name: str, source: str, max_unknown: fl
     unk = getattr(tokenizer, "unk_token_id", None)
     if unk is None:
         return
-    ids = tokenizer([str(a) for a in anchors[:256]], add_special_tokens=False)["input_ids"]
+    ids = tokenizer([str(a) for a in anchors[:256]], add_special_tokens=False, truncation=True, max_length=512)["input_ids"]
     total = sum(len(row) for row in ids)
     unknown = sum(token == unk for row in ids for token in row)
     if total == 0 or unknown / total > max_unknown:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from ._io import sha256_file
+
 MARKER = ".hf_bridges_offline.json"  # at the repo-folder level, outside snapshots/: invisible to from_pretrained
 PLACER_VERSION = 1  # bump when a placer's output changes, so placed snapshots are rebuilt
 
@@ -83,13 +85,6 @@ def repo_folder(repo_id: str, cache_dir: Path) -> Path:
     return Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def _package_files(distribution: str, suffix: str) -> list[Path]:
     try:
@@ -123,7 +118,7 @@ def _layout_snapshot(plain: Path, repo_dir: Path) -> str:
     files = sorted(p for p in plain.rglob("*") if p.is_file())
     if not files:
         raise OSError(f"the placer wrote no files into {plain}")
-    hashes = {p.relative_to(plain).as_posix(): _sha256(p) for p in files}
+    hashes = {p.relative_to(plain).as_posix(): sha256_file(p) for p in files}
     revision = hashlib.sha1(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
     (repo_dir / "blobs").mkdir(parents=True)
     (repo_dir / "refs").mkdir()

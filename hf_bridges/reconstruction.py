@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
+from ._io import atomic_path
 from .fit import fit
 from .modeling_bridge_module import ModuleBridgePreTrainedModel
 
@@ -135,12 +135,9 @@ def save_image_grid(rows: Sequence[tuple[str, torch.Tensor]], path: str | os.Pat
             if c == 0:
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=directory, suffix=".png", delete=False) as tmp:
-        fig.savefig(tmp.name, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp.name, path)
     return str(path)
 
 

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
 import resource
-import shutil
 from pathlib import Path
 
 import pytest

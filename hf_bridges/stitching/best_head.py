@@ -3,13 +3,13 @@ chosen by a stated rule, rebuilt on its training encoder as a real ``BridgeForSe
 head folder whose card carries the run's results, and pushed to the Hub on request."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 
+from .._io import atomic_path
 from .config import MethodSpec, StitchConfig
 
 RULE = (
@@ -136,9 +136,8 @@ def _append_to_card(folder: Path, section: str) -> None:
 
     card = ModelCard.load(folder / CARD_NAME)
     card.text = card.text.rstrip() + "\n\n" + section
-    tmp = folder / f".{CARD_NAME}.tmp"
-    card.save(tmp)
-    os.replace(tmp, folder / CARD_NAME)
+    with atomic_path(folder / CARD_NAME) as tmp:
+        card.save(tmp)
 
 
 def save_best_head(tracker: BestHeadTracker, results: dict, config: StitchConfig, anchor_texts: list,

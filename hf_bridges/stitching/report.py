@@ -3,13 +3,13 @@ path first and renamed, so an interrupted run never leaves a half-written report
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from .._io import atomic_path, write_text_atomic
 from .config import StitchConfig
 
 LATENT_KEYS = ("cka", "jaccard", "mrr", "mean_cosine")
@@ -92,12 +92,6 @@ def matrix_table(name: str, row: dict) -> str:
     return "\n".join(lines)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def heatmap(path: Path, name: str, row: dict) -> None:
     import matplotlib
 
@@ -124,10 +118,9 @@ def heatmap(path: Path, name: str, row: dict) -> None:
     ax.set_title(f"{name}: accuracy")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_outputs(results: dict, config: StitchConfig, output_dir: Path) -> dict:
@@ -164,11 +157,11 @@ def write_outputs(results: dict, config: StitchConfig, output_dir: Path) -> dict
                    f"accuracy {best['head_stitched_accuracy']:.3f}), written to `{best['folder']}` with its results "
                    f"in the card. Rule: {best['rule']}.", ""]
     outputs = {"results": str(output_dir / "results.json"), "report": str(output_dir / "report.md"), "plots": plots}
-    _atomic_write(output_dir / "report.md", "\n".join(report))
+    write_text_atomic(output_dir / "report.md", "\n".join(report))
     results["outputs"] = outputs
     write_results(results, output_dir)
     return outputs
 
 
 def write_results(results: dict, output_dir: Path) -> None:
-    _atomic_write(Path(output_dir) / "results.json", json.dumps(results, indent=2))
+    write_text_atomic(Path(output_dir) / "results.json", json.dumps(results, indent=2))

@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 import torch
 
+from .._io import write_text_atomic
+
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 STATE_FILE = "train_state.json"
@@ -22,15 +24,6 @@ PREFIX = "module."
 
 class CheckpointError(OSError):
     """A checkpoint could not be written (e.g. no space left); the previous ``latest`` is intact."""
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def strip_prefix_hook(models, weights, output_dir) -> None:

@@ -14,6 +14,8 @@ from typing import Any, Optional
 from accelerate.state import PartialState
 from accelerate.tracking import GeneralTracker
 
+from .._io import write_text_atomic
+
 
 class _FileTracker(GeneralTracker):
     requires_logging_directory = True
@@ -34,10 +36,7 @@ class _FileTracker(GeneralTracker):
     def store_init_configuration(self, values: dict) -> None:
         if PartialState().is_main_process:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            target = self.path.parent / "run_config.json"
-            tmp = target.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(values, indent=2, sort_keys=True, default=str))
-            os.replace(tmp, target)
+            write_text_atomic(self.path.parent / "run_config.json", json.dumps(values, indent=2, sort_keys=True, default=str))
 
 
 class JSONLinesTracker(_FileTracker):
