@@ -243,7 +243,7 @@ def attach_head(
         mode = {"auto": "hard", "hard": "hard", "soft": "soft"}.get(subspace_selection)
         if mode is None:
             raise ValueError(f"unknown subspace_selection {subspace_selection!r}; valid: None, 'auto', 'hard', 'soft'")
-        weights = select_subspaces(report.per_projection, bridge.config.projections, mode=mode)
+        weights = select_subspaces(report.selection_scores, bridge.config.projections, mode=mode)
         bridge.config.subspace_weights = weights
         bridge.config.check()
         report.subspace_weights = weights
