@@ -219,3 +219,39 @@ def test_bf16_mixed_precision_runs(tmp_path):
     assert results["mixed_precision"] == "bf16" and results["steps"] == 2
     losses = [r["train/loss"] for r in read_jsonl(tmp_path / "logs" / "metrics.jsonl") if "train/loss" in r]
     assert losses and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_cached_features_train_the_same_head_as_the_frozen_encoder(tmp_path):
+    """Frozen encoder: features cached once per split = the encoder run every batch. The tiny preset has no encoder
+    dropout, so both paths see the same features (up to padding numerics) and consume the RNG the same way (the
+    head's dropout is on here, 0.2, so a different RNG stream would show): same batches, same head."""
+    common = ["freeze_encoder=true", "num_epochs=2", "checkpoint_every=0", "classifier_dropout=0.2"]
+    on = train(tiny(tmp_path / "on", *common))
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    off = train(tiny(tmp_path / "off", *common, "cache_features=false"))
+    assert on["cached_features"] and not off["cached_features"] and on["steps"] == off["steps"] == 6
+    assert [h["accuracy"] for h in on["history"]] == [h["accuracy"] for h in off["history"]]
+    a, b = (load_file(tmp_path / name / "model" / "model.safetensors") for name in ("on", "off"))
+    diff = max(float((a[k] - b[k]).abs().max()) for k in a if k.startswith("head."))
+    assert diff < 1e-5, diff
+    for key in a:  # the frozen encoder and its anchors are untouched either way
+        if not key.startswith("head."):
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_feature_cache_is_off_with_lora_and_refused_when_forced(tmp_path):
+    from hf_bridges.training.features import use_feature_cache
+
+    assert use_feature_cache(tiny(tmp_path, "freeze_encoder=true"))
+    assert not use_feature_cache(tiny(tmp_path, "freeze_encoder=true", "cache_features=false"))
+    assert not use_feature_cache(tiny(tmp_path, "lora.target_modules=[query]"))  # auto: LoRA trains the encoder
+    assert not use_feature_cache(tiny(tmp_path))  # the preset trains its encoder end to end
+    with pytest.raises(ValueError, match="cache_features=true needs a frozen encoder, but LoRA adapts the encoder"):
+        tiny(tmp_path, "freeze_encoder=true", "lora.target_modules=[query]", "cache_features=true")
+    with pytest.raises(ValueError, match="but freeze_encoder is false"):
+        tiny(tmp_path, "cache_features=true")
+    with pytest.raises(ValueError, match="cache_features must be auto, true or false"):
+        tiny(tmp_path, "cache_features=sometimes")

@@ -16,7 +16,10 @@ from typing import Any, Optional, Sequence, Union
 import yaml
 
 # Keys that may change between a run and its resume: they do not change what is trained, only where/how it is logged.
-RUN_KEYS = frozenset({"output_dir", "checkpoint_every", "keep_checkpoints", "log_with", "log_every", "progress_bar"})
+# cache_features only changes where a frozen encoder's features come from (same batches, same head updates).
+RUN_KEYS = frozenset(
+    {"cache_features", "output_dir", "checkpoint_every", "keep_checkpoints", "log_with", "log_every", "progress_bar"}
+)
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules", "bias")
 
 
@@ -44,6 +47,8 @@ class TrainConfig:
     freeze_encoder: bool = True
     anchor_refresh: str = "auto"  # auto: re-embed anchors after every encoder update; manual: once per epoch
     lora: Optional[dict] = None  # {r, alpha, dropout, target_modules, bias}: LoRA on the encoder, head fully trained
+    # auto: a frozen encoder (no LoRA) runs once per split, the head trains on the cached features; true: insist; false: off
+    cache_features: str = "auto"
     # --- data (hf_bridges.data registry)
     dataset: str = "bbc_news"
     dataset_kwargs: dict = field(default_factory=dict)
@@ -83,6 +88,14 @@ class TrainConfig:
         for key in ("batch_size", "gradient_accumulation_steps", "num_epochs", "num_anchors"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if str(self.cache_features).lower() not in ("auto", "true", "false"):
+            raise ValueError(f"cache_features must be auto, true or false; got {self.cache_features!r}")
+        if str(self.cache_features).lower() == "true" and (self.lora is not None or not self.freeze_encoder):
+            why = "LoRA adapts the encoder" if self.lora is not None else "freeze_encoder is false"
+            raise ValueError(
+                f"cache_features=true needs a frozen encoder, but {why}: its features change every step. "
+                "Use cache_features=auto (or false) for this run, or freeze_encoder=true without lora"
+            )
         if self.lora is not None:
             unknown = set(self.lora) - set(LORA_KEYS)
             if unknown:

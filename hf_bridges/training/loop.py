@@ -23,6 +23,7 @@ from .checkpoint import (
     write_text_atomic,
 )
 from .config import TrainConfig
+from .features import feature_loaders, use_feature_cache
 from .trackers import build_trackers
 
 
@@ -156,6 +157,9 @@ def train(cfg: TrainConfig, resume: Optional[str] = None) -> dict[str, Any]:
         tokenizer = build_tokenizer(cfg, list(data["train"]["text"]))
         train_loader, eval_loader = make_loaders(cfg, data, tokenizer)
     model = build_model(cfg, data["train"], tokenizer)
+    cached = use_feature_cache(cfg)
+    if cached:  # every process embeds the full splits itself: identical features everywhere, no broadcast
+        train_loader, eval_loader = feature_loaders(cfg, model, train_loader, eval_loader, accelerator.device)
     optimizer = torch.optim.AdamW(param_groups(cfg, model), weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
     total_steps = steps_per_epoch * cfg.num_epochs
@@ -181,6 +185,7 @@ def train(cfg: TrainConfig, resume: Optional[str] = None) -> dict[str, Any]:
         "train_samples": len(data["train"]),
         "eval_samples": len(data["test"]),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "cached_features": cached,
         "resumed_from": str(checkpoint) if checkpoint else None,
     }
     accelerator.init_trackers("hf_bridges", config=_flat({**cfg.to_dict(), **run_info}))
