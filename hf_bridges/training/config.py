@@ -47,7 +47,8 @@ class TrainConfig:
     freeze_encoder: bool = True
     anchor_refresh: str = "auto"  # auto: re-embed anchors after every encoder update; manual: once per epoch
     lora: Optional[dict] = None  # {r, alpha, dropout, target_modules, bias}: LoRA on the encoder, head fully trained
-    # auto: a frozen encoder (no LoRA) runs once per split, the head trains on the cached features; true: insist; false: off
+    # auto: a frozen encoder (no LoRA) runs once per split and the head trains on the cached features;
+    # true: the same, refused unless frozen without LoRA; false: the encoder runs every batch
     cache_features: str = "auto"
     # --- data (hf_bridges.data registry)
     dataset: str = "bbc_news"

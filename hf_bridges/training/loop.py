@@ -157,7 +157,7 @@ def train(cfg: TrainConfig, resume: Optional[str] = None) -> dict[str, Any]:
         tokenizer = build_tokenizer(cfg, list(data["train"]["text"]))
         train_loader, eval_loader = make_loaders(cfg, data, tokenizer)
     model = build_model(cfg, data["train"], tokenizer)
-    cached = use_feature_cache(cfg)
+    cached, cache_started = use_feature_cache(cfg), time.perf_counter()
     if cached:  # every process embeds the full splits itself: identical features everywhere, no broadcast
         train_loader, eval_loader = feature_loaders(cfg, model, train_loader, eval_loader, accelerator.device)
     optimizer = torch.optim.AdamW(param_groups(cfg, model), weight_decay=cfg.weight_decay)
@@ -186,6 +186,7 @@ def train(cfg: TrainConfig, resume: Optional[str] = None) -> dict[str, Any]:
         "eval_samples": len(data["test"]),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "cached_features": cached,
+        "feature_cache_seconds": time.perf_counter() - cache_started if cached else None,  # not in "seconds"
         "resumed_from": str(checkpoint) if checkpoint else None,
     }
     accelerator.init_trackers("hf_bridges", config=_flat({**cfg.to_dict(), **run_info}))
