@@ -6,6 +6,8 @@ Stored as a ``datasets.Dataset`` (``features``, ``labels``) in torch format, so 
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import datasets
 import torch
 from torch.utils.data import DataLoader
@@ -13,12 +15,18 @@ from torch.utils.data import DataLoader
 from .config import TrainConfig
 
 
-def use_feature_cache(cfg: TrainConfig) -> bool:
+def use_feature_cache(cfg: TrainConfig, train_batches: Optional[int] = None) -> bool:
     """``auto``/``true``: on when nothing in the encoder trains (frozen, no LoRA); ``TrainConfig.check`` refuses
-    ``true`` otherwise."""
+    ``true`` otherwise. ``auto`` stays off when ``max_steps`` ends the run before one epoch of ``train_batches``
+    (a smoke run would otherwise embed the whole split to train a few steps)."""
     cfg.check()
-    trains_encoder = cfg.lora is not None or not cfg.freeze_encoder
-    return str(cfg.cache_features).lower() != "false" and not trains_encoder
+    mode = str(cfg.cache_features).lower()
+    if mode == "false" or cfg.lora is not None or not cfg.freeze_encoder:
+        return False
+    short = cfg.max_steps is not None and train_batches is not None
+    if mode == "auto" and short and cfg.max_steps * cfg.gradient_accumulation_steps < train_batches:
+        return False
+    return True
 
 
 @torch.no_grad()

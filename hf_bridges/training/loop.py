@@ -157,7 +157,7 @@ def train(cfg: TrainConfig, resume: Optional[str] = None) -> dict[str, Any]:
         tokenizer = build_tokenizer(cfg, list(data["train"]["text"]))
         train_loader, eval_loader = make_loaders(cfg, data, tokenizer)
     model = build_model(cfg, data["train"], tokenizer)
-    cached, cache_started = use_feature_cache(cfg), time.perf_counter()
+    cached, cache_started = use_feature_cache(cfg, len(train_loader)), time.perf_counter()
     if cached:  # every process embeds the full splits itself: identical features everywhere, no broadcast
         train_loader, eval_loader = feature_loaders(cfg, model, train_loader, eval_loader, accelerator.device)
     optimizer = torch.optim.AdamW(param_groups(cfg, model), weight_decay=cfg.weight_decay)
