@@ -277,6 +277,14 @@ class BridgePreTrainedModel(PreTrainedModel):
         """Push only the head to a Hub model repo; attach it anywhere with ``from_encoder(encoder, head=repo_id)``."""
         return _hub().push_head_to_hub(self, repo_id, **kwargs)
 
+    def train(self, mode: bool = True):
+        """A frozen encoder stays in eval mode (no dropout), so training sees the features inference sees and the
+        anchors were embedded with; a trainable or LoRA encoder follows ``mode``."""
+        super().train(mode)
+        if mode and self.encoder is not None and not any(p.requires_grad for p in self.encoder.parameters()):
+            self.encoder.eval()
+        return self
+
     def unfreeze_encoder(self) -> None:
         """Let gradients reach the encoder (anchors are then re-embedded whenever its weights change)."""
         self.config.freeze_encoder = False

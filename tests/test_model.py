@@ -163,3 +163,13 @@ def test_remote_code_loads_without_the_package(model, batch, tmp_path):
     module, logits = result.stdout.strip().splitlines()[-2:]
     assert module.startswith("transformers_modules")
     torch.testing.assert_close(torch.tensor(json.loads(logits)), expected, atol=1e-6, rtol=0)
+
+
+def test_frozen_encoder_stays_in_eval_mode_while_training(model, batch):
+    model.train()
+    assert model.head.training and not model.encoder.training  # no encoder dropout on a frozen encoder
+    features = lambda: model(**batch, output_representations=True).embeddings  # noqa: E731
+    torch.testing.assert_close(features(), features())  # deterministic features (the head's dropout is separate)
+    model.unfreeze_encoder()
+    model.train()
+    assert model.encoder.training
