@@ -6,6 +6,30 @@ from pathlib import Path
 
 from conftest import make_encoder, make_tokenizer, topic_texts
 
+DEFAULT_STITCH_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "stitch-bbc.yaml"
+
+
+def small_bbc_config():
+    """The default config (the two real MiniLMs) on a 120/50 BBC subset with 30 anchors, 2 seeds and 3 methods."""
+    from hf_bridges.stitching import load_config
+    from hf_bridges.stitching.config import MethodSpec, SelectSpec
+
+    config = load_config(DEFAULT_STITCH_CONFIG)
+    config.dataset.max_train, config.dataset.max_test = 120, 50
+    for encoder in config.encoders:
+        encoder.max_length = 48
+    config.anchors.num = 30
+    config.training.epochs = 8
+    config.seeds = [0, 1]
+    config.latent.max_samples = 50
+    config.methods = [
+        MethodSpec(name="absolute", kind="absolute"),
+        MethodSpec(name="cosine", projections=["cosine"]),
+        MethodSpec(name="product+select", projections=["cosine", "euclidean", "l1", "linf"], aggregation="concat",
+                   subspace_dropout=0.5, select=SelectSpec()),
+    ]
+    return config
+
 
 def save_tiny_encoder(folder: Path, seed: int, hidden_size: int) -> str:
     make_encoder(seed=seed, hidden_size=hidden_size).save_pretrained(folder)

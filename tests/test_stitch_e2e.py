@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from hf_bridges.offline import is_placed
-from hf_bridges.stitching import load_config, run_stitch
-from hf_bridges.stitching.config import MethodSpec, SelectSpec
+from stitch_helpers import small_bbc_config
+
+from hf_bridges.stitching import run_stitch
 
 L6, L3 = "sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/paraphrase-MiniLM-L3-v2"
 
@@ -19,22 +21,7 @@ pytestmark = [
 
 
 def test_bbc_subset_stitches_between_real_minilms(tmp_path):
-    from pathlib import Path
-
-    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "stitch-bbc.yaml")
-    config.dataset.max_train, config.dataset.max_test = 120, 50
-    for encoder in config.encoders:
-        encoder.max_length = 48
-    config.anchors.num = 30
-    config.training.epochs = 8
-    config.seeds = [0, 1]
-    config.latent.max_samples = 50
-    config.methods = [
-        MethodSpec(name="absolute", kind="absolute"),
-        MethodSpec(name="cosine", projections=["cosine"]),
-        MethodSpec(name="product+select", projections=["cosine", "euclidean", "l1", "linf"], aggregation="concat",
-                   subspace_dropout=0.5, select=SelectSpec()),
-    ]
+    config = small_bbc_config()
     results = run_stitch(config, tmp_path / "out", cache_dir=str(tmp_path / "cache"), quiet=True)
 
     summary = results["summary"]

@@ -12,17 +12,17 @@ import torch
 from huggingface_hub import HfApi, snapshot_download
 
 from hub_server import GITATTRIBUTES, TOKEN, Repo, hub_fixture
+from stitch_helpers import small_bbc_config
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.head_format import CARD_NAME, HEAD_FILES, read_head
 from hf_bridges.hub import pull_head
 from hf_bridges.offline import is_placed
-from hf_bridges.stitching import load_config, run_stitch
+from hf_bridges.stitching import run_stitch
 from hf_bridges.stitching.best_head import BestHeadTracker, choose_method
-from hf_bridges.stitching.config import BestHeadSpec, ConfigError, MethodSpec, SelectSpec, parse_config
+from hf_bridges.stitching.config import BestHeadSpec, ConfigError, parse_config
 from hf_bridges.stitching.runner import load_splits
 
 L6, L3 = "sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/paraphrase-MiniLM-L3-v2"
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "stitch-bbc.yaml"
 REPO = "alice/bbc-best-head"
 
 hub = pytest.fixture(hub_fixture)
@@ -48,21 +48,8 @@ def serve(hub, snapshots: dict[str, Path]) -> None:
 
 def small_config():
     """The default config on a BBC subset (as tests/test_stitch_e2e.py), best head pushed to alice's namespace."""
-    config = load_config(CONFIG)
+    config = small_bbc_config()
     assert config.best_head is None  # off by default
-    config.dataset.max_train, config.dataset.max_test = 120, 50
-    for encoder in config.encoders:
-        encoder.max_length = 48
-    config.anchors.num = 30
-    config.training.epochs = 8
-    config.seeds = [0, 1]
-    config.latent.max_samples = 50
-    config.methods = [
-        MethodSpec(name="absolute", kind="absolute"),
-        MethodSpec(name="cosine", projections=["cosine"]),
-        MethodSpec(name="product+select", projections=["cosine", "euclidean", "l1", "linf"], aggregation="concat",
-                   subspace_dropout=0.5, select=SelectSpec()),
-    ]
     # the best *product* head: the issue's method, and its attach-time subspace selection gets exercised too
     config.best_head = BestHeadSpec(repo_id=REPO, method="best-product")
     return config
