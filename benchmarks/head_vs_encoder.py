@@ -14,9 +14,9 @@ import time
 import torch
 from transformers import BertConfig, BertModel
 
-from hf_bridges.pooling import mean_pooling
-from hf_bridges.projections import get_projection
-from hf_bridges.relative_head import RelativeProductHead
+from hf_bridges.modeling.pooling import mean_pooling
+from hf_bridges.modeling.projections import get_projection
+from hf_bridges.modeling.head import RelativeProductHead
 
 
 def timed(fn, repeats: int) -> float:

@@ -16,7 +16,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from hf_bridges import ModuleBridgeForClassification
-from hf_bridges.fit import fit
+from hf_bridges.training.fit import fit
 
 # name -> (seed, hidden, embedding width): A and B differ by seed only, C is wider.
 GCNS = {"GCN-A(s0,16,8)": (0, 16, 8), "GCN-B(s1,16,8)": (1, 16, 8), "GCN-C(s2,32,16)": (2, 32, 16)}

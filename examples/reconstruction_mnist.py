@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from hf_bridges.data import load_labelled_dataset
-from hf_bridges.reconstruction import (
+from hf_bridges.stitching.reconstruction import (
     AutoEncoder,
     fit,
     reconstruction_table,

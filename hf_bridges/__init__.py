@@ -1,61 +1,80 @@
 """hf_bridges: relative "product of invariances" heads that move between encoders zero-shot.
 
-Importing the package registers the bridge classes with the transformers Auto classes.
+``import hf_bridges`` registers the bridge classes with the transformers Auto classes, so
+``AutoModelForSequenceClassification.from_pretrained(<bridge folder>)`` works without ``trust_remote_code``. That
+costs what importing transformers' ``PreTrainedModel`` costs (a few seconds, mostly torch and transformers).
+The ``hf-bridges`` command skips it: its light subcommands (``--help``, ``--version``, ``info``, ``offline-seed``)
+never touch the model stack, and the others import what they use. Every public name is resolved lazily (PEP 562).
 """
-from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoModelForSequenceClassification
+from __future__ import annotations
 
-from .aggregation import AGGREGATIONS, register_aggregation
-from .configuration_bridge import BRIDGE_FORMAT_VERSION, BridgeConfig
-from .modeling_bridge import (
-    BridgeClassifierOutput,
-    BridgeForSequenceClassification,
-    BridgeModel,
-    BridgeModelOutput,
-    BridgePreTrainedModel,
-)
-from .encoders import ImagePreprocess, ModuleEncoder
-from .modeling_bridge_module import ModuleBridgeForClassification, ModuleBridgeModel
-from .modeling_bridge_vision import BridgeForImageClassification
-from .reconstruction import BridgeForReconstruction
-from .pooling import POOLINGS, register_pooling
-from .projections import PROJECTIONS, register_projection
-from .relative_head import RelativeProductHead
-from .transforms import ABS_TRANSFORMS, SUBSPACE_NORMS, register_abs_transform, register_subspace_norm
+import importlib
+import os
+import sys
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-AutoConfig.register(BridgeConfig.model_type, BridgeConfig, exist_ok=True)
-AutoModel.register(BridgeConfig, BridgeModel, exist_ok=True)
-AutoModelForSequenceClassification.register(BridgeConfig, BridgeForSequenceClassification, exist_ok=True)
-BridgeConfig.register_for_auto_class()
-BridgeModel.register_for_auto_class("AutoModel")
-BridgeForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
-AutoModelForImageClassification.register(BridgeConfig, BridgeForImageClassification, exist_ok=True)
-BridgeForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+# public name -> submodule that defines it
+_EXPORTS = {
+    "modeling.configuration_bridge": ["BRIDGE_FORMAT_VERSION", "BridgeConfig"],
+    "modeling.errors": ["ConfigError", "HfBridgesError", "UnknownNameError"],
+    "modeling.registry": ["Registry"],
+    "modeling.modeling_bridge": [
+        "BridgeClassifierOutput", "BridgeForSequenceClassification", "BridgeModel", "BridgeModelOutput",
+        "BridgePreTrainedModel",
+    ],
+    "modeling.modeling_bridge_vision": ["BridgeForImageClassification"],
+    "modeling.modeling_bridge_module": ["ModuleBridgeForClassification", "ModuleBridgeModel"],
+    "modeling.modeling_bridge_reconstruction": ["BridgeForReconstruction"],
+    "modeling.module_encoders": ["ImagePreprocess", "ModuleEncoder", "register_module_encoder"],
+    "modeling.head": ["RelativeProductHead"],
+    "modeling.aggregation": ["AGGREGATIONS", "register_aggregation"],
+    "modeling.pooling": ["POOLINGS", "register_pooling"],
+    "modeling.projections": ["PROJECTIONS", "register_projection"],
+    "modeling.transforms": ["ABS_TRANSFORMS", "SUBSPACE_NORMS", "register_abs_transform", "register_subspace_norm"],
+    "heads.format": ["HeadFormatError"],
+    "heads.hub": ["HeadAttachError", "load_head", "pull_head", "push_head_folder"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE) + ["__version__"]
 
-__all__ = [
-    "AGGREGATIONS",
-    "ABS_TRANSFORMS",
-    "BRIDGE_FORMAT_VERSION",
-    "BridgeClassifierOutput",
-    "BridgeConfig",
-    "BridgeForImageClassification",
-    "BridgeForReconstruction",
-    "BridgeForSequenceClassification",
-    "BridgeModel",
-    "BridgeModelOutput",
-    "BridgePreTrainedModel",
-    "ImagePreprocess",
-    "ModuleBridgeForClassification",
-    "ModuleBridgeModel",
-    "ModuleEncoder",
-    "POOLINGS",
-    "PROJECTIONS",
-    "RelativeProductHead",
-    "SUBSPACE_NORMS",
-    "register_abs_transform",
-    "register_aggregation",
-    "register_pooling",
-    "register_projection",
-    "register_subspace_norm",
-]
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hf_bridges' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # static names for type checkers and IDEs
+    from .heads.format import HeadFormatError
+    from .heads.hub import HeadAttachError, load_head, pull_head, push_head_folder
+    from .modeling.aggregation import AGGREGATIONS, register_aggregation
+    from .modeling.configuration_bridge import BRIDGE_FORMAT_VERSION, BridgeConfig
+    from .modeling.errors import ConfigError, HfBridgesError, UnknownNameError
+    from .modeling.head import RelativeProductHead
+    from .modeling.modeling_bridge import (
+        BridgeClassifierOutput,
+        BridgeForSequenceClassification,
+        BridgeModel,
+        BridgeModelOutput,
+        BridgePreTrainedModel,
+    )
+    from .modeling.modeling_bridge_module import ModuleBridgeForClassification, ModuleBridgeModel
+    from .modeling.modeling_bridge_reconstruction import BridgeForReconstruction
+    from .modeling.modeling_bridge_vision import BridgeForImageClassification
+    from .modeling.module_encoders import ImagePreprocess, ModuleEncoder, register_module_encoder
+    from .modeling.pooling import POOLINGS, register_pooling
+    from .modeling.projections import PROJECTIONS, register_projection
+    from .modeling.registry import Registry
+    from .modeling.transforms import ABS_TRANSFORMS, SUBSPACE_NORMS, register_abs_transform, register_subspace_norm
+
+if os.path.basename(sys.argv[0] if sys.argv else "") != "hf-bridges":
+    from . import auto  # noqa: E402,F401  (registers the Auto classes)

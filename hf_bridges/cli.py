@@ -12,11 +12,13 @@ import sys
 from typing import Optional, Sequence
 
 from . import __version__, commands
+from .modeling.errors import HfBridgesError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-bridges", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"hf_bridges {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
@@ -30,10 +32,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if not getattr(args, "light", False):
+        from . import auto  # noqa: F401  (Auto classes, for the subcommands that load models)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError, KeyError) as error:
-        print(f"hf-bridges {args.command}: error: {error}", file=sys.stderr)
+    except (HfBridgesError, ValueError, OSError, KeyError, RuntimeError, FloatingPointError) as error:
+        if args.debug:
+            raise
+        print(f"hf-bridges {args.command}: error: {error}\n(rerun with --debug for the traceback)", file=sys.stderr)
         return 1
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_bridges.aggregation import AGGREGATIONS, build_aggregation
-from hf_bridges.relative_head import RelativeProductHead
-from hf_bridges.transforms import build_subspace_norm
+from hf_bridges.modeling.aggregation import AGGREGATIONS, build_aggregation
+from hf_bridges.modeling.head import RelativeProductHead
+from hf_bridges.modeling.transforms import build_subspace_norm
 
 B, N, K = 5, 4, 6
 

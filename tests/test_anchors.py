@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hf_bridges.anchors import ANCHOR_STRATEGIES, select_anchors
+from hf_bridges.data.anchors import ANCHOR_STRATEGIES, select_anchors
 
 
 def blobs(per_blob: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

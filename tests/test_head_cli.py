@@ -10,7 +10,7 @@ from conftest import make_encoder
 from hub_server import TOKEN, hub_fixture
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.cli import main
-from hf_bridges.head_format import CONFIG_NAME, HEAD_FILES
+from hf_bridges.heads.format import CONFIG_NAME, HEAD_FILES
 
 hub = pytest.fixture(hub_fixture)
 

@@ -10,10 +10,10 @@ from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
 from conftest import make_encoder
 from hf_bridges import BridgeForSequenceClassification
-from hf_bridges.head_format import (
+from hf_bridges.heads.format import (
     ANCHOR_SPACE_NAME, ANCHORS_NAME, CONFIG_NAME, HEAD_FORMAT_VERSION, WEIGHTS_NAME, HeadFormatError, read_head,
 )
-from hf_bridges.hub import HeadAttachError, load_head
+from hf_bridges.heads.hub import HeadAttachError, load_head
 
 
 @pytest.fixture(scope="module")

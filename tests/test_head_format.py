@@ -11,10 +11,10 @@ from safetensors.torch import load_file
 
 from conftest import make_encoder, make_tokenizer, topic_texts
 from hf_bridges import BridgeForSequenceClassification, BridgeModel
-from hf_bridges.head_format import (
+from hf_bridges.heads.format import (
     ANCHOR_SPACE_NAME, ANCHORS_NAME, CARD_NAME, CONFIG_NAME, HEAD_FORMAT_VERSION, WEIGHTS_NAME, read_head,
 )
-from hf_bridges.hub import HeadAttachError
+from hf_bridges.heads.hub import HeadAttachError
 
 
 def build(tokenizer, anchors, labels=None, seed=0, hidden=32, cls=BridgeForSequenceClassification, layers=2, **kwargs):
@@ -192,7 +192,7 @@ def test_saving_into_a_shared_folder_keeps_other_files(trained, tmp_path):
 
 
 def test_card_links_the_base_encoder_on_the_hub(trained, tmp_path):
-    from hf_bridges.model_card import head_card
+    from hf_bridges.heads.cards import head_card
 
     head = read_head(trained.save_head(tmp_path / "head"))
     head.config["encoder"]["name_or_path"] = "sentence-transformers/all-MiniLM-L6-v2"

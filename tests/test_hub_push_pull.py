@@ -14,9 +14,9 @@ from huggingface_hub import HfApi, ModelCard, constants
 from conftest import make_encoder, topic_texts
 from hub_server import OTHER_TOKEN, TOKEN, hub_fixture
 from hf_bridges import BridgeForSequenceClassification
-from hf_bridges.head_format import CARD_NAME, HEAD_FILES, HeadFormatError
-from hf_bridges.hub import load_head, pull_head
-from hf_bridges.model_card import model_card
+from hf_bridges.heads.format import CARD_NAME, HEAD_FILES, HeadFormatError
+from hf_bridges.heads.hub import load_head, pull_head
+from hf_bridges.heads.cards import model_card
 
 hub = pytest.fixture(hub_fixture)
 TEXTS = topic_texts(2, seed=11)[0]

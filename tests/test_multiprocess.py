@@ -1,6 +1,6 @@
 """A real 2-process data-parallel run on CPU (gloo), compared with a 1-process run with the same global batch.
 
-Launch: ``ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 -m hf_bridges.train ...``. Without ACCELERATE_USE_CPU,
+Launch: ``ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 -m hf_bridges.training ...``. Without ACCELERATE_USE_CPU,
 torchrun on a machine without GPUs gives two unconnected world-1 processes; the loop refuses that (tested below).
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _torchrun(out: Path, use_cpu: bool) -> subprocess.CompletedProcess:
     if use_cpu:
         env["ACCELERATE_USE_CPU"] = "1"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "hf_bridges.train", str(TINY), f"output_dir={out}", *ARGS]
+           "--master_port", str(_free_port()), "-m", "hf_bridges.training", str(TINY), f"output_dir={out}", *ARGS]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from hf_bridges.offline import ASSETS, MARKER, NotOursError, missing_packages, place_asset, repo_folder
+from hf_bridges.offline.assets import ASSETS, MARKER, NotOursError, missing_packages, place_asset, repo_folder
 
 L3 = "sentence-transformers/paraphrase-MiniLM-L3-v2"
 needs_packages = pytest.mark.skipif(

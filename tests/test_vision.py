@@ -24,7 +24,7 @@ from transformers.models.mobilenet_v2.image_processing_pil_mobilenet_v2 import M
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 from hf_bridges import BridgeForImageClassification, BridgeForSequenceClassification
-from hf_bridges.modeling_bridge_vision import to_uint8_images
+from hf_bridges.modeling.modeling_bridge_vision import to_uint8_images
 
 
 

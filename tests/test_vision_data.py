@@ -6,7 +6,7 @@ import gzip
 import numpy as np
 import pytest
 
-from hf_bridges.data_vision import fashion_mnist, images_dataset, read_idx
+from hf_bridges.data.vision import fashion_mnist, images_dataset, read_idx
 
 
 def write_idx(path, array: np.ndarray, truncate: int = 0) -> None:
@@ -47,7 +47,7 @@ def test_bad_dataset_files_fail_clearly(tmp_path):
 def test_image_encoder_kinds_check_names_up_front():
     from hf_bridges.stitching import parse_config
     from hf_bridges.stitching.config import ConfigError
-    from hf_bridges.stitching.encoders import get_encoder_kind
+    from hf_bridges.stitching.encoder_kinds import get_encoder_kind
 
     config = parse_config({
         "dataset": {"name": "fashion_mnist", "text_column": "image"},

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hf_bridges import BridgeForImageClassification, ModuleBridgeForClassification
-from hf_bridges.data_vision import FASHION_MNIST_ROOT
+from hf_bridges.data.vision import FASHION_MNIST_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ needs_fmnist = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def hub_cache(tmp_path_factory):
     """A private HF cache with the converted MobileNetV2 placed by the offline-seed placer (once per module)."""
-    from hf_bridges.offline import place_asset
+    from hf_bridges.offline.assets import place_asset
 
     cache = tmp_path_factory.mktemp("hf-cache")
     place_asset("mobilenet_v2-torchvision", cache)
@@ -41,7 +41,7 @@ def hub_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fmnist_test():
-    from hf_bridges.data_vision import fashion_mnist
+    from hf_bridges.data.vision import fashion_mnist
 
     test = fashion_mnist()["test"].with_format("numpy")
     rng = np.random.default_rng(0)
@@ -56,8 +56,8 @@ def test_converted_mobilenet_equals_the_torchvision_module(hub_cache):
     from _torchvision_mobilenet_v2 import MobileNetV2
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    from hf_bridges.offline import place_asset
-    from hf_bridges.offline_vision import MOBILENET_V2_REPO, mobilenet_v2_weights
+    from hf_bridges.offline.assets import place_asset
+    from hf_bridges.offline.vision import MOBILENET_V2_REPO, mobilenet_v2_weights
 
     reference = MobileNetV2()
     reference.load_state_dict(torch.load(mobilenet_v2_weights(), weights_only=True), strict=True)
@@ -80,7 +80,7 @@ def test_converted_mobilenet_equals_the_torchvision_module(hub_cache):
 def _small_processor(cache_dir):
     from transformers import AutoImageProcessor
 
-    from hf_bridges.offline_vision import MOBILENET_V2_REPO
+    from hf_bridges.offline.vision import MOBILENET_V2_REPO
 
     return AutoImageProcessor.from_pretrained(
         MOBILENET_V2_REPO, cache_dir=cache_dir, size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}
@@ -95,8 +95,8 @@ def test_zero_shot_stitching_mobilenet_to_efficientnet_lite(hub_cache, fmnist_te
     from sklearn.linear_model import LogisticRegression
 
     from hf_bridges import RelativeProductHead
-    from hf_bridges.encoders import build_module_encoder
-    from hf_bridges.offline_vision import MOBILENET_V2_REPO
+    from hf_bridges.modeling.module_encoders import build_module_encoder
+    from hf_bridges.offline.vision import MOBILENET_V2_REPO
 
     tmp_path = hub_cache
     images, labels = fmnist_test

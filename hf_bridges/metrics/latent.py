@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ..compatibility import linear_cka
+from ..heads.compatibility import linear_cka
 
 
 def _cosine_matrix(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ Modules, one job each: ``config`` (YAML schema and checks), ``encoders`` (encode
 metrics), ``report`` (tables, JSON, heatmaps), ``runner`` (the whole run).
 """
 from .config import ConfigError, StitchConfig, load_config, parse_config
-from .encoders import ENCODER_KINDS, register_encoder_kind
+from .encoder_kinds import ENCODER_KINDS, register_encoder_kind
 from .runner import run_stitch
 
 __all__ = ["ConfigError", "ENCODER_KINDS", "StitchConfig", "load_config", "parse_config", "register_encoder_kind",

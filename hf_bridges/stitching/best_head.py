@@ -76,7 +76,7 @@ def rebuild_bridge(method: MethodSpec, config: StitchConfig, encoder_name: str, 
                    label_names: list[str], state: dict, anchor_embeddings: np.ndarray):
     """The trained head on its training encoder, as a bridge model; refuses if the bridge embeds the anchors
     differently from the benchmark's cache (the head would then not be the one that was measured)."""
-    from ..modeling_bridge import BridgeForSequenceClassification
+    from ..modeling.modeling_bridge import BridgeForSequenceClassification
 
     spec = config.encoder(encoder_name)
     model = BridgeForSequenceClassification.from_encoder(
@@ -132,7 +132,7 @@ def _card_section(results: dict, config: StitchConfig, method: MethodSpec, info:
 def _append_to_card(folder: Path, section: str) -> None:
     from huggingface_hub import ModelCard
 
-    from ..head_format import CARD_NAME
+    from ..heads.format import CARD_NAME
 
     card = ModelCard.load(folder / CARD_NAME)
     card.text = card.text.rstrip() + "\n\n" + section
@@ -144,8 +144,8 @@ def save_best_head(tracker: BestHeadTracker, results: dict, config: StitchConfig
                    anchor_labels: list, anchors: dict[str, np.ndarray], output_dir: Path) -> dict:
     """Rebuild the chosen head, write ``output_dir/best-head/`` (card: metrics, stitching results, the run's
     table) and return what was saved (also stored as ``results["best_head"]``)."""
-    from ..hub import save_head
-    from ..stitch_report import compute_stitch_report
+    from ..heads.hub import save_head
+    from ..heads.stitch_report import compute_stitch_report
 
     spec = config.best_head
     method = choose_method(results["summary"], config)
@@ -186,7 +186,7 @@ def save_best_head(tracker: BestHeadTracker, results: dict, config: StitchConfig
 def push_best_head(info: dict, config: StitchConfig, token: Optional[Union[str, bool]] = None,
                    endpoint: Optional[str] = None) -> dict:
     """Upload the saved folder to ``best_head.repo_id`` (checked by ``push_head_folder`` before upload)."""
-    from ..hub import push_head_folder
+    from ..heads.hub import push_head_folder
 
     spec = config.best_head
     commit = push_head_folder(

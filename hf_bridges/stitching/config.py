@@ -6,21 +6,13 @@ cache, label column present, enough anchors, output folder writable) live in :mo
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A stitching config that cannot run; the message names the key and the fix."""
-
-
-def did_you_mean(value: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else ""
+from ..modeling.errors import ConfigError, did_you_mean
 
 
 def check_choice(where: str, value: str, choices: Iterable[str]) -> None:
@@ -159,12 +151,12 @@ METHOD_KINDS = ("relative", "absolute")
 
 def parse_config(data: dict, source: str = "config") -> StitchConfig:
     """Parse and check everything that needs no files, models or data."""
-    from ..aggregation import AGGREGATIONS
-    from ..anchors import ANCHOR_STRATEGIES
-    from ..pooling import POOLINGS
-    from ..projections import PROJECTIONS
-    from ..transforms import ABS_TRANSFORMS, SUBSPACE_NORMS
-    from .encoders import ENCODER_KINDS, load_plugins
+    from ..modeling.aggregation import AGGREGATIONS
+    from ..data.anchors import ANCHOR_STRATEGIES
+    from ..modeling.pooling import POOLINGS
+    from ..modeling.projections import PROJECTIONS
+    from ..modeling.transforms import ABS_TRANSFORMS, SUBSPACE_NORMS
+    from .encoder_kinds import ENCODER_KINDS, load_plugins
 
     load_plugins()
     if not isinstance(data, dict):
@@ -240,8 +232,8 @@ def parse_config(data: dict, source: str = "config") -> StitchConfig:
 def check_best_head(config: StitchConfig, source: str = "config") -> None:
     """The best head is rebuilt with ``BridgeForSequenceClassification.from_encoder``: text encoders only, no
     prefix (the bridge cannot prepend one), and at least one relative method to choose from."""
-    from ..head_format import WEIGHT_DTYPES
-    from ..hub import REPO_ID
+    from ..heads.format import WEIGHT_DTYPES
+    from ..heads.hub import REPO_ID
 
     spec, where = config.best_head, f"{source}: best_head"
     relative = [m for m in config.methods if m.kind == "relative"]

@@ -6,7 +6,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..compatibility import anchor_space, select_subspaces, subspace_scores
+from ..heads.compatibility import anchor_space, select_subspaces, subspace_scores
 from ..metrics import classification_scores, latent_similarity
 from .config import LatentSpec, MethodSpec
 from .training import predict

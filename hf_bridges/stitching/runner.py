@@ -12,7 +12,7 @@ import numpy as np
 
 from .cache import EmbeddingCache, default_cache_root
 from .config import ConfigError, StitchConfig, check_best_head, did_you_mean
-from .encoders import get_encoder_kind
+from .encoder_kinds import get_encoder_kind
 
 
 def check_output_dir(path: Path) -> None:
@@ -97,7 +97,7 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
     to ``best_head.repo_id`` if given (``hub_token``/``hub_endpoint``: default the stored login / HF_ENDPOINT)."""
     from tqdm.auto import tqdm
 
-    from ..anchors import NEEDS_EMBEDDINGS, select_anchors
+    from ..data.anchors import needs_embeddings, select_anchors
     from .evaluation import evaluate_pair
     from .best_head import BestHeadTracker, push_best_head, save_best_head
     from .report import summarise, write_outputs, write_results
@@ -128,7 +128,7 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
     space = config.anchors.encoder or config.encoders[0].name
     anchor_idx = select_anchors(
         config.anchors.strategy, config.anchors.num, config.anchors.seed, labels=train_labels,
-        embeddings=embeddings[space, "train"] if config.anchors.strategy in NEEDS_EMBEDDINGS else None,
+        embeddings=embeddings[space, "train"] if needs_embeddings(config.anchors.strategy) else None,
     )
     anchors = {e.name: embeddings[e.name, "train"][anchor_idx] for e in config.encoders}
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..relative_head import RelativeProductHead
+from ..modeling.head import RelativeProductHead
 from .config import HeadSpec, MethodSpec, TrainingSpec
 
 

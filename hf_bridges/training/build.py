@@ -9,9 +9,10 @@ import datasets
 import torch
 from torch import nn
 
-from ..anchors import select_anchors
+from ..data.anchors import select_anchors
 from ..data import load_labelled_dataset
-from ..modeling_bridge import BridgeForSequenceClassification, load_encoder, load_tokenizer
+from ..modeling.loaders import load_encoder, load_tokenizer
+from ..modeling.modeling_bridge import BridgeForSequenceClassification
 from .config import TrainConfig
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -15,6 +15,7 @@ from typing import Any, Optional
 import torch
 
 from .._io import write_text_atomic
+from ..modeling.errors import HfBridgesError
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -22,7 +23,7 @@ STATE_FILE = "train_state.json"
 PREFIX = "module."
 
 
-class CheckpointError(OSError):
+class CheckpointError(HfBridgesError, OSError):
     """A checkpoint could not be written (e.g. no space left); the previous ``latest`` is intact."""
 
 

@@ -5,7 +5,6 @@ Unknown keys are errors that name the closest valid key, so a typo never silentl
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import typing
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import yaml
+
+from ..modeling.errors import ConfigError, did_you_mean
 
 # Keys that may change between a run and its resume: they do not change what is trained, only where/how it is logged.
 # cache_features only changes where a frozen encoder's features come from (same batches, same head updates).
@@ -122,10 +123,8 @@ class TrainConfig:
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
-def _unknown_key(key: str, valid: Sequence[str], where: str) -> ValueError:
-    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return ValueError(f"unknown {where} key {key!r}{hint} (valid keys: {', '.join(sorted(valid))})")
+def _unknown_key(key: str, valid: Sequence[str], where: str) -> ConfigError:
+    return ConfigError(f"unknown {where} key {key!r}{did_you_mean(key, valid)} (valid keys: {', '.join(sorted(valid))})")
 
 
 def _field_type(name: str) -> Any:

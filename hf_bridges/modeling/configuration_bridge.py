@@ -16,11 +16,6 @@ BRIDGE_FORMAT_VERSION = 1
 DEFAULT_PROJECTIONS = ("cosine", "euclidean", "l1", "linf")
 
 
-def _check_choice(kind: str, value: str, registry: dict) -> None:
-    if value not in registry:
-        raise ValueError(f"unknown {kind} {value!r}; valid {kind}s: {sorted(registry)}")
-
-
 class BridgeConfig(PretrainedConfig):
     """Configuration of a relative product ("bridge") model.
 
@@ -123,13 +118,13 @@ class BridgeConfig(PretrainedConfig):
         if not self.projections:
             raise ValueError(f"projections is empty; choose one or more of {sorted(PROJECTIONS)}")
         for name in self.projections:
-            _check_choice("projection", name, PROJECTIONS)
+            PROJECTIONS.check(name)
         if len(set(self.projections)) != len(self.projections):
             raise ValueError(f"projections has duplicates: {self.projections}")
-        _check_choice("aggregation", self.aggregation, AGGREGATIONS)
-        _check_choice("abs_transform", self.abs_transform, ABS_TRANSFORMS)
-        _check_choice("subspace_norm", self.subspace_norm, SUBSPACE_NORMS)
-        _check_choice("pooling", self.pooling, POOLINGS)
+        AGGREGATIONS.check(self.aggregation)
+        ABS_TRANSFORMS.check(self.abs_transform)
+        SUBSPACE_NORMS.check(self.subspace_norm)
+        POOLINGS.check(self.pooling)
         if self.modality not in ("text", "image", "features"):
             raise ValueError(f"unknown modality {self.modality!r}; valid: ['features', 'image', 'text']")
         if self.anchor_refresh not in ("auto", "manual"):

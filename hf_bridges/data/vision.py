@@ -17,7 +17,7 @@ from typing import Optional
 import datasets
 import numpy as np
 
-from .data import register_dataset, stratified_split
+from .registry import register_dataset, stratified_split
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = [

@@ -10,25 +10,18 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .registry import Registry, registrar
+
 AbsTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-ABS_TRANSFORMS: dict[str, AbsTransform] = {}
-SUBSPACE_NORMS: dict[str, Callable[[int], nn.Module]] = {}
-
-
-def register_abs_transform(name: str) -> Callable[[AbsTransform], AbsTransform]:
-    def wrap(fn: AbsTransform) -> AbsTransform:
-        ABS_TRANSFORMS[name] = fn
-        return fn
-
-    return wrap
+ABS_TRANSFORMS: Registry[AbsTransform] = Registry("abs_transform")
+SUBSPACE_NORMS: Registry[Callable[[int], nn.Module]] = Registry("subspace_norm")
+register_abs_transform = registrar(ABS_TRANSFORMS)
+register_subspace_norm = registrar(SUBSPACE_NORMS)
 
 
 def get_abs_transform(name: str) -> AbsTransform:
-    try:
-        return ABS_TRANSFORMS[name]
-    except KeyError:
-        raise ValueError(f"unknown abs_transform {name!r}; valid: {sorted(ABS_TRANSFORMS)}") from None
+    return ABS_TRANSFORMS.get(name)
 
 
 @register_abs_transform("none")
@@ -52,21 +45,10 @@ def standard(x: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torc
     return (x - mean) / std, (anchors - mean) / std
 
 
-def register_subspace_norm(name: str):
-    def wrap(factory: Callable[[int], nn.Module]):
-        SUBSPACE_NORMS[name] = factory
-        return factory
-
-    return wrap
-
-
 register_subspace_norm("layernorm")(lambda k: nn.LayerNorm(k))
 register_subspace_norm("batchnorm")(lambda k: nn.BatchNorm1d(k))
 register_subspace_norm("none")(lambda k: nn.Identity())
 
 
 def build_subspace_norm(name: str, num_anchors: int) -> nn.Module:
-    try:
-        return SUBSPACE_NORMS[name](num_anchors)
-    except KeyError:
-        raise ValueError(f"unknown subspace_norm {name!r}; valid: {sorted(SUBSPACE_NORMS)}") from None
+    return SUBSPACE_NORMS.get(name)(num_anchors)

@@ -20,7 +20,8 @@ from torch import nn
 from transformers import AutoImageProcessor, PreTrainedModel
 
 from .configuration_bridge import DEFAULT_PROJECTIONS, BridgeConfig
-from .modeling_bridge import BridgeClassifierOutput, BridgeForSequenceClassification, load_encoder
+from .loaders import load_encoder, load_image_processor
+from .modeling_bridge import BridgeClassifierOutput, BridgeForSequenceClassification, _hub
 from .pooling import get_pooling
 
 
@@ -130,16 +131,6 @@ def processor_size(processor: Any) -> Optional[tuple[int, int]]:
     return None
 
 
-def load_image_processor(name_or_path: str, revision: Optional[str] = None):
-    try:
-        return AutoImageProcessor.from_pretrained(name_or_path, revision=revision)
-    except (OSError, ValueError) as error:
-        raise OSError(
-            f"could not load an image processor for the encoder {name_or_path!r}: {error}\n"
-            "Pass image_processor=... explicitly (e.g. the processor of the checkpoint the encoder came from)."
-        ) from error
-
-
 class BridgeForImageClassification(BridgeForSequenceClassification):
     """Vision encoder + relative product head + MLP classifier; ``forward(pixel_values, labels)`` (Trainer-ready).
 
@@ -184,14 +175,12 @@ class BridgeForImageClassification(BridgeForSequenceClassification):
         ``pooling``: ``"pooler"`` (``pooler_output``) or ``"mean"`` over spatial / patch tokens; by default
         ``pooler`` when the encoder returns one. Extra keyword arguments go to :class:`BridgeConfig`.
         ``head=`` (a folder or Hub repo written by ``save_head``) attaches a trained head instead: its PNG anchor
-        images are embedded by this encoder (see ``hf_bridges.hub.attach_head``).
+        images are embedded by this encoder (see ``hf_bridges.heads.hub.attach_head``).
         """
         if head is not None:
             if anchors is not None:
                 raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
-            from .hub import attach_head
-
-            return attach_head(cls, encoder, head, revision=revision, encoder_kwargs=encoder_kwargs,
+            return _hub().attach_head(cls, encoder, head, revision=revision, encoder_kwargs=encoder_kwargs,
                                image_processor=image_processor, **config_kwargs)
         if tokenizer is not None:
             raise ValueError("an image bridge takes image_processor=..., not a tokenizer")

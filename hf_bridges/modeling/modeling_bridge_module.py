@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .configuration_bridge import DEFAULT_PROJECTIONS, BridgeConfig
-from .encoders import ModuleEncoder, as_module_encoder
+from .module_encoders import ModuleEncoder, as_module_encoder
 from .modeling_bridge import (
     BridgeClassifierOutput,
     ClassifierMixin,

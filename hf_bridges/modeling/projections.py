@@ -12,6 +12,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .registry import Registry
+
 ProjectionFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -22,26 +24,21 @@ class Projection:
     invariant_to: str
 
 
-PROJECTIONS: dict[str, Projection] = {}
+PROJECTIONS: Registry[Projection] = Registry("projection")
 
 
-def register_projection(name: str, invariant_to: str) -> Callable[[ProjectionFn], ProjectionFn]:
+def register_projection(name: str, invariant_to: str, **metadata) -> Callable[[ProjectionFn], ProjectionFn]:
     """Decorator: make ``fn(x, anchors) -> (B, k)`` available under ``name`` in every config."""
 
     def wrap(fn: ProjectionFn) -> ProjectionFn:
-        if name in PROJECTIONS:
-            raise ValueError(f"projection {name!r} is already registered")
-        PROJECTIONS[name] = Projection(name, fn, invariant_to)
+        PROJECTIONS.register(name, Projection(name, fn, invariant_to), invariant_to=invariant_to, **metadata)
         return fn
 
     return wrap
 
 
 def get_projection(name: str) -> Projection:
-    try:
-        return PROJECTIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown projection {name!r}; valid projections: {sorted(PROJECTIONS)}") from None
+    return PROJECTIONS.get(name)
 
 
 @register_projection("cosine", invariant_to="orthogonal maps (rotations, reflections) and isotropic scaling")

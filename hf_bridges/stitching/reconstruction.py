@@ -18,70 +18,9 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ._io import atomic_path
-from .fit import fit
-from .modeling_bridge_module import ModuleBridgePreTrainedModel
-
-
-@dataclass
-class ReconstructionOutput(ModelOutput):
-    loss: Optional[torch.FloatTensor] = None
-    reconstruction: Optional[torch.FloatTensor] = None
-    relative_representation: Optional[torch.FloatTensor] = None
-    embeddings: Optional[torch.FloatTensor] = None
-
-
-def _targets(labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Targets in the decoder's space: uint8 images become 0-1 floats; the shape must match."""
-    target = labels.float() / 255.0 if labels.dtype == torch.uint8 else labels.to(like.dtype)
-    if target.numel() != like.numel():
-        raise ValueError(
-            f"labels (the reconstruction targets) have shape {tuple(labels.shape)}, the decoder outputs "
-            f"{tuple(like.shape)}; pass the original inputs (reshaped to output_shape) as labels"
-        )
-    return target.reshape(like.shape)
-
-
-class BridgeForReconstruction(ModuleBridgePreTrainedModel):
-    """Relative decoder: r(z) -> the input space (``config.output_shape``), trained with MSE.
-
-    Config keys (pass them to ``from_module``): ``output_shape`` (e.g. ``[1, 28, 28]``), ``decoder_hidden_size``
-    (default 256), ``decoder_activation`` (``sigmoid`` for 0-1 images, default; or ``none``).
-    """
-
-    _with_classifier = False
-
-    def __init__(self, config, encoder: Optional[nn.Module] = None):
-        shape = getattr(config, "output_shape", None)
-        if not shape or any(int(s) < 1 for s in shape):
-            raise ValueError("BridgeForReconstruction needs output_shape=[C, H, W] (or [D]) in its config")
-        activation = getattr(config, "decoder_activation", "sigmoid")
-        if activation not in ("sigmoid", "none"):
-            raise ValueError(f"unknown decoder_activation {activation!r}; valid: ['none', 'sigmoid']")
-        super().__init__(config, encoder=encoder)
-        hidden = int(getattr(config, "decoder_hidden_size", 256))
-        width = self.head.aggregation.output_dim
-        self.decoder = nn.Sequential(
-            nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
-            nn.Linear(hidden, math.prod(int(s) for s in shape)),
-        )
-
-    def forward(
-        self,
-        inputs: Any = None,
-        labels: Optional[torch.Tensor] = None,
-        features: Optional[torch.Tensor] = None,
-        subspace_weights: Optional[torch.Tensor] = None,
-        return_dict: Optional[bool] = None,
-    ) -> ReconstructionOutput:
-        embeddings, representation = self._module_relative(inputs, features, subspace_weights)
-        out = self.decoder(representation).view(-1, *[int(s) for s in self.config.output_shape])
-        if getattr(self.config, "decoder_activation", "sigmoid") == "sigmoid":
-            out = torch.sigmoid(out)
-        loss = nn.functional.mse_loss(out, _targets(labels, out)) if labels is not None else None
-        output = ReconstructionOutput(loss=loss, reconstruction=out, relative_representation=representation,
-                                      embeddings=embeddings)
-        return output if return_dict is not False else output.to_tuple()
+from .._io import atomic_path
+from ..training.fit import fit
+from ..modeling.modeling_bridge_reconstruction import BridgeForReconstruction, ReconstructionOutput, _targets
 
 
 class AutoEncoder(nn.Module):

@@ -24,7 +24,8 @@ from typing import Any, Optional
 
 import torch
 
-from ._io import sha256_file
+from .._io import sha256_file
+from ..modeling.errors import HfBridgesError
 
 HEAD_FORMAT_VERSION = 1
 CONFIG_NAME = "bridge_head_config.json"
@@ -44,7 +45,7 @@ HEAD_CONFIG_KEYS = (
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-class HeadFormatError(ValueError):
+class HeadFormatError(HfBridgesError, ValueError):
     """A folder or repo that is not a readable bridge head; the message names the problem and the fix."""
 
 

@@ -1,9 +1,9 @@
-"""Train a bridge model: ``python -m hf_bridges.train CONFIG [key=value ...] [--resume PATH|latest]``.
+"""Train a bridge model: ``python -m hf_bridges.training CONFIG [key=value ...] [--resume PATH|latest]``.
 
 The same module runs under any launcher (Accelerate reads the environment they set):
 
-    accelerate launch --num_processes 8 -m hf_bridges.train configs/train-bbc-lora.yaml
-    ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 -m hf_bridges.train configs/train-tiny.yaml   # CPU, 2 processes
+    accelerate launch --num_processes 8 -m hf_bridges.training configs/train-bbc-lora.yaml
+    ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 -m hf_bridges.training configs/train-tiny.yaml   # CPU, 2 processes
 """
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import argparse
 import sys
 from typing import Any, Optional, Sequence
 
-from .training.config import load_config
+from ..modeling.errors import HfBridgesError
+from .config import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from .training.loop import train
+    from .loop import train
 
     config = load_config(args.config, args.overrides)
     results = train(config, resume=args.resume)
@@ -37,15 +38,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = add_arguments(argparse.ArgumentParser(prog="python -m hf_bridges.train", description=__doc__.splitlines()[0]))
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m hf_bridges.training", description=__doc__.splitlines()[0]))
     args = parser.parse_args(argv)
     try:
         run(args)
-    except (ValueError, OSError) as error:
-        print(f"hf_bridges.train: error: {error}", file=sys.stderr)
+    except (HfBridgesError, ValueError, OSError) as error:
+        print(f"hf_bridges.training: error: {error}", file=sys.stderr)
         return 1
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

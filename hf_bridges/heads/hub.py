@@ -21,9 +21,10 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from ..modeling.errors import HfBridgesError
 from .compatibility import select_subspaces
-from .head_format import CARD_NAME, HEAD_FILES, BridgeHead, HeadFormatError, head_from_model, read_head, write_head
-from .model_card import head_card
+from .format import CARD_NAME, HEAD_FILES, BridgeHead, HeadFormatError, head_from_model, read_head, write_head
+from .cards import head_card
 from .stitch_report import DEFAULT_THRESHOLD, compute_stitch_report, weighted_score
 
 PathLike = Union[str, os.PathLike]
@@ -31,7 +32,7 @@ PathLike = Union[str, os.PathLike]
 INPUT_MODALITY = {"input_ids": "text", "pixel_values": "image", "input_values": "audio", "input_features": "audio"}
 
 
-class HeadAttachError(ValueError):
+class HeadAttachError(HfBridgesError, ValueError):
     """A head that cannot be attached to the given encoder; the message names the problem and the fix."""
 
 
@@ -191,7 +192,7 @@ def attach_head(
     projections whose anchor space agrees best with the training encoder's, ``"soft"`` weights them; both are
     chosen from the anchors alone and stored in ``config.subspace_weights``. ``overrides`` go to the config.
     """
-    from .modeling_bridge import load_encoder, load_tokenizer
+    from ..modeling.loaders import load_encoder, load_tokenizer
 
     bundle = head if isinstance(head, BridgeHead) else load_head(head, revision=head_revision, token=token)
     source = bundle.source or "the head"

@@ -10,8 +10,8 @@ from typing import Mapping, Sequence
 
 import torch
 
-from .projections import get_projection
-from .transforms import get_abs_transform
+from ..modeling.projections import get_projection
+from ..modeling.transforms import get_abs_transform
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:

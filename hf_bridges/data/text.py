@@ -12,31 +12,7 @@ from typing import Any, Callable, Optional
 
 import datasets
 
-DatasetLoader = Callable[..., datasets.DatasetDict]
-DATASETS: dict[str, DatasetLoader] = {}
-
-
-def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
-    def wrap(fn: DatasetLoader) -> DatasetLoader:
-        DATASETS[name] = fn
-        return fn
-
-    return wrap
-
-
-def load_labelled_dataset(name: str, **kwargs: Any) -> datasets.DatasetDict:
-    """Load a registered dataset by name (``bbc_news``, ``files``...)."""
-    try:
-        loader = DATASETS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; registered datasets: {sorted(DATASETS)}") from None
-    return loader(**kwargs)
-
-
-def stratified_split(dataset: datasets.Dataset, test_size: float, seed: int) -> datasets.DatasetDict:
-    """A fixed, label-stratified train/test split (datasets' own implementation)."""
-    return dataset.train_test_split(test_size=test_size, seed=seed, stratify_by_column="label")
-
+from .registry import register_dataset, stratified_split
 
 @register_dataset("bbc_news")
 def bbc_news(test_size: float = 0.2, seed: int = 0, root: Optional[str] = None) -> datasets.DatasetDict:
@@ -86,6 +62,3 @@ def from_files(
         return stratified_split(loaded["train"], test_size, seed)
     return loaded
 
-
-# Image datasets (fashion_mnist, mnist_5k) register themselves in their own module.
-from . import data_vision  # noqa: E402,F401

@@ -11,13 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import __version__
-from ..encoders import MODULE_ENCODERS
+from ..modeling.module_encoders import MODULE_ENCODERS
 from .config import ConfigError, EncoderSpec, did_you_mean
-from .encoders import EmbedFn, register_encoder_kind, resolve_hf_revision
+from .encoder_kinds import EmbedFn, register_encoder_kind, resolve_hf_revision
 
 
 def _uint8_batch(values):
-    from ..modeling_bridge_vision import to_uint8_images
+    from ..modeling.modeling_bridge_vision import to_uint8_images
 
     return to_uint8_images(np.asarray(values))
 
@@ -41,8 +41,8 @@ class HFImageEncoder:
         import torch
         from transformers import AutoImageProcessor, AutoModel
 
-        from ..modeling_bridge_vision import BridgeForImageClassification
-        from ..pooling import get_pooling
+        from ..modeling.modeling_bridge_vision import BridgeForImageClassification
+        from ..modeling.pooling import get_pooling
 
         revision = resolve_hf_revision(spec.id, spec.revision)
         revision = None if revision.startswith("local-") else revision
@@ -76,7 +76,7 @@ class ModuleImageEncoder:
     input_column = "image"
 
     def identity(self, spec: EncoderSpec) -> dict:
-        from .. import offline_vision  # noqa: F401  (registers the packaged EfficientNet-Lite encoders)
+        from .. import offline  # noqa: F401  (registers the packaged EfficientNet-Lite encoders)
 
         if spec.id not in MODULE_ENCODERS:
             raise ConfigError(f"encoder {spec.id!r}: unknown module encoder{did_you_mean(spec.id, MODULE_ENCODERS)} "
@@ -86,7 +86,7 @@ class ModuleImageEncoder:
     def load(self, spec: EncoderSpec) -> EmbedFn:
         import torch
 
-        from ..encoders import build_module_encoder
+        from ..modeling.module_encoders import build_module_encoder
 
         try:
             encoder = build_module_encoder(spec.id, **spec.options).eval()

@@ -15,6 +15,8 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from .registry import Registry, registrar
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -156,22 +158,10 @@ def as_module_encoder(encoder: nn.Module, **kwargs: Any) -> ModuleEncoder:
 
 
 ModuleEncoderFactory = Callable[..., ModuleEncoder]
-MODULE_ENCODERS: dict[str, ModuleEncoderFactory] = {}
-
-
-def register_module_encoder(name: str) -> Callable[[ModuleEncoderFactory], ModuleEncoderFactory]:
-    """Name a factory of :class:`ModuleEncoder` so configs (e.g. ``hf-bridges stitch``) can refer to it."""
-
-    def wrap(fn: ModuleEncoderFactory) -> ModuleEncoderFactory:
-        MODULE_ENCODERS[name] = fn
-        return fn
-
-    return wrap
+# Named factories of ModuleEncoder, so configs (e.g. ``hf-bridges stitch``) can refer to a plain module by name.
+MODULE_ENCODERS: Registry[ModuleEncoderFactory] = Registry("module encoder")
+register_module_encoder = registrar(MODULE_ENCODERS)
 
 
 def build_module_encoder(name: str, **options: Any) -> ModuleEncoder:
-    try:
-        factory = MODULE_ENCODERS[name]
-    except KeyError:
-        raise ValueError(f"unknown module encoder {name!r}; registered: {sorted(MODULE_ENCODERS)}") from None
-    return as_module_encoder(factory(**options))
+    return as_module_encoder(MODULE_ENCODERS.get(name)(**options))

