@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from conftest import make_encoder
+from helpers import make_encoder
 from hub_server import TOKEN, hub_fixture
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.cli import main

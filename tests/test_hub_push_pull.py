@@ -11,7 +11,7 @@ import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard, constants
 
-from conftest import make_encoder, topic_texts
+from helpers import make_encoder, topic_texts
 from hub_server import OTHER_TOKEN, TOKEN, hub_fixture
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.heads.format import CARD_NAME, HEAD_FILES, HeadFormatError

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import topic_texts
+from helpers import topic_texts
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
 from hf_bridges import BridgeConfig, BridgeForSequenceClassification, BridgeModel

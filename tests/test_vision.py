@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import make_encoder
+from helpers import make_encoder
 from PIL import Image
 from safetensors import safe_open
 from transformers import (
