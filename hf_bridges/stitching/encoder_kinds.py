@@ -116,6 +116,11 @@ def text_settings(spec: EncoderSpec) -> dict:
         "lowercase": bool(st.get("do_lower_case", False)),
         "sentence_transformers": bool(st),
     }
+    if st:
+        from ..logging import get_logger
+
+        get_logger(__name__).info("%s is a sentence-transformers model: %s", spec.id,
+                                  {k: settings[k] for k in ("pooling", "max_length", "prefix", "normalize")})
     if st and settings["prefix"] and not st.get("include_prompt", True):
         raise UnsupportedSentenceTransformer(
             f"encoder {spec.id!r}: its Pooling has include_prompt=false (prompt tokens are left out of the pooling), "
