@@ -173,11 +173,11 @@ def summary_figure(path: Path, summary: dict) -> None:
                         xytext=(0, -22), ha="center", fontsize=7, color="#c44e52")
             lows.append(value)
     low = min(lows) if lows else 0.0
-    ax.set_ylim(max(0.0, low - 0.1 * max(1.0 - low, 0.05) - 0.02), 1.0)
+    ax.set_ylim(max(0.0, low - 0.25 * max(1.0 - low, 0.05) - 0.02), 1.0)  # room for the worst-pair labels
     ax.set_xticks(x, methods, rotation=20, ha="right")
     ax.set_ylabel("accuracy")
     ax.set_title("same-encoder vs stitched (mean ± std over seeds)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
