@@ -22,10 +22,9 @@ from huggingface_hub.errors import (
 )
 
 from ..modeling.errors import HfBridgesError
-from .compatibility import select_subspaces
 from .format import CARD_NAME, HEAD_FILES, BridgeHead, HeadFormatError, head_from_model, read_head, write_head
 from .cards import head_card
-from .stitch_report import DEFAULT_THRESHOLD, compute_stitch_report, weighted_score
+from .compatibility import DEFAULT_THRESHOLD, compute_stitch_report, select_subspaces, weighted_score
 
 PathLike = Union[str, os.PathLike]
 # What an encoder takes as its main input tells its modality (transformers' ``main_input_name``).
