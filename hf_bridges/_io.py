@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Sequence, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -74,3 +76,69 @@ def sha256_file(path: PathLike) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------- journaled folder update
+PREVIOUS = ".hf_bridges-previous"  # inside a folder being updated: the files an unfinished update replaced
+JOURNAL = "journal.json"
+
+
+def publish_files(staging: PathLike, target: PathLike, names: Sequence[str]) -> None:
+    """Move ``staging/<name>`` into ``target`` for each name, in order, so that an interrupted update can be undone.
+
+    The files about to be replaced are first hard-linked into ``target/.hf_bridges-previous/`` (published by one
+    rename, with a journal of which names were replaced and which are new); they are dropped only once every new
+    file is in. A kill in between leaves that folder: :func:`previous_version` reads through it and
+    :func:`restore_previous` (``hf-bridges head recover FOLDER``; also the next update) puts the old version back.
+    """
+    staging, target = Path(staging), Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    restore_previous(target)  # a killed earlier update: go back to the version before it first
+    pending = target / f"{PREVIOUS}.tmp"
+    shutil.rmtree(pending, ignore_errors=True)
+    pending.mkdir()
+    replaced = [name for name in names if (target / name).is_file()]
+    for name in replaced:
+        try:
+            os.link(target / name, pending / name)
+        except OSError:  # a file system without hard links
+            shutil.copy2(target / name, pending / name)
+    journal = {"replaced": replaced, "added": [name for name in names if name not in replaced]}
+    (pending / JOURNAL).write_text(json.dumps(journal), encoding="utf-8")
+    fault_point("publish:journal")
+    os.rename(pending, target / PREVIOUS)
+    for name in names:
+        fault_point("publish:replace")
+        os.replace(staging / name, target / name)
+    fault_point("publish:done")
+    shutil.rmtree(target / PREVIOUS)
+
+
+def previous_version(target: PathLike) -> Optional[dict[str, Optional[Path]]]:
+    """Where each journaled name's previous version is (``None``: it did not exist) while an update is unfinished."""
+    journal_file = Path(target) / PREVIOUS / JOURNAL
+    if not journal_file.is_file():
+        return None
+    journal = json.loads(journal_file.read_text(encoding="utf-8"))
+    where: dict[str, Optional[Path]] = {name: None for name in journal["added"]}
+    for name in journal["replaced"]:
+        kept = Path(target) / PREVIOUS / name
+        where[name] = kept if kept.is_file() else Path(target) / name  # moved back already by a killed restore
+    return where
+
+
+def restore_previous(target: PathLike) -> bool:
+    """Undo an interrupted :func:`publish_files`; returns whether there was anything to undo. Safe to rerun."""
+    target = Path(target)
+    shutil.rmtree(target / f"{PREVIOUS}.tmp", ignore_errors=True)  # never published: nothing was replaced yet
+    where = previous_version(target)
+    if where is None:
+        shutil.rmtree(target / PREVIOUS, ignore_errors=True)
+        return False
+    for name, kept in where.items():
+        if kept is None:
+            (target / name).unlink(missing_ok=True)
+        elif kept.parent.name == PREVIOUS:
+            os.replace(kept, target / name)
+    shutil.rmtree(target / PREVIOUS)
+    return True
