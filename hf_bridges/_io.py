@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,8 @@ def fault_point(step: str) -> None:
         return
     _fault_counts[step] = _fault_counts.get(step, 0) + 1
     if _fault_counts[step] == int(nth or 1):
+        if os.environ.get("HF_BRIDGES_FAULT_SIGNAL") == "KILL":
+            os.kill(os.getpid(), signal.SIGKILL)
         os._exit(86)
 
 
