@@ -285,7 +285,10 @@ def read_head_config(folder: os.PathLike | str, source: Optional[str] = None,
     if not isinstance(config, dict) or config.get("library_name") != "hf_bridges" or "bridge_head_format_version" not in config:
         raise HeadFormatError(f"{source}/{CONFIG_NAME} is not an hf_bridges head config (no library_name/format version)")
     version = config["bridge_head_format_version"]
-    if not isinstance(version, int) or version > HEAD_FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise HeadFormatError(f"{source}/{CONFIG_NAME}: field 'bridge_head_format_version' must be a positive integer, "
+                              f"got {version!r} ({type(version).__name__}); save or push the head again")
+    if version > HEAD_FORMAT_VERSION:
         raise HeadFormatError(
             f"{source} was written with head format version {version}, newer than this hf_bridges reads "
             f"(up to {HEAD_FORMAT_VERSION}, hf_bridges {_package_version()}): upgrade with `pip install -U hf_bridges`"
@@ -293,7 +296,67 @@ def read_head_config(folder: os.PathLike | str, source: Optional[str] = None,
     missing = [key for key in ("encoder", "projections", "num_anchors", "modality", "files") if key not in config]
     if missing:
         raise HeadFormatError(f"{source}/{CONFIG_NAME} is incomplete: missing {missing}; save or push the head again")
+    validate_head_config(config, f"{source}/{CONFIG_NAME}")
     return config
+
+
+MAX_WIDTH = 1 << 16  # no head layer is wider: a larger value is an edited config, refused before any allocation
+
+
+def validate_head_config(config: dict[str, Any], where: str) -> None:
+    """Types, ranges and registered names of the fields a head is rebuilt from; each error names the field."""
+    from ..modeling.aggregation import AGGREGATIONS
+    from ..modeling.projections import PROJECTIONS
+    from ..modeling.transforms import ABS_TRANSFORMS, SUBSPACE_NORMS
+
+    def bad(field: str, wanted: str) -> HeadFormatError:
+        value = config.get(field)
+        return HeadFormatError(f"{where}: field {field!r} must be {wanted}, got {value!r} ({type(value).__name__}); "
+                               "fix the field or save the head again")
+
+    for field in ("encoder", "files"):
+        if not isinstance(config[field], dict):
+            raise bad(field, "an object (a JSON mapping)")
+    projections = config["projections"]
+    if not isinstance(projections, list) or not projections or not all(isinstance(n, str) for n in projections):
+        raise bad("projections", "a non-empty list of projection names")
+    for field, registry, values in (("projections", PROJECTIONS, projections),
+                                    ("aggregation", AGGREGATIONS, [config.get("aggregation")]),
+                                    ("abs_transform", ABS_TRANSFORMS, [config.get("abs_transform")]),
+                                    ("subspace_norm", SUBSPACE_NORMS, [config.get("subspace_norm")])):
+        for name in values:
+            if name is not None and (not isinstance(name, str) or name not in registry):
+                raise bad(field, f"one of {sorted(registry)}")
+    for field, low, high in (("num_anchors", 1, 1 << 20), ("anchor_batch_size", 1, 1 << 20),
+                             ("classifier_hidden_size", 0, MAX_WIDTH), ("aggregation_dim", 1, MAX_WIDTH),
+                             ("max_seq_length", 1, 1 << 20), ("num_labels", 0, 1 << 20)):
+        value = config.get(field)
+        if value is None and field not in ("num_anchors",):
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise bad(field, f"an integer in [{low}, {high}]")
+    for field in ("classifier_dropout", "subspace_dropout"):
+        value = config.get(field)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1):
+            raise bad(field, "a number in [0, 1)")
+    hidden = config["encoder"].get("hidden_size")
+    if hidden is not None and (not isinstance(hidden, int) or isinstance(hidden, bool) or not 1 <= hidden <= MAX_WIDTH):
+        raise HeadFormatError(f"{where}: field 'encoder.hidden_size' must be an integer in [1, {MAX_WIDTH}], got {hidden!r}")
+
+
+def check_weights_header(path: Path, config: dict[str, Any], where: str) -> None:
+    """Read tensor shapes from the safetensors header (no tensor is loaded) and match them with the config."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    hidden = config.get("classifier_hidden_size")
+    first = shapes.get("classifier.0.weight")
+    if first is not None and hidden and first[0] != hidden:
+        raise HeadFormatError(f"{where}: field 'classifier_hidden_size' is {hidden} but {WEIGHTS_NAME} holds "
+                              f"classifier.0.weight of shape {list(first)}; fix the field or save the head again")
+    if any(int(torch.tensor(shape).prod()) > (1 << 28) for shape in shapes.values() if shape):
+        raise HeadFormatError(f"{where}: {WEIGHTS_NAME} declares a tensor over 2^28 elements; not a bridge head")
 
 
 def read_head(folder: os.PathLike | str, source: Optional[str] = None, verify: bool = True) -> BridgeHead:
@@ -318,11 +381,16 @@ def read_head(folder: os.PathLike | str, source: Optional[str] = None, verify: b
                 "download it again (hf-bridges head pull --force) or save the head again"
             )
     try:
+        check_weights_header(files[WEIGHTS_NAME], config, source)
         state = load_file(str(files[WEIGHTS_NAME]))
         space = load_file(str(files[ANCHOR_SPACE_NAME]))
         table = pq.read_table(files[ANCHORS_NAME])
     except (SafetensorError, pa.ArrowException, OSError) as error:
         raise HeadFormatError(f"{source} has a corrupted file ({error}); save or push the head again") from None
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise HeadFormatError(f"{source}/{WEIGHTS_NAME}: tensor {key!r} holds NaN or inf values; the head is "
+                                  "broken (retrain it, or save it again from a model with finite weights)")
     if "anchor" not in table.column_names or table.num_rows != config["num_anchors"]:
         raise HeadFormatError(
             f"{source}/{ANCHORS_NAME} has {table.num_rows} rows and columns {table.column_names}; expected an "
@@ -332,6 +400,9 @@ def read_head(folder: os.PathLike | str, source: Optional[str] = None, verify: b
     hidden = config["encoder"].get("hidden_size")
     if embeddings is None or tuple(embeddings.shape) != (config["num_anchors"], hidden):
         raise HeadFormatError(f"{source}/{ANCHOR_SPACE_NAME} does not hold ({config['num_anchors']}, {hidden}) anchor embeddings")
+    if not torch.isfinite(embeddings).all():
+        raise HeadFormatError(f"{source}/{ANCHOR_SPACE_NAME}: tensor 'anchor_embeddings' holds NaN or inf values; "
+                              "the training encoder's anchor space is broken: save the head again")
     labels = table.column("label").to_pylist() if "label" in table.column_names else None
     card_path = files[HEAD_CARD_NAME] if files[HEAD_CARD_NAME].is_file() else files[CARD_NAME]
     return BridgeHead(
