@@ -218,3 +218,15 @@ def test_save_pretrained_under_a_size_limit_leaves_no_truncated_modeling_file(tm
         assert shipped.read_bytes() == (source / shipped.name).read_bytes(), f"{shipped.name} is truncated"
     config = tmp_path / "model" / "config.json"
     assert not config.exists() or json.loads(config.read_text())
+
+
+def test_written_files_respect_the_umask(tmp_path):
+    """atomic_path used mkstemp (0600): results and heads were unreadable by the group (probe: file permissions)."""
+    from hf_bridges._io import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "out.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.json").stat().st_mode & 0o777 == 0o644
