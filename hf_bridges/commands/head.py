@@ -51,6 +51,10 @@ def register(subparsers) -> None:
     recover.add_argument("folder")
     recover.set_defaults(func=run_recover)
 
+    from ..heads.search import register_search  # light: huggingface_hub only
+
+    register_search(actions)
+
 
 def _pull_kwargs(args) -> dict:
     return {"revision": getattr(args, "revision", None), "token": args.token, "endpoint": args.endpoint}

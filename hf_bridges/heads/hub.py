@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import requests
-from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, snapshot_download
 from huggingface_hub.errors import (
     HfHubHTTPError,
     LocalEntryNotFoundError,
@@ -27,7 +27,7 @@ from .format import (
     CARD_NAME, HEAD_CARD_NAME, HEAD_FILES, BridgeHead, HeadFormatError, head_from_model, interrupted_save_error,
     read_head, write_head,
 )
-from .cards import head_card
+from .cards import head_card, retarget_head_card
 from .compatibility import DEFAULT_THRESHOLD, compute_stitch_report, select_subspaces, weighted_score
 
 PathLike = Union[str, os.PathLike]
@@ -97,9 +97,15 @@ def push_head_folder(
     read_head(folder)
     api = HfApi(endpoint=endpoint, token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    return api.upload_folder(
-        repo_id=repo_id, folder_path=folder, revision=revision, commit_message=commit_message,
-        allow_patterns=[*HEAD_FILES, CARD_NAME, HEAD_CARD_NAME],
+    operations = [
+        CommitOperationAdd(name, str(Path(folder) / name)) for name in HEAD_FILES if (Path(folder) / name).is_file()
+    ]
+    for card_name in (CARD_NAME, HEAD_CARD_NAME):  # the card names the repo it is pushed to, not a placeholder
+        if (Path(folder) / card_name).is_file():
+            card = retarget_head_card(ModelCard.load(Path(folder) / card_name), repo_id)
+            operations.append(CommitOperationAdd(card_name, str(card).encode()))
+    return api.create_commit(
+        repo_id=repo_id, operations=operations, revision=revision, commit_message=commit_message
     )
 
 
