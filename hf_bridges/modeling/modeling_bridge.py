@@ -77,7 +77,8 @@ class BridgePreTrainedModel(PreTrainedModel):
             encoder = AutoModel.from_config(config.encoder)
         self.encoder = encoder
         self.anchors = AnchorStore(config.num_anchors, config.anchor_seq_length, config.hidden_size)
-        self.head = RelativeProductHead.from_config(config, config.num_labels if self._with_classifier else None)
+        self.head = RelativeProductHead.from_config(
+            config.head, config.num_anchors, config.num_labels if self._with_classifier else None)
         self.tokenizer = None  # set by from_encoder; saved next to the weights when present
         self._anchor_snapshot: Optional[tuple] = None
         if encoder is not None and config.freeze_encoder:
