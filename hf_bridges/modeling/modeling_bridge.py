@@ -56,6 +56,11 @@ class AnchorStore(nn.Module):
         return {"input_ids": self.input_ids[start:stop, :length], "attention_mask": mask[:, :length]}
 
 
+def _given(**kwargs: Any) -> dict[str, Any]:
+    """The keyword arguments the caller set (None: leave the config's default, or ``head_config``'s value)."""
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
 def _hub():
     """Head-only save/push/attach live in the installed package (``hf_bridges.heads.hub``), not in this remote-code file."""
     try:
@@ -111,8 +116,9 @@ class BridgePreTrainedModel(PreTrainedModel):
         anchor_labels: Optional[Sequence[int]] = None,
         pooling: str = "mean",
         max_seq_length: int = 128,
-        projections: Sequence[str] = DEFAULT_PROJECTIONS,
-        aggregation: str = "mlp_sum",
+        projections: Optional[Sequence[str]] = None,
+        aggregation: Optional[str] = None,
+        head_config: Any = None,
         encoder_kwargs: Optional[dict] = None,
         **config_kwargs: Any,
     ) -> "BridgePreTrainedModel":
@@ -155,8 +161,8 @@ class BridgePreTrainedModel(PreTrainedModel):
             anchors=anchors,
             anchor_labels=anchor_labels,
             anchor_seq_length=tokens["input_ids"].shape[1],
-            projections=projections,
-            aggregation=aggregation,
+            head=head_config,
+            **_given(projections=projections, aggregation=aggregation),
             **config_kwargs,
         )
         bridge = cls(config, encoder=model)
