@@ -62,3 +62,26 @@ def test_bridge_config_nests_head_and_folds_format1_flat_keys():
         BridgeConfig(head={"aggregation": "sum"}, aggregation="concat")
     with pytest.raises(ConfigError, match="projections: expected a list"):
         BridgeConfig(projections="cosine")
+
+
+def test_every_model_field_is_declared_and_documented():
+    import inspect
+    from pathlib import Path
+
+    import hf_bridges.modeling as modeling
+
+    params = inspect.signature(BridgeConfig.__init__).parameters
+    fields = ("features_dim", "encoder_class", "anchor_input_shape", "anchor_input_dtype", "anchor_image_shape",
+              "output_shape", "decoder_hidden_size", "decoder_activation", "input_prefix")
+    for name in fields:
+        assert name in params and name in BridgeConfig.__doc__, name
+        assert hasattr(BridgeConfig(), name), name
+    folder = Path(modeling.__file__).parent
+    for path in folder.glob("*.py"):  # no undeclared field read through getattr(config, "x", default)
+        text = path.read_text()
+        assert 'getattr(config, "' not in text and 'getattr(self.config, "' not in text, path.name
+    with pytest.raises(ConfigError, match="decoder_activation"):
+        BridgeConfig(decoder_activation="relu")
+    config = BridgeConfig(output_shape=(1, 4, 4), anchor_input_shape=(3,), features_dim=7)
+    again = BridgeConfig.from_dict(json.loads(config.to_json_string()))
+    assert again.output_shape == [1, 4, 4] and again.anchor_input_shape == [3] and again.hidden_size == 7

@@ -49,6 +49,17 @@ class BridgeConfig(PretrainedConfig):
             readable and writable as aliases of ``config.head.projections``.
         freeze_encoder: keep the encoder frozen (no gradients reach it).
         anchor_batch_size: batch size used when embedding the anchors.
+        features_dim: width of the absolute embeddings when it cannot be read from ``encoder`` (plain-module and
+            features-only bridges, or a probed width such as MobileNetV2's); set from the anchors' embeddings.
+        encoder_class: the registered name of a plain module encoder (``module_encoders``), so a reload rebuilds it.
+        anchor_input_shape / anchor_input_dtype: shape (without the batch axis) and dtype of a module bridge's
+            stored raw anchor tensors.
+        anchor_image_shape: ``[C, H, W]`` of an image bridge's stored (preprocessed) anchor images.
+        output_shape: what ``BridgeForReconstruction`` decodes to, e.g. ``[1, 28, 28]`` (or ``[D]``).
+        decoder_hidden_size: hidden width of the reconstruction decoder.
+        decoder_activation: ``sigmoid`` (0-1 images) or ``none``, applied to the reconstruction.
+        input_prefix: text prepended to every input of a text bridge (and to its anchors), e.g. ``"passage: "`` for
+            retrieval encoders trained with one; ``bridge.tokenize`` applies it.
         anchor_refresh: ``auto`` re-embeds the anchors whenever the encoder's weights changed (after an optimizer
             step on a trainable encoder or LoRA, after ``load_state_dict``); ``manual`` only on ``refresh_anchors()``
             (cheaper when fine-tuning the encoder; call it e.g. once per epoch).
@@ -81,6 +92,15 @@ class BridgeConfig(PretrainedConfig):
         freeze_encoder: bool = True,
         anchor_batch_size: int = 32,
         anchor_refresh: str = "auto",
+        features_dim: Optional[int] = None,
+        encoder_class: Optional[str] = None,
+        anchor_input_shape: Optional[Sequence[int]] = None,
+        anchor_input_dtype: str = "float32",
+        anchor_image_shape: Optional[Sequence[int]] = None,
+        output_shape: Optional[Sequence[int]] = None,
+        decoder_hidden_size: int = 256,
+        decoder_activation: str = "sigmoid",
+        input_prefix: str = "",
         bridge_format_version: int = BRIDGE_FORMAT_VERSION,
         **kwargs,
     ):
@@ -124,6 +144,15 @@ class BridgeConfig(PretrainedConfig):
         self.freeze_encoder = freeze_encoder
         self.anchor_batch_size = anchor_batch_size
         self.anchor_refresh = anchor_refresh
+        self.features_dim = int(features_dim) if features_dim else None
+        self.encoder_class = encoder_class
+        self.anchor_input_shape = [int(d) for d in anchor_input_shape] if anchor_input_shape is not None else None
+        self.anchor_input_dtype = anchor_input_dtype or "float32"
+        self.anchor_image_shape = [int(d) for d in anchor_image_shape] if anchor_image_shape is not None else None
+        self.output_shape = [int(d) for d in output_shape] if output_shape is not None else None
+        self.decoder_hidden_size = decoder_hidden_size
+        self.decoder_activation = decoder_activation
+        self.input_prefix = input_prefix or ""
         self.bridge_format_version = BRIDGE_FORMAT_VERSION  # read format 1 or 2, written as the current one
         super().__init__(**kwargs)
         self.check()
@@ -136,14 +165,22 @@ class BridgeConfig(PretrainedConfig):
             raise ValueError(f"unknown modality {self.modality!r}; valid: ['features', 'image', 'text']")
         if self.anchor_refresh not in ("auto", "manual"):
             raise ValueError(f"unknown anchor_refresh {self.anchor_refresh!r}; valid: ['auto', 'manual']")
+        if self.decoder_activation not in ("none", "sigmoid"):
+            raise ConfigError(f"unknown decoder_activation {self.decoder_activation!r}; valid: ['none', 'sigmoid']")
+        if isinstance(self.decoder_hidden_size, bool) or not isinstance(self.decoder_hidden_size, int) or not (
+            1 <= self.decoder_hidden_size <= 65536
+        ):
+            raise ConfigError(f"decoder_hidden_size must be an integer in [1, 65536], got {self.decoder_hidden_size!r}")
+        if not isinstance(self.input_prefix, str):
+            raise ConfigError(f"input_prefix must be a string (e.g. 'passage: '), got {self.input_prefix!r}")
         if self.num_anchors == 1:
             raise ValueError("a relative space needs at least 2 anchors; got 1")
 
     @property
     def hidden_size(self) -> int:
         """Width of the absolute embeddings the anchors live in."""
-        if self.encoder is None or getattr(self, "features_dim", None):  # probed width wins (e.g. MobileNetV2)
-            return getattr(self, "features_dim", None) or 0
+        if self.encoder is None or self.features_dim:  # probed width wins (e.g. MobileNetV2)
+            return self.features_dim or 0
         for attr in ("hidden_size", "d_model", "embed_dim"):
             if hasattr(self.encoder, attr):
                 return getattr(self.encoder, attr)

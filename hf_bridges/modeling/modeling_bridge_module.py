@@ -57,11 +57,11 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
                 "BridgeForImageClassification, not a module bridge"
             )
         super().__init__(config, encoder=None)
-        shape = getattr(config, "anchor_input_shape", None)
+        shape = config.anchor_input_shape
         self.anchors = TensorAnchorStore(
             config.num_anchors,
             [0] if shape is None else shape,
-            getattr(config, "anchor_input_dtype", None) or "float32",
+            config.anchor_input_dtype,
             config.hidden_size,
         )
         if encoder is not None:

@@ -147,7 +147,7 @@ class BridgeForImageClassification(BridgeForSequenceClassification):
                 "BridgeForSequenceClassification (text) or ModuleBridgeForClassification (features)"
             )
         super().__init__(config, encoder=encoder)
-        shape = getattr(config, "anchor_image_shape", None) or [3, 1, 1]
+        shape = config.anchor_image_shape or [3, 1, 1]
         self.anchors = ImageAnchorStore(config.num_anchors, shape, config.hidden_size)
         self.image_processor = None  # set by from_encoder / from_pretrained; saved next to the weights
 
