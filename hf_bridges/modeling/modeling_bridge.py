@@ -91,12 +91,8 @@ class BridgePreTrainedModel(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, MLPSumAggregation):
-            bound = module.weight.shape[-1] ** -0.5
-            init.uniform_(module.weight, -bound, bound)
-            init.zeros_(module.bias)
-        elif isinstance(module, WeightedAggregation):
-            init.zeros_(module.logits)
+        if isinstance(module, (MLPSumAggregation, WeightedAggregation)):
+            module.reset_parameters(init)  # the module owns its init; `init` skips weights loaded from a file
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
