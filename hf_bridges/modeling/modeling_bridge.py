@@ -11,7 +11,7 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel
+from transformers import AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
@@ -61,12 +61,50 @@ def _given(**kwargs: Any) -> dict[str, Any]:
     return {key: value for key, value in kwargs.items() if value is not None}
 
 
+# Config fields from_encoder sets itself (or takes under another name: head_config=, prefix=), so not as **kwargs.
+_RESERVED = frozenset({"self", "kwargs", "encoder", "encoder_revision", "anchors", "anchor_seq_length", "num_anchors",
+                       "bridge_format_version", "head", "input_prefix", "transformers_version", "architectures"})
+
+
+def check_config_kwargs(kwargs: dict[str, Any], where: str, named: Sequence[str] = (), allowed: Sequence[str] = ()):
+    """Refuse keyword arguments that are no ``BridgeConfig`` field (a typo would otherwise land in the config and
+    be silently ignored); the error names them and the closest valid name."""
+    import difflib
+    import inspect
+
+    fields = set(inspect.signature(BridgeConfig.__init__).parameters)
+    fields |= set(inspect.signature(PretrainedConfig.__init__).parameters) | {"num_labels"}
+    valid = (fields - _RESERVED) | set(allowed)
+    unknown = [key for key in kwargs if key not in valid]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(valid | set(named)), n=1, cutoff=0.6)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise TypeError(
+            f"{where}() got unexpected keyword argument(s) {', '.join(hints)}; valid: its own arguments "
+            f"{sorted(named)} and the BridgeConfig fields {sorted(valid)}"
+        )
+
+
 def _hub():
     """Head-only save/push/attach live in the installed package (``hf_bridges.heads.hub``), not in this remote-code file."""
     try:
         return importlib.import_module("hf_bridges.heads.hub")
     except ImportError as error:
         raise ImportError(f"head-only save/push/attach needs the hf_bridges package ({error}): pip install hf_bridges") from None
+
+
+_FROM_ENCODER_ARGS = ("encoder", "anchors", "head", "tokenizer", "revision", "anchor_labels", "pooling",
+                      "max_seq_length", "projections", "aggregation", "head_config", "prefix", "encoder_kwargs")
+
+
+def _attach_arguments(hub: Any) -> tuple[str, ...]:
+    """The keyword arguments ``attach_head`` takes itself (``head_revision``, ``token``, ``subspace_selection``...)."""
+    import inspect
+
+    params = inspect.signature(hub.attach_head).parameters
+    return tuple(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 class BridgePreTrainedModel(PreTrainedModel):
@@ -115,12 +153,18 @@ class BridgePreTrainedModel(PreTrainedModel):
         projections: Optional[Sequence[str]] = None,
         aggregation: Optional[str] = None,
         head_config: Any = None,
+        prefix: Optional[str] = None,
         encoder_kwargs: Optional[dict] = None,
         **config_kwargs: Any,
     ) -> "BridgePreTrainedModel":
         """Wrap ``encoder`` (Hub id, local folder or loaded model) and embed ``anchors`` (raw texts) with it.
 
-        Extra keyword arguments go to :class:`BridgeConfig` (``num_labels``, ``id2label``, ``abs_transform``, ...).
+        Extra keyword arguments must be :class:`BridgeConfig` fields (``num_labels``, ``id2label``, ``abs_transform``,
+        ...); anything else raises ``TypeError``. ``head_config``: a :class:`~.head.HeadConfig` (or dict) for the head.
+        ``prefix``: text the encoder expects before every input (e.g. ``"passage: "`` for E5-style retrieval
+        models); the anchors are embedded with it and it is saved as ``config.input_prefix``. ``bridge.tokenize(texts)``
+        prepends it: if you tokenise yourself, prepend ``bridge.config.input_prefix`` to each text.
+        With ``head=``, ``prefix`` is the NEW encoder's own prefix (the head records the one it was trained with).
         ``head=`` (a folder or Hub repo id written by ``save_head``/``push_head_to_hub``) attaches that trained head
         instead: its anchors are embedded by this encoder and ``model.stitch_report`` says how well they match
         (see ``hf_bridges.heads.hub.attach_head`` for ``head_revision``, ``token``, ``subspace_selection``).
@@ -128,9 +172,18 @@ class BridgePreTrainedModel(PreTrainedModel):
         if head is not None:
             if anchors is not None:
                 raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
-            return _hub().attach_head(
-                cls, encoder, head, tokenizer=tokenizer, revision=revision, encoder_kwargs=encoder_kwargs, **config_kwargs
+            hub = _hub()
+            check_config_kwargs(config_kwargs, "from_encoder", _FROM_ENCODER_ARGS, allowed=_attach_arguments(hub))
+            # prefix: the NEW encoder's; attach_head passes it on to from_encoder(anchors=...), which embeds the
+            # head's raw anchors with it and saves it as this bridge's config.input_prefix.
+            return hub.attach_head(
+                cls, encoder, head, tokenizer=tokenizer, revision=revision, encoder_kwargs=encoder_kwargs,
+                **_given(prefix=prefix), **config_kwargs,
             )
+        check_config_kwargs(config_kwargs, "from_encoder", _FROM_ENCODER_ARGS)
+        prefix = prefix or ""
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a string such as 'passage: ', got {type(prefix).__name__}")
         anchors = list(anchors) if anchors is not None else []
         if len(anchors) < 2:
             raise ValueError(f"a bridge needs at least 2 anchors (raw inputs such as texts), got {len(anchors)}")
@@ -146,7 +199,8 @@ class BridgePreTrainedModel(PreTrainedModel):
                 raise ValueError("the encoder was passed as a model without name_or_path: pass tokenizer=...")
             tokenizer = load_tokenizer(name, revision)
         tokens = tokenizer(
-            [str(a) for a in anchors], padding=True, truncation=True, max_length=max_seq_length, return_tensors="pt"
+            [prefix + str(a) for a in anchors], padding=True, truncation=True, max_length=max_seq_length,
+            return_tensors="pt",
         )
         config = BridgeConfig(
             encoder=model.config.to_dict(),
@@ -158,6 +212,7 @@ class BridgePreTrainedModel(PreTrainedModel):
             anchor_labels=anchor_labels,
             anchor_seq_length=tokens["input_ids"].shape[1],
             head=head_config,
+            input_prefix=prefix,
             **_given(projections=projections, aggregation=aggregation),
             **config_kwargs,
         )
@@ -167,6 +222,22 @@ class BridgePreTrainedModel(PreTrainedModel):
         bridge.anchors.attention_mask.copy_(tokens["attention_mask"])
         bridge.refresh_anchors()
         return bridge
+
+    def tokenize(self, texts: Union[str, Sequence[str]], **kwargs: Any):
+        """Tokenise ``texts`` as the anchors were: ``config.input_prefix`` prepended, padded, truncated to
+        ``max_seq_length``, as PyTorch tensors (``kwargs`` override these tokenizer arguments)."""
+        if self.tokenizer is None and self.name_or_path:  # saved next to the weights by save_pretrained
+            try:
+                self.tokenizer = load_tokenizer(self.name_or_path, None)
+            except (OSError, ValueError):
+                pass
+        if self.tokenizer is None:
+            raise ValueError("this bridge has no tokenizer: set bridge.tokenizer, or build it with from_encoder")
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        prefix = self.config.input_prefix
+        options = {"padding": True, "truncation": True, "max_length": self.config.max_seq_length,
+                   "return_tensors": "pt", **kwargs}
+        return self.tokenizer([prefix + str(t) for t in texts], **options)
 
     # ---------------------------------------------------------------------------------------------------- anchors
     def _encoder_state(self) -> tuple:

@@ -18,9 +18,11 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
-from .configuration_bridge import DEFAULT_PROJECTIONS, BridgeConfig
+from .configuration_bridge import BridgeConfig
 from .module_encoders import ModuleEncoder, as_module_encoder
 from .modeling_bridge import (
+    _given,
+    check_config_kwargs,
     BridgeClassifierOutput,
     ClassifierMixin,
     BridgeModelOutput,
@@ -85,12 +87,14 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
         preprocess: Optional[nn.Module] = None,
         modality: str = "features",
         anchor_labels: Optional[Sequence[int]] = None,
-        projections: Sequence[str] = DEFAULT_PROJECTIONS,
-        aggregation: str = "mlp_sum",
+        projections: Optional[Sequence[str]] = None,
+        aggregation: Optional[str] = None,
+        head_config: Any = None,
         **config_kwargs: Any,
     ) -> "ModuleBridgePreTrainedModel":
         """Wrap ``module`` (``inputs -> (B, D)``; see :class:`ModuleEncoder`) and embed ``anchors`` (a tensor whose
         first dimension indexes the anchors) with it. Extra keyword arguments go to :class:`BridgeConfig`."""
+        check_config_kwargs(config_kwargs, "from_module", ("head_config",))
         options = {"method": method, "output": output, "pooling": pooling, "preprocess": preprocess}
         if isinstance(module, ModuleEncoder):
             options = {}
@@ -113,8 +117,8 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
             anchor_input_dtype=_dtype_name(anchors.dtype),
             anchor_labels=anchor_labels,
             encoder_class=encoder.name,
-            projections=projections,
-            aggregation=aggregation,
+            head=head_config,
+            **_given(projections=projections, aggregation=aggregation),
             **config_kwargs,
         )
         bridge = cls(config, encoder=encoder)

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 from transformers import AutoImageProcessor, PreTrainedModel
 
-from .configuration_bridge import DEFAULT_PROJECTIONS, BridgeConfig
+from .configuration_bridge import BridgeConfig
 from .loaders import load_encoder, load_image_processor
-from .modeling_bridge import BridgeClassifierOutput, BridgeForSequenceClassification, _hub
+from .modeling_bridge import BridgeClassifierOutput, BridgeForSequenceClassification, _given, _hub, check_config_kwargs
 from .pooling import get_pooling
 
 
@@ -165,8 +165,9 @@ class BridgeForImageClassification(BridgeForSequenceClassification):
         anchor_labels: Optional[Sequence[int]] = None,
         pooling: Optional[str] = None,
         anchor_image_size: Optional[Sequence[int]] = None,
-        projections: Sequence[str] = DEFAULT_PROJECTIONS,
-        aggregation: str = "mlp_sum",
+        projections: Optional[Sequence[str]] = None,
+        aggregation: Optional[str] = None,
+        head_config: Any = None,
         encoder_kwargs: Optional[dict] = None,
         **config_kwargs: Any,
     ) -> "BridgeForImageClassification":
@@ -182,6 +183,7 @@ class BridgeForImageClassification(BridgeForSequenceClassification):
                 raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
             return _hub().attach_head(cls, encoder, head, revision=revision, encoder_kwargs=encoder_kwargs,
                                image_processor=image_processor, **config_kwargs)
+        check_config_kwargs(config_kwargs, "from_encoder", ("head_config",))
         if tokenizer is not None:
             raise ValueError("an image bridge takes image_processor=..., not a tokenizer")
         modality = config_kwargs.pop("modality", "image")
@@ -221,8 +223,8 @@ class BridgeForImageClassification(BridgeForSequenceClassification):
             anchor_image_shape=list(pixels.shape[1:]),
             features_dim=int(width),
             anchor_labels=anchor_labels,
-            projections=projections,
-            aggregation=aggregation,
+            head=head_config,
+            **_given(projections=projections, aggregation=aggregation),
             **config_kwargs,
         )
         bridge = cls(config, encoder=model)
