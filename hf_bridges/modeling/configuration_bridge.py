@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence
 from transformers import AutoConfig, PretrainedConfig
 
 from .errors import ConfigError
-from .head import DEFAULT_PROJECTIONS, HeadConfig
+from .head import DEFAULT_PROJECTIONS, HeadConfig  # noqa: F401 (DEFAULT_PROJECTIONS: re-exported, its old home)
 from .pooling import POOLINGS
 
 # Bump when a saved config or head can no longer be read by older releases.
