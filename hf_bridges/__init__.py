@@ -28,7 +28,7 @@ _EXPORTS = {
     "modeling.modeling_bridge_module": ["ModuleBridgeForClassification", "ModuleBridgeModel"],
     "modeling.modeling_bridge_reconstruction": ["BridgeForReconstruction"],
     "modeling.module_encoders": ["ImagePreprocess", "ModuleEncoder", "register_module_encoder"],
-    "modeling.head": ["RelativeProductHead"],
+    "modeling.head": ["HeadConfig", "RelativeProductHead"],
     "modeling.aggregation": ["AGGREGATIONS", "register_aggregation"],
     "modeling.pooling": ["POOLINGS", "register_pooling"],
     "modeling.projections": ["PROJECTIONS", "register_projection"],
@@ -59,7 +59,7 @@ if TYPE_CHECKING:  # static names for type checkers and IDEs
     from .modeling.aggregation import AGGREGATIONS, register_aggregation
     from .modeling.configuration_bridge import BRIDGE_FORMAT_VERSION, BridgeConfig
     from .modeling.errors import ConfigError, HfBridgesError, UnknownNameError
-    from .modeling.head import RelativeProductHead
+    from .modeling.head import HeadConfig, RelativeProductHead
     from .modeling.modeling_bridge import (
         BridgeClassifierOutput,
         BridgeForSequenceClassification,

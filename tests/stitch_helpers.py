@@ -17,9 +17,9 @@ def small_bbc_config():
     config = load_config(DEFAULT_STITCH_CONFIG)
     config.dataset.max_train, config.dataset.max_test = 120, 50
     for encoder in config.encoders:
-        encoder.max_length = 48
-    config.anchors.num = 30
-    config.training.epochs = 8
+        encoder.max_seq_length = 48
+    config.anchors.num_anchors = 30
+    config.training.num_epochs = 8
     config.seeds = [0, 1]
     config.latent.max_samples = 50
     config.methods = [
@@ -51,9 +51,9 @@ def tiny_config(encoders: list[str], data_csv: str, **overrides) -> dict:
         "name": "tiny",
         "dataset": {"name": "files", "options": {"data_files": data_csv, "test_size": 0.25, "seed": 0},
                     "text_column": "body", "label_column": "topic"},
-        "encoders": [{"id": e, "name": f"enc{i}", "max_length": 16} for i, e in enumerate(encoders)],
-        "anchors": {"num": 12, "strategy": "stratified", "seed": 0},
-        "training": {"epochs": 3, "batch_size": 16},
+        "encoders": [{"id": e, "name": f"enc{i}", "max_seq_length": 16} for i, e in enumerate(encoders)],
+        "anchors": {"num_anchors": 12, "strategy": "stratified", "seed": 0},
+        "training": {"num_epochs": 3, "batch_size": 16},
         "seeds": [0],
         "latent": {"k": 3, "max_samples": 20},
         "methods": [

@@ -70,3 +70,24 @@ def test_subspace_dropout_keeps_a_nonempty_subset_and_is_off_in_eval():
     x, a = torch.randn(B, 8), torch.randn(K, 8)
     head.eval()
     assert torch.equal(head(x, a), head(x, a))
+
+
+def test_from_encoder_and_reset_parameters_give_the_same_init_beyond_256_anchors(tiny_encoder_dir):
+    """The bridge's _init_weights and MLPSumAggregation.reset_parameters used to differ (output width vs fan-in)
+    whenever there were more than 256 anchors (aggregation_dim caps the width at 256)."""
+    from hf_bridges import BridgeForSequenceClassification
+    from hf_bridges.modeling.aggregation import MLPSumAggregation
+
+    anchors = [f"anchor text number {i} about topic {i % 7}" for i in range(1280)]
+    model = BridgeForSequenceClassification.from_encoder(
+        tiny_encoder_dir, anchors=anchors, num_labels=2, max_seq_length=12, aggregation="mlp_sum",
+        anchor_batch_size=256,
+    )
+    built = model.head.aggregation.weight.detach()
+    assert built.shape[1:] == (1280, 256)
+    fresh = MLPSumAggregation(built.shape[0], 1280, 256).weight.detach()
+    assert abs(built.std().item() / fresh.std().item() - 1) < 0.02
+    assert built.abs().max() <= 1280 ** -0.5 + 1e-6  # fan-in bound
+    module = model.head.aggregation
+    module.reset_parameters()
+    assert abs(module.weight.std().item() / built.std().item() - 1) < 0.02

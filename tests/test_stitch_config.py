@@ -43,7 +43,7 @@ def test_default_config_is_the_two_minilms_on_bbc():
         (lambda c: c["encoders"][0].update(pooling="meen"), "did you mean 'mean'"),
         (lambda c: c["encoders"][0].update(kind="hf_txt"), "did you mean 'hf_text'"),
         (lambda c: c["anchors"].update(strategy="kmean"), "did you mean 'kmeans'"),
-        (lambda c: c["anchors"].update(nmu=3), "did you mean 'num'"),
+        (lambda c: c["anchors"].update(num_anchor=3), "did you mean 'num_anchors'"),
         (lambda c: c["methods"][2]["select"].update(mode="fuzzy"), "select.mode"),
         (lambda c: c["methods"][1].update(subspace_dropout=1.5), "subspace_dropout"),
         (lambda c: c["methods"].append({"name": "cosine"}), "method names must be unique"),
@@ -72,7 +72,7 @@ def test_world_errors_come_before_any_embedding(world, tmp_path):
     with pytest.raises(ValueError, match="column 'category'"):
         prepare(parse_config(bad_label), tmp_path / "out")
     too_many = copy.deepcopy(base)
-    too_many["anchors"]["num"] = 10_000
+    too_many["anchors"]["num_anchors"] = 10_000
     with pytest.raises(ConfigError, match="anchors.num = 10000 but the train split has only 60"):
         prepare(parse_config(too_many), tmp_path / "out")
     blocker = tmp_path / "a-file"
@@ -93,3 +93,34 @@ def test_cli_reports_config_errors(tmp_path, capsys):
     assert main(["stitch", str(bad), "--output-dir", str(tmp_path / "out")]) == 1
     assert "did you mean 'cosine'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_old_spellings_are_read_with_a_future_warning(world):
+    from hf_bridges.stitching.config import parse_config
+
+    old = copy.deepcopy(world[0])
+    old["encoders"][0]["max_length"] = old["encoders"][0].pop("max_seq_length")
+    old["anchors"]["num"] = old["anchors"].pop("num_anchors")
+    old["training"]["epochs"] = old["training"].pop("num_epochs")
+    with pytest.warns(FutureWarning) as caught:
+        config = parse_config(old)
+    messages = " ".join(str(w.message) for w in caught)
+    for new in ("max_seq_length", "num_anchors", "num_epochs"):
+        assert f"write {new!r}" in messages
+    assert config.anchors.num_anchors == 12 and config.training.num_epochs == 3
+    assert config.encoders[0].max_seq_length == 16 and config.encoders[0].max_length == 16  # alias kept
+
+
+def test_methods_are_checked_as_head_configs(world):
+    from hf_bridges.stitching.config import parse_config
+
+    bad = copy.deepcopy(world[0])
+    bad["methods"][1]["projections"] = "cosine"
+    with pytest.raises(ConfigError, match=r"projections: expected a list.*\['cosine'\]"):
+        parse_config(bad)
+    bad = copy.deepcopy(world[0])
+    bad["head"] = {"classifier_hidden_size": 10**7}
+    with pytest.raises(ConfigError, match="head.classifier_hidden_size: 10000000 is out of range"):
+        parse_config(bad)
+    config = parse_config(copy.deepcopy(world[0]))
+    assert config.methods[1].head_config(config.head).projections == config.methods[1].projections

@@ -232,7 +232,7 @@ def test_cached_features_train_the_same_head_as_the_frozen_encoder(tmp_path):
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
 
-    common = ["freeze_encoder=true", "num_epochs=2", "checkpoint_every=0", "classifier_dropout=0.2"]
+    common = ["freeze_encoder=true", "num_epochs=2", "checkpoint_every=0", "head.classifier_dropout=0.2"]
     on = train(tiny(tmp_path / "on", *common))
     reset()
     off = train(tiny(tmp_path / "off", *common, "cache_features=false"))

@@ -21,13 +21,13 @@ def test_presets_load(name):
 def test_overrides_are_coerced_to_field_types():
     cfg = load_config(
         CONFIGS / "train-tiny.yaml",
-        ["learning_rate=1", "batch_size=8", "freeze_encoder=true", "output_dir=007", "projections=cosine,l1",
+        ["learning_rate=1", "batch_size=8", "freeze_encoder=true", "output_dir=007", "head.projections=cosine,l1",
          "max_steps=null", "encoder_config.hidden_size=16", "lora.target_modules=[query]", "lora.r=2"],
     )
     assert cfg.learning_rate == 1.0 and isinstance(cfg.learning_rate, float)
     assert cfg.batch_size == 8 and cfg.freeze_encoder is True
     assert cfg.output_dir == "007"  # strings stay verbatim, not the number 7
-    assert cfg.projections == ["cosine", "l1"]
+    assert cfg.head.projections == ["cosine", "l1"] and cfg.projections == ["cosine", "l1"]
     assert cfg.max_steps is None
     assert cfg.encoder_config["hidden_size"] == 16 and cfg.encoder_config["model_type"] == "bert"
     assert cfg.lora == {"target_modules": ["query"], "r": 2}
@@ -74,3 +74,30 @@ def test_cli_reports_a_bad_key(capsys):
 
 def test_dataclass_defaults_are_valid():
     assert TrainConfig(encoder="x").num_anchors == 256
+
+
+def test_head_is_one_nested_group_and_old_spellings_warn(tmp_path):
+    cfg = load_config(CONFIGS / "train-tiny.yaml", ["head.aggregation=sum"])
+    assert cfg.head.classifier_hidden_size == 64 and cfg.head.aggregation == "sum"
+    assert cfg.to_dict()["head"]["aggregation"] == "sum" and "aggregation" not in cfg.to_dict()
+    old = tmp_path / "old.yaml"
+    old.write_text("encoder: x\nclassifier_hidden_size: 16\nepochs: 2\nmax_length: 32\n")
+    with pytest.warns(FutureWarning, match="'classifier_hidden_size' is deprecated.*'head.classifier_hidden_size'"):
+        cfg = load_config(old)
+    assert cfg.head.classifier_hidden_size == 16 and cfg.num_epochs == 2 and cfg.max_seq_length == 32
+    with pytest.warns(FutureWarning, match="write 'num_epochs'"):
+        assert load_config(None, ["encoder=x", "epochs=4"]).num_epochs == 4
+    with pytest.warns(FutureWarning, match="write 'head.aggregation'"):
+        assert TrainConfig(encoder="x", aggregation="sum").head.aggregation == "sum"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("head.projections=[cosin]", "did you mean 'cosine'"),
+    ("head.classifier_hidden_size=true", "classifier_hidden_size: expected an integer"),
+    ("head.agregation=sum", "did you mean 'aggregation'"),
+])
+def test_head_overrides_are_checked_strictly(override, message):
+    from hf_bridges.modeling.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, ["encoder=x", override])

@@ -8,7 +8,7 @@ where ``width`` is the hidden width of aggregations with learned maps (``mlp_sum
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -80,10 +80,12 @@ class MLPSumAggregation(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_subspaces, width))
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        bound = self.weight.shape[1] ** -0.5  # fan-in, as nn.Linear
-        nn.init.uniform_(self.weight, -bound, bound)
-        nn.init.zeros_(self.bias)
+    def reset_parameters(self, init: Any = nn.init) -> None:
+        """The one place that owns this init (``_init_weights`` of the bridge models calls it with transformers'
+        guarded ``init``, which leaves loaded weights alone): uniform by fan-in (k), as ``nn.Linear``."""
+        bound = self.weight.shape[1] ** -0.5
+        init.uniform_(self.weight, -bound, bound)
+        init.zeros_(self.bias)
 
     def forward(self, subspaces: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
         w = normalise_weights(weights, subspaces.shape[1], subspaces)
@@ -125,6 +127,9 @@ class WeightedAggregation(nn.Module):
         super().__init__()
         self.output_dim = subspace_dim
         self.logits = nn.Parameter(torch.zeros(num_subspaces))
+
+    def reset_parameters(self, init: Any = nn.init) -> None:
+        init.zeros_(self.logits)  # a plain average to start with
 
     def forward(self, subspaces: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
         w = normalise_weights(weights, subspaces.shape[1], subspaces)

@@ -5,15 +5,28 @@ from typing import Any, Optional, Sequence
 
 from transformers import AutoConfig, PretrainedConfig
 
-from .aggregation import AGGREGATIONS
+from .errors import ConfigError
+from .head import DEFAULT_PROJECTIONS, HeadConfig  # noqa: F401 (DEFAULT_PROJECTIONS: re-exported, its old home)
 from .pooling import POOLINGS
-from .projections import PROJECTIONS
-from .transforms import ABS_TRANSFORMS, SUBSPACE_NORMS
 
 # Bump when a saved config or head can no longer be read by older releases.
-BRIDGE_FORMAT_VERSION = 1
+# 2: the head hyper-parameters are nested under "head" (format 1 wrote them flat; still read).
+BRIDGE_FORMAT_VERSION = 2
 
-DEFAULT_PROJECTIONS = ("cosine", "euclidean", "l1", "linf")
+HEAD_FIELDS = HeadConfig.field_names()
+_UNSET: Any = object()
+
+
+def _head_property(name: str) -> property:
+    """``config.<name>`` reads and writes ``config.head.<name>`` (the flat spelling of format 1 keeps working)."""
+
+    def get(self):
+        return getattr(self.head, name)
+
+    def set_(self, value):
+        self.head = self.head.replace(**{name: value})
+
+    return property(get, set_, doc=f"Alias of ``head.{name}``.")
 
 
 class BridgeConfig(PretrainedConfig):
@@ -29,18 +42,24 @@ class BridgeConfig(PretrainedConfig):
         anchor_labels: optional labels of the anchors (used by stratified selection and reports).
         num_anchors: k, the width of every relative subspace.
         anchor_seq_length: length of the stored tokenised anchors (set by ``from_encoder``).
-        projections: similarity functions, one relative subspace each (see ``projections.PROJECTIONS``).
-        abs_transform: ``none``, ``centering`` or ``standard``, fitted on the anchors before projecting.
-        subspace_norm: ``layernorm`` (default), ``batchnorm`` or ``none``, one per subspace.
-        aggregation: ``concat``, ``sum``, ``mlp_sum``, ``self_attention`` or ``weighted``.
-        aggregation_dim: width of the learned per-subspace maps of ``mlp_sum`` / ``self_attention``, capped at
-            num_anchors; ``None`` gives the paper's k->k maps (4*k^2 weights: 26 MB at 1280 anchors, 5 MB at 256).
-        subspace_dropout: probability of dropping each subspace per training batch (one always survives).
-        subspace_weights: per-projection weights used at inference (0 drops a subspace); ``None`` keeps all.
-        classifier_hidden_size: hidden width of the MLP classifier (0 for a single linear layer).
-        classifier_dropout: dropout inside the classifier.
+        head: the head's hyper-parameters, a :class:`~.head.HeadConfig` or its dict (saved under ``"head"``).
+            The flat keys of format 1 (``projections``, ``abs_transform``, ``subspace_norm``, ``aggregation``,
+            ``aggregation_dim``, ``subspace_dropout``, ``subspace_weights``, ``classifier_hidden_size``,
+            ``classifier_dropout``) are still accepted and folded into ``head``; ``config.projections`` etc. stay
+            readable and writable as aliases of ``config.head.projections``.
         freeze_encoder: keep the encoder frozen (no gradients reach it).
         anchor_batch_size: batch size used when embedding the anchors.
+        features_dim: width of the absolute embeddings when it cannot be read from ``encoder`` (plain-module and
+            features-only bridges, or a probed width such as MobileNetV2's); set from the anchors' embeddings.
+        encoder_class: the registered name of a plain module encoder (``module_encoders``), so a reload rebuilds it.
+        anchor_input_shape / anchor_input_dtype: shape (without the batch axis) and dtype of a module bridge's
+            stored raw anchor tensors.
+        anchor_image_shape: ``[C, H, W]`` of an image bridge's stored (preprocessed) anchor images.
+        output_shape: what ``BridgeForReconstruction`` decodes to, e.g. ``[1, 28, 28]`` (or ``[D]``).
+        decoder_hidden_size: hidden width of the reconstruction decoder.
+        decoder_activation: ``sigmoid`` (0-1 images) or ``none``, applied to the reconstruction.
+        input_prefix: text prepended to every input of a text bridge (and to its anchors), e.g. ``"passage: "`` for
+            retrieval encoders trained with one; ``bridge.tokenize`` applies it.
         anchor_refresh: ``auto`` re-embeds the anchors whenever the encoder's weights changed (after an optimizer
             step on a trainable encoder or LoRA, after ``load_state_dict``); ``manual`` only on ``refresh_anchors()``
             (cheaper when fine-tuning the encoder; call it e.g. once per epoch).
@@ -60,18 +79,28 @@ class BridgeConfig(PretrainedConfig):
         anchor_labels: Optional[Sequence[int]] = None,
         num_anchors: Optional[int] = None,
         anchor_seq_length: int = 0,
-        projections: Sequence[str] = DEFAULT_PROJECTIONS,
-        abs_transform: str = "none",
-        subspace_norm: str = "layernorm",
-        aggregation: str = "mlp_sum",
-        aggregation_dim: Optional[int] = 256,
-        subspace_dropout: float = 0.0,
-        subspace_weights: Optional[Sequence[float]] = None,
-        classifier_hidden_size: int = 256,
-        classifier_dropout: float = 0.1,
+        head: Optional[HeadConfig | dict] = None,
+        projections: Sequence[str] = _UNSET,
+        abs_transform: str = _UNSET,
+        subspace_norm: str = _UNSET,
+        aggregation: str = _UNSET,
+        aggregation_dim: Optional[int] = _UNSET,
+        subspace_dropout: float = _UNSET,
+        subspace_weights: Optional[Sequence[float]] = _UNSET,
+        classifier_hidden_size: int = _UNSET,
+        classifier_dropout: float = _UNSET,
         freeze_encoder: bool = True,
         anchor_batch_size: int = 32,
         anchor_refresh: str = "auto",
+        features_dim: Optional[int] = None,
+        encoder_class: Optional[str] = None,
+        anchor_input_shape: Optional[Sequence[int]] = None,
+        anchor_input_dtype: str = "float32",
+        anchor_image_shape: Optional[Sequence[int]] = None,
+        output_shape: Optional[Sequence[int]] = None,
+        decoder_hidden_size: int = 256,
+        decoder_activation: str = "sigmoid",
+        input_prefix: str = "",
         bridge_format_version: int = BRIDGE_FORMAT_VERSION,
         **kwargs,
     ):
@@ -97,55 +126,61 @@ class BridgeConfig(PretrainedConfig):
             raise ValueError(f"num_anchors={num_anchors} but {len(self.anchors)} anchor inputs were given")
         self.num_anchors = num_anchors
         self.anchor_seq_length = anchor_seq_length
-        self.projections = list(projections)
-        self.abs_transform = abs_transform
-        self.subspace_norm = subspace_norm
-        self.aggregation = aggregation
-        self.aggregation_dim = aggregation_dim
-        self.subspace_dropout = subspace_dropout
-        self.subspace_weights = list(subspace_weights) if subspace_weights is not None else None
-        self.classifier_hidden_size = classifier_hidden_size
-        self.classifier_dropout = classifier_dropout
+        flat = {
+            "projections": projections, "abs_transform": abs_transform, "subspace_norm": subspace_norm,
+            "aggregation": aggregation, "aggregation_dim": aggregation_dim, "subspace_dropout": subspace_dropout,
+            "subspace_weights": subspace_weights, "classifier_hidden_size": classifier_hidden_size,
+            "classifier_dropout": classifier_dropout,
+        }
+        flat = {key: value for key, value in flat.items() if value is not _UNSET}
+        head_dict = dict(head or {}) if head is None or isinstance(head, dict) else head.to_dict()
+        clash = [key for key in flat if key in head_dict and head_dict[key] != flat[key]]
+        if clash:
+            raise ConfigError(f"BridgeConfig: {clash} given both flat and in head= with different values; pass one")
+        for key in ("projections", "subspace_weights"):  # tuples from Python callers are lists in the config
+            if isinstance(flat.get(key), tuple):
+                flat[key] = list(flat[key])
+        self.head = HeadConfig.from_dict({**head_dict, **flat}, where="BridgeConfig.head")
         self.freeze_encoder = freeze_encoder
         self.anchor_batch_size = anchor_batch_size
         self.anchor_refresh = anchor_refresh
-        self.bridge_format_version = bridge_format_version
+        self.features_dim = int(features_dim) if features_dim else None
+        self.encoder_class = encoder_class
+        self.anchor_input_shape = [int(d) for d in anchor_input_shape] if anchor_input_shape is not None else None
+        self.anchor_input_dtype = anchor_input_dtype or "float32"
+        self.anchor_image_shape = [int(d) for d in anchor_image_shape] if anchor_image_shape is not None else None
+        self.output_shape = [int(d) for d in output_shape] if output_shape is not None else None
+        self.decoder_hidden_size = decoder_hidden_size
+        self.decoder_activation = decoder_activation
+        self.input_prefix = input_prefix or ""
+        self.bridge_format_version = BRIDGE_FORMAT_VERSION  # read format 1 or 2, written as the current one
         super().__init__(**kwargs)
         self.check()
 
     def check(self) -> None:
-        """Validate the choices; raises ``ValueError`` naming the bad value and the valid ones."""
-        if not self.projections:
-            raise ValueError(f"projections is empty; choose one or more of {sorted(PROJECTIONS)}")
-        for name in self.projections:
-            PROJECTIONS.check(name)
-        if len(set(self.projections)) != len(self.projections):
-            raise ValueError(f"projections has duplicates: {self.projections}")
-        AGGREGATIONS.check(self.aggregation)
-        ABS_TRANSFORMS.check(self.abs_transform)
-        SUBSPACE_NORMS.check(self.subspace_norm)
+        """Validate the choices; raises ``ConfigError`` (a ``ValueError``) naming the bad value and the valid ones."""
+        self.head.validate("BridgeConfig.head")
         POOLINGS.check(self.pooling)
         if self.modality not in ("text", "image", "features"):
             raise ValueError(f"unknown modality {self.modality!r}; valid: ['features', 'image', 'text']")
         if self.anchor_refresh not in ("auto", "manual"):
             raise ValueError(f"unknown anchor_refresh {self.anchor_refresh!r}; valid: ['auto', 'manual']")
+        if self.decoder_activation not in ("none", "sigmoid"):
+            raise ConfigError(f"unknown decoder_activation {self.decoder_activation!r}; valid: ['none', 'sigmoid']")
+        if isinstance(self.decoder_hidden_size, bool) or not isinstance(self.decoder_hidden_size, int) or not (
+            1 <= self.decoder_hidden_size <= 65536
+        ):
+            raise ConfigError(f"decoder_hidden_size must be an integer in [1, 65536], got {self.decoder_hidden_size!r}")
+        if not isinstance(self.input_prefix, str):
+            raise ConfigError(f"input_prefix must be a string (e.g. 'passage: '), got {self.input_prefix!r}")
         if self.num_anchors == 1:
             raise ValueError("a relative space needs at least 2 anchors; got 1")
-        if not 0.0 <= self.subspace_dropout < 1.0:
-            raise ValueError(f"subspace_dropout must be in [0, 1), got {self.subspace_dropout}")
-        if self.subspace_weights is not None:
-            if len(self.subspace_weights) != len(self.projections):
-                raise ValueError(
-                    f"subspace_weights has {len(self.subspace_weights)} values for {len(self.projections)} projections"
-                )
-            if min(self.subspace_weights) < 0 or sum(self.subspace_weights) <= 0:
-                raise ValueError(f"subspace_weights must be >= 0 with a positive sum, got {self.subspace_weights}")
 
     @property
     def hidden_size(self) -> int:
         """Width of the absolute embeddings the anchors live in."""
-        if self.encoder is None or getattr(self, "features_dim", None):  # probed width wins (e.g. MobileNetV2)
-            return getattr(self, "features_dim", None) or 0
+        if self.encoder is None or self.features_dim:  # probed width wins (e.g. MobileNetV2)
+            return self.features_dim or 0
         for attr in ("hidden_size", "d_model", "embed_dim"):
             if hasattr(self.encoder, attr):
                 return getattr(self.encoder, attr)
@@ -158,4 +193,17 @@ class BridgeConfig(PretrainedConfig):
         output = super().to_dict()
         if isinstance(self.encoder, PretrainedConfig):
             output["encoder"] = self.encoder.to_dict()
+        output["head"] = self.head.to_dict()
         return output
+
+    def to_diff_dict(self) -> dict[str, Any]:
+        # The head is always written in full: a default that changes in a later release must not change a saved head.
+        output = super().to_diff_dict()
+        output["head"] = self.head.to_dict()
+        output["bridge_format_version"] = self.bridge_format_version
+        return output
+
+
+for _name in HEAD_FIELDS:
+    setattr(BridgeConfig, _name, _head_property(_name))
+del _name

@@ -5,14 +5,17 @@ the head-only Hub format and the stitching benchmark that trains on cached embed
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import copy
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
-from .aggregation import build_aggregation
-from .projections import get_projection
-from .transforms import build_subspace_norm, get_abs_transform
+from .aggregation import AGGREGATIONS, build_aggregation
+from .errors import ConfigError, UnknownNameError, did_you_mean
+from .projections import PROJECTIONS, get_projection
+from .transforms import ABS_TRANSFORMS, SUBSPACE_NORMS, build_subspace_norm, get_abs_transform
 
 
 def check_anchor_embeddings(anchors: torch.Tensor) -> None:
@@ -38,6 +41,152 @@ def check_embeddings(embeddings: torch.Tensor, anchor_dim: int) -> None:
     if not torch.isfinite(embeddings).all():
         bad = (~torch.isfinite(embeddings)).any(dim=1).nonzero().flatten().tolist()
         raise ValueError(f"the encoder produced NaN or inf embeddings for batch rows {bad[:10]}")
+
+
+# ------------------------------------------------------------------------------------------------ head config
+DEFAULT_PROJECTIONS = ("cosine", "euclidean", "l1", "linf")
+MAX_WIDTH = 65536  # a hidden width above this is a typo (e.g. 2560000), not a head
+
+
+def _fail(where: str, field_name: str, problem: str, fix: str) -> ConfigError:
+    return ConfigError(f"{where}.{field_name}: {problem}; {fix}")
+
+
+def _check_name(where: str, field_name: str, value: Any, registry) -> str:
+    if not isinstance(value, str):
+        raise _fail(where, field_name, f"expected a name (string), got {type(value).__name__} {value!r}",
+                    f"use one of {sorted(registry)}")
+    try:
+        return registry.check(value)
+    except UnknownNameError as error:
+        raise UnknownNameError(f"{where}.{field_name}: {error}") from None
+
+
+def _check_int(where: str, field_name: str, value: Any, low: int, allow_none: bool = False) -> Optional[int]:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(where, field_name, f"expected an integer, got {type(value).__name__} {value!r}",
+                    f"write a whole number in [{low}, {MAX_WIDTH}]" + (" or null" if allow_none else ""))
+    if not low <= value <= MAX_WIDTH:
+        raise _fail(where, field_name, f"{value} is out of range", f"use a value in [{low}, {MAX_WIDTH}]")
+    return value
+
+
+def _check_probability(where: str, field_name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(where, field_name, f"expected a number, got {type(value).__name__} {value!r}",
+                    "write a probability in [0, 1)")
+    if not (0.0 <= float(value) < 1.0):  # also refuses NaN
+        raise _fail(where, field_name, f"{value} is out of range", "use a probability in [0, 1)")
+    return float(value)
+
+
+@dataclass
+class HeadConfig:
+    """The head's hyper-parameters, in one place: ``BridgeConfig.head``, the training config's ``head:`` mapping
+    and the stitch method spec all hold this group, validated by :meth:`from_dict` before anything is allocated.
+
+    Args:
+        projections: similarity functions, one relative subspace each (see ``projections.PROJECTIONS``).
+        abs_transform: ``none``, ``centering``, ``standard`` (or any registered one), fitted on the anchors.
+        subspace_norm: ``layernorm``, ``batchnorm`` or ``none``, one per subspace.
+        aggregation: ``concat``, ``sum``, ``mlp_sum``, ``self_attention`` or ``weighted``.
+        aggregation_dim: width of the learned per-subspace maps (capped at num_anchors); ``None``: the paper's k->k.
+        subspace_dropout: probability of dropping each subspace per training batch (one always survives).
+        subspace_weights: per-projection weights at inference (0 drops a subspace); ``None`` keeps all.
+        classifier_hidden_size: hidden width of the MLP classifier (0: a single linear layer).
+        classifier_dropout: dropout inside the classifier.
+    """
+
+    projections: list = field(default_factory=lambda: list(DEFAULT_PROJECTIONS))
+    abs_transform: str = "none"
+    subspace_norm: str = "layernorm"
+    aggregation: str = "mlp_sum"
+    aggregation_dim: Optional[int] = 256
+    subspace_dropout: float = 0.0
+    subspace_weights: Optional[list] = None
+    classifier_hidden_size: int = 256
+    classifier_dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_dict(cls, data: Optional[Mapping[str, Any]], where: str = "head") -> "HeadConfig":
+        """Strict: an unknown key, a wrong type or an out-of-range value raises ``ConfigError`` naming the field."""
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping) and hasattr(data, "to_dict") and hasattr(data, "projections"):
+            data = data.to_dict()  # a HeadConfig, possibly from the remote-code copy of this file
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of head settings, got {type(data).__name__}")
+        names = cls.field_names()
+        unknown = [key for key in data if key not in names]
+        if unknown:
+            key = unknown[0]
+            raise UnknownNameError(
+                f"{where}: unknown head setting {key!r}{did_you_mean(key, names)}; valid: {sorted(names)}"
+            )
+        config = cls.__new__(cls)
+        for f in fields(cls):
+            default = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+            setattr(config, f.name, data.get(f.name, default))
+        config.validate(where)
+        return config
+
+    def validate(self, where: str = "head") -> None:
+        projections = self.projections
+        if isinstance(projections, str) or not isinstance(projections, (list, tuple)):
+            raise _fail(where, "projections", f"expected a list of names, got {type(projections).__name__} "
+                        f"{projections!r}", f"write a list, e.g. [{projections!r}]" if isinstance(projections, str)
+                        else f"choose one or more of {sorted(PROJECTIONS)}")
+        if not projections:
+            raise ConfigError(f"{where}: projections is empty; choose one or more of {sorted(PROJECTIONS)}")
+        for i, name in enumerate(projections):
+            _check_name(where, f"projections[{i}]", name, PROJECTIONS)
+        if len(set(projections)) != len(projections):
+            raise _fail(where, "projections", f"has duplicates: {list(projections)}", "list each projection once")
+        self.projections = list(projections)
+        _check_name(where, "abs_transform", self.abs_transform, ABS_TRANSFORMS)
+        _check_name(where, "subspace_norm", self.subspace_norm, SUBSPACE_NORMS)
+        _check_name(where, "aggregation", self.aggregation, AGGREGATIONS)
+        _check_int(where, "aggregation_dim", self.aggregation_dim, 1, allow_none=True)
+        _check_int(where, "classifier_hidden_size", self.classifier_hidden_size, 0)
+        self.subspace_dropout = _check_probability(where, "subspace_dropout", self.subspace_dropout)
+        self.classifier_dropout = _check_probability(where, "classifier_dropout", self.classifier_dropout)
+        weights = self.subspace_weights
+        if weights is not None:
+            if isinstance(weights, (str, bytes)) or not isinstance(weights, (list, tuple)) or any(
+                isinstance(w, bool) or not isinstance(w, (int, float)) for w in weights
+            ):
+                raise _fail(where, "subspace_weights", f"expected a list of numbers, got {weights!r}",
+                            "write one weight per projection, or null")
+            if len(weights) != len(projections):
+                raise _fail(where, "subspace_weights", f"has {len(weights)} values for {len(projections)} projections",
+                            "write one weight per projection")
+            if min(weights) < 0 or sum(weights) <= 0 or any(w != w for w in weights):
+                raise _fail(where, "subspace_weights", f"{list(weights)} is invalid",
+                            "use weights >= 0 with a positive sum")
+            self.subspace_weights = [float(w) for w in weights]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+    def replace(self, **changes: Any) -> "HeadConfig":
+        """A validated copy with ``changes`` applied."""
+        return HeadConfig.from_dict({**self.to_dict(), **changes})
+
+
+def build_classifier(width: int, num_labels: int, hidden_size: int, dropout: float) -> nn.Module:
+    """The MLP classifier on r(z) (a single linear layer when ``hidden_size`` is 0)."""
+    if not hidden_size:
+        return nn.Linear(width, num_labels)
+    return nn.Sequential(nn.Linear(width, hidden_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_size, num_labels))
 
 
 class RelativeProductHead(nn.Module):
@@ -70,21 +219,23 @@ class RelativeProductHead(nn.Module):
         self.num_anchors = num_anchors
         self.classifier: Optional[nn.Module] = None
         if num_labels:
-            width = self.aggregation.output_dim
-            if classifier_hidden_size:
-                self.classifier = nn.Sequential(
-                    nn.Linear(width, classifier_hidden_size),
-                    nn.GELU(),
-                    nn.Dropout(classifier_dropout),
-                    nn.Linear(classifier_hidden_size, num_labels),
-                )
-            else:
-                self.classifier = nn.Linear(width, num_labels)
+            self.classifier = build_classifier(
+                self.aggregation.output_dim, num_labels, classifier_hidden_size, classifier_dropout
+            )
 
     @classmethod
-    def from_config(cls, config, num_labels: Optional[int] = None) -> "RelativeProductHead":
+    def from_config(
+        cls, config: Any, num_anchors: Optional[int] = None, num_labels: Optional[int] = None
+    ) -> "RelativeProductHead":
+        """Build from a :class:`HeadConfig` (or a ``BridgeConfig``, whose ``.head`` and ``.num_anchors`` are used)."""
+        if hasattr(config, "num_anchors") and hasattr(config, "head"):  # a BridgeConfig (duck-typed: remote code
+            if num_anchors is None:
+                num_anchors = config.num_anchors
+            config = config.head  # loads these files as another module, so isinstance would miss)
+        if num_anchors is None:
+            raise TypeError("from_config(head_config, num_anchors, num_labels): num_anchors is required")
         return cls(
-            num_anchors=config.num_anchors,
+            num_anchors=num_anchors,
             projections=config.projections,
             aggregation=config.aggregation,
             aggregation_dim=config.aggregation_dim,

@@ -46,14 +46,14 @@ class BridgeForReconstruction(ModuleBridgePreTrainedModel):
     _with_classifier = False
 
     def __init__(self, config, encoder: Optional[nn.Module] = None):
-        shape = getattr(config, "output_shape", None)
+        shape = config.output_shape
         if not shape or any(int(s) < 1 for s in shape):
             raise ValueError("BridgeForReconstruction needs output_shape=[C, H, W] (or [D]) in its config")
-        activation = getattr(config, "decoder_activation", "sigmoid")
+        activation = config.decoder_activation
         if activation not in ("sigmoid", "none"):
             raise ValueError(f"unknown decoder_activation {activation!r}; valid: ['none', 'sigmoid']")
         super().__init__(config, encoder=encoder)
-        hidden = int(getattr(config, "decoder_hidden_size", 256))
+        hidden = config.decoder_hidden_size
         width = self.head.aggregation.output_dim
         self.decoder = nn.Sequential(
             nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
@@ -70,7 +70,7 @@ class BridgeForReconstruction(ModuleBridgePreTrainedModel):
     ) -> ReconstructionOutput:
         embeddings, representation = self._module_relative(inputs, features, subspace_weights)
         out = self.decoder(representation).view(-1, *[int(s) for s in self.config.output_shape])
-        if getattr(self.config, "decoder_activation", "sigmoid") == "sigmoid":
+        if self.config.decoder_activation == "sigmoid":
             out = torch.sigmoid(out)
         loss = nn.functional.mse_loss(out, _targets(labels, out)) if labels is not None else None
         output = ReconstructionOutput(loss=loss, reconstruction=out, relative_representation=representation,

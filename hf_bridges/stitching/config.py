@@ -13,6 +13,8 @@ from typing import Any, Iterable, Optional
 import yaml
 
 from ..modeling.errors import ConfigError, did_you_mean
+from ..modeling.head import HeadConfig
+from ..training.config import accept_old_spellings
 
 
 def check_choice(where: str, value: str, choices: Iterable[str]) -> None:
@@ -28,7 +30,10 @@ def _build(cls, data: Any, where: str):
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
     names = {f.name for f in dataclasses.fields(cls)}
+    old = _OLD_KEYS.get(cls, set())
     for key in data:
+        if key in old:
+            continue  # renamed: the class warns and reads it
         if key not in names:
             raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, names)} (valid keys: {sorted(names)})")
     try:
@@ -44,7 +49,7 @@ class EncoderSpec:
     kind: str = "hf_text"  # resolved through stitching.encoders.ENCODER_KINDS
     revision: str = "main"
     pooling: str = "mean"
-    max_length: int = 128
+    max_seq_length: int = 128  # was max_length (still read, with a FutureWarning)
     prefix: str = ""  # prepended to every input text, e.g. e5's "passage: "
     batch_size: int = 32
     options: dict = field(default_factory=dict)  # free-form, for other encoder kinds
@@ -65,7 +70,7 @@ class DatasetSpec:
 
 @dataclass
 class AnchorSpec:
-    num: int = 500
+    num_anchors: int = 500  # was num (still read, with a FutureWarning)
     strategy: str = "stratified"
     seed: int = 0
     encoder: Optional[str] = None  # the space kmeans / farthest_point work in (an encoder name); default: first
@@ -73,14 +78,18 @@ class AnchorSpec:
 
 @dataclass
 class HeadSpec:
+    """The head settings every method shares (HeadConfig fields; the method sets projections, aggregation,
+    abs_transform and subspace_dropout)."""
+
     subspace_norm: str = "layernorm"
     classifier_hidden_size: int = 256
     classifier_dropout: float = 0.1
+    aggregation_dim: Optional[int] = 256
 
 
 @dataclass
 class TrainingSpec:
-    epochs: int = 40
+    num_epochs: int = 40  # was epochs (still read, with a FutureWarning)
     batch_size: int = 64
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
@@ -103,6 +112,13 @@ class MethodSpec:
     abs_transform: str = "none"
     subspace_dropout: float = 0.0
     select: Optional[SelectSpec] = None
+
+    def head_config(self, head: HeadSpec, where: str = "method") -> HeadConfig:
+        """The method's head as a validated :class:`HeadConfig` (shared settings from ``head``)."""
+        return HeadConfig.from_dict({
+            **dataclasses.asdict(head), "projections": self.projections, "aggregation": self.aggregation,
+            "abs_transform": self.abs_transform, "subspace_dropout": self.subspace_dropout,
+        }, where=where)
 
 
 @dataclass
@@ -146,16 +162,18 @@ class StitchConfig:
         return dataclasses.asdict(self)
 
 
+accept_old_spellings(EncoderSpec, {"max_length": "max_seq_length"}, "encoders[]")
+accept_old_spellings(AnchorSpec, {"num": "num_anchors"}, "anchors")
+accept_old_spellings(TrainingSpec, {"epochs": "num_epochs"}, "training")
+_OLD_KEYS = {EncoderSpec: {"max_length"}, AnchorSpec: {"num"}, TrainingSpec: {"epochs"}}
+
 METHOD_KINDS = ("relative", "absolute")
 
 
 def parse_config(data: dict, source: str = "config") -> StitchConfig:
     """Parse and check everything that needs no files, models or data."""
-    from ..modeling.aggregation import AGGREGATIONS
     from ..data.anchors import ANCHOR_STRATEGIES
     from ..modeling.pooling import POOLINGS
-    from ..modeling.projections import PROJECTIONS
-    from ..modeling.transforms import ABS_TRANSFORMS, SUBSPACE_NORMS
     from .encoder_kinds import ENCODER_KINDS, load_plugins
 
     load_plugins()
@@ -189,14 +207,15 @@ def parse_config(data: dict, source: str = "config") -> StitchConfig:
             raw[key] = _build(cls, raw[key], f"{source}: {key}")
     config = _build(StitchConfig, {**raw, "encoders": encoders, "methods": methods}, source)
 
+    HeadConfig.from_dict(dataclasses.asdict(config.head), where=f"{source}: head")
     names = [e.name for e in encoders]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: encoder names must be unique, got {names}; set 'name' on each encoder")
     for i, enc in enumerate(encoders):
         check_choice(f"{source}: encoders[{i}].kind", enc.kind, ENCODER_KINDS)
         check_choice(f"{source}: encoders[{i}].pooling", enc.pooling, POOLINGS)
-        if enc.max_length < 1 or enc.batch_size < 1:
-            raise ConfigError(f"{source}: encoders[{i}]: max_length and batch_size must be >= 1")
+        if enc.max_seq_length < 1 or enc.batch_size < 1:
+            raise ConfigError(f"{source}: encoders[{i}]: max_seq_length and batch_size must be >= 1")
     method_names = [m.name for m in methods]
     if len(set(method_names)) != len(method_names):
         raise ConfigError(f"{source}: method names must be unique, got {method_names}")
@@ -205,25 +224,17 @@ def parse_config(data: dict, source: str = "config") -> StitchConfig:
         check_choice(f"{where}.kind", m.kind, METHOD_KINDS)
         if m.kind == "absolute":
             continue
-        if not m.projections or not isinstance(m.projections, list):
-            raise ConfigError(f"{where}.projections: a non-empty list is required")
-        for p in m.projections:
-            check_choice(f"{where}.projections", p, PROJECTIONS)
-        check_choice(f"{where}.aggregation", m.aggregation, AGGREGATIONS)
-        check_choice(f"{where}.abs_transform", m.abs_transform, ABS_TRANSFORMS)
-        if not 0.0 <= m.subspace_dropout < 1.0:
-            raise ConfigError(f"{where}.subspace_dropout must be in [0, 1), got {m.subspace_dropout}")
+        m.head_config(config.head, where)  # types, ranges and registry names, as every head checks them
         if m.select is not None:
             check_choice(f"{where}.select.mode", m.select.mode, ("hard", "soft"))
     check_choice(f"{source}: anchors.strategy", config.anchors.strategy, ANCHOR_STRATEGIES)
     if config.anchors.encoder is not None and config.anchors.encoder not in names:
         raise ConfigError(f"{source}: anchors.encoder {config.anchors.encoder!r} is not an encoder name"
                           f"{did_you_mean(config.anchors.encoder, names)} (names: {names})")
-    check_choice(f"{source}: head.subspace_norm", config.head.subspace_norm, SUBSPACE_NORMS)
     if not config.seeds or not all(isinstance(s, int) for s in config.seeds):
         raise ConfigError(f"{source}: seeds must be a non-empty list of integers, got {config.seeds!r}")
-    if config.training.epochs < 1 or config.training.batch_size < 1:
-        raise ConfigError(f"{source}: training.epochs and training.batch_size must be >= 1")
+    if config.training.num_epochs < 1 or config.training.batch_size < 1:
+        raise ConfigError(f"{source}: training.num_epochs and training.batch_size must be >= 1")
     if config.best_head is not None:
         check_best_head(config, source)
     return config

@@ -44,17 +44,7 @@ class CachedSubspaceHead(RelativeProductHead):
 def build_head(method: MethodSpec, head: HeadSpec, num_anchors: int, dim: int, num_labels: int) -> nn.Module:
     if method.kind == "absolute":
         return AbsoluteHead(dim, num_labels, head.classifier_hidden_size, head.classifier_dropout)
-    return CachedSubspaceHead(
-        num_anchors=num_anchors,
-        projections=method.projections,
-        aggregation=method.aggregation,
-        abs_transform=method.abs_transform,
-        subspace_norm=head.subspace_norm,
-        num_labels=num_labels,
-        classifier_hidden_size=head.classifier_hidden_size,
-        classifier_dropout=head.classifier_dropout,
-        subspace_dropout=method.subspace_dropout,
-    )
+    return CachedSubspaceHead.from_config(method.head_config(head, f"methods ({method.name})"), num_anchors, num_labels)
 
 
 def train_head(
@@ -119,7 +109,7 @@ def _train(method, head_spec, training, embeddings, labels, anchors, num_labels,
     anchor_tensor = torch.from_numpy(anchors).to(accelerator.device)
     loss_fn = nn.CrossEntropyLoss()
     head.train()
-    for _ in range(training.epochs):
+    for _ in range(training.num_epochs):
         for x, y in loader:
             loss = loss_fn(head(x, anchor_tensor), y)
             optimizer.zero_grad(set_to_none=True)

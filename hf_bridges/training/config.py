@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -15,6 +16,64 @@ from typing import Any, Optional, Sequence, Union
 import yaml
 
 from ..modeling.errors import ConfigError, did_you_mean
+from ..modeling.head import HeadConfig
+
+# One vocabulary for every config (train and stitch): the old spellings are read for one release, with a warning.
+RENAMED_KEYS = {"max_length": "max_seq_length", "epochs": "num_epochs", "num": "num_anchors"}
+HEAD_KEYS = HeadConfig.field_names()
+
+
+def renamed(old: str, new: str, where: str = "config") -> None:
+    warnings.warn(f"{where}: {old!r} is deprecated and will be removed in the next release; write {new!r}",
+                  FutureWarning, stacklevel=4)
+
+
+def accept_old_spellings(cls, aliases: dict[str, str], where: str):
+    """Let ``cls(old=...)`` and ``obj.old`` keep working (with a FutureWarning at construction) after a rename."""
+    init = cls.__init__
+
+    def __init__(self, *args, **kwargs):
+        for old, new in aliases.items():
+            if old in kwargs:
+                if new in kwargs:
+                    raise ConfigError(f"{where}: both {old!r} (deprecated) and {new!r} given; keep only {new!r}")
+                renamed(old, new, where)
+                kwargs[new] = kwargs.pop(old)
+        init(self, *args, **kwargs)
+
+    __init__.__wrapped__ = init  # type: ignore[attr-defined]
+    cls.__init__ = __init__
+    for old, new in aliases.items():
+        setattr(cls, old, property(lambda self, n=new: getattr(self, n),
+                                   lambda self, value, n=new: setattr(self, n, value), doc=f"Deprecated: ``{new}``."))
+    return cls
+
+
+def fold_head_keys(data: dict[str, Any], where: str = "config") -> dict[str, Any]:
+    """Format-1 spelling: head hyper-parameters at the top level move into the ``head:`` mapping (with a warning)."""
+    flat = [key for key in data if key in HEAD_KEYS]
+    if not flat:
+        return data
+    data = dict(data)
+    head = dict(data.get("head") or {}) if not isinstance(data.get("head"), HeadConfig) else data["head"].to_dict()
+    for key in flat:
+        renamed(key, f"head.{key}", where)
+        if key in head and head[key] != data[key]:
+            raise ConfigError(f"{where}: {key!r} given both at the top level and under head:; keep head.{key}")
+        head[key] = data.pop(key)
+    data["head"] = head
+    return data
+
+
+def normalise_keys(data: dict[str, Any], where: str = "config") -> dict[str, Any]:
+    data = dict(data)
+    for old, new in RENAMED_KEYS.items():
+        if old in data and old != "num":
+            if new in data:
+                raise ConfigError(f"{where}: both {old!r} (deprecated) and {new!r} given; keep only {new!r}")
+            renamed(old, new, where)
+            data[new] = data.pop(old)
+    return fold_head_keys(data, where)
 
 # Keys that may change between a run and its resume: they do not change what is trained, only where/how it is logged.
 # cache_features only changes where a frozen encoder's features come from (same batches, same head updates).
@@ -38,13 +97,8 @@ class TrainConfig:
     max_seq_length: int = 128
     num_anchors: int = 256
     anchor_seed: int = 0
-    projections: list = field(default_factory=lambda: ["cosine", "euclidean", "l1", "linf"])
-    aggregation: str = "mlp_sum"
-    abs_transform: str = "none"
-    subspace_norm: str = "layernorm"
-    subspace_dropout: float = 0.0
-    classifier_hidden_size: int = 256
-    classifier_dropout: float = 0.1
+    # the head's hyper-parameters (HeadConfig: projections, aggregation, abs_transform, ...), a `head:` mapping in YAML
+    head: HeadConfig = field(default_factory=HeadConfig)
     freeze_encoder: bool = True
     anchor_refresh: str = "auto"  # auto: re-embed anchors after every encoder update; manual: once per epoch
     lora: Optional[dict] = None  # {r, alpha, dropout, target_modules, bias}: LoRA on the encoder, head fully trained
@@ -78,6 +132,7 @@ class TrainConfig:
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
+        self.head = HeadConfig.from_dict(self.head, where="head")
         self.check()
 
     def check(self) -> None:
@@ -108,17 +163,50 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def _identity(self) -> dict[str, Any]:
+        """The model-shaping keys, with the head flattened as format 1 wrote it (so old runs still resume); the
+        head keys format 1 did not have count only when they differ from their default."""
+        identity = {k: v for k, v in self.to_dict().items() if k not in RUN_KEYS and k != "head"}
+        return {**identity, **_flat_head(self.head.to_dict())}
+
     def fingerprint(self) -> str:
         """A hash of everything that shapes the trained model (not where it is written or logged)."""
-        identity = {k: v for k, v in self.to_dict().items() if k not in RUN_KEYS}
+        identity = self._identity()
         return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def differences(self, other: dict[str, Any]) -> list[str]:
         """Human-readable ``key: theirs -> ours`` for the model-shaping keys that differ from ``other``."""
-        ours = self.to_dict()
+        ours = self._identity()
+        other = dict(other)
+        if isinstance(other.get("head"), dict):  # a config saved by this release: compare it flattened as well
+            other.update(_flat_head(other.pop("head")))
         keys = sorted((set(ours) | set(other)) - RUN_KEYS)
         return [f"{k}: {other.get(k)!r} -> {ours.get(k)!r}" for k in keys if ours.get(k) != other.get(k)]
 
+
+FORMAT1_HEAD_KEYS = ("projections", "aggregation", "abs_transform", "subspace_norm", "subspace_dropout",
+                     "classifier_hidden_size", "classifier_dropout")
+
+
+def _flat_head(head: dict[str, Any]) -> dict[str, Any]:
+    default = HeadConfig().to_dict()
+    return {k: v for k, v in head.items() if k in FORMAT1_HEAD_KEYS or v != default.get(k)}
+
+
+_init = TrainConfig.__init__
+
+
+def _train_config_init(self, *args, **kwargs):
+    _init(self, *args, **normalise_keys(kwargs, "TrainConfig"))
+
+
+TrainConfig.__init__ = _train_config_init  # old spellings (flat head keys, epochs, max_length) still accepted
+for _key in HEAD_KEYS:  # cfg.projections reads and writes cfg.head.projections
+    setattr(TrainConfig, _key, property(lambda self, k=_key: getattr(self.head, k),
+                                        lambda self, value, k=_key: setattr(self, "head", self.head.replace(**{k: value}))))
+for _old, _new in (("max_length", "max_seq_length"), ("epochs", "num_epochs")):
+    setattr(TrainConfig, _old, property(lambda self, n=_new: getattr(self, n)))
+del _key, _old, _new
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
@@ -173,6 +261,24 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         key = key.strip()
         value = yaml.safe_load(raw) if raw.strip() else None
         top, _, sub = key.partition(".")
+        if top in RENAMED_KEYS and RENAMED_KEYS[top] in FIELDS:
+            renamed(top, RENAMED_KEYS[top], "override")
+            top = RENAMED_KEYS[top]
+        elif top in HEAD_KEYS and not sub:
+            renamed(top, f"head.{top}", "override")
+            top, sub = "head", top
+        if top == "head":
+            if not sub:
+                raise ValueError("head is a mapping; write head.KEY=VALUE (e.g. head.aggregation=sum)")
+            if sub not in HEAD_KEYS:
+                raise _unknown_key(sub, HEAD_KEYS, "head")
+            if sub == "projections" and isinstance(value, str):
+                value = [v for v in value.split(",") if v]
+            head = data.get("head")
+            nested = head.to_dict() if isinstance(head, HeadConfig) else dict(head or {})
+            nested[sub] = value
+            data["head"] = nested
+            continue
         if top not in FIELDS:
             raise _unknown_key(top, FIELDS, "config")
         if sub:
@@ -199,6 +305,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
+        data = normalise_keys(data, f"config ({path.name})")
         for key in data:
             if key not in FIELDS:
                 raise _unknown_key(key, FIELDS, f"config ({path.name})")

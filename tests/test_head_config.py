@@ -1,0 +1,87 @@
+"""HeadConfig: one validated group of head hyper-parameters, nested in BridgeConfig as ``head``."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hf_bridges import BridgeConfig
+from hf_bridges.modeling.errors import ConfigError, UnknownNameError
+from hf_bridges.modeling.head import HeadConfig, RelativeProductHead
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        ({"projections": "cosine"}, r"head\.projections: expected a list.*\['cosine'\]"),
+        ({"projections": ["cosin"]}, r"head\.projections\[0\].*did you mean 'cosine'"),
+        ({"aggregation": "mlp-sum"}, r"head\.aggregation.*did you mean 'mlp_sum'"),
+        ({"abs_transform": "standrd"}, r"head\.abs_transform.*did you mean 'standard'"),
+        ({"subspace_norm": "layer_norm"}, r"head\.subspace_norm.*did you mean 'layernorm'"),
+        ({"classifier_hidden_size": True}, r"head\.classifier_hidden_size: expected an integer, got bool"),
+        ({"classifier_hidden_size": 2560000}, r"head\.classifier_hidden_size: 2560000 is out of range"),
+        ({"aggregation_dim": 0}, r"head\.aggregation_dim: 0 is out of range"),
+        ({"aggregation_dim": 8.0}, r"head\.aggregation_dim: expected an integer"),
+        ({"classifier_dropout": 1.0}, r"head\.classifier_dropout: 1.0 is out of range"),
+        ({"subspace_dropout": float("nan")}, r"head\.subspace_dropout"),
+        ({"subspace_dropout": "0.5"}, r"head\.subspace_dropout: expected a number"),
+        ({"projections": ["cosine", "l1"], "subspace_weights": [1.0]}, r"subspace_weights: has 1 values"),
+        ({"agregation": "sum"}, r"unknown head setting 'agregation' \(did you mean 'aggregation'\?\)"),
+    ],
+)
+def test_from_dict_is_strict_and_names_the_field(data, match):
+    with pytest.raises(ConfigError, match=match):
+        HeadConfig.from_dict(data, where="head")
+
+
+def test_unknown_names_are_unknown_name_errors():
+    with pytest.raises(UnknownNameError):
+        HeadConfig.from_dict({"projections": ["nope"]})
+
+
+def test_round_trip_and_from_config_builds_the_head():
+    config = HeadConfig.from_dict({"projections": ["cosine", "l1"], "aggregation": "sum", "classifier_hidden_size": 0})
+    assert HeadConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    head = RelativeProductHead.from_config(config, num_anchors=6, num_labels=3)
+    assert isinstance(head.classifier, torch.nn.Linear) and head.projection_names == ["cosine", "l1"]
+    assert head(torch.randn(4, 5), torch.randn(6, 5)).shape == (4, 3)
+
+
+def test_bridge_config_nests_head_and_folds_format1_flat_keys():
+    config = BridgeConfig(projections=["cosine"], aggregation_dim=8, classifier_hidden_size=16)
+    assert isinstance(config.head, HeadConfig) and config.head.aggregation_dim == 8
+    saved = json.loads(config.to_json_string())
+    assert saved["head"]["projections"] == ["cosine"] and saved["head"]["classifier_hidden_size"] == 16
+    assert "projections" not in saved and "aggregation_dim" not in saved
+    reloaded = BridgeConfig.from_dict(saved)
+    assert reloaded.head == config.head and reloaded.projections == ["cosine"]  # flat spelling is an alias
+    reloaded.aggregation = "sum"
+    assert reloaded.head.aggregation == "sum"
+    with pytest.raises(ConfigError, match="both flat and in head"):
+        BridgeConfig(head={"aggregation": "sum"}, aggregation="concat")
+    with pytest.raises(ConfigError, match="projections: expected a list"):
+        BridgeConfig(projections="cosine")
+
+
+def test_every_model_field_is_declared_and_documented():
+    import inspect
+    from pathlib import Path
+
+    import hf_bridges.modeling as modeling
+
+    params = inspect.signature(BridgeConfig.__init__).parameters
+    fields = ("features_dim", "encoder_class", "anchor_input_shape", "anchor_input_dtype", "anchor_image_shape",
+              "output_shape", "decoder_hidden_size", "decoder_activation", "input_prefix")
+    for name in fields:
+        assert name in params and name in BridgeConfig.__doc__, name
+        assert hasattr(BridgeConfig(), name), name
+    folder = Path(modeling.__file__).parent
+    for path in folder.glob("*.py"):  # no undeclared field read through getattr(config, "x", default)
+        text = path.read_text()
+        assert 'getattr(config, "' not in text and 'getattr(self.config, "' not in text, path.name
+    with pytest.raises(ConfigError, match="decoder_activation"):
+        BridgeConfig(decoder_activation="relu")
+    config = BridgeConfig(output_shape=(1, 4, 4), anchor_input_shape=(3,), features_dim=7)
+    again = BridgeConfig.from_dict(json.loads(config.to_json_string()))
+    assert again.output_shape == [1, 4, 4] and again.anchor_input_shape == [3] and again.hidden_size == 7
