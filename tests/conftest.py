@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny random encoders and a tokenizer built in the test (no Hub files), isolated HF caches."""
+"""Shared fixtures (tiny random encoders, a tokenizer, anchor texts, one-thread mode); the helpers they use are in
+helpers.py, which tests import directly (``from helpers import make_encoder``), never from conftest."""
 from __future__ import annotations
 
 import os
@@ -8,54 +9,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-WORDS = (
-    "the a market stock bank shares profit economy growth film music actor award band show star election "
-    "minister party vote government law match team goal player season win cup phone software internet "
-    "computer games chip data"
-).split()
-TOPICS = {
-    0: "market stock bank shares profit economy growth",
-    1: "film music actor award band show star",
-    2: "election minister party vote government law",
-    3: "match team goal player season win cup",
-    4: "phone software internet computer games chip data",
-}
-
-
-def make_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {tok: i for i, tok in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])}
-    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
-
-
-def make_encoder(seed: int = 0, hidden_size: int = 32, layers: int = 2) -> BertModel:
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(WORDS) + 5, hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=4,
-        intermediate_size=2 * hidden_size, max_position_embeddings=64,
-    )
-    return BertModel(config).eval()
-
-
-def topic_texts(n_per_class: int, seed: int = 0, topic_words: int = 6, noise_words: int = 2) -> tuple[list[str], list[int]]:
-    """Short texts whose words come mostly from one topic: a learnable 5-class task (harder with more noise)."""
-    g = torch.Generator().manual_seed(seed)
-    texts, labels = [], []
-    for label, words in TOPICS.items():
-        pool = words.split()
-        for _ in range(n_per_class):
-            idx = torch.randint(len(pool), (topic_words,), generator=g).tolist()
-            noise = torch.randint(len(WORDS), (noise_words,), generator=g).tolist()
-            texts.append(" ".join([pool[i] for i in idx] + [WORDS[j] for j in noise]))
-            labels.append(label)
-    return texts, labels
+from helpers import make_encoder, make_tokenizer, topic_texts
+from transformers import PreTrainedTokenizerFast
 
 
 @pytest.fixture()

@@ -4,7 +4,8 @@ No installable Hub-compatible server accepts pushes (olah is pull-only; KohakuHu
 LakeFS; hf-local-hub's PyPI wheel is only a client for its own Go server), so this speaks just the calls the client
 makes (see shared/reference/hf_conventions.md §3): create/delete repo, whoami, validate-yaml, preupload (always
 "regular" uploads, so file bodies arrive base64 in the commit), commit (NDJSON), repo info (``sha``, ``siblings``)
-by branch or commit sha, and ``resolve`` (GET/HEAD) with ``X-Repo-Commit`` / ``ETag`` headers. Errors carry the
+by branch or commit sha, the model listing ``GET /api/models`` (tag filters, author, search, limit, cardData,
+read from each README's front matter as the Hub indexes it), and ``resolve`` (GET/HEAD) with ``X-Repo-Commit`` / ``ETag`` headers. Errors carry the
 ``X-Error-Code`` headers the client maps to its exceptions: ``RepoNotFound`` (401, also for a private repo
 read without a valid token, as the real Hub does), ``RevisionNotFound`` and ``EntryNotFound`` (404).
 
@@ -62,6 +63,7 @@ class HubState:
         self.repos: dict[str, Repo] = {}
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []  # (method, path), to let tests check what the client did
+        self.list_queries: list[dict] = []  # query parameters of every GET /api/models
 
 
 API_REPO = re.compile(r"^/api/(models|datasets|spaces)/([^/]+/[^/]+)(?:/(revision|preupload|commit|tree)/(.+))?$")
@@ -147,6 +149,8 @@ class HubHandler(BaseHTTPRequestHandler):
                     if user is None:
                         return self._error(401, None, "Invalid credentials in Authorization header")
                     return self._json(200, {"type": "user", "name": user, "orgs": [], "auth": {"type": "access_token"}})
+                if method == "GET" and path == "/api/models":
+                    return self._list_models(parse_qs(url.query))
                 if method == "POST" and path == "/api/validate-yaml":
                     self._body()
                     return self._json(200, {"errors": [], "warnings": []})
@@ -208,6 +212,50 @@ class HubHandler(BaseHTTPRequestHandler):
             "disabled": False, "gated": False, "downloads": 0, "likes": 0, "tags": [], "siblings": siblings,
             "lastModified": "2026-01-01T00:00:00.000Z", "createdAt": "2026-01-01T00:00:00.000Z",
         })
+
+    def _card_data(self, repo: Repo) -> dict:
+        """The YAML front matter of the README at main (what the Hub indexes for search)."""
+        import yaml
+
+        text = repo.commits[repo.branches["main"]].get("README.md", b"").decode("utf-8", "replace")
+        match = re.match(r"^---\s*\n(.*?)\n---\s*\n", text, re.S)
+        data = yaml.safe_load(match.group(1)) if match else None
+        return data if isinstance(data, dict) else {}
+
+    def _list_models(self, query: dict) -> None:
+        """``GET /api/models`` as huggingface_hub's ``list_models`` calls it: ``filter`` (repeated; every one must
+        be a tag), ``author``, ``search`` (substring of the id), ``pipeline_tag``, ``sort``, ``limit``, ``cardData``
+        / ``full``. Tags are the card's ``tags`` plus what the Hub derives: ``library_name``, ``pipeline_tag``,
+        ``base_model:<id>``, ``dataset:<id>``. Private repos are listed for their owner only."""
+        user = self._user()
+        one = lambda key: (query.get(key) or [None])[0]  # noqa: E731
+        wanted, author, search = query.get("filter", []), one("author"), one("search")
+        rows = []
+        for repo_id, repo in sorted(self.state.repos.items()):
+            if repo.private and repo_id.split("/")[0] != user:
+                continue
+            data = self._card_data(repo)
+            base = data.get("base_model") or []
+            tags = list(data.get("tags") or [])
+            tags += [v for v in (data.get("library_name"), data.get("pipeline_tag")) if v]
+            tags += [f"base_model:{b}" for b in ([base] if isinstance(base, str) else base)]
+            tags += [f"dataset:{d}" for d in data.get("datasets") or []]
+            if any(t not in tags for t in wanted) or (author and repo_id.split("/")[0] != author):
+                continue
+            if search and search.lower() not in repo_id.lower():
+                continue
+            if one("pipeline_tag") and data.get("pipeline_tag") != one("pipeline_tag"):
+                continue
+            row = {"_id": repo_id, "id": repo_id, "modelId": repo_id, "private": repo.private, "tags": tags,
+                   "downloads": 0, "likes": 0, "library_name": data.get("library_name"),
+                   "pipeline_tag": data.get("pipeline_tag"), "createdAt": "2026-01-01T00:00:00.000Z",
+                   "lastModified": "2026-01-01T00:00:00.000Z", "sha": repo.branches["main"]}
+            if one("cardData") in ("true", "True", "1") or one("full") in ("true", "True", "1"):
+                row["cardData"] = data
+            rows.append(row)
+        self.state.list_queries.append(query)
+        limit = one("limit")
+        self._json(200, rows[: int(limit)] if limit else rows)
 
     def _tree(self, repo_id: str, revision_and_path: str) -> None:
         repo = self._readable_repo(repo_id)

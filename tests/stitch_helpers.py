@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from conftest import make_encoder, make_tokenizer, topic_texts
+from helpers import make_encoder, make_tokenizer, topic_texts
 
 DEFAULT_STITCH_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "stitch-bbc.yaml"
 

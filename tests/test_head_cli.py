@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from conftest import make_encoder
+from helpers import make_encoder
 from hub_server import TOKEN, hub_fixture
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.cli import main
@@ -29,6 +29,8 @@ def test_push_pull_inspect_attach(hub, head_dir, tiny_encoder_dir, tmp_path, cap
 
     assert main(["head", "pull", "alice/cli-head", "--output", str(tmp_path / "pulled"), "--endpoint", hub.endpoint]) == 0
     assert all((tmp_path / "pulled" / name).read_bytes() == (head_dir / name).read_bytes() for name in HEAD_FILES)
+    card = (tmp_path / "pulled" / "README.md").read_text()
+    assert 'head="alice/cli-head"' in card and "path/to/this-head" not in card  # the card names its own repo
 
     assert main(["head", "inspect", "alice/cli-head", "--endpoint", hub.endpoint]) == 0
     out = capsys.readouterr().out

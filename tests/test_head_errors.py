@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
-from conftest import make_encoder
+from helpers import make_encoder
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.heads.format import (
     ANCHOR_SPACE_NAME, ANCHORS_NAME, CONFIG_NAME, HEAD_FORMAT_VERSION, WEIGHTS_NAME, HeadFormatError, read_head,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import make_encoder, make_tokenizer, topic_texts
+from helpers import make_encoder, make_tokenizer, topic_texts
 from hf_bridges import BridgeForSequenceClassification, BridgeModel
 from hf_bridges.heads.format import (
     ANCHOR_SPACE_NAME, ANCHORS_NAME, CARD_NAME, CONFIG_NAME, HEAD_FORMAT_VERSION, WEIGHTS_NAME, read_head,

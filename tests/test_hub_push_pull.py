@@ -11,7 +11,7 @@ import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard, constants
 
-from conftest import make_encoder, topic_texts
+from helpers import make_encoder, topic_texts
 from hub_server import OTHER_TOKEN, TOKEN, hub_fixture
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.heads.format import CARD_NAME, HEAD_FILES, HeadFormatError
@@ -118,6 +118,7 @@ def test_offline_mode_reads_the_cache(hub, model, monkeypatch):
         load_head("alice/never-pulled")
 
 
+@pytest.mark.subprocess
 def test_head_pulled_in_a_fresh_process(hub, model, tokenizer, tiny_encoder_dir, tmp_path):
     """A new interpreter (fresh imports and caches) pulls a pinned revision of the head over HTTP and attaches it."""
     oid = model.push_head_to_hub("alice/fresh-head", token=TOKEN).oid
@@ -138,6 +139,7 @@ def test_head_pulled_in_a_fresh_process(hub, model, tokenizer, tiny_encoder_dir,
     assert online["score"] == pytest.approx(1.0, abs=1e-3)
 
 
+@pytest.mark.subprocess
 def test_full_model_push_to_hub_loads_with_remote_code_only(hub, model, tokenizer, tmp_path):
     """transformers' own push_to_hub; a fresh process that cannot import hf_bridges loads it with remote code."""
     model.tokenizer = tokenizer

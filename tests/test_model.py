@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import topic_texts
+from helpers import topic_texts
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
 from hf_bridges import BridgeConfig, BridgeForSequenceClassification, BridgeModel
@@ -127,6 +127,7 @@ def test_cls_pooling_differs_from_mean(tiny_encoder_dir, anchor_texts, batch):
     torch.testing.assert_close(cls.embed(batch["input_ids"][:1], batch["attention_mask"][:1]), cls_expected)
 
 
+@pytest.mark.subprocess
 def test_remote_code_loads_without_the_package(model, batch, tmp_path):
     """A fresh interpreter that cannot import hf_bridges loads the model through trust_remote_code."""
     model.save_pretrained(tmp_path / "m")

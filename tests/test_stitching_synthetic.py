@@ -11,7 +11,7 @@ import copy
 
 import pytest
 import torch
-from conftest import topic_texts
+from helpers import topic_texts
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 

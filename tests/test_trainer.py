@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_encoder, make_tokenizer, topic_texts
+from helpers import make_encoder, make_tokenizer, topic_texts
 from datasets import Dataset
 from peft import PeftModel
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments

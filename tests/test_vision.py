@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import make_encoder
+from helpers import make_encoder
 from PIL import Image
 from safetensors import safe_open
 from transformers import (
@@ -109,6 +109,7 @@ def test_save_load_through_auto_class(bridge, tmp_path):
     torch.testing.assert_close(loaded.refresh_anchors(), before)  # the saved processor re-embeds identically
 
 
+@pytest.mark.subprocess
 def test_remote_code_image_model_loads_without_the_package(bridge, tmp_path):
     bridge.save_pretrained(tmp_path / "m")
     pixel_values = bridge.preprocess(gray_images(2, seed=4))

@@ -47,6 +47,14 @@ def register(subparsers) -> None:
     hub_options(inspect)
     inspect.set_defaults(func=run_inspect)
 
+    recover = actions.add_parser("recover", help="undo an interrupted save in a folder (a head, or a shared folder)")
+    recover.add_argument("folder")
+    recover.set_defaults(func=run_recover)
+
+    from ..heads.search import register_search  # light: huggingface_hub only
+
+    register_search(actions)
+
 
 def _pull_kwargs(args) -> dict:
     return {"revision": getattr(args, "revision", None), "token": args.token, "endpoint": args.endpoint}
@@ -134,4 +142,27 @@ def run_inspect(args) -> int:
     print(f"  classifier:   {len(labels)} labels: {', '.join(labels)}" if labels else "  classifier:   none")
     for name, meta in sorted(config["files"].items()):
         print(f"  {name:<26} {meta['size']:>10,} bytes  sha256 {meta['sha256'][:12]}  ok")
+    return 0
+
+
+def run_recover(args) -> int:
+    """Put back the version an interrupted save replaced (``.hf_bridges-previous/``, or an old ``.NAME.old-*``)."""
+    import os
+    from pathlib import Path
+
+    from .._io import restore_previous
+    from ..modeling.errors import HfBridgesError
+
+    folder = Path(args.folder)
+    if folder.is_dir() and restore_previous(folder):
+        print(f"restored the previous version in {folder}")
+        return 0
+    backups = sorted(folder.parent.glob(f".{folder.name}.old-*"))
+    if not folder.exists() and backups:
+        os.rename(backups[-1], folder)
+        print(f"restored {folder} from {backups[-1]}")
+        return 0
+    if not folder.exists():
+        raise HfBridgesError(f"{folder} does not exist and no interrupted save left a backup of it")
+    print(f"nothing to recover in {folder}: no interrupted save left anything there")
     return 0

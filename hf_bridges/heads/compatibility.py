@@ -3,10 +3,29 @@
 The same anchor inputs, embedded by the training encoder and by a new encoder, give two anchor-vs-anchor relative
 matrices per projection. Where they agree (high linear CKA), that projection's subspace transfers; where they do
 not, the head will see inputs unlike its training data. Choosing the subspaces from these scores uses no labels.
+
+``stitch_report``: before any label is seen, how much the new encoder's anchor space looks like the training one.
+
+For each projection the head uses, the anchor-vs-anchor relative matrix (k x k) is computed from the training
+encoder's stored anchor embeddings and from the new encoder's, normalised the way the head normalises its subspaces
+(LayerNorm: per row), and compared with linear CKA. The score is the mean
+CKA over the subspaces the head will use (weighted by the subspace weights), so choosing subspaces at attach time
+(``subspace_selection="auto"``) raises it when one projection transfers much worse than the others.
+
+Two CKA readings, each used where it was measured to work: the *score* compares the matrices as the head sees them
+(after its per-subspace normalisation; it ranks encoder pairs like stitched accuracy, Spearman 0.97), while the
+*selection* of subspaces compares the raw anchor-vs-anchor matrices (the benchmark's rule: on MiniLM-L6 <-> L3 it
+keeps cosine, 0.80 vs 0.27-0.35 for the others, and cosine is the subspace that stitches best, 0.937 vs 0.896 /
+0.887 / 0.747; the normalised reading rates euclidean and l1 above cosine there).
+
+The threshold below which a warning is issued comes from measurements on real encoders (README, "Stitchable heads
+on the Hub"): stitched accuracy on BBC News stays close to the same-encoder accuracy above it and falls apart below.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Mapping, Optional, Sequence
 
 import torch
 
@@ -56,3 +75,121 @@ def select_subspaces(
         weights = torch.tensor([(scores[name] - best) / tolerance for name in projections], dtype=torch.float64).exp()
         return (weights / weights.max()).tolist()
     raise ValueError(f"unknown selection mode {mode!r}; valid: ['hard', 'soft']")
+
+# Measured (README, benchmarks/stitch_report_ranking.py; BBC News, MiniLM-L6/L3, noised L6, random BERT; 14 pairs):
+# every pair scoring >= 0.685 kept >= 82% of its same-encoder accuracy, every pair that kept < 80% scored <= 0.551.
+# 0.6 sits in that gap, on the cautious side (one pair at 0.586 still kept 85%): a false warning costs a check.
+DEFAULT_THRESHOLD = 0.6
+
+
+@dataclass
+class StitchReport:
+    """Label-free stitchability of a head on a new encoder; ``score`` is in [0, 1] (1: the same anchor space)."""
+
+    score: float
+    per_projection: dict[str, float]
+    subspace_weights: list[float]
+    selection_scores: dict[str, float]
+    suggested_subspace_weights: list[float]
+    threshold: float = DEFAULT_THRESHOLD
+    training_encoder: Optional[str] = None
+    new_encoder: Optional[str] = None
+    num_anchors: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def compatible(self) -> bool:
+        return self.score >= self.threshold
+
+    @property
+    def warning(self) -> Optional[str]:
+        """A plain-language warning when the score is under the threshold, else ``None``."""
+        if self.compatible:
+            return None
+        best = max(self.per_projection, key=self.per_projection.get)
+        selected = all(w == (1.0 if name == best else 0.0) for name, w in zip(self.per_projection, self.subspace_weights))
+        hint = "" if selected else (
+            f"try subspace_selection='auto' (best projection here: {best}, {self.per_projection[best]:.2f}), "
+        )
+        return (
+            f"The anchor space of {self.new_encoder or 'the new encoder'} looks unlike the one this head was trained "
+            f"on ({self.training_encoder or 'unknown encoder'}): stitch score {self.score:.2f} < {self.threshold:.2f}. "
+            "Expect predictions well below the head's original accuracy. Check a few labelled examples before relying "
+            f"on it, {hint}or retrain the head on this encoder."
+        )
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "compatible": self.compatible, "warning": self.warning}
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{name} {value:.3f}" for name, value in self.per_projection.items())
+        lines = [
+            f"stitch score {self.score:.3f} (threshold {self.threshold:.2f}: "
+            f"{'compatible' if self.compatible else 'NOT compatible'})",
+            f"  training encoder: {self.training_encoder}   new encoder: {self.new_encoder}   anchors: {self.num_anchors}",
+            f"  per-projection CKA: {parts}",
+            "  selection CKA (raw anchor matrices): "
+            + ", ".join(f"{name} {value:.3f}" for name, value in self.selection_scores.items()),
+            f"  subspace weights in use: {self.subspace_weights}   label-free suggestion: {self.suggested_subspace_weights}",
+        ]
+        if self.warning:
+            lines.append(f"  WARNING: {self.warning}")
+        return "\n".join(lines + [f"  note: {note}" for note in self.notes])
+
+
+def weighted_score(per_projection: dict[str, float], projections: Sequence[str], weights: Sequence[float]) -> float:
+    total = float(sum(weights))
+    score = sum(w * per_projection[name] for name, w in zip(projections, weights)) / total
+    return float(min(max(score, 0.0), 1.0))
+
+
+def as_head_sees(matrix: torch.Tensor, subspace_norm: str) -> torch.Tensor:
+    """The relative matrix after the head's per-subspace normalisation (its learned affine part is the same for
+    both encoders, so it is left out): ``layernorm`` standardises each row, ``batchnorm`` each column."""
+    if subspace_norm == "layernorm":
+        return (matrix - matrix.mean(1, keepdim=True)) / matrix.std(1, keepdim=True).clamp_min(1e-12)
+    if subspace_norm == "batchnorm":
+        return (matrix - matrix.mean(0, keepdim=True)) / matrix.std(0, keepdim=True).clamp_min(1e-12)
+    return matrix
+
+
+def compute_stitch_report(
+    training_anchor_embeddings: torch.Tensor,
+    new_anchor_embeddings: torch.Tensor,
+    projections: Sequence[str],
+    abs_transform: str = "none",
+    subspace_norm: str = "layernorm",
+    subspace_weights: Optional[Sequence[float]] = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    training_encoder: Optional[str] = None,
+    new_encoder: Optional[str] = None,
+    warn: bool = True,
+) -> StitchReport:
+    """Compare two encoders' embeddings of the same anchors (same order); warns (UserWarning) under ``threshold``."""
+    if training_anchor_embeddings.shape[0] != new_anchor_embeddings.shape[0]:
+        raise ValueError(
+            f"the two anchor sets differ in size ({training_anchor_embeddings.shape[0]} vs "
+            f"{new_anchor_embeddings.shape[0]}): a stitch report needs the same anchors embedded by both encoders"
+        )
+    projections = list(projections)
+    source = anchor_space(training_anchor_embeddings.double(), projections, abs_transform)
+    target = anchor_space(new_anchor_embeddings.detach().double().cpu(), projections, abs_transform)
+    selection_scores = subspace_scores(source, target)
+    source = {name: as_head_sees(matrix, subspace_norm) for name, matrix in source.items()}
+    target = {name: as_head_sees(matrix, subspace_norm) for name, matrix in target.items()}
+    per_projection = subspace_scores(source, target)
+    weights = list(subspace_weights) if subspace_weights is not None else [1.0] * len(projections)
+    report = StitchReport(
+        score=weighted_score(per_projection, projections, weights),
+        per_projection=per_projection,
+        subspace_weights=weights,
+        selection_scores=selection_scores,
+        suggested_subspace_weights=select_subspaces(selection_scores, projections),
+        threshold=threshold,
+        training_encoder=training_encoder,
+        new_encoder=new_encoder,
+        num_anchors=int(training_anchor_embeddings.shape[0]),
+    )
+    if warn and report.warning:
+        warnings.warn(report.warning, UserWarning, stacklevel=3)
+    return report

@@ -8,7 +8,7 @@ A head folder (or Hub repo) holds namespaced files, so it can share a repo with 
     anchors.parquet           the raw anchor inputs (+ labels), so any encoder can embed them again
     anchor_space.safetensors  the training encoder's anchor embeddings (float16): the anchor-vs-anchor matrices
                               of every projection are recomputed from them for ``stitch_report``
-    README.md                 the model card
+    README.md                 the model card (bridge_head_card.md in a folder shared with a full model)
 
 Only JSON, safetensors and Parquet are read: loading never imports or unpickles anything from the head.
 """
@@ -18,13 +18,14 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from .._io import sha256_file
+from .._io import PREVIOUS, fault_point, make_readable, previous_version, publish_files, sha256_file
 from ..modeling.errors import HfBridgesError
 
 HEAD_FORMAT_VERSION = 1
@@ -33,6 +34,7 @@ WEIGHTS_NAME = "bridge_head.safetensors"
 ANCHORS_NAME = "anchors.parquet"
 ANCHOR_SPACE_NAME = "anchor_space.safetensors"
 CARD_NAME = "README.md"
+HEAD_CARD_NAME = "bridge_head_card.md"  # the head's card in a folder shared with a full model
 DATA_FILES = (WEIGHTS_NAME, ANCHORS_NAME, ANCHOR_SPACE_NAME)
 HEAD_FILES = (CONFIG_NAME, *DATA_FILES)
 
@@ -134,7 +136,7 @@ def _package_version() -> str:
 
 # ------------------------------------------------------------------------------------------------------- write
 
-def _write_files(head: BridgeHead, folder: Path, card: Optional[str]) -> None:
+def _write_files(head: BridgeHead, folder: Path, card: Optional[str], card_name: str = CARD_NAME) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from safetensors.torch import save_file
@@ -154,35 +156,67 @@ def _write_files(head: BridgeHead, folder: Path, card: Optional[str]) -> None:
                        for name in DATA_FILES}
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if card is not None:
-        (folder / CARD_NAME).write_text(card, encoding="utf-8")
+        (folder / card_name).write_text(card, encoding="utf-8")
+    for path in folder.iterdir():
+        make_readable(path)
+
+
+def _clean_leftovers(target: Path) -> None:
+    """Staging folders of killed saves (their process is gone) and backups of the old two-rename save."""
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        pid = stale.name[len(f".{target.name}.tmp-"):].split("-", 1)[0]
+        if not pid.isdigit() or not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    if target.is_dir():
+        for old in target.parent.glob(f".{target.name}.old-*"):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own earlier staging (a save that raised): not in use any more
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def head_card_name(folder: Path) -> str:
+    """``README.md`` in a head's own folder; ``bridge_head_card.md`` in a folder shared with other files (a full
+    model), so ``save_head`` never overwrites that folder's own card."""
+    own = set(HEAD_FILES) | {CARD_NAME, HEAD_CARD_NAME, PREVIOUS}
+    if folder.is_dir() and not {p.name for p in folder.iterdir()} <= own:
+        return HEAD_CARD_NAME
+    return CARD_NAME
 
 
 def write_head(head: BridgeHead, folder: os.PathLike | str, card: Optional[str] = None) -> Path:
-    """Write ``head`` into ``folder`` atomically: an interrupted save leaves an earlier head there intact.
+    """Write ``head`` into ``folder`` so that an interrupted save leaves the previous head loadable.
 
-    The files go to a temporary folder next to the target first. A target that holds only head files is then
-    swapped with it by renames; in a folder shared with other files (e.g. a full model) each head file is moved
-    in with ``os.replace``, the config last, and the config's checksums reveal any mix of old and new files.
+    The files go to a staging folder next to the target first. A new target is that folder, renamed. An existing
+    one (a head folder, or a folder shared with a full model) gets the files through :func:`publish_files`, the
+    config last: until the last file is in, the replaced ones stay in ``.hf_bridges-previous/``, which the
+    loaders read through and the next save (or ``hf-bridges head recover``) restores. Leftovers of killed saves
+    are removed.
     """
     target = Path(folder)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    if target.exists() and not target.is_dir():
+        raise HeadFormatError(f"{target} exists and is not a folder; choose another path for the head")
+    _clean_leftovers(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
-        _write_files(head, staging, card)
+        card_name = head_card_name(target)
+        _write_files(head, staging, card, card_name)
+        fault_point("save_head:staged")
         if not target.exists():
+            make_readable(staging)
             os.rename(staging, target)
             return target
-        if not target.is_dir():
-            raise HeadFormatError(f"{target} exists and is not a folder; choose another path for the head")
-        own = set(HEAD_FILES) | {CARD_NAME}
-        if {p.name for p in target.iterdir()} <= own:
-            backup = target.parent / f".{target.name}.old-{os.getpid()}"
-            os.rename(target, backup)
-            os.rename(staging, target)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            for name in (*DATA_FILES, *([CARD_NAME] if card is not None else []), CONFIG_NAME):
-                os.replace(staging / name, target / name)
+        publish_files(staging, target, [*DATA_FILES, *([card_name] if card is not None else []), CONFIG_NAME])
         return target
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -207,26 +241,54 @@ def _not_a_head(folder: Path, source: str) -> HeadFormatError:
     )
 
 
-def read_head_config(folder: os.PathLike | str, source: Optional[str] = None) -> dict[str, Any]:
+def interrupted_save_error(folder: Path, source: Optional[str] = None) -> Optional[HeadFormatError]:
+    """A missing head folder next to the backup an interrupted two-rename save (hf_bridges <= format-1 writers)
+    left: the error names the exact command that puts it back."""
+    leftovers = sorted(folder.parent.glob(f".{folder.name}.old-*")) if folder.parent.is_dir() else []
+    if not leftovers:
+        return None
+    return HeadFormatError(f"{source or folder} is missing, but an interrupted save left the previous head at "
+                           f"{leftovers[-1]}: put it back with `mv {leftovers[-1]} {folder}`")
+
+
+def head_files(folder: Path, source: str) -> dict[str, Path]:
+    """Where each head file is: in ``folder``, or, while a killed save left its journal, the previous version's."""
+    where = previous_version(folder)
+    names = (*HEAD_FILES, CARD_NAME, HEAD_CARD_NAME)
+    if where is None:
+        return {name: folder / name for name in names}
+    warnings.warn(
+        f"{source}: an interrupted save_head left the previous head's files in {folder / PREVIOUS}; reading that "
+        f"version. `hf-bridges head recover {folder}` restores it on disk (the next save_head does too)",
+        UserWarning, stacklevel=3,
+    )
+    return {name: (where[name] or folder / PREVIOUS / name) if name in where else folder / name for name in names}
+
+
+def read_head_config(folder: os.PathLike | str, source: Optional[str] = None,
+                     files: Optional[dict[str, Path]] = None) -> dict[str, Any]:
     """Read and validate ``bridge_head_config.json`` only (cheap: for ``inspect``)."""
     folder = Path(folder)
     source = source or str(folder)
     if not folder.is_dir():
-        leftovers = sorted(folder.parent.glob(f".{folder.name}.old-*")) if folder.parent.is_dir() else []
-        if leftovers:  # a save was interrupted between its two renames
-            raise HeadFormatError(f"{source} is missing, but an interrupted save left the previous head at "
-                                  f"{leftovers[-1]}: rename it back to {folder}")
+        error = interrupted_save_error(folder, source)
+        if error is not None:
+            raise error
         raise HeadFormatError(f"{source} is not a folder; pass a head folder or a Hub repo id such as org/name")
-    if not (folder / CONFIG_NAME).is_file():
+    files = files or head_files(folder, source)
+    if not files[CONFIG_NAME].is_file():
         raise _not_a_head(folder, source)
     try:
-        config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+        config = json.loads(files[CONFIG_NAME].read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as error:
         raise HeadFormatError(f"{source}/{CONFIG_NAME} is corrupted (not valid JSON: {error}); save or push the head again") from None
     if not isinstance(config, dict) or config.get("library_name") != "hf_bridges" or "bridge_head_format_version" not in config:
         raise HeadFormatError(f"{source}/{CONFIG_NAME} is not an hf_bridges head config (no library_name/format version)")
     version = config["bridge_head_format_version"]
-    if not isinstance(version, int) or version > HEAD_FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise HeadFormatError(f"{source}/{CONFIG_NAME}: field 'bridge_head_format_version' must be a positive integer, "
+                              f"got {version!r} ({type(version).__name__}); save or push the head again")
+    if version > HEAD_FORMAT_VERSION:
         raise HeadFormatError(
             f"{source} was written with head format version {version}, newer than this hf_bridges reads "
             f"(up to {HEAD_FORMAT_VERSION}, hf_bridges {_package_version()}): upgrade with `pip install -U hf_bridges`"
@@ -234,7 +296,67 @@ def read_head_config(folder: os.PathLike | str, source: Optional[str] = None) ->
     missing = [key for key in ("encoder", "projections", "num_anchors", "modality", "files") if key not in config]
     if missing:
         raise HeadFormatError(f"{source}/{CONFIG_NAME} is incomplete: missing {missing}; save or push the head again")
+    validate_head_config(config, f"{source}/{CONFIG_NAME}")
     return config
+
+
+MAX_WIDTH = 1 << 16  # no head layer is wider: a larger value is an edited config, refused before any allocation
+
+
+def validate_head_config(config: dict[str, Any], where: str) -> None:
+    """Types, ranges and registered names of the fields a head is rebuilt from; each error names the field."""
+    from ..modeling.aggregation import AGGREGATIONS
+    from ..modeling.projections import PROJECTIONS
+    from ..modeling.transforms import ABS_TRANSFORMS, SUBSPACE_NORMS
+
+    def bad(field: str, wanted: str) -> HeadFormatError:
+        value = config.get(field)
+        return HeadFormatError(f"{where}: field {field!r} must be {wanted}, got {value!r} ({type(value).__name__}); "
+                               "fix the field or save the head again")
+
+    for field in ("encoder", "files"):
+        if not isinstance(config[field], dict):
+            raise bad(field, "an object (a JSON mapping)")
+    projections = config["projections"]
+    if not isinstance(projections, list) or not projections or not all(isinstance(n, str) for n in projections):
+        raise bad("projections", "a non-empty list of projection names")
+    for field, registry, values in (("projections", PROJECTIONS, projections),
+                                    ("aggregation", AGGREGATIONS, [config.get("aggregation")]),
+                                    ("abs_transform", ABS_TRANSFORMS, [config.get("abs_transform")]),
+                                    ("subspace_norm", SUBSPACE_NORMS, [config.get("subspace_norm")])):
+        for name in values:
+            if name is not None and (not isinstance(name, str) or name not in registry):
+                raise bad(field, f"one of {sorted(registry)}")
+    for field, low, high in (("num_anchors", 1, 1 << 20), ("anchor_batch_size", 1, 1 << 20),
+                             ("classifier_hidden_size", 0, MAX_WIDTH), ("aggregation_dim", 1, MAX_WIDTH),
+                             ("max_seq_length", 1, 1 << 20), ("num_labels", 0, 1 << 20)):
+        value = config.get(field)
+        if value is None and field not in ("num_anchors",):
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise bad(field, f"an integer in [{low}, {high}]")
+    for field in ("classifier_dropout", "subspace_dropout"):
+        value = config.get(field)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1):
+            raise bad(field, "a number in [0, 1)")
+    hidden = config["encoder"].get("hidden_size")
+    if hidden is not None and (not isinstance(hidden, int) or isinstance(hidden, bool) or not 1 <= hidden <= MAX_WIDTH):
+        raise HeadFormatError(f"{where}: field 'encoder.hidden_size' must be an integer in [1, {MAX_WIDTH}], got {hidden!r}")
+
+
+def check_weights_header(path: Path, config: dict[str, Any], where: str) -> None:
+    """Read tensor shapes from the safetensors header (no tensor is loaded) and match them with the config."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    hidden = config.get("classifier_hidden_size")
+    first = shapes.get("classifier.0.weight")
+    if first is not None and hidden and first[0] != hidden:
+        raise HeadFormatError(f"{where}: field 'classifier_hidden_size' is {hidden} but {WEIGHTS_NAME} holds "
+                              f"classifier.0.weight of shape {list(first)}; fix the field or save the head again")
+    if any(int(torch.tensor(shape).prod()) > (1 << 28) for shape in shapes.values() if shape):
+        raise HeadFormatError(f"{where}: {WEIGHTS_NAME} declares a tensor over 2^28 elements; not a bridge head")
 
 
 def read_head(folder: os.PathLike | str, source: Optional[str] = None, verify: bool = True) -> BridgeHead:
@@ -246,9 +368,10 @@ def read_head(folder: os.PathLike | str, source: Optional[str] = None, verify: b
 
     folder = Path(folder)
     source = source or str(folder)
-    config = read_head_config(folder, source)
+    files = head_files(folder, source) if folder.is_dir() else None
+    config = read_head_config(folder, source, files)
     for name in DATA_FILES:
-        path = folder / name
+        path = files[name]
         if not path.is_file():
             raise HeadFormatError(f"{source} is missing {name}: the head is incomplete; save or push it again")
         expected = config["files"].get(name, {}).get("sha256")
@@ -258,11 +381,16 @@ def read_head(folder: os.PathLike | str, source: Optional[str] = None, verify: b
                 "download it again (hf-bridges head pull --force) or save the head again"
             )
     try:
-        state = load_file(str(folder / WEIGHTS_NAME))
-        space = load_file(str(folder / ANCHOR_SPACE_NAME))
-        table = pq.read_table(folder / ANCHORS_NAME)
+        check_weights_header(files[WEIGHTS_NAME], config, source)
+        state = load_file(str(files[WEIGHTS_NAME]))
+        space = load_file(str(files[ANCHOR_SPACE_NAME]))
+        table = pq.read_table(files[ANCHORS_NAME])
     except (SafetensorError, pa.ArrowException, OSError) as error:
         raise HeadFormatError(f"{source} has a corrupted file ({error}); save or push the head again") from None
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise HeadFormatError(f"{source}/{WEIGHTS_NAME}: tensor {key!r} holds NaN or inf values; the head is "
+                                  "broken (retrain it, or save it again from a model with finite weights)")
     if "anchor" not in table.column_names or table.num_rows != config["num_anchors"]:
         raise HeadFormatError(
             f"{source}/{ANCHORS_NAME} has {table.num_rows} rows and columns {table.column_names}; expected an "
@@ -272,8 +400,11 @@ def read_head(folder: os.PathLike | str, source: Optional[str] = None, verify: b
     hidden = config["encoder"].get("hidden_size")
     if embeddings is None or tuple(embeddings.shape) != (config["num_anchors"], hidden):
         raise HeadFormatError(f"{source}/{ANCHOR_SPACE_NAME} does not hold ({config['num_anchors']}, {hidden}) anchor embeddings")
+    if not torch.isfinite(embeddings).all():
+        raise HeadFormatError(f"{source}/{ANCHOR_SPACE_NAME}: tensor 'anchor_embeddings' holds NaN or inf values; "
+                              "the training encoder's anchor space is broken: save the head again")
     labels = table.column("label").to_pylist() if "label" in table.column_names else None
-    card_path = folder / CARD_NAME
+    card_path = files[HEAD_CARD_NAME] if files[HEAD_CARD_NAME].is_file() else files[CARD_NAME]
     return BridgeHead(
         config=config,
         state_dict={k: v.float() if v.is_floating_point() else v for k, v in state.items()},

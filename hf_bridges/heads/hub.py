@@ -12,7 +12,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from huggingface_hub import HfApi, snapshot_download
+import requests
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, snapshot_download
 from huggingface_hub.errors import (
     HfHubHTTPError,
     LocalEntryNotFoundError,
@@ -22,10 +23,12 @@ from huggingface_hub.errors import (
 )
 
 from ..modeling.errors import HfBridgesError
-from .compatibility import select_subspaces
-from .format import CARD_NAME, HEAD_FILES, BridgeHead, HeadFormatError, head_from_model, read_head, write_head
-from .cards import head_card
-from .stitch_report import DEFAULT_THRESHOLD, compute_stitch_report, weighted_score
+from .format import (
+    CARD_NAME, HEAD_CARD_NAME, HEAD_FILES, BridgeHead, HeadFormatError, head_from_model, interrupted_save_error,
+    read_head, write_head,
+)
+from .cards import head_card, retarget_head_card
+from .compatibility import DEFAULT_THRESHOLD, compute_stitch_report, select_subspaces, weighted_score
 
 PathLike = Union[str, os.PathLike]
 # What an encoder takes as its main input tells its modality (transformers' ``main_input_name``).
@@ -94,9 +97,15 @@ def push_head_folder(
     read_head(folder)
     api = HfApi(endpoint=endpoint, token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    return api.upload_folder(
-        repo_id=repo_id, folder_path=folder, revision=revision, commit_message=commit_message,
-        allow_patterns=[*HEAD_FILES, CARD_NAME],
+    operations = [
+        CommitOperationAdd(name, str(Path(folder) / name)) for name in HEAD_FILES if (Path(folder) / name).is_file()
+    ]
+    for card_name in (CARD_NAME, HEAD_CARD_NAME):  # the card names the repo it is pushed to, not a placeholder
+        if (Path(folder) / card_name).is_file():
+            card = retarget_head_card(ModelCard.load(Path(folder) / card_name), repo_id)
+            operations.append(CommitOperationAdd(card_name, str(card).encode()))
+    return api.create_commit(
+        repo_id=repo_id, operations=operations, revision=revision, commit_message=commit_message
     )
 
 
@@ -117,6 +126,9 @@ def pull_head(
     """A local folder holding the head: the folder itself, or a download of the Hub repo (HF cache)."""
     if os.path.isdir(head):
         return Path(head)
+    interrupted = interrupted_save_error(Path(head))
+    if interrupted is not None:
+        raise interrupted
     head = str(head)
     if not REPO_ID.match(head) or head.startswith((".", "~")):
         raise HeadFormatError(f"no head folder at {head}; pass an existing folder or a Hub repo id such as org/name")
@@ -124,7 +136,7 @@ def pull_head(
         folder = snapshot_download(
             head, revision=revision, token=token, cache_dir=cache_dir, endpoint=endpoint,
             # config.json too (small): it tells a full bridge model apart from a repo that is no bridge at all
-            allow_patterns=[*HEAD_FILES, CARD_NAME, "config.json"], force_download=force_download,
+            allow_patterns=[*HEAD_FILES, CARD_NAME, HEAD_CARD_NAME, "config.json"], force_download=force_download,
             local_files_only=local_files_only,
         )
     except RepositoryNotFoundError:
@@ -142,6 +154,11 @@ def pull_head(
         ) from None
     except HfHubHTTPError as error:
         raise HeadFormatError(f"downloading head {head!r} failed: {error}") from None
+    except (requests.RequestException, OSError) as error:  # e.g. the connection dropped mid-file
+        raise HeadFormatError(
+            f"downloading head {head!r} failed: the connection broke ({type(error).__name__}: {error}). Nothing "
+            "partial was kept (the Hub client writes into a .incomplete file); rerun `hf-bridges head pull` to retry"
+        ) from None
     return Path(folder)
 
 

@@ -145,7 +145,7 @@ def save_best_head(tracker: BestHeadTracker, results: dict, config: StitchConfig
     """Rebuild the chosen head, write ``output_dir/best-head/`` (card: metrics, stitching results, the run's
     table) and return what was saved (also stored as ``results["best_head"]``)."""
     from ..heads.hub import save_head
-    from ..heads.stitch_report import compute_stitch_report
+    from ..heads.compatibility import compute_stitch_report
 
     spec = config.best_head
     method = choose_method(results["summary"], config)

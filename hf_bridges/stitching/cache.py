@@ -2,7 +2,8 @@
 
 The key covers the encoder identity (id, resolved revision, pooling, max length, prefix, kind) and the dataset
 split's fingerprint, nothing about heads, so new heads re-embed nothing. Shards are written to a temporary
-folder and renamed into place; a run that is interrupted resumes from the shards already written.
+folder and renamed into place; a run that is interrupted resumes from the shards already written. A file lock per
+entry lets concurrent runs share one cache (the second waits, then reuses); corrupted shards are re-embedded.
 """
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+
+from .._io import fault_point, write_text_atomic
 
 SHARD_ROWS = 256
 CACHE_FORMAT = 1
@@ -71,11 +75,22 @@ class EmbeddingCache:
                 enable_progress_bars()
 
     def _embeddings(self, identity, dataset, input_column, load_embed, desc, batch_size, stats, progress):
-        import datasets
-        from tqdm.auto import tqdm
+        from filelock import FileLock
 
         folder = self.folder(identity, dataset._fingerprint)
         folder.mkdir(parents=True, exist_ok=True)
+        # One lock per entry: a second run sharing this cache waits here, then finds the shards and reuses them.
+        with FileLock(str(folder / ".lock")):
+            return self._embed_locked(folder, identity, dataset, input_column, load_embed, desc, batch_size, stats,
+                                      progress)
+
+    def _embed_locked(self, folder, identity, dataset, input_column, load_embed, desc, batch_size, stats, progress):
+        import datasets
+        from tqdm.auto import tqdm
+
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(".tmp-*"):  # staging folders of killed runs (we hold the lock: nobody writes)
+            shutil.rmtree(stale, ignore_errors=True)
         n = len(dataset)
         starts = list(range(0, n, SHARD_ROWS))
         todo = [s for s in starts if not (folder / f"shard-{s:08d}").is_dir()]
@@ -105,17 +120,39 @@ class EmbeddingCache:
                     )
                     with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-") as tmp:
                         shard.save_to_disk(os.path.join(tmp, "shard"))
+                        fault_point("cache.shard")
                         os.replace(os.path.join(tmp, "shard"), folder / f"shard-{start:08d}")
                     stats["rows_embedded"] += len(values)
-        shards = [datasets.load_from_disk(str(folder / f"shard-{s:08d}")) for s in starts]
-        table = datasets.concatenate_datasets(shards).with_format("numpy")
-        values = np.asarray(table["embedding"], dtype=np.float32)
-        if values.shape[0] != n or not np.array_equal(np.asarray(table["row"]), np.arange(n)):
+        parts, broken = [], []
+        for s in starts:
+            shard = folder / f"shard-{s:08d}"
+            try:
+                part = datasets.load_from_disk(str(shard)).with_format("numpy")
+                parts.append((np.asarray(part["row"]), np.asarray(part["embedding"], dtype=np.float32)))
+            except Exception as error:  # truncated / corrupted Arrow file: drop the shard, embed it again
+                broken.append((shard, error))
+        if broken:
+            for shard, _ in broken:
+                shutil.rmtree(shard, ignore_errors=True)
+            (folder / "manifest.json").unlink(missing_ok=True)
+            if stats.get("_retried"):
+                raise OSError(f"embedding cache shard {broken[0][0]} is unreadable even after re-embedding "
+                              f"({broken[0][1]}); delete {folder} and rerun")
+            warnings.warn(f"embedding cache: {len(broken)} corrupted shard(s) in {folder} (first: {broken[0][0].name}: "
+                          f"{type(broken[0][1]).__name__}); re-embedding them", UserWarning, stacklevel=4)
+            stats["_retried"] = True
+            stats["rows_cached"] -= n
+            try:
+                return self._embed_locked(folder, identity, dataset, input_column, load_embed, desc, batch_size,
+                                          stats, progress)
+            finally:
+                stats.pop("_retried", None)
+        rows = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, dtype=np.int64)
+        values = np.concatenate([v for _, v in parts]) if parts else np.zeros((0, 0), dtype=np.float32)
+        if values.shape[0] != n or not np.array_equal(rows, np.arange(n)):
             shutil.rmtree(folder)
             raise OSError(f"embedding cache {folder} was inconsistent and has been removed; rerun to rebuild it")
         manifest = {"identity": identity, "dataset_fingerprint": dataset._fingerprint, "rows": n,
                     "dim": int(values.shape[1]), "format": CACHE_FORMAT}
-        tmp_manifest = folder / ".manifest.json.tmp"
-        tmp_manifest.write_text(json.dumps(manifest, indent=2))
-        os.replace(tmp_manifest, folder / "manifest.json")
+        write_text_atomic(folder / "manifest.json", json.dumps(manifest, indent=2))
         return values

@@ -6,6 +6,7 @@ ConfigError when the encoder is unavailable, before any heavy work) and ``load(s
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -92,21 +93,64 @@ def resolve_hf_revision(model_id: str, revision: str = "main") -> str:
     )
 
 
+def _unset(spec: EncoderSpec, name: str) -> bool:
+    """A field the config left at its default (then a sentence-transformers model's own setting applies)."""
+    default = {f.name: f.default for f in dataclasses.fields(EncoderSpec)}.get(name)
+    return getattr(spec, name, None) == default
+
+
+def text_settings(spec: EncoderSpec) -> dict:
+    """The effective pooling / max_length / prefix / normalize of a text encoder spec: an explicit config value wins,
+    then what a sentence-transformers model says (modules.json, sentence_bert_config.json, prompts; a prefix that
+    names one of its prompts, e.g. ``query``, becomes that prompt), then the config defaults."""
+    from ..modeling.st_config import UnsupportedSentenceTransformer, resolve_prompt, st_encoder_settings
+
+    st = st_encoder_settings(spec.id, None if os.path.isdir(spec.id) else spec.revision)
+    explicit_normalize = getattr(spec, "normalize", None)
+    settings = {
+        "pooling": st["pooling"] if st and _unset(spec, "pooling") else spec.pooling,
+        "max_length": st["max_seq_length"] if st.get("max_seq_length") and _unset(spec, "max_length") else spec.max_length,
+        "prefix": resolve_prompt(st, None if _unset(spec, "prefix") else spec.prefix) if st else (spec.prefix or ""),
+        "normalize": bool(st.get("normalize", False)) if explicit_normalize is None else bool(explicit_normalize),
+        "subfolder": st.get("subfolder", ""),
+        "lowercase": bool(st.get("do_lower_case", False)),
+        "sentence_transformers": bool(st),
+    }
+    if st:
+        from ..logging import get_logger
+
+        get_logger(__name__).info("%s is a sentence-transformers model: %s", spec.id,
+                                  {k: settings[k] for k in ("pooling", "max_length", "prefix", "normalize")})
+    if st and settings["prefix"] and not st.get("include_prompt", True):
+        raise UnsupportedSentenceTransformer(
+            f"encoder {spec.id!r}: its Pooling has include_prompt=false (prompt tokens are left out of the pooling), "
+            f"which the stitch encoder does not reproduce; use it without a prefix/prompt"
+        )
+    return settings
+
+
 @register_encoder_kind("hf_text")
 class HFTextEncoder:
-    """Any transformers ``AutoModel`` + ``AutoTokenizer`` text encoder, pooled with the hf_bridges poolers."""
+    """Any transformers ``AutoModel`` + ``AutoTokenizer`` text encoder, pooled with the hf_bridges poolers; a
+    sentence-transformers model (folder or Hub id with ``modules.json``) embeds as ``SentenceTransformer.encode``."""
 
     input_column = "text"
 
     def identity(self, spec: EncoderSpec) -> dict:
-        return {
+        settings = text_settings(spec)
+        identity = {
             "kind": "hf_text",
             "id": spec.id,
             "revision": resolve_hf_revision(spec.id, spec.revision),
-            "pooling": spec.pooling,
-            "max_length": spec.max_length,
-            "prefix": spec.prefix,
+            "pooling": settings["pooling"],
+            "max_length": settings["max_length"],
+            "prefix": settings["prefix"],
         }
+        if settings["lowercase"]:
+            identity["lowercase"] = True
+        if settings["normalize"]:  # only when on: caches of plain encoders keep their keys
+            identity["normalize"] = True
+        return identity
 
     def load(self, spec: EncoderSpec) -> EmbedFn:
         import torch
@@ -114,17 +158,25 @@ class HFTextEncoder:
 
         from ..modeling.pooling import get_pooling
 
+        settings = text_settings(spec)
         revision = resolve_hf_revision(spec.id, spec.revision)
         revision = None if revision.startswith("local-") else revision
-        tokenizer = AutoTokenizer.from_pretrained(spec.id, revision=revision)
-        model = AutoModel.from_pretrained(spec.id, revision=revision).eval()
-        pool = get_pooling(spec.pooling)
+        where = {"revision": revision, **({"subfolder": settings["subfolder"]} if settings["subfolder"] else {})}
+        tokenizer = AutoTokenizer.from_pretrained(spec.id, **where)
+        model = AutoModel.from_pretrained(spec.id, **where).eval()
+        pool = get_pooling(settings["pooling"])
+        prefix, max_length, normalize = settings["prefix"], settings["max_length"], settings["normalize"]
+        lowercase = settings["lowercase"]
 
         @torch.inference_mode()
         def embed(batch: dict) -> np.ndarray:
-            texts = [spec.prefix + (t or "") for t in batch[self.input_column]]
-            inputs = tokenizer(texts, padding=True, truncation=True, max_length=spec.max_length, return_tensors="pt")
+            texts = [prefix + (t or "") for t in batch[self.input_column]]
+            texts = [t.lower() for t in texts] if lowercase else texts  # sentence_bert_config do_lower_case
+            inputs = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
             outputs = model(**inputs)
-            return pool(outputs, inputs.get("attention_mask")).float().cpu().numpy()
+            embeddings = pool(outputs, inputs.get("attention_mask"))
+            if normalize:
+                embeddings = torch.nn.functional.normalize(embeddings, p=2, dim=-1)
+            return embeddings.float().cpu().numpy()
 
         return embed

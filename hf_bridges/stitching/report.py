@@ -92,12 +92,27 @@ def matrix_table(name: str, row: dict) -> str:
     return "\n".join(lines)
 
 
-def heatmap(path: Path, name: str, row: dict) -> None:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def colour_range(values: np.ndarray) -> tuple[float, float]:
+    """The colour scale spans the data (min..max, a little padded), not 0..1: 0.94 vs 0.97 must look different."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    pad = max((high - low) * 0.05, 0.005)
+    return max(low - pad, 0.0), min(high + pad, 1.0)
+
+
+def heatmap(path: Path, name: str, row: dict) -> None:
+    plt = _pyplot()
     names = list(row["matrix"])
     values = np.full((len(names), len(names)), np.nan)
     for i, a in enumerate(names):
@@ -105,18 +120,64 @@ def heatmap(path: Path, name: str, row: dict) -> None:
             cell = row["matrix"][a][b]
             if "skipped" not in cell and cell["accuracy"]:
                 values[i, j] = cell["accuracy"]["mean"]
+    vmin, vmax = colour_range(values)
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(names), 1.2 + 1.1 * len(names)))
-    im = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis")
+    im = ax.imshow(values, vmin=vmin, vmax=vmax, cmap="viridis")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("encoder at test")
     ax.set_ylabel("encoder trained on")
     for i in range(len(names)):
         for j in range(len(names)):
-            text = "n/a" if np.isnan(values[i, j]) else f"{values[i, j]:.3f}"
-            ax.text(j, i, text, ha="center", va="center", color="white" if values[i, j] < 0.6 else "black")
-    ax.set_title(f"{name}: accuracy")
+            value = values[i, j]
+            text = "n/a" if np.isnan(value) else f"{value:.3f}"
+            dark = np.isnan(value) or (value - vmin) / (vmax - vmin) < 0.5  # viridis: dark at the low end
+            ax.text(j, i, text, ha="center", va="center", color="white" if dark else "black")
+    ax.set_title(f"{name}: accuracy (colour {vmin:.3f}–{vmax:.3f})")
     fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def worst_pair(row: dict) -> Optional[tuple[str, str, float]]:
+    """The stitched (train != test) pair with the lowest mean accuracy: (train, test, accuracy)."""
+    pairs = [(a, b, cell["accuracy"]["mean"]) for a, cols in row["matrix"].items() for b, cell in cols.items()
+             if a != b and "skipped" not in cell and cell.get("accuracy")]
+    return min(pairs, key=lambda p: p[2]) if pairs else None
+
+
+def summary_figure(path: Path, summary: dict) -> None:
+    """One figure per run: same vs stitched accuracy per method (error bars: std over seeds), the worst stitched
+    pair of each method marked and named."""
+    plt = _pyplot()
+    methods = list(summary)
+    x = np.arange(len(methods))
+    fig, ax = plt.subplots(figsize=(2.0 + 1.4 * len(methods), 4.2))
+    width = 0.38
+    lows = []
+    for offset, group, colour in ((-width / 2, "same", "#4c72b0"), (width / 2, "stitched", "#dd8452")):
+        stats = [summary[m][f"{group}_accuracy"] for m in methods]
+        means = [s["mean"] if s else np.nan for s in stats]
+        stds = [s["std"] if s else 0.0 for s in stats]
+        ax.bar(x + offset, means, width, yerr=stds, capsize=4, color=colour, label=group)
+        lows += [m - e for m, e in zip(means, stds) if np.isfinite(m)]
+    for i, method in enumerate(methods):
+        worst = worst_pair(summary[method])
+        if worst:
+            a, b, value = worst
+            ax.plot(x[i] + width / 2, value, marker="v", color="#c44e52", markersize=9, zorder=3,
+                    label="worst pair" if i == 0 else None)
+            ax.annotate(f"{a}→{b}\n{value:.3f}", (x[i] + width / 2, value), textcoords="offset points",
+                        xytext=(0, -22), ha="center", fontsize=7, color="#c44e52")
+            lows.append(value)
+    low = min(lows) if lows else 0.0
+    ax.set_ylim(max(0.0, low - 0.25 * max(1.0 - low, 0.05) - 0.02), 1.0)  # room for the worst-pair labels
+    ax.set_xticks(x, methods, rotation=20, ha="right")
+    ax.set_ylabel("accuracy")
+    ax.set_title("same-encoder vs stitched (mean ± std over seeds)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
@@ -131,6 +192,8 @@ def write_outputs(results: dict, config: StitchConfig, output_dir: Path) -> dict
         path = output_dir / f"heatmap-{re.sub(r'[^A-Za-z0-9_.+-]+', '_', name)}.png"
         heatmap(path, name, row)
         plots[name] = str(path)
+    summary_path = output_dir / "summary.png"
+    summary_figure(summary_path, summary)
     timing = results["timing_s"]
     data = results["dataset"]
     report = [
@@ -143,6 +206,7 @@ def write_outputs(results: dict, config: StitchConfig, output_dir: Path) -> dict
         "(mean over pairs, then mean ± std over seeds). Latent columns compare the head's representation r(z) of "
         "the test set under the training encoder and under the other encoder (stitched pairs).", "",
         summary_table(summary), "",
+        f"![same vs stitched accuracy per method, worst pair marked]({summary_path.name})", "",
         "## Full matrices", "",
     ]
     for name, row in summary.items():
@@ -156,7 +220,8 @@ def write_outputs(results: dict, config: StitchConfig, output_dir: Path) -> dict
                    f"`{best['method']}`, seed {best['seed']}, trained on {best['train_encoder']} (its mean stitched "
                    f"accuracy {best['head_stitched_accuracy']:.3f}), written to `{best['folder']}` with its results "
                    f"in the card. Rule: {best['rule']}.", ""]
-    outputs = {"results": str(output_dir / "results.json"), "report": str(output_dir / "report.md"), "plots": plots}
+    outputs = {"results": str(output_dir / "results.json"), "report": str(output_dir / "report.md"), "plots": plots,
+               "summary_plot": str(summary_path)}
     write_text_atomic(output_dir / "report.md", "\n".join(report))
     results["outputs"] = outputs
     write_results(results, output_dir)

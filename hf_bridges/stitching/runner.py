@@ -13,6 +13,7 @@ import numpy as np
 from .cache import EmbeddingCache, default_cache_root
 from .config import ConfigError, StitchConfig, check_best_head, did_you_mean
 from .encoder_kinds import get_encoder_kind
+from .validate import validate_split
 
 
 def check_output_dir(path: Path) -> None:
@@ -54,6 +55,8 @@ def load_splits(config: StitchConfig, input_column: str):
             if column not in columns:
                 raise ConfigError(f"dataset.{role}: column {column!r} is not in the {split} split"
                                   f"{did_you_mean(column, columns)} (columns: {columns})")
+    for split in ("train", "test"):
+        validate_split(data[split], text_column, label_column, split, (spec.text_column, spec.label_column))
     renames = {text_column: input_column, label_column: "label"}
     renames = {k: v for k, v in renames.items() if k != v}
     if renames:

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import torch
 
-from .._io import write_text_atomic
+from .._io import fault_point, write_text_atomic
 from ..modeling.errors import HfBridgesError
 
 CHECKPOINTS = "checkpoints"
@@ -60,20 +60,58 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Optional[Path]:
 
 
 def resolve_checkpoint(resume: str, output_dir: str | os.PathLike) -> Path:
-    """``latest`` (in ``output_dir``), a checkpoint folder, or a run folder (its latest checkpoint)."""
+    """``latest`` (in ``output_dir``), a checkpoint folder, or a run folder (its latest checkpoint); checked for
+    truncated or corrupted files before Accelerate reads it."""
     if resume == "latest":
         found = latest_checkpoint(output_dir)
         if found is None:
             raise OSError(f"--resume latest: no complete checkpoint under {checkpoint_root(output_dir)}")
-        return found
+        return verify_checkpoint(found)
     path = Path(resume)
     if (path / STATE_FILE).is_file():
-        return path
+        return verify_checkpoint(path)
     for run_dir in (path, path.parent):
         found = latest_checkpoint(run_dir)
         if found is not None:
-            return found
+            return verify_checkpoint(found)
     raise OSError(f"--resume {resume}: not a checkpoint folder (no {STATE_FILE}) and no run with a latest checkpoint")
+
+
+def _damage(path: Path) -> Optional[str]:
+    """Why a checkpoint file cannot be read, or None; reads headers and CRCs only (nothing is unpickled)."""
+    import zipfile
+
+    from safetensors import safe_open
+
+    try:
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), framework="pt") as handle:  # checks the header against the file size
+                for key in handle.keys():
+                    handle.get_slice(key)
+        elif path.suffix in (".pkl", ".bin", ".pt"):  # torch.save zip archives (RNG states, optimizer)
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+            if bad is not None:
+                return f"a bad CRC in {bad}"
+        elif path.name == STATE_FILE:
+            json.loads(path.read_text())
+    except Exception as error:  # SafetensorError, BadZipFile, ValueError, OSError
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def verify_checkpoint(checkpoint: Path) -> Path:
+    """``checkpoint`` if every file in it reads; else an error naming the file and the other kept checkpoints."""
+    for path in sorted(p for p in checkpoint.rglob("*") if p.is_file()):
+        problem = _damage(path)
+        if problem is None:
+            continue
+        others = [p for p in sorted(checkpoint.parent.glob("step-*"), reverse=True)
+                  if p != checkpoint and (p / STATE_FILE).is_file()]
+        hint = (f"resume from the other kept checkpoint instead: --resume {others[0]}" if others
+                else "no other complete checkpoint is kept: start again without --resume")
+        raise CheckpointError(f"checkpoint file {path} is truncated or corrupted ({problem}); {hint}")
+    return checkpoint
 
 
 def read_state(checkpoint: Path) -> dict[str, Any]:
@@ -119,7 +157,9 @@ def save_checkpoint(
     if main:
         if final.exists():  # only when a run redoes a step after a failure: latest points elsewhere then
             shutil.rmtree(final)
+        fault_point("checkpoint:written")
         os.replace(tmp, final)
+        fault_point("checkpoint:renamed")
         write_text_atomic(root / LATEST, name)
         complete = sorted(p for p in root.glob("step-*") if (p / STATE_FILE).is_file())
         for old in complete[: max(len(complete) - max(keep, 1), 0)]:

@@ -1,0 +1,99 @@
+"""The ``hf_bridges`` logger hierarchy, with transformers-style verbosity control.
+
+Library code logs to ``get_logger(__name__)`` (children of ``hf_bridges``) and never prints; the CLI prints.
+Verbosity: ``set_verbosity_info()`` etc., or ``HF_BRIDGES_VERBOSITY=debug|info|warning|error|critical`` in the
+environment (read on first use), as ``TRANSFORMERS_VERBOSITY`` does for transformers. One stderr handler is
+attached to the ``hf_bridges`` root only, and propagation stays on, so pytest's caplog and the application's own
+logging configuration see every record.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from typing import Optional
+
+from logging import CRITICAL, DEBUG, ERROR, INFO, WARNING  # noqa: F401  (re-exported, as transformers does)
+
+LIBRARY = "hf_bridges"
+ENV_VAR = "HF_BRIDGES_VERBOSITY"
+LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR, "critical": CRITICAL}
+DEFAULT_LEVEL = WARNING
+
+_lock = threading.Lock()
+_handler: Optional[logging.Handler] = None
+
+
+def _env_level() -> int:
+    value = os.environ.get(ENV_VAR)
+    if not value:
+        return DEFAULT_LEVEL
+    if value.lower() not in LEVELS:
+        logging.getLogger(LIBRARY).warning(
+            "unknown %s=%r; use one of %s", ENV_VAR, value, ", ".join(LEVELS)
+        )
+        return DEFAULT_LEVEL
+    return LEVELS[value.lower()]
+
+
+def _configure() -> None:
+    global _handler
+    with _lock:
+        if _handler is not None:
+            return
+        _handler = logging.StreamHandler(sys.stderr)
+        _handler.setFormatter(logging.Formatter("[%(levelname)s|%(name)s] %(message)s"))
+        root = logging.getLogger(LIBRARY)
+        root.addHandler(_handler)
+        root.setLevel(_env_level())
+
+
+def get_logger(name: Optional[str] = None) -> logging.Logger:
+    """The logger for ``name`` (a module's ``__name__`` under ``hf_bridges``, or the library root)."""
+    _configure()
+    if not name:
+        return logging.getLogger(LIBRARY)
+    return logging.getLogger(name if name == LIBRARY or name.startswith(LIBRARY + ".") else f"{LIBRARY}.{name}")
+
+
+def get_verbosity() -> int:
+    _configure()
+    return logging.getLogger(LIBRARY).getEffectiveLevel()
+
+
+def set_verbosity(level: int | str) -> None:
+    """Set the level of every ``hf_bridges`` logger (an int such as ``logging.INFO`` or a name like ``"info"``)."""
+    _configure()
+    if isinstance(level, str):
+        if level.lower() not in LEVELS:
+            raise ValueError(f"unknown verbosity {level!r}; use one of {list(LEVELS)}")
+        level = LEVELS[level.lower()]
+    logging.getLogger(LIBRARY).setLevel(level)
+
+
+def set_verbosity_debug() -> None:
+    set_verbosity(DEBUG)
+
+
+def set_verbosity_info() -> None:
+    set_verbosity(INFO)
+
+
+def set_verbosity_warning() -> None:
+    set_verbosity(WARNING)
+
+
+def set_verbosity_error() -> None:
+    set_verbosity(ERROR)
+
+
+def disable_default_handler() -> None:
+    """Remove the stderr handler (the application configures logging itself)."""
+    _configure()
+    logging.getLogger(LIBRARY).removeHandler(_handler)
+
+
+def enable_default_handler() -> None:
+    _configure()
+    logging.getLogger(LIBRARY).addHandler(_handler)
