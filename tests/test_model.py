@@ -174,3 +174,25 @@ def test_frozen_encoder_stays_in_eval_mode_while_training(model, batch):
     model.unfreeze_encoder()
     model.train()
     assert model.encoder.training
+
+
+def test_one_model_contract_and_timm_style_classifier(tiny_encoder_dir, anchor_texts):
+    from pathlib import Path
+
+    import hf_bridges.modeling as modeling
+    from hf_bridges import BridgePreTrainedModel, ModuleBridgeForClassification
+
+    for cls in (BridgeForSequenceClassification, ModuleBridgeForClassification):
+        for name in ("embed", "refresh_anchors", "set_anchor_embeddings", "forward_features", "get_classifier"):
+            assert getattr(cls, name) is getattr(BridgePreTrainedModel, name), (cls, name)
+    for path in Path(modeling.__file__).parent.glob("*.py"):
+        assert len(path.read_text().splitlines()) <= 400, path.name
+    model = BridgeForSequenceClassification.from_encoder(tiny_encoder_dir, anchors=anchor_texts, num_labels=3).eval()
+    assert model.get_classifier() is model.head.classifier
+    batch = model.tokenize(["a text", "another text"])
+    features, representation = model.forward_features(**batch)
+    torch.testing.assert_close(model.forward_head(representation), model(**batch).logits)
+    model.reset_classifier(7)
+    assert model.config.num_labels == 7 and model(**batch).logits.shape == (2, 7)
+    with pytest.raises(ValueError, match="num_labels must be a positive integer"):
+        model.reset_classifier(0)

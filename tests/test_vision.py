@@ -209,3 +209,21 @@ def test_text_head_refuses_an_image_encoder(tiny_encoder_dir, anchor_texts, tmp_
     with pytest.raises(ValueError, match="text head"):
         BridgeForImageClassification.from_encoder(tiny_mobilenet(), head=tmp_path / "text-head",
                                                   image_processor=mobilenet_processor())
+
+
+def test_one_model_contract_image_bridge_only_declares(bridge):
+    """The image bridge no longer derives from the text model nor replaces its anchor store: it declares its store,
+    inputs and encoder call, and shares embed / refresh_anchors / forward_features with every bridge."""
+    from hf_bridges import BridgeForSequenceClassification, BridgePreTrainedModel
+    from hf_bridges.modeling.anchor_stores import ImageAnchorStore
+
+    assert not issubclass(BridgeForImageClassification, BridgeForSequenceClassification)
+    for name in ("embed", "refresh_anchors", "set_anchor_embeddings", "forward_features", "forward_head"):
+        assert getattr(BridgeForImageClassification, name) is getattr(BridgePreTrainedModel, name), name
+    assert type(bridge.anchors) is ImageAnchorStore and not hasattr(bridge.anchors, "input_ids")
+    before = bridge.anchor_embeddings.clone()
+    bridge.refresh_anchors()
+    torch.testing.assert_close(bridge.anchor_embeddings, before)
+    pixels = bridge.preprocess(gray_images(3))
+    features, representation = bridge.forward_features(pixel_values=pixels)
+    torch.testing.assert_close(bridge.forward_head(representation), bridge(pixel_values=pixels).logits)

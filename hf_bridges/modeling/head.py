@@ -182,6 +182,13 @@ class HeadConfig:
         return HeadConfig.from_dict({**self.to_dict(), **changes})
 
 
+def build_classifier(width: int, num_labels: int, hidden_size: int, dropout: float) -> nn.Module:
+    """The MLP classifier on r(z) (a single linear layer when ``hidden_size`` is 0)."""
+    if not hidden_size:
+        return nn.Linear(width, num_labels)
+    return nn.Sequential(nn.Linear(width, hidden_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_size, num_labels))
+
+
 class RelativeProductHead(nn.Module):
     """Product of relative subspaces, one per projection, aggregated, then an optional MLP classifier."""
 
@@ -212,16 +219,9 @@ class RelativeProductHead(nn.Module):
         self.num_anchors = num_anchors
         self.classifier: Optional[nn.Module] = None
         if num_labels:
-            width = self.aggregation.output_dim
-            if classifier_hidden_size:
-                self.classifier = nn.Sequential(
-                    nn.Linear(width, classifier_hidden_size),
-                    nn.GELU(),
-                    nn.Dropout(classifier_dropout),
-                    nn.Linear(classifier_hidden_size, num_labels),
-                )
-            else:
-                self.classifier = nn.Linear(width, num_labels)
+            self.classifier = build_classifier(
+                self.aggregation.output_dim, num_labels, classifier_hidden_size, classifier_dropout
+            )
 
     @classmethod
     def from_config(

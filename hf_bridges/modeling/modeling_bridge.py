@@ -1,116 +1,45 @@
 """Bridge models: any Hugging Face encoder + a ``RelativeProductHead``, as native ``PreTrainedModel``s.
 
+The model contract (timm-style): :class:`BridgePreTrainedModel` implements ``embed`` / ``refresh_anchors`` /
+``set_anchor_embeddings`` / ``forward_features`` (represent) / ``forward_head`` (classify) and ``get_classifier`` /
+``reset_classifier`` once. A bridge kind (text here; image in ``modeling_bridge_vision``, plain module in
+``modeling_bridge_module``) only declares: ``main_input_name`` and ``input_names``, ``anchor_store_class``, how a
+slice of stored anchors becomes encoder inputs (``_anchor_inputs``) and how the encoder is called (``_encode``).
+
 Only relative imports of sibling files: ``register_for_auto_class`` copies this folder's modules next to the
 weights, so ``trust_remote_code=True`` users need nothing but transformers and torch.
 """
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
+from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
 
 from .aggregation import MLPSumAggregation, WeightedAggregation
-from .configuration_bridge import DEFAULT_PROJECTIONS, BridgeConfig
-from .pooling import get_pooling
+from .anchor_stores import AnchorStore
+from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hub, check_config_kwargs
+from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
+from .configuration_bridge import BridgeConfig
+from .head import RelativeProductHead, build_classifier, check_anchor_embeddings
 from .loaders import load_encoder, load_tokenizer
-from .head import RelativeProductHead, check_anchor_embeddings
+from .pooling import get_pooling
 
-
-@dataclass
-class BridgeModelOutput(ModelOutput):
-    """``relative_representation`` is r(z), the aggregated product of relative subspaces."""
-
-    relative_representation: Optional[torch.FloatTensor] = None
-    embeddings: Optional[torch.FloatTensor] = None
-    subspaces: Optional[torch.FloatTensor] = None
-
-
-@dataclass
-class BridgeClassifierOutput(ModelOutput):
-    loss: Optional[torch.FloatTensor] = None
-    logits: Optional[torch.FloatTensor] = None
-    relative_representation: Optional[torch.FloatTensor] = None
-    embeddings: Optional[torch.FloatTensor] = None
-
-
-class AnchorStore(nn.Module):
-    """The anchors as this model needs them: tokenised inputs (to re-embed) and their cached embeddings."""
-
-    def __init__(self, num_anchors: int, seq_length: int, hidden_size: int):
-        super().__init__()
-        self.register_buffer("input_ids", torch.zeros(num_anchors, seq_length, dtype=torch.long))
-        self.register_buffer("attention_mask", torch.zeros(num_anchors, seq_length, dtype=torch.long))
-        self.register_buffer("embeddings", torch.zeros(num_anchors, hidden_size))
-        # True once `embeddings` holds this encoder's anchor embeddings (saved, so a reload does not re-embed).
-        self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
-
-    def model_inputs(self, start: int, stop: int) -> dict[str, torch.Tensor]:
-        mask = self.attention_mask[start:stop]
-        length = max(int(mask.sum(dim=1).max()), 1)  # drop columns that are padding for every row
-        return {"input_ids": self.input_ids[start:stop, :length], "attention_mask": mask[:, :length]}
-
-
-def _given(**kwargs: Any) -> dict[str, Any]:
-    """The keyword arguments the caller set (None: leave the config's default, or ``head_config``'s value)."""
-    return {key: value for key, value in kwargs.items() if value is not None}
-
-
-# Config fields from_encoder sets itself (or takes under another name: head_config=, prefix=), so not as **kwargs.
-_RESERVED = frozenset({"self", "kwargs", "encoder", "encoder_revision", "anchors", "anchor_seq_length", "num_anchors",
-                       "bridge_format_version", "head", "input_prefix", "transformers_version", "architectures"})
-
-
-def check_config_kwargs(kwargs: dict[str, Any], where: str, named: Sequence[str] = (), allowed: Sequence[str] = ()):
-    """Refuse keyword arguments that are no ``BridgeConfig`` field (a typo would otherwise land in the config and
-    be silently ignored); the error names them and the closest valid name."""
-    import difflib
-    import inspect
-
-    fields = set(inspect.signature(BridgeConfig.__init__).parameters)
-    fields |= set(inspect.signature(PretrainedConfig.__init__).parameters) | {"num_labels"}
-    valid = (fields - _RESERVED) | set(allowed)
-    unknown = [key for key in kwargs if key not in valid]
-    if unknown:
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, sorted(valid | set(named)), n=1, cutoff=0.6)
-            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise TypeError(
-            f"{where}() got unexpected keyword argument(s) {', '.join(hints)}; valid: its own arguments "
-            f"{sorted(named)} and the BridgeConfig fields {sorted(valid)}"
-        )
-
-
-def _hub():
-    """Head-only save/push/attach live in the installed package (``hf_bridges.heads.hub``), not in this remote-code file."""
-    try:
-        return importlib.import_module("hf_bridges.heads.hub")
-    except ImportError as error:
-        raise ImportError(f"head-only save/push/attach needs the hf_bridges package ({error}): pip install hf_bridges") from None
-
-
-_FROM_ENCODER_ARGS = ("encoder", "anchors", "head", "tokenizer", "revision", "anchor_labels", "pooling",
-                      "max_seq_length", "projections", "aggregation", "head_config", "prefix", "encoder_kwargs")
-
-
-def _attach_arguments(hub: Any) -> tuple[str, ...]:
-    """The keyword arguments ``attach_head`` takes itself (``head_revision``, ``token``, ``subspace_selection``...)."""
-    import inspect
-
-    params = inspect.signature(hub.attach_head).parameters
-    return tuple(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+__all__ = [  # re-exported: their historic home
+    "AnchorStore", "BridgeClassifierOutput", "BridgeModelOutput", "ClassifierMixin", "check_config_kwargs",
+    "BridgePreTrainedModel", "BridgeModel", "BridgeForSequenceClassification",
+]
 
 
 class BridgePreTrainedModel(PreTrainedModel):
     config_class = BridgeConfig
     base_model_prefix = "bridge"
     main_input_name = "input_ids"
+    input_names: tuple = ("input_ids", "attention_mask")  # positional order of embed(...)
+    anchor_store_class: type = AnchorStore
+    _no_encoder_hint = "set anchor embeddings with set_anchor_embeddings(...)"
     _with_classifier = False
     _extra_auto_map: dict = {}
 
@@ -119,7 +48,7 @@ class BridgePreTrainedModel(PreTrainedModel):
         if encoder is None and config.encoder is not None:
             encoder = AutoModel.from_config(config.encoder)
         self.encoder = encoder
-        self.anchors = AnchorStore(config.num_anchors, config.anchor_seq_length, config.hidden_size)
+        self.anchors = self.anchor_store_class.from_config(config)
         self.head = RelativeProductHead.from_config(
             config.head, config.num_anchors, config.num_labels if self._with_classifier else None)
         self.tokenizer = None  # set by from_encoder; saved next to the weights when present
@@ -244,20 +173,35 @@ class BridgePreTrainedModel(PreTrainedModel):
         # Every in-place update (optimizer step, load_state_dict) bumps a parameter's version counter.
         return tuple((id(p), p._version) for p in self.encoder.parameters())
 
+    # --------------------------------------------------------------------- what a bridge kind declares (text here)
+    def _check_anchor_inputs(self) -> None:
+        """Raise when the stored anchors cannot be re-embedded (none stored, no tokenizer / processor, ...)."""
+        if self.config.num_anchors < 2 or not self.anchors.has_inputs():
+            raise ValueError("this model holds no anchor inputs: build it with from_encoder(encoder, anchors=...)")
+
+    def _anchor_inputs(self, start: int, stop: int) -> dict[str, Any]:
+        """Encoder inputs for the stored anchors ``start:stop``."""
+        return self.anchors.model_inputs(start, stop)
+
+    def _encode(self, input_ids=None, attention_mask=None, **encoder_inputs: Any) -> torch.Tensor:
+        """Call the encoder on one batch and pool: (B, D)."""
+        if input_ids is not None and input_ids.shape[0] == 0:
+            raise ValueError("empty batch: input_ids has 0 rows")
+        outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **encoder_inputs)
+        return get_pooling(self.config.pooling)(outputs, attention_mask)
+
+    # ---------------------------------------------------------------------------------------------------- anchors
     @torch.no_grad()
     def refresh_anchors(self) -> torch.Tensor:
         """Embed the stored anchor inputs with the current encoder (in eval mode) and cache the result."""
         if self.encoder is None:
-            raise ValueError("this bridge has no encoder: set anchor embeddings with set_anchor_embeddings(...)")
-        if self.config.num_anchors < 2 or not bool(self.anchors.attention_mask.any()):
-            raise ValueError("this model holds no anchor inputs: build it with from_encoder(encoder, anchors=...)")
+            raise ValueError(f"this bridge has no encoder: {self._no_encoder_hint}")
+        self._check_anchor_inputs()
         was_training = self.encoder.training
         self.encoder.eval()
         try:
-            size = self.config.anchor_batch_size
-            chunks = [
-                self.embed(**self.anchors.model_inputs(i, i + size)) for i in range(0, self.config.num_anchors, size)
-            ]
+            size, k = self.config.anchor_batch_size, self.config.num_anchors
+            chunks = [self.embed(**self._anchor_inputs(i, min(i + size, k))) for i in range(0, k, size)]
         finally:
             self.encoder.train(was_training)
         self.set_anchor_embeddings(torch.cat(chunks))
@@ -289,35 +233,68 @@ class BridgePreTrainedModel(PreTrainedModel):
         return self.anchors.embeddings
 
     # ---------------------------------------------------------------------------------------------------- forward
-    def embed(
-        self,
-        input_ids: Optional[torch.Tensor] = None,
-        attention_mask: Optional[torch.Tensor] = None,
-        **encoder_inputs: Any,
-    ) -> torch.Tensor:
-        """Pooled absolute embeddings of a batch; no graph is kept when the encoder is frozen."""
-        if input_ids is not None and input_ids.shape[0] == 0:
-            raise ValueError("empty batch: input_ids has 0 rows")
+    def embed(self, *args: Any, **inputs: Any) -> torch.Tensor:
+        """Pooled absolute embeddings of a batch (positional arguments in ``input_names`` order); no graph is
+        kept when the encoder is frozen."""
+        if len(args) > len(self.input_names):
+            raise TypeError(f"embed() takes at most {len(self.input_names)} positional inputs {self.input_names}")
+        for name, value in zip(self.input_names, args):
+            if name in inputs:
+                raise TypeError(f"embed() got {name!r} twice")
+            inputs[name] = value
+        if self.encoder is None:
+            raise ValueError(f"this bridge has no encoder: pass features=... (precomputed embeddings) or "
+                             f"{self._no_encoder_hint}")
         trainable = any(p.requires_grad for p in self.encoder.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and trainable):
-            outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **encoder_inputs)
-        return get_pooling(self.config.pooling)(outputs, attention_mask)
+            return self._encode(**inputs)
 
     def _subspace_weights(self, subspace_weights: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         if subspace_weights is None and self.config.subspace_weights is not None:
             subspace_weights = torch.tensor(self.config.subspace_weights)
         return subspace_weights
 
-    def _relative(self, input_ids, attention_mask, features, subspace_weights, encoder_inputs, return_subspaces=False):
+    def forward_features(self, features=None, subspace_weights=None, return_subspaces: bool = False, **inputs):
+        """(embeddings, r(z)): embed the inputs (unless ``features`` are given), then represent them relative to
+        the anchors; with ``return_subspaces``, r(z) is ``(representation, normalised subspaces)``."""
+        inputs = {key: value for key, value in inputs.items() if value is not None}
         if features is None:
-            if input_ids is None and not encoder_inputs:
-                raise ValueError("pass input_ids (tokenised text) or features (precomputed embeddings)")
+            if not inputs:
+                raise ValueError(f"pass {self.main_input_name} (what the encoder takes) or features (precomputed "
+                                 "embeddings)")
             if self.encoder is None:
                 raise ValueError("this bridge has no encoder: pass features=... (precomputed embeddings)")
-            features = self.embed(input_ids=input_ids, attention_mask=attention_mask, **encoder_inputs)
-        return features, self.head.represent(
-            features, self.anchor_embeddings, self._subspace_weights(subspace_weights), return_subspaces
-        )
+            features = self.embed(**inputs)
+        weights = self._subspace_weights(subspace_weights)
+        return features, self.head.represent(features, self.anchor_embeddings, weights, return_subspaces)
+
+    def forward_head(self, representation: torch.Tensor) -> torch.Tensor:
+        """Logits from r(z)."""
+        classifier = self.get_classifier()
+        if classifier is None:
+            raise ValueError("this bridge has no classifier (a representation model); use reset_classifier(num_labels)")
+        return classifier(representation)
+
+    def get_classifier(self) -> Optional[nn.Module]:
+        return self.head.classifier
+
+    def reset_classifier(self, num_labels: int) -> None:
+        """A fresh classifier for ``num_labels`` classes (same hidden width and dropout); relative part kept."""
+        if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
+            raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}")
+        head = self.config.head
+        classifier = build_classifier(self.head.aggregation.output_dim, num_labels, head.classifier_hidden_size,
+                                      head.classifier_dropout)
+        old = self.head.classifier
+        if old is not None:
+            param = next(old.parameters())
+            classifier.to(param.device, param.dtype)
+        self.head.classifier = classifier
+        self.config.num_labels = num_labels
+
+    def _relative(self, input_ids, attention_mask, features, subspace_weights, encoder_inputs, return_subspaces=False):
+        return self.forward_features(features, subspace_weights, return_subspaces, input_ids=input_ids,
+                                     attention_mask=attention_mask, **encoder_inputs)
 
     # -------------------------------------------------------------------------------------------- head-only I/O
     stitch_report = None  # set by from_encoder(..., head=...): how well this encoder's anchor space matches the head's
@@ -376,46 +353,6 @@ class BridgeModel(BridgePreTrainedModel):
         representation, subspaces = rel if output_subspaces else (rel, None)
         output = BridgeModelOutput(relative_representation=representation, embeddings=embeddings, subspaces=subspaces)
         return output if return_dict is not False else output.to_tuple()
-
-
-class ClassifierMixin:
-    """Logits, loss and output of every bridge with a classifier (text, image, plain module)."""
-
-    _with_classifier = True
-
-    def _classify(self, embeddings, representation, labels, output_representations: bool, return_dict) -> Any:
-        logits = self.head.classifier(representation)
-        loss = self.compute_loss(logits, labels) if labels is not None else None
-        output = BridgeClassifierOutput(
-            loss=loss,
-            logits=logits,
-            relative_representation=representation if output_representations else None,
-            embeddings=embeddings if output_representations else None,
-        )
-        return output if return_dict is not False else output.to_tuple()
-
-    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        num_labels = self.config.num_labels
-        if self.config.problem_type is None:
-            if num_labels == 1:
-                self.config.problem_type = "regression"
-            elif labels.dtype in (torch.long, torch.int):
-                self.config.problem_type = "single_label_classification"
-            else:
-                self.config.problem_type = "multi_label_classification"
-        if self.config.problem_type == "regression":
-            return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
-        if self.config.problem_type == "multi_label_classification":
-            return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-        labels = labels.view(-1)
-        if labels.shape[0] != logits.shape[0]:
-            raise ValueError(f"got {labels.shape[0]} labels for a batch of {logits.shape[0]} samples")
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_labels):
-            raise ValueError(
-                f"labels must be in [0, {num_labels - 1}] for num_labels={num_labels}; got values from "
-                f"{int(labels.min())} to {int(labels.max())} (set num_labels or id2label to cover every class)"
-            )
-        return nn.functional.cross_entropy(logits, labels)
 
 
 class BridgeForSequenceClassification(ClassifierMixin, BridgePreTrainedModel):

@@ -20,27 +20,12 @@ from torch import nn
 
 from .configuration_bridge import BridgeConfig
 from .module_encoders import ModuleEncoder, as_module_encoder
-from .modeling_bridge import (
-    _given,
-    check_config_kwargs,
-    BridgeClassifierOutput,
-    ClassifierMixin,
-    BridgeModelOutput,
-    BridgePreTrainedModel,
-)
+from .anchor_stores import TensorAnchorStore
+from .bridge_arguments import _given, check_config_kwargs
+from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
+from .modeling_bridge import BridgePreTrainedModel
 
-
-class TensorAnchorStore(nn.Module):
-    """Raw anchor inputs as one tensor (to re-embed with any encoder) and their cached embeddings."""
-
-    def __init__(self, num_anchors: int, input_shape: Sequence[int], input_dtype: str, hidden_size: int):
-        super().__init__()
-        dtype = getattr(torch, input_dtype, None)
-        if not isinstance(dtype, torch.dtype):
-            raise ValueError(f"unknown anchor input dtype {input_dtype!r}")
-        self.register_buffer("inputs", torch.zeros(num_anchors, *input_shape, dtype=dtype))
-        self.register_buffer("embeddings", torch.zeros(num_anchors, hidden_size))
-        self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
+__all__ = ["ModuleBridgePreTrainedModel", "ModuleBridgeModel", "ModuleBridgeForClassification", "TensorAnchorStore"]
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -51,6 +36,10 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
     """Shared machinery: a :class:`ModuleEncoder` (or no encoder) and tensor anchors."""
 
     main_input_name = "inputs"
+    input_names = ("inputs",)
+    anchor_store_class = TensorAnchorStore
+    _no_encoder_hint = ("attach one with attach_encoder(module) (or from_pretrained(..., module=...)), or set "
+                        "precomputed anchor embeddings with set_anchor_embeddings(...)")
 
     def __init__(self, config: BridgeConfig, encoder: Optional[nn.Module] = None):
         if config.encoder is not None:
@@ -59,13 +48,6 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
                 "BridgeForImageClassification, not a module bridge"
             )
         super().__init__(config, encoder=None)
-        shape = config.anchor_input_shape
-        self.anchors = TensorAnchorStore(
-            config.num_anchors,
-            [0] if shape is None else shape,
-            config.anchor_input_dtype,
-            config.hidden_size,
-        )
         if encoder is not None:
             # Attached after post_init: transformers' weight initialisation would otherwise re-initialise the
             # module's (pretrained) Linear / Conv / norm layers, which carry no "already initialised" flag.
@@ -155,43 +137,25 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
             self.encoder = encoder
 
     # ---------------------------------------------------------------------------------------------------- anchors
-    @torch.no_grad()
-    def refresh_anchors(self) -> torch.Tensor:
-        if self.encoder is None:
-            raise ValueError(
-                "this bridge has no encoder: attach one with attach_encoder(module) (or from_pretrained(..., "
-                "module=...)), or set precomputed anchor embeddings with set_anchor_embeddings(...)"
-            )
-        if self.anchors.inputs.numel() == 0:
+    # ------------------------------------------------------------------- what a module bridge declares
+    def _check_anchor_inputs(self) -> None:
+        if not self.anchors.has_inputs():
             raise ValueError("this bridge holds no anchor inputs: build it with from_module(module, anchors=...)")
-        was_training = self.encoder.training
-        self.encoder.eval()
-        try:
-            size = self.config.anchor_batch_size
-            inputs = self.anchors.inputs
-            chunks = [self.encoder(inputs[i : i + size]) for i in range(0, inputs.shape[0], size)]
-        finally:
-            self.encoder.train(was_training)
-        self.set_anchor_embeddings(torch.cat(chunks))
-        return self.anchors.embeddings
 
-    # ---------------------------------------------------------------------------------------------------- forward
-    def embed(self, inputs: Any = None, **_: Any) -> torch.Tensor:
-        if self.encoder is None:
-            raise ValueError("this bridge has no encoder: pass features=... or attach_encoder(module)")
+    def _anchor_inputs(self, start: int, stop: int) -> dict[str, Any]:
+        return {"inputs": self.anchors.inputs[start:stop]}
+
+    def _encode(self, inputs: Any = None, **_: Any) -> torch.Tensor:
         if isinstance(inputs, torch.Tensor) and inputs.dim() > 0 and inputs.shape[0] == 0:
             raise ValueError("empty batch: inputs has 0 rows")
-        trainable = any(p.requires_grad for p in self.encoder.parameters())
-        with torch.set_grad_enabled(torch.is_grad_enabled() and trainable):
-            return self.encoder(inputs)
+        return self.encoder(inputs)
 
     def _module_relative(self, inputs, features, subspace_weights, return_subspaces=False):
-        if features is None:
-            if inputs is None:
-                raise ValueError("pass inputs=... (what the encoder takes) or features=... (precomputed embeddings)")
-            features = self.embed(inputs)
-        weights = self._subspace_weights(subspace_weights)
-        return features, self.head.represent(features, self.anchor_embeddings, weights, return_subspaces)
+        if features is None and inputs is None:
+            raise ValueError("pass inputs=... (what the encoder takes) or features=... (precomputed embeddings)")
+        if features is None and self.encoder is None:
+            raise ValueError("this bridge has no encoder: pass features=... or attach_encoder(module)")
+        return self.forward_features(features, subspace_weights, return_subspaces, inputs=inputs)
 
 
 class ModuleBridgeModel(ModuleBridgePreTrainedModel):

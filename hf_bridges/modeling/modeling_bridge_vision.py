@@ -21,18 +21,13 @@ from transformers import AutoImageProcessor, PreTrainedModel
 
 from .configuration_bridge import BridgeConfig
 from .loaders import load_encoder, load_image_processor
-from .modeling_bridge import BridgeClassifierOutput, BridgeForSequenceClassification, _given, _hub, check_config_kwargs
+from .anchor_stores import ImageAnchorStore
+from .bridge_arguments import _given, _hub, check_config_kwargs
+from .bridge_outputs import BridgeClassifierOutput, ClassifierMixin
+from .modeling_bridge import BridgePreTrainedModel
+
+__all__ = ["BridgeForImageClassification", "ImageAnchorStore", "processor_size", "to_uint8_images"]
 from .pooling import get_pooling
-
-
-class ImageAnchorStore(nn.Module):
-    """Anchor images as ``uint8`` (k, C, H, W) and their cached embeddings."""
-
-    def __init__(self, num_anchors: int, image_shape: Sequence[int], hidden_size: int):
-        super().__init__()
-        self.register_buffer("pixels", torch.zeros(num_anchors, *image_shape, dtype=torch.uint8))
-        self.register_buffer("embeddings", torch.zeros(num_anchors, hidden_size))
-        self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
 
 
 def _one_image(image: Any) -> np.ndarray:
@@ -131,13 +126,15 @@ def processor_size(processor: Any) -> Optional[tuple[int, int]]:
     return None
 
 
-class BridgeForImageClassification(BridgeForSequenceClassification):
+class BridgeForImageClassification(ClassifierMixin, BridgePreTrainedModel):
     """Vision encoder + relative product head + MLP classifier; ``forward(pixel_values, labels)`` (Trainer-ready).
 
     Raw images go through :meth:`preprocess` (the encoder's image processor) to become ``pixel_values``.
     """
 
     main_input_name = "pixel_values"
+    input_names = ("pixel_values",)
+    anchor_store_class = ImageAnchorStore
     _extra_auto_map = {"AutoModelForImageClassification": "modeling_bridge_vision.BridgeForImageClassification"}
 
     def __init__(self, config: BridgeConfig, encoder: Optional[nn.Module] = None):
@@ -147,8 +144,6 @@ class BridgeForImageClassification(BridgeForSequenceClassification):
                 "BridgeForSequenceClassification (text) or ModuleBridgeForClassification (features)"
             )
         super().__init__(config, encoder=encoder)
-        shape = config.anchor_image_shape or [3, 1, 1]
-        self.anchors = ImageAnchorStore(config.num_anchors, shape, config.hidden_size)
         self.image_processor = None  # set by from_encoder / from_pretrained; saved next to the weights
 
     # ----------------------------------------------------------------------------------------------- construction
@@ -285,29 +280,19 @@ class BridgeForImageClassification(BridgeForSequenceClassification):
         pixels = to_uint8_images(images, size=processor_size(self.image_processor))
         return self._process(self.image_processor, pixels, self.config.encoder.num_channels)
 
-    @torch.no_grad()
-    def refresh_anchors(self) -> torch.Tensor:
-        if self.encoder is None:
-            raise ValueError("this bridge has no encoder: set anchor embeddings with set_anchor_embeddings(...)")
+    # ------------------------------------------------------------------- what an image bridge declares
+    def _check_anchor_inputs(self) -> None:
         if self.image_processor is None:
             raise ValueError(
                 "re-embedding the anchor images needs the encoder's image processor: set bridge.image_processor "
                 "(AutoImageProcessor.from_pretrained(<encoder id>)) or pass image_processor= to from_pretrained"
             )
-        was_training = self.encoder.training
-        self.encoder.eval()
-        try:
-            size, pixels = self.config.anchor_batch_size, self.anchors.pixels
-            chunks = [
-                self.embed(self._process(self.image_processor, pixels[i : i + size], self.config.encoder.num_channels))
-                for i in range(0, pixels.shape[0], size)
-            ]
-        finally:
-            self.encoder.train(was_training)
-        self.set_anchor_embeddings(torch.cat(chunks))
-        return self.anchors.embeddings
 
-    def embed(self, pixel_values: Optional[torch.Tensor] = None, **encoder_inputs: Any) -> torch.Tensor:
+    def _anchor_inputs(self, start: int, stop: int) -> dict[str, Any]:
+        pixels = self.anchors.pixels[start:stop]
+        return {"pixel_values": self._process(self.image_processor, pixels, self.config.encoder.num_channels)}
+
+    def _encode(self, pixel_values: Optional[torch.Tensor] = None, **encoder_inputs: Any) -> torch.Tensor:
         """Pooled embeddings of a batch of ``pixel_values`` (B, C, H, W)."""
         if pixel_values is None or encoder_inputs.get("input_ids") is not None:
             raise ValueError("an image bridge takes pixel_values (see preprocess(images)), not input_ids")
@@ -318,11 +303,9 @@ class BridgeForImageClassification(BridgeForSequenceClassification):
         if pixel_values.shape[1] != channels:
             raise ValueError(f"pixel_values have {pixel_values.shape[1]} channels, the encoder takes {channels}; "
                              "pass the images through bridge.preprocess(images)")
-        trainable = any(p.requires_grad for p in self.encoder.parameters())
         try:
-            with torch.set_grad_enabled(torch.is_grad_enabled() and trainable):
-                pixel_values = pixel_values.to(self.encoder.device, self.encoder.dtype)  # processed anchors are on CPU
-                outputs = self.encoder(pixel_values=pixel_values, return_dict=True)
+            pixel_values = pixel_values.to(self.encoder.device, self.encoder.dtype)  # processed anchors are on CPU
+            outputs = self.encoder(pixel_values=pixel_values, return_dict=True)
         except (RuntimeError, ValueError) as error:
             raise ValueError(
                 f"{type(self.encoder).__name__} failed on pixel_values of shape {tuple(pixel_values.shape)} "
@@ -343,11 +326,7 @@ class BridgeForImageClassification(BridgeForSequenceClassification):
     ) -> BridgeClassifierOutput:
         if input_ids is not None:
             raise ValueError("an image bridge takes pixel_values (see preprocess(images)), not input_ids")
-        if features is None:
-            if pixel_values is None:
-                raise ValueError("pass pixel_values (see preprocess(images)) or features (precomputed embeddings)")
-            if self.encoder is None:
-                raise ValueError("this bridge has no encoder: pass features=... (precomputed embeddings)")
-            features = self.embed(pixel_values)
-        representation = self.head.represent(features, self.anchor_embeddings, self._subspace_weights(subspace_weights))
+        if features is None and pixel_values is None:
+            raise ValueError("pass pixel_values (see preprocess(images)) or features (precomputed embeddings)")
+        features, representation = self.forward_features(features, subspace_weights, pixel_values=pixel_values)
         return self._classify(features, representation, labels, output_representations, return_dict)

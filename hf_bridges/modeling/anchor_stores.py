@@ -1,0 +1,75 @@
+"""Anchor stores: the raw anchors as a bridge needs them (to re-embed with any encoder) and their cached embeddings.
+
+Each model class declares its store (``anchor_store_class``); every store is built by ``from_config(config)`` and
+keeps ``embeddings`` and ``is_fresh`` (the saved state-dict keys ``anchors.*`` are those of format 1).
+
+Only relative imports of sibling files: shipped as remote code next to the weights.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+class AnchorStore(nn.Module):
+    """The anchors as this model needs them: tokenised inputs (to re-embed) and their cached embeddings."""
+
+    def __init__(self, num_anchors: int, seq_length: int, hidden_size: int):
+        super().__init__()
+        self.register_buffer("input_ids", torch.zeros(num_anchors, seq_length, dtype=torch.long))
+        self.register_buffer("attention_mask", torch.zeros(num_anchors, seq_length, dtype=torch.long))
+        self.register_buffer("embeddings", torch.zeros(num_anchors, hidden_size))
+        # True once `embeddings` holds this encoder's anchor embeddings (saved, so a reload does not re-embed).
+        self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
+
+    @classmethod
+    def from_config(cls, config) -> "AnchorStore":
+        return cls(config.num_anchors, config.anchor_seq_length, config.hidden_size)
+
+    def has_inputs(self) -> bool:
+        return self.input_ids.shape[0] >= 2 and bool(self.attention_mask.any())
+
+    def model_inputs(self, start: int, stop: int) -> dict[str, torch.Tensor]:
+        mask = self.attention_mask[start:stop]
+        length = max(int(mask.sum(dim=1).max()), 1)  # drop columns that are padding for every row
+        return {"input_ids": self.input_ids[start:stop, :length], "attention_mask": mask[:, :length]}
+
+
+class ImageAnchorStore(nn.Module):
+    """Anchor images as ``uint8`` (k, C, H, W) and their cached embeddings."""
+
+    def __init__(self, num_anchors: int, image_shape: Sequence[int], hidden_size: int):
+        super().__init__()
+        self.register_buffer("pixels", torch.zeros(num_anchors, *image_shape, dtype=torch.uint8))
+        self.register_buffer("embeddings", torch.zeros(num_anchors, hidden_size))
+        self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
+
+    @classmethod
+    def from_config(cls, config) -> "ImageAnchorStore":
+        return cls(config.num_anchors, config.anchor_image_shape or [3, 1, 1], config.hidden_size)
+
+    def has_inputs(self) -> bool:
+        return self.pixels.shape[0] >= 2
+
+
+class TensorAnchorStore(nn.Module):
+    """Raw anchor inputs as one tensor (to re-embed with any encoder) and their cached embeddings."""
+
+    def __init__(self, num_anchors: int, input_shape: Sequence[int], input_dtype: str, hidden_size: int):
+        super().__init__()
+        dtype = getattr(torch, input_dtype, None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"unknown anchor input dtype {input_dtype!r}")
+        self.register_buffer("inputs", torch.zeros(num_anchors, *input_shape, dtype=dtype))
+        self.register_buffer("embeddings", torch.zeros(num_anchors, hidden_size))
+        self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
+
+    @classmethod
+    def from_config(cls, config) -> "TensorAnchorStore":
+        shape = config.anchor_input_shape
+        return cls(config.num_anchors, [0] if shape is None else shape, config.anchor_input_dtype, config.hidden_size)
+
+    def has_inputs(self) -> bool:
+        return self.inputs.numel() > 0
