@@ -23,6 +23,7 @@ from huggingface_hub.errors import (
 )
 
 from ..modeling.errors import HfBridgesError
+from ..modeling.head import HeadConfig
 from .format import (
     CARD_NAME, HEAD_CARD_NAME, HEAD_FILES, BridgeHead, HeadFormatError, head_from_model, interrupted_save_error,
     read_head, write_head,
@@ -231,7 +232,11 @@ def attach_head(
             raise HeadAttachError(f"cannot attach {source} to {name}: {error}") from None
     if tokenizer is not None and want == "text":
         _check_tokenizer(tokenizer, bundle.anchors, name, source)
-    kwargs = {**bundle.config_kwargs(), **overrides}
+    kwargs = bundle.config_kwargs()
+    head_overrides = {key: overrides.pop(key) for key in list(overrides) if key in HeadConfig.field_names()}
+    if head_overrides:
+        kwargs["head_config"] = kwargs["head_config"].replace(**head_overrides)
+    kwargs.update(overrides)
     try:
         bridge = cls.from_encoder(
             model, anchors=bundle.anchors, anchor_labels=bundle.anchor_labels, tokenizer=tokenizer, revision=revision,
