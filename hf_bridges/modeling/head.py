@@ -317,7 +317,10 @@ class RelativeProductHead(nn.Module):
     # ------------------------------------------------------------------------------------------ aligned component
     def reset_alignment(self, input_dim: int) -> None:
         """Identity map (zero-padded / cut for another width): the head on its training encoder."""
-        self.set_alignment(torch.eye(input_dim, self.aligned_dim), torch.zeros(self.aligned_dim))
+        old = getattr(self, "aligned_weight", None)
+        device = old.device if old is not None else None  # no value checks: this also runs on the meta device
+        self.register_buffer("aligned_weight", torch.eye(input_dim, self.aligned_dim, device=device))
+        self.register_buffer("aligned_bias", torch.zeros(self.aligned_dim, device=device))
 
     def set_alignment(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """The map ``std(z) @ weight + bias`` from the current encoder's anchor-standardised space into the
