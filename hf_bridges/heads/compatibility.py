@@ -96,6 +96,9 @@ class StitchReport:
     new_encoder: Optional[str] = None
     num_anchors: int = 0
     notes: list[str] = field(default_factory=list)
+    # aligned heads: the attach-time translation (map, residual, alpha) and component choice (components,
+    # agreement per subset); their ``score`` is the anchor prediction agreement, not the CKA
+    alignment: Optional[dict] = None
 
     @property
     def compatible(self) -> bool:
@@ -106,11 +109,16 @@ class StitchReport:
         """A plain-language warning when the score is under the threshold, else ``None``."""
         if self.compatible:
             return None
-        best = max(self.per_projection, key=self.per_projection.get)
-        selected = all(w == (1.0 if name == best else 0.0) for name, w in zip(self.per_projection, self.subspace_weights))
-        hint = "" if selected else (
-            f"try subspace_selection='auto' (best projection here: {best}, {self.per_projection[best]:.2f}), "
-        )
+        if self.alignment is not None:  # the components were already chosen from the anchors: nothing to hint at
+            hint = ""
+        else:
+            # hint only at what subspace_selection='auto' would really keep, and only when it is not in use already
+            n = len(self.per_projection)
+            suggested, current = self.suggested_subspace_weights, list(self.subspace_weights)[:n]
+            keep = [name for name, w in zip(self.per_projection, suggested) if w > 0]
+            hint = "" if [float(w > 0) for w in current] == [float(w > 0) for w in suggested] else (
+                f"try subspace_selection='auto' (it keeps {', '.join(keep)} here), "
+            )
         return (
             f"The anchor space of {self.new_encoder or 'the new encoder'} looks unlike the one this head was trained "
             f"on ({self.training_encoder or 'unknown encoder'}): stitch score {self.score:.2f} < {self.threshold:.2f}. "
@@ -132,6 +140,11 @@ class StitchReport:
             + ", ".join(f"{name} {value:.3f}" for name, value in self.selection_scores.items()),
             f"  subspace weights in use: {self.subspace_weights}   label-free suggestion: {self.suggested_subspace_weights}",
         ]
+        if self.alignment is not None:
+            a = self.alignment
+            lines.insert(1, f"  aligned component: {a['map']} map, held-out anchor residual {a['residual']:.3f}; "
+                            f"components in use: {', '.join(a['components'])}; anchor agreement per subset: "
+                            + ", ".join(f"{k} {v:.3f}" for k, v in a["agreement"].items()))
         if self.warning:
             lines.append(f"  WARNING: {self.warning}")
         return "\n".join(lines + [f"  note: {note}" for note in self.notes])
@@ -193,3 +206,83 @@ def compute_stitch_report(
     if warn and report.warning:
         warnings.warn(report.warning, UserWarning, stacklevel=3)
     return report
+
+
+# Aligned heads (issue 9): the stitch score is the share of anchors whose prediction through the new encoder equals
+# the head's prediction on the training encoder's anchors (reference.py, attach_gate); the threshold is the research
+# reference's COMPATIBLE_THRESHOLD (calibration: README / FINDINGS, Spearman over >= 20 pairs).
+ALIGNED_THRESHOLD = 0.90
+COMPONENT_TOLERANCE = 0.004  # ties within this agreement go to the larger subset
+
+
+def component_subsets(names: Sequence[str], base: Sequence[float]) -> dict[str, list[float]]:
+    """Candidate component weights (projections, then aligned), the larger subset first: all, relative only,
+    aligned only."""
+    n = len(names)
+    relative = "+".join(name for name, w in zip(names, base) if w > 0)
+    subsets = {f"{relative}+aligned": [*base, 1.0]}
+    if relative:
+        subsets[relative] = [*base, 0.0]
+    subsets["aligned"] = [0.0] * n + [1.0]
+    return subsets
+
+
+@torch.no_grad()
+def align_head(head, reference_anchors: torch.Tensor, new_anchors: torch.Tensor,
+               reference_alignment: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+               base_weights: Optional[Sequence[float]] = None, translation: str = "auto",
+               choose: bool = True, tolerance: float = COMPONENT_TOLERANCE) -> tuple[list[float], dict]:
+    """Attach an aligned head to a new encoder from the anchors alone (no labels, no test batch).
+
+    1. the head's aligned targets: the reference anchors (training encoder, or the encoder a stitched head was
+       saved from, with its map ``reference_alignment``) in the training encoder's standardised space;
+    2. the translation new -> that space (``translation.fit_translation``: orthogonal or affine by k-fold residual),
+       set as the head's map;
+    3. the component subset whose predictions on the new anchors agree best with the head's on the reference
+       anchors (``choose``; ties within ``tolerance`` go to the larger subset). That agreement is the stitch score.
+
+    Returns (component weights, info) with info = map, residual(s), alpha, agreement per subset, components,
+    stitch_score.
+    """
+    from ..modeling.translation import fit_translation
+
+    was_training = head.training
+    head.eval()
+    try:
+        device = head.aligned_weight.device
+        ref = reference_anchors.detach().float().to(device)
+        new = new_anchors.detach().float().to(device)
+        if reference_alignment is None:
+            head.reset_alignment(ref.shape[1])
+        else:
+            head.set_alignment(*reference_alignment)
+        n = len(head.projection_names)
+        base = [float(w) for w in base_weights[:n]] if base_weights is not None else [1.0] * n
+        if sum(base) <= 0:
+            base = [1.0] * n
+        target = head.aligned_inputs(ref, ref)
+        reference_prediction = None
+        if head.classifier is not None:
+            reference_prediction = head(ref, ref, torch.tensor([*base, 1.0], device=device)).argmax(-1)
+        if new.shape == ref.shape and torch.allclose(new, ref, rtol=2e-3, atol=2e-3):
+            # the head's own encoder (the stored anchors are float16): keep its map instead of refitting noise
+            info = {"map": "identity", "residual": 0.0}
+        else:
+            fitted = fit_translation(new.cpu(), target.cpu(), translation)
+            head.set_alignment(fitted.weight.float(), fitted.bias.float())
+            info = fitted.info
+        subsets = component_subsets(head.projection_names, base)
+        agreement: dict[str, float] = {}
+        if reference_prediction is not None:
+            for name, weights in subsets.items():
+                prediction = head(new, new, torch.tensor(weights, device=device)).argmax(-1)
+                agreement[name] = float((prediction == reference_prediction).float().mean())
+        chosen = next(iter(subsets))
+        if choose and agreement:
+            best = max(agreement.values())
+            chosen = next(name for name in subsets if agreement[name] >= best - tolerance)
+        info = {**info, "agreement": agreement, "components": chosen.split("+"),
+                "stitch_score": agreement.get(chosen)}
+        return subsets[chosen], info
+    finally:
+        head.train(was_training)

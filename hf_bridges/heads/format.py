@@ -28,7 +28,9 @@ import torch
 from .._io import PREVIOUS, fault_point, make_readable, previous_version, publish_files, sha256_file
 from ..modeling.errors import HfBridgesError
 
-HEAD_FORMAT_VERSION = 1
+# 2: the aligned component (aligned / aligned_dim / component_dropout; the map's buffers in the weights). Heads of
+#    format 1 lack those keys and read them as the head's LEGACY_DEFAULTS (no aligned component).
+HEAD_FORMAT_VERSION = 2
 CONFIG_NAME = "bridge_head_config.json"
 WEIGHTS_NAME = "bridge_head.safetensors"
 ANCHORS_NAME = "anchors.parquet"
@@ -42,7 +44,7 @@ HEAD_FILES = (CONFIG_NAME, *DATA_FILES)
 HEAD_CONFIG_KEYS = (
     "modality", "pooling", "max_seq_length", "num_anchors", "projections", "abs_transform", "subspace_norm",
     "aggregation", "aggregation_dim", "subspace_dropout", "subspace_weights", "classifier_hidden_size", "classifier_dropout",
-    "anchor_batch_size", "problem_type",
+    "anchor_batch_size", "problem_type", "aligned", "aligned_dim", "component_dropout",
 )
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -77,7 +79,13 @@ class BridgeHead:
 
     def config_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``from_encoder`` / ``BridgeConfig`` that rebuild this head."""
+        from ..modeling.head import LEGACY_DEFAULTS, HeadConfig
+
         kwargs = {key: self.config[key] for key in HEAD_CONFIG_KEYS if key in self.config}
+        # a key absent from an older head means what that release did, not today's default
+        kwargs.update({key: value for key, value in LEGACY_DEFAULTS.items() if key not in kwargs})
+        head = {key: kwargs.pop(key) for key in HeadConfig.field_names() if key in kwargs}
+        kwargs["head_config"] = HeadConfig.from_dict(head, where=f"{self.source or 'head'}: {CONFIG_NAME}", legacy=True)
         kwargs.pop("num_anchors", None)  # implied by the anchors
         if self.id2label:
             kwargs["id2label"] = self.id2label
@@ -335,7 +343,12 @@ def validate_head_config(config: dict[str, Any], where: str) -> None:
             continue
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise bad(field, f"an integer in [{low}, {high}]")
-    for field in ("classifier_dropout", "subspace_dropout"):
+    if config.get("aligned") is not None and not isinstance(config.get("aligned"), bool):
+        raise bad("aligned", "true or false")
+    value = config.get("aligned_dim")
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_WIDTH):
+        raise bad("aligned_dim", f"an integer in [1, {MAX_WIDTH}]")
+    for field in ("classifier_dropout", "subspace_dropout", "component_dropout"):
         value = config.get(field)
         if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1):
             raise bad(field, "a number in [0, 1)")

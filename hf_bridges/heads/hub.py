@@ -23,12 +23,15 @@ from huggingface_hub.errors import (
 )
 
 from ..modeling.errors import HfBridgesError
+from ..modeling.head import HeadConfig
 from .format import (
     CARD_NAME, HEAD_CARD_NAME, HEAD_FILES, BridgeHead, HeadFormatError, head_from_model, interrupted_save_error,
     read_head, write_head,
 )
 from .cards import head_card, retarget_head_card
-from .compatibility import DEFAULT_THRESHOLD, compute_stitch_report, select_subspaces, weighted_score
+from .compatibility import (
+    ALIGNED_THRESHOLD, DEFAULT_THRESHOLD, align_head, compute_stitch_report, select_subspaces, weighted_score,
+)
 
 PathLike = Union[str, os.PathLike]
 # What an encoder takes as its main input tells its modality (transformers' ``main_input_name``).
@@ -200,7 +203,8 @@ def attach_head(
     head_revision: Optional[str] = None,
     token: Optional[Union[str, bool]] = None,
     subspace_selection: Optional[str] = None,
-    stitch_threshold: float = DEFAULT_THRESHOLD,
+    stitch_threshold: Optional[float] = None,
+    translation: str = "auto",
     **overrides: Any,
 ):
     """Embed the head's stored anchors with ``encoder``, rebuild the same head on top and load its weights.
@@ -208,6 +212,13 @@ def attach_head(
     ``subspace_selection``: ``None`` keeps the head's subspace weights; ``"auto"`` (= ``"hard"``) keeps only the
     projections whose anchor space agrees best with the training encoder's, ``"soft"`` weights them; both are
     chosen from the anchors alone and stored in ``config.subspace_weights``. ``overrides`` go to the config.
+
+    Aligned heads (the default head): the translation from this encoder into the training encoder's standardised
+    space is fitted on the anchors (``translation``: ``auto`` = orthogonal or ridge-affine, whichever has the lower
+    k-fold held-out residual; or ``orthogonal`` / ``affine``) and the components (relative subspaces, aligned
+    one) are chosen by anchor prediction agreement (``subspace_selection`` ``None``/``auto``; ``"none"`` keeps the
+    saved weights); the stitch report states the map, its residual, the components in use and the stitch score
+    (their anchor agreement, threshold ``ALIGNED_THRESHOLD``). Map and weights are saved with the model.
     """
     from ..modeling.loaders import load_encoder, load_tokenizer
 
@@ -231,7 +242,11 @@ def attach_head(
             raise HeadAttachError(f"cannot attach {source} to {name}: {error}") from None
     if tokenizer is not None and want == "text":
         _check_tokenizer(tokenizer, bundle.anchors, name, source)
-    kwargs = {**bundle.config_kwargs(), **overrides}
+    kwargs = bundle.config_kwargs()
+    head_overrides = {key: overrides.pop(key) for key in list(overrides) if key in HeadConfig.field_names()}
+    if head_overrides:
+        kwargs["head_config"] = kwargs["head_config"].replace(**head_overrides)
+    kwargs.update(overrides)
     try:
         bridge = cls.from_encoder(
             model, anchors=bundle.anchors, anchor_labels=bundle.anchor_labels, tokenizer=tokenizer, revision=revision,
@@ -252,9 +267,12 @@ def attach_head(
         raise HeadFormatError(f"the weights in {source} do not fit the head its config describes: {error}") from None
     bridge.eval()
     config = bridge.config
+    if config.head.aligned:
+        return _attach_aligned(bridge, bundle, name, state, subspace_selection, stitch_threshold, translation)
     report = compute_stitch_report(
         bundle.anchor_embeddings, bridge.anchor_embeddings, config.projections, abs_transform=config.abs_transform,
-        subspace_norm=config.subspace_norm, subspace_weights=config.subspace_weights, threshold=stitch_threshold,
+        subspace_norm=config.subspace_norm, subspace_weights=config.subspace_weights,
+        threshold=DEFAULT_THRESHOLD if stitch_threshold is None else stitch_threshold,
         training_encoder=bundle.encoder.get("name_or_path") or "an unnamed encoder", new_encoder=name, warn=False,
     )
     if subspace_selection not in (None, "none"):
@@ -269,5 +287,40 @@ def attach_head(
         report.notes.append(f"subspace_selection={subspace_selection!r} set config.subspace_weights={weights}")
     if report.warning:
         warnings.warn(report.warning, UserWarning, stacklevel=3)
+    bridge.stitch_report = report
+    return bridge
+
+
+def _attach_aligned(bridge, bundle: BridgeHead, name: str, state: dict, subspace_selection: Optional[str],
+                    stitch_threshold: Optional[float], translation: str):
+    """Fit the aligned map on the anchors, choose the components, report (see ``attach_head``)."""
+    if subspace_selection not in (None, "none", "auto", "hard"):
+        raise ValueError(f"unknown subspace_selection {subspace_selection!r} for an aligned head; valid: None or "
+                         "'auto' (choose the components by anchor agreement), 'none' (keep the saved weights)")
+    config = bridge.config
+    n = len(config.projections)
+    saved = config.subspace_weights
+    reference = (state["aligned_weight"], state["aligned_bias"]) if "aligned_weight" in state else None
+    weights, info = align_head(bridge.head, bundle.anchor_embeddings, bridge.anchor_embeddings, reference,
+                               base_weights=saved, translation=translation, choose=subspace_selection != "none")
+    if subspace_selection == "none" and saved is not None:
+        weights = list(saved)
+    config.subspace_weights = weights
+    config.check()
+    relative = weights[:n] if sum(weights[:n]) > 0 else None
+    report = compute_stitch_report(
+        bundle.anchor_embeddings, bridge.anchor_embeddings, config.projections, abs_transform=config.abs_transform,
+        subspace_norm=config.subspace_norm, subspace_weights=relative,
+        threshold=ALIGNED_THRESHOLD if stitch_threshold is None else stitch_threshold,
+        training_encoder=bundle.encoder.get("name_or_path") or "an unnamed encoder", new_encoder=name, warn=False,
+    )
+    report.alignment = info
+    report.subspace_weights = list(weights)
+    if info.get("stitch_score") is not None:
+        report.score = float(info["stitch_score"])
+    report.notes.append(f"aligned component: {info['map']} translation fitted on {len(bundle.anchors)} anchors; "
+                        f"config.subspace_weights={weights} ({', '.join(info['components'])})")
+    if report.warning:
+        warnings.warn(report.warning, UserWarning, stacklevel=4)
     bridge.stitch_report = report
     return bridge

@@ -11,7 +11,9 @@ from .pooling import POOLINGS
 
 # Bump when a saved config or head can no longer be read by older releases.
 # 2: the head hyper-parameters are nested under "head" (format 1 wrote them flat; still read).
-BRIDGE_FORMAT_VERSION = 2
+# 3: the head's aligned component (head.aligned / aligned_dim / component_dropout); configs of format 1-2 lack those
+#    keys and read them as LEGACY_DEFAULTS (no aligned component), since HeadConfig's defaults changed.
+BRIDGE_FORMAT_VERSION = 3
 
 HEAD_FIELDS = HeadConfig.field_names()
 _UNSET: Any = object()
@@ -140,7 +142,8 @@ class BridgeConfig(PretrainedConfig):
         for key in ("projections", "subspace_weights"):  # tuples from Python callers are lists in the config
             if isinstance(flat.get(key), tuple):
                 flat[key] = list(flat[key])
-        self.head = HeadConfig.from_dict({**head_dict, **flat}, where="BridgeConfig.head")
+        self.head = HeadConfig.from_dict({**head_dict, **flat}, where="BridgeConfig.head",
+                                         legacy=bridge_format_version < 3)
         self.freeze_encoder = freeze_encoder
         self.anchor_batch_size = anchor_batch_size
         self.anchor_refresh = anchor_refresh

@@ -97,17 +97,32 @@ class HeadConfig:
         subspace_weights: per-projection weights at inference (0 drops a subspace); ``None`` keeps all.
         classifier_hidden_size: hidden width of the MLP classifier (0: a single linear layer).
         classifier_dropout: dropout inside the classifier.
+        aligned: add the aligned component ``LayerNorm(std(z) @ R + b)`` (the training encoder's anchor-standardised
+            absolute embedding; ``R``/``b`` are identity/zero on the training encoder and fitted on the anchors
+            when the head is attached to another encoder). It joins the product AFTER the aggregation of the
+            relative subspaces: ``r(z) = [aggregation(subspaces), aligned]``, so any aggregation works.
+        aligned_dim: width of the aligned component (the training encoder's width); ``None``: set from the encoder.
+        component_dropout: per-sample probability of dropping each component (each relative subspace and the
+            aligned one; one always survives) while training, so the head accepts any non-empty subset.
+
+    The defaults are the default head (issue 9, "aligned product"): one cosine subspace on anchor-standardised
+    embeddings plus the aligned component, concatenated, trained with component dropout 0.3. Configs saved before
+    the aligned component existed read with :data:`LEGACY_DEFAULTS` (``from_dict(..., legacy=True)``).
+    ``subspace_weights`` holds one weight per projection, then one for the aligned component when ``aligned``.
     """
 
-    projections: list = field(default_factory=lambda: list(DEFAULT_PROJECTIONS))
-    abs_transform: str = "none"
+    projections: list = field(default_factory=lambda: ["cosine"])
+    abs_transform: str = "standard"
     subspace_norm: str = "layernorm"
-    aggregation: str = "mlp_sum"
+    aggregation: str = "concat"
     aggregation_dim: Optional[int] = 256
     subspace_dropout: float = 0.0
     subspace_weights: Optional[list] = None
     classifier_hidden_size: int = 256
     classifier_dropout: float = 0.1
+    aligned: bool = True
+    aligned_dim: Optional[int] = None
+    component_dropout: float = 0.3
 
     def __post_init__(self) -> None:
         self.validate()
@@ -116,11 +131,20 @@ class HeadConfig:
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
 
+    @property
+    def num_components(self) -> int:
+        """Relative subspaces plus the aligned component: the length of ``subspace_weights``."""
+        return len(self.projections) + int(bool(self.aligned))
+
     @classmethod
-    def from_dict(cls, data: Optional[Mapping[str, Any]], where: str = "head") -> "HeadConfig":
-        """Strict: an unknown key, a wrong type or an out-of-range value raises ``ConfigError`` naming the field."""
-        if data is None:
+    def from_dict(cls, data: Optional[Mapping[str, Any]], where: str = "head", legacy: bool = False) -> "HeadConfig":
+        """Strict: an unknown key, a wrong type or an out-of-range value raises ``ConfigError`` naming the field.
+
+        ``legacy=True`` (a config saved by an older release): absent keys take :data:`LEGACY_DEFAULTS`, the defaults
+        of the release that wrote it, not today's."""
+        if data is None and not legacy:
             return cls()
+        data = {} if data is None else data
         if not isinstance(data, Mapping) and hasattr(data, "to_dict") and hasattr(data, "projections"):
             data = data.to_dict()  # a HeadConfig, possibly from the remote-code copy of this file
         if not isinstance(data, Mapping):
@@ -135,6 +159,8 @@ class HeadConfig:
         config = cls.__new__(cls)
         for f in fields(cls):
             default = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+            if legacy and f.name in LEGACY_DEFAULTS:
+                default = copy.deepcopy(LEGACY_DEFAULTS[f.name])
             setattr(config, f.name, data.get(f.name, default))
         config.validate(where)
         return config
@@ -159,6 +185,10 @@ class HeadConfig:
         _check_int(where, "classifier_hidden_size", self.classifier_hidden_size, 0)
         self.subspace_dropout = _check_probability(where, "subspace_dropout", self.subspace_dropout)
         self.classifier_dropout = _check_probability(where, "classifier_dropout", self.classifier_dropout)
+        self.component_dropout = _check_probability(where, "component_dropout", self.component_dropout)
+        if not isinstance(self.aligned, bool):
+            raise _fail(where, "aligned", f"expected true or false, got {self.aligned!r}", "write true or false")
+        _check_int(where, "aligned_dim", self.aligned_dim, 1, allow_none=True)
         weights = self.subspace_weights
         if weights is not None:
             if isinstance(weights, (str, bytes)) or not isinstance(weights, (list, tuple)) or any(
@@ -166,9 +196,11 @@ class HeadConfig:
             ):
                 raise _fail(where, "subspace_weights", f"expected a list of numbers, got {weights!r}",
                             "write one weight per projection, or null")
-            if len(weights) != len(projections):
-                raise _fail(where, "subspace_weights", f"has {len(weights)} values for {len(projections)} projections",
-                            "write one weight per projection")
+            if len(weights) != self.num_components:
+                what = f"{len(projections)} projections" + (" + the aligned component" if self.aligned else "")
+                raise _fail(where, "subspace_weights", f"has {len(weights)} values for {what}",
+                            "write one weight per projection" + (", then one for the aligned component"
+                                                                 if self.aligned else ""))
             if min(weights) < 0 or sum(weights) <= 0 or any(w != w for w in weights):
                 raise _fail(where, "subspace_weights", f"{list(weights)} is invalid",
                             "use weights >= 0 with a positive sum")
@@ -180,6 +212,15 @@ class HeadConfig:
     def replace(self, **changes: Any) -> "HeadConfig":
         """A validated copy with ``changes`` applied."""
         return HeadConfig.from_dict({**self.to_dict(), **changes})
+
+
+# What a config saved before a field existed meant (absent keys of old files). Format-1/2 files hold every older
+# field explicitly, so only the fields added since need an entry; the old defaults of the changed fields are kept
+# too, for hand-written old-style configs.
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "projections": list(DEFAULT_PROJECTIONS), "abs_transform": "none", "aggregation": "mlp_sum",
+    "aligned": False, "aligned_dim": None, "component_dropout": 0.0,
+}
 
 
 def build_classifier(width: int, num_labels: int, hidden_size: int, dropout: float) -> nn.Module:
@@ -204,6 +245,10 @@ class RelativeProductHead(nn.Module):
         classifier_hidden_size: int = 256,
         classifier_dropout: float = 0.1,
         subspace_dropout: float = 0.0,
+        aligned: bool = False,
+        aligned_dim: Optional[int] = None,
+        aligned_input_dim: Optional[int] = None,
+        component_dropout: float = 0.0,
     ):
         super().__init__()
         if num_anchors < 2:
@@ -216,24 +261,42 @@ class RelativeProductHead(nn.Module):
             aggregation, len(self.projection_names), num_anchors, aggregation_dim
         )
         self.subspace_dropout = subspace_dropout
+        self.component_dropout = component_dropout
         self.num_anchors = num_anchors
+        self.aligned = bool(aligned)
+        self.aligned_dim = 0
+        if self.aligned:
+            if not aligned_dim:
+                raise ValueError("an aligned head needs aligned_dim (the training encoder's width)")
+            self.aligned_dim = int(aligned_dim)
+            self.aligned_norm = nn.LayerNorm(self.aligned_dim)
+            self.reset_alignment(int(aligned_input_dim or aligned_dim))
+        self.output_dim = self.aggregation.output_dim + self.aligned_dim
         self.classifier: Optional[nn.Module] = None
         if num_labels:
-            self.classifier = build_classifier(
-                self.aggregation.output_dim, num_labels, classifier_hidden_size, classifier_dropout
-            )
+            self.classifier = build_classifier(self.output_dim, num_labels, classifier_hidden_size, classifier_dropout)
 
     @classmethod
     def from_config(
-        cls, config: Any, num_anchors: Optional[int] = None, num_labels: Optional[int] = None
+        cls, config: Any, num_anchors: Optional[int] = None, num_labels: Optional[int] = None,
+        embedding_dim: Optional[int] = None,
     ) -> "RelativeProductHead":
-        """Build from a :class:`HeadConfig` (or a ``BridgeConfig``, whose ``.head`` and ``.num_anchors`` are used)."""
-        if hasattr(config, "num_anchors") and hasattr(config, "head"):  # a BridgeConfig (duck-typed: remote code
+        """Build from a :class:`HeadConfig` (or a ``BridgeConfig``, whose ``.head``, ``.num_anchors`` and
+        ``.hidden_size`` are used). ``embedding_dim``: the current encoder's width (the aligned map's input)."""
+        bridge = None
+        if hasattr(config, "num_anchors") and hasattr(config, "head"):
+            bridge = config  # a BridgeConfig (duck-typed: remote code
             if num_anchors is None:
                 num_anchors = config.num_anchors
             config = config.head  # loads these files as another module, so isinstance would miss)
         if num_anchors is None:
             raise TypeError("from_config(head_config, num_anchors, num_labels): num_anchors is required")
+        if embedding_dim is None and bridge is not None:
+            embedding_dim = bridge.hidden_size or None
+        if config.aligned and config.aligned_dim is None:
+            if embedding_dim is None:
+                raise ValueError("an aligned head needs aligned_dim (the training encoder's width) or embedding_dim")
+            config.aligned_dim = int(embedding_dim)  # recorded: the config now names the training encoder's width
         return cls(
             num_anchors=num_anchors,
             projections=config.projections,
@@ -245,7 +308,53 @@ class RelativeProductHead(nn.Module):
             classifier_hidden_size=config.classifier_hidden_size,
             classifier_dropout=config.classifier_dropout,
             subspace_dropout=config.subspace_dropout,
+            aligned=config.aligned,
+            aligned_dim=config.aligned_dim,
+            aligned_input_dim=embedding_dim,
+            component_dropout=config.component_dropout,
         )
+
+    # ------------------------------------------------------------------------------------------ aligned component
+    def reset_alignment(self, input_dim: int) -> None:
+        """Identity map (zero-padded / cut for another width): the head on its training encoder."""
+        old = getattr(self, "aligned_weight", None)
+        device = old.device if old is not None else None  # no value checks: this also runs on the meta device
+        self.register_buffer("aligned_weight", torch.eye(input_dim, self.aligned_dim, device=device))
+        self.register_buffer("aligned_bias", torch.zeros(self.aligned_dim, device=device))
+
+    def set_alignment(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """The map ``std(z) @ weight + bias`` from the current encoder's anchor-standardised space into the
+        training encoder's (fitted at attach time, see ``translation.fit_translation``); saved with the weights."""
+        if not self.aligned:
+            raise ValueError("this head has no aligned component (aligned=False)")
+        if weight.dim() != 2 or weight.shape[1] != self.aligned_dim or tuple(bias.shape) != (self.aligned_dim,):
+            raise ValueError(f"alignment must be (D, {self.aligned_dim}) + ({self.aligned_dim},), got "
+                             f"{tuple(weight.shape)} + {tuple(bias.shape)}")
+        if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
+            raise ValueError("the alignment map holds NaN or inf; refit it on finite anchor embeddings")
+        old = getattr(self, "aligned_weight", None)
+        device = old.device if old is not None else None
+        self.register_buffer("aligned_weight", weight.detach().float().to(device).contiguous())
+        self.register_buffer("aligned_bias", bias.detach().float().to(device).contiguous())
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a stitched head's map has the new encoder's width: take the saved shape before loading
+        key = prefix + "aligned_weight"
+        if self.aligned and key in state_dict and state_dict[key].shape != self.aligned_weight.shape:
+            self.reset_alignment(int(state_dict[key].shape[0]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def aligned_inputs(self, embeddings: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        """``std(z) @ R + b`` before the LayerNorm: the samples in the training encoder's standardised space."""
+        if embeddings.shape[1] != self.aligned_weight.shape[0]:
+            raise ValueError(
+                f"the aligned component maps width {self.aligned_weight.shape[0]}, got {embeddings.shape[1]}: attach "
+                "the head to this encoder (from_encoder(encoder, head=...)) so the map is fitted to it"
+            )
+        a = anchors.to(embeddings.dtype)
+        mean, std = a.mean(0), a.std(0).clamp_min(1e-6)
+        weight = self.aligned_weight.to(embeddings.dtype)
+        return ((embeddings - mean) / std) @ weight + self.aligned_bias.to(embeddings.dtype)
 
     def relative_subspaces(self, embeddings: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
         """The raw relative subspaces, stacked (B, n, k), before normalisation."""
@@ -271,6 +380,8 @@ class RelativeProductHead(nn.Module):
         """r(z): normalise each subspace, then aggregate with the (optional) subspace weights."""
         raw = self.relative_subspaces(embeddings, anchors)
         normed = torch.stack([norm(raw[:, i]) for i, norm in enumerate(self.norms)], dim=1)
+        if self.aligned:
+            return self._represent_aligned(embeddings, anchors, normed, subspace_weights, return_subspaces)
         weights = subspace_weights
         if self.training and self.subspace_dropout > 0:
             mask = self._training_mask(normed.shape[1], normed.device)
@@ -278,6 +389,32 @@ class RelativeProductHead(nn.Module):
             if weights.sum() == 0:
                 weights = mask
         representation = self.aggregation(normed, weights)
+        return (representation, normed) if return_subspaces else representation
+
+    def _represent_aligned(self, embeddings, anchors, normed, subspace_weights, return_subspaces):
+        """[aggregation(relative subspaces), LayerNorm(aligned)], each component weighted (0 drops it)."""
+        n = normed.shape[1]
+        aligned = self.aligned_norm(self.aligned_inputs(embeddings, anchors))
+        if subspace_weights is not None:
+            weights = torch.as_tensor(subspace_weights).to(normed)
+            if weights.shape[-1] != n + 1:
+                raise ValueError(f"subspace_weights needs {n + 1} values ({n} projections + the aligned component), "
+                                 f"got {weights.shape[-1]}")
+            relative_w, aligned_w = weights[:n], weights[n]
+            if float(relative_w.sum()) > 0:
+                relative = self.aggregation(normed, relative_w)
+            else:
+                relative = normed.new_zeros(normed.shape[0], self.aggregation.output_dim)
+            representation = torch.cat([relative, aligned * aligned_w], dim=1)
+        elif self.training and self.component_dropout > 0:
+            keep = (torch.rand(normed.shape[0], n + 1, device=normed.device) >= self.component_dropout).to(normed)
+            dead = keep.sum(1) == 0
+            if dead.any():
+                keep[dead, torch.randint(n + 1, (int(dead.sum()),), device=normed.device)] = 1.0
+            relative = self.aggregation(normed * keep[:, :n, None])
+            representation = torch.cat([relative, aligned * keep[:, n:]], dim=1)
+        else:
+            representation = torch.cat([self.aggregation(normed), aligned], dim=1)
         return (representation, normed) if return_subspaces else representation
 
     def forward(

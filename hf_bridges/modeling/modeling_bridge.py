@@ -49,8 +49,9 @@ class BridgePreTrainedModel(PreTrainedModel):
             encoder = AutoModel.from_config(config.encoder)
         self.encoder = encoder
         self.anchors = self.anchor_store_class.from_config(config)
-        self.head = RelativeProductHead.from_config(
-            config.head, config.num_anchors, config.num_labels if self._with_classifier else None)
+        self.head = RelativeProductHead.from_config(  # embedding_dim: the aligned component's input width
+            config.head, config.num_anchors, config.num_labels if self._with_classifier else None,
+            embedding_dim=config.hidden_size or None)
         self.tokenizer = None  # set by from_encoder; saved next to the weights when present
         self._anchor_snapshot: Optional[tuple] = None
         if encoder is not None and config.freeze_encoder:
@@ -283,7 +284,7 @@ class BridgePreTrainedModel(PreTrainedModel):
         if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
             raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}")
         head = self.config.head
-        classifier = build_classifier(self.head.aggregation.output_dim, num_labels, head.classifier_hidden_size,
+        classifier = build_classifier(self.head.output_dim, num_labels, head.classifier_hidden_size,
                                       head.classifier_dropout)
         old = self.head.classifier
         if old is not None:

@@ -45,6 +45,51 @@ def standard(x: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torc
     return (x - mean) / std, (anchors - mean) / std
 
 
+def ledoit_wolf_shrinkage(centred: torch.Tensor) -> float:
+    """Ledoit-Wolf intensity towards ``(tr S / D) I`` for centred samples (n, D), in float64 (sklearn's formula)."""
+    x = centred.double()
+    n, p = x.shape
+    x2 = x**2
+    diag = x2.sum(0) / n
+    mu = diag.sum() / p
+    beta_ = (x2.T @ x2).sum()
+    delta_ = ((x.T @ x) ** 2).sum() / n**2
+    beta = (beta_ / n - delta_) / (p * n)
+    delta = (delta_ - 2 * mu * diag.sum() + p * mu**2) / p
+    return float(min(beta, delta) / delta) if delta > 0 else 1.0
+
+
+def whitening_map(anchors: torch.Tensor, shrinkage: "float | str" = "lw") -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(mean, W, shrinkage) with ``(x - mean) @ W`` whitened by the shrunk anchor covariance
+    ``((1 - a) S + a tr(S)/D I)^(-1/2)``; float64, fitted on the anchors only."""
+    a64 = anchors.double()
+    mean = a64.mean(0, keepdim=True)
+    centred = a64 - mean
+    k, d = centred.shape
+    cov = centred.T @ centred / max(k - 1, 1)
+    amount = ledoit_wolf_shrinkage(centred) if shrinkage == "lw" else float(shrinkage)
+    if not 0.0 <= amount <= 1.0:
+        raise ValueError(f"whitening shrinkage must be in [0, 1] or 'lw', got {shrinkage!r}")
+    scale = torch.trace(cov) / d
+    cov = (1 - amount) * cov + amount * scale * torch.eye(d, dtype=cov.dtype, device=cov.device)
+    values, vectors = torch.linalg.eigh(cov)
+    floor = values.max().clamp_min(1e-300) * 1e-12  # a singular covariance (k <= D without shrinkage) stays finite
+    return mean, (vectors * values.clamp_min(floor).rsqrt()) @ vectors.T, amount
+
+
+@register_abs_transform("whiten")
+def whiten(x: torch.Tensor, anchors: torch.Tensor, shrinkage: "float | str" = "lw") -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre with the anchor mean and whiten with the anchor covariance (Ledoit-Wolf shrinkage by default).
+
+    Without shrinkage (``shrinkage=0``, needs more anchors than dimensions) inner products and cosines of the
+    whitened vectors are invariant to any invertible affine map of the embeddings; shrinkage (needed when k is close
+    to or below D) trades part of that invariance for a stable inverse; ``shrinkage=1`` is centring + one isotropic
+    scale. Computed in float64, returned in ``x``'s dtype.
+    """
+    mean, w, _ = whitening_map(anchors, shrinkage)
+    return ((x.double() - mean) @ w).to(x.dtype), ((anchors.double() - mean) @ w).to(anchors.dtype)
+
+
 register_subspace_norm("layernorm")(lambda k: nn.LayerNorm(k))
 register_subspace_norm("batchnorm")(lambda k: nn.BatchNorm1d(k))
 register_subspace_norm("none")(lambda k: nn.Identity())

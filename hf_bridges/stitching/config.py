@@ -106,7 +106,7 @@ class SelectSpec:
 @dataclass
 class MethodSpec:
     name: str
-    kind: str = "relative"  # relative | absolute
+    kind: str = "relative"  # relative | absolute | translation | default
     projections: list = field(default_factory=lambda: ["cosine"])
     aggregation: str = "concat"
     abs_transform: str = "none"
@@ -115,7 +115,9 @@ class MethodSpec:
 
     def head_config(self, head: HeadSpec, where: str = "method") -> HeadConfig:
         """The method's head as a validated :class:`HeadConfig` (shared settings from ``head``)."""
-        return HeadConfig.from_dict({
+        if self.kind == "default":  # exactly HeadConfig's defaults (what from_encoder builds) + the shared settings
+            return HeadConfig().replace(**dataclasses.asdict(head))
+        return HeadConfig.from_dict({"aligned": False,
             **dataclasses.asdict(head), "projections": self.projections, "aggregation": self.aggregation,
             "abs_transform": self.abs_transform, "subspace_dropout": self.subspace_dropout,
         }, where=where)
@@ -167,7 +169,10 @@ accept_old_spellings(AnchorSpec, {"num": "num_anchors"}, "anchors")
 accept_old_spellings(TrainingSpec, {"epochs": "num_epochs"}, "training")
 _OLD_KEYS = {EncoderSpec: {"max_length"}, AnchorSpec: {"num"}, TrainingSpec: {"epochs"}}
 
-METHOD_KINDS = ("relative", "absolute")
+# relative: a RelativeProductHead (no aligned component); absolute: the MLP on absolute embeddings; translation: that
+# absolute head attached through an orthogonal map fitted on the anchors; default: the head from_encoder builds
+# (HeadConfig() itself, with the shared head settings of `head:`), attached by compatibility.align_head.
+METHOD_KINDS = ("relative", "absolute", "translation", "default")
 
 
 def parse_config(data: dict, source: str = "config") -> StitchConfig:
@@ -222,7 +227,7 @@ def parse_config(data: dict, source: str = "config") -> StitchConfig:
     for i, m in enumerate(methods):
         where = f"{source}: methods[{i}] ({m.name})"
         check_choice(f"{where}.kind", m.kind, METHOD_KINDS)
-        if m.kind == "absolute":
+        if m.kind in ("absolute", "translation"):
             continue
         m.head_config(config.head, where)  # types, ranges and registry names, as every head checks them
         if m.select is not None:

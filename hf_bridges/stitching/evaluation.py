@@ -6,7 +6,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..heads.compatibility import anchor_space, select_subspaces, subspace_scores
+from ..heads.compatibility import align_head, anchor_space, select_subspaces, subspace_scores
+from ..modeling.translation import fit_orthogonal
 from ..metrics import classification_scores, latent_similarity
 from .config import LatentSpec, MethodSpec
 from .training import predict
@@ -43,16 +44,37 @@ def evaluate_pair(
         return {"skipped": f"absolute baseline: widths differ ({train_embeddings_test.shape[1]} vs "
                            f"{test_embeddings.shape[1]}), a head cannot even be applied"}
     weights, scores = attach_weights(method, train_anchors, test_anchors)
+    alignment = None
+    same = train_embeddings_test is test_embeddings
+    if method.kind == "translation" and not same:  # absolute head + orthogonal map fitted on the anchors
+        mapped = fit_orthogonal(torch.from_numpy(test_anchors), torch.from_numpy(train_anchors))
+        test_embeddings = mapped(torch.from_numpy(test_embeddings)).float().numpy()
+        test_anchors = mapped(torch.from_numpy(test_anchors)).float().numpy()
+    elif getattr(head, "aligned", False):  # the default head: map + components from the anchors (identity on A)
+        if same:
+            head.reset_alignment(train_anchors.shape[1])
+        else:
+            weights, alignment = align_head(head, torch.from_numpy(train_anchors), torch.from_numpy(test_anchors))
     logits = predict(head, test_embeddings, test_anchors, weights, feature_cache=feature_cache)
     result = classification_scores(logits.argmax(axis=1), labels)
-    if weights is not None:
+    if alignment is not None:
+        result["alignment"] = {k: v for k, v in alignment.items() if k != "agreement"}
+        result["component_agreement"] = alignment["agreement"]
+        result["component_weights"] = weights
+    elif weights is not None:
         result["subspace_weights"] = dict(zip(method.projections, weights))
         result["subspace_scores"] = scores
-    if train_embeddings_test is test_embeddings:
+    if same:
         return result  # same encoder: r(z) is compared with itself, every latent score is 1 by construction
     n = min(latent.max_samples, len(labels))
-    ref = predict(head, train_embeddings_test, train_anchors, weights, represent=True, feature_cache=feature_cache,
+    ref_weights = None if alignment is not None else weights
+    if alignment is not None:  # r(z) on A with A's own (identity) map, then B's again
+        saved = (head.aligned_weight.clone(), head.aligned_bias.clone())
+        head.reset_alignment(train_anchors.shape[1])
+    ref = predict(head, train_embeddings_test, train_anchors, ref_weights, represent=True, feature_cache=feature_cache,
                   limit=n)
+    if alignment is not None:
+        head.set_alignment(*saved)
     new = predict(head, test_embeddings, test_anchors, weights, represent=True, feature_cache=feature_cache, limit=n)
     result["latent"] = latent_similarity(torch.from_numpy(ref), torch.from_numpy(new), k=min(latent.k, n - 1))
     return result

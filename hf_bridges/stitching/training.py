@@ -42,9 +42,12 @@ class CachedSubspaceHead(RelativeProductHead):
 
 
 def build_head(method: MethodSpec, head: HeadSpec, num_anchors: int, dim: int, num_labels: int) -> nn.Module:
-    if method.kind == "absolute":
+    if method.kind in ("absolute", "translation"):
         return AbsoluteHead(dim, num_labels, head.classifier_hidden_size, head.classifier_dropout)
-    return CachedSubspaceHead.from_config(method.head_config(head, f"methods ({method.name})"), num_anchors, num_labels)
+    config = method.head_config(head, f"methods ({method.name})")
+    if config.aligned:  # the aligned component needs the embeddings themselves: no cached subspaces
+        return RelativeProductHead.from_config(config, num_anchors, num_labels, embedding_dim=dim)
+    return CachedSubspaceHead.from_config(config, num_anchors, num_labels)
 
 
 def train_head(

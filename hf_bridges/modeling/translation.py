@@ -1,0 +1,129 @@
+"""Latent-space translation fitted on the anchors alone (Maiorca et al., NeurIPS 2023), torch only.
+
+A head's aligned component lives in the training encoder's anchor-standardised space. To use it on another encoder,
+the new encoder's anchor embeddings (source) are mapped onto the head's (target) by either
+
+* ``orthogonal``: Procrustes in anchor-standardised spaces (each space with its own anchor mean/std; the narrower
+  one zero-padded), ``R = U V^T`` from ``svd(Zs^T Zt)``, or
+* ``affine``: ridge least squares ``[Zs, 1] W = Zt`` (alpha chosen by k-fold on the anchors),
+
+and ``auto`` keeps the one with the lower k-fold held-out residual on the anchors. Every fit is float64 and the result
+is folded into one ``std_source(x) @ weight + bias`` map, which the head stores as buffers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import torch
+
+TRANSLATIONS = ("auto", "orthogonal", "affine")
+RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4)
+
+
+def anchor_stats(anchors: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std of the anchors (the only statistics the aligned component ever uses)."""
+    a = anchors.double()
+    return a.mean(0), a.std(0).clamp_min(eps)
+
+
+def standardise(x: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    mean, std = anchor_stats(anchors)
+    return (x.double() - mean) / std
+
+
+@dataclass
+class Translation:
+    """``std_source(x) @ weight + bias``: source embeddings -> target coordinates (float64 buffers)."""
+
+    weight: torch.Tensor  # (D_source, D_target)
+    bias: torch.Tensor  # (D_target,)
+    kind: str
+    source_mean: torch.Tensor
+    source_std: torch.Tensor
+    alpha: Optional[float] = None
+    info: dict = field(default_factory=dict)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.double() - self.source_mean) / self.source_std) @ self.weight + self.bias
+
+
+def _check(source: torch.Tensor, target: torch.Tensor) -> None:
+    if source.dim() != 2 or target.dim() != 2 or source.shape[0] != target.shape[0]:
+        raise ValueError(f"a translation needs the same anchors in both spaces, got {tuple(source.shape)} and "
+                         f"{tuple(target.shape)}")
+    if source.shape[0] < 3:
+        raise ValueError(f"a translation needs at least 3 anchors, got {source.shape[0]}")
+
+
+def fit_orthogonal(source: torch.Tensor, target: torch.Tensor) -> Translation:
+    """Orthogonal Procrustes between the anchor-standardised spaces (zero padding for different widths)."""
+    _check(source, target)
+    ms, ss = anchor_stats(source)
+    mt, st = anchor_stats(target)
+    ds, dt = source.shape[1], target.shape[1]
+    width = max(ds, dt)
+    zs = torch.nn.functional.pad((source.double() - ms) / ss, (0, width - ds))
+    zt = torch.nn.functional.pad((target.double() - mt) / st, (0, width - dt))
+    u, _, vt = torch.linalg.svd(zs.T @ zt)
+    rotation = u @ vt
+    return Translation(rotation[:ds, :dt] * st, mt.clone(), "orthogonal", ms, ss)
+
+
+def fit_affine(source: torch.Tensor, target: torch.Tensor, alpha: Optional[float] = None,
+               alphas: Sequence[float] = RIDGE_ALPHAS, folds: int = 5) -> Translation:
+    """Ridge least-squares affine map in anchor-standardised spaces; ``alpha=None``: chosen by k-fold on the anchors."""
+    _check(source, target)
+    if alpha is None:
+        errors = [kfold_residual(source, target, lambda s, t, a=a: fit_affine(s, t, alpha=a), folds) for a in alphas]
+        alpha = float(alphas[min(range(len(alphas)), key=errors.__getitem__)])
+    ms, ss = anchor_stats(source)
+    mt, st = anchor_stats(target)
+    zs = torch.nn.functional.pad((source.double() - ms) / ss, (0, 1), value=1.0)
+    zt = (target.double() - mt) / st
+    eye = torch.eye(zs.shape[1], dtype=zs.dtype)
+    eye[-1, -1] = 0.0  # the bias is not shrunk
+    w = torch.linalg.solve(zs.T @ zs + alpha * eye, zs.T @ zt)
+    return Translation(w[:-1] * st, w[-1] * st + mt, "affine", ms, ss, alpha=alpha)
+
+
+def kfold_residual(source: torch.Tensor, target: torch.Tensor,
+                   fitter: Callable[[torch.Tensor, torch.Tensor], Translation] = fit_orthogonal,
+                   folds: int = 5, seed: int = 0) -> float:
+    """Held-out fraction of unexplained target variance (target's anchor-standardised space), k-fold on the anchors."""
+    k = source.shape[0]
+    folds = max(2, min(folds, k // 2))
+    perm = torch.randperm(k, generator=torch.Generator().manual_seed(seed))
+    _, st = anchor_stats(target)
+    t64 = target.double()
+    num = den = 0.0
+    for i in range(folds):
+        held = perm[i::folds]
+        keep = torch.ones(k, dtype=torch.bool)
+        keep[held] = False
+        fitted = fitter(source[keep], target[keep])
+        num += (((fitted(source[held]) - t64[held]) / st) ** 2).sum().item()
+        den += (((t64[held] - t64[keep].mean(0)) / st) ** 2).sum().item()
+    return num / den if den > 0 else float("inf")
+
+
+def fit_translation(source: torch.Tensor, target: torch.Tensor, method: str = "auto", folds: int = 5) -> Translation:
+    """The attach-time map source -> target: ``auto`` keeps orthogonal unless ridge-affine has the lower k-fold
+    held-out residual on the anchors. ``info`` holds both residuals (``auto``) and the chosen map."""
+    if method not in TRANSLATIONS:
+        raise ValueError(f"unknown translation {method!r}; valid: {list(TRANSLATIONS)}")
+    info: dict = {}
+    if method in ("auto", "orthogonal"):
+        info["residual_orthogonal"] = kfold_residual(source, target, fit_orthogonal, folds)
+    if method in ("auto", "affine"):
+        affine = fit_affine(source, target, folds=folds)
+        info["residual_affine"] = kfold_residual(source, target, lambda s, t: fit_affine(s, t, alpha=affine.alpha), folds)
+        info["alpha"] = affine.alpha
+    if method == "orthogonal" or (method == "auto" and info["residual_orthogonal"] <= info["residual_affine"]):
+        chosen = fit_orthogonal(source, target)
+    else:
+        chosen = affine
+    info["map"] = chosen.kind
+    info["residual"] = info[f"residual_{chosen.kind}"]
+    chosen.info = info
+    return chosen
