@@ -120,11 +120,21 @@ class HFTextEncoder:
         model = AutoModel.from_pretrained(spec.id, revision=revision).eval()
         pool = get_pooling(spec.pooling)
 
+        from ..modeling.batching import embed_in_length_order
+
+        def forward(**inputs):
+            return pool(model(**inputs), inputs.get("attention_mask")).float()
+
         @torch.inference_mode()
         def embed(batch: dict) -> np.ndarray:
+            # Rows of one call are embedded in length-sorted sub-batches of spec.batch_size (padding trimmed per
+            # sub-batch, order restored): a call with a whole shard of short mixed-length texts pads far less.
             texts = [spec.prefix + (t or "") for t in batch[self.input_column]]
             inputs = tokenizer(texts, padding=True, truncation=True, max_length=spec.max_length, return_tensors="pt")
-            outputs = model(**inputs)
-            return pool(outputs, inputs.get("attention_mask")).float().cpu().numpy()
+            if "attention_mask" not in inputs:
+                return forward(**inputs).cpu().numpy()
+            inputs = dict(inputs)
+            return embed_in_length_order(forward, inputs.pop("input_ids"), inputs.pop("attention_mask"),
+                                         spec.batch_size, **inputs).cpu().numpy()
 
         return embed
