@@ -92,6 +92,17 @@ def resolve_hf_revision(model_id: str, revision: str = "main") -> str:
     )
 
 
+def _embedding_device():
+    """This process's device: accelerate's (one GPU per process) under a multi-process launch, else cuda if any."""
+    import torch
+
+    from .distributed import partial_state, world_size
+
+    if world_size() > 1:
+        return partial_state().device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 @register_encoder_kind("hf_text")
 class HFTextEncoder:
     """Any transformers ``AutoModel`` + ``AutoTokenizer`` text encoder, pooled with the hf_bridges poolers."""
@@ -118,6 +129,8 @@ class HFTextEncoder:
         revision = None if revision.startswith("local-") else revision
         tokenizer = AutoTokenizer.from_pretrained(spec.id, revision=revision)
         model = AutoModel.from_pretrained(spec.id, revision=revision).eval()
+        device = _embedding_device()
+        model.to(device)
         pool = get_pooling(spec.pooling)
 
         from ..modeling.batching import embed_in_length_order
@@ -131,6 +144,7 @@ class HFTextEncoder:
             # sub-batch, order restored): a call with a whole shard of short mixed-length texts pads far less.
             texts = [spec.prefix + (t or "") for t in batch[self.input_column]]
             inputs = tokenizer(texts, padding=True, truncation=True, max_length=spec.max_length, return_tensors="pt")
+            inputs = inputs.to(device)
             if "attention_mask" not in inputs:
                 return forward(**inputs).cpu().numpy()
             inputs = dict(inputs)
