@@ -200,3 +200,18 @@ def test_bridge_model_in_every_dtype_runs_forward_and_a_training_step(dtype, tin
     optimizer.step()
     with torch.no_grad():  # the step changed the encoder: anchors re-embed (auto) in the model's dtype
         assert torch.isfinite(model(**batch).logits).all() and model.anchor_embeddings.dtype == dtype
+
+
+def test_l1_chunked_backward_fallback_matches_cdist(monkeypatch):
+    """The sign-GEMV backward, used where aten._cdist_backward is missing, gives cdist's gradients."""
+    from hf_bridges.modeling import pairwise
+
+    monkeypatch.setattr(pairwise, "_CDIST_BACKWARD", None)
+    for B in (1, 19):  # few samples take the broadcast path for grad_a, more the batched GEMVs
+        x, a = _pair(B, 23, 31)
+        x.requires_grad_(), a.requires_grad_()
+        g = torch.randn(B, 23, dtype=torch.float64)
+        got = torch.autograd.grad(l1_distance(x, a, 2048), (x, a), g)
+        ref = torch.autograd.grad(torch.cdist(x, a, p=1.0), (x, a), g)
+        for u, v in zip(got, ref):
+            torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-10)

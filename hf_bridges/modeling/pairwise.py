@@ -64,6 +64,9 @@ def _first_argmax_index(D: int, device: torch.device, dtype: torch.dtype) -> tor
     return torch.arange(D, 0, -1, dtype=dtype, device=device)
 
 
+_CDIST_BACKWARD = getattr(torch.ops.aten, "_cdist_backward", None)
+
+
 class _L1(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, a: torch.Tensor, chunk_bytes: int) -> torch.Tensor:  # type: ignore[override]
@@ -79,16 +82,23 @@ class _L1(torch.autograd.Function):
                     torch.sum(d.abs_(), dim=-1, out=out[i0:i1])
                 else:
                     out[i0:i1, j0:j1] = d.abs_().sum(-1)
-        ctx.save_for_backward(x, a)
+        ctx.save_for_backward(x, a, out)
         ctx.chunk_bytes = chunk_bytes
         return out
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):  # type: ignore[override]
-        x, a = ctx.saved_tensors
+        x, a, dist = ctx.saved_tensors
         need_x, need_a = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         B, D = x.shape
         k = a.shape[0]
+        if B and k and D and _CDIST_BACKWARD is not None:
+            # cdist's own p=1 backward kernel (the one torch.cdist's autograd calls, x2's gradient with the roles
+            # swapped): measured faster than the chunked sign-GEMV backward below, so backward equals cdist's.
+            g = g.to(x.dtype).contiguous()
+            gx = _CDIST_BACKWARD(g, x, a, 1.0, dist) if need_x else None
+            ga = _CDIST_BACKWARD(g.t().contiguous(), a, x, 1.0, dist.t().contiguous()) if need_a else None
+            return gx, ga, None
         gx = x.new_zeros(B, D) if need_x else None
         ga = a.new_zeros(k, D) if need_a else None
         if B and k and D and (need_x or need_a):
