@@ -129,6 +129,17 @@ def text_settings(spec: EncoderSpec) -> dict:
     return settings
 
 
+def _embedding_device():
+    """This process's device: accelerate's (one GPU per process) under a multi-process launch, else cuda if any."""
+    import torch
+
+    from .distributed import partial_state, world_size
+
+    if world_size() > 1:
+        return partial_state().device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 @register_encoder_kind("hf_text")
 class HFTextEncoder:
     """Any transformers ``AutoModel`` + ``AutoTokenizer`` text encoder, pooled with the hf_bridges poolers; a
@@ -164,19 +175,32 @@ class HFTextEncoder:
         where = {"revision": revision, **({"subfolder": settings["subfolder"]} if settings["subfolder"] else {})}
         tokenizer = AutoTokenizer.from_pretrained(spec.id, **where)
         model = AutoModel.from_pretrained(spec.id, **where).eval()
+        device = _embedding_device()
+        model.to(device)
         pool = get_pooling(settings["pooling"])
         prefix, max_length, normalize = settings["prefix"], settings["max_length"], settings["normalize"]
         lowercase = settings["lowercase"]
 
+        from ..modeling.batching import embed_in_length_order
+
+        def forward(**inputs):
+            return pool(model(**inputs), inputs.get("attention_mask")).float()
+
         @torch.inference_mode()
         def embed(batch: dict) -> np.ndarray:
+            # Rows of one call are embedded in length-sorted sub-batches of spec.batch_size (padding trimmed per
+            # sub-batch, order restored): a call with a whole shard of short mixed-length texts pads far less.
             texts = [prefix + (t or "") for t in batch[self.input_column]]
             texts = [t.lower() for t in texts] if lowercase else texts  # sentence_bert_config do_lower_case
             inputs = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            outputs = model(**inputs)
-            embeddings = pool(outputs, inputs.get("attention_mask"))
+            inputs = dict(inputs.to(device))
+            if "attention_mask" in inputs:
+                embeddings = embed_in_length_order(forward, inputs.pop("input_ids"), inputs.pop("attention_mask"),
+                                                   spec.batch_size, **inputs)
+            else:
+                embeddings = forward(**inputs)
             if normalize:
                 embeddings = torch.nn.functional.normalize(embeddings, p=2, dim=-1)
-            return embeddings.float().cpu().numpy()
+            return embeddings.cpu().numpy()
 
         return embed

@@ -12,6 +12,7 @@ import numpy as np
 
 from .cache import EmbeddingCache, default_cache_root
 from .config import ConfigError, StitchConfig, check_best_head, did_you_mean
+from .distributed import cached_embeddings, is_main_process, rank_note
 from .encoder_kinds import get_encoder_kind
 from .validate import validate_split
 
@@ -118,12 +119,14 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
         kind = get_encoder_kind(spec.kind)
         stats: dict = {}
         for split_name, split in (("train", train), ("test", test)):
-            embeddings[spec.name, split_name] = cache.embeddings(
-                identities[spec.name], split, kind.input_column, lambda s=spec, k=kind: k.load(s),
+            embeddings[spec.name, split_name] = cached_embeddings(
+                cache, identities[spec.name], split, kind.input_column, lambda s=spec, k=kind: k.load(s),
                 desc=f"embed {spec.name}/{split_name}", batch_size=spec.batch_size, stats=stats, progress=not quiet,
             )
         cache_stats[spec.name] = stats
     timing["embedding"] = time.perf_counter() - t_embed
+    if not is_main_process():  # under `accelerate launch -n N`: the others only embed; heads train once
+        return {"process": rank_note(), "embedding_only": True, "timing_s": timing}
 
     train_labels = np.asarray(train["label"], dtype=np.int64)
     test_labels = np.asarray(test["label"], dtype=np.int64)

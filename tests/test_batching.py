@@ -1,0 +1,96 @@
+"""Length-sorted anchor embedding: same embeddings as input-order batching, order restored, bar named."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hf_bridges.modeling.batching import embed_in_length_order, length_order
+from hf_bridges.modeling.pooling import mean_pooling
+
+from conftest import make_encoder, make_tokenizer, topic_texts
+
+
+def _mixed_texts(n: int) -> list[str]:
+    texts, _ = topic_texts(n // 5 + 1, seed=3)
+    # lengths from 1 to ~20 words, interleaved so that input order is far from sorted
+    return [" ".join([t] * (1 + i % 4)) if i % 3 else t.split()[0] for i, t in enumerate(texts[:n])]
+
+
+@pytest.fixture()
+def encoder_and_tokens(one_thread):
+    encoder = make_encoder(hidden_size=32, layers=2)
+    tokens = make_tokenizer()(_mixed_texts(37), padding=True, truncation=True, max_length=64, return_tensors="pt")
+    return encoder, tokens
+
+
+def _embed(encoder):
+    calls = []
+
+    @torch.no_grad()
+    def fn(input_ids, attention_mask, **extra):
+        calls.append(tuple(input_ids.shape))
+        return mean_pooling(encoder(input_ids=input_ids, attention_mask=attention_mask, **extra), attention_mask)
+
+    return fn, calls
+
+
+def test_sorted_equals_unsorted_and_trims_padding(encoder_and_tokens):
+    encoder, tokens = encoder_and_tokens
+    fn, calls = _embed(encoder)
+    ids, mask = tokens["input_ids"], tokens["attention_mask"]
+    reference = torch.cat([fn(input_ids=ids[i:i + 8], attention_mask=mask[i:i + 8]) for i in range(0, 37, 8)])
+    calls.clear()
+    got = embed_in_length_order(fn, ids, mask, 8, desc="embedding 37 anchors with tiny-bert")
+    torch.testing.assert_close(got, reference, atol=1e-6, rtol=1e-6)
+    # batches are cut to their longest row: later (shorter) batches are narrower than the padded width
+    assert calls[0][1] == int(mask.sum(1).max()) and calls[-1][1] < ids.shape[1]
+    assert sum(c[0] for c in calls) == 37
+
+
+def test_extra_inputs_follow_the_rows(encoder_and_tokens):
+    encoder, tokens = encoder_and_tokens
+    fn, _ = _embed(encoder)
+    ids, mask = tokens["input_ids"], tokens["attention_mask"]
+    types = torch.zeros_like(ids)
+    plain = embed_in_length_order(fn, ids, mask, 5)
+    with_types = embed_in_length_order(fn, ids, mask, 5, token_type_ids=types)
+    torch.testing.assert_close(plain, with_types, atol=1e-6, rtol=1e-6)
+
+
+def test_left_padding_is_not_trimmed(encoder_and_tokens):
+    encoder, tokens = encoder_and_tokens
+    fn, calls = _embed(encoder)
+    ids, mask = tokens["input_ids"].flip(1), tokens["attention_mask"].flip(1)  # left-padded rows
+    embed_in_length_order(fn, ids, mask, 8)
+    assert {c[1] for c in calls} == {ids.shape[1]}
+
+
+def test_order_is_longest_first_and_stable():
+    mask = torch.tensor([[1, 0, 0], [1, 1, 1], [1, 1, 0], [1, 1, 1]])
+    assert length_order(mask).tolist() == [1, 3, 2, 0]
+
+
+def test_bad_arguments_are_named():
+    fn = lambda **kw: kw["input_ids"].float()  # noqa: E731
+    with pytest.raises(ValueError, match="batch_size"):
+        embed_in_length_order(fn, torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long), 0)
+    with pytest.raises(ValueError, match="0 rows"):
+        embed_in_length_order(fn, torch.ones(0, 3, dtype=torch.long), torch.ones(0, 3, dtype=torch.long), 4)
+
+
+def test_hf_text_kind_matches_plain_batches(tiny_encoder_dir, one_thread):
+    """The stitch embedding (hf_text kind) sorts each call's rows: same values as one padded forward."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from hf_bridges.stitching.config import EncoderSpec
+    from hf_bridges.stitching.encoder_kinds import get_encoder_kind
+
+    spec = EncoderSpec(name="tiny", id=tiny_encoder_dir, batch_size=4)
+    texts = _mixed_texts(23)
+    got = get_encoder_kind("hf_text").load(spec)({"text": texts})
+    tokenizer, model = AutoTokenizer.from_pretrained(tiny_encoder_dir), AutoModel.from_pretrained(tiny_encoder_dir)
+    inputs = tokenizer(texts, padding=True, truncation=True, max_length=spec.max_length, return_tensors="pt")
+    with torch.no_grad():
+        reference = mean_pooling(model(**inputs), inputs["attention_mask"]).numpy()
+    assert got.shape == reference.shape
+    torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(reference), atol=1e-5, rtol=1e-5)
