@@ -109,7 +109,7 @@ def text_settings(spec: EncoderSpec) -> dict:
     explicit_normalize = getattr(spec, "normalize", None)
     settings = {
         "pooling": st["pooling"] if st and _unset(spec, "pooling") else spec.pooling,
-        "max_length": st["max_seq_length"] if st.get("max_seq_length") and _unset(spec, "max_length") else spec.max_length,
+        "max_length": st["max_seq_length"] if st.get("max_seq_length") and _unset(spec, "max_seq_length") else spec.max_seq_length,
         "prefix": resolve_prompt(st, None if _unset(spec, "prefix") else spec.prefix) if st else (spec.prefix or ""),
         "normalize": bool(st.get("normalize", False)) if explicit_normalize is None else bool(explicit_normalize),
         "subfolder": st.get("subfolder", ""),
