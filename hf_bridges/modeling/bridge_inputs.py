@@ -6,7 +6,7 @@ Only relative imports of sibling files and torch/transformers: shipped as remote
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 from transformers.utils import logging
@@ -70,16 +70,17 @@ def with_max_length(tokenizer: Any, max_seq_length: int) -> Any:
 
 def truncate_rows(
     input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor], extra: dict[str, Any], limit: int,
-    tokenizer: Any = None,
+    get_tokenizer: Optional[Callable[[], Any]] = None,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor], dict[str, Any]]:
     """Cut token rows longer than ``limit`` (e.g. a pipeline call without ``truncation=True``) as the tokenizer
     would have: the first ``limit - 1`` tokens and the closing special token ([SEP], </s>) when the row ends with
-    one (no ``tokenizer`` to tell: assumed), else the first ``limit``. Rows are re-padded on the right."""
+    one (no tokenizer to tell: assumed), else the first ``limit``. Rows are re-padded on the right."""
     if input_ids is None or input_ids.dim() != 2 or input_ids.shape[1] <= limit:
         return input_ids, attention_mask, extra
     logger.warning_once(
         f"inputs longer than max_seq_length={limit} tokens are cut there (where the anchors were cut); "
         "tokenize with bridge.tokenize(...) or truncation=True to avoid this")
+    tokenizer = get_tokenizer() if get_tokenizer is not None else None
     special_ids = set(tokenizer.all_special_ids) if tokenizer is not None else None
     mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
     rows, width = input_ids.shape

@@ -91,8 +91,7 @@ class BridgePreTrainedModel(PreTrainedModel):
         encoder_kwargs: Optional[dict] = None,
         **config_kwargs: Any,
     ) -> "BridgePreTrainedModel":
-        """Wrap ``encoder`` (Hub id, local folder, loaded model or ``SentenceTransformer``) and embed ``anchors``
-        (raw texts) with it.
+        """Wrap ``encoder`` (Hub id, folder, loaded model or ``SentenceTransformer``) and embed ``anchors`` (texts).
 
         ``pooling`` / ``max_seq_length`` / ``normalize_embeddings`` / ``prefix`` = ``None``: a sentence-transformers
         model's own (``modules.json``; ``prefix`` may name a prompt), else ``mean`` / 128 / ``False`` / ``""``.
@@ -113,13 +112,11 @@ class BridgePreTrainedModel(PreTrainedModel):
                 raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
             hub = _hub()
             check_config_kwargs(config_kwargs, "from_encoder", _FROM_ENCODER_ARGS, allowed=_attach_arguments(hub))
-            if labels is not None:
-                raise ValueError("labels= names the classes of a new head; a trained head (head=...) brings its own")
             # prefix: the NEW encoder's; attach_head passes it on to from_encoder(anchors=...), which embeds the
             # head's raw anchors with it and saves it as this bridge's config.input_prefix.
             return hub.attach_head(
                 cls, encoder, head, tokenizer=tokenizer, revision=revision, encoder_kwargs=encoder_kwargs,
-                **_given(prefix=prefix, pooling=pooling, max_seq_length=max_seq_length,
+                **_given(prefix=prefix, pooling=pooling, max_seq_length=max_seq_length, labels=labels,
                          normalize_embeddings=normalize_embeddings), **config_kwargs,
             )
         check_config_kwargs(config_kwargs, "from_encoder", _FROM_ENCODER_ARGS)
@@ -174,18 +171,22 @@ class BridgePreTrainedModel(PreTrainedModel):
     def tokenize(self, texts: Union[str, Sequence[str]], **kwargs: Any):
         """Tokenise ``texts`` as the anchors were: ``config.input_prefix`` prepended, padded, truncated to
         ``max_seq_length``, as PyTorch tensors (``kwargs`` override these tokenizer arguments)."""
-        if self.tokenizer is None and self.name_or_path:  # saved next to the weights by save_pretrained
-            try:
-                self.tokenizer = load_tokenizer(self.name_or_path, None)
-            except (OSError, ValueError):
-                pass
-        if self.tokenizer is None:
+        if self._get_tokenizer() is None:
             raise ValueError("this bridge has no tokenizer: set bridge.tokenizer, or build it with from_encoder")
         texts = [texts] if isinstance(texts, str) else list(texts)
         prefix = self.config.input_prefix
         options = {"padding": True, "truncation": True, "max_length": self.config.max_seq_length,
                    "return_tensors": "pt", **kwargs}
         return self.tokenizer([prefix + str(t) for t in texts], **options)
+
+    def _get_tokenizer(self):
+        """``self.tokenizer``, else the one ``save_pretrained`` wrote next to the weights (``None``: there is none)."""
+        if self.tokenizer is None and self.name_or_path:
+            try:
+                self.tokenizer = load_tokenizer(self.name_or_path, None)
+            except (OSError, ValueError):
+                pass
+        return self.tokenizer
 
     # ---------------------------------------------------------------------------------------------------- anchors
     def _encoder_state(self) -> tuple:
@@ -207,7 +208,7 @@ class BridgePreTrainedModel(PreTrainedModel):
         if input_ids is not None and input_ids.shape[0] == 0:
             raise ValueError("empty batch: input_ids has 0 rows")
         input_ids, attention_mask, encoder_inputs = truncate_rows(
-            input_ids, attention_mask, encoder_inputs, self.config.max_seq_length, self.tokenizer)
+            input_ids, attention_mask, encoder_inputs, self.config.max_seq_length, self._get_tokenizer)
         outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **encoder_inputs)
         return get_pooling(self.config.pooling)(outputs, attention_mask)
 
@@ -269,9 +270,8 @@ class BridgePreTrainedModel(PreTrainedModel):
         trainable = any(p.requires_grad for p in self.encoder.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and trainable):
             embeddings = self._encode(**inputs)
-        if getattr(self.config, "normalize_embeddings", False):  # a sentence-transformers Normalize module
-            embeddings = nn.functional.normalize(embeddings, p=2, dim=-1)
-        return embeddings
+        normalize = getattr(self.config, "normalize_embeddings", False)  # a sentence-transformers Normalize module
+        return nn.functional.normalize(embeddings, p=2, dim=-1) if normalize else embeddings
 
     def _subspace_weights(self, subspace_weights: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         if subspace_weights is None and self.config.subspace_weights is not None:
