@@ -221,11 +221,15 @@ def attach_head(
     (their anchor agreement, threshold ``ALIGNED_THRESHOLD``). Map and weights are saved with the model.
     """
     from ..modeling.loaders import load_encoder, load_tokenizer
+    from ..modeling.st_config import resolve_prompt, st_encoder_settings
 
     bundle = head if isinstance(head, BridgeHead) else load_head(head, revision=head_revision, token=token)
     source = bundle.source or "the head"
     if getattr(cls, "_with_classifier", False) and not bundle.has_classifier:
         raise HeadAttachError(f"{source} has no classifier (a representation head): attach it with BridgeModel.from_encoder")
+    st = st_encoder_settings(encoder, revision)  # a sentence-transformers encoder embeds its own way
+    if st.get("model") is not None:
+        encoder, tokenizer = st["model"], tokenizer or st["tokenizer"]
     model = load_encoder(encoder, revision, **(encoder_kwargs or {}))
     name = encoder if isinstance(encoder, (str, os.PathLike)) else getattr(model, "name_or_path", None)
     name = str(name) if name else f"an in-memory {type(model).__name__}"
@@ -242,7 +246,13 @@ def attach_head(
             raise HeadAttachError(f"cannot attach {source} to {name}: {error}") from None
     if tokenizer is not None and want == "text":
         _check_tokenizer(tokenizer, bundle.anchors, name, source)
-    kwargs = bundle.config_kwargs()
+    st_kwargs = {}
+    if st:  # its pooling / Normalize / max_seq_length / prompts win over the training encoder's recorded ones
+        st_kwargs = {"pooling": st["pooling"], "normalize_embeddings": st["normalize"],
+                     "prefix": resolve_prompt(st, overrides.pop("prefix", None))}
+        if st.get("max_seq_length"):
+            st_kwargs["max_seq_length"] = st["max_seq_length"]
+    kwargs = {**bundle.config_kwargs(), **st_kwargs}
     head_overrides = {key: overrides.pop(key) for key in list(overrides) if key in HeadConfig.field_names()}
     if head_overrides:
         kwargs["head_config"] = kwargs["head_config"].replace(**head_overrides)

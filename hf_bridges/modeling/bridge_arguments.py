@@ -52,7 +52,8 @@ def _hub():
 
 
 _FROM_ENCODER_ARGS = ("encoder", "anchors", "head", "tokenizer", "revision", "anchor_labels", "pooling",
-                      "max_seq_length", "projections", "aggregation", "head_config", "prefix", "encoder_kwargs")
+                      "max_seq_length", "projections", "aggregation", "head_config", "prefix", "encoder_kwargs",
+                      "normalize_embeddings", "labels")
 
 
 def _attach_arguments(hub: Any) -> tuple[str, ...]:

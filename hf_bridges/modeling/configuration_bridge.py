@@ -60,6 +60,8 @@ class BridgeConfig(PretrainedConfig):
         output_shape: what ``BridgeForReconstruction`` decodes to, e.g. ``[1, 28, 28]`` (or ``[D]``).
         decoder_hidden_size: hidden width of the reconstruction decoder.
         decoder_activation: ``sigmoid`` (0-1 images) or ``none``, applied to the reconstruction.
+        normalize_embeddings: L2-normalise every pooled embedding (anchors and samples), as a sentence-transformers
+            ``Normalize`` module does; ``from_encoder`` reads it from the model's ``modules.json``.
         input_prefix: text prepended to every input of a text bridge (and to its anchors), e.g. ``"passage: "`` for
             retrieval encoders trained with one; ``bridge.tokenize`` applies it.
         anchor_refresh: ``auto`` re-embeds the anchors whenever the encoder's weights changed (after an optimizer
@@ -103,6 +105,7 @@ class BridgeConfig(PretrainedConfig):
         decoder_hidden_size: int = 256,
         decoder_activation: str = "sigmoid",
         input_prefix: str = "",
+        normalize_embeddings: bool = False,
         bridge_format_version: int = BRIDGE_FORMAT_VERSION,
         **kwargs,
     ):
@@ -156,6 +159,7 @@ class BridgeConfig(PretrainedConfig):
         self.decoder_hidden_size = decoder_hidden_size
         self.decoder_activation = decoder_activation
         self.input_prefix = input_prefix or ""
+        self.normalize_embeddings = bool(normalize_embeddings)
         self.bridge_format_version = BRIDGE_FORMAT_VERSION  # read format 1 or 2, written as the current one
         super().__init__(**kwargs)
         self.check()

@@ -11,6 +11,7 @@ weights, so ``trust_remote_code=True`` users need nothing but transformers and t
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Optional, Sequence, Union
 
 import torch
@@ -20,6 +21,7 @@ from transformers import initialization as init
 
 from .aggregation import MLPSumAggregation, WeightedAggregation
 from .anchor_stores import AnchorStore
+from .bridge_inputs import encoder_settings, label_kwargs, truncate_rows, with_max_length
 from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hub, check_config_kwargs
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
 from .configuration_bridge import BridgeConfig
@@ -53,6 +55,7 @@ class BridgePreTrainedModel(PreTrainedModel):
             config.head, config.num_anchors, config.num_labels if self._with_classifier else None,
             embedding_dim=config.hidden_size or None)
         self.tokenizer = None  # set by from_encoder; saved next to the weights when present
+        self.add_model_tags(["hf-bridges", "relative-representations"])  # Trainer / push_to_hub cards
         self._anchor_snapshot: Optional[tuple] = None
         if encoder is not None and config.freeze_encoder:
             encoder.requires_grad_(False)
@@ -78,8 +81,10 @@ class BridgePreTrainedModel(PreTrainedModel):
         tokenizer: Any = None,
         revision: Optional[str] = None,
         anchor_labels: Optional[Sequence[int]] = None,
-        pooling: str = "mean",
-        max_seq_length: int = 128,
+        pooling: Optional[str] = None,
+        max_seq_length: Optional[int] = None,
+        normalize_embeddings: Optional[bool] = None,
+        labels: Any = None,
         projections: Optional[Sequence[str]] = None,
         aggregation: Optional[str] = None,
         head_config: Any = None,
@@ -87,7 +92,11 @@ class BridgePreTrainedModel(PreTrainedModel):
         encoder_kwargs: Optional[dict] = None,
         **config_kwargs: Any,
     ) -> "BridgePreTrainedModel":
-        """Wrap ``encoder`` (Hub id, local folder or loaded model) and embed ``anchors`` (raw texts) with it.
+        """Wrap ``encoder`` (Hub id, folder, loaded model or ``SentenceTransformer``) and embed ``anchors`` (texts).
+
+        ``pooling`` / ``max_seq_length`` / ``normalize_embeddings`` / ``prefix`` = ``None``: a sentence-transformers
+        model's own (``modules.json``; ``prefix`` may name a prompt), else ``mean`` / 128 / ``False`` / ``""``.
+        ``labels``: class names (a ``datasets.ClassLabel``, list or ``{id: name}``) -> ``num_labels``, ``id2label``.
 
         Extra keyword arguments must be :class:`BridgeConfig` fields (``num_labels``, ``id2label``, ``abs_transform``,
         ...); anything else raises ``TypeError``. ``head_config``: a :class:`~.head.HeadConfig` (or dict) for the head.
@@ -108,26 +117,30 @@ class BridgePreTrainedModel(PreTrainedModel):
             # head's raw anchors with it and saves it as this bridge's config.input_prefix.
             return hub.attach_head(
                 cls, encoder, head, tokenizer=tokenizer, revision=revision, encoder_kwargs=encoder_kwargs,
-                **_given(prefix=prefix), **config_kwargs,
+                **_given(prefix=prefix, pooling=pooling, max_seq_length=max_seq_length, labels=labels,
+                         normalize_embeddings=normalize_embeddings), **config_kwargs,
             )
         check_config_kwargs(config_kwargs, "from_encoder", _FROM_ENCODER_ARGS)
-        prefix = prefix or ""
-        if not isinstance(prefix, str):
+        if prefix is not None and not isinstance(prefix, str):
             raise TypeError(f"prefix must be a string such as 'passage: ', got {type(prefix).__name__}")
         anchors = list(anchors) if anchors is not None else []
         if len(anchors) < 2:
             raise ValueError(f"a bridge needs at least 2 anchors (raw inputs such as texts), got {len(anchors)}")
+        config_kwargs.update(label_kwargs(labels, config_kwargs))
+        encoder, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix = encoder_settings(
+            encoder, revision, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix)
         model = load_encoder(encoder, revision, **(encoder_kwargs or {}))
         if getattr(model, "main_input_name", "input_ids") != "input_ids" and cls.main_input_name == "input_ids":
             raise ValueError(
                 f"{type(model).__name__} takes {model.main_input_name!r}, not text: use BridgeForImageClassification "
                 "for image encoders, ModuleBridgeForClassification for other modules"
             )
-        name = encoder if isinstance(encoder, str) else getattr(model, "name_or_path", None)
+        name = os.fspath(encoder) if isinstance(encoder, (str, os.PathLike)) else getattr(model, "name_or_path", None)
         if tokenizer is None:
             if not name:
                 raise ValueError("the encoder was passed as a model without name_or_path: pass tokenizer=...")
             tokenizer = load_tokenizer(name, revision)
+        tokenizer = with_max_length(tokenizer, max_seq_length)
         tokens = tokenizer(
             [prefix + str(a) for a in anchors], padding=True, truncation=True, max_length=max_seq_length,
             return_tensors="pt",
@@ -143,10 +156,13 @@ class BridgePreTrainedModel(PreTrainedModel):
             anchor_seq_length=tokens["input_ids"].shape[1],
             head=head_config,
             input_prefix=prefix,
+            normalize_embeddings=normalize_embeddings,
             **_given(projections=projections, aggregation=aggregation),
             **config_kwargs,
         )
         bridge = cls(config, encoder=model)
+        if name and not os.path.isdir(name):  # a Hub id: Trainer's card names it as base_model
+            bridge.config._name_or_path = name  # (not bridge.name_or_path: peft reads that as the base to reload)
         bridge.tokenizer = tokenizer
         bridge.anchors.input_ids.copy_(tokens["input_ids"])
         bridge.anchors.attention_mask.copy_(tokens["attention_mask"])
@@ -156,18 +172,22 @@ class BridgePreTrainedModel(PreTrainedModel):
     def tokenize(self, texts: Union[str, Sequence[str]], **kwargs: Any):
         """Tokenise ``texts`` as the anchors were: ``config.input_prefix`` prepended, padded, truncated to
         ``max_seq_length``, as PyTorch tensors (``kwargs`` override these tokenizer arguments)."""
-        if self.tokenizer is None and self.name_or_path:  # saved next to the weights by save_pretrained
-            try:
-                self.tokenizer = load_tokenizer(self.name_or_path, None)
-            except (OSError, ValueError):
-                pass
-        if self.tokenizer is None:
+        if self._get_tokenizer() is None:
             raise ValueError("this bridge has no tokenizer: set bridge.tokenizer, or build it with from_encoder")
         texts = [texts] if isinstance(texts, str) else list(texts)
         prefix = self.config.input_prefix
         options = {"padding": True, "truncation": True, "max_length": self.config.max_seq_length,
                    "return_tensors": "pt", **kwargs}
         return self.tokenizer([prefix + str(t) for t in texts], **options)
+
+    def _get_tokenizer(self):
+        """``self.tokenizer``, else the one ``save_pretrained`` wrote next to the weights (``None``: there is none)."""
+        if self.tokenizer is None and self.name_or_path:
+            try:
+                self.tokenizer = load_tokenizer(self.name_or_path, None)
+            except (OSError, ValueError):
+                pass
+        return self.tokenizer
 
     # ---------------------------------------------------------------------------------------------------- anchors
     def _encoder_state(self) -> tuple:
@@ -188,6 +208,8 @@ class BridgePreTrainedModel(PreTrainedModel):
         """Call the encoder on one batch and pool: (B, D)."""
         if input_ids is not None and input_ids.shape[0] == 0:
             raise ValueError("empty batch: input_ids has 0 rows")
+        input_ids, attention_mask, encoder_inputs = truncate_rows(
+            input_ids, attention_mask, encoder_inputs, self.config.max_seq_length, self._get_tokenizer)
         outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **encoder_inputs)
         return get_pooling(self.config.pooling)(outputs, attention_mask)
 
@@ -248,7 +270,9 @@ class BridgePreTrainedModel(PreTrainedModel):
                              f"{self._no_encoder_hint}")
         trainable = any(p.requires_grad for p in self.encoder.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and trainable):
-            return self._encode(**inputs)
+            embeddings = self._encode(**inputs)
+        normalize = getattr(self.config, "normalize_embeddings", False)  # a sentence-transformers Normalize module
+        return nn.functional.normalize(embeddings, p=2, dim=-1) if normalize else embeddings
 
     def _subspace_weights(self, subspace_weights: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         if subspace_weights is None and self.config.subspace_weights is not None:
