@@ -7,7 +7,7 @@ def register(subparsers) -> None:
         "stitch",
         help="train heads on cached embeddings of each encoder and score them zero-shot on every other encoder",
     )
-    parser.add_argument("config", help="stitching config (YAML), e.g. configs/stitch-bbc.yaml")
+    parser.add_argument("config", help="a preset name (stitch-bbc) or a YAML file")
     parser.add_argument("--output-dir", required=True, help="folder for results.json, report.md and heatmaps")
     parser.add_argument("--cache-dir", default=None,
                         help="embedding cache root (default: $HF_HOME/hf_bridges/embeddings)")

@@ -267,9 +267,10 @@ def check_best_head(config: StitchConfig, source: str = "config") -> None:
 
 
 def load_config(path: str | Path) -> StitchConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist (presets: configs/stitch-*.yaml)")
+    """Read a stitching config: a YAML file, or a shipped preset by name (``stitch-bbc``)."""
+    from ..presets import resolve_preset
+
+    path = resolve_preset(path, kind="stitch")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
