@@ -77,11 +77,14 @@ def rebuild_bridge(method: MethodSpec, config: StitchConfig, encoder_name: str, 
     """The trained head on its training encoder, as a bridge model; refuses if the bridge embeds the anchors
     differently from the benchmark's cache (the head would then not be the one that was measured)."""
     from ..modeling.modeling_bridge import BridgeForSequenceClassification
+    from .encoder_kinds import text_settings
 
     spec = config.encoder(encoder_name)
+    settings = text_settings(spec)  # the pooling / length the benchmark embedded with (from an ST model if unset)
     model = BridgeForSequenceClassification.from_encoder(
-        spec.id, anchors=anchor_texts, anchor_labels=anchor_labels, revision=spec.revision, pooling=spec.pooling,
-        max_seq_length=spec.max_length, projections=method.projections, aggregation=method.aggregation,
+        spec.id, anchors=anchor_texts, anchor_labels=anchor_labels, revision=spec.revision,
+        pooling=settings["pooling"], max_seq_length=settings["max_length"], projections=method.projections,
+        aggregation=method.aggregation,
         abs_transform=method.abs_transform, subspace_norm=config.head.subspace_norm,
         subspace_dropout=method.subspace_dropout, classifier_hidden_size=config.head.classifier_hidden_size,
         classifier_dropout=config.head.classifier_dropout, num_labels=len(label_names),
