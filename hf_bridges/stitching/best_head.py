@@ -114,7 +114,7 @@ def _card_section(results: dict, config: StitchConfig, method: MethodSpec, info:
         f"(projections {', '.join(method.projections)}; aggregation {method.aggregation}; abs transform "
         f"{method.abs_transform}; subspace dropout {method.subspace_dropout}), seed {info['seed']}, trained on "
         f"`{info['train_encoder_id']}`. Data: `{config.dataset.name}`, {data['train']} train / {data['test']} test, "
-        f"{config.anchors.num} {config.anchors.strategy} anchors, {config.training.epochs} epochs.", "",
+        f"{config.anchors.num_anchors} {config.anchors.strategy} anchors, {config.training.num_epochs} epochs.", "",
         f"Choice rule: {info['rule']}. The choice is made on the test split, so the numbers below are an optimistic "
         "estimate for this particular head.", "",
     ]
