@@ -43,6 +43,7 @@ HEAD_CONFIG_KEYS = (
     "modality", "pooling", "max_seq_length", "num_anchors", "projections", "abs_transform", "subspace_norm",
     "aggregation", "aggregation_dim", "subspace_dropout", "subspace_weights", "classifier_hidden_size", "classifier_dropout",
     "anchor_batch_size", "problem_type",
+    "input_prefix",  # the training prefix: recorded, not passed on (the new encoder takes its own prefix=)
 )
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -62,6 +63,7 @@ class BridgeHead:
     anchor_embeddings: torch.Tensor
     card: Optional[str] = None
     source: Optional[str] = None  # folder or repo id it was read from
+    revision: Optional[str] = None  # the Hub commit sha it was downloaded at (None: a local folder)
 
     @property
     def encoder(self) -> dict[str, Any]:
@@ -75,10 +77,16 @@ class BridgeHead:
     def id2label(self) -> dict[int, str]:
         return {int(i): label for i, label in (self.config.get("id2label") or {}).items()}
 
+    @property
+    def training_prefix(self) -> str:
+        """The text prepended to every input while the head was trained ("" for none, or for an older head)."""
+        return self.config.get("input_prefix") or ""
+
     def config_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``from_encoder`` / ``BridgeConfig`` that rebuild this head."""
         kwargs = {key: self.config[key] for key in HEAD_CONFIG_KEYS if key in self.config}
         kwargs.pop("num_anchors", None)  # implied by the anchors
+        kwargs.pop("input_prefix", None)  # the training encoder's: attach_head records it (see training_prefix)
         if self.id2label:
             kwargs["id2label"] = self.id2label
             kwargs["label2id"] = {label: i for i, label in self.id2label.items()}
@@ -317,6 +325,8 @@ def validate_head_config(config: dict[str, Any], where: str) -> None:
     for field in ("encoder", "files"):
         if not isinstance(config[field], dict):
             raise bad(field, "an object (a JSON mapping)")
+    if config.get("input_prefix") is not None and not isinstance(config["input_prefix"], str):
+        raise bad("input_prefix", "a string (the text prepended to every input in training)")
     projections = config["projections"]
     if not isinstance(projections, list) or not projections or not all(isinstance(n, str) for n in projections):
         raise bad("projections", "a non-empty list of projection names")

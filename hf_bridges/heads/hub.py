@@ -164,7 +164,11 @@ def pull_head(
 
 def load_head(head: PathLike, **pull_kwargs: Any) -> BridgeHead:
     """Pull (if needed) and read a head; never runs code from it."""
-    return read_head(pull_head(head, **pull_kwargs), source=str(head))
+    folder = pull_head(head, **pull_kwargs)
+    bundle = read_head(folder, source=str(head))
+    if not os.path.isdir(head) and folder.parent.name == "snapshots":  # the HF cache: snapshots/<commit sha>
+        bundle.revision = folder.name
+    return bundle
 
 
 # -------------------------------------------------------------------------------------------------------- attach
@@ -231,6 +235,7 @@ def attach_head(
             raise HeadAttachError(f"cannot attach {source} to {name}: {error}") from None
     if tokenizer is not None and want == "text":
         _check_tokenizer(tokenizer, bundle.anchors, name, source)
+    _check_prefix(bundle, overrides, name, source)
     kwargs = {**bundle.config_kwargs(), **overrides}
     try:
         bridge = cls.from_encoder(
@@ -270,4 +275,33 @@ def attach_head(
     if report.warning:
         warnings.warn(report.warning, UserWarning, stacklevel=3)
     bridge.stitch_report = report
+    return record_head_source(bridge, bundle)
+
+
+# ------------------------------------------------------------------------------------- provenance of an attach
+def _check_prefix(bundle: BridgeHead, overrides: dict, name: str, source: str) -> None:
+    """The head's training prefix is not the new encoder's: warn when the head had one and none was given."""
+    if bundle.training_prefix and overrides.get("prefix") is None:
+        warnings.warn(
+            f"{source} was trained with the input prefix {bundle.training_prefix!r} (its encoder expects it), but "
+            f"no prefix was given for {name}: the anchors and inputs are embedded without one. Pass prefix=... with "
+            "what this encoder expects (prefix='' for none, which silences this warning)",
+            UserWarning, stacklevel=4,
+        )
+
+
+def record_head_source(bridge, bundle: BridgeHead):
+    """Write where the head came from into the stitched model (``config.head_source``, saved in config.json and
+    shown by its card): the repo id (None for a local folder), the commit, the stitch report, the training prefix."""
+    report = bridge.stitch_report
+    if bundle.training_prefix or bridge.config.input_prefix:
+        report.notes.append(f"the head was trained with input prefix {bundle.training_prefix!r}; this encoder "
+                            f"gets {bridge.config.input_prefix!r}")
+    local = bundle.source is None or os.path.isdir(bundle.source)
+    bridge.config.head_source = {
+        "repo_id": None if local else bundle.source,
+        "revision": bundle.revision,
+        "training_prefix": bundle.training_prefix,
+        "stitch_report": report.to_dict(),
+    }
     return bridge
