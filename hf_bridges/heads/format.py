@@ -121,6 +121,9 @@ def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
             "hidden_size": config.hidden_size,
         },
     )
+    tokenizer = getattr(model, "tokenizer", None)
+    if config.modality == "text" and tokenizer is not None and callable(tokenizer):
+        record["tokenizer"] = tokenizer_fingerprint(tokenizer, raw_anchors)
     dtype = WEIGHT_DTYPES[weights_dtype]
     state = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
              for k, v in model.head.state_dict().items()}
@@ -131,6 +134,17 @@ def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
         anchor_labels=list(config.anchor_labels) if config.anchor_labels is not None else None,
         anchor_embeddings=model.anchor_embeddings.detach().float().cpu(),
     )
+
+
+def tokenizer_fingerprint(tokenizer, anchors) -> dict[str, Any]:
+    """How ``tokenizer`` maps the raw anchors (no prefix, no special tokens): its size and a sha256 of the token ids.
+    Stored with a head, it tells at attach a tokenizer that maps the anchors differently (e.g. a permuted
+    vocabulary of the same size) apart from the training one."""
+    import hashlib
+
+    ids = tokenizer([str(a) for a in anchors], add_special_tokens=False, truncation=True, max_length=512)["input_ids"]
+    digest = hashlib.sha256(json.dumps([list(map(int, row)) for row in ids], separators=(",", ":")).encode())
+    return {"vocab_size": len(tokenizer), "anchor_ids_sha256": digest.hexdigest()}
 
 
 def _package_version() -> str:
@@ -325,6 +339,8 @@ def validate_head_config(config: dict[str, Any], where: str) -> None:
     for field in ("encoder", "files"):
         if not isinstance(config[field], dict):
             raise bad(field, "an object (a JSON mapping)")
+    if config.get("tokenizer") is not None and not isinstance(config["tokenizer"], dict):
+        raise bad("tokenizer", "an object (vocab_size, anchor_ids_sha256)")
     if config.get("input_prefix") is not None and not isinstance(config["input_prefix"], str):
         raise bad("input_prefix", "a string (the text prepended to every input in training)")
     projections = config["projections"]

@@ -9,6 +9,7 @@ import os
 import re
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -25,10 +26,10 @@ from huggingface_hub.errors import (
 from ..modeling.errors import HfBridgesError
 from .format import (
     CARD_NAME, HEAD_CARD_NAME, HEAD_FILES, BridgeHead, HeadFormatError, head_from_model, interrupted_save_error,
-    read_head, write_head,
+    read_head, tokenizer_fingerprint, write_head,
 )
 from .cards import head_card, retarget_head_card
-from .compatibility import DEFAULT_THRESHOLD, compute_stitch_report, select_subspaces, weighted_score
+from .compatibility import DEFAULT_THRESHOLD, StitchReport, compute_stitch_report, select_subspaces, weighted_score
 
 PathLike = Union[str, os.PathLike]
 # What an encoder takes as its main input tells its modality (transformers' ``main_input_name``).
@@ -272,6 +273,7 @@ def attach_head(
         report.subspace_weights = weights
         report.score = weighted_score(report.per_projection, bridge.config.projections, weights)
         report.notes.append(f"subspace_selection={subspace_selection!r} set config.subspace_weights={weights}")
+    report = _check_anchor_mapping(report, bundle, tokenizer, bridge, name, source)
     if report.warning:
         warnings.warn(report.warning, UserWarning, stacklevel=3)
     bridge.stitch_report = report
@@ -305,3 +307,61 @@ def record_head_source(bridge, bundle: BridgeHead):
         "stitch_report": report.to_dict(),
     }
     return bridge
+
+
+# -------------------------------------------------------------------------- anchors the new encoder cannot see
+@dataclass
+class MismatchedAnchorsReport(StitchReport):
+    """A stitch report whose anchors this encoder does not see as the training encoder did (its tokenizer maps
+    them to other token ids): never ``compatible``, whatever the score, and the warning says why."""
+
+    anchor_mismatch: str = ""
+
+    @property
+    def compatible(self) -> bool:
+        return False
+
+    @property
+    def warning(self) -> Optional[str]:
+        return f"{self.anchor_mismatch} The stitch score ({self.score:.2f}) is not evidence of compatibility here."
+
+
+def _check_anchor_mapping(report: StitchReport, bundle: BridgeHead, tokenizer, bridge, name: str,
+                          source: str) -> StitchReport:
+    """Compare the new tokenizer's mapping of the anchors with the head's record; warn on degenerate anchors."""
+    _warn_degenerate_anchors(bundle.anchors, bridge.anchor_embeddings, name, source)
+    recorded = bundle.config.get("tokenizer")
+    if not recorded or tokenizer is None or bundle.config["modality"] != "text":
+        return report  # an older head (no fingerprint), or no tokenizer involved
+    now = tokenizer_fingerprint(tokenizer, bundle.anchors)
+    if now["anchor_ids_sha256"] == recorded.get("anchor_ids_sha256"):
+        report.notes.append("the tokenizer maps the anchors to the same token ids as the training tokenizer")
+        return report
+    if now["vocab_size"] != recorded.get("vocab_size"):
+        report.notes.append(f"a different tokenizer than in training ({now['vocab_size']} vs "
+                            f"{recorded.get('vocab_size')} tokens): expected for another encoder family")
+        return report
+    fields = {key: getattr(report, key) for key in report.__dataclass_fields__}
+    return MismatchedAnchorsReport(**fields, anchor_mismatch=(
+        f"The tokenizer of {name} has as many tokens as the one {source} was trained with ({now['vocab_size']}) but "
+        "maps the anchors to other token ids (a permuted or mismatched vocabulary?): the anchors are not the same "
+        "inputs for this encoder. Pass tokenizer=... (the tokenizer this encoder was trained with)."
+    ))
+
+
+def _warn_degenerate_anchors(anchors, embeddings, name: str, source: str) -> None:
+    """Duplicate anchors add nothing; anchors the encoder embeds (almost) identically make every relative
+    coordinate the same, so the logits no longer depend on the input."""
+    import torch
+
+    texts = [a if isinstance(a, (str, bytes)) else repr(a) for a in anchors]
+    duplicates = len(texts) - len(set(texts))
+    if duplicates:
+        warnings.warn(f"{source}: {duplicates} of its {len(texts)} anchors are duplicates; they add no information "
+                      "(choose distinct anchors when you train the next head)", UserWarning, stacklevel=4)
+    emb = embeddings.detach().float()
+    spread = (emb - emb.mean(0, keepdim=True)).norm(dim=1).max()
+    if not torch.isfinite(spread) or spread <= 1e-6 * (emb.norm(dim=1).max() + 1e-12):
+        warnings.warn(f"{name} embeds all {len(texts)} anchors of {source} (almost) identically (zero variance): "
+                      "every input gets the same relative representation and the same prediction. Check the "
+                      "tokenizer and pooling, or use another encoder", UserWarning, stacklevel=4)
