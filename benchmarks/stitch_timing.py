@@ -31,7 +31,7 @@ def main() -> None:
         cfg = load_config(args.config)
         cfg.dataset.max_train = args.max_train or cfg.dataset.max_train
         cfg.dataset.max_test = args.max_test or cfg.dataset.max_test
-        cfg.training.epochs = args.epochs or cfg.training.epochs
+        cfg.training.num_epochs = args.epochs or cfg.training.num_epochs
         cfg.seeds = args.seeds or cfg.seeds
         return cfg
 

@@ -148,3 +148,26 @@ def test_stitch_embeddings_equal_sentence_transformers_encode(tiny_encoder_dir, 
     assert [loaded[k] for k in keys] == [saved[k] for k in keys] and saved["normalize"] is normalize
     assert loaded["prompts"]["query"] == saved["prompts"]["query"] == PROMPTS["query"]
     assert loaded["model"] is not None and loaded["tokenizer"] is not None
+
+
+def test_unset_spec_fields_come_from_the_st_model_and_set_ones_always_win(tiny_encoder_dir, tmp_path):
+    """EncoderSpec pooling / max_seq_length / prefix / normalize default to None ("from the ST model"): a value
+    written in the config wins even when it equals the generic default (mean / 128 / "")."""
+    from hf_bridges.stitching import parse_config
+
+    folder = tmp_path / "st"
+    shutil.copytree(tiny_encoder_dir, folder)
+    write_st_folder(folder, {"pooling_mode": "cls"}, max_seq_length=16, prompts=PROMPTS, default_prompt_name="query")
+    unset = EncoderSpec(id=str(folder))
+    assert (unset.pooling, unset.max_seq_length, unset.prefix, unset.normalize) == (None, None, None, None)
+    got = text_settings(unset)
+    assert (got["pooling"], got["max_length"], got["prefix"], got["normalize"]) == ("cls", 16, "film music ", True)
+    explicit = text_settings(EncoderSpec(id=str(folder), pooling="mean", max_seq_length=128, prefix="", normalize=False))
+    assert (explicit["pooling"], explicit["max_length"], explicit["prefix"], explicit["normalize"]) == (
+        "mean", 128, "", False)
+    plain = text_settings(EncoderSpec(id=tiny_encoder_dir))
+    assert (plain["pooling"], plain["max_length"], plain["prefix"], plain["normalize"]) == ("mean", 128, "", False)
+    parsed = parse_config({"encoders": [{"id": str(folder)}], "methods": [{"name": "cos"}]})
+    assert parsed.encoders[0].pooling is None  # no choice check on an unset field
+    with pytest.raises(ValueError, match="did you mean 'mean'"):
+        parse_config({"encoders": [{"id": str(folder), "pooling": "meen"}], "methods": [{"name": "cos"}]})

@@ -29,7 +29,7 @@ def test_key_covers_pooling_max_length_prefix(world):
     assert base["revision"].startswith("local-")
     same = cache_key(kind.identity(EncoderSpec(id=encoder, batch_size=7, name="other")), "fp")
     assert same == cache_key(base, "fp")  # batch size and display name do not change embeddings
-    for change in ({"pooling": "cls"}, {"max_length": 64}, {"prefix": "passage: "}):
+    for change in ({"pooling": "cls"}, {"max_seq_length": 64}, {"prefix": "passage: "}):
         assert cache_key(kind.identity(EncoderSpec(id=encoder, **change)), "fp") != cache_key(base, "fp"), change
     assert cache_key(base, "other-dataset") != cache_key(base, "fp")
 
@@ -42,7 +42,7 @@ def test_second_run_reembeds_nothing_and_head_changes_do_not_invalidate(world, t
     changed = copy.deepcopy(base)
     changed["head"] = {"classifier_hidden_size": 32, "subspace_norm": "none"}
     changed["methods"] = [{"name": "l1", "projections": ["l1"]}]
-    changed["training"] = {"epochs": 1}
+    changed["training"] = {"num_epochs": 1}
     second = run_stitch(parse_config(changed), tmp_path / "run2", cache_dir=str(cache_dir), quiet=True)
     assert all(s["rows_embedded"] == 0 and s["rows_cached"] == 80 for s in second["cache"]["per_encoder"].values())
     assert len(list(cache_dir.iterdir())) == 4  # 2 encoders x 2 splits
@@ -57,7 +57,7 @@ def test_interrupted_embedding_resumes(world, tmp_path, monkeypatch):
     import datasets
 
     monkeypatch.setattr(cache_module, "SHARD_ROWS", 8)
-    spec = EncoderSpec(id=world[0]["encoders"][0]["id"], max_length=16)
+    spec = EncoderSpec(id=world[0]["encoders"][0]["id"], max_seq_length=16)
     kind = HFTextEncoder()
     identity = kind.identity(spec)
     data = datasets.Dataset.from_dict({"text": [f"market film vote {i}" for i in range(30)]})

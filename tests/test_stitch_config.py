@@ -73,7 +73,7 @@ def test_world_errors_come_before_any_embedding(world, tmp_path):
         prepare(parse_config(bad_label), tmp_path / "out")
     too_many = copy.deepcopy(base)
     too_many["anchors"]["num_anchors"] = 10_000
-    with pytest.raises(ConfigError, match="anchors.num = 10000 but the train split has only 60"):
+    with pytest.raises(ConfigError, match="anchors.num_anchors = 10000 but the train split has only 60"):
         prepare(parse_config(too_many), tmp_path / "out")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

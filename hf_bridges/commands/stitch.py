@@ -7,15 +7,15 @@ def register(subparsers) -> None:
         "stitch",
         help="train heads on cached embeddings of each encoder and score them zero-shot on every other encoder",
     )
-    parser.add_argument("config", help="stitching config (YAML), e.g. configs/stitch-bbc.yaml")
+    parser.add_argument("config", help="a preset name (stitch-bbc) or a YAML file")
     parser.add_argument("--output-dir", required=True, help="folder for results.json, report.md and heatmaps")
     parser.add_argument("--cache-dir", default=None,
                         help="embedding cache root (default: $HF_HOME/hf_bridges/embeddings)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the config's seeds")
-    parser.add_argument("--epochs", type=int, default=None, help="override training.epochs")
+    parser.add_argument("--epochs", type=int, default=None, help="override training.num_epochs")
     parser.add_argument("--max-train", type=int, default=None, help="stratified train subset (quick runs)")
     parser.add_argument("--max-test", type=int, default=None, help="stratified test subset (quick runs)")
-    parser.add_argument("--anchors", type=int, default=None, help="override anchors.num")
+    parser.add_argument("--anchors", type=int, default=None, help="override anchors.num_anchors")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     best = parser.add_argument_group("best head (config key best_head; off by default)")
     best.add_argument("--save-best-head", action="store_true",
@@ -38,11 +38,11 @@ def run(args) -> int:
     if args.seeds:
         config.seeds = args.seeds
     if args.epochs:
-        config.training.epochs = args.epochs
+        config.training.num_epochs = args.epochs
     if args.max_train:
         config.dataset.max_train = args.max_train
     if args.anchors:
-        config.anchors.num = args.anchors
+        config.anchors.num_anchors = args.anchors
     if args.max_test:
         config.dataset.max_test = args.max_test
     if args.save_best_head or args.push_best_head or args.best_head_method or args.private:

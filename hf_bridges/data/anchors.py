@@ -50,7 +50,7 @@ def select_anchors(
     if num_anchors > num_candidates:
         raise ValueError(
             f"{num_anchors} anchors requested but only {num_candidates} candidates are available; "
-            "lower anchors.num or use a larger split"
+            "lower anchors.num_anchors or use a larger split"
         )
     chosen = ANCHOR_STRATEGIES[strategy](
         num_anchors, np.random.default_rng(seed), num_candidates=num_candidates, labels=labels, embeddings=embeddings

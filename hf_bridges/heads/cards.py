@@ -108,6 +108,7 @@ def head_card(
         modality=config["modality"],
         pooling=config["pooling"],
         max_seq_length=config["max_seq_length"],
+        input_prefix=config.get("input_prefix") or "",
         dataset=dataset,
         metrics=metrics,
         stitching_results=stitching_results,

@@ -45,6 +45,7 @@ HEAD_CONFIG_KEYS = (
     "modality", "pooling", "max_seq_length", "num_anchors", "projections", "abs_transform", "subspace_norm",
     "aggregation", "aggregation_dim", "subspace_dropout", "subspace_weights", "classifier_hidden_size", "classifier_dropout",
     "anchor_batch_size", "problem_type", "aligned", "aligned_dim", "component_dropout",
+    "input_prefix",  # the training prefix: recorded, not passed on (the new encoder takes its own prefix=)
 )
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -64,6 +65,7 @@ class BridgeHead:
     anchor_embeddings: torch.Tensor
     card: Optional[str] = None
     source: Optional[str] = None  # folder or repo id it was read from
+    revision: Optional[str] = None  # the Hub commit sha it was downloaded at (None: a local folder)
 
     @property
     def encoder(self) -> dict[str, Any]:
@@ -77,6 +79,11 @@ class BridgeHead:
     def id2label(self) -> dict[int, str]:
         return {int(i): label for i, label in (self.config.get("id2label") or {}).items()}
 
+    @property
+    def training_prefix(self) -> str:
+        """The text prepended to every input while the head was trained ("" for none, or for an older head)."""
+        return self.config.get("input_prefix") or ""
+
     def config_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``from_encoder`` / ``BridgeConfig`` that rebuild this head."""
         from ..modeling.head import LEGACY_DEFAULTS, HeadConfig
@@ -87,6 +94,7 @@ class BridgeHead:
         head = {key: kwargs.pop(key) for key in HeadConfig.field_names() if key in kwargs}
         kwargs["head_config"] = HeadConfig.from_dict(head, where=f"{self.source or 'head'}: {CONFIG_NAME}", legacy=True)
         kwargs.pop("num_anchors", None)  # implied by the anchors
+        kwargs.pop("input_prefix", None)  # the training encoder's: attach_head records it (see training_prefix)
         if self.id2label:
             kwargs["id2label"] = self.id2label
             kwargs["label2id"] = {label: i for i, label in self.id2label.items()}
@@ -121,6 +129,9 @@ def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
             "hidden_size": config.hidden_size,
         },
     )
+    tokenizer = getattr(model, "tokenizer", None)
+    if config.modality == "text" and tokenizer is not None and callable(tokenizer):
+        record["tokenizer"] = tokenizer_fingerprint(tokenizer, raw_anchors)
     dtype = WEIGHT_DTYPES[weights_dtype]
     state = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
              for k, v in model.head.state_dict().items()}
@@ -131,6 +142,17 @@ def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
         anchor_labels=list(config.anchor_labels) if config.anchor_labels is not None else None,
         anchor_embeddings=model.anchor_embeddings.detach().float().cpu(),
     )
+
+
+def tokenizer_fingerprint(tokenizer, anchors) -> dict[str, Any]:
+    """How ``tokenizer`` maps the raw anchors (no prefix, no special tokens): its size and a sha256 of the token ids.
+    Stored with a head, it tells at attach a tokenizer that maps the anchors differently (e.g. a permuted
+    vocabulary of the same size) apart from the training one."""
+    import hashlib
+
+    ids = tokenizer([str(a) for a in anchors], add_special_tokens=False, truncation=True, max_length=512)["input_ids"]
+    digest = hashlib.sha256(json.dumps([list(map(int, row)) for row in ids], separators=(",", ":")).encode())
+    return {"vocab_size": len(tokenizer), "anchor_ids_sha256": digest.hexdigest()}
 
 
 def _package_version() -> str:
@@ -325,6 +347,10 @@ def validate_head_config(config: dict[str, Any], where: str) -> None:
     for field in ("encoder", "files"):
         if not isinstance(config[field], dict):
             raise bad(field, "an object (a JSON mapping)")
+    if config.get("tokenizer") is not None and not isinstance(config["tokenizer"], dict):
+        raise bad("tokenizer", "an object (vocab_size, anchor_ids_sha256)")
+    if config.get("input_prefix") is not None and not isinstance(config["input_prefix"], str):
+        raise bad("input_prefix", "a string (the text prepended to every input in training)")
     projections = config["projections"]
     if not isinstance(projections, list) or not projections or not all(isinstance(n, str) for n in projections):
         raise bad("projections", "a non-empty list of projection names")

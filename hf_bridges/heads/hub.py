@@ -9,6 +9,7 @@ import os
 import re
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -26,11 +27,17 @@ from ..modeling.errors import HfBridgesError
 from ..modeling.head import HeadConfig
 from .format import (
     CARD_NAME, HEAD_CARD_NAME, HEAD_FILES, BridgeHead, HeadFormatError, head_from_model, interrupted_save_error,
-    read_head, write_head,
+    read_head, tokenizer_fingerprint, write_head,
 )
 from .cards import head_card, retarget_head_card
 from .compatibility import (
-    ALIGNED_THRESHOLD, DEFAULT_THRESHOLD, align_head, compute_stitch_report, select_subspaces, weighted_score,
+    ALIGNED_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    StitchReport,
+    align_head,
+    compute_stitch_report,
+    select_subspaces,
+    weighted_score,
 )
 
 PathLike = Union[str, os.PathLike]
@@ -167,7 +174,11 @@ def pull_head(
 
 def load_head(head: PathLike, **pull_kwargs: Any) -> BridgeHead:
     """Pull (if needed) and read a head; never runs code from it."""
-    return read_head(pull_head(head, **pull_kwargs), source=str(head))
+    folder = pull_head(head, **pull_kwargs)
+    bundle = read_head(folder, source=str(head))
+    if not os.path.isdir(head) and folder.parent.name == "snapshots":  # the HF cache: snapshots/<commit sha>
+        bundle.revision = folder.name
+    return bundle
 
 
 # -------------------------------------------------------------------------------------------------------- attach
@@ -246,6 +257,7 @@ def attach_head(
             raise HeadAttachError(f"cannot attach {source} to {name}: {error}") from None
     if tokenizer is not None and want == "text":
         _check_tokenizer(tokenizer, bundle.anchors, name, source)
+    _check_prefix(bundle, overrides, name, source)
     st_kwargs = {}
     if st:  # its pooling / Normalize / max_seq_length / prompts win over the training encoder's recorded ones
         st_kwargs = {"pooling": st["pooling"], "normalize_embeddings": st["normalize"],
@@ -278,7 +290,9 @@ def attach_head(
     bridge.eval()
     config = bridge.config
     if config.head.aligned:
-        return _attach_aligned(bridge, bundle, name, state, subspace_selection, stitch_threshold, translation)
+        bridge = _attach_aligned(bridge, bundle, name, state, subspace_selection, stitch_threshold, translation,
+                                 tokenizer=tokenizer, source=source)
+        return record_head_source(bridge, bundle)
     report = compute_stitch_report(
         bundle.anchor_embeddings, bridge.anchor_embeddings, config.projections, abs_transform=config.abs_transform,
         subspace_norm=config.subspace_norm, subspace_weights=config.subspace_weights,
@@ -295,14 +309,44 @@ def attach_head(
         report.subspace_weights = weights
         report.score = weighted_score(report.per_projection, bridge.config.projections, weights)
         report.notes.append(f"subspace_selection={subspace_selection!r} set config.subspace_weights={weights}")
+    report = _check_anchor_mapping(report, bundle, tokenizer, bridge, name, source)
     if report.warning:
         warnings.warn(report.warning, UserWarning, stacklevel=3)
     bridge.stitch_report = report
+    return record_head_source(bridge, bundle)
+
+
+# ------------------------------------------------------------------------------------- provenance of an attach
+def _check_prefix(bundle: BridgeHead, overrides: dict, name: str, source: str) -> None:
+    """The head's training prefix is not the new encoder's: warn when the head had one and none was given."""
+    if bundle.training_prefix and overrides.get("prefix") is None:
+        warnings.warn(
+            f"{source} was trained with the input prefix {bundle.training_prefix!r} (its encoder expects it), but "
+            f"no prefix was given for {name}: the anchors and inputs are embedded without one. Pass prefix=... with "
+            "what this encoder expects (prefix='' for none, which silences this warning)",
+            UserWarning, stacklevel=4,
+        )
+
+
+def record_head_source(bridge, bundle: BridgeHead):
+    """Write where the head came from into the stitched model (``config.head_source``, saved in config.json and
+    shown by its card): the repo id (None for a local folder), the commit, the stitch report, the training prefix."""
+    report = bridge.stitch_report
+    if bundle.training_prefix or bridge.config.input_prefix:
+        report.notes.append(f"the head was trained with input prefix {bundle.training_prefix!r}; this encoder "
+                            f"gets {bridge.config.input_prefix!r}")
+    local = bundle.source is None or os.path.isdir(bundle.source)
+    bridge.config.head_source = {
+        "repo_id": None if local else bundle.source,
+        "revision": bundle.revision,
+        "training_prefix": bundle.training_prefix,
+        "stitch_report": report.to_dict(),
+    }
     return bridge
 
 
 def _attach_aligned(bridge, bundle: BridgeHead, name: str, state: dict, subspace_selection: Optional[str],
-                    stitch_threshold: Optional[float], translation: str):
+                    stitch_threshold: Optional[float], translation: str, *, tokenizer=None, source: str = "the head"):
     """Fit the aligned map on the anchors, choose the components, report (see ``attach_head``)."""
     if subspace_selection not in (None, "none", "auto", "hard"):
         raise ValueError(f"unknown subspace_selection {subspace_selection!r} for an aligned head; valid: None or "
@@ -330,7 +374,66 @@ def _attach_aligned(bridge, bundle: BridgeHead, name: str, state: dict, subspace
         report.score = float(info["stitch_score"])
     report.notes.append(f"aligned component: {info['map']} translation fitted on {len(bundle.anchors)} anchors; "
                         f"config.subspace_weights={weights} ({', '.join(info['components'])})")
+    report = _check_anchor_mapping(report, bundle, tokenizer, bridge, name, source)
     if report.warning:
         warnings.warn(report.warning, UserWarning, stacklevel=4)
     bridge.stitch_report = report
     return bridge
+
+
+# -------------------------------------------------------------------------- anchors the new encoder cannot see
+@dataclass
+class MismatchedAnchorsReport(StitchReport):
+    """A stitch report whose anchors this encoder does not see as the training encoder did (its tokenizer maps
+    them to other token ids): never ``compatible``, whatever the score, and the warning says why."""
+
+    anchor_mismatch: str = ""
+
+    @property
+    def compatible(self) -> bool:
+        return False
+
+    @property
+    def warning(self) -> Optional[str]:
+        return f"{self.anchor_mismatch} The stitch score ({self.score:.2f}) is not evidence of compatibility here."
+
+
+def _check_anchor_mapping(report: StitchReport, bundle: BridgeHead, tokenizer, bridge, name: str,
+                          source: str) -> StitchReport:
+    """Compare the new tokenizer's mapping of the anchors with the head's record; warn on degenerate anchors."""
+    _warn_degenerate_anchors(bundle.anchors, bridge.anchor_embeddings, name, source)
+    recorded = bundle.config.get("tokenizer")
+    if not recorded or tokenizer is None or bundle.config["modality"] != "text":
+        return report  # an older head (no fingerprint), or no tokenizer involved
+    now = tokenizer_fingerprint(tokenizer, bundle.anchors)
+    if now["anchor_ids_sha256"] == recorded.get("anchor_ids_sha256"):
+        report.notes.append("the tokenizer maps the anchors to the same token ids as the training tokenizer")
+        return report
+    if now["vocab_size"] != recorded.get("vocab_size"):
+        report.notes.append(f"a different tokenizer than in training ({now['vocab_size']} vs "
+                            f"{recorded.get('vocab_size')} tokens): expected for another encoder family")
+        return report
+    fields = {key: getattr(report, key) for key in report.__dataclass_fields__}
+    return MismatchedAnchorsReport(**fields, anchor_mismatch=(
+        f"The tokenizer of {name} has as many tokens as the one {source} was trained with ({now['vocab_size']}) but "
+        "maps the anchors to other token ids (a permuted or mismatched vocabulary?): the anchors are not the same "
+        "inputs for this encoder. Pass tokenizer=... (the tokenizer this encoder was trained with)."
+    ))
+
+
+def _warn_degenerate_anchors(anchors, embeddings, name: str, source: str) -> None:
+    """Duplicate anchors add nothing; anchors the encoder embeds (almost) identically make every relative
+    coordinate the same, so the logits no longer depend on the input."""
+    import torch
+
+    texts = [a if isinstance(a, (str, bytes)) else repr(a) for a in anchors]
+    duplicates = len(texts) - len(set(texts))
+    if duplicates:
+        warnings.warn(f"{source}: {duplicates} of its {len(texts)} anchors are duplicates; they add no information "
+                      "(choose distinct anchors when you train the next head)", UserWarning, stacklevel=4)
+    emb = embeddings.detach().float()
+    spread = (emb - emb.mean(0, keepdim=True)).norm(dim=1).max()
+    if not torch.isfinite(spread) or spread <= 1e-6 * (emb.norm(dim=1).max() + 1e-12):
+        warnings.warn(f"{name} embeds all {len(texts)} anchors of {source} (almost) identically (zero variance): "
+                      "every input gets the same relative representation and the same prediction. Check the "
+                      "tokenizer and pooling, or use another encoder", UserWarning, stacklevel=4)

@@ -77,11 +77,14 @@ def rebuild_bridge(method: MethodSpec, config: StitchConfig, encoder_name: str, 
     """The trained head on its training encoder, as a bridge model; refuses if the bridge embeds the anchors
     differently from the benchmark's cache (the head would then not be the one that was measured)."""
     from ..modeling.modeling_bridge import BridgeForSequenceClassification
+    from .encoder_kinds import text_settings
 
     spec = config.encoder(encoder_name)
+    settings = text_settings(spec)  # the pooling / length the benchmark embedded with (from an ST model if unset)
     model = BridgeForSequenceClassification.from_encoder(
-        spec.id, anchors=anchor_texts, anchor_labels=anchor_labels, revision=spec.revision, pooling=spec.pooling,
-        max_seq_length=spec.max_length, projections=method.projections, aggregation=method.aggregation,
+        spec.id, anchors=anchor_texts, anchor_labels=anchor_labels, revision=spec.revision,
+        pooling=settings["pooling"], max_seq_length=settings["max_length"], projections=method.projections,
+        aggregation=method.aggregation,
         abs_transform=method.abs_transform, subspace_norm=config.head.subspace_norm,
         subspace_dropout=method.subspace_dropout, classifier_hidden_size=config.head.classifier_hidden_size,
         classifier_dropout=config.head.classifier_dropout, num_labels=len(label_names),
@@ -111,7 +114,7 @@ def _card_section(results: dict, config: StitchConfig, method: MethodSpec, info:
         f"(projections {', '.join(method.projections)}; aggregation {method.aggregation}; abs transform "
         f"{method.abs_transform}; subspace dropout {method.subspace_dropout}), seed {info['seed']}, trained on "
         f"`{info['train_encoder_id']}`. Data: `{config.dataset.name}`, {data['train']} train / {data['test']} test, "
-        f"{config.anchors.num} {config.anchors.strategy} anchors, {config.training.epochs} epochs.", "",
+        f"{config.anchors.num_anchors} {config.anchors.strategy} anchors, {config.training.num_epochs} epochs.", "",
         f"Choice rule: {info['rule']}. The choice is made on the test split, so the numbers below are an optimistic "
         "estimate for this particular head.", "",
     ]

@@ -48,9 +48,12 @@ class EncoderSpec:
     name: Optional[str] = None  # short label in tables (default: the part after the last '/')
     kind: str = "hf_text"  # resolved through stitching.encoders.ENCODER_KINDS
     revision: str = "main"
-    pooling: str = "mean"
-    max_seq_length: int = 128  # was max_length (still read, with a FutureWarning)
-    prefix: str = ""  # prepended to every input text, e.g. e5's "passage: "
+    # None: what a sentence-transformers model says (its pooling, max_seq_length, default prompt, Normalize
+    # module), else mean / 128 / "" / off. A value set in the config always wins.
+    pooling: Optional[str] = None
+    max_seq_length: Optional[int] = None  # was max_length (still read, with a FutureWarning)
+    prefix: Optional[str] = None  # prepended to every input text, e.g. e5's "passage: " (or an ST prompt name)
+    normalize: Optional[bool] = None  # L2-normalise the pooled embeddings
     batch_size: int = 32
     options: dict = field(default_factory=dict)  # free-form, for other encoder kinds
 
@@ -218,8 +221,9 @@ def parse_config(data: dict, source: str = "config") -> StitchConfig:
         raise ConfigError(f"{source}: encoder names must be unique, got {names}; set 'name' on each encoder")
     for i, enc in enumerate(encoders):
         check_choice(f"{source}: encoders[{i}].kind", enc.kind, ENCODER_KINDS)
-        check_choice(f"{source}: encoders[{i}].pooling", enc.pooling, POOLINGS)
-        if enc.max_seq_length < 1 or enc.batch_size < 1:
+        if enc.pooling is not None:
+            check_choice(f"{source}: encoders[{i}].pooling", enc.pooling, POOLINGS)
+        if (enc.max_seq_length is not None and enc.max_seq_length < 1) or enc.batch_size < 1:
             raise ConfigError(f"{source}: encoders[{i}]: max_seq_length and batch_size must be >= 1")
     method_names = [m.name for m in methods]
     if len(set(method_names)) != len(method_names):
@@ -272,9 +276,10 @@ def check_best_head(config: StitchConfig, source: str = "config") -> None:
 
 
 def load_config(path: str | Path) -> StitchConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist (presets: configs/stitch-*.yaml)")
+    """Read a stitching config: a YAML file, or a shipped preset by name (``stitch-bbc``)."""
+    from ..presets import resolve_preset
+
+    path = resolve_preset(path, kind="stitch")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:

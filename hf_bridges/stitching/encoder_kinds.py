@@ -6,7 +6,6 @@ ConfigError when the encoder is unavailable, before any heavy work) and ``load(s
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -93,10 +92,8 @@ def resolve_hf_revision(model_id: str, revision: str = "main") -> str:
     )
 
 
-def _unset(spec: EncoderSpec, name: str) -> bool:
-    """A field the config left at its default (then a sentence-transformers model's own setting applies)."""
-    default = {f.name: f.default for f in dataclasses.fields(EncoderSpec)}.get(name)
-    return getattr(spec, name, None) == default
+# What a text encoder spec that sets nothing gets from a model that is no sentence-transformers model.
+TEXT_DEFAULTS = {"pooling": "mean", "max_length": 128, "prefix": ""}
 
 
 def text_settings(spec: EncoderSpec) -> dict:
@@ -106,12 +103,11 @@ def text_settings(spec: EncoderSpec) -> dict:
     from ..modeling.st_config import UnsupportedSentenceTransformer, resolve_prompt, st_encoder_settings
 
     st = st_encoder_settings(spec.id, None if os.path.isdir(spec.id) else spec.revision)
-    explicit_normalize = getattr(spec, "normalize", None)
-    settings = {
-        "pooling": st["pooling"] if st and _unset(spec, "pooling") else spec.pooling,
-        "max_length": st["max_seq_length"] if st.get("max_seq_length") and _unset(spec, "max_seq_length") else spec.max_seq_length,
-        "prefix": resolve_prompt(st, None if _unset(spec, "prefix") else spec.prefix) if st else (spec.prefix or ""),
-        "normalize": bool(st.get("normalize", False)) if explicit_normalize is None else bool(explicit_normalize),
+    settings = {  # a value set in the config (not None) wins, then the ST model's, then TEXT_DEFAULTS
+        "pooling": spec.pooling or st.get("pooling") or TEXT_DEFAULTS["pooling"],
+        "max_length": spec.max_seq_length or st.get("max_seq_length") or TEXT_DEFAULTS["max_length"],
+        "prefix": resolve_prompt(st, spec.prefix) if st else (spec.prefix or TEXT_DEFAULTS["prefix"]),
+        "normalize": bool(st.get("normalize", False)) if spec.normalize is None else bool(spec.normalize),
         "subfolder": st.get("subfolder", ""),
         "lowercase": bool(st.get("do_lower_case", False)),
         "sentence_transformers": bool(st),

@@ -33,7 +33,7 @@ class HFImageEncoder:
             "kind": "hf_image",
             "id": spec.id,
             "revision": resolve_hf_revision(spec.id, spec.revision),
-            "pooling": spec.pooling,
+            "pooling": spec.pooling or "mean",
             "image_size": spec.options.get("image_size"),
         }
 
@@ -58,7 +58,7 @@ class HFImageEncoder:
             if getattr(processor, "crop_size", None) is not None:
                 override = {"size": {"shortest_edge": size}, "crop_size": {"height": size, "width": size}}
             processor = AutoImageProcessor.from_pretrained(spec.id, revision=revision, **override)
-        pool = get_pooling(spec.pooling)
+        pool = get_pooling(spec.pooling or "mean")
         channels = model.config.num_channels
 
         @torch.inference_mode()

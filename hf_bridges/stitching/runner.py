@@ -85,9 +85,10 @@ def prepare(config: StitchConfig, output_dir: Path):
     identities = {e.name: {**get_encoder_kind(e.kind).identity(e)} for e in config.encoders}
     train, test = load_splits(config, kinds.pop())
     per_class = np.bincount(np.asarray(train["label"]))
-    if config.anchors.num > len(train):
-        raise ConfigError(f"anchors.num = {config.anchors.num} but the train split has only {len(train)} samples; "
-                          "lower anchors.num or raise dataset.max_train")
+    if config.anchors.num_anchors > len(train):
+        raise ConfigError(f"anchors.num_anchors = {config.anchors.num_anchors} but the train split has only "
+                          f"{len(train)} samples; "
+                          "lower anchors.num_anchors or raise dataset.max_train")
     if len(per_class) < 2 or (per_class > 0).sum() < 2:
         raise ConfigError("the train split has fewer than 2 classes; nothing to classify")
     return identities, train, test
@@ -133,7 +134,7 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
     num_labels = int(max(train_labels.max(), test_labels.max()) + 1)
     space = config.anchors.encoder or config.encoders[0].name
     anchor_idx = select_anchors(
-        config.anchors.strategy, config.anchors.num, config.anchors.seed, labels=train_labels,
+        config.anchors.strategy, config.anchors.num_anchors, config.anchors.seed, labels=train_labels,
         embeddings=embeddings[space, "train"] if needs_embeddings(config.anchors.strategy) else None,
     )
     anchors = {e.name: embeddings[e.name, "train"][anchor_idx] for e in config.encoders}
@@ -145,7 +146,7 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small GEMMs: extra OpenMP threads spin-wait on shared CPUs (see training.train_head)
     names = [e.name for e in config.encoders]
-    total = len(config.methods) * len(config.seeds) * len(names) * config.training.epochs
+    total = len(config.methods) * len(config.seeds) * len(names) * config.training.num_epochs
     with tqdm(total=total, desc="training heads", unit="epoch", disable=quiet) as bar:
         for method in config.methods:
             for seed in config.seeds:

@@ -296,12 +296,12 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
 
 
 def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a YAML preset (optional) and apply ``key=value`` overrides."""
+    """Read a YAML file or a shipped preset by name (``train-tiny``), optional, and apply ``key=value`` overrides."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise OSError(f"no config file at {path}; presets live in configs/ (e.g. configs/train-tiny.yaml)")
+        from ..presets import resolve_preset
+
+        path = resolve_preset(path, kind="train")
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")

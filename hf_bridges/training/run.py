@@ -16,7 +16,7 @@ from .config import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("config", help="YAML preset, e.g. configs/train-tiny.yaml")
+    parser.add_argument("config", help="a preset name (train-tiny) or a YAML file")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys (lora.r=4 for nested)")
     parser.add_argument("--resume", metavar="PATH|latest", help="a checkpoint folder, a run folder, or 'latest'")
     return parser
