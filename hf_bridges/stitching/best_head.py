@@ -83,11 +83,9 @@ def rebuild_bridge(method: MethodSpec, config: StitchConfig, encoder_name: str, 
     settings = text_settings(spec)  # the pooling / length the benchmark embedded with (from an ST model if unset)
     model = BridgeForSequenceClassification.from_encoder(
         spec.id, anchors=anchor_texts, anchor_labels=anchor_labels, revision=spec.revision,
-        pooling=settings["pooling"], max_seq_length=settings["max_length"], projections=method.projections,
-        aggregation=method.aggregation,
-        abs_transform=method.abs_transform, subspace_norm=config.head.subspace_norm,
-        subspace_dropout=method.subspace_dropout, classifier_hidden_size=config.head.classifier_hidden_size,
-        classifier_dropout=config.head.classifier_dropout, num_labels=len(label_names),
+        pooling=settings["pooling"], max_seq_length=settings["max_length"], prefix=settings["prefix"],
+        normalize_embeddings=settings["normalize"], head_config=method.head_config(config.head),
+        num_labels=len(label_names),
         id2label=dict(enumerate(label_names)), label2id={name: i for i, name in enumerate(label_names)},
     )
     model.head.load_state_dict(state, strict=True)
