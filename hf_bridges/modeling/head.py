@@ -190,7 +190,15 @@ def build_classifier(width: int, num_labels: int, hidden_size: int, dropout: flo
 
 
 class RelativeProductHead(nn.Module):
-    """Product of relative subspaces, one per projection, aggregated, then an optional MLP classifier."""
+    """Product of relative subspaces, one per projection, aggregated, then an optional MLP classifier.
+
+    The classifier MLP is registered as ``mlp`` (``classifier`` is an alias for reading and assigning): peft's
+    SEQ_CLS recipe wraps every module whose path ends in ``classifier``/``score``, and the bridge registers this
+    whole head as ``score``, so one wrapper must cover it (a nested ``score.classifier`` would be wrapped twice).
+    Head-only files keep the historic ``classifier.*`` names; ``load_state_dict`` accepts both.
+    """
+
+    _MODULE_ALIASES = {"classifier": "mlp"}
 
     def __init__(
         self,
@@ -217,11 +225,23 @@ class RelativeProductHead(nn.Module):
         )
         self.subspace_dropout = subspace_dropout
         self.num_anchors = num_anchors
-        self.classifier: Optional[nn.Module] = None
+        self.mlp: Optional[nn.Module] = None
         if num_labels:
             self.classifier = build_classifier(
                 self.aggregation.output_dim, num_labels, classifier_hidden_size, classifier_dropout
             )
+
+    @property
+    def classifier(self) -> Optional[nn.Module]:
+        return self._modules.get("mlp")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(self._MODULE_ALIASES.get(name, name), value)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """Accepts the head-file names (``classifier.*``) as well as ``mlp.*``."""
+        renamed = {"mlp." + key[11:] if key.startswith("classifier.") else key: value for key, value in state_dict.items()}
+        return super().load_state_dict(renamed, strict=strict, assign=assign)
 
     @classmethod
     def from_config(
