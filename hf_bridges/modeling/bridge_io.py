@@ -44,6 +44,12 @@ class HeadAsScore:
         super().__init_subclass__(**kwargs)
         register_key_renames(cls.__name__)
 
+    def _load_historic_keys(self) -> None:
+        """Raw ``load_state_dict`` of a file's keys (Trainer's best-model reload, Accelerate) finds ``score``."""
+        from .head import _rename_prefix
+
+        self.register_load_state_dict_pre_hook(_rename_prefix("head.", "score."))
+
     @property
     def head(self) -> Any:
         return self._modules["score"]

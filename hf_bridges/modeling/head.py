@@ -189,6 +189,16 @@ def build_classifier(width: int, num_labels: int, hidden_size: int, dropout: flo
     return nn.Sequential(nn.Linear(width, hidden_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_size, num_labels))
 
 
+def _rename_prefix(old: str, new: str):
+    """A ``load_state_dict`` pre-hook: keys ``<prefix>old...`` (the files' names) load as ``<prefix>new...``."""
+
+    def hook(module, state_dict, prefix, *args) -> None:
+        for key in [k for k in state_dict if k.startswith(prefix + old)]:
+            state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+
+    return hook
+
+
 class RelativeProductHead(nn.Module):
     """Product of relative subspaces, one per projection, aggregated, then an optional MLP classifier.
 
@@ -226,6 +236,7 @@ class RelativeProductHead(nn.Module):
         self.subspace_dropout = subspace_dropout
         self.num_anchors = num_anchors
         self.mlp: Optional[nn.Module] = None
+        self.register_load_state_dict_pre_hook(_rename_prefix("classifier.", "mlp."))
         if num_labels:
             self.classifier = build_classifier(
                 self.aggregation.output_dim, num_labels, classifier_hidden_size, classifier_dropout
@@ -237,11 +248,6 @@ class RelativeProductHead(nn.Module):
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(self._MODULE_ALIASES.get(name, name), value)
-
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
-        """Accepts the head-file names (``classifier.*``) as well as ``mlp.*``."""
-        renamed = {"mlp." + key[11:] if key.startswith("classifier.") else key: value for key, value in state_dict.items()}
-        return super().load_state_dict(renamed, strict=strict, assign=assign)
 
     @classmethod
     def from_config(

@@ -54,6 +54,7 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
         self.head = RelativeProductHead.from_config(
             config.head, config.num_anchors, config.num_labels if self._with_classifier else None)
         self.tokenizer = None  # set by from_encoder; saved next to the weights when present
+        self._load_historic_keys()
         self._anchor_snapshot: Optional[tuple] = None
         if encoder is not None and config.freeze_encoder:
             encoder.requires_grad_(False)
