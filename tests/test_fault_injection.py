@@ -206,8 +206,6 @@ except OSError as error:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="needs the staging save in BridgePreTrainedModel.save_pretrained (owner: "
-                   "contract; code in docs/reliability.md): today transformers copies the remote-code files in place")
 def test_save_pretrained_under_a_size_limit_leaves_no_truncated_modeling_file(tmp_path):
     import hf_bridges.modeling as modeling
 
@@ -230,3 +228,46 @@ def test_written_files_respect_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "out.json").stat().st_mode & 0o777 == 0o644
+
+
+SAVE_AGAIN_CHILD = r"""
+import os, sys
+sys.path.insert(0, sys.argv[3])
+import torch
+from conftest import make_encoder, make_tokenizer
+from hf_bridges import BridgeForSequenceClassification
+torch.manual_seed(1)  # another head than the saved one
+model = BridgeForSequenceClassification.from_encoder(make_encoder(0), anchors=["a b", "c d"], tokenizer=make_tokenizer(),
+                                                     num_labels=2)
+os.environ["HF_BRIDGES_FAULT_AT"] = sys.argv[2]
+model.save_pretrained(sys.argv[1])
+print("finished")
+"""
+
+
+@pytest.mark.parametrize("step", ["publish:replace@1", "publish:replace@3", "publish:done"])
+def test_killed_save_pretrained_leaves_the_previous_model(tmp_path, step):
+    """A kill while save_pretrained replaces a model's files: whole files only; the loader warns and names the
+    recovery command, which brings back exactly the previous model."""
+    from helpers import make_encoder, make_tokenizer
+
+    from hf_bridges import BridgeForSequenceClassification
+    from hf_bridges._io import restore_previous
+
+    torch.manual_seed(0)
+    old = BridgeForSequenceClassification.from_encoder(make_encoder(0), anchors=["a b", "c d"],
+                                                       tokenizer=make_tokenizer(), num_labels=2).eval()
+    folder = tmp_path / "model"
+    old.save_pretrained(folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    _died(_child(SAVE_AGAIN_CHILD, str(folder), step, TESTS), False)
+    with pytest.warns(UserWarning, match="hf-bridges head recover"):
+        BridgeForSequenceClassification.from_pretrained(folder)
+    assert restore_previous(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    inputs = make_tokenizer()(["a b c"], return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(BridgeForSequenceClassification.from_pretrained(folder).eval()(**inputs).logits,
+                                   old(**inputs).logits, rtol=0, atol=0)
+    old.save_pretrained(folder)  # the next save cleans every leftover
+    assert not list(tmp_path.glob(".model.tmp-*")) and not (folder / ".hf_bridges-previous").exists()

@@ -63,7 +63,8 @@ def test_save_head_writes_the_documented_files(trained, tmp_path, anchor_texts):
     assert config["projections"] == ["cosine", "euclidean", "l1", "linf"] and config["aggregation"] == "mlp_sum"
     assert config["id2label"] == {str(i): f"topic{i}" for i in range(5)} and config["num_anchors"] == len(anchor_texts)
     weights = load_file(folder / WEIGHTS_NAME)
-    assert set(weights) == set(trained.head.state_dict())  # head only: no encoder weights, no anchor buffers
+    in_memory = {"classifier." + k[4:] if k.startswith("mlp.") else k for k in trained.head.state_dict()}  # MLP: `mlp`
+    assert set(weights) == in_memory  # head only: no encoder weights, no anchor buffers
     table = pq.read_table(folder / ANCHORS_NAME)
     assert table.column("anchor").to_pylist() == anchor_texts
     assert load_file(folder / ANCHOR_SPACE_NAME)["anchor_embeddings"].shape == (len(anchor_texts), 32)

@@ -103,7 +103,7 @@ def test_frozen_encoder_gets_no_gradients(model, batch):
     assert all(p.grad is None for p in model.encoder.parameters())
     assert all(p.grad is not None for p in model.head.parameters() if p.requires_grad)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable and all(n.startswith("head.") for n in trainable)
+    assert trainable and all(n.startswith("score.") for n in trainable)  # the head is registered as `score`
 
 
 def test_unfrozen_encoder_trains_and_refreshes_anchors(model, batch):

@@ -50,8 +50,8 @@ def train_steps(model, steps=3, lr=0.05):
 def test_only_lora_and_head_train(anchor_texts):
     model = apply_lora(bridge(anchor_texts), target_modules=["query", "value"], r=4)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert trainable and all("lora_" in n or ".head.modules_to_save." in n for n in trainable)
-    assert any(".head.modules_to_save." in n for n in trainable)
+    assert trainable and all("lora_" in n or ".score.modules_to_save." in n for n in trainable)
+    assert any(".score.modules_to_save." in n for n in trainable)
     assert not [n for n in trainable if "pooler" in n]
 
 
@@ -105,7 +105,7 @@ def test_trained_head_copy_is_the_one_used_and_saved(anchor_texts, tmp_path):
         expected = model(**inputs).logits
     # a fresh base (new random head) + the adapter: LoRA weights and the trained head come back, anchors re-embed
     other_base = bridge(anchor_texts, seed=123)
-    assert not torch.equal(other_base.head.classifier[0].weight, original["classifier.0.weight"])
+    assert not torch.equal(other_base.head.classifier[0].weight, original["mlp.0.weight"])
     reloaded = PeftModel.from_pretrained(other_base, tmp_path / "adapter").eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**inputs).logits, expected, rtol=0, atol=1e-6)

@@ -157,13 +157,14 @@ def test_lora_run_saves_adapter_merged_model_and_head(tmp_path):
     results = train(tiny(out, "num_epochs=1", "lora.target_modules=[query,value]", "lora.r=4", "checkpoint_every=0"))
     assert results["steps"] == 3 and results["cached_features"] is False  # LoRA trains the encoder: no cache
     adapter = load_file(out / "adapter" / "adapter_model.safetensors")
-    assert any("lora_A" in k for k in adapter) and any(".head." in k for k in adapter)
-    assert PeftConfig.from_pretrained(out / "adapter").modules_to_save == ["head"]
+    assert any("lora_A" in k for k in adapter) and any(".score." in k for k in adapter)  # the head is `score`
+    assert PeftConfig.from_pretrained(out / "adapter").modules_to_save == ["score"]
     merged = load_file(out / "model" / "model.safetensors")
     assert not [k for k in merged if "lora" in k or "modules_to_save" in k]
-    head_keys = [k for k in adapter if ".head." in k]
+    head_keys = [k for k in adapter if ".score." in k]
     for key in head_keys:  # the merged model carries the trained head copy, not the initial one
-        name = "head." + key.split(".head.", 1)[1]
+        name = key.split(".score.", 1)[1]
+        name = "head." + ("classifier." + name[4:] if name.startswith("mlp.") else name)  # the file's names
         torch.testing.assert_close(merged[name], adapter[key])
 
 

@@ -68,7 +68,7 @@ def test_trainer_best_model_limit_resume_and_metrics(anchor_texts, tmp_path, lor
     optimized = {id(p) for group in t.optimizer.param_groups for p in group["params"]}
     names = {n for n, p in model.named_parameters() if id(p) in optimized}
     if lora:
-        assert names and all("lora_" in n or ".head.modules_to_save." in n for n in names)
+        assert names and all("lora_" in n or ".score.modules_to_save." in n for n in names)
     else:
         assert optimized == {id(p) for p in model.head.parameters()}
 

@@ -134,7 +134,7 @@ def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
         record["tokenizer"] = tokenizer_fingerprint(tokenizer, raw_anchors)
     dtype = WEIGHT_DTYPES[weights_dtype]
     state = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
-             for k, v in model.head.state_dict().items()}
+             for k, v in _file_names(model.head.state_dict()).items()}
     return BridgeHead(
         config=record,
         state_dict=state,
@@ -453,3 +453,8 @@ def read_head(folder: os.PathLike | str, source: Optional[str] = None, verify: b
         card=card_path.read_text(encoding="utf-8") if card_path.is_file() else None,
         source=source,
     )
+
+
+def _file_names(state: dict) -> dict:
+    """The head registers its classifier MLP as ``mlp`` (peft's SEQ_CLS recipe); head files keep ``classifier.*``."""
+    return {("classifier." + k[4:] if k.startswith("mlp.") else k): v for k, v in state.items()}

@@ -73,3 +73,19 @@ class TensorAnchorStore(nn.Module):
 
     def has_inputs(self) -> bool:
         return self.inputs.numel() > 0
+
+
+def is_tuner_layer(module: nn.Module) -> bool:
+    """A peft tuner layer (LoRA, IA3, ...), recognised without importing peft."""
+    return (hasattr(module, "merged_adapters") and hasattr(module, "disable_adapters")
+            and hasattr(module, "active_adapters"))
+
+
+def encoder_fingerprint(encoder: nn.Module) -> tuple:
+    """Changes whenever what ``encoder`` computes may have changed: ``(id, _version)`` of every parameter (optimizer
+    steps, ``load_state_dict`` and in-place merges bump versions; injected or replaced modules bring new ids), and per
+    peft tuner layer its active adapters (``set_adapter``), ``disable_adapters`` and merged adapters."""
+    params = tuple((id(p), p._version) for p in encoder.parameters())
+    tuners = tuple((id(m), tuple(m.active_adapters), bool(m.disable_adapters), tuple(m.merged_adapters))
+                   for m in encoder.modules() if is_tuner_layer(m))
+    return params, tuners

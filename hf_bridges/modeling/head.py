@@ -230,8 +230,26 @@ def build_classifier(width: int, num_labels: int, hidden_size: int, dropout: flo
     return nn.Sequential(nn.Linear(width, hidden_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_size, num_labels))
 
 
+def _rename_prefix(old: str, new: str):
+    """A ``load_state_dict`` pre-hook: keys ``<prefix>old...`` (the files' names) load as ``<prefix>new...``."""
+
+    def hook(module, state_dict, prefix, *args) -> None:
+        for key in [k for k in state_dict if k.startswith(prefix + old)]:
+            state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+
+    return hook
+
+
 class RelativeProductHead(nn.Module):
-    """Product of relative subspaces, one per projection, aggregated, then an optional MLP classifier."""
+    """Product of relative subspaces, one per projection, aggregated, then an optional MLP classifier.
+
+    The classifier MLP is registered as ``mlp`` (``classifier`` is an alias for reading and assigning): peft's
+    SEQ_CLS recipe wraps every module whose path ends in ``classifier``/``score``, and the bridge registers this
+    whole head as ``score``, so one wrapper must cover it (a nested ``score.classifier`` would be wrapped twice).
+    Head-only files keep the historic ``classifier.*`` names; ``load_state_dict`` accepts both.
+    """
+
+    _MODULE_ALIASES = {"classifier": "mlp"}
 
     def __init__(
         self,
@@ -272,9 +290,17 @@ class RelativeProductHead(nn.Module):
             self.aligned_norm = nn.LayerNorm(self.aligned_dim)
             self.reset_alignment(int(aligned_input_dim or aligned_dim))
         self.output_dim = self.aggregation.output_dim + self.aligned_dim
-        self.classifier: Optional[nn.Module] = None
+        self.mlp: Optional[nn.Module] = None
+        self.register_load_state_dict_pre_hook(_rename_prefix("classifier.", "mlp."))
         if num_labels:
             self.classifier = build_classifier(self.output_dim, num_labels, classifier_hidden_size, classifier_dropout)
+
+    @property
+    def classifier(self) -> Optional[nn.Module]:
+        return self._modules.get("mlp")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(self._MODULE_ALIASES.get(name, name), value)
 
     @classmethod
     def from_config(

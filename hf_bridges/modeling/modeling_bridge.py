@@ -20,9 +20,10 @@ from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
 
 from .aggregation import MLPSumAggregation, WeightedAggregation
-from .anchor_stores import AnchorStore
+from .anchor_stores import AnchorStore, encoder_fingerprint
 from .bridge_inputs import encoder_settings, label_kwargs, truncate_rows, with_max_length
 from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hub, check_config_kwargs
+from .bridge_io import HeadAsScore, checked_load, staged_save
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
 from .configuration_bridge import BridgeConfig
 from .head import RelativeProductHead, build_classifier, check_anchor_embeddings
@@ -35,7 +36,7 @@ __all__ = [  # re-exported: their historic home
 ]
 
 
-class BridgePreTrainedModel(PreTrainedModel):
+class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
     config_class = BridgeConfig
     base_model_prefix = "bridge"
     main_input_name = "input_ids"
@@ -56,6 +57,7 @@ class BridgePreTrainedModel(PreTrainedModel):
             embedding_dim=config.hidden_size or None)
         self.tokenizer = None  # set by from_encoder; saved next to the weights when present
         self.add_model_tags(["hf-bridges", "relative-representations"])  # Trainer / push_to_hub cards
+        self._load_historic_keys()
         self._anchor_snapshot: Optional[tuple] = None
         if encoder is not None and config.freeze_encoder:
             encoder.requires_grad_(False)
@@ -191,8 +193,7 @@ class BridgePreTrainedModel(PreTrainedModel):
 
     # ---------------------------------------------------------------------------------------------------- anchors
     def _encoder_state(self) -> tuple:
-        # Every in-place update (optimizer step, load_state_dict) bumps a parameter's version counter.
-        return tuple((id(p), p._version) for p in self.encoder.parameters())
+        return encoder_fingerprint(self.encoder)
 
     # --------------------------------------------------------------------- what a bridge kind declares (text here)
     def _check_anchor_inputs(self) -> None:
@@ -345,7 +346,19 @@ class BridgePreTrainedModel(PreTrainedModel):
         self.config.freeze_encoder = False
         self.encoder.requires_grad_(True)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """Also names a corrupted weights file, warns about an interrupted save, and remembers the encoder state the
+        saved anchors match now (peft may inject LoRA before the first forward: then they are re-embedded)."""
+        model = checked_load(super().from_pretrained, pretrained_model_name_or_path, args, kwargs)
+        bridge = model[0] if isinstance(model, tuple) else model  # output_loading_info=True
+        if getattr(bridge, "encoder", None) is not None and bool(bridge.anchors.is_fresh):
+            bridge._anchor_snapshot = bridge._encoder_state()
+        return model
+
     def save_pretrained(self, save_directory, *args, **kwargs):
+        """Tokenizer included, staged (``bridge_io.staged_save``: never a truncated file, config last). A bridge
+        without a name takes the folder's: peft adapters then record a loadable ``base_model_name_or_path``."""
         # Ship every Auto class, not only this one's, so a trust_remote_code user can pick any of them.
         self.config.auto_map = {
             "AutoConfig": "configuration_bridge.BridgeConfig",
@@ -353,9 +366,15 @@ class BridgePreTrainedModel(PreTrainedModel):
             "AutoModelForSequenceClassification": "modeling_bridge.BridgeForSequenceClassification",
             **self._extra_auto_map,  # e.g. the image model's entry, set by the class that ships its file
         }
-        result = super().save_pretrained(save_directory, *args, **kwargs)
-        if self.tokenizer is not None and kwargs.get("is_main_process", True):
-            self.tokenizer.save_pretrained(save_directory)
+        target = os.path.abspath(os.fspath(save_directory))
+        if kwargs.get("is_main_process", True) and not kwargs.get("push_to_hub"):
+            result = staged_save(self, super().save_pretrained, target, args, kwargs)
+        else:  # rank > 0 writes nothing of its own; a push names the repo after the folder
+            result = super().save_pretrained(save_directory, *args, **kwargs)
+            if self.tokenizer is not None and kwargs.get("is_main_process", True):
+                self.tokenizer.save_pretrained(save_directory)
+        if not self.__dict__.get("name_or_path"):
+            self.name_or_path = target  # peft reads model.__dict__["name_or_path"]
         return result
 
 

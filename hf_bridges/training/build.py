@@ -130,7 +130,7 @@ def apply_lora(
 ) -> Any:
     """LoRA on the encoder only (regex-scoped to ``encoder.``), the relative head fully trained and saved.
 
-    The head goes in ``modules_to_save``; the anchor buffers stay outside it (``model.anchors``) and are
+    The head (registered as ``score``) goes in ``modules_to_save``; the anchor buffers stay outside it (``model.anchors``) and are
     re-embedded through the LoRA-adapted encoder whenever its weights change (``anchor_refresh``).
     """
     from peft import LoraConfig, get_peft_model
@@ -146,6 +146,6 @@ def apply_lora(
     scope = r"encoder\.(?!pooler\.)" if skip_pooler else r"encoder\."  # an unused pooler must not get LoRA
     pattern = scope + r"(.*\.)?(" + "|".join(re.escape(t) for t in targets) + ")"
     config = LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, bias=bias, target_modules=pattern, modules_to_save=["head"]
+        r=r, lora_alpha=alpha, lora_dropout=dropout, bias=bias, target_modules=pattern, modules_to_save=["score"]
     )
     return get_peft_model(model, config)

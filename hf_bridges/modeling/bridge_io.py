@@ -1,0 +1,158 @@
+"""Saving and loading helpers of the bridge models: checkpoint key renames, the staged save, weight checks.
+
+Part of the remote-code set: only the standard library, torch and transformers (hf_bridges._io when installed).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import tempfile
+import warnings
+from typing import Any, Callable, Optional
+
+# The head is registered as ``score`` (peft's SEQ_CLS recipe then trains and saves all of it) and its MLP as
+# ``score.mlp``; files keep the historic names. Old key -> new key, first match wins (peft's adapter key_mapping):
+_KEY_RENAMES = {r"^head\.classifier\.": "score.mlp.", r"^head\.": "score."}
+# The same as a chain for the transformers >= 5 loader (each rename sees the previous one's output); the saver
+# applies it reversed, so model.safetensors keeps ``head.*`` / ``head.classifier.*`` and older releases read it.
+_LOADER_RENAMES = ((r"^head\.", "score."), (r"^score\.classifier\.", "score.mlp."))
+_PREVIOUS = ".hf_bridges-previous"  # an unfinished save's journal (hf_bridges._io.publish_files)
+
+
+def register_key_renames(class_name: str) -> None:
+    """Teach the transformers loader (and, reversed, the saver) the renames, by class name: that is what makes it
+    apply them to custom and remote-code classes."""
+    try:
+        from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+        from transformers.core_model_loading import WeightRenaming
+    except ImportError:  # transformers 4.x: reads the `_checkpoint_conversion_mapping` class attribute instead
+        return
+    register_checkpoint_conversion_mapping(
+        class_name, [WeightRenaming(source, target) for source, target in _LOADER_RENAMES], overwrite=True)
+
+
+class HeadAsScore:
+    """Mixin of the bridge models: the head is registered as ``score`` (the transformers name of a sequence
+    classification head, which peft's SEQ_CLS recipe wraps, trains and saves whole); ``model.head`` reads and
+    assigns it. Every subclass teaches the loader and peft the historic key names."""
+
+    _checkpoint_conversion_mapping = dict(_KEY_RENAMES)  # peft's PeftModel.from_pretrained default key_mapping
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        register_key_renames(cls.__name__)
+
+    def _load_historic_keys(self) -> None:
+        """Raw ``load_state_dict`` of a file's keys (Trainer's best-model reload, Accelerate) finds ``score``."""
+        from .head import _rename_prefix
+
+        self.register_load_state_dict_pre_hook(_rename_prefix("head.", "score."))
+
+    @property
+    def head(self) -> Any:
+        return self._modules["score"]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__("score" if name == "head" else name, value)
+
+
+def checked_load(load: Callable[..., Any], source: Any, args: tuple, kwargs: dict) -> Any:
+    """``load(source, ...)``, warning about an interrupted save's journal and naming a corrupted weights file."""
+    folder = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
+    local = folder is not None and os.path.isdir(folder)
+    if local and os.path.isdir(os.path.join(folder, _PREVIOUS)):
+        warnings.warn(f"{folder}: an interrupted save_pretrained left the previous version's files in "
+                      f"{os.path.join(folder, _PREVIOUS)}; loading the folder as it is (possibly mixed). Put the "
+                      f"previous version back with `hf-bridges head recover {folder}`", stacklevel=3)
+    try:
+        return load(source, *args, **kwargs)
+    except Exception as error:
+        broken = corrupted_weights(folder) if local else None
+        if broken is None:
+            raise
+        raise OSError(f"{broken} is truncated or corrupted ({type(error).__name__}: {error}); save the model again "
+                      "or restore that file (after an interrupted save: `hf-bridges head recover FOLDER`)") from None
+
+
+def staged_save(model: Any, save: Callable[..., Any], target: str, args: tuple, kwargs: dict) -> Any:
+    """Run ``save`` (``PreTrainedModel.save_pretrained``) into a staging folder next to ``target``, then move the
+    files in, ``config.json`` last (journaled by ``hf_bridges._io.publish_files`` when the package is installed)."""
+    parent, base = os.path.split(target)
+    os.makedirs(parent or ".", exist_ok=True)
+    _remove_dead_staging(parent, base)
+    staging = tempfile.mkdtemp(prefix=f".{base}.tmp-{os.getpid()}-", dir=parent)
+    try:
+        result = save(staging, *args, **kwargs)
+        if model.tokenizer is not None:
+            model.tokenizer.save_pretrained(staging)
+        names = sorted((n for n in os.listdir(staging) if os.path.isfile(os.path.join(staging, n))),
+                       key=lambda n: n == "config.json")  # config last
+        mode = 0o666 & ~_umask()
+        for name in names:
+            os.chmod(os.path.join(staging, name), mode)
+        try:
+            from hf_bridges._io import publish_files  # journaled: the replaced files are kept until the last is in
+        except ImportError:  # remote code without the package: whole files only
+            publish_files = None
+        if publish_files is not None:
+            publish_files(staging, target, names)
+        else:
+            os.makedirs(target, exist_ok=True)
+            for name in names:
+                os.replace(os.path.join(staging, name), os.path.join(target, name))
+        return result
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _remove_dead_staging(parent: str, base: str) -> None:
+    """Staging folders of killed saves (``.NAME.tmp-PID-*`` whose process is gone)."""
+    prefix = f".{base}.tmp-"
+    for name in os.listdir(parent or "."):
+        pid = name[len(prefix):].split("-", 1)[0] if name.startswith(prefix) else ""
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        except OSError:
+            pass
+
+
+def corrupted_weights(folder: str) -> Optional[str]:
+    """The first ``*.safetensors`` file in ``folder`` whose header or size is wrong, else None."""
+    try:
+        from safetensors import safe_open
+    except ImportError:
+        return None
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".safetensors"):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            with safe_open(path, framework="pt") as handle:
+                for key in handle.keys():
+                    handle.get_slice(key)
+                end = max((o[1] for o in _data_offsets(path)), default=0)
+            if os.path.getsize(path) < end:
+                return path
+        except Exception:
+            return path
+    return None
+
+
+def _data_offsets(path: str) -> list:
+    with open(path, "rb") as handle:
+        (size,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(size))
+    return [(8 + size + start, 8 + size + stop) for key, value in header.items() if key != "__metadata__"
+            for start, stop in [value["data_offsets"]]]
