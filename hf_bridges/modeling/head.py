@@ -104,11 +104,18 @@ class HeadConfig:
         aligned_dim: width of the aligned component (the training encoder's width); ``None``: set from the encoder.
         component_dropout: per-sample probability of dropping each component (each relative subspace and the
             aligned one; one always survives) while training, so the head accepts any non-empty subset.
+        combine: how the two components of an aligned head meet the classifier. ``sum`` (default): each component
+            has its own MLP classifier and the logits of the kept components are averaged (a weight of 0 drops a
+            component); ``concat``: one MLP on ``r(z)``. Heads without the aligned component have one classifier.
+        alignment: the record of the attach-time fit (``map``, residuals, ``fit``, ``relative_space``,
+            ``stitch_score``); ``None`` on the training encoder. ``relative_space: translated`` makes the relative
+            component read the mapped embeddings against the training encoder's anchors (stored with the weights).
 
-    The defaults are the default head (issue 9, "aligned product"): one cosine subspace on anchor-standardised
-    embeddings plus the aligned component, concatenated, trained with component dropout 0.3. Configs saved before
-    the aligned component existed read with :data:`LEGACY_DEFAULTS` (``from_dict(..., legacy=True)``).
-    ``subspace_weights`` holds one weight per projection, then one for the aligned component when ``aligned``.
+    The defaults are the default head (issue 9, "aligned product, summed"): one cosine subspace on
+    anchor-standardised embeddings plus the aligned component, one classifier each, logits averaged, trained with
+    component dropout 0.3. Configs saved before a field existed read it from :data:`LEGACY_DEFAULTS`
+    (``from_dict(..., legacy=True)``). ``subspace_weights`` holds one weight per projection, then one for the
+    aligned component when ``aligned``.
     """
 
     projections: list = field(default_factory=lambda: ["cosine"])
@@ -123,6 +130,8 @@ class HeadConfig:
     aligned: bool = True
     aligned_dim: Optional[int] = None
     component_dropout: float = 0.3
+    combine: str = "sum"
+    alignment: Optional[dict] = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -189,6 +198,10 @@ class HeadConfig:
         if not isinstance(self.aligned, bool):
             raise _fail(where, "aligned", f"expected true or false, got {self.aligned!r}", "write true or false")
         _check_int(where, "aligned_dim", self.aligned_dim, 1, allow_none=True)
+        if self.combine not in COMBINES:
+            raise _fail(where, "combine", f"unknown value {self.combine!r}{did_you_mean(str(self.combine), COMBINES)}",
+                        f"use one of {list(COMBINES)}")
+        self.alignment = _check_alignment(where, self.alignment)
         weights = self.subspace_weights
         if weights is not None:
             if isinstance(weights, (str, bytes)) or not isinstance(weights, (list, tuple)) or any(
@@ -214,12 +227,31 @@ class HeadConfig:
         return HeadConfig.from_dict({**self.to_dict(), **changes})
 
 
+def _check_alignment(where: str, record: Any) -> Optional[dict]:
+    """The attach record: a flat JSON mapping; ``relative_space`` (if given) is ``native`` or ``translated``."""
+    if record is None:
+        return None
+    if not isinstance(record, Mapping) or any(not isinstance(key, str) for key in record) or any(
+        value is not None and not isinstance(value, (str, int, float, bool)) for value in record.values()
+    ):
+        raise _fail(where, "alignment", f"expected a flat mapping of names to values, got {record!r}",
+                    "leave it to the attach (null on the training encoder)")
+    if record.get("relative_space", "native") not in RELATIVE_SPACES:
+        raise _fail(where, "alignment.relative_space", f"unknown value {record.get('relative_space')!r}",
+                    f"use one of {list(RELATIVE_SPACES)}")
+    return dict(record)
+
+
+COMBINES = ("sum", "concat")
+RELATIVE_SPACES = ("native", "translated")
+
 # What a config saved before a field existed meant (absent keys of old files). Format-1/2 files hold every older
 # field explicitly, so only the fields added since need an entry; the old defaults of the changed fields are kept
 # too, for hand-written old-style configs.
 LEGACY_DEFAULTS: dict[str, Any] = {
     "projections": list(DEFAULT_PROJECTIONS), "abs_transform": "none", "aggregation": "mlp_sum",
     "aligned": False, "aligned_dim": None, "component_dropout": 0.0,
+    "combine": "concat",  # the first aligned heads (format 2 without this key) had one classifier on r(z)
 }
 
 
@@ -228,6 +260,27 @@ def build_classifier(width: int, num_labels: int, hidden_size: int, dropout: flo
     if not hidden_size:
         return nn.Linear(width, num_labels)
     return nn.Sequential(nn.Linear(width, hidden_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_size, num_labels))
+
+
+class SummedClassifier(nn.Module):
+    """One MLP per component of ``r(z) = [relative, aligned]``; the logits of the present components are averaged.
+
+    A component is absent for a sample when its part of ``r(z)`` is exactly zero (``represent`` zeroes a dropped
+    component), so ``classifier(head.represent(...))`` equals ``head(...)`` and the model's forward_head contract
+    holds. Averaging (not summing) keeps one component alone on the scale the classifiers were trained on."""
+
+    def __init__(self, relative_dim: int, aligned_dim: int, num_labels: int, hidden_size: int, dropout: float):
+        super().__init__()
+        self.relative_dim = relative_dim
+        self.relative = build_classifier(relative_dim, num_labels, hidden_size, dropout)
+        self.aligned = build_classifier(aligned_dim, num_labels, hidden_size, dropout)
+
+    def forward(self, representation: torch.Tensor) -> torch.Tensor:
+        parts = (representation[:, :self.relative_dim], representation[:, self.relative_dim:])
+        logits = torch.stack([self.relative(parts[0]), self.aligned(parts[1])], dim=1)  # (B, 2, C)
+        present = torch.stack([(part != 0).any(dim=1) for part in parts], dim=1).to(logits.dtype)  # (B, 2)
+        present = torch.where(present.sum(1, keepdim=True) > 0, present, torch.ones_like(present))
+        return (logits * present[..., None]).sum(1) / present.sum(1, keepdim=True)
 
 
 class RelativeProductHead(nn.Module):
@@ -249,11 +302,14 @@ class RelativeProductHead(nn.Module):
         aligned_dim: Optional[int] = None,
         aligned_input_dim: Optional[int] = None,
         component_dropout: float = 0.0,
+        combine: str = "concat",
+        relative_space: str = "native",
     ):
         super().__init__()
         if num_anchors < 2:
             raise ValueError(f"a relative space needs at least 2 anchors, got {num_anchors}")
         self.projection_names = list(projections)
+        self.abs_transform_name = abs_transform
         self._projections = [get_projection(name).fn for name in self.projection_names]
         self._abs_transform = get_abs_transform(abs_transform)
         self.norms = nn.ModuleList(build_subspace_norm(subspace_norm, num_anchors) for _ in self.projection_names)
@@ -272,9 +328,28 @@ class RelativeProductHead(nn.Module):
             self.aligned_norm = nn.LayerNorm(self.aligned_dim)
             self.reset_alignment(int(aligned_input_dim or aligned_dim))
         self.output_dim = self.aggregation.output_dim + self.aligned_dim
+        if combine not in COMBINES:
+            raise ValueError(f"unknown combine {combine!r}; valid: {list(COMBINES)}")
+        self.combine = combine if self.aligned else "concat"
+        self.relative_space = "native"
+        if self.aligned and relative_space == "translated":  # filled by load_state_dict (the stitched head's buffer)
+            self.set_relative_space(torch.zeros(num_anchors, self.aligned_dim))
+        self._classifier_shape = (classifier_hidden_size, classifier_dropout)
         self.classifier: Optional[nn.Module] = None
         if num_labels:
-            self.classifier = build_classifier(self.output_dim, num_labels, classifier_hidden_size, classifier_dropout)
+            self.reset_classifier(num_labels)
+
+    def reset_classifier(self, num_labels: int) -> None:
+        """A fresh classifier (one per component for ``combine='sum'``, else one MLP on r(z))."""
+        hidden, dropout = self._classifier_shape
+        old = self.classifier
+        if self.combine == "sum":
+            self.classifier = SummedClassifier(self.aggregation.output_dim, self.aligned_dim, num_labels, hidden, dropout)
+        else:
+            self.classifier = build_classifier(self.output_dim, num_labels, hidden, dropout)
+        if old is not None:
+            param = next(old.parameters())
+            self.classifier.to(param.device, param.dtype)
 
     @classmethod
     def from_config(
@@ -312,6 +387,8 @@ class RelativeProductHead(nn.Module):
             aligned_dim=config.aligned_dim,
             aligned_input_dim=embedding_dim,
             component_dropout=config.component_dropout,
+            combine=config.combine,
+            relative_space=(config.alignment or {}).get("relative_space", "native"),
         )
 
     # ------------------------------------------------------------------------------------------ aligned component
@@ -321,6 +398,25 @@ class RelativeProductHead(nn.Module):
         device = old.device if old is not None else None  # no value checks: this also runs on the meta device
         self.register_buffer("aligned_weight", torch.eye(input_dim, self.aligned_dim, device=device))
         self.register_buffer("aligned_bias", torch.zeros(self.aligned_dim, device=device))
+        self.set_relative_space(None)
+
+    def set_relative_space(self, training_anchors: Optional[torch.Tensor]) -> None:
+        """``None``: the relative component reads the current encoder's own embeddings and anchors ("native").
+        A (k, aligned_dim) tensor: the training encoder's anchors in its standardised space; the relative component
+        then reads the mapped embeddings ``std(z) @ R + b`` against them ("translated": exact under any affine map
+        the translation recovers). Saved with the weights as ``aligned_anchors``."""
+        if training_anchors is None:
+            if "aligned_anchors" in self._buffers:
+                del self._buffers["aligned_anchors"]
+            self.relative_space = "native"
+            return
+        if training_anchors.dim() != 2 or training_anchors.shape != (self.num_anchors, self.aligned_dim):
+            raise ValueError(f"training anchors for the translated relative space must be ({self.num_anchors}, "
+                             f"{self.aligned_dim}), got {tuple(training_anchors.shape)}")
+        old = getattr(self, "aligned_weight", None)
+        device = old.device if old is not None else None
+        self.register_buffer("aligned_anchors", training_anchors.detach().float().to(device).contiguous())
+        self.relative_space = "translated"
 
     def set_alignment(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """The map ``std(z) @ weight + bias`` from the current encoder's anchor-standardised space into the
@@ -342,6 +438,8 @@ class RelativeProductHead(nn.Module):
         key = prefix + "aligned_weight"
         if self.aligned and key in state_dict and state_dict[key].shape != self.aligned_weight.shape:
             self.reset_alignment(int(state_dict[key].shape[0]))
+        if self.aligned and prefix + "aligned_anchors" in state_dict and self.relative_space == "native":
+            self.set_relative_space(torch.zeros(self.num_anchors, self.aligned_dim))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def aligned_inputs(self, embeddings: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
@@ -360,6 +458,9 @@ class RelativeProductHead(nn.Module):
         """The raw relative subspaces, stacked (B, n, k), before normalisation."""
         check_anchor_embeddings(anchors)
         check_embeddings(embeddings, anchors.shape[1])
+        if self.relative_space == "translated":  # mapped samples against the training encoder's anchors
+            embeddings = self.aligned_inputs(embeddings, anchors)
+            anchors = self.aligned_anchors.to(embeddings.dtype)
         x, a = self._abs_transform(embeddings, anchors.to(embeddings.dtype))
         return torch.stack([project(x, a) for project in self._projections], dim=1)
 
@@ -392,9 +493,14 @@ class RelativeProductHead(nn.Module):
         return (representation, normed) if return_subspaces else representation
 
     def _represent_aligned(self, embeddings, anchors, normed, subspace_weights, return_subspaces):
-        """[aggregation(relative subspaces), LayerNorm(aligned)], each component weighted (0 drops it)."""
+        """[aggregation(relative subspaces), LayerNorm(aligned)], each component weighted (0 drops it).
+
+        ``combine='sum'``: a dropped component's part is exactly zero (the summed classifier then averages the
+        other component's logits alone); weights > 0 act inside the relative aggregation, the aligned part is kept
+        as is. ``concat``: the aligned part is scaled by its weight."""
         n = normed.shape[1]
         aligned = self.aligned_norm(self.aligned_inputs(embeddings, anchors))
+        summed = self.combine == "sum"
         if subspace_weights is not None:
             weights = torch.as_tensor(subspace_weights).to(normed)
             if weights.shape[-1] != n + 1:
@@ -405,13 +511,16 @@ class RelativeProductHead(nn.Module):
                 relative = self.aggregation(normed, relative_w)
             else:
                 relative = normed.new_zeros(normed.shape[0], self.aggregation.output_dim)
-            representation = torch.cat([relative, aligned * aligned_w], dim=1)
+            aligned_scale = (aligned_w > 0).to(normed) if summed else aligned_w
+            representation = torch.cat([relative, aligned * aligned_scale], dim=1)
         elif self.training and self.component_dropout > 0:
             keep = (torch.rand(normed.shape[0], n + 1, device=normed.device) >= self.component_dropout).to(normed)
             dead = keep.sum(1) == 0
             if dead.any():
                 keep[dead, torch.randint(n + 1, (int(dead.sum()),), device=normed.device)] = 1.0
             relative = self.aggregation(normed * keep[:, :n, None])
+            if summed:  # all relative subspaces dropped: the component is absent, not the aggregation's bias
+                relative = relative * (keep[:, :n].sum(1, keepdim=True) > 0).to(relative)
             representation = torch.cat([relative, aligned * keep[:, n:]], dim=1)
         else:
             representation = torch.cat([self.aggregation(normed), aligned], dim=1)
