@@ -28,3 +28,37 @@ def test_default_head_attaches_saves_and_reloads(tmp_path, tokenizer, anchor_tex
     assert reloaded.config.subspace_weights == stitched.config.subspace_weights
     with torch.no_grad():
         assert torch.allclose(reloaded(**inputs).logits, logits, atol=1e-5)
+
+
+def test_attach_records_the_rule_and_a_translated_head_reloads_identically(tmp_path, tokenizer, anchor_texts,
+                                                                           one_thread):
+    a = make_encoder(seed=0, hidden_size=32)
+    BridgeForSequenceClassification.from_encoder(a, anchors=anchor_texts, tokenizer=tokenizer,
+                                                 num_labels=3).save_head(tmp_path / "head")
+    b = make_encoder(seed=2, hidden_size=32)
+    native = BridgeForSequenceClassification.from_encoder(b, head=tmp_path / "head", tokenizer=tokenizer)
+    record = native.config.head.alignment
+    assert record["map"] in ("orthogonal", "affine") and record["relative_space"] == "native"  # tiny random: fit < 0.9
+    assert record["fit"] < 0.9 and record["stitch_score"] == native.stitch_report.score
+    assert native.config.subspace_weights == [1.0, 1.0]  # no component gating by default
+    assert "relative space: native" in str(native.stitch_report)
+    forced = BridgeForSequenceClassification.from_encoder(b, head=tmp_path / "head", tokenizer=tokenizer,
+                                                          relative_space="translated")
+    assert forced.config.head.alignment["relative_space"] == "translated"
+    assert forced.head.aligned_anchors.shape == (len(anchor_texts), 32)
+    texts, _ = topic_texts(2, seed=3)
+    inputs = forced.tokenize(texts)
+    with torch.no_grad():
+        logits = forced(**inputs).logits
+        assert not torch.allclose(logits, native(**inputs).logits)  # the relative component reads another space
+    forced.save_pretrained(tmp_path / "forced")
+    reloaded = BridgeForSequenceClassification.from_pretrained(tmp_path / "forced").eval()
+    assert reloaded.head.relative_space == "translated"
+    with torch.no_grad():
+        assert torch.allclose(reloaded(**inputs).logits, logits, atol=1e-5)
+    # and its head moves on (the translated training anchors travel in the weights)
+    again = BridgeForSequenceClassification.from_encoder(b, head=forced.save_head(tmp_path / "head2"),
+                                                         tokenizer=tokenizer)
+    assert again.config.head.alignment["map"] == "identity"
+    with torch.no_grad():
+        assert torch.allclose(again(**inputs).logits, native(**inputs).logits, atol=1e-4)

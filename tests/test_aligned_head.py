@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_bridges.heads.compatibility import align_head
-from hf_bridges.modeling.head import LEGACY_DEFAULTS, HeadConfig, RelativeProductHead
+from hf_bridges.heads.compatibility import ALIGNED_THRESHOLD, align_head
+from hf_bridges.modeling.head import LEGACY_DEFAULTS, HeadConfig, RelativeProductHead, SummedClassifier
 from hf_bridges.modeling.translation import fit_affine, fit_orthogonal, fit_translation, standardise
 
 D, K, CLASSES = 24, 120, 4
@@ -90,7 +90,8 @@ def test_translation_between_different_widths():
 def test_default_config_is_the_aligned_product_and_old_configs_keep_their_meaning():
     config = HeadConfig()
     assert config.aligned and config.projections == ["cosine"] and config.abs_transform == "standard"
-    assert config.aggregation == "concat" and config.component_dropout > 0
+    assert config.aggregation == "concat" and config.component_dropout > 0 and config.combine == "sum"
+    assert isinstance(RelativeProductHead.from_config(config, K, CLASSES, embedding_dim=D).classifier, SummedClassifier)
     old = HeadConfig.from_dict({"projections": ["cosine", "l1"], "aggregation": "mlp_sum"}, legacy=True)
     assert not old.aligned and old.component_dropout == LEGACY_DEFAULTS["component_dropout"]
     with pytest.raises(ValueError, match="aligned component"):
@@ -119,18 +120,76 @@ def test_default_head_keeps_its_predictions_under_synthetic_maps_and_cosine_does
         weights, info = align_head(default, af, ma)
         kept[name] = float((default(mx, ma, torch.tensor(weights)).argmax(-1) == ref_default).float().mean())
         assert kept[name] >= 0.97, (name, kept[name], info)
-        assert info["stitch_score"] >= 0.97 and info["map"] in ("orthogonal", "affine")
+        assert info["map"] in ("orthogonal", "affine") and info["fit"] >= 0.9 and weights == [1.0, 1.0]
+        assert info["relative_space"] == "translated" and info["compatible"], info
         default.reset_alignment(D)
     affine = _maps()["affine"]
     cos_kept = float((cosine(affine(x).float(), affine(anchors).float()).argmax(-1) == ref_cosine).float().mean())
     assert cos_kept < kept["affine"] - 0.05, (cos_kept, kept)
 
 
-def test_attach_choice_drops_a_broken_component():
+def test_unrelated_encoder_scores_under_the_threshold_and_keeps_every_component():
     x, y = _data()
     anchors = x[:K]
     head = _train(HeadConfig(), x, y, anchors, epochs=10)
     noise = torch.randn(K, D, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
-    # the new "encoder" keeps the relative geometry but the aligned fit sees unrelated anchors: pure noise
     weights, info = align_head(head, anchors.float(), noise.float())
-    assert info["stitch_score"] < 0.9 and set(info["agreement"]) == {"cosine+aligned", "cosine", "aligned"}
+    assert info["stitch_score"] < ALIGNED_THRESHOLD and not info["compatible"], info
+    assert info["relative_space"] == "native" and info["fit"] < 0.5 and weights == [1.0, 1.0]  # no gating
+    assert "aligned_anchors" not in head.state_dict()
+    gated, gated_info = align_head(head, anchors.float(), noise.float(), gate=True)  # the explicit option
+    assert "agreement" in gated_info and gated in ([1.0, 1.0], [1.0, 0.0], [0.0, 1.0])
+
+
+def test_summed_head_averages_the_component_logits():
+    x, _ = _data()
+    torch.manual_seed(0)
+    head = RelativeProductHead.from_config(HeadConfig(), K, CLASSES, embedding_dim=D).eval()
+    xf, af = x[:50].float(), x[:K].float()
+    both = head(xf, af)
+    r = head.represent(xf, af)
+    width = head.aggregation.output_dim
+    rel, al = head.classifier.relative(r[:, :width]), head.classifier.aligned(r[:, width:])
+    torch.testing.assert_close(both, (rel + al) / 2)
+    torch.testing.assert_close(head.classifier(r), both)  # forward_head(represent(...)) == forward
+    torch.testing.assert_close(head(xf, af, torch.tensor([1.0, 0.0])), rel)  # a dropped component is absent
+    torch.testing.assert_close(head(xf, af, torch.tensor([0.0, 1.0])), al)
+    keys = set(head.state_dict())
+    assert {"classifier.relative.0.weight", "classifier.aligned.3.bias"} <= keys
+    concat = RelativeProductHead.from_config(HeadConfig(combine="concat"), K, CLASSES, embedding_dim=D)
+    assert "classifier.0.weight" in concat.state_dict()
+    legacy = RelativeProductHead.from_config(HeadConfig.from_dict({}, legacy=True), K, CLASSES)
+    assert not legacy.aligned and "classifier.0.weight" in legacy.state_dict()  # old heads: names unchanged
+
+
+def test_component_dropout_trains_each_component_alone():
+    x, _ = _data()
+    head = RelativeProductHead.from_config(HeadConfig(component_dropout=0.5), K, CLASSES, embedding_dim=D).train()
+    torch.manual_seed(0)
+    r = head.represent(x[:400].float(), x[:K].float())
+    width = head.aggregation.output_dim
+    rel_on, al_on = (r[:, :width] != 0).any(1), (r[:, width:] != 0).any(1)
+    assert (rel_on | al_on).all() and (~rel_on).any() and (~al_on).any()  # never both dropped, each dropped alone
+
+
+def test_thin_orthogonal_fit_ignores_null_directions_and_is_float16_stable():
+    g = torch.Generator().manual_seed(2)
+    k, width = 20, 48  # k - 1 < D: most directions of the full U V^T are undetermined by the anchors
+    source = torch.randn(k, width, generator=g, dtype=torch.float64)
+    source[:, 7] = 3.0  # a constant dimension (std 0), like MiniLM-L6's and mpnet's
+    q, _ = torch.linalg.qr(torch.randn(width, width, generator=g, dtype=torch.float64))
+    target = source @ q + 1.0
+    full = fit_orthogonal(source, target)
+    assert torch.linalg.matrix_rank(full.weight) <= k - 1
+    # off the anchors' span (in the standardised source space) the map gives the target's anchor mean
+    z = torch.randn(5, width, generator=g, dtype=torch.float64)
+    basis = torch.linalg.svd(standardise(source, source), full_matrices=True)[2]
+    null = z @ basis[k:].T @ basis[k:]  # components orthogonal to every standardised anchor
+    mean, std = source.mean(0), source.std(0).clamp_min(1e-6)
+    off_span = null * std + mean
+    torch.testing.assert_close(full(off_span), target.mean(0).expand(5, -1), atol=1e-8, rtol=0)
+    # float16 anchors (what a head stores) give the same map on new samples
+    half = fit_orthogonal(source.half().double(), target.half().double())
+    x = source[:5] + 0.1 * torch.randn(5, width, generator=g, dtype=torch.float64)
+    deviation = (half(x) - full(x)).norm() / (full(x) - target.mean(0)).norm()
+    assert deviation < 1e-2, deviation

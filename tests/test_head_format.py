@@ -60,7 +60,10 @@ def test_save_head_writes_the_documented_files(trained, tmp_path, anchor_texts):
     config = json.loads((folder / CONFIG_NAME).read_text())
     assert config["bridge_head_format_version"] == HEAD_FORMAT_VERSION and config["library_name"] == "hf_bridges"
     assert config["encoder"]["model_type"] == "bert" and config["encoder"]["hidden_size"] == 32
-    assert config["projections"] == ["cosine", "euclidean", "l1", "linf"] and config["aggregation"] == "mlp_sum"
+    # the default head (issue 9): one cosine subspace + the aligned component, one classifier each
+    assert config["projections"] == ["cosine"] and config["aggregation"] == "concat"
+    assert config["aligned"] is True and config["aligned_dim"] == 32 and config["combine"] == "sum"
+    assert config["alignment"] is None  # nothing fitted on the training encoder
     assert config["id2label"] == {str(i): f"topic{i}" for i in range(5)} and config["num_anchors"] == len(anchor_texts)
     weights = load_file(folder / WEIGHTS_NAME)
     in_memory = {"classifier." + k[4:] if k.startswith("mlp.") else k for k in trained.head.state_dict()}  # MLP: `mlp`
@@ -110,8 +113,13 @@ def test_attached_model_is_a_normal_model(trained, tokenizer, tmp_path, texts):
     assert head.encoder["hidden_size"] == 48
 
 
-def test_subspace_selection_auto_sets_config_weights(trained, tokenizer, tmp_path):
-    folder = trained.save_head(tmp_path / "head")
+def test_subspace_selection_auto_sets_config_weights(tokenizer, anchor_texts, tmp_path):
+    from hf_bridges.modeling.head import DEFAULT_PROJECTIONS, HeadConfig
+
+    # subspace selection is a relative-only head's attach option: pin that head (the pre-issue-9 default)
+    relative = HeadConfig(projections=list(DEFAULT_PROJECTIONS), abs_transform="none", aggregation="mlp_sum",
+                          aligned=False, component_dropout=0.0)
+    folder = build(tokenizer, anchor_texts, head_config=relative).save_head(tmp_path / "head")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tiny random encoders may be far apart
         plain = BridgeForSequenceClassification.from_encoder(make_encoder(5), head=folder, tokenizer=tokenizer)
@@ -181,7 +189,8 @@ def test_saving_over_an_old_head_is_atomic(trained, tokenizer, anchor_texts, tmp
     with pytest.raises(ValueError, match="interrupted save left the previous head at .*head.old-123"):
         read_head(folder)
     (tmp_path / ".head.old-123").rename(folder)
-    assert not torch.equal(read_head(folder).state_dict["classifier.0.weight"], old["classifier.0.weight"])
+    key = next(k for k in old if k.startswith("classifier."))
+    assert not torch.equal(read_head(folder).state_dict[key], old[key])
 
 
 def test_saving_into_a_shared_folder_keeps_other_files(trained, tmp_path):

@@ -36,11 +36,14 @@ def test_forward_returns_loss_and_logits(model, batch):
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     assert out.relative_representation is None  # only on request, so Trainer's predictions stay plain logits
     full = model(**batch, output_representations=True)
-    assert full.relative_representation.shape == (10, 20) and full.embeddings.shape == (10, 32)
+    # the default head: r(z) = [relative (mlp_sum, 20 anchors), aligned component (the encoder's 32 dims)]
+    assert full.relative_representation.shape == (10, 20 + 32) and full.embeddings.shape == (10, 32)
 
 
 def test_bridge_model_returns_product_representation(tiny_encoder_dir, anchor_texts, batch):
-    base = BridgeModel.from_encoder(tiny_encoder_dir, anchors=anchor_texts, aggregation="concat").eval()
+    base = BridgeModel.from_encoder(tiny_encoder_dir, anchors=anchor_texts, aggregation="concat",
+                                    projections=["cosine", "euclidean", "l1", "linf"],
+                                    head_config={"aligned": False}).eval()  # the 4-subspace product
     out = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_subspaces=True)
     assert out.relative_representation.shape == (10, 4 * 20)
     assert out.subspaces.shape == (10, 4, 20)

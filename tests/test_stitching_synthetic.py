@@ -129,7 +129,8 @@ def test_product_head_transfers_when_it_uses_the_invariant_subspaces(tiny_encode
     torch.manual_seed(0)
     model = BridgeForSequenceClassification.from_encoder(
         tiny_encoder_dir, anchors=anchor_texts, num_labels=5, aggregation="mlp_sum", subspace_dropout=0.5,
-        classifier_dropout=0.0,
+        classifier_dropout=0.0, projections=["cosine", "euclidean", "l1", "linf"],
+        head_config={"aligned": False, "abs_transform": "none"},  # the pre-issue-9 relative product, not the default
     )
     train_head(model, train_x, train_y, epochs=120)
     stitched = stitch(model, MappedEncoder(copy.deepcopy(model.encoder), random_rotation(32, 3)))

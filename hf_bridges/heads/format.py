@@ -29,7 +29,8 @@ from .._io import PREVIOUS, fault_point, make_readable, previous_version, publis
 from ..modeling.errors import HfBridgesError
 
 # 2: the aligned component (aligned / aligned_dim / component_dropout; the map's buffers in the weights). Heads of
-#    format 1 lack those keys and read them as the head's LEGACY_DEFAULTS (no aligned component).
+#    format 1 lack those keys and read them as the head's LEGACY_DEFAULTS (no aligned component). Later keys of
+#    format 2: combine (absent: "concat", the first aligned heads) and alignment (the attach record of a stitched head).
 HEAD_FORMAT_VERSION = 2
 CONFIG_NAME = "bridge_head_config.json"
 WEIGHTS_NAME = "bridge_head.safetensors"
@@ -44,7 +45,7 @@ HEAD_FILES = (CONFIG_NAME, *DATA_FILES)
 HEAD_CONFIG_KEYS = (
     "modality", "pooling", "max_seq_length", "num_anchors", "projections", "abs_transform", "subspace_norm",
     "aggregation", "aggregation_dim", "subspace_dropout", "subspace_weights", "classifier_hidden_size", "classifier_dropout",
-    "anchor_batch_size", "problem_type", "aligned", "aligned_dim", "component_dropout",
+    "anchor_batch_size", "problem_type", "aligned", "aligned_dim", "component_dropout", "combine", "alignment",
     "input_prefix",  # the training prefix: recorded, not passed on (the new encoder takes its own prefix=)
 )
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -390,7 +391,7 @@ def check_weights_header(path: Path, config: dict[str, Any], where: str) -> None
     with safe_open(str(path), framework="pt") as handle:
         shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
     hidden = config.get("classifier_hidden_size")
-    first = shapes.get("classifier.0.weight")
+    first = shapes.get("classifier.0.weight", shapes.get("classifier.relative.0.weight"))  # concat / summed heads
     if first is not None and hidden and first[0] != hidden:
         raise HeadFormatError(f"{where}: field 'classifier_hidden_size' is {hidden} but {WEIGHTS_NAME} holds "
                               f"classifier.0.weight of shape {list(first)}; fix the field or save the head again")

@@ -216,6 +216,7 @@ def attach_head(
     subspace_selection: Optional[str] = None,
     stitch_threshold: Optional[float] = None,
     translation: str = "auto",
+    relative_space: str = "auto",
     **overrides: Any,
 ):
     """Embed the head's stored anchors with ``encoder``, rebuild the same head on top and load its weights.
@@ -226,10 +227,12 @@ def attach_head(
 
     Aligned heads (the default head): the translation from this encoder into the training encoder's standardised
     space is fitted on the anchors (``translation``: ``auto`` = orthogonal or ridge-affine, whichever has the lower
-    k-fold held-out residual; or ``orthogonal`` / ``affine``) and the components (relative subspaces, aligned
-    one) are chosen by anchor prediction agreement (``subspace_selection`` ``None``/``auto``; ``"none"`` keeps the
-    saved weights); the stitch report states the map, its residual, the components in use and the stitch score
-    (their anchor agreement, threshold ``ALIGNED_THRESHOLD``). Map and weights are saved with the model.
+    k-fold held-out residual; or ``orthogonal`` / ``affine``); when the held-out fit is >= 0.9 the relative
+    component reads the mapped embeddings against the training anchors (``relative_space="auto"``, or force
+    ``native`` / ``translated``), else the new encoder's own anchors. Every component is kept
+    (``subspace_selection="gate"``: the subset with the best anchor prediction agreement). The stitch report and
+    ``config.head.alignment`` state the map, residuals, fit, relative space and the stitch score (mean of anchor
+    CKA, top-10 neighbour Jaccard and fit; threshold ``ALIGNED_THRESHOLD``). Map and weights are saved with the model.
     """
     from ..modeling.loaders import load_encoder, load_tokenizer
     from ..modeling.st_config import resolve_prompt, st_encoder_settings
@@ -291,7 +294,7 @@ def attach_head(
     config = bridge.config
     if config.head.aligned:
         bridge = _attach_aligned(bridge, bundle, name, state, subspace_selection, stitch_threshold, translation,
-                                 tokenizer=tokenizer, source=source)
+                                 relative_space, tokenizer=tokenizer, source=source)
         return record_head_source(bridge, bundle)
     report = compute_stitch_report(
         bundle.anchor_embeddings, bridge.anchor_embeddings, config.projections, abs_transform=config.abs_transform,
@@ -346,20 +349,22 @@ def record_head_source(bridge, bundle: BridgeHead):
 
 
 def _attach_aligned(bridge, bundle: BridgeHead, name: str, state: dict, subspace_selection: Optional[str],
-                    stitch_threshold: Optional[float], translation: str, *, tokenizer=None, source: str = "the head"):
-    """Fit the aligned map on the anchors, choose the components, report (see ``attach_head``)."""
-    if subspace_selection not in (None, "none", "auto", "hard"):
-        raise ValueError(f"unknown subspace_selection {subspace_selection!r} for an aligned head; valid: None or "
-                         "'auto' (choose the components by anchor agreement), 'none' (keep the saved weights)")
+                    stitch_threshold: Optional[float], translation: str, relative_space: str = "auto", *, tokenizer=None,
+                    source: str = "the head"):
+    """Fit the aligned map on the anchors, choose the relative space, score and report (see ``attach_head``)."""
+    if subspace_selection not in (None, "none", "auto", "gate"):
+        raise ValueError(f"unknown subspace_selection {subspace_selection!r} for an aligned head; valid: None / 'auto' "
+                         "/ 'none' (the attach rule: every component kept), 'gate' (keep the component subset whose "
+                         "anchor predictions agree best with the training encoder's)")
     config = bridge.config
     n = len(config.projections)
     saved = config.subspace_weights
     reference = (state["aligned_weight"], state["aligned_bias"]) if "aligned_weight" in state else None
     weights, info = align_head(bridge.head, bundle.anchor_embeddings, bridge.anchor_embeddings, reference,
-                               base_weights=saved, translation=translation, choose=subspace_selection != "none")
-    if subspace_selection == "none" and saved is not None:
-        weights = list(saved)
+                               base_weights=saved, translation=translation, relative_space=relative_space,
+                               gate=subspace_selection == "gate")
     config.subspace_weights = weights
+    config.head.alignment = info  # recorded: map, residuals, fit, relative space, stitch score
     config.check()
     relative = weights[:n] if sum(weights[:n]) > 0 else None
     report = compute_stitch_report(
@@ -370,10 +375,10 @@ def _attach_aligned(bridge, bundle: BridgeHead, name: str, state: dict, subspace
     )
     report.alignment = info
     report.subspace_weights = list(weights)
-    if info.get("stitch_score") is not None:
-        report.score = float(info["stitch_score"])
-    report.notes.append(f"aligned component: {info['map']} translation fitted on {len(bundle.anchors)} anchors; "
-                        f"config.subspace_weights={weights} ({', '.join(info['components'])})")
+    report.score = float(info["stitch_score"])
+    report.notes.append(f"aligned component: {info['map']} translation fitted on {len(bundle.anchors)} anchors "
+                        f"(held-out fit {info['fit']:.3f}), relative space {info['relative_space']}; "
+                        f"config.subspace_weights={weights} ({info['components']})")
     report = _check_anchor_mapping(report, bundle, tokenizer, bridge, name, source)
     if report.warning:
         warnings.warn(report.warning, UserWarning, stacklevel=4)

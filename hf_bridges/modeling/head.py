@@ -5,17 +5,17 @@ the head-only Hub format and the stitching benchmark that trains on cached embed
 """
 from __future__ import annotations
 
-import copy
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
 
-from .aggregation import AGGREGATIONS, build_aggregation
-from .errors import ConfigError, UnknownNameError, did_you_mean
-from .projections import PROJECTIONS, get_projection
-from .transforms import ABS_TRANSFORMS, SUBSPACE_NORMS, build_subspace_norm, get_abs_transform
+from .aggregation import build_aggregation
+from .head_config import (  # noqa: F401  (re-exported: HeadConfig has always been importable from here)
+    COMBINES, DEFAULT_PROJECTIONS, LEGACY_DEFAULTS, MAX_WIDTH, RELATIVE_SPACES, HeadConfig,
+)
+from .projections import get_projection
+from .transforms import build_subspace_norm, get_abs_transform
 
 
 def check_anchor_embeddings(anchors: torch.Tensor) -> None:
@@ -43,186 +43,6 @@ def check_embeddings(embeddings: torch.Tensor, anchor_dim: int) -> None:
         raise ValueError(f"the encoder produced NaN or inf embeddings for batch rows {bad[:10]}")
 
 
-# ------------------------------------------------------------------------------------------------ head config
-DEFAULT_PROJECTIONS = ("cosine", "euclidean", "l1", "linf")
-MAX_WIDTH = 65536  # a hidden width above this is a typo (e.g. 2560000), not a head
-
-
-def _fail(where: str, field_name: str, problem: str, fix: str) -> ConfigError:
-    return ConfigError(f"{where}.{field_name}: {problem}; {fix}")
-
-
-def _check_name(where: str, field_name: str, value: Any, registry) -> str:
-    if not isinstance(value, str):
-        raise _fail(where, field_name, f"expected a name (string), got {type(value).__name__} {value!r}",
-                    f"use one of {sorted(registry)}")
-    try:
-        return registry.check(value)
-    except UnknownNameError as error:
-        raise UnknownNameError(f"{where}.{field_name}: {error}") from None
-
-
-def _check_int(where: str, field_name: str, value: Any, low: int, allow_none: bool = False) -> Optional[int]:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(where, field_name, f"expected an integer, got {type(value).__name__} {value!r}",
-                    f"write a whole number in [{low}, {MAX_WIDTH}]" + (" or null" if allow_none else ""))
-    if not low <= value <= MAX_WIDTH:
-        raise _fail(where, field_name, f"{value} is out of range", f"use a value in [{low}, {MAX_WIDTH}]")
-    return value
-
-
-def _check_probability(where: str, field_name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(where, field_name, f"expected a number, got {type(value).__name__} {value!r}",
-                    "write a probability in [0, 1)")
-    if not (0.0 <= float(value) < 1.0):  # also refuses NaN
-        raise _fail(where, field_name, f"{value} is out of range", "use a probability in [0, 1)")
-    return float(value)
-
-
-@dataclass
-class HeadConfig:
-    """The head's hyper-parameters, in one place: ``BridgeConfig.head``, the training config's ``head:`` mapping
-    and the stitch method spec all hold this group, validated by :meth:`from_dict` before anything is allocated.
-
-    Args:
-        projections: similarity functions, one relative subspace each (see ``projections.PROJECTIONS``).
-        abs_transform: ``none``, ``centering``, ``standard`` (or any registered one), fitted on the anchors.
-        subspace_norm: ``layernorm``, ``batchnorm`` or ``none``, one per subspace.
-        aggregation: ``concat``, ``sum``, ``mlp_sum``, ``self_attention`` or ``weighted``.
-        aggregation_dim: width of the learned per-subspace maps (capped at num_anchors); ``None``: the paper's k->k.
-        subspace_dropout: probability of dropping each subspace per training batch (one always survives).
-        subspace_weights: per-projection weights at inference (0 drops a subspace); ``None`` keeps all.
-        classifier_hidden_size: hidden width of the MLP classifier (0: a single linear layer).
-        classifier_dropout: dropout inside the classifier.
-        aligned: add the aligned component ``LayerNorm(std(z) @ R + b)`` (the training encoder's anchor-standardised
-            absolute embedding; ``R``/``b`` are identity/zero on the training encoder and fitted on the anchors
-            when the head is attached to another encoder). It joins the product AFTER the aggregation of the
-            relative subspaces: ``r(z) = [aggregation(subspaces), aligned]``, so any aggregation works.
-        aligned_dim: width of the aligned component (the training encoder's width); ``None``: set from the encoder.
-        component_dropout: per-sample probability of dropping each component (each relative subspace and the
-            aligned one; one always survives) while training, so the head accepts any non-empty subset.
-
-    The defaults are the default head (issue 9, "aligned product"): one cosine subspace on anchor-standardised
-    embeddings plus the aligned component, concatenated, trained with component dropout 0.3. Configs saved before
-    the aligned component existed read with :data:`LEGACY_DEFAULTS` (``from_dict(..., legacy=True)``).
-    ``subspace_weights`` holds one weight per projection, then one for the aligned component when ``aligned``.
-    """
-
-    projections: list = field(default_factory=lambda: ["cosine"])
-    abs_transform: str = "standard"
-    subspace_norm: str = "layernorm"
-    aggregation: str = "concat"
-    aggregation_dim: Optional[int] = 256
-    subspace_dropout: float = 0.0
-    subspace_weights: Optional[list] = None
-    classifier_hidden_size: int = 256
-    classifier_dropout: float = 0.1
-    aligned: bool = True
-    aligned_dim: Optional[int] = None
-    component_dropout: float = 0.3
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
-
-    @property
-    def num_components(self) -> int:
-        """Relative subspaces plus the aligned component: the length of ``subspace_weights``."""
-        return len(self.projections) + int(bool(self.aligned))
-
-    @classmethod
-    def from_dict(cls, data: Optional[Mapping[str, Any]], where: str = "head", legacy: bool = False) -> "HeadConfig":
-        """Strict: an unknown key, a wrong type or an out-of-range value raises ``ConfigError`` naming the field.
-
-        ``legacy=True`` (a config saved by an older release): absent keys take :data:`LEGACY_DEFAULTS`, the defaults
-        of the release that wrote it, not today's."""
-        if data is None and not legacy:
-            return cls()
-        data = {} if data is None else data
-        if not isinstance(data, Mapping) and hasattr(data, "to_dict") and hasattr(data, "projections"):
-            data = data.to_dict()  # a HeadConfig, possibly from the remote-code copy of this file
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{where}: expected a mapping of head settings, got {type(data).__name__}")
-        names = cls.field_names()
-        unknown = [key for key in data if key not in names]
-        if unknown:
-            key = unknown[0]
-            raise UnknownNameError(
-                f"{where}: unknown head setting {key!r}{did_you_mean(key, names)}; valid: {sorted(names)}"
-            )
-        config = cls.__new__(cls)
-        for f in fields(cls):
-            default = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
-            if legacy and f.name in LEGACY_DEFAULTS:
-                default = copy.deepcopy(LEGACY_DEFAULTS[f.name])
-            setattr(config, f.name, data.get(f.name, default))
-        config.validate(where)
-        return config
-
-    def validate(self, where: str = "head") -> None:
-        projections = self.projections
-        if isinstance(projections, str) or not isinstance(projections, (list, tuple)):
-            raise _fail(where, "projections", f"expected a list of names, got {type(projections).__name__} "
-                        f"{projections!r}", f"write a list, e.g. [{projections!r}]" if isinstance(projections, str)
-                        else f"choose one or more of {sorted(PROJECTIONS)}")
-        if not projections:
-            raise ConfigError(f"{where}: projections is empty; choose one or more of {sorted(PROJECTIONS)}")
-        for i, name in enumerate(projections):
-            _check_name(where, f"projections[{i}]", name, PROJECTIONS)
-        if len(set(projections)) != len(projections):
-            raise _fail(where, "projections", f"has duplicates: {list(projections)}", "list each projection once")
-        self.projections = list(projections)
-        _check_name(where, "abs_transform", self.abs_transform, ABS_TRANSFORMS)
-        _check_name(where, "subspace_norm", self.subspace_norm, SUBSPACE_NORMS)
-        _check_name(where, "aggregation", self.aggregation, AGGREGATIONS)
-        _check_int(where, "aggregation_dim", self.aggregation_dim, 1, allow_none=True)
-        _check_int(where, "classifier_hidden_size", self.classifier_hidden_size, 0)
-        self.subspace_dropout = _check_probability(where, "subspace_dropout", self.subspace_dropout)
-        self.classifier_dropout = _check_probability(where, "classifier_dropout", self.classifier_dropout)
-        self.component_dropout = _check_probability(where, "component_dropout", self.component_dropout)
-        if not isinstance(self.aligned, bool):
-            raise _fail(where, "aligned", f"expected true or false, got {self.aligned!r}", "write true or false")
-        _check_int(where, "aligned_dim", self.aligned_dim, 1, allow_none=True)
-        weights = self.subspace_weights
-        if weights is not None:
-            if isinstance(weights, (str, bytes)) or not isinstance(weights, (list, tuple)) or any(
-                isinstance(w, bool) or not isinstance(w, (int, float)) for w in weights
-            ):
-                raise _fail(where, "subspace_weights", f"expected a list of numbers, got {weights!r}",
-                            "write one weight per projection, or null")
-            if len(weights) != self.num_components:
-                what = f"{len(projections)} projections" + (" + the aligned component" if self.aligned else "")
-                raise _fail(where, "subspace_weights", f"has {len(weights)} values for {what}",
-                            "write one weight per projection" + (", then one for the aligned component"
-                                                                 if self.aligned else ""))
-            if min(weights) < 0 or sum(weights) <= 0 or any(w != w for w in weights):
-                raise _fail(where, "subspace_weights", f"{list(weights)} is invalid",
-                            "use weights >= 0 with a positive sum")
-            self.subspace_weights = [float(w) for w in weights]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
-
-    def replace(self, **changes: Any) -> "HeadConfig":
-        """A validated copy with ``changes`` applied."""
-        return HeadConfig.from_dict({**self.to_dict(), **changes})
-
-
-# What a config saved before a field existed meant (absent keys of old files). Format-1/2 files hold every older
-# field explicitly, so only the fields added since need an entry; the old defaults of the changed fields are kept
-# too, for hand-written old-style configs.
-LEGACY_DEFAULTS: dict[str, Any] = {
-    "projections": list(DEFAULT_PROJECTIONS), "abs_transform": "none", "aggregation": "mlp_sum",
-    "aligned": False, "aligned_dim": None, "component_dropout": 0.0,
-}
-
-
 def build_classifier(width: int, num_labels: int, hidden_size: int, dropout: float) -> nn.Module:
     """The MLP classifier on r(z) (a single linear layer when ``hidden_size`` is 0)."""
     if not hidden_size:
@@ -238,6 +58,27 @@ def _rename_prefix(old: str, new: str):
             state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
 
     return hook
+
+
+class SummedClassifier(nn.Module):
+    """One MLP per component of ``r(z) = [relative, aligned]``; the logits of the present components are averaged.
+
+    A component is absent for a sample when its part of ``r(z)`` is exactly zero (``represent`` zeroes a dropped
+    component), so ``classifier(head.represent(...))`` equals ``head(...)`` and the model's forward_head contract
+    holds. Averaging (not summing) keeps one component alone on the scale the classifiers were trained on."""
+
+    def __init__(self, relative_dim: int, aligned_dim: int, num_labels: int, hidden_size: int, dropout: float):
+        super().__init__()
+        self.relative_dim = relative_dim
+        self.relative = build_classifier(relative_dim, num_labels, hidden_size, dropout)
+        self.aligned = build_classifier(aligned_dim, num_labels, hidden_size, dropout)
+
+    def forward(self, representation: torch.Tensor) -> torch.Tensor:
+        parts = (representation[:, :self.relative_dim], representation[:, self.relative_dim:])
+        logits = torch.stack([self.relative(parts[0]), self.aligned(parts[1])], dim=1)  # (B, 2, C)
+        present = torch.stack([(part != 0).any(dim=1) for part in parts], dim=1).to(logits.dtype)  # (B, 2)
+        present = torch.where(present.sum(1, keepdim=True) > 0, present, torch.ones_like(present))
+        return (logits * present[..., None]).sum(1) / present.sum(1, keepdim=True)
 
 
 class RelativeProductHead(nn.Module):
@@ -267,11 +108,14 @@ class RelativeProductHead(nn.Module):
         aligned_dim: Optional[int] = None,
         aligned_input_dim: Optional[int] = None,
         component_dropout: float = 0.0,
+        combine: str = "concat",
+        relative_space: str = "native",
     ):
         super().__init__()
         if num_anchors < 2:
             raise ValueError(f"a relative space needs at least 2 anchors, got {num_anchors}")
         self.projection_names = list(projections)
+        self.abs_transform_name = abs_transform
         self._projections = [get_projection(name).fn for name in self.projection_names]
         self._abs_transform = get_abs_transform(abs_transform)
         self.norms = nn.ModuleList(build_subspace_norm(subspace_norm, num_anchors) for _ in self.projection_names)
@@ -290,10 +134,29 @@ class RelativeProductHead(nn.Module):
             self.aligned_norm = nn.LayerNorm(self.aligned_dim)
             self.reset_alignment(int(aligned_input_dim or aligned_dim))
         self.output_dim = self.aggregation.output_dim + self.aligned_dim
+        if combine not in COMBINES:
+            raise ValueError(f"unknown combine {combine!r}; valid: {list(COMBINES)}")
+        self.combine = combine if self.aligned else "concat"
+        self.relative_space = "native"
+        if self.aligned and relative_space == "translated":  # filled by load_state_dict (the stitched head's buffer)
+            self.set_relative_space(torch.zeros(num_anchors, self.aligned_dim))
+        self._classifier_shape = (classifier_hidden_size, classifier_dropout)
         self.mlp: Optional[nn.Module] = None
         self.register_load_state_dict_pre_hook(_rename_prefix("classifier.", "mlp."))
         if num_labels:
-            self.classifier = build_classifier(self.output_dim, num_labels, classifier_hidden_size, classifier_dropout)
+            self.reset_classifier(num_labels)
+
+    def reset_classifier(self, num_labels: int) -> None:
+        """A fresh classifier (one per component for ``combine='sum'``, else one MLP on r(z))."""
+        hidden, dropout = self._classifier_shape
+        old = self.classifier
+        if self.combine == "sum":
+            self.classifier = SummedClassifier(self.aggregation.output_dim, self.aligned_dim, num_labels, hidden, dropout)
+        else:
+            self.classifier = build_classifier(self.output_dim, num_labels, hidden, dropout)
+        if old is not None:
+            param = next(old.parameters())
+            self.classifier.to(param.device, param.dtype)
 
     @property
     def classifier(self) -> Optional[nn.Module]:
@@ -338,6 +201,8 @@ class RelativeProductHead(nn.Module):
             aligned_dim=config.aligned_dim,
             aligned_input_dim=embedding_dim,
             component_dropout=config.component_dropout,
+            combine=config.combine,
+            relative_space=(config.alignment or {}).get("relative_space", "native"),
         )
 
     # ------------------------------------------------------------------------------------------ aligned component
@@ -347,6 +212,25 @@ class RelativeProductHead(nn.Module):
         device = old.device if old is not None else None  # no value checks: this also runs on the meta device
         self.register_buffer("aligned_weight", torch.eye(input_dim, self.aligned_dim, device=device))
         self.register_buffer("aligned_bias", torch.zeros(self.aligned_dim, device=device))
+        self.set_relative_space(None)
+
+    def set_relative_space(self, training_anchors: Optional[torch.Tensor]) -> None:
+        """``None``: the relative component reads the current encoder's own embeddings and anchors ("native").
+        A (k, aligned_dim) tensor: the training encoder's anchors in its standardised space; the relative component
+        then reads the mapped embeddings ``std(z) @ R + b`` against them ("translated": exact under any affine map
+        the translation recovers). Saved with the weights as ``aligned_anchors``."""
+        if training_anchors is None:
+            if "aligned_anchors" in self._buffers:
+                del self._buffers["aligned_anchors"]
+            self.relative_space = "native"
+            return
+        if training_anchors.dim() != 2 or training_anchors.shape != (self.num_anchors, self.aligned_dim):
+            raise ValueError(f"training anchors for the translated relative space must be ({self.num_anchors}, "
+                             f"{self.aligned_dim}), got {tuple(training_anchors.shape)}")
+        old = getattr(self, "aligned_weight", None)
+        device = old.device if old is not None else None
+        self.register_buffer("aligned_anchors", training_anchors.detach().float().to(device).contiguous())
+        self.relative_space = "translated"
 
     def set_alignment(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """The map ``std(z) @ weight + bias`` from the current encoder's anchor-standardised space into the
@@ -368,6 +252,8 @@ class RelativeProductHead(nn.Module):
         key = prefix + "aligned_weight"
         if self.aligned and key in state_dict and state_dict[key].shape != self.aligned_weight.shape:
             self.reset_alignment(int(state_dict[key].shape[0]))
+        if self.aligned and prefix + "aligned_anchors" in state_dict and self.relative_space == "native":
+            self.set_relative_space(torch.zeros(self.num_anchors, self.aligned_dim))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def aligned_inputs(self, embeddings: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
@@ -386,6 +272,9 @@ class RelativeProductHead(nn.Module):
         """The raw relative subspaces, stacked (B, n, k), before normalisation."""
         check_anchor_embeddings(anchors)
         check_embeddings(embeddings, anchors.shape[1])
+        if self.relative_space == "translated":  # mapped samples against the training encoder's anchors
+            embeddings = self.aligned_inputs(embeddings, anchors)
+            anchors = self.aligned_anchors.to(embeddings.dtype)
         x, a = self._abs_transform(embeddings, anchors.to(embeddings.dtype))
         return torch.stack([project(x, a) for project in self._projections], dim=1)
 
@@ -418,9 +307,14 @@ class RelativeProductHead(nn.Module):
         return (representation, normed) if return_subspaces else representation
 
     def _represent_aligned(self, embeddings, anchors, normed, subspace_weights, return_subspaces):
-        """[aggregation(relative subspaces), LayerNorm(aligned)], each component weighted (0 drops it)."""
+        """[aggregation(relative subspaces), LayerNorm(aligned)], each component weighted (0 drops it).
+
+        ``combine='sum'``: a dropped component's part is exactly zero (the summed classifier then averages the
+        other component's logits alone); weights > 0 act inside the relative aggregation, the aligned part is kept
+        as is. ``concat``: the aligned part is scaled by its weight."""
         n = normed.shape[1]
         aligned = self.aligned_norm(self.aligned_inputs(embeddings, anchors))
+        summed = self.combine == "sum"
         if subspace_weights is not None:
             weights = torch.as_tensor(subspace_weights).to(normed)
             if weights.shape[-1] != n + 1:
@@ -431,13 +325,16 @@ class RelativeProductHead(nn.Module):
                 relative = self.aggregation(normed, relative_w)
             else:
                 relative = normed.new_zeros(normed.shape[0], self.aggregation.output_dim)
-            representation = torch.cat([relative, aligned * aligned_w], dim=1)
+            aligned_scale = (aligned_w > 0).to(normed) if summed else aligned_w
+            representation = torch.cat([relative, aligned * aligned_scale], dim=1)
         elif self.training and self.component_dropout > 0:
             keep = (torch.rand(normed.shape[0], n + 1, device=normed.device) >= self.component_dropout).to(normed)
             dead = keep.sum(1) == 0
             if dead.any():
                 keep[dead, torch.randint(n + 1, (int(dead.sum()),), device=normed.device)] = 1.0
             relative = self.aggregation(normed * keep[:, :n, None])
+            if summed:  # all relative subspaces dropped: the component is absent, not the aggregation's bias
+                relative = relative * (keep[:, :n].sum(1, keepdim=True) > 0).to(relative)
             representation = torch.cat([relative, aligned * keep[:, n:]], dim=1)
         else:
             representation = torch.cat([self.aggregation(normed), aligned], dim=1)

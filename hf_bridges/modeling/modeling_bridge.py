@@ -26,7 +26,7 @@ from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hu
 from .bridge_io import HeadAsScore, checked_load, staged_save
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
 from .configuration_bridge import BridgeConfig
-from .head import RelativeProductHead, build_classifier, check_anchor_embeddings
+from .head import RelativeProductHead, check_anchor_embeddings
 from .loaders import load_encoder, load_tokenizer
 from .pooling import get_pooling
 
@@ -308,14 +308,7 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
         """A fresh classifier for ``num_labels`` classes (same hidden width and dropout); relative part kept."""
         if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
             raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}")
-        head = self.config.head
-        classifier = build_classifier(self.head.output_dim, num_labels, head.classifier_hidden_size,
-                                      head.classifier_dropout)
-        old = self.head.classifier
-        if old is not None:
-            param = next(old.parameters())
-            classifier.to(param.device, param.dtype)
-        self.head.classifier = classifier
+        self.head.reset_classifier(num_labels)  # one MLP per component for combine='sum'
         self.config.num_labels = num_labels
 
     def _relative(self, input_ids, attention_mask, features, subspace_weights, encoder_inputs, return_subspaces=False):

@@ -1,6 +1,7 @@
 """Scoring one trained head on one test encoder: label-free subspace choice, accuracy / macro-F1, latent similarity."""
 from __future__ import annotations
 
+import copy
 from typing import Optional
 
 import numpy as np
@@ -58,8 +59,7 @@ def evaluate_pair(
     logits = predict(head, test_embeddings, test_anchors, weights, feature_cache=feature_cache)
     result = classification_scores(logits.argmax(axis=1), labels)
     if alignment is not None:
-        result["alignment"] = {k: v for k, v in alignment.items() if k != "agreement"}
-        result["component_agreement"] = alignment["agreement"]
+        result["alignment"] = alignment  # map, residuals, fit, relative space, stitch score (label-free)
         result["component_weights"] = weights
     elif weights is not None:
         result["subspace_weights"] = dict(zip(method.projections, weights))
@@ -68,13 +68,12 @@ def evaluate_pair(
         return result  # same encoder: r(z) is compared with itself, every latent score is 1 by construction
     n = min(latent.max_samples, len(labels))
     ref_weights = None if alignment is not None else weights
-    if alignment is not None:  # r(z) on A with A's own (identity) map, then B's again
-        saved = (head.aligned_weight.clone(), head.aligned_bias.clone())
-        head.reset_alignment(train_anchors.shape[1])
-    ref = predict(head, train_embeddings_test, train_anchors, ref_weights, represent=True, feature_cache=feature_cache,
-                  limit=n)
-    if alignment is not None:
-        head.set_alignment(*saved)
+    reference_head = head
+    if alignment is not None:  # r(z) on A with A's own (identity) map and native relative space
+        reference_head = copy.deepcopy(head)
+        reference_head.reset_alignment(train_anchors.shape[1])
+    ref = predict(reference_head, train_embeddings_test, train_anchors, ref_weights, represent=True,
+                  feature_cache=feature_cache, limit=n)
     new = predict(head, test_embeddings, test_anchors, weights, represent=True, feature_cache=feature_cache, limit=n)
     result["latent"] = latent_similarity(torch.from_numpy(ref), torch.from_numpy(new), k=min(latent.k, n - 1))
     return result
