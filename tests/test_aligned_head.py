@@ -155,9 +155,9 @@ def test_summed_head_averages_the_component_logits():
     torch.testing.assert_close(head(xf, af, torch.tensor([1.0, 0.0])), rel)  # a dropped component is absent
     torch.testing.assert_close(head(xf, af, torch.tensor([0.0, 1.0])), al)
     keys = set(head.state_dict())
-    assert {"classifier.relative.0.weight", "classifier.aligned.3.bias"} <= keys
+    assert {"mlp.relative.0.weight", "mlp.aligned.3.bias"} <= keys  # in memory; files keep classifier.*
     concat = RelativeProductHead.from_config(HeadConfig(combine="concat"), K, CLASSES, embedding_dim=D)
-    assert "classifier.0.weight" in concat.state_dict()
+    assert "mlp.0.weight" in concat.state_dict()
     legacy = RelativeProductHead.from_config(HeadConfig.from_dict({}, legacy=True), K, CLASSES)
     assert not legacy.aligned and "classifier.0.weight" in legacy.state_dict()  # old heads: names unchanged
 
