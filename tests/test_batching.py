@@ -94,3 +94,26 @@ def test_hf_text_kind_matches_plain_batches(tiny_encoder_dir, one_thread):
         reference = mean_pooling(model(**inputs), inputs["attention_mask"]).numpy()
     assert got.shape == reference.shape
     torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(reference), atol=1e-5, rtol=1e-5)
+
+
+def test_refresh_anchors_sorts_by_length_and_names_the_anchors(tokenizer, one_thread, monkeypatch):
+    """from_encoder / refresh_anchors embed the anchors in length order (identical to one-by-one embedding) and the
+    progress bar says what is embedded."""
+    from hf_bridges import BridgeForSequenceClassification
+    from hf_bridges.modeling import batching
+
+    seen = []
+    original = batching.embed_in_length_order
+
+    def spy(fn, ids, mask, size, desc=None, **extra):
+        seen.append((desc, mask.sum(1).tolist()))
+        return original(fn, ids, mask, size, desc, **extra)
+
+    monkeypatch.setattr("hf_bridges.modeling.modeling_bridge.embed_in_length_order", spy)
+    texts = _mixed_texts(23)
+    bridge = BridgeForSequenceClassification.from_encoder(make_encoder(), anchors=texts, tokenizer=tokenizer,
+                                                          num_labels=2, anchor_batch_size=4).eval()
+    assert seen and seen[0][0] == f"embedding 23 anchors with {type(bridge.encoder).__name__}"
+    with torch.no_grad():
+        one_by_one = torch.cat([bridge.embed(**bridge.anchors.model_inputs(i, i + 1)) for i in range(23)])
+    torch.testing.assert_close(bridge.anchor_embeddings, one_by_one, atol=1e-6, rtol=0)

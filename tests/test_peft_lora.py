@@ -118,3 +118,5 @@ def test_trained_head_copy_is_the_one_used_and_saved(anchor_texts, tmp_path):
 def test_lora_target_not_in_encoder_lists_valid_names(anchor_texts):
     with pytest.raises(ValueError, match=r"\['q_proj'\] not found in the encoder \(BertModel\).*'query'.*'value'"):
         apply_lora(bridge(anchor_texts), target_modules=["q_proj", "value"])
+
+

@@ -281,3 +281,25 @@ def test_feature_cache_is_off_with_lora_and_refused_when_forced(tmp_path):
         tiny(tmp_path, "cache_features=true")
     with pytest.raises(ValueError, match="cache_features must be auto, true or false"):
         tiny(tmp_path, "cache_features=sometimes")
+
+
+def test_lora_run_refreshes_the_anchors_every_n_steps(tmp_path, monkeypatch):
+    """anchor_refresh: steps (the default): with a trained encoder the loop re-embeds the anchors every N optimizer
+    steps and before each evaluation, not after every step as auto does; the saved model is back on auto."""
+    from hf_bridges.modeling.modeling_bridge import BridgePreTrainedModel
+
+    calls = []
+    original = BridgePreTrainedModel.refresh_anchors
+    monkeypatch.setattr(BridgePreTrainedModel, "refresh_anchors", lambda self: calls.append(1) or original(self))
+
+    def refreshes(mode: str) -> int:
+        calls.clear()
+        out = tmp_path / mode
+        results = train(tiny(out, "num_epochs=2", "lora.target_modules=[query,value]", "lora.r=4",
+                             "checkpoint_every=0", "anchor_refresh_steps=4", f"anchor_refresh={mode}"))
+        assert results["steps"] == 6
+        assert json.loads((out / "model" / "config.json").read_text())["anchor_refresh"] == "auto"
+        return len(calls)
+
+    steps, auto = refreshes("steps"), refreshes("auto")
+    assert steps < auto - 1, (steps, auto)  # auto: one per update (6) plus set-up; steps: step 4, epochs, evals

@@ -35,6 +35,22 @@ def length_order(attention_mask: torch.Tensor) -> torch.Tensor:
     return torch.sort(lengths, descending=True, stable=True).indices
 
 
+def embed_in_slices(embed_slice: Callable[[int, int], torch.Tensor], n: int, batch_size: int,
+                    desc: Optional[str] = None) -> torch.Tensor:
+    """``embed_slice(start, stop) -> (stop - start, dim)`` over ``n`` rows in stored order, with the same bar."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    from tqdm.auto import tqdm  # a transformers dependency
+
+    parts = []
+    with tqdm(total=n, desc=desc or f"embedding {n} rows", unit="row", leave=False,
+              disable=not _progress_enabled()) as bar:
+        for start in range(0, n, batch_size):
+            parts.append(embed_slice(start, min(start + batch_size, n)))
+            bar.update(parts[-1].shape[0])
+    return torch.cat(parts)
+
+
 def embed_in_length_order(
     embed_fn: EmbedFn,
     input_ids: torch.Tensor,

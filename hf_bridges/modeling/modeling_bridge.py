@@ -21,6 +21,7 @@ from transformers import initialization as init
 
 from .aggregation import MLPSumAggregation, WeightedAggregation
 from .anchor_stores import AnchorStore, encoder_fingerprint
+from .batching import embed_in_length_order, embed_in_slices
 from .bridge_inputs import encoder_settings, label_kwargs, truncate_rows, with_max_length
 from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hub, check_config_kwargs
 from .bridge_io import HeadAsScore, checked_load, staged_save
@@ -223,13 +224,21 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
         self._check_anchor_inputs()
         was_training = self.encoder.training
         self.encoder.eval()
+        name = self.config.encoder_name_or_path or self.config.encoder_class or type(self.encoder).__name__
         try:
-            size, k = self.config.anchor_batch_size, self.config.num_anchors
-            chunks = [self.embed(**self._anchor_inputs(i, min(i + size, k))) for i in range(0, k, size)]
+            embeddings = self._embed_stored_anchors(f"embedding {self.config.num_anchors} anchors with {name}")
         finally:
             self.encoder.train(was_training)
-        self.set_anchor_embeddings(torch.cat(chunks))
+        self.set_anchor_embeddings(embeddings)
         return self.anchors.embeddings
+
+    def _embed_stored_anchors(self, desc: str) -> torch.Tensor:
+        """All stored anchors through ``embed``, with a progress bar that names them: token ids in length-sorted
+        batches (padding trimmed, order restored); images and tensors in stored order."""
+        size, k = self.config.anchor_batch_size, self.config.num_anchors
+        if isinstance(self.anchors, AnchorStore):
+            return embed_in_length_order(self.embed, self.anchors.input_ids, self.anchors.attention_mask, size, desc)
+        return embed_in_slices(lambda i, j: self.embed(**self._anchor_inputs(i, j)), k, size, desc)
 
     def set_anchor_embeddings(self, embeddings: torch.Tensor) -> None:
         """Use precomputed anchor embeddings (k, dim), e.g. from a cache or a non-transformers encoder."""
@@ -272,7 +281,7 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
         trainable = any(p.requires_grad for p in self.encoder.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and trainable):
             embeddings = self._encode(**inputs)
-        normalize = getattr(self.config, "normalize_embeddings", False)  # a sentence-transformers Normalize module
+        normalize = self.config.normalize_embeddings  # a sentence-transformers Normalize module
         return nn.functional.normalize(embeddings, p=2, dim=-1) if normalize else embeddings
 
     def _subspace_weights(self, subspace_weights: Optional[torch.Tensor]) -> Optional[torch.Tensor]:

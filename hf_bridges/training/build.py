@@ -95,7 +95,7 @@ def build_model(cfg: TrainConfig, train: datasets.Dataset, tokenizer) -> nn.Modu
         id2label=id2label,
         label2id={v: k for k, v in id2label.items()} if id2label else None,
         freeze_encoder=cfg.freeze_encoder or cfg.lora is not None,
-        anchor_refresh=cfg.anchor_refresh,
+        anchor_refresh="auto" if cfg.anchor_refresh == "steps" else cfg.anchor_refresh,  # steps: see training.loop
     )
     if cfg.encoder is None:
         model.config.encoder_name_or_path = None

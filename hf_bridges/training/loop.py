@@ -195,7 +195,10 @@ def train(cfg: TrainConfig, resume: Optional[str] = None) -> dict[str, Any]:
     start_epoch, skip = int(state.get("epoch", 0)), int(state.get("batches_in_epoch", 0))
     history: list[dict[str, Any]] = list(state.get("history", []))
     bar = tqdm(total=total_steps, initial=step, disable=not (cfg.progress_bar and accelerator.is_local_main_process))
-    manual = cfg.anchor_refresh == "manual" and encoder_is_trained(bridge)
+    manual = cfg.anchor_refresh in ("manual", "steps") and encoder_is_trained(bridge)
+    every = cfg.anchor_refresh_steps if manual and cfg.anchor_refresh == "steps" else 0
+    if every:  # the loop owns the refreshes while it runs; the saved model re-embeds after any update again
+        bridge.config.anchor_refresh = "manual"
     started, samples, stop = time.perf_counter(), 0, step >= total_steps
     loss_sum = torch.zeros((), device=accelerator.device)
     loss_count = 0
@@ -208,8 +211,8 @@ def train(cfg: TrainConfig, resume: Optional[str] = None) -> dict[str, Any]:
     for epoch in range(start_epoch, cfg.num_epochs):
         if stop:
             break
-        if manual:
-            bridge.refresh_anchors()  # per-epoch refresh: anchors go stale within the epoch (see README)
+        if manual and not skip:  # per-epoch refresh (not when resuming mid-epoch: the checkpoint holds its anchors)
+            bridge.refresh_anchors()
         train_loader.set_epoch(epoch)
         loader = train_loader
         batches = 0
@@ -234,6 +237,8 @@ def train(cfg: TrainConfig, resume: Optional[str] = None) -> dict[str, Any]:
                 continue
             step += 1
             bar.update(1)
+            if every and step % every == 0:
+                bridge.refresh_anchors()  # anchor_refresh: steps
             if step % max(cfg.log_every, 1) == 0 or step == total_steps:
                 mean_loss = accelerator.reduce(loss_sum / max(loss_count, 1), reduction="mean").item()
                 accelerator.log({"train/loss": mean_loss, "train/lr": scheduler.get_last_lr()[0], "epoch": epoch,
@@ -258,6 +263,8 @@ def train(cfg: TrainConfig, resume: Optional[str] = None) -> dict[str, Any]:
     bar.close()
     seconds = time.perf_counter() - started
     accelerator.wait_for_everyone()
+    if every:
+        bridge.config.anchor_refresh = "auto"
     saved = save_final(accelerator, model, out)
     results = {**run_info, "steps": step, "history": history, "seconds": seconds,
                "train_samples_per_second": samples / seconds if seconds else None, "saved": saved}
