@@ -159,7 +159,7 @@ def test_summed_head_averages_the_component_logits():
     concat = RelativeProductHead.from_config(HeadConfig(combine="concat"), K, CLASSES, embedding_dim=D)
     assert "mlp.0.weight" in concat.state_dict()
     legacy = RelativeProductHead.from_config(HeadConfig.from_dict({}, legacy=True), K, CLASSES)
-    assert not legacy.aligned and "classifier.0.weight" in legacy.state_dict()  # old heads: names unchanged
+    assert not legacy.aligned and "mlp.0.weight" in legacy.state_dict()  # old heads too (files: classifier.*)
 
 
 def test_component_dropout_trains_each_component_alone():

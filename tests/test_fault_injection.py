@@ -268,6 +268,7 @@ def test_killed_save_pretrained_leaves_the_previous_model(tmp_path, step):
     inputs = make_tokenizer()(["a b c"], return_tensors="pt")
     with torch.no_grad():
         torch.testing.assert_close(BridgeForSequenceClassification.from_pretrained(folder).eval()(**inputs).logits,
-                                   old(**inputs).logits, rtol=0, atol=0)
+                                   old(**inputs).logits, rtol=0, atol=1e-6)  # files equal byte for byte (above);
+    # the loaded weights are mmapped at unaligned addresses, so CPU BLAS may take another kernel (last-bit noise)
     old.save_pretrained(folder)  # the next save cleans every leftover
     assert not list(tmp_path.glob(".model.tmp-*")) and not (folder / ".hf_bridges-previous").exists()

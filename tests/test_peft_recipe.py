@@ -68,8 +68,10 @@ def test_plain_recipe_trains_and_saves_the_whole_head(anchor_texts, tmp_path):
     pm = get_peft_model(build(anchor_texts), LoraConfig(**RECIPE))
     extra = [n for n, p in pm.named_parameters() if p.requires_grad and "lora_" not in n]
     assert extra and all(n.startswith("base_model.model.score.modules_to_save.default.") for n in extra), extra
-    for part in ("norms.0.weight", "aggregation.weight", "mlp.0.weight", "mlp.3.bias"):
-        assert any(n.endswith(part) for n in extra), part
+    head = build(anchor_texts).score  # the default (summed aligned) head
+    head_params = {n for n, _ in head.named_parameters()}
+    assert {"norms.0.weight", "aligned_norm.weight", "mlp.relative.0.weight", "mlp.aligned.3.bias"} <= head_params
+    assert {n.split("modules_to_save.default.", 1)[1] for n in extra} == head_params  # all of it, nothing else
     wrappers = [n for n, m in pm.named_modules() if type(m).__name__ == "ModulesToSaveWrapper"]
     assert wrappers == ["base_model.model.score"]  # one wrapper: no unused nested copy of the MLP
     train(pm)
@@ -78,7 +80,7 @@ def test_plain_recipe_trains_and_saves_the_whole_head(anchor_texts, tmp_path):
     saved = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     trainable_head = {n.split("modules_to_save.default.", 1)[1] for n in extra}
     in_adapter = {k.split(".score.", 1)[1] for k in saved if ".score." in k}
-    assert trainable_head == in_adapter
+    assert trainable_head == head_params and in_adapter == set(head.state_dict())  # + the aligned fit's buffers
     reloaded = PeftModel.from_pretrained(build(anchor_texts, seed=123), tmp_path / "adapter").eval()
     torch.testing.assert_close(logits(reloaded), expected, rtol=0, atol=1e-5)
     assert_anchors_fresh(reloaded)
@@ -164,7 +166,7 @@ def test_saved_files_keep_the_historic_key_names(anchor_texts, tmp_path):
     model = build(anchor_texts).eval()
     model.save_pretrained(tmp_path / "model")
     keys = load_file(tmp_path / "model" / "model.safetensors")
-    assert "head.classifier.0.weight" in keys and "head.norms.0.weight" in keys
+    assert "head.classifier.relative.0.weight" in keys and "head.norms.0.weight" in keys  # the summed default
     assert not [k for k in keys if k.startswith("score.")]
     back = BridgeForSequenceClassification.from_pretrained(tmp_path / "model").eval()
     torch.testing.assert_close(logits(back), logits(model), rtol=0, atol=0)

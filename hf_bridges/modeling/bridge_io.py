@@ -58,6 +58,45 @@ class HeadAsScore:
         super().__setattr__("score" if name == "head" else name, value)
 
 
+class StagedSaveLoad:
+    """Mixin of the bridge models (before ``PreTrainedModel``): ``save_pretrained`` staged and journaled,
+    ``from_pretrained`` checked (a corrupted file named, an interrupted save warned about)."""
+
+    _extra_auto_map: dict = {}  # e.g. the image model's Auto entry, set by the class that ships its file
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """Also names a corrupted weights file, warns about an interrupted save, and remembers the encoder state the
+        saved anchors match now (peft may inject LoRA before the first forward: then they are re-embedded)."""
+        model = checked_load(super().from_pretrained, pretrained_model_name_or_path, args, kwargs)
+        bridge = model[0] if isinstance(model, tuple) else model  # output_loading_info=True
+        if getattr(bridge, "encoder", None) is not None and bool(bridge.anchors.is_fresh):
+            bridge._anchor_snapshot = bridge._encoder_state()
+        return model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Tokenizer included, staged (``bridge_io.staged_save``: never a truncated file, config last). A bridge
+        without a name takes the folder's: peft adapters then record a loadable ``base_model_name_or_path``."""
+        # Ship every Auto class, not only this one's, so a trust_remote_code user can pick any of them.
+        self.config.auto_map = {
+            "AutoConfig": "configuration_bridge.BridgeConfig",
+            "AutoModel": "modeling_bridge.BridgeModel",
+            "AutoModelForSequenceClassification": "modeling_bridge.BridgeForSequenceClassification",
+            **self._extra_auto_map,  # e.g. the image model's entry, set by the class that ships its file
+        }
+        target = os.path.abspath(os.fspath(save_directory))
+        if kwargs.get("is_main_process", True) and not kwargs.get("push_to_hub"):
+            result = staged_save(self, super().save_pretrained, target, args, kwargs)
+        else:  # rank > 0 writes nothing of its own; a push names the repo after the folder
+            result = super().save_pretrained(save_directory, *args, **kwargs)
+            if self.tokenizer is not None and kwargs.get("is_main_process", True):
+                self.tokenizer.save_pretrained(save_directory)
+        if not self.__dict__.get("name_or_path"):
+            self.name_or_path = target  # peft reads model.__dict__["name_or_path"]
+        return result
+
+
+
 def checked_load(load: Callable[..., Any], source: Any, args: tuple, kwargs: dict) -> Any:
     """``load(source, ...)``, warning about an interrupted save's journal and naming a corrupted weights file."""
     folder = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None

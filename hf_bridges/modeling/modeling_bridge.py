@@ -23,7 +23,7 @@ from .aggregation import MLPSumAggregation, WeightedAggregation
 from .anchor_stores import AnchorStore, encoder_fingerprint
 from .bridge_inputs import encoder_settings, label_kwargs, truncate_rows, with_max_length
 from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hub, check_config_kwargs
-from .bridge_io import HeadAsScore, checked_load, staged_save
+from .bridge_io import HeadAsScore, StagedSaveLoad
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
 from .configuration_bridge import BridgeConfig
 from .head import RelativeProductHead, check_anchor_embeddings
@@ -36,7 +36,7 @@ __all__ = [  # re-exported: their historic home
 ]
 
 
-class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
+class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, PreTrainedModel):
     config_class = BridgeConfig
     base_model_prefix = "bridge"
     main_input_name = "input_ids"
@@ -44,7 +44,6 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
     anchor_store_class: type = AnchorStore
     _no_encoder_hint = "set anchor embeddings with set_anchor_embeddings(...)"
     _with_classifier = False
-    _extra_auto_map: dict = {}
 
     def __init__(self, config: BridgeConfig, encoder: Optional[nn.Module] = None):
         super().__init__(config)
@@ -338,37 +337,6 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
         """Let gradients reach the encoder (anchors are then re-embedded whenever its weights change)."""
         self.config.freeze_encoder = False
         self.encoder.requires_grad_(True)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """Also names a corrupted weights file, warns about an interrupted save, and remembers the encoder state the
-        saved anchors match now (peft may inject LoRA before the first forward: then they are re-embedded)."""
-        model = checked_load(super().from_pretrained, pretrained_model_name_or_path, args, kwargs)
-        bridge = model[0] if isinstance(model, tuple) else model  # output_loading_info=True
-        if getattr(bridge, "encoder", None) is not None and bool(bridge.anchors.is_fresh):
-            bridge._anchor_snapshot = bridge._encoder_state()
-        return model
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """Tokenizer included, staged (``bridge_io.staged_save``: never a truncated file, config last). A bridge
-        without a name takes the folder's: peft adapters then record a loadable ``base_model_name_or_path``."""
-        # Ship every Auto class, not only this one's, so a trust_remote_code user can pick any of them.
-        self.config.auto_map = {
-            "AutoConfig": "configuration_bridge.BridgeConfig",
-            "AutoModel": "modeling_bridge.BridgeModel",
-            "AutoModelForSequenceClassification": "modeling_bridge.BridgeForSequenceClassification",
-            **self._extra_auto_map,  # e.g. the image model's entry, set by the class that ships its file
-        }
-        target = os.path.abspath(os.fspath(save_directory))
-        if kwargs.get("is_main_process", True) and not kwargs.get("push_to_hub"):
-            result = staged_save(self, super().save_pretrained, target, args, kwargs)
-        else:  # rank > 0 writes nothing of its own; a push names the repo after the folder
-            result = super().save_pretrained(save_directory, *args, **kwargs)
-            if self.tokenizer is not None and kwargs.get("is_main_process", True):
-                self.tokenizer.save_pretrained(save_directory)
-        if not self.__dict__.get("name_or_path"):
-            self.name_or_path = target  # peft reads model.__dict__["name_or_path"]
-        return result
 
 
 class BridgeModel(BridgePreTrainedModel):
