@@ -5,6 +5,7 @@
 peft's SEQ_CLS model wraps (ModulesToSaveWrapper) every module whose path ends in ``classifier`` / ``score``: the
 bridge registers its head as ``score`` so all of it (norms, aggregation, MLP) is trained and in the adapter.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,8 @@ RECIPE = dict(task_type="SEQ_CLS", r=4, target_modules=["query", "value"])
 def build(anchor_texts, seed=0):
     torch.manual_seed(seed)  # the head's random init
     return BridgeForSequenceClassification.from_encoder(
-        make_encoder(0), anchors=anchor_texts, tokenizer=make_tokenizer(), num_labels=5, classifier_dropout=0.0)
+        make_encoder(0), anchors=anchor_texts, tokenizer=make_tokenizer(), num_labels=5, classifier_dropout=0.0
+    )
 
 
 def batch(seed=1, labels=True):
@@ -111,7 +113,8 @@ def test_anchors_reembedded_on_load_set_adapter_merge_disable(anchor_texts, tmp_
 
     # a saved base (anchors stored as fresh), LoRA loaded onto it before any forward
     loaded = PeftModel.from_pretrained(
-        BridgeForSequenceClassification.from_pretrained(tmp_path / "base"), tmp_path / "a").eval()
+        BridgeForSequenceClassification.from_pretrained(tmp_path / "base"), tmp_path / "a"
+    ).eval()
     inner = loaded.get_base_model()
     stale = inner.anchors.embeddings.clone()
     assert_anchors_fresh(loaded)

@@ -2,6 +2,7 @@
 
 Part of the remote-code set: only the standard library, torch and transformers (hf_bridges._io when installed).
 """
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,8 @@ import shutil
 import struct
 import tempfile
 import warnings
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 # The head is registered as ``score`` (peft's SEQ_CLS recipe then trains and saves all of it) and its MLP as
 # ``score.mlp``; files keep the historic names. Old key -> new key, first match wins (peft's adapter key_mapping):
@@ -30,7 +32,8 @@ def register_key_renames(class_name: str) -> None:
     except ImportError:  # transformers 4.x: reads the `_checkpoint_conversion_mapping` class attribute instead
         return
     register_checkpoint_conversion_mapping(
-        class_name, [WeightRenaming(source, target) for source, target in _LOADER_RENAMES], overwrite=True)
+        class_name, [WeightRenaming(source, target) for source, target in _LOADER_RENAMES], overwrite=True
+    )
 
 
 class HeadAsScore:
@@ -96,23 +99,27 @@ class StagedSaveLoad:
         return result
 
 
-
 def checked_load(load: Callable[..., Any], source: Any, args: tuple, kwargs: dict) -> Any:
     """``load(source, ...)``, warning about an interrupted save's journal and naming a corrupted weights file."""
     folder = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     local = folder is not None and os.path.isdir(folder)
     if local and os.path.isdir(os.path.join(folder, _PREVIOUS)):
-        warnings.warn(f"{folder}: an interrupted save_pretrained left the previous version's files in "
-                      f"{os.path.join(folder, _PREVIOUS)}; loading the folder as it is (possibly mixed). Put the "
-                      f"previous version back with `hf-bridges head recover {folder}`", stacklevel=3)
+        warnings.warn(
+            f"{folder}: an interrupted save_pretrained left the previous version's files in "
+            f"{os.path.join(folder, _PREVIOUS)}; loading the folder as it is (possibly mixed). Put the "
+            f"previous version back with `hf-bridges head recover {folder}`",
+            stacklevel=3,
+        )
     try:
         return load(source, *args, **kwargs)
     except Exception as error:
         broken = corrupted_weights(folder) if local else None
         if broken is None:
             raise
-        raise OSError(f"{broken} is truncated or corrupted ({type(error).__name__}: {error}); save the model again "
-                      "or restore that file (after an interrupted save: `hf-bridges head recover FOLDER`)") from None
+        raise OSError(
+            f"{broken} is truncated or corrupted ({type(error).__name__}: {error}); save the model again "
+            "or restore that file (after an interrupted save: `hf-bridges head recover FOLDER`)"
+        ) from None
 
 
 def staged_save(model: Any, save: Callable[..., Any], target: str, args: tuple, kwargs: dict) -> Any:
@@ -126,8 +133,10 @@ def staged_save(model: Any, save: Callable[..., Any], target: str, args: tuple, 
         result = save(staging, *args, **kwargs)
         if model.tokenizer is not None:
             model.tokenizer.save_pretrained(staging)
-        names = sorted((n for n in os.listdir(staging) if os.path.isfile(os.path.join(staging, n))),
-                       key=lambda n: n == "config.json")  # config last
+        names = sorted(
+            (n for n in os.listdir(staging) if os.path.isfile(os.path.join(staging, n))),
+            key=lambda n: n == "config.json",
+        )  # config last
         mode = 0o666 & ~_umask()
         for name in names:
             os.chmod(os.path.join(staging, name), mode)
@@ -156,7 +165,7 @@ def _remove_dead_staging(parent: str, base: str) -> None:
     """Staging folders of killed saves (``.NAME.tmp-PID-*`` whose process is gone)."""
     prefix = f".{base}.tmp-"
     for name in os.listdir(parent or "."):
-        pid = name[len(prefix):].split("-", 1)[0] if name.startswith(prefix) else ""
+        pid = name[len(prefix) :].split("-", 1)[0] if name.startswith(prefix) else ""
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
@@ -167,7 +176,7 @@ def _remove_dead_staging(parent: str, base: str) -> None:
             pass
 
 
-def corrupted_weights(folder: str) -> Optional[str]:
+def corrupted_weights(folder: str) -> str | None:
     """The first ``*.safetensors`` file in ``folder`` whose header or size is wrong, else None."""
     try:
         from safetensors import safe_open
@@ -179,7 +188,7 @@ def corrupted_weights(folder: str) -> Optional[str]:
         path = os.path.join(folder, name)
         try:
             with safe_open(path, framework="pt") as handle:
-                for key in handle.keys():
+                for key in handle.keys():  # noqa: SIM118 (a safetensors handle is no dict)
                     handle.get_slice(key)
                 end = max((o[1] for o in _data_offsets(path)), default=0)
             if os.path.getsize(path) < end:
@@ -193,5 +202,9 @@ def _data_offsets(path: str) -> list:
     with open(path, "rb") as handle:
         (size,) = struct.unpack("<Q", handle.read(8))
         header = json.loads(handle.read(size))
-    return [(8 + size + start, 8 + size + stop) for key, value in header.items() if key != "__metadata__"
-            for start, stop in [value["data_offsets"]]]
+    return [
+        (8 + size + start, 8 + size + stop)
+        for key, value in header.items()
+        if key != "__metadata__"
+        for start, stop in [value["data_offsets"]]
+    ]
