@@ -6,14 +6,16 @@ Only relative imports of sibling files and torch/transformers: shipped as remote
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from transformers.utils import logging
 
 from .errors import ConfigError
+from .loaders import load_tokenizer
 from .st_config import resolve_prompt, st_encoder_settings
 
 logger = logging.get_logger(__name__)
@@ -116,3 +118,30 @@ def truncate_rows(
         return tensor
 
     return cut(input_ids), new_mask, {key: cut(value) for key, value in extra.items()}
+
+
+class Tokenizing:
+    """Mixin of the bridge models: text in as the anchors went in (the saved tokenizer found again after a load)."""
+
+    def tokenize(self, texts: str | Sequence[str], **kwargs: Any):
+        """Tokenise ``texts`` as the anchors were: ``config.input_prefix`` prepended, padded, truncated to
+        ``max_seq_length``, as PyTorch tensors (``kwargs`` override these tokenizer arguments)."""
+        if self._get_tokenizer() is None:
+            raise ValueError("this bridge has no tokenizer: set bridge.tokenizer, or build it with from_encoder")
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        prefix = self.config.input_prefix
+        options = {
+            "padding": True,
+            "truncation": True,
+            "max_length": self.config.max_seq_length,
+            "return_tensors": "pt",
+            **kwargs,
+        }
+        return self.tokenizer([prefix + str(t) for t in texts], **options)
+
+    def _get_tokenizer(self):
+        """``self.tokenizer``, else the one ``save_pretrained`` wrote next to the weights (``None``: there is none)."""
+        if self.tokenizer is None and self.name_or_path:
+            with contextlib.suppress(OSError, ValueError):
+                self.tokenizer = load_tokenizer(self.name_or_path, None)
+        return self.tokenizer

@@ -14,6 +14,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from .bridge_arguments import _hub
+
 # The head is registered as ``score`` (peft's SEQ_CLS recipe then trains and saves all of it) and its MLP as
 # ``score.mlp``; files keep the historic names. Old key -> new key, first match wins (peft's adapter key_mapping):
 _KEY_RENAMES = {r"^head\.classifier\.": "score.mlp.", r"^head\.": "score."}
@@ -66,6 +68,17 @@ class StagedSaveLoad:
     ``from_pretrained`` checked (a corrupted file named, an interrupted save warned about)."""
 
     _extra_auto_map: dict = {}  # e.g. the image model's Auto entry, set by the class that ships its file
+
+    # -------------------------------------------------------------------------------------------- head-only I/O
+    stitch_report = None  # set by from_encoder(..., head=...): how well this encoder's anchor space matches the head's
+
+    def save_head(self, save_directory, **kwargs):
+        """Write only the head (weights, raw anchors, config, anchor space, card) to a folder, atomically."""
+        return _hub().save_head(self, save_directory, **kwargs)
+
+    def push_head_to_hub(self, repo_id: str, **kwargs):
+        """Push only the head to a Hub model repo; attach it anywhere with ``from_encoder(encoder, head=repo_id)``."""
+        return _hub().push_head_to_hub(self, repo_id, **kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):

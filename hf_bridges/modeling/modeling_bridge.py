@@ -12,7 +12,6 @@ weights, so ``trust_remote_code=True`` users need nothing but transformers and t
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -25,7 +24,7 @@ from transformers import initialization as init
 from .aggregation import MLPSumAggregation, WeightedAggregation
 from .anchor_stores import AnchorStore, encoder_fingerprint
 from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hub, check_config_kwargs
-from .bridge_inputs import encoder_settings, label_kwargs, truncate_rows, with_max_length
+from .bridge_inputs import Tokenizing, encoder_settings, label_kwargs, truncate_rows, with_max_length
 from .bridge_io import HeadAsScore, StagedSaveLoad
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
 from .configuration_bridge import BridgeConfig
@@ -45,7 +44,7 @@ __all__ = [  # re-exported: their historic home
 ]
 
 
-class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, PreTrainedModel):
+class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, PreTrainedModel):
     config_class = BridgeConfig
     base_model_prefix = "bridge"
     main_input_name = "input_ids"
@@ -197,29 +196,6 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, PreTrainedModel):
         bridge.refresh_anchors()
         return bridge
 
-    def tokenize(self, texts: str | Sequence[str], **kwargs: Any):
-        """Tokenise ``texts`` as the anchors were: ``config.input_prefix`` prepended, padded, truncated to
-        ``max_seq_length``, as PyTorch tensors (``kwargs`` override these tokenizer arguments)."""
-        if self._get_tokenizer() is None:
-            raise ValueError("this bridge has no tokenizer: set bridge.tokenizer, or build it with from_encoder")
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        prefix = self.config.input_prefix
-        options = {
-            "padding": True,
-            "truncation": True,
-            "max_length": self.config.max_seq_length,
-            "return_tensors": "pt",
-            **kwargs,
-        }
-        return self.tokenizer([prefix + str(t) for t in texts], **options)
-
-    def _get_tokenizer(self):
-        """``self.tokenizer``, else the one ``save_pretrained`` wrote next to the weights (``None``: there is none)."""
-        if self.tokenizer is None and self.name_or_path:
-            with contextlib.suppress(OSError, ValueError):
-                self.tokenizer = load_tokenizer(self.name_or_path, None)
-        return self.tokenizer
-
     # ---------------------------------------------------------------------------------------------------- anchors
     def _encoder_state(self) -> tuple:
         return encoder_fingerprint(self.encoder)
@@ -352,17 +328,6 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, PreTrainedModel):
             attention_mask=attention_mask,
             **encoder_inputs,
         )
-
-    # -------------------------------------------------------------------------------------------- head-only I/O
-    stitch_report = None  # set by from_encoder(..., head=...): how well this encoder's anchor space matches the head's
-
-    def save_head(self, save_directory, **kwargs):
-        """Write only the head (weights, raw anchors, config, anchor space, card) to a folder, atomically."""
-        return _hub().save_head(self, save_directory, **kwargs)
-
-    def push_head_to_hub(self, repo_id: str, **kwargs):
-        """Push only the head to a Hub model repo; attach it anywhere with ``from_encoder(encoder, head=repo_id)``."""
-        return _hub().push_head_to_hub(self, repo_id, **kwargs)
 
     def train(self, mode: bool = True):
         """A frozen encoder stays in eval mode (no dropout), so training sees the features inference sees and the
