@@ -7,6 +7,7 @@ that the embeddings agree to 1e-5.
 
     python benchmarks/embedding_sort.py [--model sentence-transformers/all-MiniLM-L6-v2] [--rows 512] [--rounds 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,7 @@ def mixed_texts(rows: int, seed: int = 0) -> tuple[list[str], str]:
 
         articles = load_labelled_dataset("bbc_news")["train"]["text"]
         texts = []
-        for article in articles[: rows]:
+        for article in articles[:rows]:
             lines = [line for line in article.splitlines() if line.strip()]
             sentences = " ".join(lines[1:]).split(". ")
             texts.append(lines[0] if rng.random() < 0.5 else ". ".join(sentences[: rng.randint(1, 4)]))
@@ -60,16 +61,22 @@ def main() -> None:
     def unsorted() -> torch.Tensor:
         parts = []
         for i in range(0, len(texts), args.batch):
-            inputs = tokenizer(texts[i:i + args.batch], padding=True, truncation=True, max_length=args.max_length,
-                               return_tensors="pt")
+            inputs = tokenizer(
+                texts[i : i + args.batch],
+                padding=True,
+                truncation=True,
+                max_length=args.max_length,
+                return_tensors="pt",
+            )
             parts.append(forward(**inputs))
         return torch.cat(parts)
 
     @torch.inference_mode()
     def sorted_() -> torch.Tensor:
         inputs = dict(tokenizer(texts, padding=True, truncation=True, max_length=args.max_length, return_tensors="pt"))
-        return embed_in_length_order(forward, inputs.pop("input_ids"), inputs.pop("attention_mask"), args.batch,
-                                     **inputs)
+        return embed_in_length_order(
+            forward, inputs.pop("input_ids"), inputs.pop("attention_mask"), args.batch, **inputs
+        )
 
     a, b = unsorted(), sorted_()  # warm-up + agreement
     max_diff = float((a - b).abs().max())
@@ -82,11 +89,17 @@ def main() -> None:
             times[name].append(time.perf_counter() - t)
         ratios.append(times["unsorted"][-1] / times["sorted"][-1])
     lengths = [len(tokenizer(t, truncation=True, max_length=args.max_length)["input_ids"]) for t in texts]
-    print(f"{args.model}: {len(texts)} texts ({source}; tokens median {statistics.median(lengths)}, "
-          f"max {max(lengths)}), batch {args.batch}, {args.threads} threads, {args.rounds} interleaved rounds")
-    print(f"input order {statistics.median(times['unsorted']):.2f} s, sorted {statistics.median(times['sorted']):.2f} s")
-    print(f"speed-up (unsorted / sorted): median {statistics.median(ratios):.2f}x "
-          f"(min {min(ratios):.2f}, max {max(ratios):.2f}); max |diff| {max_diff:.1e}")
+    print(
+        f"{args.model}: {len(texts)} texts ({source}; tokens median {statistics.median(lengths)}, "
+        f"max {max(lengths)}), batch {args.batch}, {args.threads} threads, {args.rounds} interleaved rounds"
+    )
+    print(
+        f"input order {statistics.median(times['unsorted']):.2f} s, sorted {statistics.median(times['sorted']):.2f} s"
+    )
+    print(
+        f"speed-up (unsorted / sorted): median {statistics.median(ratios):.2f}x "
+        f"(min {min(ratios):.2f}, max {max(ratios):.2f}); max |diff| {max_diff:.1e}"
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
 
 Has NOT been run yet (no GPU was available where it was written): see docs/performance.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,10 +65,18 @@ def head_throughput(args, device) -> list[dict]:
                 head(xg, anchors).float().sum().backward()
 
             both = timed(step, device)
-            rows.append({"dtype": str(dtype), "batch": batch, "forward_samples_s": batch / fwd,
-                         "fwd_bwd_samples_s": batch / both})
-            print(f"  head {str(dtype):<15} batch {batch:>5}: forward {batch / fwd:>10.0f} samples/s, "
-                  f"forward+backward {batch / both:>10.0f} samples/s")
+            rows.append(
+                {
+                    "dtype": str(dtype),
+                    "batch": batch,
+                    "forward_samples_s": batch / fwd,
+                    "fwd_bwd_samples_s": batch / both,
+                }
+            )
+            print(
+                f"  head {dtype!s:<15} batch {batch:>5}: forward {batch / fwd:>10.0f} samples/s, "
+                f"forward+backward {batch / both:>10.0f} samples/s"
+            )
     return rows
 
 
@@ -78,8 +87,11 @@ def head_vs_encoder(args, device) -> list[dict]:
     from hf_bridges.modeling.head import RelativeProductHead
     from hf_bridges.modeling.pooling import mean_pooling
 
-    encoders = {"MiniLM-sized random": BertModel(BertConfig(hidden_size=384, num_hidden_layers=6,
-                                                            num_attention_heads=12, intermediate_size=1536))}
+    encoders = {
+        "MiniLM-sized random": BertModel(
+            BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+        )
+    }
     if isinstance(try_to_load_from_cache(REAL, "config.json"), str):
         encoders[REAL] = AutoModel.from_pretrained(REAL)
     rows = []
@@ -98,13 +110,21 @@ def head_vs_encoder(args, device) -> list[dict]:
                     e = timed(lambda: enc(input_ids=ids, attention_mask=mask), device, reps=3)
                     h = timed(lambda: head(x, anchors), device, reps=3)
                     enc_t.append(e), head_t.append(h), ratios.append(h / e)
-            row = {"encoder": label, "dtype": str(dtype), "encoder_ms": 1e3 * statistics.median(enc_t),
-                   "head_ms": 1e3 * statistics.median(head_t), "ratio_median": statistics.median(ratios),
-                   "ratio_min": min(ratios), "ratio_max": max(ratios)}
+            row = {
+                "encoder": label,
+                "dtype": str(dtype),
+                "encoder_ms": 1e3 * statistics.median(enc_t),
+                "head_ms": 1e3 * statistics.median(head_t),
+                "ratio_median": statistics.median(ratios),
+                "ratio_min": min(ratios),
+                "ratio_max": max(ratios),
+            }
             rows.append(row)
-            print(f"  {label:<40} {str(dtype):<15} encoder {row['encoder_ms']:.2f} ms, head {row['head_ms']:.3f} ms, "
-                  f"head/encoder median {row['ratio_median']:.4f} (min {row['ratio_min']:.4f}, "
-                  f"max {row['ratio_max']:.4f})")
+            print(
+                f"  {label:<40} {dtype!s:<15} encoder {row['encoder_ms']:.2f} ms, head {row['head_ms']:.3f} ms, "
+                f"head/encoder median {row['ratio_median']:.4f} (min {row['ratio_min']:.4f}, "
+                f"max {row['ratio_max']:.4f})"
+            )
     return rows
 
 
@@ -155,8 +175,18 @@ def multi_process_embedding(args) -> list[dict]:
             if gpus == 0:
                 env["ACCELERATE_USE_CPU"] = "1"
             out = tmp / f"result{n}.json"
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), str(tmp / "worker.py"),
-                   REAL, str(tmp / "data"), str(tmp / f"cache{n}"), str(out)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node",
+                str(n),
+                str(tmp / "worker.py"),
+                REAL,
+                str(tmp / "data"),
+                str(tmp / f"cache{n}"),
+                str(out),
+            ]
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if proc.returncode:
                 print(proc.stderr[-3000:])
@@ -166,8 +196,10 @@ def multi_process_embedding(args) -> list[dict]:
             reference = values if reference is None else reference
             diff = float(np.abs(values - reference).max())
             rows.append({"processes": n, "rows_s": result["rows"] / result["seconds"], "max_diff_vs_1": diff})
-            print(f"  {n} process(es): {result['rows'] / result['seconds']:.0f} rows/s "
-                  f"(max |diff| vs 1 process {diff:.1e})")
+            print(
+                f"  {n} process(es): {result['rows'] / result['seconds']:.0f} rows/s "
+                f"(max |diff| vs 1 process {diff:.1e})"
+            )
     return rows
 
 

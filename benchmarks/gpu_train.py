@@ -6,6 +6,7 @@
 Runs the same Accelerate loop as ``hf-bridges train`` (so it also measures checkpointing and per-epoch
 evaluation). Needs the encoders in the HF cache (``hf-bridges offline-seed``) for the default config.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,18 +14,19 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict:
+def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "train-bbc.yaml"))
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
-    parser.add_argument("--precision", choices=["bf16", "fp16", "no"], default=None,
-                        help="default: bf16 on cuda, no on cpu")
+    parser.add_argument(
+        "--precision", choices=["bf16", "fp16", "no"], default=None, help="default: bf16 on cuda, no on cpu"
+    )
     parser.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps (smoke mode)")
     parser.add_argument("--max-eval-samples", type=int, default=None)
     parser.add_argument("--output-dir", default=None)
@@ -40,8 +42,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         raise SystemExit("no CUDA device here: run with --device cpu --max-steps N for the smoke mode")
     precision = args.precision or ("bf16" if args.device == "cuda" else "no")
     out = args.output_dir or tempfile.mkdtemp(prefix="hf_bridges_gpu_train_")
-    overrides = [f"mixed_precision={precision}", f"cpu={args.device == 'cpu'}", f"output_dir={out}",
-                 "progress_bar=false"]
+    overrides = [
+        f"mixed_precision={precision}",
+        f"cpu={args.device == 'cpu'}",
+        f"output_dir={out}",
+        "progress_bar=false",
+    ]
     if args.max_steps:
         overrides.append(f"max_steps={args.max_steps}")
         overrides.append("num_epochs=1")

@@ -18,12 +18,13 @@ measured in the same rounds (a (B, D) @ (D, k) matmul), so floor / encoder is wh
 
     python benchmarks/head_vs_encoder.py [--rounds 15] [--threads 2] [--no-real]
 """
+
 from __future__ import annotations
 
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from transformers import AutoModel, BertConfig, BertModel
@@ -44,8 +45,10 @@ def clock(fn: Callable[[], object]) -> float:
 
 def spread(values: list[float]) -> str:
     q = statistics.quantiles(values, n=4) if len(values) >= 4 else [min(values), 0, max(values)]
-    return (f"median {statistics.median(values):.4f}  IQR {q[0]:.4f}-{q[2]:.4f}  "
-            f"min-max {min(values):.4f}-{max(values):.4f}")
+    return (
+        f"median {statistics.median(values):.4f}  IQR {q[0]:.4f}-{q[2]:.4f}  "
+        f"min-max {min(values):.4f}-{max(values):.4f}"
+    )
 
 
 def memory_once(fn: Callable[[], object]) -> tuple[int, int]:
@@ -64,7 +67,7 @@ def memory_once(fn: Callable[[], object]) -> tuple[int, int]:
 def head_flops(head: RelativeProductHead, batch: int, anchors: int, dim: int) -> float:
     pair = batch * anchors * dim
     flops = sum(2 * pair if name in ("cosine", "euclidean", "angular") else 3 * pair for name in head.projection_names)
-    for name, param in head.named_parameters():
+    for param in head.parameters():
         if param.dim() >= 2:  # a (.., in, out) or (out, in) matrix applied to every sample
             flops += 2 * batch * param.numel()
     return float(flops)
@@ -103,8 +106,13 @@ def bench(label: str, encoder: torch.nn.Module, args) -> None:
         lat = {n: [] for n in theirs}
         for _ in range(args.rounds):
             holder = {}
-            enc_s.append(clock(lambda: holder.setdefault("x", mean_pooling(
-                encoder(input_ids=input_ids, attention_mask=mask), mask))))
+            enc_s.append(
+                clock(
+                    lambda: holder.setdefault(
+                        "x", mean_pooling(encoder(input_ids=input_ids, attention_mask=mask), mask)
+                    )
+                )
+            )
             x = holder["x"]
             head_s.append(clock(lambda: head(x, anchors)))
             ratio.append(head_s[-1] / enc_s[-1])
@@ -119,28 +127,40 @@ def bench(label: str, encoder: torch.nn.Module, args) -> None:
 
     gemm_flops = 2 * args.batch * dim * args.anchors / statistics.median(gemm_s)
     floor_s = head_flops(head, args.batch, args.anchors, dim) / gemm_flops
-    print(f"\n== {label}: batch {args.batch} x {args.seq} tokens, {args.anchors} anchors, {', '.join(PROJECTIONS)}, "
-          f"mlp_sum, {args.threads} threads, {args.rounds} interleaved rounds")
-    print(f"encoder forward {statistics.median(enc_s) * 1e3:.0f} ms, head {statistics.median(head_s) * 1e3:.1f} ms "
-          f"(median)")
+    print(
+        f"\n== {label}: batch {args.batch} x {args.seq} tokens, {args.anchors} anchors, {', '.join(PROJECTIONS)}, "
+        f"mlp_sum, {args.threads} threads, {args.rounds} interleaved rounds"
+    )
+    print(
+        f"encoder forward {statistics.median(enc_s) * 1e3:.0f} ms, head {statistics.median(head_s) * 1e3:.1f} ms "
+        f"(median)"
+    )
     print(f"head / encoder: {spread(ratio)}   (target <= 0.01)")
-    print(f"FLOP floor of the head: {head_flops(head, args.batch, args.anchors, dim) / 1e9:.2f} GFLOP at "
-          f"{gemm_flops / 1e9:.0f} GFLOP/s (GEMM, same rounds) = {floor_s * 1e3:.1f} ms; "
-          f"floor / encoder {floor_s / statistics.median(enc_s):.4f}; head / floor "
-          f"{statistics.median(head_s) / floor_s:.1f}x")
+    print(
+        f"FLOP floor of the head: {head_flops(head, args.batch, args.anchors, dim) / 1e9:.2f} GFLOP at "
+        f"{gemm_flops / 1e9:.0f} GFLOP/s (GEMM, same rounds) = {floor_s * 1e3:.1f} ms; "
+        f"floor / encoder {floor_s / statistics.median(enc_s):.4f}; head / floor "
+        f"{statistics.median(head_s) / floor_s:.1f}x"
+    )
     for name in ours:
         line = f"  {name:<9} / encoder: {statistics.median(proj[name]):.4f}"
         if name in lat:
-            line += (f"   latentis {statistics.median(lat[name]):.4f}  (latentis / ours "
-                     f"{statistics.median(lat[name]) / statistics.median(proj[name]):.2f}x)")
+            line += (
+                f"   latentis {statistics.median(lat[name]):.4f}  (latentis / ours "
+                f"{statistics.median(lat[name]) / statistics.median(proj[name]):.2f}x)"
+            )
         print(line)
     if not theirs:
         print("  (latentis not installed: no side-by-side column)")
-    print(f"head memory, each allocation once: peak {head_peak / 2**20:.2f} MiB, allocated in all "
-          f"{head_total / 2**20:.2f} MiB (a B x k x D float32 tensor would be "
-          f"{args.batch * args.anchors * dim * 4 / 2**20:.0f} MiB)")
-    print(f"l1 peak {l1_peak / 2**20:.2f} MiB, linf peak {linf_peak / 2**20:.2f} MiB "
-          f"(the (B, k) output alone is {args.batch * args.anchors * 4 / 2**20:.2f} MiB)")
+    print(
+        f"head memory, each allocation once: peak {head_peak / 2**20:.2f} MiB, allocated in all "
+        f"{head_total / 2**20:.2f} MiB (a B x k x D float32 tensor would be "
+        f"{args.batch * args.anchors * dim * 4 / 2**20:.0f} MiB)"
+    )
+    print(
+        f"l1 peak {l1_peak / 2**20:.2f} MiB, linf peak {linf_peak / 2**20:.2f} MiB "
+        f"(the (B, k) output alone is {args.batch * args.anchors * 4 / 2**20:.2f} MiB)"
+    )
 
 
 def main() -> None:
@@ -154,8 +174,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    random_encoder = BertModel(BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                                          intermediate_size=1536)).eval()
+    random_encoder = BertModel(
+        BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+    ).eval()
     bench("MiniLM-sized random BERT", random_encoder, args)
     if not args.no_real:
         from huggingface_hub import try_to_load_from_cache

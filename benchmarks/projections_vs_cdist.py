@@ -9,12 +9,13 @@ calls; the per-round ratio is t_cdist / t_candidate (>1 = candidate faster). Pri
 
     OMP_NUM_THREADS=1 python benchmarks/projections_vs_cdist.py [--rounds 9] [--reps 3] [--shapes 64x1280x384,1x1280x384,...] [--chunks 262144,...]
 """
+
 from __future__ import annotations
 
 import argparse
 import statistics
 import time
-from typing import Callable, Dict, List, Tuple
+from collections.abc import Callable
 
 import torch
 
@@ -22,7 +23,7 @@ from hf_bridges.modeling import pairwise
 from hf_bridges.modeling.projections import euclidean as _hf_euclidean
 
 
-def _timers(fn: Callable, x: torch.Tensor, a: torch.Tensor, g: torch.Tensor) -> Dict[str, Callable[[], float]]:
+def _timers(fn: Callable, x: torch.Tensor, a: torch.Tensor, g: torch.Tensor) -> dict[str, Callable[[], float]]:
     xr, ar = x.detach().requires_grad_(), a.detach().requires_grad_()
 
     def fwd() -> float:
@@ -46,7 +47,9 @@ def _timers(fn: Callable, x: torch.Tensor, a: torch.Tensor, g: torch.Tensor) -> 
     return {"fwd": fwd, "bwd": bwd, "fwd+bwd": fwdbwd}
 
 
-def interleaved(base: Callable[[], float], cand: Callable[[], float], rounds: int, reps: int) -> Tuple[float, float, float, float, float]:
+def interleaved(
+    base: Callable[[], float], cand: Callable[[], float], rounds: int, reps: int
+) -> tuple[float, float, float, float, float]:
     base(), cand()  # warm-up
     ratios, tb, tc = [], [], []
     for r in range(rounds):
@@ -71,13 +74,15 @@ def main() -> None:
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, dtype {dtype}, rounds {args.rounds} x reps {args.reps}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, dtype {dtype}, rounds {args.rounds} x reps {args.reps}"
+    )
     print("ratio = t_cdist / t_candidate (median [min, max] over rounds); times are medians in ms")
     for shape in args.shapes.split(","):
         B, k, D = map(int, shape.split("x"))
         x, a = torch.randn(B, D, dtype=dtype), torch.randn(k, D, dtype=dtype)
         g = torch.randn(B, k, dtype=dtype)
-        cands: List[Tuple[str, Callable, Callable]] = []
+        cands: list[tuple[str, Callable, Callable]] = []
         for dist in args.dists.split(","):
             if dist == "euclidean":
                 cands.append(("euclidean(GEMM)", lambda u, v: torch.cdist(u, v, p=2.0), _hf_euclidean))
@@ -92,8 +97,11 @@ def main() -> None:
             tb_all, tc_all = _timers(base_fn, x, a, g), _timers(cand_fn, x, a, g)
             for m in args.metrics.split(","):
                 med, lo, hi, tb, tc = interleaved(tb_all[m], tc_all[m], args.rounds, args.reps)
-                print(f"B={B:<4d} k={k} D={D:<4d} {name:16s} {m:8s} ratio {med:6.2f}x [{lo:5.2f}, {hi:5.2f}]"
-                      f"  cdist {tb:8.2f} ms  cand {tc:8.2f} ms", flush=True)
+                print(
+                    f"B={B:<4d} k={k} D={D:<4d} {name:16s} {m:8s} ratio {med:6.2f}x [{lo:5.2f}, {hi:5.2f}]"
+                    f"  cdist {tb:8.2f} ms  cand {tc:8.2f} ms",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ correlation between them. Needs ``hf-bridges offline-seed`` (the encoders in the
 
     python benchmarks/stitch_report_ranking.py --anchors 256 --train 384 --test 256 --max-length 64
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,9 @@ def embed(bridge, tokenizer, texts, max_length: int, batch: int = 32) -> torch.T
     out = []
     with torch.no_grad():
         for i in range(0, len(texts), batch):
-            x = tokenizer(texts[i:i + batch], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            x = tokenizer(
+                texts[i : i + batch], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+            )
             out.append(bridge.embed(**x))
     return torch.cat(out)
 
@@ -91,27 +94,43 @@ def main() -> None:
         "L6+noise1.0": (noisy(L6, 1.0), tokenizers[L6]),
         "random-BERT": (random_bert(L6), tokenizers[L6]),
     }
-    common = dict(num_labels=len(names), id2label=dict(enumerate(names)), max_seq_length=args.max_length,
-                  subspace_dropout=0.5)
+    common = dict(
+        num_labels=len(names), id2label=dict(enumerate(names)), max_seq_length=args.max_length, subspace_dropout=0.5
+    )
     test_features, rows = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         heads = {}
         for name in ("MiniLM-L6", "MiniLM-L3"):
             encoder, tokenizer = encoders[name]
             model = BridgeForSequenceClassification.from_encoder(
-                encoder, anchors=anchors["text"], anchor_labels=anchors["label"], tokenizer=tokenizer, **common)
+                encoder, anchors=anchors["text"], anchor_labels=anchors["label"], tokenizer=tokenizer, **common
+            )
             features = embed(model, tokenizer, train["text"], args.max_length)
-            trainer = Trainer(model=model, train_dataset=FeatureDataset(features, train["label"]), args=TrainingArguments(
-                output_dir=f"{tmp}/run-{name}", num_train_epochs=args.epochs, learning_rate=1e-3,
-                per_device_train_batch_size=32, save_strategy="no", report_to=[], logging_strategy="no",
-                use_cpu=True, seed=0, disable_tqdm=True))
+            trainer = Trainer(
+                model=model,
+                train_dataset=FeatureDataset(features, train["label"]),
+                args=TrainingArguments(
+                    output_dir=f"{tmp}/run-{name}",
+                    num_train_epochs=args.epochs,
+                    learning_rate=1e-3,
+                    per_device_train_batch_size=32,
+                    save_strategy="no",
+                    report_to=[],
+                    logging_strategy="no",
+                    use_cpu=True,
+                    seed=0,
+                    disable_tqdm=True,
+                ),
+            )
             trainer.train()
             heads[name] = model.save_head(f"{tmp}/head-{name}", dataset="bbc_news")
         for target, (encoder, tokenizer) in encoders.items():
             for source, folder in heads.items():
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    stitched = BridgeForSequenceClassification.from_encoder(encoder, head=str(folder), tokenizer=tokenizer)
+                    stitched = BridgeForSequenceClassification.from_encoder(
+                        encoder, head=str(folder), tokenizer=tokenizer
+                    )
                 if target not in test_features:
                     test_features[target] = embed(stitched, tokenizer, test["text"], args.max_length)
                 report = stitched.stitch_report
@@ -123,10 +142,22 @@ def main() -> None:
                     accuracy = float((logits.argmax(-1) == torch.tensor(test["label"])).float().mean())
                     used = weights or [1.0] * len(report.per_projection)
                     score = weighted_score(report.per_projection, list(report.per_projection), used)
-                    rows.append({"head": source, "encoder": target, "selection": selection, "score": score,
-                                 "accuracy": accuracy, "per_projection": report.per_projection, "subspace_weights": used})
-                    print(f"{source:>10} -> {target:<12} {selection:<5} score {score:.3f} acc {accuracy:.3f}  "
-                          + " ".join(f"{k} {v:.3f}" for k, v in report.per_projection.items()), flush=True)
+                    rows.append(
+                        {
+                            "head": source,
+                            "encoder": target,
+                            "selection": selection,
+                            "score": score,
+                            "accuracy": accuracy,
+                            "per_projection": report.per_projection,
+                            "subspace_weights": used,
+                        }
+                    )
+                    print(
+                        f"{source:>10} -> {target:<12} {selection:<5} score {score:.3f} acc {accuracy:.3f}  "
+                        + " ".join(f"{k} {v:.3f}" for k, v in report.per_projection.items()),
+                        flush=True,
+                    )
     from scipy.stats import spearmanr
 
     for selection in ("all", "auto"):

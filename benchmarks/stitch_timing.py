@@ -5,6 +5,7 @@ re-embeds nothing. Prints ratios measured in this one process (absolute seconds 
 
     python benchmarks/stitch_timing.py configs/stitch-bbc.yaml --max-train 600 --max-test 200 --epochs 10 --seeds 0
 """
+
 from __future__ import annotations
 
 import argparse

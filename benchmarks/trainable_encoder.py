@@ -13,6 +13,7 @@ the test accuracy after training, evaluated with freshly embedded anchors (what 
 
     python benchmarks/trainable_encoder.py [--steps 40] [--anchors 50] [--batch 16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,13 +43,20 @@ def load_task(args):
     texts, labels = topic_texts(args.train // 5 + args.test // 5, seed=1, topic_words=3, noise_words=5)
     perm = torch.randperm(len(texts), generator=torch.Generator().manual_seed(0)).tolist()
     texts, labels = [texts[i] for i in perm], [labels[i] for i in perm]
-    return texts[: args.train], labels[: args.train], texts[args.train:], labels[args.train:], "synthetic topics"
+    return texts[: args.train], labels[: args.train], texts[args.train :], labels[args.train :], "synthetic topics"
 
 
 def pad_cat(a: dict, b: dict) -> dict:
     width = max(a["input_ids"].shape[1], b["input_ids"].shape[1])
-    return {k: torch.cat([torch.nn.functional.pad(a[k], (0, width - a[k].shape[1])),
-                          torch.nn.functional.pad(b[k], (0, width - b[k].shape[1]))]) for k in ("input_ids", "attention_mask")}
+    return {
+        k: torch.cat(
+            [
+                torch.nn.functional.pad(a[k], (0, width - a[k].shape[1])),
+                torch.nn.functional.pad(b[k], (0, width - b[k].shape[1])),
+            ]
+        )
+        for k in ("input_ids", "attention_mask")
+    }
 
 
 def run(strategy: str, args, task) -> dict:
@@ -56,7 +64,11 @@ def run(strategy: str, args, task) -> dict:
     torch.manual_seed(0)
     refresh = "auto" if strategy == "auto" else "manual"
     model = BridgeForSequenceClassification.from_encoder(
-        MODEL, anchors=train_x[: args.anchors], num_labels=5, max_seq_length=args.max_length, anchor_refresh=refresh,
+        MODEL,
+        anchors=train_x[: args.anchors],
+        num_labels=5,
+        max_seq_length=args.max_length,
+        anchor_refresh=refresh,
     )
     model.unfreeze_encoder()
     tok = model.tokenizer
@@ -67,14 +79,15 @@ def run(strategy: str, args, task) -> dict:
     model.train()
     for step in range(args.steps):
         idx = torch.randint(len(train_x), (args.batch,), generator=g).tolist()
-        batch = tok([train_x[i] for i in idx], padding=True, truncation=True, max_length=args.max_length,
-                    return_tensors="pt")
+        batch = tok(
+            [train_x[i] for i in idx], padding=True, truncation=True, max_length=args.max_length, return_tensors="pt"
+        )
         labels = torch.tensor([train_y[i] for i in idx])
         start = time.perf_counter()
         if strategy == "joint":
             both = pad_cat(batch, anchor_inputs)
             emb = model.embed(**both)
-            x, anchors = emb[: args.batch], emb[args.batch:]
+            x, anchors = emb[: args.batch], emb[args.batch :]
             logits = model.head.classifier(model.head.represent(x, anchors, None, False))
             loss = torch.nn.functional.cross_entropy(logits, labels)
             encoder_calls += 1
@@ -91,8 +104,9 @@ def run(strategy: str, args, task) -> dict:
             with torch.no_grad():
                 pick = torch.randperm(args.anchors, generator=g)[: max(1, int(args.fraction * args.anchors))]
                 model.encoder.eval()
-                fresh = model.embed(input_ids=model.anchors.input_ids[pick],
-                                    attention_mask=model.anchors.attention_mask[pick])
+                fresh = model.embed(
+                    input_ids=model.anchors.input_ids[pick], attention_mask=model.anchors.attention_mask[pick]
+                )
                 model.encoder.train()
                 updated = model.anchors.embeddings.clone()
                 updated[pick] = fresh.to(updated.dtype)
@@ -110,11 +124,16 @@ def run(strategy: str, args, task) -> dict:
     correct = 0
     with torch.no_grad():
         for i in range(0, len(test_x), 64):
-            batch = tok(test_x[i:i + 64], padding=True, truncation=True, max_length=args.max_length, return_tensors="pt")
-            correct += int((model(**batch).logits.argmax(-1) == torch.tensor(test_y[i:i + 64])).sum())
+            batch = tok(
+                test_x[i : i + 64], padding=True, truncation=True, max_length=args.max_length, return_tensors="pt"
+            )
+            correct += int((model(**batch).logits.argmax(-1) == torch.tensor(test_y[i : i + 64])).sum())
     # mean, not median: a refresh every N steps lands on 1 step in N
-    return {"step_s": statistics.fmean(times[1:]), "accuracy": correct / len(test_x),
-            "encoder_calls_per_step": encoder_calls / args.steps}
+    return {
+        "step_s": statistics.fmean(times[1:]),
+        "accuracy": correct / len(test_x),
+        "encoder_calls_per_step": encoder_calls / args.steps,
+    }
 
 
 def main() -> None:
@@ -134,14 +153,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     task = load_task(args)
-    print(f"{MODEL} unfrozen, {task[4]}: {len(task[0])} train / {len(task[2])} test, {args.anchors} anchors, "
-          f"batch {args.batch}, {args.steps} steps, lr {args.lr}, every-n N={args.every}, subset {args.fraction:.0%}")
+    print(
+        f"{MODEL} unfrozen, {task[4]}: {len(task[0])} train / {len(task[2])} test, {args.anchors} anchors, "
+        f"batch {args.batch}, {args.steps} steps, lr {args.lr}, every-n N={args.every}, subset {args.fraction:.0%}"
+    )
     results = {s: run(s, args, task) for s in args.strategies.split(",")}
     base = results.get("auto", {}).get("step_s")
     for name, r in results.items():
         rel = f"  ({r['step_s'] / base:.2f}x auto)" if base else ""
-        print(f"  {name:<8} step {r['step_s'] * 1e3:7.0f} ms{rel}  encoder calls/step {r['encoder_calls_per_step']:.1f}"
-              f"  test accuracy {r['accuracy']:.3f}")
+        print(
+            f"  {name:<8} step {r['step_s'] * 1e3:7.0f} ms{rel}  encoder calls/step {r['encoder_calls_per_step']:.1f}"
+            f"  test accuracy {r['accuracy']:.3f}"
+        )
 
 
 if __name__ == "__main__":

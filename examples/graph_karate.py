@@ -6,6 +6,7 @@ one relative head trained on the first, used zero-shot on the others through the
 The GCN is plain torch (no torch_geometric, no downloads). The bridge's encoder maps node ids -> node embeddings
 (the module holds the graph), so the anchors are node ids and ``attach_encoder`` re-embeds them with another GCN.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,18 +100,38 @@ def run(seed: int = 0, anchors_per_class: int = 4, epochs: int = 100, quiet: boo
     for name, (gcn_seed, hidden, width) in GCNS.items():
         encoder = NodeEncoder(GCN(features.shape[1], hidden, width, seed=gcn_seed + 10 * seed), features, adjacency)
         classifier = NodeClassifier(encoder, width)
-        fit(classifier, train, labels[train], epochs=epochs, batch_size=len(train), learning_rate=1e-2,
-            seed=gcn_seed + 10 * seed)
+        fit(
+            classifier,
+            train,
+            labels[train],
+            epochs=epochs,
+            batch_size=len(train),
+            learning_rate=1e-2,
+            seed=gcn_seed + 10 * seed,
+        )
         encoders[name], classifiers[name] = encoder.requires_grad_(False), classifier
     names = list(GCNS)
     source = names[0]
     bridge = ModuleBridgeForClassification.from_module(
-        encoders[source], anchors=anchors, num_labels=2, projections=["cosine", "euclidean", "l1", "linf"],
-        aggregation="mlp_sum", classifier_hidden_size=16, classifier_dropout=0.0, subspace_dropout=0.25,
+        encoders[source],
+        anchors=anchors,
+        num_labels=2,
+        projections=["cosine", "euclidean", "l1", "linf"],
+        aggregation="mlp_sum",
+        classifier_hidden_size=16,
+        classifier_dropout=0.0,
+        subspace_dropout=0.25,
     )
     fit(bridge, train, labels[train], epochs=epochs, batch_size=len(train), learning_rate=1e-2, seed=seed)
-    results = {"seed": seed, "train_nodes": len(train), "test_nodes": len(test), "anchors": anchors.tolist(),
-               "head_trained_on": source, "relative": {}, "absolute": {}}
+    results = {
+        "seed": seed,
+        "train_nodes": len(train),
+        "test_nodes": len(test),
+        "anchors": anchors.tolist(),
+        "head_trained_on": source,
+        "relative": {},
+        "absolute": {},
+    }
     with torch.no_grad():
         for name in names:
             bridge.attach_encoder(encoders[name])  # zero-shot for every name but the source
@@ -123,8 +144,10 @@ def run(seed: int = 0, anchors_per_class: int = 4, epochs: int = 100, quiet: boo
         print(f"head trained on {source}; test accuracy on {len(test)} nodes (chance 0.5):")
         for name in names:
             absolute = results["absolute"][name]
-            print(f"  {name:<16} relative {results['relative'][name]:.3f}   absolute "
-                  + ("n/a (dims differ)" if absolute is None else f"{absolute:.3f}"))
+            print(
+                f"  {name:<16} relative {results['relative'][name]:.3f}   absolute "
+                + ("n/a (dims differ)" if absolute is None else f"{absolute:.3f}")
+            )
     return results
 
 
@@ -141,8 +164,10 @@ def main(argv=None) -> list[dict]:
     for name in names:
         rel = sum(r["relative"][name] for r in runs) / len(runs)
         absolute = [r["absolute"][name] for r in runs if r["absolute"][name] is not None]
-        print(f"  {name:<16} relative {rel:.3f}   absolute "
-              + (f"{sum(absolute) / len(absolute):.3f}" if absolute else "n/a (dims differ)"))
+        print(
+            f"  {name:<16} relative {rel:.3f}   absolute "
+            + (f"{sum(absolute) / len(absolute):.3f}" if absolute else "n/a (dims differ)")
+        )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(runs, handle, indent=2)

@@ -5,6 +5,7 @@
 
 Writes results.json, report.md (MSE: relative decoders vs the absolute baseline) and one PNG grid per method.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--ae-epochs", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=10, help="relative decoder epochs")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: these models are tiny, and extra "
-                        "threads only spin on a shared CPU)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: these models are tiny, and extra threads only spin on a shared CPU)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -64,12 +69,21 @@ def main(argv=None) -> dict:
         losses = fit(ae, train, train, epochs=args.ae_epochs, seed=seed)
         print(f"autoencoder {name}: train MSE {losses[-1]:.4f}")
         autoencoders[name] = ae.requires_grad_(False)
-    results = stitch_reconstruction(autoencoders, train, test, anchors, METHODS, epochs=args.epochs,
-                                    seed=args.seed, keep=10)
+    results = stitch_reconstruction(
+        autoencoders, train, test, anchors, METHODS, epochs=args.epochs, seed=args.seed, keep=10
+    )
     samples = results.pop("samples")
-    results.update({"dataset": args.dataset, "train": len(train), "test": len(test), "anchors": len(anchors),
-                    "ae_epochs": args.ae_epochs, "decoder_epochs": args.epochs,
-                    "seconds": round(time.perf_counter() - start, 1)})
+    results.update(
+        {
+            "dataset": args.dataset,
+            "train": len(train),
+            "test": len(test),
+            "anchors": len(anchors),
+            "ae_epochs": args.ae_epochs,
+            "decoder_epochs": args.epochs,
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+    )
 
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,10 +99,13 @@ def main(argv=None) -> dict:
                     rows.append((f"{src.split('(')[0]}->{tgt.split('(')[0]} {tag}", samples[key]))
         grids[method] = save_image_grid(rows, out / f"grid-{method}.png")
     table = reconstruction_table(results)
-    report = (f"# Relative decoders: zero-shot reconstruction stitching ({args.dataset})\n\n"
-              f"{len(train)} train / {len(test)} test images, {len(anchors)} anchors, autoencoders {names}; "
-              f"{results['seconds']} s in total.\n\n{table}\n\nGrids: "
-              + ", ".join(f"[{m}]({Path(p).name})" for m, p in grids.items()) + "\n")
+    report = (
+        f"# Relative decoders: zero-shot reconstruction stitching ({args.dataset})\n\n"
+        f"{len(train)} train / {len(test)} test images, {len(anchors)} anchors, autoencoders {names}; "
+        f"{results['seconds']} s in total.\n\n{table}\n\nGrids: "
+        + ", ".join(f"[{m}]({Path(p).name})" for m, p in grids.items())
+        + "\n"
+    )
     results["grids"] = grids
     for name, text in (("report.md", report), ("results.json", json.dumps(results, indent=2))):
         tmp = out / f".{name}.tmp"

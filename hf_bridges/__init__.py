@@ -6,6 +6,7 @@ costs what importing transformers' ``PreTrainedModel`` costs (a few seconds, mos
 The ``hf-bridges`` command skips it: its light subcommands (``--help``, ``--version``, ``info``, ``offline-seed``)
 never touch the model stack, and the others import what they use. Every public name is resolved lazily (PEP 562).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -21,7 +22,10 @@ _EXPORTS = {
     "modeling.errors": ["ConfigError", "HfBridgesError", "UnknownNameError"],
     "modeling.registry": ["Registry"],
     "modeling.modeling_bridge": [
-        "BridgeClassifierOutput", "BridgeForSequenceClassification", "BridgeModel", "BridgeModelOutput",
+        "BridgeClassifierOutput",
+        "BridgeForSequenceClassification",
+        "BridgeModel",
+        "BridgeModelOutput",
         "BridgePreTrainedModel",
     ],
     "modeling.modeling_bridge_vision": ["BridgeForImageClassification"],
@@ -37,7 +41,7 @@ _EXPORTS = {
     "heads.hub": ["HeadAttachError", "load_head", "pull_head", "push_head_folder"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE) + ["__version__"]
+__all__ = [*sorted(_WHERE), "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -77,4 +81,4 @@ if TYPE_CHECKING:  # static names for type checkers and IDEs
     from .modeling.transforms import ABS_TRANSFORMS, SUBSPACE_NORMS, register_abs_transform, register_subspace_norm
 
 if os.path.basename(sys.argv[0] if sys.argv else "") != "hf-bridges":
-    from . import auto  # noqa: E402,F401  (registers the Auto classes)
+    from . import auto

@@ -1,4 +1,5 @@
 """Small file helpers shared by every writer: nothing is ever left half-written, files are hashed the same way."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,11 +8,11 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 FAULT_ENV = "HF_BRIDGES_FAULT_AT"
@@ -66,11 +67,10 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
 
 def write_text_atomic(path: PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a synced temporary file and a rename."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def sha256_file(path: PathLike) -> str:
@@ -117,13 +117,13 @@ def publish_files(staging: PathLike, target: PathLike, names: Sequence[str]) -> 
     shutil.rmtree(target / PREVIOUS)
 
 
-def previous_version(target: PathLike) -> Optional[dict[str, Optional[Path]]]:
+def previous_version(target: PathLike) -> dict[str, Path | None] | None:
     """Where each journaled name's previous version is (``None``: it did not exist) while an update is unfinished."""
     journal_file = Path(target) / PREVIOUS / JOURNAL
     if not journal_file.is_file():
         return None
     journal = json.loads(journal_file.read_text(encoding="utf-8"))
-    where: dict[str, Optional[Path]] = {name: None for name in journal["added"]}
+    where: dict[str, Path | None] = {name: None for name in journal["added"]}
     for name in journal["replaced"]:
         kept = Path(target) / PREVIOUS / name
         where[name] = kept if kept.is_file() else Path(target) / name  # moved back already by a killed restore

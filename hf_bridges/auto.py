@@ -4,6 +4,7 @@ After this, ``AutoConfig`` / ``AutoModel`` / ``AutoModelForSequenceClassificatio
 ``AutoModelForImageClassification`` load a saved bridge folder natively; ``register_for_auto_class`` makes
 ``save_pretrained`` write the ``auto_map`` that ``trust_remote_code=True`` users need instead.
 """
+
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoModelForSequenceClassification
 
 from .modeling.configuration_bridge import BridgeConfig

@@ -3,13 +3,14 @@
 Each subcommand lives in ``hf_bridges/commands/<name>.py`` and defines ``register(subparsers)``; modules there are
 discovered, so a new subcommand is one new file.
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib
 import pkgutil
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from . import __version__, commands
 from .modeling.errors import HfBridgesError
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

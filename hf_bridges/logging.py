@@ -6,15 +6,14 @@ environment (read on first use), as ``TRANSFORMERS_VERBOSITY`` does for transfor
 attached to the ``hf_bridges`` root only, and propagation stays on, so pytest's caplog and the application's own
 logging configuration see every record.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import sys
 import threading
-from typing import Optional
-
-from logging import CRITICAL, DEBUG, ERROR, INFO, WARNING  # noqa: F401  (re-exported, as transformers does)
+from logging import CRITICAL, DEBUG, ERROR, INFO, WARNING
 
 LIBRARY = "hf_bridges"
 ENV_VAR = "HF_BRIDGES_VERBOSITY"
@@ -22,7 +21,7 @@ LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR, "cri
 DEFAULT_LEVEL = WARNING
 
 _lock = threading.Lock()
-_handler: Optional[logging.Handler] = None
+_handler: logging.Handler | None = None
 
 
 def _env_level() -> int:
@@ -30,9 +29,7 @@ def _env_level() -> int:
     if not value:
         return DEFAULT_LEVEL
     if value.lower() not in LEVELS:
-        logging.getLogger(LIBRARY).warning(
-            "unknown %s=%r; use one of %s", ENV_VAR, value, ", ".join(LEVELS)
-        )
+        logging.getLogger(LIBRARY).warning("unknown %s=%r; use one of %s", ENV_VAR, value, ", ".join(LEVELS))
         return DEFAULT_LEVEL
     return LEVELS[value.lower()]
 
@@ -49,7 +46,7 @@ def _configure() -> None:
         root.setLevel(_env_level())
 
 
-def get_logger(name: Optional[str] = None) -> logging.Logger:
+def get_logger(name: str | None = None) -> logging.Logger:
     """The logger for ``name`` (a module's ``__name__`` under ``hf_bridges``, or the library root)."""
     _configure()
     if not name:

@@ -4,6 +4,7 @@ The presets live in the top-level ``configs/`` folder; ``hf_bridges/configs`` is
 inside the wheel (package data, like ``model_cards/``) and are read from the source tree in an editable install.
 ``hf-bridges stitch stitch-bbc`` and ``hf-bridges stitch configs/stitch-bbc.yaml`` then work from any directory.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

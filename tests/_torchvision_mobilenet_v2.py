@@ -3,6 +3,7 @@
 torchvision does not import with this torch build, so the architecture is restated here, independently of the
 transformers port, to check that the converted ``MobileNetV2Model`` computes what the original module computes.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,11 +25,14 @@ class ConvBNReLU(nn.Sequential):
 class InvertedResidual(nn.Module):
     def __init__(self, inp: int, out: int, stride: int, expand: int):
         super().__init__()
-        hidden = int(round(inp * expand))
+        hidden = round(inp * expand)
         self.use_residual = stride == 1 and inp == out
         layers = [] if expand == 1 else [ConvBNReLU(inp, hidden, kernel=1)]
-        layers += [ConvBNReLU(hidden, hidden, stride=stride, groups=hidden), nn.Conv2d(hidden, out, 1, bias=False),
-                   nn.BatchNorm2d(out)]
+        layers += [
+            ConvBNReLU(hidden, hidden, stride=stride, groups=hidden),
+            nn.Conv2d(hidden, out, 1, bias=False),
+            nn.BatchNorm2d(out),
+        ]
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Shared fixtures (tiny random encoders, a tokenizer, anchor texts, one-thread mode); the helpers they use are in
 helpers.py, which tests import directly (``from helpers import make_encoder``), never from conftest."""
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 
 Built in the test (no Hub files). Import them with ``from helpers import ...``; fixtures live in conftest.py.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,7 +30,11 @@ def make_tokenizer() -> PreTrainedTokenizerFast:
     core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     return PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+        tokenizer_object=core,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
         mask_token="[MASK]",
     )
 
@@ -37,13 +42,19 @@ def make_tokenizer() -> PreTrainedTokenizerFast:
 def make_encoder(seed: int = 0, hidden_size: int = 32, layers: int = 2) -> BertModel:
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=len(WORDS) + 5, hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=4,
-        intermediate_size=2 * hidden_size, max_position_embeddings=64,
+        vocab_size=len(WORDS) + 5,
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=64,
     )
     return BertModel(config).eval()
 
 
-def topic_texts(n_per_class: int, seed: int = 0, topic_words: int = 6, noise_words: int = 2) -> tuple[list[str], list[int]]:
+def topic_texts(
+    n_per_class: int, seed: int = 0, topic_words: int = 6, noise_words: int = 2
+) -> tuple[list[str], list[int]]:
     """Short texts whose words come mostly from one topic: a learnable 5-class task (harder with more noise)."""
     g = torch.Generator().manual_seed(seed)
     texts, labels = [], []

@@ -11,6 +11,7 @@ read without a valid token, as the real Hub does), ``RevisionNotFound`` and ``En
 
 Every commit is a full snapshot kept in memory, so any earlier commit sha stays downloadable.
 """
+
 from __future__ import annotations
 
 import base64
@@ -21,7 +22,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.parquet filter=lfs diff=lfs merge=lfs -text\n"
@@ -39,7 +39,7 @@ class Repo:
     branches: dict[str, str] = field(default_factory=dict)
     history: list[str] = field(default_factory=list)
 
-    def commit(self, files: dict[str, bytes], parent: Optional[str], summary: str, branch: str = "main") -> str:
+    def commit(self, files: dict[str, bytes], parent: str | None, summary: str, branch: str = "main") -> str:
         digest = hashlib.sha1(f"{parent}\n{summary}\n{time.time_ns()}".encode())
         for path in sorted(files):
             digest.update(path.encode() + b"\0" + git_blob_sha(files[path]).encode())
@@ -49,7 +49,7 @@ class Repo:
         self.history.append(sha)
         return sha
 
-    def resolve(self, revision: str) -> Optional[str]:
+    def resolve(self, revision: str) -> str | None:
         if revision in self.branches:
             return self.branches[revision]
         return revision if revision in self.commits else None
@@ -78,7 +78,7 @@ class HubHandler(BaseHTTPRequestHandler):
         pass
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def _send(self, status: int, body: bytes = b"", headers: Optional[dict] = None, head_only: bool = False) -> None:
+    def _send(self, status: int, body: bytes = b"", headers: dict | None = None, head_only: bool = False) -> None:
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -87,10 +87,10 @@ class HubHandler(BaseHTTPRequestHandler):
         if not head_only:
             self.wfile.write(body)
 
-    def _json(self, status: int, payload, headers: Optional[dict] = None) -> None:
+    def _json(self, status: int, payload, headers: dict | None = None) -> None:
         self._send(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})})
 
-    def _error(self, status: int, code: Optional[str], message: str, head_only: bool = False) -> None:
+    def _error(self, status: int, code: str | None, message: str, head_only: bool = False) -> None:
         headers = {"Content-Type": "application/json", "X-Error-Message": message}
         if code:
             headers["X-Error-Code"] = code
@@ -99,18 +99,18 @@ class HubHandler(BaseHTTPRequestHandler):
     def _body(self) -> bytes:
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-    def _user(self) -> Optional[str]:
+    def _user(self) -> str | None:
         auth = self.headers.get("Authorization", "")
         return self.state.tokens.get(auth[7:]) if auth.startswith("Bearer ") else None
 
-    def _readable_repo(self, repo_id: str, head_only: bool = False) -> Optional[Repo]:
+    def _readable_repo(self, repo_id: str, head_only: bool = False) -> Repo | None:
         repo = self.state.repos.get(repo_id)
         if repo is None or (repo.private and self._user() != repo_id.split("/")[0]):
             self._error(401, "RepoNotFound", f"Repository not found: {repo_id}", head_only)
             return None
         return repo
 
-    def _writable_repo(self, repo_id: str) -> Optional[Repo]:
+    def _writable_repo(self, repo_id: str) -> Repo | None:
         user = self._user()
         if user is None:
             self._error(401, None, "Invalid credentials in Authorization header")
@@ -207,11 +207,24 @@ class HubHandler(BaseHTTPRequestHandler):
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
         files = repo.commits[sha]
         siblings = [{"rfilename": p, "size": len(b), "blobId": git_blob_sha(b)} for p, b in sorted(files.items())]
-        self._json(200, {
-            "_id": repo_id, "id": repo_id, "modelId": repo_id, "sha": sha, "private": repo.private,
-            "disabled": False, "gated": False, "downloads": 0, "likes": 0, "tags": [], "siblings": siblings,
-            "lastModified": "2026-01-01T00:00:00.000Z", "createdAt": "2026-01-01T00:00:00.000Z",
-        })
+        self._json(
+            200,
+            {
+                "_id": repo_id,
+                "id": repo_id,
+                "modelId": repo_id,
+                "sha": sha,
+                "private": repo.private,
+                "disabled": False,
+                "gated": False,
+                "downloads": 0,
+                "likes": 0,
+                "tags": [],
+                "siblings": siblings,
+                "lastModified": "2026-01-01T00:00:00.000Z",
+                "createdAt": "2026-01-01T00:00:00.000Z",
+            },
+        )
 
     def _card_data(self, repo: Repo) -> dict:
         """The YAML front matter of the README at main (what the Hub indexes for search)."""
@@ -228,7 +241,7 @@ class HubHandler(BaseHTTPRequestHandler):
         / ``full``. Tags are the card's ``tags`` plus what the Hub derives: ``library_name``, ``pipeline_tag``,
         ``base_model:<id>``, ``dataset:<id>``. Private repos are listed for their owner only."""
         user = self._user()
-        one = lambda key: (query.get(key) or [None])[0]  # noqa: E731
+        one = lambda key: (query.get(key) or [None])[0]
         wanted, author, search = query.get("filter", []), one("author"), one("search")
         rows = []
         for repo_id, repo in sorted(self.state.repos.items()):
@@ -246,10 +259,20 @@ class HubHandler(BaseHTTPRequestHandler):
                 continue
             if one("pipeline_tag") and data.get("pipeline_tag") != one("pipeline_tag"):
                 continue
-            row = {"_id": repo_id, "id": repo_id, "modelId": repo_id, "private": repo.private, "tags": tags,
-                   "downloads": 0, "likes": 0, "library_name": data.get("library_name"),
-                   "pipeline_tag": data.get("pipeline_tag"), "createdAt": "2026-01-01T00:00:00.000Z",
-                   "lastModified": "2026-01-01T00:00:00.000Z", "sha": repo.branches["main"]}
+            row = {
+                "_id": repo_id,
+                "id": repo_id,
+                "modelId": repo_id,
+                "private": repo.private,
+                "tags": tags,
+                "downloads": 0,
+                "likes": 0,
+                "library_name": data.get("library_name"),
+                "pipeline_tag": data.get("pipeline_tag"),
+                "createdAt": "2026-01-01T00:00:00.000Z",
+                "lastModified": "2026-01-01T00:00:00.000Z",
+                "sha": repo.branches["main"],
+            }
             if one("cardData") in ("true", "True", "1") or one("full") in ("true", "True", "1"):
                 row["cardData"] = data
             rows.append(row)
@@ -266,8 +289,11 @@ class HubHandler(BaseHTTPRequestHandler):
         if sha is None:
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
         prefix = folder.rstrip("/") + "/" if folder else ""
-        entries = [{"type": "file", "path": p, "size": len(b), "oid": git_blob_sha(b)}
-                   for p, b in sorted(repo.commits[sha].items()) if p.startswith(prefix)]
+        entries = [
+            {"type": "file", "path": p, "size": len(b), "oid": git_blob_sha(b)}
+            for p, b in sorted(repo.commits[sha].items())
+            if p.startswith(prefix)
+        ]
         self._json(200, entries)
 
     def _preupload(self, repo_id: str) -> None:
@@ -305,8 +331,9 @@ class HubHandler(BaseHTTPRequestHandler):
                 return self._error(400, None, f"unsupported commit operation {line['key']!r} (LFS is not served)")
         sha = repo.commit(files, parent, header.get("summary", ""), revision)
         base = f"http://{self.headers['Host']}/{repo_id}"
-        self._json(200, {"commitUrl": f"{base}/commit/{sha}", "commitOid": sha, "pullRequestUrl": None,
-                         "success": True})
+        self._json(
+            200, {"commitUrl": f"{base}/commit/{sha}", "commitOid": sha, "pullRequestUrl": None, "success": True}
+        )
 
     def _resolve(self, repo_id: str, revision: str, filename: str, head_only: bool) -> None:
         repo = self._readable_repo(repo_id, head_only)
@@ -318,15 +345,18 @@ class HubHandler(BaseHTTPRequestHandler):
         content = repo.commits[sha].get(filename)
         if content is None:
             return self._error(404, "EntryNotFound", f"{filename} does not exist at {revision}", head_only)
-        headers = {"X-Repo-Commit": sha, "ETag": f'"{git_blob_sha(content)}"',
-                   "Content-Type": "application/octet-stream"}
+        headers = {
+            "X-Repo-Commit": sha,
+            "ETag": f'"{git_blob_sha(content)}"',
+            "Content-Type": "application/octet-stream",
+        }
         self._send(200, content, headers, head_only)
 
 
 class HubServer:
     """``with HubServer({"hf_token": "alice"}) as hub: HfApi(endpoint=hub.endpoint, token="hf_token")``."""
 
-    def __init__(self, tokens: Optional[dict[str, str]] = None):
+    def __init__(self, tokens: dict[str, str] | None = None):
         self.state = HubState(tokens or {})
         handler = type("BoundHubHandler", (HubHandler,), {"state": self.state})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -334,7 +364,7 @@ class HubServer:
         self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="test-hub-server", daemon=True)
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         self._thread.start()
         return self
 
@@ -354,14 +384,15 @@ def hub_fixture(tmp_path, monkeypatch):
     Patched the way huggingface_hub's own tests patch their constants; ``env`` holds the same settings for
     subprocesses (a fresh process reads them from the environment).
     """
-    from huggingface_hub import constants, hf_api
-
     import transformers.utils.hub as transformers_hub
+    from huggingface_hub import constants, hf_api
 
     with HubServer({TOKEN: "alice", OTHER_TOKEN: "bob"}) as server:
         home = tmp_path / "hf-home"
         monkeypatch.setattr(constants, "ENDPOINT", server.endpoint)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(
+            constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+        )
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(constants, "HF_HOME", str(home))
         monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
@@ -371,6 +402,11 @@ def hub_fixture(tmp_path, monkeypatch):
         monkeypatch.setattr(hf_api.api, "endpoint", server.endpoint)  # so does huggingface_hub (module-level api)
         monkeypatch.delenv("HF_TOKEN", raising=False)
         server.home = home
-        server.env = {"HF_ENDPOINT": server.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(home),
-                      "HF_HUB_CACHE": str(home / "hub"), "TOKENIZERS_PARALLELISM": "false"}
+        server.env = {
+            "HF_ENDPOINT": server.endpoint,
+            "HF_HUB_OFFLINE": "0",
+            "HF_HOME": str(home),
+            "HF_HUB_CACHE": str(home / "hub"),
+            "TOKENIZERS_PARALLELISM": "false",
+        }
         yield server

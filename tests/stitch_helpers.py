@@ -1,4 +1,5 @@
 """Helpers shared by the stitching tests: tiny encoders saved like Hub models and a small labelled csv."""
+
 from __future__ import annotations
 
 import csv
@@ -25,8 +26,13 @@ def small_bbc_config():
     config.methods = [
         MethodSpec(name="absolute", kind="absolute"),
         MethodSpec(name="cosine", projections=["cosine"]),
-        MethodSpec(name="product+select", projections=["cosine", "euclidean", "l1", "linf"], aggregation="concat",
-                   subspace_dropout=0.5, select=SelectSpec()),
+        MethodSpec(
+            name="product+select",
+            projections=["cosine", "euclidean", "l1", "linf"],
+            aggregation="concat",
+            subspace_dropout=0.5,
+            select=SelectSpec(),
+        ),
     ]
     return config
 
@@ -49,8 +55,12 @@ def write_topic_csv(path: Path, n_per_class: int = 16) -> str:
 def tiny_config(encoders: list[str], data_csv: str, **overrides) -> dict:
     config = {
         "name": "tiny",
-        "dataset": {"name": "files", "options": {"data_files": data_csv, "test_size": 0.25, "seed": 0},
-                    "text_column": "body", "label_column": "topic"},
+        "dataset": {
+            "name": "files",
+            "options": {"data_files": data_csv, "test_size": 0.25, "seed": 0},
+            "text_column": "body",
+            "label_column": "topic",
+        },
         "encoders": [{"id": e, "name": f"enc{i}", "max_seq_length": 16} for i, e in enumerate(encoders)],
         "anchors": {"num_anchors": 12, "strategy": "stratified", "seed": 0},
         "training": {"num_epochs": 3, "batch_size": 16},
@@ -59,8 +69,13 @@ def tiny_config(encoders: list[str], data_csv: str, **overrides) -> dict:
         "methods": [
             {"name": "absolute", "kind": "absolute"},
             {"name": "cosine", "projections": ["cosine"]},
-            {"name": "product-select", "projections": ["cosine", "euclidean"], "aggregation": "mlp_sum",
-             "subspace_dropout": 0.5, "select": {"mode": "hard", "tolerance": 0.02}},
+            {
+                "name": "product-select",
+                "projections": ["cosine", "euclidean"],
+                "aggregation": "mlp_sum",
+                "subspace_dropout": 0.5,
+                "select": {"mode": "hard", "tolerance": 0.02},
+            },
         ],
     }
     for key, value in overrides.items():

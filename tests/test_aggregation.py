@@ -1,4 +1,5 @@
 """Aggregations: output widths, subspace weights that really drop subspaces, subspace dropout, registry errors."""
+
 from __future__ import annotations
 
 import pytest
@@ -38,7 +39,7 @@ def test_zero_weight_drops_a_subspace(name):
 def test_width_caps_the_learned_maps(name):
     paper = build_aggregation(name, N, 64)  # k -> k, as in the paper
     narrow = build_aggregation(name, N, 64, width=16)
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    count = lambda m: sum(p.numel() for p in m.parameters())
     assert narrow.output_dim == 16 and paper.output_dim == 64
     assert count(narrow) < count(paper) / 3
     assert narrow(torch.randn(B, N, 64), torch.tensor([1.0, 0.0, 1.0, 1.0])).shape == (B, 16)
@@ -80,14 +81,18 @@ def test_from_encoder_and_reset_parameters_give_the_same_init_beyond_256_anchors
 
     anchors = [f"anchor text number {i} about topic {i % 7}" for i in range(1280)]
     model = BridgeForSequenceClassification.from_encoder(
-        tiny_encoder_dir, anchors=anchors, num_labels=2, max_seq_length=12, aggregation="mlp_sum",
+        tiny_encoder_dir,
+        anchors=anchors,
+        num_labels=2,
+        max_seq_length=12,
+        aggregation="mlp_sum",
         anchor_batch_size=256,
     )
     built = model.head.aggregation.weight.detach()
     assert built.shape[1:] == (1280, 256)
     fresh = MLPSumAggregation(built.shape[0], 1280, 256).weight.detach()
     assert abs(built.std().item() / fresh.std().item() - 1) < 0.02
-    assert built.abs().max() <= 1280 ** -0.5 + 1e-6  # fan-in bound
+    assert built.abs().max() <= 1280**-0.5 + 1e-6  # fan-in bound
     module = model.head.aggregation
     module.reset_parameters()
     assert abs(module.weight.std().item() / built.std().item() - 1) < 0.02

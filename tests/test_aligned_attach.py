@@ -1,5 +1,6 @@
 """The default head end to end on tiny encoders: from_encoder builds it, a head attaches to another (wider) encoder
 with a fitted translation, and the stitched model saves and reloads identically."""
+
 from __future__ import annotations
 
 import torch
@@ -30,11 +31,13 @@ def test_default_head_attaches_saves_and_reloads(tmp_path, tokenizer, anchor_tex
         assert torch.allclose(reloaded(**inputs).logits, logits, atol=1e-5)
 
 
-def test_attach_records_the_rule_and_a_translated_head_reloads_identically(tmp_path, tokenizer, anchor_texts,
-                                                                           one_thread):
+def test_attach_records_the_rule_and_a_translated_head_reloads_identically(
+    tmp_path, tokenizer, anchor_texts, one_thread
+):
     a = make_encoder(seed=0, hidden_size=32)
-    BridgeForSequenceClassification.from_encoder(a, anchors=anchor_texts, tokenizer=tokenizer,
-                                                 num_labels=3).save_head(tmp_path / "head")
+    BridgeForSequenceClassification.from_encoder(a, anchors=anchor_texts, tokenizer=tokenizer, num_labels=3).save_head(
+        tmp_path / "head"
+    )
     b = make_encoder(seed=2, hidden_size=32)
     native = BridgeForSequenceClassification.from_encoder(b, head=tmp_path / "head", tokenizer=tokenizer)
     record = native.config.head.alignment
@@ -42,8 +45,9 @@ def test_attach_records_the_rule_and_a_translated_head_reloads_identically(tmp_p
     assert record["fit"] < 0.9 and record["stitch_score"] == native.stitch_report.score
     assert native.config.subspace_weights == [1.0, 1.0]  # no component gating by default
     assert "relative space: native" in str(native.stitch_report)
-    forced = BridgeForSequenceClassification.from_encoder(b, head=tmp_path / "head", tokenizer=tokenizer,
-                                                          relative_space="translated")
+    forced = BridgeForSequenceClassification.from_encoder(
+        b, head=tmp_path / "head", tokenizer=tokenizer, relative_space="translated"
+    )
     assert forced.config.head.alignment["relative_space"] == "translated"
     assert forced.head.aligned_anchors.shape == (len(anchor_texts), 32)
     texts, _ = topic_texts(2, seed=3)
@@ -57,8 +61,9 @@ def test_attach_records_the_rule_and_a_translated_head_reloads_identically(tmp_p
     with torch.no_grad():
         assert torch.allclose(reloaded(**inputs).logits, logits, atol=1e-5)
     # and its head moves on (the translated training anchors travel in the weights)
-    again = BridgeForSequenceClassification.from_encoder(b, head=forced.save_head(tmp_path / "head2"),
-                                                         tokenizer=tokenizer)
+    again = BridgeForSequenceClassification.from_encoder(
+        b, head=forced.save_head(tmp_path / "head2"), tokenizer=tokenizer
+    )
     assert again.config.head.alignment["map"] == "identity"
     with torch.no_grad():
         assert torch.allclose(again(**inputs).logits, native(**inputs).logits, atol=1e-4)

@@ -1,4 +1,5 @@
 """The default head (aligned product): translation fits, the aligned component, attach-time choice, synthetic maps."""
+
 from __future__ import annotations
 
 import pytest
@@ -28,7 +29,7 @@ def _train(config: HeadConfig, x, y, anchors, epochs: int = 30) -> RelativeProdu
     head.train()
     for _ in range(epochs):
         for i in range(0, len(xf), 128):
-            loss = torch.nn.functional.cross_entropy(head(xf[i:i + 128], af), y[i:i + 128])
+            loss = torch.nn.functional.cross_entropy(head(xf[i : i + 128], af), y[i : i + 128])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -40,7 +41,9 @@ def _maps(seed: int = 1):
     q, _ = torch.linalg.qr(torch.randn(D, D, generator=g, dtype=torch.float64))
     scale = torch.rand(D, generator=g, dtype=torch.float64) * 3 + 0.2
     shift = torch.randn(D, generator=g, dtype=torch.float64) * 4
-    full = (torch.randn(D, D, generator=g, dtype=torch.float64) + 2 * torch.eye(D, dtype=torch.float64)) * torch.logspace(-1, 1, D, dtype=torch.float64)
+    full = (
+        torch.randn(D, D, generator=g, dtype=torch.float64) + 2 * torch.eye(D, dtype=torch.float64)
+    ) * torch.logspace(-1, 1, D, dtype=torch.float64)
     return {
         "rotation x scale": lambda z: 2.5 * z @ q,
         "per-dim scale + shift": lambda z: z * scale + shift,
@@ -67,7 +70,9 @@ def test_orthogonal_fit_recovers_a_known_rotation_exactly():
 def test_affine_fit_recovers_an_affine_map_and_auto_picks_it():
     x, _ = _data()
     a = x[:K]
-    m = torch.randn(D, D, generator=torch.Generator().manual_seed(4), dtype=torch.float64) + 2 * torch.eye(D, dtype=torch.float64)
+    m = torch.randn(D, D, generator=torch.Generator().manual_seed(4), dtype=torch.float64) + 2 * torch.eye(
+        D, dtype=torch.float64
+    )
     target = a @ m + 3.0
     t = fit_affine(a, target, alpha=0.0)
     assert torch.allclose(t(x), x @ m + 3.0, atol=1e-6)
@@ -159,7 +164,7 @@ def test_summed_head_averages_the_component_logits():
     concat = RelativeProductHead.from_config(HeadConfig(combine="concat"), K, CLASSES, embedding_dim=D)
     assert "mlp.0.weight" in concat.state_dict()
     legacy = RelativeProductHead.from_config(HeadConfig.from_dict({}, legacy=True), K, CLASSES)
-    assert not legacy.aligned and "classifier.0.weight" in legacy.state_dict()  # old heads: names unchanged
+    assert not legacy.aligned and "mlp.0.weight" in legacy.state_dict()  # old heads too (files: classifier.*)
 
 
 def test_component_dropout_trains_each_component_alone():

@@ -1,4 +1,5 @@
 """The anchor-embedding cache reused by re-attaches: keyed by encoder snapshot and exact anchor inputs; atomic."""
+
 from __future__ import annotations
 
 import torch

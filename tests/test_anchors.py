@@ -1,4 +1,5 @@
 """Anchor selection strategies: seeded, distinct, and doing what each one promises."""
+
 from __future__ import annotations
 
 import numpy as np

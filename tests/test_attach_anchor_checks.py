@@ -1,5 +1,6 @@
 """The head records how its tokenizer maps the anchors; an attach whose tokenizer maps them differently (a
 same-size permuted vocabulary) says so and is never called compatible. Degenerate anchor sets are warned."""
+
 from __future__ import annotations
 
 import json
@@ -8,10 +9,10 @@ import warnings
 
 import pytest
 import torch
+from helpers import WORDS, make_encoder
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from helpers import WORDS, make_encoder
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.heads.format import CONFIG_NAME, read_head
 
@@ -23,14 +24,21 @@ def permuted_tokenizer(seed: int = 0) -> PreTrainedTokenizerFast:
     vocab = {tok: i for i, tok in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])}
     core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
 
 
 @pytest.fixture
 def head_folder(tokenizer, anchor_texts, tmp_path):
-    model = BridgeForSequenceClassification.from_encoder(make_encoder(0), anchors=anchor_texts, tokenizer=tokenizer,
-                                                         num_labels=3).eval()
+    model = BridgeForSequenceClassification.from_encoder(
+        make_encoder(0), anchors=anchor_texts, tokenizer=tokenizer, num_labels=3
+    ).eval()
     return model.save_head(tmp_path / "head")
 
 
@@ -64,8 +72,9 @@ def test_same_size_permuted_vocabulary_is_never_compatible(head_folder, tokenize
 def test_duplicate_and_zero_variance_anchors_are_warned(tokenizer, anchor_texts, tmp_path):
     texts = list(anchor_texts)
     texts[1] = texts[0]
-    model = BridgeForSequenceClassification.from_encoder(make_encoder(0), anchors=texts, tokenizer=tokenizer,
-                                                         num_labels=3)
+    model = BridgeForSequenceClassification.from_encoder(
+        make_encoder(0), anchors=texts, tokenizer=tokenizer, num_labels=3
+    )
     folder = model.save_head(tmp_path / "dup")
     with pytest.warns(UserWarning, match=r"1 of its \d+ anchors are duplicates"):
         BridgeForSequenceClassification.from_encoder(make_encoder(0), head=folder, tokenizer=tokenizer)

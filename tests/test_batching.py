@@ -1,13 +1,13 @@
 """Length-sorted anchor embedding: same embeddings as input-order batching, order restored, bar named."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_encoder, make_tokenizer, topic_texts
 
 from hf_bridges.modeling.batching import embed_in_length_order, length_order
 from hf_bridges.modeling.pooling import mean_pooling
-
-from conftest import make_encoder, make_tokenizer, topic_texts
 
 
 def _mixed_texts(n: int) -> list[str]:
@@ -38,7 +38,7 @@ def test_sorted_equals_unsorted_and_trims_padding(encoder_and_tokens):
     encoder, tokens = encoder_and_tokens
     fn, calls = _embed(encoder)
     ids, mask = tokens["input_ids"], tokens["attention_mask"]
-    reference = torch.cat([fn(input_ids=ids[i:i + 8], attention_mask=mask[i:i + 8]) for i in range(0, 37, 8)])
+    reference = torch.cat([fn(input_ids=ids[i : i + 8], attention_mask=mask[i : i + 8]) for i in range(0, 37, 8)])
     calls.clear()
     got = embed_in_length_order(fn, ids, mask, 8, desc="embedding 37 anchors with tiny-bert")
     torch.testing.assert_close(got, reference, atol=1e-6, rtol=1e-6)
@@ -71,7 +71,7 @@ def test_order_is_longest_first_and_stable():
 
 
 def test_bad_arguments_are_named():
-    fn = lambda **kw: kw["input_ids"].float()  # noqa: E731
+    fn = lambda **kw: kw["input_ids"].float()
     with pytest.raises(ValueError, match="batch_size"):
         embed_in_length_order(fn, torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long), 0)
     with pytest.raises(ValueError, match="0 rows"):
@@ -111,8 +111,9 @@ def test_refresh_anchors_sorts_by_length_and_names_the_anchors(tokenizer, one_th
 
     monkeypatch.setattr("hf_bridges.modeling.modeling_bridge.embed_in_length_order", spy)
     texts = _mixed_texts(23)
-    bridge = BridgeForSequenceClassification.from_encoder(make_encoder(), anchors=texts, tokenizer=tokenizer,
-                                                          num_labels=2, anchor_batch_size=4).eval()
+    bridge = BridgeForSequenceClassification.from_encoder(
+        make_encoder(), anchors=texts, tokenizer=tokenizer, num_labels=2, anchor_batch_size=4
+    ).eval()
     assert seen and seen[0][0] == f"embedding 23 anchors with {type(bridge.encoder).__name__}"
     with torch.no_grad():
         one_by_one = torch.cat([bridge.embed(**bridge.anchors.model_inputs(i, i + 1)) for i in range(23)])

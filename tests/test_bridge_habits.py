@@ -2,6 +2,7 @@
 ``model_max_length``, ``pipeline("text-classification")`` on a saved folder (no tokenizer passed) and on the
 object, long texts cut at ``max_seq_length``, and a Trainer card naming the base encoder, data, metrics and
 hyper-parameters."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,12 +31,14 @@ def test_labels_tokenizer_length_and_pipelines(anchor_texts, tmp_path, one_threa
     assert (bridge.config.num_labels, bridge.config.id2label[3], bridge.config.label2id["tech"]) == (5, "sport", 4)
     assert bridge.tokenizer.model_max_length == 16 and tokenizer.model_max_length != 16  # the caller's is untouched
     for labels in (NAMES, dict(enumerate(NAMES))):
-        again = BridgeForSequenceClassification.from_encoder(make_encoder(0), anchors=anchor_texts[:4],
-                                                             tokenizer=tokenizer, labels=labels)
+        again = BridgeForSequenceClassification.from_encoder(
+            make_encoder(0), anchors=anchor_texts[:4], tokenizer=tokenizer, labels=labels
+        )
         assert again.config.id2label == dict(enumerate(NAMES))
     with pytest.raises(ValueError, match="names 5 classes but num_labels=3"):
-        BridgeForSequenceClassification.from_encoder(make_encoder(0), anchors=anchor_texts[:4], tokenizer=tokenizer,
-                                                     labels=NAMES, num_labels=3)
+        BridgeForSequenceClassification.from_encoder(
+            make_encoder(0), anchors=anchor_texts[:4], tokenizer=tokenizer, labels=NAMES, num_labels=3
+        )
     folder = tmp_path / "bridge"
     bridge.save_pretrained(folder)
     assert AutoTokenizer.from_pretrained(folder).model_max_length == 16
@@ -67,18 +70,36 @@ def minilm():
 def test_trainer_card_names_encoder_dataset_metrics_and_hyperparameters(minilm, hub, tmp_path, one_thread):
     (encoder, tokenizer), name = minilm, "sentence-transformers/paraphrase-MiniLM-L3-v2"
     texts, labels = topic_texts(6, seed=3)
-    bridge = BridgeForSequenceClassification.from_encoder(encoder, anchors=texts[::3], tokenizer=tokenizer,
-                                                          labels=NAMES, max_seq_length=32)
+    bridge = BridgeForSequenceClassification.from_encoder(
+        encoder, anchors=texts[::3], tokenizer=tokenizer, labels=NAMES, max_seq_length=32
+    )
     data = Dataset.from_dict({"text": texts, "label": labels}).map(
-        lambda batch: bridge.tokenize(batch["text"], padding=False, return_tensors=None), batched=True,
-        remove_columns=["text"])
+        lambda batch: bridge.tokenize(batch["text"], padding=False, return_tensors=None),
+        batched=True,
+        remove_columns=["text"],
+    )
     args = TrainingArguments(
-        output_dir=str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=8, learning_rate=3e-3,
-        eval_strategy="steps", eval_steps=2, logging_steps=1, report_to=[], use_cpu=True, seed=0, disable_tqdm=True,
-        save_strategy="no", hub_model_id="alice/bridge-card", hub_token=TOKEN,
+        output_dir=str(tmp_path / "run"),
+        max_steps=2,
+        per_device_train_batch_size=8,
+        learning_rate=3e-3,
+        eval_strategy="steps",
+        eval_steps=2,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+        save_strategy="no",
+        hub_model_id="alice/bridge-card",
+        hub_token=TOKEN,
     )
     trainer = Trainer(
-        model=bridge, args=args, train_dataset=data, eval_dataset=data, data_collator=DataCollatorWithPadding(tokenizer),
+        model=bridge,
+        args=args,
+        train_dataset=data,
+        eval_dataset=data,
+        data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=lambda p: classification_scores(np.argmax(p.predictions, axis=-1), p.label_ids),
     )
     trainer.train()
@@ -86,6 +107,14 @@ def test_trainer_card_names_encoder_dataset_metrics_and_hyperparameters(minilm, 
     card = Path(hf_hub_download("alice/bridge-card", "README.md", token=TOKEN)).read_text()
     assert f"base_model: {name}" in card
     assert f"fine-tuned version of [{name}](https://huggingface.co/{name}) on the bbc_news dataset" in card
-    for expected in ("- hf-bridges", "- relative-representations", "SetFit/bbc-news", "Accuracy", "Macro F1",
-                     "learning_rate: 0.003", "train_batch_size: 8", "training_steps: 2"):
+    for expected in (
+        "- hf-bridges",
+        "- relative-representations",
+        "SetFit/bbc-news",
+        "Accuracy",
+        "Macro F1",
+        "learning_rate: 0.003",
+        "train_batch_size: 8",
+        "training_steps: 2",
+    ):
         assert expected in card, expected

@@ -4,18 +4,18 @@ Issue 11, probe 1: on the old code the second process to rename a shard died wit
 The children start together (a file barrier) and embed slowly (a short sleep per batch) so that both are inside
 the embedding of the same cache entry at once; with the per-entry file lock the second waits and reuses.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from stitch_helpers import save_tiny_encoder, tiny_config, write_topic_csv
 
 from hf_bridges.stitching import parse_config, run_stitch
-from stitch_helpers import save_tiny_encoder, tiny_config, write_topic_csv
 
 CHILD = r"""
 import json, os, sys, time
@@ -45,10 +45,15 @@ def _scores(runs):
 
 @pytest.mark.multiprocess
 def test_two_stitch_runs_share_one_cache(tmp_path):
-    encoders = [save_tiny_encoder(tmp_path / "enc-a", seed=0, hidden_size=32),
-                save_tiny_encoder(tmp_path / "enc-b", seed=1, hidden_size=48)]
-    config = tiny_config(encoders, write_topic_csv(tmp_path / "topics.csv", n_per_class=40),
-                         methods=[{"name": "cosine", "projections": ["cosine"]}])
+    encoders = [
+        save_tiny_encoder(tmp_path / "enc-a", seed=0, hidden_size=32),
+        save_tiny_encoder(tmp_path / "enc-b", seed=1, hidden_size=48),
+    ]
+    config = tiny_config(
+        encoders,
+        write_topic_csv(tmp_path / "topics.csv", n_per_class=40),
+        methods=[{"name": "cosine", "projections": ["cosine"]}],
+    )
     config["training"]["batch_size"] = 8
     config_path = tmp_path / "config.json"
     for spec in config["encoders"]:
@@ -56,17 +61,42 @@ def test_two_stitch_runs_share_one_cache(tmp_path):
     config_path.write_text(json.dumps(config))
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": os.pathsep.join(sys.path)}
-    procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(config_path), str(tmp_path / f"out{i}"),
-                               str(tmp_path / "shared-cache"), str(barrier)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                str(config_path),
+                str(tmp_path / f"out{i}"),
+                str(tmp_path / "shared-cache"),
+                str(barrier),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [proc.communicate(timeout=600) for proc in procs]
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (_out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err[-3000:]
     first, second = (json.loads(out.strip().splitlines()[-1]) for out, _ in outputs)
-    lone = run_stitch(parse_config(json.loads(config_path.read_text())), tmp_path / "lone",
-                      cache_dir=str(tmp_path / "lone-cache"), quiet=True)
+    lone = run_stitch(
+        parse_config(json.loads(config_path.read_text())),
+        tmp_path / "lone",
+        cache_dir=str(tmp_path / "lone-cache"),
+        quiet=True,
+    )
     # every row was embedded exactly once across the two processes; the other one reused the entry
     for name in ("enc0", "enc1"):
         embedded = first["cache"][name]["rows_embedded"] + second["cache"][name]["rows_embedded"]

@@ -1,10 +1,11 @@
 """Cards carry Hub-searchable metadata, name their own repo, and a stitched model names its head's source."""
+
 from __future__ import annotations
 
 import pytest
+from conftest import make_encoder, topic_texts
 from huggingface_hub import ModelCard
 
-from conftest import make_encoder, topic_texts
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.heads.cards import encoder_tag, head_card, model_card, retarget_head_card
 from hf_bridges.heads.format import read_head
@@ -17,7 +18,8 @@ L3 = "sentence-transformers/paraphrase-MiniLM-L3-v2"
 def bridge(tokenizer):
     texts, labels = topic_texts(2, seed=3)
     return BridgeForSequenceClassification.from_encoder(
-        make_encoder(), anchors=texts, anchor_labels=labels, tokenizer=tokenizer, num_labels=5).eval()
+        make_encoder(), anchors=texts, anchor_labels=labels, tokenizer=tokenizer, num_labels=5
+    ).eval()
 
 
 @pytest.fixture()
@@ -28,8 +30,10 @@ def head(bridge, tmp_path):
 
 
 def test_head_card_metadata_is_searchable(head):
-    rows = [{"encoder": L3, "stitch_score": 0.91, "accuracy": 0.88}, {"encoder": MINILM, "stitch_score": 1.0,
-                                                                      "accuracy": 0.95}]
+    rows = [
+        {"encoder": L3, "stitch_score": 0.91, "accuracy": 0.88},
+        {"encoder": MINILM, "stitch_score": 1.0, "accuracy": 0.95},
+    ]
     card = head_card(head, repo_id="org/topics-head", dataset="bbc_news", stitching_results=rows)
     data = card.data
     assert data.library_name == "hf_bridges" and data.base_model == MINILM
@@ -55,10 +59,15 @@ def test_retargeted_card_names_its_own_repo(head):
 
 def test_stitched_model_card_records_head_repo_revision_and_report(bridge):
     report = {"training_encoder": MINILM, "new_encoder": L3, "score": 0.912, "threshold": 0.5}
-    card = model_card(bridge, repo_id="alice/stitched", head_repo="org/topics-head", head_revision="abc123",
-                      stitch_report=report)
-    assert card.data.hf_bridges == {"kind": "stitched-model", "head_repo": "org/topics-head",
-                                    "head_revision": "abc123", "stitch_report": report}
+    card = model_card(
+        bridge, repo_id="alice/stitched", head_repo="org/topics-head", head_revision="abc123", stitch_report=report
+    )
+    assert card.data.hf_bridges == {
+        "kind": "stitched-model",
+        "head_repo": "org/topics-head",
+        "head_revision": "abc123",
+        "stitch_report": report,
+    }
     assert "`org/topics-head`" in card.text and "revision `abc123`" in card.text and "0.912" in card.text
     bridge.config.head_source = {"repo_id": "org/h2", "revision": "r2"}  # the config field contract adds
     try:

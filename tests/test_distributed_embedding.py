@@ -1,4 +1,5 @@
 """The stitch embedding under a real 2-process CPU launch (torchrun + gloo) writes the cache one process writes."""
+
 from __future__ import annotations
 
 import os
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import topic_texts
 
 pytestmark = pytest.mark.multiprocess
@@ -45,13 +45,30 @@ def _free_port() -> int:
 def _launch(nproc: int, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "ACCELERATE_USE_CPU": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
     if nproc == 1:
         cmd = [sys.executable, str(script), *args]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
-               "127.0.0.1", "--master_port", str(_free_port()), str(script), *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(_free_port()),
+            str(script),
+            *args,
+        ]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -67,8 +84,9 @@ def test_two_processes_write_the_one_process_cache(tiny_encoder_dir, tmp_path):
     for nproc in (2, 1):
         out = tmp_path / f"out{nproc}"
         out.mkdir()
-        result = _launch(nproc, [tiny_encoder_dir, str(tmp_path / "data"), str(tmp_path / f"cache{nproc}"), str(out)],
-                         tmp_path)
+        result = _launch(
+            nproc, [tiny_encoder_dir, str(tmp_path / "data"), str(tmp_path / f"cache{nproc}"), str(out)], tmp_path
+        )
         assert result.returncode == 0, result.stderr[-6000:]
         runs[nproc] = result
     two = [np.load(tmp_path / "out2" / f"rank{r}.npy") for r in (0, 1)]
@@ -80,6 +98,7 @@ def test_two_processes_write_the_one_process_cache(tiny_encoder_dir, tmp_path):
     folders = {n: sorted(p.name for p in (tmp_path / f"cache{n}").iterdir()) for n in (1, 2)}
     assert folders[1] == folders[2] and len(folders[1]) == 1
     entry = tmp_path / "cache2" / folders[2][0]
-    assert sorted(p.name for p in entry.iterdir()) == ["manifest.json", "shard-00000000", "shard-00000256"]
+    # ".lock": the entry's file lock (stitching/cache.py; filelock leaves the file), in the 1-process entry too
+    assert sorted(p.name for p in entry.iterdir()) == [".lock", "manifest.json", "shard-00000000", "shard-00000256"]
     assert (entry / "manifest.json").read_text() == (tmp_path / "cache1" / folders[1][0] / "manifest.json").read_text()
     assert "stats 0 {'rows_embedded': 300, 'rows_cached': 0}" in runs[2].stdout

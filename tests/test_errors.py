@@ -1,4 +1,5 @@
 """Bad input gets a clear error naming the problem (never a NaN or a shape error from deep inside torch)."""
+
 from __future__ import annotations
 
 import json

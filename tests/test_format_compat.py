@@ -3,6 +3,7 @@
 The fixtures in tests/fixtures/format1 were written by the hf_bridges code of the first landing (tiny random
 BERT, 10 anchors) together with the logits it gave; every loader must reproduce them.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,9 @@ def test_format1_model_loads_with_trust_remote_code(tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     logits = json.loads(result.stdout.strip().splitlines()[-1])
     torch.testing.assert_close(torch.tensor(logits), torch.tensor(EXPECTED["logits"]), atol=1e-5, rtol=0)

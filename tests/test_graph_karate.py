@@ -1,4 +1,5 @@
 """examples/graph_karate.py end to end: GCNs trained from scratch, one relative head, zero-shot on the others."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,13 +1,14 @@
 """``hf-bridges head push|pull|attach|inspect`` against the local Hub server."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 import torch
-
 from helpers import make_encoder
 from hub_server import TOKEN, hub_fixture
+
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.cli import main
 from hf_bridges.heads.format import CONFIG_NAME, HEAD_FILES
@@ -18,8 +19,12 @@ hub = pytest.fixture(hub_fixture)
 @pytest.fixture(scope="module")
 def head_dir(tmp_path_factory, tokenizer, anchor_texts):
     model = BridgeForSequenceClassification.from_encoder(
-        make_encoder(0), anchors=anchor_texts, tokenizer=tokenizer, num_labels=5,
-        id2label={i: f"topic{i}" for i in range(5)})
+        make_encoder(0),
+        anchors=anchor_texts,
+        tokenizer=tokenizer,
+        num_labels=5,
+        id2label={i: f"topic{i}" for i in range(5)},
+    )
     return model.save_head(tmp_path_factory.mktemp("cli") / "head")
 
 
@@ -27,7 +32,9 @@ def test_push_pull_inspect_attach(hub, head_dir, tiny_encoder_dir, tmp_path, cap
     assert main(["head", "push", str(head_dir), "alice/cli-head", "--token", TOKEN, "--endpoint", hub.endpoint]) == 0
     assert "pushed" in capsys.readouterr().out
 
-    assert main(["head", "pull", "alice/cli-head", "--output", str(tmp_path / "pulled"), "--endpoint", hub.endpoint]) == 0
+    assert (
+        main(["head", "pull", "alice/cli-head", "--output", str(tmp_path / "pulled"), "--endpoint", hub.endpoint]) == 0
+    )
     assert all((tmp_path / "pulled" / name).read_bytes() == (head_dir / name).read_bytes() for name in HEAD_FILES)
     card = (tmp_path / "pulled" / "README.md").read_text()
     assert 'head="alice/cli-head"' in card and "path/to/this-head" not in card  # the card names its own repo
@@ -36,11 +43,31 @@ def test_push_pull_inspect_attach(hub, head_dir, tiny_encoder_dir, tmp_path, cap
     out = capsys.readouterr().out
     assert "format version 1" in out and "topic0, topic1" in out and "bridge_head.safetensors" in out
     assert main(["head", "inspect", str(head_dir), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["num_anchors"] == json.loads((head_dir / CONFIG_NAME).read_text())["num_anchors"]
+    assert (
+        json.loads(capsys.readouterr().out)["num_anchors"]
+        == json.loads((head_dir / CONFIG_NAME).read_text())["num_anchors"]
+    )
 
     output = tmp_path / "stitched"
-    assert main(["head", "attach", "alice/cli-head", "--encoder", tiny_encoder_dir, "--subspace-selection", "auto",
-                 "--output", str(output), "--json", "--endpoint", hub.endpoint]) == 0
+    assert (
+        main(
+            [
+                "head",
+                "attach",
+                "alice/cli-head",
+                "--encoder",
+                tiny_encoder_dir,
+                "--subspace-selection",
+                "auto",
+                "--output",
+                str(output),
+                "--json",
+                "--endpoint",
+                hub.endpoint,
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     report = json.loads(printed[: printed.rindex("}") + 1])
     assert report["score"] == pytest.approx(1.0, abs=1e-3) and report["compatible"]

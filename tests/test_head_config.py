@@ -1,4 +1,5 @@
 """HeadConfig: one validated group of head hyper-parameters, nested in BridgeConfig as ``head``."""
+
 from __future__ import annotations
 
 import json
@@ -73,8 +74,17 @@ def test_every_model_field_is_declared_and_documented():
     import hf_bridges.modeling as modeling
 
     params = inspect.signature(BridgeConfig.__init__).parameters
-    fields = ("features_dim", "encoder_class", "anchor_input_shape", "anchor_input_dtype", "anchor_image_shape",
-              "output_shape", "decoder_hidden_size", "decoder_activation", "input_prefix")
+    fields = (
+        "features_dim",
+        "encoder_class",
+        "anchor_input_shape",
+        "anchor_input_dtype",
+        "anchor_image_shape",
+        "output_shape",
+        "decoder_hidden_size",
+        "decoder_activation",
+        "input_prefix",
+    )
     for name in fields:
         assert name in params and name in BridgeConfig.__doc__, name
         assert hasattr(BridgeConfig(), name), name

@@ -1,25 +1,33 @@
 """Clear errors for every way a head can be unusable: wrong folder, missing/corrupted files, newer format, wrong
 modality, an encoder without a loadable tokenizer, anchors that fail to embed."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 import torch
+from helpers import make_encoder
 from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
-from helpers import make_encoder
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.heads.format import (
-    ANCHOR_SPACE_NAME, ANCHORS_NAME, CONFIG_NAME, HEAD_FORMAT_VERSION, WEIGHTS_NAME, HeadFormatError, read_head,
+    ANCHOR_SPACE_NAME,
+    ANCHORS_NAME,
+    CONFIG_NAME,
+    HEAD_FORMAT_VERSION,
+    WEIGHTS_NAME,
+    HeadFormatError,
+    read_head,
 )
 from hf_bridges.heads.hub import HeadAttachError, load_head
 
 
 @pytest.fixture(scope="module")
 def head_dir(tmp_path_factory, tokenizer, anchor_texts):
-    model = BridgeForSequenceClassification.from_encoder(make_encoder(0), anchors=anchor_texts, tokenizer=tokenizer,
-                                                         num_labels=5)
+    model = BridgeForSequenceClassification.from_encoder(
+        make_encoder(0), anchors=anchor_texts, tokenizer=tokenizer, num_labels=5
+    )
     return model.save_head(tmp_path_factory.mktemp("heads") / "head")
 
 
@@ -32,14 +40,17 @@ def head_copy(head_dir, tmp_path):
 
 def test_a_folder_that_is_not_a_head(tmp_path, tokenizer, anchor_texts):
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(HeadFormatError, match=r"not a bridge head: it has no bridge_head_config.json \(files: \['notes.txt'\]"):
+    with pytest.raises(
+        HeadFormatError, match=r"not a bridge head: it has no bridge_head_config.json \(files: \['notes.txt'\]"
+    ):
         read_head(tmp_path)
-    full = BridgeForSequenceClassification.from_encoder(make_encoder(0), anchors=anchor_texts, tokenizer=tokenizer,
-                                                        num_labels=5)
+    full = BridgeForSequenceClassification.from_encoder(
+        make_encoder(0), anchors=anchor_texts, tokenizer=tokenizer, num_labels=5
+    )
     full.save_pretrained(tmp_path / "full")
     with pytest.raises(HeadFormatError, match="full bridge model, not a head.*save_head"):
         load_head(tmp_path / "full")
-    (tmp_path / "other" ).mkdir()
+    (tmp_path / "other").mkdir()
     (tmp_path / "other" / CONFIG_NAME).write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(HeadFormatError, match="not an hf_bridges head config"):
         read_head(tmp_path / "other")
@@ -78,13 +89,23 @@ def test_newer_format_version(head_copy):
     config = json.loads((head_copy / CONFIG_NAME).read_text())
     config["bridge_head_format_version"] = HEAD_FORMAT_VERSION + 1
     (head_copy / CONFIG_NAME).write_text(json.dumps(config))
-    with pytest.raises(HeadFormatError, match=f"format version {HEAD_FORMAT_VERSION + 1}, newer.*pip install -U hf_bridges"):
+    with pytest.raises(
+        HeadFormatError, match=f"format version {HEAD_FORMAT_VERSION + 1}, newer.*pip install -U hf_bridges"
+    ):
         read_head(head_copy)
 
 
 def test_modality_mismatch(head_dir):
-    vit = ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
-                             image_size=32, patch_size=8))
+    vit = ViTModel(
+        ViTConfig(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            intermediate_size=64,
+            image_size=32,
+            patch_size=8,
+        )
+    )
     with pytest.raises(HeadAttachError, match="is a text head but .* is an image encoder .*pixel_values"):
         BridgeForSequenceClassification.from_encoder(vit, head=head_dir)
 
@@ -92,10 +113,14 @@ def test_modality_mismatch(head_dir):
 def test_encoder_without_a_loadable_tokenizer(head_dir, tmp_path):
     make_encoder(0).save_pretrained(tmp_path / "no-tokenizer")  # weights and config, no tokenizer files
     # transformers falls back to an empty BertTokenizer here: every word becomes [UNK]
-    with pytest.raises(HeadAttachError, match="cannot attach .* maps .* anchor tokens to the unknown token.*tokenizer="):
+    with pytest.raises(
+        HeadAttachError, match="cannot attach .* maps .* anchor tokens to the unknown token.*tokenizer="
+    ):
         BridgeForSequenceClassification.from_encoder(str(tmp_path / "no-tokenizer"), head=head_dir)
     make_encoder(0).save_pretrained(tmp_path / "bad-tokenizer")
-    (tmp_path / "bad-tokenizer" / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "NoSuchTokenizer"}))
+    (tmp_path / "bad-tokenizer" / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "NoSuchTokenizer"})
+    )
     with pytest.raises(HeadAttachError, match="(?s)cannot attach .* could not load a tokenizer .*tokenizer="):
         BridgeForSequenceClassification.from_encoder(str(tmp_path / "bad-tokenizer"), head=head_dir)
     (tmp_path / "no-config").mkdir()  # nothing AutoTokenizer can use at all
@@ -104,8 +129,9 @@ def test_encoder_without_a_loadable_tokenizer(head_dir, tmp_path):
 
 
 def test_anchors_that_fail_to_embed(head_dir, tokenizer):
-    small_vocab = BertModel(BertConfig(vocab_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                                       intermediate_size=64))
+    small_vocab = BertModel(
+        BertConfig(vocab_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
+    )
     with pytest.raises(HeadAttachError, match="anchors of .* failed to embed .*IndexError.*same vocabulary"):
         BridgeForSequenceClassification.from_encoder(small_vocab, head=head_dir, tokenizer=tokenizer)
     broken = make_encoder(1)

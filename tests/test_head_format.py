@@ -1,4 +1,5 @@
 """Head-only format: what save_head writes, attaching to the same / another encoder, size, atomic saves."""
+
 from __future__ import annotations
 
 import json
@@ -7,12 +8,18 @@ import warnings
 import pyarrow.parquet as pq
 import pytest
 import torch
+from helpers import make_encoder, make_tokenizer, topic_texts
 from safetensors.torch import load_file
 
-from helpers import make_encoder, make_tokenizer, topic_texts
 from hf_bridges import BridgeForSequenceClassification, BridgeModel
 from hf_bridges.heads.format import (
-    ANCHOR_SPACE_NAME, ANCHORS_NAME, CARD_NAME, CONFIG_NAME, HEAD_FORMAT_VERSION, WEIGHTS_NAME, read_head,
+    ANCHOR_SPACE_NAME,
+    ANCHORS_NAME,
+    CARD_NAME,
+    CONFIG_NAME,
+    HEAD_FORMAT_VERSION,
+    WEIGHTS_NAME,
+    read_head,
 )
 from hf_bridges.heads.hub import HeadAttachError
 
@@ -21,8 +28,9 @@ def build(tokenizer, anchors, labels=None, seed=0, hidden=32, cls=BridgeForSeque
     kwargs.setdefault("num_labels", 5)
     if cls is BridgeModel:
         kwargs.pop("num_labels")
-    model = cls.from_encoder(make_encoder(seed, hidden, layers), anchors=anchors, anchor_labels=labels, tokenizer=tokenizer,
-                             **kwargs)
+    model = cls.from_encoder(
+        make_encoder(seed, hidden, layers), anchors=anchors, anchor_labels=labels, tokenizer=tokenizer, **kwargs
+    )
     return model.eval()
 
 
@@ -53,10 +61,15 @@ def logits(model, tokenizer, texts):
 
 
 def test_save_head_writes_the_documented_files(trained, tmp_path, anchor_texts):
-    folder = trained.save_head(tmp_path / "head", dataset="toy-topics", metrics={"accuracy": 0.9},
-                               stitching_results=[{"encoder": "org/other-encoder", "stitch_score": 0.81, "accuracy": 0.84}])
+    folder = trained.save_head(
+        tmp_path / "head",
+        dataset="toy-topics",
+        metrics={"accuracy": 0.9},
+        stitching_results=[{"encoder": "org/other-encoder", "stitch_score": 0.81, "accuracy": 0.84}],
+    )
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [CONFIG_NAME, WEIGHTS_NAME, ANCHORS_NAME, ANCHOR_SPACE_NAME, CARD_NAME])
+        [CONFIG_NAME, WEIGHTS_NAME, ANCHORS_NAME, ANCHOR_SPACE_NAME, CARD_NAME]
+    )
     config = json.loads((folder / CONFIG_NAME).read_text())
     assert config["bridge_head_format_version"] == HEAD_FORMAT_VERSION and config["library_name"] == "hf_bridges"
     assert config["encoder"]["model_type"] == "bert" and config["encoder"]["hidden_size"] == 32
@@ -94,7 +107,9 @@ def test_attach_by_path_loads_the_encoders_own_tokenizer(trained, tiny_encoder_d
 
 def test_attached_model_is_a_normal_model(trained, tokenizer, tmp_path, texts):
     folder = trained.save_head(tmp_path / "head")
-    stitched = BridgeForSequenceClassification.from_encoder(make_encoder(3, hidden_size=48), head=folder, tokenizer=tokenizer)
+    stitched = BridgeForSequenceClassification.from_encoder(
+        make_encoder(3, hidden_size=48), head=folder, tokenizer=tokenizer
+    )
     assert stitched.config.hidden_size == 48 and stitched.anchors.embeddings.shape == (trained.config.num_anchors, 48)
     before = logits(stitched, tokenizer, texts)
     # save_pretrained / from_pretrained round trip
@@ -117,21 +132,28 @@ def test_subspace_selection_auto_sets_config_weights(tokenizer, anchor_texts, tm
     from hf_bridges.modeling.head import DEFAULT_PROJECTIONS, HeadConfig
 
     # subspace selection is a relative-only head's attach option: pin that head (the pre-issue-9 default)
-    relative = HeadConfig(projections=list(DEFAULT_PROJECTIONS), abs_transform="none", aggregation="mlp_sum",
-                          aligned=False, component_dropout=0.0)
+    relative = HeadConfig(
+        projections=list(DEFAULT_PROJECTIONS),
+        abs_transform="none",
+        aggregation="mlp_sum",
+        aligned=False,
+        component_dropout=0.0,
+    )
     folder = build(tokenizer, anchor_texts, head_config=relative).save_head(tmp_path / "head")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tiny random encoders may be far apart
         plain = BridgeForSequenceClassification.from_encoder(make_encoder(5), head=folder, tokenizer=tokenizer)
         chosen = BridgeForSequenceClassification.from_encoder(
-            make_encoder(5), head=folder, tokenizer=tokenizer, subspace_selection="auto")
+            make_encoder(5), head=folder, tokenizer=tokenizer, subspace_selection="auto"
+        )
     assert plain.config.subspace_weights is None
     suggested = plain.stitch_report.suggested_subspace_weights
     assert chosen.config.subspace_weights == suggested and sum(suggested) >= 1
     assert chosen.stitch_report.score >= plain.stitch_report.score
     with pytest.raises(ValueError, match="subspace_selection"):
-        BridgeForSequenceClassification.from_encoder(make_encoder(0), head=folder, tokenizer=tokenizer,
-                                                     subspace_selection="best")
+        BridgeForSequenceClassification.from_encoder(
+            make_encoder(0), head=folder, tokenizer=tokenizer, subspace_selection="best"
+        )
 
 
 def test_representation_heads_and_classifier_heads(trained, tokenizer, anchor_texts, tmp_path, texts):
@@ -151,7 +173,8 @@ def test_representation_heads_and_classifier_heads(trained, tokenizer, anchor_te
 def test_float16_weights_are_close(trained, tokenizer, tmp_path, texts):
     folder = trained.save_head(tmp_path / "head16", weights_dtype="float16")
     assert (folder / WEIGHTS_NAME).stat().st_size < 0.6 * trained.save_head(tmp_path / "head32").joinpath(
-        WEIGHTS_NAME).stat().st_size
+        WEIGHTS_NAME
+    ).stat().st_size
     stitched = BridgeForSequenceClassification.from_encoder(make_encoder(0), head=folder, tokenizer=tokenizer)
     assert torch.allclose(logits(stitched, tokenizer, texts), logits(trained, tokenizer, texts), atol=1e-2)
 

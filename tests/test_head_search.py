@@ -1,19 +1,20 @@
 """Finding heads over real HTTP: push heads with different base encoders, search by encoder returns the right ones."""
+
 from __future__ import annotations
 
 import argparse
 import json
 
 import pytest
+from conftest import make_encoder
+from hub_server import OTHER_TOKEN, TOKEN, hub_fixture
 from huggingface_hub import HfApi
 
-from conftest import make_encoder
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.heads.cards import head_card
 from hf_bridges.heads.format import CARD_NAME, read_head
 from hf_bridges.heads.hub import push_head_folder
 from hf_bridges.heads.search import register_search, search_heads
-from hub_server import OTHER_TOKEN, TOKEN, hub_fixture
 
 hub = pytest.fixture(hub_fixture)
 ENC_A, ENC_B, ENC_C = "org/encoder-a", "org/encoder-b", "org/encoder-c"
@@ -22,7 +23,8 @@ ENC_A, ENC_B, ENC_C = "org/encoder-a", "org/encoder-b", "org/encoder-c"
 @pytest.fixture(scope="module")
 def bridge(tokenizer, anchor_texts):
     return BridgeForSequenceClassification.from_encoder(
-        make_encoder(0), anchors=anchor_texts, tokenizer=tokenizer, num_labels=5).eval()
+        make_encoder(0), anchors=anchor_texts, tokenizer=tokenizer, num_labels=5
+    ).eval()
 
 
 def publish(bridge, tmp_path, repo_id, trained_on, measured_on=(), token=TOKEN, private=False):

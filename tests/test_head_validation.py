@@ -1,5 +1,6 @@
 """Edited or broken head configs and weights are refused by field / tensor name before anything is allocated
 (issue 11, probes 3 and 8)."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,9 @@ import shutil
 
 import pytest
 import torch
+from conftest import make_encoder
 from safetensors.torch import load_file, save_file
 
-from conftest import make_encoder
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.heads.format import CONFIG_NAME, WEIGHTS_NAME, HeadFormatError, read_head
 from hf_bridges.heads.hub import load_head
@@ -17,8 +18,9 @@ from hf_bridges.heads.hub import load_head
 
 @pytest.fixture(scope="module")
 def head_dir(tmp_path_factory, tokenizer, anchor_texts):
-    model = BridgeForSequenceClassification.from_encoder(make_encoder(0), anchors=anchor_texts, tokenizer=tokenizer,
-                                                         num_labels=5)
+    model = BridgeForSequenceClassification.from_encoder(
+        make_encoder(0), anchors=anchor_texts, tokenizer=tokenizer, num_labels=5
+    )
     return model.save_head(tmp_path_factory.mktemp("heads") / "head")
 
 
@@ -30,11 +32,20 @@ def _edit(head_dir, tmp_path, **changes):
     return folder
 
 
-@pytest.mark.parametrize("field, value", [
-    ("projections", ["cosine", "no-such-projection"]), ("projections", "cosine"), ("aggregation", "nope"),
-    ("anchor_batch_size", 0), ("classifier_hidden_size", 2e7), ("classifier_hidden_size", 1000000000),
-    ("files", ["bridge_head.safetensors"]), ("encoder", None), ("bridge_head_format_version", "1"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("projections", ["cosine", "no-such-projection"]),
+        ("projections", "cosine"),
+        ("aggregation", "nope"),
+        ("anchor_batch_size", 0),
+        ("classifier_hidden_size", 2e7),
+        ("classifier_hidden_size", 1000000000),
+        ("files", ["bridge_head.safetensors"]),
+        ("encoder", None),
+        ("bridge_head_format_version", "1"),
+    ],
+)
 def test_malformed_config_names_the_field(head_dir, tmp_path, tokenizer, field, value):
     folder = _edit(head_dir, tmp_path, **{field: value})
     with pytest.raises(HeadFormatError, match=f"field '{field}'") as error:

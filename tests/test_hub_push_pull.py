@@ -1,4 +1,5 @@
 """Push and pull heads and full models over real HTTP on 127.0.0.1 with the real huggingface_hub client."""
+
 from __future__ import annotations
 
 import json
@@ -9,14 +10,14 @@ import textwrap
 
 import pytest
 import torch
-from huggingface_hub import HfApi, ModelCard, constants
-
 from helpers import make_encoder, topic_texts
 from hub_server import OTHER_TOKEN, TOKEN, hub_fixture
+from huggingface_hub import HfApi, ModelCard, constants
+
 from hf_bridges import BridgeForSequenceClassification
+from hf_bridges.heads.cards import model_card
 from hf_bridges.heads.format import CARD_NAME, HEAD_FILES, HeadFormatError
 from hf_bridges.heads.hub import load_head, pull_head
-from hf_bridges.heads.cards import model_card
 
 hub = pytest.fixture(hub_fixture)
 TEXTS = topic_texts(2, seed=11)[0]
@@ -25,7 +26,10 @@ TEXTS = topic_texts(2, seed=11)[0]
 @pytest.fixture(scope="module")
 def model(tokenizer, anchor_texts):
     return BridgeForSequenceClassification.from_encoder(
-        make_encoder(0), anchors=anchor_texts, tokenizer=tokenizer, num_labels=5,
+        make_encoder(0),
+        anchors=anchor_texts,
+        tokenizer=tokenizer,
+        num_labels=5,
         id2label={i: f"topic{i}" for i in range(5)},
     ).eval()
 
@@ -43,10 +47,16 @@ def run_fresh(script: str, env: dict, cwd, *args: str) -> dict:
     """Run ``script`` in a new interpreter (fresh imports, fresh caches) and return the JSON it prints last."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "PYTHONPATH"))}
     full_env.update(env)
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], env=full_env, cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = [line[line.index('{"'):] for line in done.stdout.splitlines() if '{"' in line]
+    lines = [line[line.index('{"') :] for line in done.stdout.splitlines() if '{"' in line]
     assert lines, f"no JSON in the output:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     return json.loads(lines[-1])
 
@@ -57,10 +67,16 @@ def test_push_then_attach_by_repo_id(hub, model, tokenizer):
     assert sorted(f.rfilename for f in files) == sorted([".gitattributes", CARD_NAME, *HEAD_FILES])
     stitched = attach("alice/topics-head", tokenizer)
     assert torch.equal(logits(stitched, tokenizer), logits(model, tokenizer))
-    calls = {(method, path.split("/resolve/")[0] + "/resolve" if "/resolve/" in path else path)
-             for method, path in hub.state.requests}
-    assert {("POST", "/api/repos/create"), ("POST", "/api/models/alice/topics-head/preupload/main"),
-            ("POST", "/api/models/alice/topics-head/commit/main"), ("GET", "/alice/topics-head/resolve")} <= calls
+    calls = {
+        (method, path.split("/resolve/")[0] + "/resolve" if "/resolve/" in path else path)
+        for method, path in hub.state.requests
+    }
+    assert {
+        ("POST", "/api/repos/create"),
+        ("POST", "/api/models/alice/topics-head/preupload/main"),
+        ("POST", "/api/models/alice/topics-head/commit/main"),
+        ("GET", "/alice/topics-head/resolve"),
+    } <= calls
     assert info.oid == hub.state.repos["alice/topics-head"].branches["main"]
     card = (pull_head("alice/topics-head") / CARD_NAME).read_text()
     assert "alice/topics-head" in card and "library_name: hf_bridges" in card

@@ -1,4 +1,5 @@
 """The hf_bridges logger hierarchy: levels from the API and from HF_BRIDGES_VERBOSITY, records reach caplog."""
+
 from __future__ import annotations
 
 import logging
@@ -36,7 +37,12 @@ def test_hierarchy_and_verbosity(caplog):
 @pytest.mark.parametrize("env, shown", [("info", True), ("error", False), ("", False)])
 def test_env_var_sets_the_level_in_a_fresh_process(env, shown):
     script = "from hf_bridges.logging import get_logger; get_logger(__name__).info('hello-info')"
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env={**__import__("os").environ, "HF_BRIDGES_VERBOSITY": env})
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "HF_BRIDGES_VERBOSITY": env},
+    )
     assert done.returncode == 0, done.stderr
     assert ("[INFO|hf_bridges.__main__] hello-info" in done.stderr) is shown

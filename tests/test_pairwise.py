@@ -1,4 +1,5 @@
 """Tests for pairwise.l1_distance / linf_distance against torch.cdist."""
+
 from __future__ import annotations
 
 import pytest
@@ -156,8 +157,9 @@ def test_projections_use_the_kernel_and_match_cdist(name):
     p = 1.0 if name == "l1" else INF
     torch.testing.assert_close(get_projection(name).fn(x, a), torch.cdist(x, a, p=p), rtol=1e-5, atol=1e-5)
     # batched (3-D) inputs still work, through cdist
-    torch.testing.assert_close(get_projection(name).fn(x[None], a[None])[0], torch.cdist(x, a, p=p), rtol=1e-5,
-                               atol=1e-5)
+    torch.testing.assert_close(
+        get_projection(name).fn(x[None], a[None])[0], torch.cdist(x, a, p=p), rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
@@ -177,12 +179,18 @@ def test_every_projection_every_dtype_forward_backward(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
-def test_bridge_model_in_every_dtype_runs_forward_and_a_training_step(dtype, tiny_encoder_dir, anchor_texts, one_thread):
+def test_bridge_model_in_every_dtype_runs_forward_and_a_training_step(
+    dtype, tiny_encoder_dir, anchor_texts, one_thread
+):
     """issue 11.4: ``model.to(torch.bfloat16)`` (or fp16 / float64) works at inference and training on CPU."""
     from hf_bridges.modeling.modeling_bridge import BridgeForSequenceClassification
 
     model = BridgeForSequenceClassification.from_encoder(
-        tiny_encoder_dir, anchors=anchor_texts, num_labels=5, projections=PROJECTION_NAMES, freeze_encoder=False,
+        tiny_encoder_dir,
+        anchors=anchor_texts,
+        num_labels=5,
+        projections=PROJECTION_NAMES,
+        freeze_encoder=False,
     ).to(dtype)
     batch = model.tokenizer(anchor_texts[:6], padding=True, return_tensors="pt")
     model.eval()

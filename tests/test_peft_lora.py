@@ -1,4 +1,5 @@
 """LoRA on the encoder with peft: anchors never stale, head trainable and saved, reload and merge exact, bad targets."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,7 +15,11 @@ def bridge(anchor_texts, refresh: str = "auto", seed: int = 0):
     encoder = make_encoder(0)  # the same base encoder every time
     torch.manual_seed(seed)  # the head's random init depends on `seed`
     return BridgeForSequenceClassification.from_encoder(
-        encoder, anchors=anchor_texts, tokenizer=make_tokenizer(), num_labels=5, classifier_dropout=0.0,
+        encoder,
+        anchors=anchor_texts,
+        tokenizer=make_tokenizer(),
+        num_labels=5,
+        classifier_dropout=0.0,
         anchor_refresh=refresh,
     )
 
@@ -118,5 +123,3 @@ def test_trained_head_copy_is_the_one_used_and_saved(anchor_texts, tmp_path):
 def test_lora_target_not_in_encoder_lists_valid_names(anchor_texts):
     with pytest.raises(ValueError, match=r"\['q_proj'\] not found in the encoder \(BertModel\).*'query'.*'value'"):
         apply_lora(bridge(anchor_texts), target_modules=["q_proj", "value"])
-
-

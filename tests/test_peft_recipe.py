@@ -5,6 +5,7 @@
 peft's SEQ_CLS model wraps (ModulesToSaveWrapper) every module whose path ends in ``classifier`` / ``score``: the
 bridge registers its head as ``score`` so all of it (norms, aggregation, MLP) is trained and in the adapter.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,8 @@ RECIPE = dict(task_type="SEQ_CLS", r=4, target_modules=["query", "value"])
 def build(anchor_texts, seed=0):
     torch.manual_seed(seed)  # the head's random init
     return BridgeForSequenceClassification.from_encoder(
-        make_encoder(0), anchors=anchor_texts, tokenizer=make_tokenizer(), num_labels=5, classifier_dropout=0.0)
+        make_encoder(0), anchors=anchor_texts, tokenizer=make_tokenizer(), num_labels=5, classifier_dropout=0.0
+    )
 
 
 def batch(seed=1, labels=True):
@@ -68,8 +70,10 @@ def test_plain_recipe_trains_and_saves_the_whole_head(anchor_texts, tmp_path):
     pm = get_peft_model(build(anchor_texts), LoraConfig(**RECIPE))
     extra = [n for n, p in pm.named_parameters() if p.requires_grad and "lora_" not in n]
     assert extra and all(n.startswith("base_model.model.score.modules_to_save.default.") for n in extra), extra
-    for part in ("norms.0.weight", "aggregation.weight", "mlp.0.weight", "mlp.3.bias"):
-        assert any(n.endswith(part) for n in extra), part
+    head = build(anchor_texts).score  # the default (summed aligned) head
+    head_params = {n for n, _ in head.named_parameters()}
+    assert {"norms.0.weight", "aligned_norm.weight", "mlp.relative.0.weight", "mlp.aligned.3.bias"} <= head_params
+    assert {n.split("modules_to_save.default.", 1)[1] for n in extra} == head_params  # all of it, nothing else
     wrappers = [n for n, m in pm.named_modules() if type(m).__name__ == "ModulesToSaveWrapper"]
     assert wrappers == ["base_model.model.score"]  # one wrapper: no unused nested copy of the MLP
     train(pm)
@@ -78,7 +82,7 @@ def test_plain_recipe_trains_and_saves_the_whole_head(anchor_texts, tmp_path):
     saved = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     trainable_head = {n.split("modules_to_save.default.", 1)[1] for n in extra}
     in_adapter = {k.split(".score.", 1)[1] for k in saved if ".score." in k}
-    assert trainable_head == in_adapter
+    assert trainable_head == head_params and in_adapter == set(head.state_dict())  # + the aligned fit's buffers
     reloaded = PeftModel.from_pretrained(build(anchor_texts, seed=123), tmp_path / "adapter").eval()
     torch.testing.assert_close(logits(reloaded), expected, rtol=0, atol=1e-5)
     assert_anchors_fresh(reloaded)
@@ -109,7 +113,8 @@ def test_anchors_reembedded_on_load_set_adapter_merge_disable(anchor_texts, tmp_
 
     # a saved base (anchors stored as fresh), LoRA loaded onto it before any forward
     loaded = PeftModel.from_pretrained(
-        BridgeForSequenceClassification.from_pretrained(tmp_path / "base"), tmp_path / "a").eval()
+        BridgeForSequenceClassification.from_pretrained(tmp_path / "base"), tmp_path / "a"
+    ).eval()
     inner = loaded.get_base_model()
     stale = inner.anchors.embeddings.clone()
     assert_anchors_fresh(loaded)
@@ -164,7 +169,7 @@ def test_saved_files_keep_the_historic_key_names(anchor_texts, tmp_path):
     model = build(anchor_texts).eval()
     model.save_pretrained(tmp_path / "model")
     keys = load_file(tmp_path / "model" / "model.safetensors")
-    assert "head.classifier.0.weight" in keys and "head.norms.0.weight" in keys
+    assert "head.classifier.relative.0.weight" in keys and "head.norms.0.weight" in keys  # the summed default
     assert not [k for k in keys if k.startswith("score.")]
     back = BridgeForSequenceClassification.from_pretrained(tmp_path / "model").eval()
     torch.testing.assert_close(logits(back), logits(model), rtol=0, atol=0)

@@ -1,4 +1,5 @@
 """Plain nn.Module encoders and precomputed features: same head, same save/load, clear errors."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,9 +9,8 @@ from torch import nn
 
 from hf_bridges import BridgeConfig, BridgeForSequenceClassification, ModuleBridgeForClassification, ModuleEncoder
 
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def mlp(seed: int, width: int = 16) -> nn.Module:
     torch.manual_seed(seed)
@@ -117,11 +117,13 @@ def test_plain_module_output_errors(anchors):
     with pytest.raises(TypeError, match="nn.Module"):
         ModuleEncoder(lambda z: z)
     # the fixes the messages suggest work
-    picked = ModuleBridgeForClassification.from_module(Returns(lambda z: (z, z * 2)), anchors=anchors, num_labels=2,
-                                                       output=1)
+    picked = ModuleBridgeForClassification.from_module(
+        Returns(lambda z: (z, z * 2)), anchors=anchors, num_labels=2, output=1
+    )
     assert picked.config.features_dim == 8
-    keyed = ModuleBridgeForClassification.from_module(Returns(lambda z: {"h": z}), anchors=anchors, num_labels=2,
-                                                      output="h")
+    keyed = ModuleBridgeForClassification.from_module(
+        Returns(lambda z: {"h": z}), anchors=anchors, num_labels=2, output="h"
+    )
     assert keyed.config.features_dim == 8
     pooled = ModuleEncoder(Returns(lambda z: z.view(-1, 2, 2, 2)), pooling="mean")
     assert pooled(anchors).shape == (12, 2)

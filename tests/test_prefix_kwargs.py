@@ -1,5 +1,6 @@
 """from_encoder(prefix=...) embeds the anchors and every input with the prefix and saves it; unknown keywords are
 refused with a TypeError instead of landing in the config (issue 9.6)."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,8 +21,16 @@ def test_prefix_is_applied_to_anchors_and_inputs_and_saved(tiny_encoder_dir, anc
     assert torch.equal(stored, expected)  # the anchors were tokenised with the prefix
     assert not torch.allclose(model.anchor_embeddings, plain.anchor_embeddings)
     batch = model.tokenize(["some text", "another"])
-    assert torch.equal(batch["input_ids"], tok(["passage: some text", "passage: another"], padding=True,
-                                               truncation=True, max_length=128, return_tensors="pt")["input_ids"])
+    assert torch.equal(
+        batch["input_ids"],
+        tok(
+            ["passage: some text", "passage: another"],
+            padding=True,
+            truncation=True,
+            max_length=128,
+            return_tensors="pt",
+        )["input_ids"],
+    )
     model.eval()
     model.save_pretrained(tmp_path / "m")
     again = BridgeForSequenceClassification.from_pretrained(tmp_path / "m").eval()
@@ -47,7 +56,9 @@ def test_unknown_keywords_raise_type_error_with_a_hint(tiny_encoder_dir, anchor_
 
 def test_head_config_argument(tiny_encoder_dir, anchor_texts):
     model = BridgeForSequenceClassification.from_encoder(
-        tiny_encoder_dir, anchors=anchor_texts, num_labels=3,
+        tiny_encoder_dir,
+        anchors=anchor_texts,
+        num_labels=3,
         head_config={"projections": ["cosine"], "aggregation": "sum", "classifier_hidden_size": 0},
     )
     assert model.head.projection_names == ["cosine"] and isinstance(model.head.classifier, torch.nn.Linear)

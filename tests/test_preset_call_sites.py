@@ -1,4 +1,5 @@
 """Presets by name at every call site: ``hf-bridges stitch stitch-bbc``, ``hf-bridges train train-tiny``."""
+
 from __future__ import annotations
 
 from pathlib import Path

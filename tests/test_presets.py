@@ -1,4 +1,5 @@
 """Presets by name or by path, from any directory (hf_bridges.presets)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,9 +19,15 @@ def test_shipped_presets_are_the_configs_folder():
     assert list_presets("train") and all(n.startswith("train-") for n in list_presets("train"))
 
 
-@pytest.mark.parametrize("name,kind", [
-    ("stitch-bbc", None), ("stitch-bbc.yaml", None), ("bbc", "stitch"), ("configs/stitch-bbc.yaml", None),
-])
+@pytest.mark.parametrize(
+    "name,kind",
+    [
+        ("stitch-bbc", None),
+        ("stitch-bbc.yaml", None),
+        ("bbc", "stitch"),
+        ("configs/stitch-bbc.yaml", None),
+    ],
+)
 def test_names_resolve_from_any_directory(name, kind, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     found = resolve_preset(name, kind=kind)

@@ -1,11 +1,12 @@
 """Each projection is invariant to exactly the transformations it promises (float64), and breaks elsewhere."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from hf_bridges.modeling.projections import PROJECTIONS, get_projection, register_projection
 from hf_bridges.modeling.head import RelativeProductHead
+from hf_bridges.modeling.projections import PROJECTIONS, get_projection, register_projection
 from hf_bridges.modeling.transforms import get_abs_transform
 
 N, K, D = 16, 12, 24
@@ -125,7 +126,7 @@ def test_registering_a_projection_is_one_decorator():
 
     @register_projection(name, invariant_to="isometries")
     def _fn(x, anchors):
-        return -torch.cdist(x, anchors) ** 2
+        return -(torch.cdist(x, anchors) ** 2)
 
     try:
         head = RelativeProductHead(4, [name, "cosine"], aggregation="concat", num_labels=2)
@@ -154,8 +155,9 @@ def test_whiten_is_invariant_to_any_invertible_affine_map_without_shrinkage():
     assert torch.allclose(before, after, atol=1e-6)
     # where it must break: a nonlinear map, and shrinkage=1 (centring + one isotropic scale: not affine-invariant)
     assert not torch.allclose(before, _whitened_cosines(torch.tanh(x), torch.tanh(anchors), 0.0), atol=1e-2)
-    assert not torch.allclose(_whitened_cosines(x, anchors, 1.0),
-                              _whitened_cosines(x @ m + c, anchors @ m + c, 1.0), atol=1e-2)
+    assert not torch.allclose(
+        _whitened_cosines(x, anchors, 1.0), _whitened_cosines(x @ m + c, anchors @ m + c, 1.0), atol=1e-2
+    )
 
 
 def test_whiten_is_registered_and_ledoit_wolf_shrinks_when_anchors_are_few():

@@ -1,4 +1,5 @@
 """Relative decoders: BridgeForReconstruction, zero-shot decoder stitching across autoencoders, image grids."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +16,6 @@ from hf_bridges.stitching.reconstruction import (
     save_image_grid,
     stitch_reconstruction,
 )
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -46,8 +46,13 @@ def autoencoders(digits):
 def test_relative_decoders_stitch_better_than_the_absolute_baseline(digits, autoencoders, tmp_path):
     train, test = digits
     results = stitch_reconstruction(
-        autoencoders, train, test, list(range(64)), {"cosine": {"projections": ["cosine"], "aggregation": "concat"}},
-        epochs=8, keep=4,
+        autoencoders,
+        train,
+        test,
+        list(range(64)),
+        {"cosine": {"projections": ["cosine"], "aggregation": "concat"}},
+        epochs=8,
+        keep=4,
     )
     rel, absolute, mean_image = results["methods"]["cosine"], results["methods"]["absolute"], results["mean_image_mse"]
     assert absolute["A->C"] is None and absolute["C->A"] is None  # widths differ: no absolute baseline
@@ -57,7 +62,7 @@ def test_relative_decoders_stitch_better_than_the_absolute_baseline(digits, auto
         assert rel[pair] < mean_image, (pair, rel[pair], mean_image)  # stitched decoders beat the mean image
     table = reconstruction_table(results)
     assert "n/a (dims differ)" in table and "| cosine |" in table
-    rows = [("input", test[:4])] + [(key, value) for key, value in results["samples"].items() if "cosine" in key][:3]
+    rows = [("input", test[:4]), *[(key, value) for key, value in results["samples"].items() if "cosine" in key][:3]]
     path = save_image_grid(rows, tmp_path / "grid.png")
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size[0] > 100
@@ -66,8 +71,12 @@ def test_relative_decoders_stitch_better_than_the_absolute_baseline(digits, auto
 def test_bridge_for_reconstruction_save_load_and_attach(digits, autoencoders, tmp_path):
     train, test = digits
     bridge = BridgeForReconstruction.from_module(
-        autoencoders["A"].encoder, anchors=train[:32], output_shape=[1, 28, 28], projections=["cosine", "l1"],
-        aggregation="mlp_sum", decoder_hidden_size=64,
+        autoencoders["A"].encoder,
+        anchors=train[:32],
+        output_shape=[1, 28, 28],
+        projections=["cosine", "l1"],
+        aggregation="mlp_sum",
+        decoder_hidden_size=64,
     )
     out = bridge(inputs=test[:5], labels=test[:5])
     assert out.reconstruction.shape == (5, 1, 28, 28) and torch.isfinite(out.loss)
@@ -86,8 +95,9 @@ def test_reconstruction_errors(digits, autoencoders):
     with pytest.raises(ValueError, match="output_shape"):
         BridgeForReconstruction.from_module(autoencoders["A"].encoder, anchors=train[:8])
     with pytest.raises(ValueError, match="decoder_activation"):
-        BridgeForReconstruction.from_module(autoencoders["A"].encoder, anchors=train[:8], output_shape=[784],
-                                            decoder_activation="relu")
+        BridgeForReconstruction.from_module(
+            autoencoders["A"].encoder, anchors=train[:8], output_shape=[784], decoder_activation="relu"
+        )
     bridge = BridgeForReconstruction.from_module(autoencoders["A"].encoder, anchors=train[:8], output_shape=[784])
     with pytest.raises(ValueError, match=r"labels \(the reconstruction targets\) have shape \(3, 10\)"):
         bridge(inputs=test[:3], labels=torch.zeros(3, 10))

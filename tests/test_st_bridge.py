@@ -1,6 +1,7 @@
 """sentence-transformers models in ``from_encoder`` and attach: a bridge embeds as ``SentenceTransformer.encode``
 does (CLS pooling + Normalize + max_seq_length + a prompt by name), from a folder, a loaded object, a reload and a
 head attached to it."""
+
 from __future__ import annotations
 
 import shutil
@@ -35,7 +36,11 @@ def test_bridge_of_a_hand_written_st_folder_matches_a_hand_computed_reference(ti
     bridge = BridgeModel.from_encoder(str(folder), anchors=ANCHORS, prefix="query")
     config = bridge.config
     assert (config.pooling, config.normalize_embeddings, config.max_seq_length, config.input_prefix) == (
-        "cls", True, 8, "film music ")
+        "cls",
+        True,
+        8,
+        "film music ",
+    )
     tok, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
 
     def by_hand(texts):
@@ -47,11 +52,20 @@ def test_bridge_of_a_hand_written_st_folder_matches_a_hand_computed_reference(ti
     assert_close(bridge_embeddings(bridge, TEXTS), by_hand(TEXTS))
     assert_close(bridge.anchor_embeddings, by_hand(ANCHORS))
     plain = BridgeModel.from_encoder(tiny_encoder_dir, anchors=ANCHORS)  # a plain encoder: mean, 128, no norm
-    assert (plain.config.pooling, plain.config.max_seq_length, plain.config.normalize_embeddings) == ("mean", 128, False)
-    explicit = BridgeModel.from_encoder(str(folder), anchors=ANCHORS, pooling="max", normalize_embeddings=False,
-                                        max_seq_length=5, prefix="doc: ")
-    assert (explicit.config.pooling, explicit.config.normalize_embeddings, explicit.config.max_seq_length,
-            explicit.config.input_prefix) == ("max", False, 5, "doc: ")
+    assert (plain.config.pooling, plain.config.max_seq_length, plain.config.normalize_embeddings) == (
+        "mean",
+        128,
+        False,
+    )
+    explicit = BridgeModel.from_encoder(
+        str(folder), anchors=ANCHORS, pooling="max", normalize_embeddings=False, max_seq_length=5, prefix="doc: "
+    )
+    assert (
+        explicit.config.pooling,
+        explicit.config.normalize_embeddings,
+        explicit.config.max_seq_length,
+        explicit.config.input_prefix,
+    ) == ("max", False, 5, "doc: ")
 
 
 def test_bridge_embeddings_equal_sentence_transformers_encode(tiny_encoder_dir, tmp_path, one_thread):
@@ -63,7 +77,8 @@ def test_bridge_embeddings_equal_sentence_transformers_encode(tiny_encoder_dir, 
 
     model = st.SentenceTransformer(
         modules=[Transformer(tiny_encoder_dir, max_seq_length=6), Pooling(32, pooling_mode="cls"), Normalize()],
-        prompts=PROMPTS, device="cpu",
+        prompts=PROMPTS,
+        device="cpu",
     )
     folder = tmp_path / "st"
     model.save(str(folder))
@@ -75,7 +90,10 @@ def test_bridge_embeddings_equal_sentence_transformers_encode(tiny_encoder_dir, 
     from_object = BridgeModel.from_encoder(model, anchors=ANCHORS, prefix="query")
     for bridge in (from_folder, from_object):
         assert (bridge.config.pooling, bridge.config.normalize_embeddings, bridge.config.max_seq_length) == (
-            "cls", True, 6)
+            "cls",
+            True,
+            6,
+        )
         assert_close(bridge_embeddings(bridge, TEXTS), expected)
         assert_close(bridge.anchor_embeddings, expected_anchors)
 
@@ -89,7 +107,11 @@ def test_bridge_embeddings_equal_sentence_transformers_encode(tiny_encoder_dir, 
     trained.save_head(tmp_path / "head")
     for encoder in (str(folder), model):
         stitched = BridgeModel.from_encoder(encoder, head=str(tmp_path / "head"), prefix="query")
-        assert (stitched.config.pooling, stitched.config.normalize_embeddings, stitched.config.max_seq_length,
-                stitched.config.input_prefix) == ("cls", True, 6, "film music ")
+        assert (
+            stitched.config.pooling,
+            stitched.config.normalize_embeddings,
+            stitched.config.max_seq_length,
+            stitched.config.input_prefix,
+        ) == ("cls", True, 6, "film music ")
         assert_close(stitched.anchor_embeddings, expected_anchors)
         assert_close(bridge_embeddings(stitched, TEXTS), expected)

@@ -1,5 +1,6 @@
 """sentence-transformers models: settings read without the library, and stitch embeddings equal
 ``SentenceTransformer.encode`` (1e-5) for the pooling modes, with/without Normalize, with a prompt name."""
+
 from __future__ import annotations
 
 import json
@@ -29,18 +30,29 @@ class Out:
         self.last_hidden_state = hidden
 
 
-def write_st_folder(folder, pooling_config, modules=("Transformer", "Pooling", "Normalize"), max_seq_length=8,
-                    prompts=None, default_prompt_name=None):
+def write_st_folder(
+    folder,
+    pooling_config,
+    modules=("Transformer", "Pooling", "Normalize"),
+    max_seq_length=8,
+    prompts=None,
+    default_prompt_name=None,
+):
     """A sentence-transformers folder written by hand (legacy ``sentence_transformers.models.*`` types)."""
     paths = {"Transformer": "", "Pooling": "1_Pooling", "Normalize": "2_Normalize", "Dense": "2_Dense"}
-    entries = [{"idx": i, "name": str(i), "path": paths[k], "type": f"sentence_transformers.models.{k}"}
-               for i, k in enumerate(modules)]
+    entries = [
+        {"idx": i, "name": str(i), "path": paths[k], "type": f"sentence_transformers.models.{k}"}
+        for i, k in enumerate(modules)
+    ]
     (folder / "modules.json").write_text(json.dumps(entries))
     (folder / "1_Pooling").mkdir(exist_ok=True)
     (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling_config))
     (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length}))
-    (folder / "config_sentence_transformers.json").write_text(json.dumps(
-        {"prompts": prompts or {}, "default_prompt_name": default_prompt_name, "similarity_fn_name": "cosine"}))
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps(
+            {"prompts": prompts or {}, "default_prompt_name": default_prompt_name, "similarity_fn_name": "cosine"}
+        )
+    )
     return str(folder)
 
 
@@ -54,7 +66,11 @@ def test_hand_written_folder_matches_a_hand_computed_reference(tiny_encoder_dir,
     write_st_folder(folder, {"word_embedding_dimension": 32, "pooling_mode_cls_token": True}, prompts=PROMPTS)
     settings = st_encoder_settings(str(folder))
     assert (settings["pooling"], settings["normalize"], settings["max_seq_length"], settings["prompts"]) == (
-        "cls", True, 8, PROMPTS)
+        "cls",
+        True,
+        8,
+        PROMPTS,
+    )
     got = embed_with_stitch_kind(EncoderSpec(id=str(folder), prefix="query"))
     # by hand: prompt prepended, truncated at 8 tokens, first token's state, L2-normalised
     tok, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
@@ -75,7 +91,11 @@ def test_explicit_config_wins_and_identity_covers_normalize(tiny_encoder_dir, tm
     kind = HFTextEncoder()
     from_st = kind.identity(EncoderSpec(id=str(folder)))
     assert (from_st["pooling"], from_st["max_length"], from_st["prefix"], from_st["normalize"]) == (
-        "max", 8, "film music ", True)  # the default prompt applies when the config names none
+        "max",
+        8,
+        "film music ",
+        True,
+    )  # the default prompt applies when the config names none
     explicit = text_settings(EncoderSpec(id=str(folder), pooling="cls", max_length=5, prefix="doc: "))
     assert (explicit["pooling"], explicit["max_length"], explicit["prefix"]) == ("cls", 5, "doc: ")
     plain = kind.identity(EncoderSpec(id=tiny_encoder_dir))
@@ -115,8 +135,9 @@ def test_new_poolings_by_hand_with_left_and_right_padding():
     assert get_pooling("lasttoken")(out, mask).flatten().tolist() == [3.0, 6.0]
     # weights 1, 2, ... from the first kept token: (2*1 + 3*2) / 3 and (4*1 + 5*2 + 6*3) / 6
     torch.testing.assert_close(get_pooling("weightedmean")(out, mask).flatten(), torch.tensor([8 / 3, 32 / 6]))
-    torch.testing.assert_close(get_pooling("mean_sqrt_len")(out, mask).flatten(),
-                               torch.tensor([5 / 2 ** 0.5, 15 / 3 ** 0.5]))
+    torch.testing.assert_close(
+        get_pooling("mean_sqrt_len")(out, mask).flatten(), torch.tensor([5 / 2**0.5, 15 / 3**0.5])
+    )
     assert get_pooling("lasttoken")(out, None).flatten().tolist() == [3.0, 7.0]
 
 
@@ -162,9 +183,15 @@ def test_unset_spec_fields_come_from_the_st_model_and_set_ones_always_win(tiny_e
     assert (unset.pooling, unset.max_seq_length, unset.prefix, unset.normalize) == (None, None, None, None)
     got = text_settings(unset)
     assert (got["pooling"], got["max_length"], got["prefix"], got["normalize"]) == ("cls", 16, "film music ", True)
-    explicit = text_settings(EncoderSpec(id=str(folder), pooling="mean", max_seq_length=128, prefix="", normalize=False))
+    explicit = text_settings(
+        EncoderSpec(id=str(folder), pooling="mean", max_seq_length=128, prefix="", normalize=False)
+    )
     assert (explicit["pooling"], explicit["max_length"], explicit["prefix"], explicit["normalize"]) == (
-        "mean", 128, "", False)
+        "mean",
+        128,
+        "",
+        False,
+    )
     plain = text_settings(EncoderSpec(id=tiny_encoder_dir))
     assert (plain["pooling"], plain["max_length"], plain["prefix"], plain["normalize"]) == ("mean", 128, "", False)
     parsed = parse_config({"encoders": [{"id": str(folder)}], "methods": [{"name": "cos"}]})

@@ -1,4 +1,5 @@
 """`hf-bridges --help`, `--version` and `info` never import the model stack (transformers' PreTrainedModel)."""
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,12 @@ print("HEAVY", heavy)
 @pytest.mark.parametrize("arg", ["--help", "--version", "info"])
 def test_light_commands_skip_the_model_stack(arg):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", PROBE.replace("{arg!r}", repr(arg))], env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.replace("{arg!r}", repr(arg))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "HEAVY []" in out.stdout, out.stdout[-2000:]

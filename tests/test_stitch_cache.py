@@ -1,24 +1,27 @@
 """The embedding cache: keyed by what changes embeddings, not by heads; interrupted runs resume."""
+
 from __future__ import annotations
 
 import copy
 
 import numpy as np
 import pytest
+from stitch_helpers import save_tiny_encoder, tiny_config, write_topic_csv
 
 from hf_bridges.stitching import cache as cache_module
 from hf_bridges.stitching import parse_config, run_stitch
 from hf_bridges.stitching.cache import EmbeddingCache, cache_key
 from hf_bridges.stitching.config import EncoderSpec
 from hf_bridges.stitching.encoder_kinds import HFTextEncoder
-from stitch_helpers import save_tiny_encoder, tiny_config, write_topic_csv
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("stitch-cache")
-    encoders = [save_tiny_encoder(root / "enc-a", seed=0, hidden_size=32),
-                save_tiny_encoder(root / "enc-b", seed=1, hidden_size=48)]
+    encoders = [
+        save_tiny_encoder(root / "enc-a", seed=0, hidden_size=32),
+        save_tiny_encoder(root / "enc-b", seed=1, hidden_size=48),
+    ]
     return tiny_config(encoders, write_topic_csv(root / "topics.csv")), root
 
 
@@ -70,19 +73,23 @@ def test_interrupted_embedding_resumes(world, tmp_path, monkeypatch):
             if calls["n"] == 3:
                 raise KeyboardInterrupt("simulated interruption")
             return embed(batch)
+
         return flaky
 
     store = EmbeddingCache(tmp_path / "cache")
     with pytest.raises(KeyboardInterrupt):
         store.embeddings(identity, data, "text", flaky_loader, batch_size=8, progress=False)
     folder = store.folder(identity, data._fingerprint)
-    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["shard-00000000",
-                                                                                       "shard-00000008"]
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
+        "shard-00000000",
+        "shard-00000008",
+    ]
     assert not store.is_complete(identity, data._fingerprint)
     stats: dict = {}
     resumed = store.embeddings(identity, data, "text", lambda: embed, batch_size=8, stats=stats, progress=False)
     assert stats == {"rows_embedded": 14, "rows_cached": 16}
-    fresh = EmbeddingCache(tmp_path / "fresh").embeddings(identity, data, "text", lambda: embed, batch_size=8,
-                                                          progress=False)
+    fresh = EmbeddingCache(tmp_path / "fresh").embeddings(
+        identity, data, "text", lambda: embed, batch_size=8, progress=False
+    )
     np.testing.assert_allclose(resumed, fresh, atol=1e-6)
     assert store.is_complete(identity, data._fingerprint)

@@ -1,14 +1,15 @@
 """The stitching config schema: every bad config fails early with a message that names the key and the fix."""
+
 from __future__ import annotations
 
 import copy
 from pathlib import Path
 
 import pytest
+from stitch_helpers import save_tiny_encoder, tiny_config, write_topic_csv
 
 from hf_bridges.stitching import ConfigError, load_config, parse_config
 from hf_bridges.stitching.runner import prepare
-from stitch_helpers import save_tiny_encoder, tiny_config, write_topic_csv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,8 +29,10 @@ def test_shipped_configs_parse():
 
 def test_default_config_is_the_two_minilms_on_bbc():
     config = load_config(REPO / "configs" / "stitch-bbc.yaml")
-    assert [e.id for e in config.encoders] == ["sentence-transformers/all-MiniLM-L6-v2",
-                                               "sentence-transformers/paraphrase-MiniLM-L3-v2"]
+    assert [e.id for e in config.encoders] == [
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "sentence-transformers/paraphrase-MiniLM-L3-v2",
+    ]
     assert config.dataset.name == "bbc_news" and len(config.seeds) >= 2
     assert any(m.select is not None for m in config.methods)
 
@@ -66,7 +69,7 @@ def test_unknown_encoder_not_in_offline_cache(world, tmp_path):
 
 
 def test_world_errors_come_before_any_embedding(world, tmp_path):
-    base, root = world
+    base, _root = world
     bad_label = copy.deepcopy(base)
     bad_label["dataset"]["label_column"] = "category"
     with pytest.raises(ValueError, match="column 'category'"):

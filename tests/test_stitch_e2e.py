@@ -1,22 +1,24 @@
 """End to end on the two real packaged MiniLM encoders (placed by `hf-bridges offline-seed`), on a BBC subset."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pytest
-
-from hf_bridges.offline.assets import is_placed
 from stitch_helpers import small_bbc_config
 
+from hf_bridges.offline.assets import is_placed
 from hf_bridges.stitching import run_stitch
 
 L6, L3 = "sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/paraphrase-MiniLM-L3-v2"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (is_placed(L6) and is_placed(L3)),
-                       reason="packaged MiniLM encoders not in the HF cache: run `hf-bridges offline-seed`"),
+    pytest.mark.skipif(
+        not (is_placed(L6) and is_placed(L3)),
+        reason="packaged MiniLM encoders not in the HF cache: run `hf-bridges offline-seed`",
+    ),
 ]
 
 

@@ -1,4 +1,5 @@
 """Stitch report figures: one summary figure per run referenced in report.md; heatmap colours span the data."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -9,9 +10,17 @@ from hf_bridges.stitching.report import colour_range, summarise, worst_pair, wri
 
 matplotlib.use("Agg")
 # accuracy by (train, test): the worst stitched pair is enc1 -> enc2
-ACC = {("enc0", "enc0"): 0.97, ("enc1", "enc1"): 0.96, ("enc2", "enc2"): 0.95, ("enc0", "enc1"): 0.94,
-       ("enc1", "enc0"): 0.93, ("enc0", "enc2"): 0.90, ("enc2", "enc0"): 0.91, ("enc1", "enc2"): 0.80,
-       ("enc2", "enc1"): 0.88}
+ACC = {
+    ("enc0", "enc0"): 0.97,
+    ("enc1", "enc1"): 0.96,
+    ("enc2", "enc2"): 0.95,
+    ("enc0", "enc1"): 0.94,
+    ("enc1", "enc0"): 0.93,
+    ("enc0", "enc2"): 0.90,
+    ("enc2", "enc0"): 0.91,
+    ("enc1", "enc2"): 0.80,
+    ("enc2", "enc1"): 0.88,
+}
 
 
 def fake_results(config):
@@ -20,18 +29,35 @@ def fake_results(config):
         for seed in config.seeds:
             for (a, b), acc in ACC.items():
                 value = acc + 0.01 * seed
-                runs.append({"method": method.name, "seed": seed, "train": a, "test": b, "accuracy": value,
-                             "macro_f1": value - 0.01, "latent": {}})
-    results = {"runs": runs, "dataset": {"train": 90, "test": 30, "num_labels": 5},
-               "timing_s": {k: 1.0 for k in ("setup", "embedding", "heads", "evaluation", "total")}}
+                runs.append(
+                    {
+                        "method": method.name,
+                        "seed": seed,
+                        "train": a,
+                        "test": b,
+                        "accuracy": value,
+                        "macro_f1": value - 0.01,
+                        "latent": {},
+                    }
+                )
+    results = {
+        "runs": runs,
+        "dataset": {"train": 90, "test": 30, "num_labels": 5},
+        "timing_s": {k: 1.0 for k in ("setup", "embedding", "heads", "evaluation", "total")},
+    }
     results["summary"] = summarise(results, config)
     return results
 
 
 def test_summary_figure_written_and_referenced(tmp_path):
-    config = parse_config({
-        "name": "plots", "encoders": [{"id": f"org/enc{i}", "name": f"enc{i}"} for i in range(3)],
-        "methods": [{"name": "absolute", "kind": "absolute"}, {"name": "cosine"}], "seeds": [0, 1]})
+    config = parse_config(
+        {
+            "name": "plots",
+            "encoders": [{"id": f"org/enc{i}", "name": f"enc{i}"} for i in range(3)],
+            "methods": [{"name": "absolute", "kind": "absolute"}, {"name": "cosine"}],
+            "seeds": [0, 1],
+        }
+    )
     results = fake_results(config)
     assert worst_pair(results["summary"]["cosine"]) == ("enc1", "enc2", 0.805)
     outputs = write_outputs(results, config, tmp_path)

@@ -1,6 +1,7 @@
 """`stitch` with best_head.repo_id: a small real-MiniLM run (BBC subset) pushes its best head to the loopback Hub
 (tests/hub_server.py, real HTTP); pulled back by repo id and attached to MiniLM-L3 (and to its training encoder),
 it predicts with the accuracy the run recorded for it."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from huggingface_hub import HfApi, snapshot_download
-
 from hub_server import GITATTRIBUTES, TOKEN, Repo, hub_fixture
+from huggingface_hub import HfApi, snapshot_download
 from stitch_helpers import small_bbc_config
+
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.heads.format import CARD_NAME, HEAD_FILES, read_head
 from hf_bridges.heads.hub import pull_head
@@ -26,8 +27,10 @@ L6, L3 = "sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/paraph
 REPO = "alice/bbc-best-head"
 
 hub = pytest.fixture(hub_fixture)
-needs_minilm = pytest.mark.skipif(not (is_placed(L6) and is_placed(L3)),
-                                  reason="packaged MiniLM encoders not in the HF cache: run `hf-bridges offline-seed`")
+needs_minilm = pytest.mark.skipif(
+    not (is_placed(L6) and is_placed(L3)),
+    reason="packaged MiniLM encoders not in the HF cache: run `hf-bridges offline-seed`",
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +59,9 @@ def small_config():
 
 
 def accuracy(model, texts: list[str], labels: np.ndarray) -> float:
-    tokens = model.tokenizer(texts, padding=True, truncation=True, max_length=model.config.max_seq_length,
-                             return_tensors="pt")
+    tokens = model.tokenizer(
+        texts, padding=True, truncation=True, max_length=model.config.max_seq_length, return_tensors="pt"
+    )
     with torch.no_grad():
         predictions = model(**tokens).logits.argmax(-1).numpy()
     return float((predictions == labels).mean())
@@ -119,15 +123,22 @@ def test_stitch_pushes_its_best_head(hub, snapshots, tmp_path):
 def test_choice_rule_and_tracker():
     """Relative methods only; highest mean stitched accuracy, ties -> higher same accuracy -> config order; the
     tracker keeps one state dict per method, the head with the best own stitched accuracy (earlier on ties)."""
-    methods = [{"name": "abs", "kind": "absolute"}, {"name": "cos", "projections": ["cosine"]},
-               {"name": "prod", "projections": ["cosine", "l1"]}, {"name": "prod2", "projections": ["cosine", "l1"]}]
-    config = parse_config({"encoders": [{"id": L6, "name": "a"}, {"id": L3, "name": "b"}], "methods": methods,
-                           "best_head": True})
-    cell = lambda x: {"mean": x, "std": 0.0, "n": 1}  # noqa: E731
-    summary = {"abs": {"same_accuracy": cell(0.99), "stitched_accuracy": cell(0.99)},
-               "cos": {"same_accuracy": cell(0.90), "stitched_accuracy": cell(0.80)},
-               "prod": {"same_accuracy": cell(0.95), "stitched_accuracy": cell(0.70)},
-               "prod2": {"same_accuracy": cell(0.96), "stitched_accuracy": cell(0.70)}}
+    methods = [
+        {"name": "abs", "kind": "absolute"},
+        {"name": "cos", "projections": ["cosine"]},
+        {"name": "prod", "projections": ["cosine", "l1"]},
+        {"name": "prod2", "projections": ["cosine", "l1"]},
+    ]
+    config = parse_config(
+        {"encoders": [{"id": L6, "name": "a"}, {"id": L3, "name": "b"}], "methods": methods, "best_head": True}
+    )
+    cell = lambda x: {"mean": x, "std": 0.0, "n": 1}
+    summary = {
+        "abs": {"same_accuracy": cell(0.99), "stitched_accuracy": cell(0.99)},
+        "cos": {"same_accuracy": cell(0.90), "stitched_accuracy": cell(0.80)},
+        "prod": {"same_accuracy": cell(0.95), "stitched_accuracy": cell(0.70)},
+        "prod2": {"same_accuracy": cell(0.96), "stitched_accuracy": cell(0.70)},
+    }
     assert choose_method(summary, config).name == "cos"  # never the absolute baseline, whatever it scores
     config.best_head.method = "best-product"
     assert choose_method(summary, config).name == "prod2"  # tie on stitched: the higher same accuracy
@@ -137,12 +148,12 @@ def test_choice_rule_and_tracker():
     assert choose_method(summary, config).name == "cos"
 
     tracker, method = BestHeadTracker(), config.methods[1]
-    run = lambda seed, train, test, acc: {"seed": seed, "train": train, "test": test, "accuracy": acc}  # noqa: E731
+    run = lambda seed, train, test, acc: {"seed": seed, "train": train, "test": test, "accuracy": acc}
     heads = (  # (seed, training encoder, weight, (accuracy on a, accuracy on b)); stitched = the other encoder
-        (0, "a", 1.0, (0.9, 0.6)),   # stitched 0.6
+        (0, "a", 1.0, (0.9, 0.6)),  # stitched 0.6
         (0, "b", 2.0, (0.7, 0.95)),  # stitched 0.7, same 0.95: best so far
-        (1, "a", 3.0, (1.0, 0.7)),   # stitched 0.7, same 1.0: wins the tie on same accuracy
-        (1, "b", 4.0, (0.7, 1.0)),   # stitched 0.7, same 1.0: full tie, the earlier head stays
+        (1, "a", 3.0, (1.0, 0.7)),  # stitched 0.7, same 1.0: wins the tie on same accuracy
+        (1, "b", 4.0, (0.7, 1.0)),  # stitched 0.7, same 1.0: full tie, the earlier head stays
     )
     for seed, source, weight, accs in heads:
         head = torch.nn.Linear(2, 2)
@@ -156,8 +167,10 @@ def test_choice_rule_and_tracker():
 
 
 def test_best_head_config_errors():
-    base = {"encoders": [{"id": L6, "name": "a"}, {"id": L3, "name": "b", "prefix": "query: "}],
-            "methods": [{"name": "abs", "kind": "absolute"}, {"name": "cos", "projections": ["cosine"]}]}
+    base = {
+        "encoders": [{"id": L6, "name": "a"}, {"id": L3, "name": "b", "prefix": "query: "}],
+        "methods": [{"name": "abs", "kind": "absolute"}, {"name": "cos", "projections": ["cosine"]}],
+    }
     with pytest.raises(ConfigError, match="prefix"):
         parse_config({**base, "best_head": True})
     ok = {**base, "encoders": base["encoders"][:1]}
@@ -179,8 +192,13 @@ def test_push_refused_offline_before_any_work(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    config = parse_config({"encoders": [{"id": L6}], "methods": [{"name": "cos", "projections": ["cosine"]}],
-                           "best_head": {"repo_id": "me/head"}})
+    config = parse_config(
+        {
+            "encoders": [{"id": L6}],
+            "methods": [{"name": "cos", "projections": ["cosine"]}],
+            "best_head": {"repo_id": "me/head"},
+        }
+    )
     with pytest.raises(ConfigError, match="HF_HUB_OFFLINE=1"):
         run_stitch(config, tmp_path / "out")
     config.best_head.method = "nope"  # set through the Python API after parsing: still checked

@@ -1,4 +1,5 @@
 """stitch_report: per-projection CKA parts, the score, the warning, and the ranking on real encoders."""
+
 from __future__ import annotations
 
 import warnings
@@ -6,8 +7,8 @@ import warnings
 import pytest
 import torch
 
-from hf_bridges.offline.assets import is_placed
 from hf_bridges.heads.compatibility import DEFAULT_THRESHOLD, compute_stitch_report
+from hf_bridges.offline.assets import is_placed
 
 PROJECTIONS = ["cosine", "euclidean", "l1", "linf"]
 L6, L3 = "sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/paraphrase-MiniLM-L3-v2"
@@ -40,14 +41,17 @@ def test_parts_follow_the_invariances():
     centred = compute_stitch_report(x, moved, ["cosine"], abs_transform="centering", warn=False)
     assert centred.per_projection["cosine"] == pytest.approx(1.0, abs=1e-9)  # centring adds translation invariance
     # the score is the weighted mean of the parts in use
-    chosen = compute_stitch_report(x, moved, PROJECTIONS, subspace_weights=report.suggested_subspace_weights, warn=False)
+    chosen = compute_stitch_report(
+        x, moved, PROJECTIONS, subspace_weights=report.suggested_subspace_weights, warn=False
+    )
     assert chosen.score > report.score and 0.0 <= report.score <= 1.0
 
 
 def test_unrelated_space_warns_in_plain_language():
     with pytest.warns(UserWarning, match="looks unlike the one this head was trained on"):
-        report = compute_stitch_report(anisotropic(seed=0), anisotropic(seed=5), PROJECTIONS,
-                                       training_encoder="enc-A", new_encoder="enc-B")
+        report = compute_stitch_report(
+            anisotropic(seed=0), anisotropic(seed=5), PROJECTIONS, training_encoder="enc-A", new_encoder="enc-B"
+        )
     assert not report.compatible and report.score < DEFAULT_THRESHOLD
     assert "enc-B" in report.warning and "retrain" in report.warning
     assert "NOT compatible" in str(report) and report.to_dict()["warning"] == report.warning
@@ -56,8 +60,10 @@ def test_unrelated_space_warns_in_plain_language():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (is_placed(L6) and is_placed(L3)),
-                    reason="real MiniLM encoders not in the HF cache: run `hf-bridges offline-seed` (scripts/install.sh does)")
+@pytest.mark.skipif(
+    not (is_placed(L6) and is_placed(L3)),
+    reason="real MiniLM encoders not in the HF cache: run `hf-bridges offline-seed` (scripts/install.sh does)",
+)
 def test_ranks_real_encoders_like_stitched_accuracy(tmp_path):
     """L6 head -> L6 (same), L3 (compatible: ~0.81-0.86 stitched accuracy measured) and a random BERT (incompatible)."""
     from transformers import AutoModel, AutoTokenizer, BertModel
@@ -67,7 +73,8 @@ def test_ranks_real_encoders_like_stitched_accuracy(tmp_path):
 
     anchors = load_labelled_dataset("bbc_news")["train"].shuffle(seed=0).select(range(64))
     model = BridgeForSequenceClassification.from_encoder(
-        L6, anchors=anchors["text"], anchor_labels=anchors["label"], num_labels=5, max_seq_length=64)
+        L6, anchors=anchors["text"], anchor_labels=anchors["label"], num_labels=5, max_seq_length=64
+    )
     folder = model.save_head(tmp_path / "head")
     torch.manual_seed(0)
     random_bert = BertModel(AutoModel.from_pretrained(L6).config).eval()
@@ -76,7 +83,8 @@ def test_ranks_real_encoders_like_stitched_accuracy(tmp_path):
         same = BridgeForSequenceClassification.from_encoder(L6, head=folder).stitch_report
         l3 = BridgeForSequenceClassification.from_encoder(L3, head=folder).stitch_report
         rand = BridgeForSequenceClassification.from_encoder(
-            random_bert, head=folder, tokenizer=AutoTokenizer.from_pretrained(L6)).stitch_report
+            random_bert, head=folder, tokenizer=AutoTokenizer.from_pretrained(L6)
+        ).stitch_report
     assert same.score == pytest.approx(1.0, abs=1e-3)
     assert same.score > l3.score > DEFAULT_THRESHOLD > rand.score
     assert l3.compatible and not rand.compatible and "looks unlike" in rand.warning

@@ -5,6 +5,7 @@ a translation). A head trained on A is moved onto B: the anchors are re-embedded
 whose projection is invariant to T must predict exactly what they predicted on A; a projection that is not
 invariant must do measurably worse, which proves the test can fail.
 """
+
 from __future__ import annotations
 
 import copy
@@ -69,7 +70,7 @@ def task(tokenizer):
     # A noisy task (2 topic words among 8): small margins, so a map that distorts the space flips predictions.
     train_texts, train_labels = topic_texts(40, seed=1, topic_words=2, noise_words=6)
     test_texts, test_labels = topic_texts(40, seed=2, topic_words=2, noise_words=6)
-    encode = lambda texts: dict(tokenizer(texts, padding=True, return_tensors="pt"))  # noqa: E731
+    encode = lambda texts: dict(tokenizer(texts, padding=True, return_tensors="pt"))
     return encode(train_texts), torch.tensor(train_labels), encode(test_texts), torch.tensor(test_labels)
 
 
@@ -106,9 +107,14 @@ def test_head_trained_on_a_works_on_mapped_b(tiny_encoder_dir, anchor_texts, tas
     for projections in [[p] for p in invariant] + ([[breaking]] if breaking else []):
         torch.manual_seed(0)
         model = BridgeForSequenceClassification.from_encoder(
-            tiny_encoder_dir, anchors=anchor_texts, num_labels=5, projections=projections,
+            tiny_encoder_dir,
+            anchors=anchor_texts,
+            num_labels=5,
+            projections=projections,
             head_config={"aligned": False, "abs_transform": "none"},  # the relative heads of this test, not the default
-            aggregation="sum", subspace_norm=norm, classifier_dropout=0.0,
+            aggregation="sum",
+            subspace_norm=norm,
+            classifier_dropout=0.0,
         )
         train_head(model, train_x, train_y)
         mapped = MappedEncoder(copy.deepcopy(model.encoder), **MAPS[map_name](model.config.hidden_size))
@@ -128,8 +134,13 @@ def test_product_head_transfers_when_it_uses_the_invariant_subspaces(tiny_encode
     train_x, train_y, test_x, _ = task
     torch.manual_seed(0)
     model = BridgeForSequenceClassification.from_encoder(
-        tiny_encoder_dir, anchors=anchor_texts, num_labels=5, aggregation="mlp_sum", subspace_dropout=0.5,
-        classifier_dropout=0.0, projections=["cosine", "euclidean", "l1", "linf"],
+        tiny_encoder_dir,
+        anchors=anchor_texts,
+        num_labels=5,
+        aggregation="mlp_sum",
+        subspace_dropout=0.5,
+        classifier_dropout=0.0,
+        projections=["cosine", "euclidean", "l1", "linf"],
         head_config={"aligned": False, "abs_transform": "none"},  # the pre-issue-9 relative product, not the default
     )
     train_head(model, train_x, train_y, epochs=120)

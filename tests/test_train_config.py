@@ -1,4 +1,5 @@
 """TrainConfig: YAML presets, key=value overrides with type coercion, clear errors for bad keys."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,17 @@ def test_presets_load(name):
 def test_overrides_are_coerced_to_field_types():
     cfg = load_config(
         CONFIGS / "train-tiny.yaml",
-        ["learning_rate=1", "batch_size=8", "freeze_encoder=true", "output_dir=007", "head.projections=cosine,l1",
-         "max_steps=null", "encoder_config.hidden_size=16", "lora.target_modules=[query]", "lora.r=2"],
+        [
+            "learning_rate=1",
+            "batch_size=8",
+            "freeze_encoder=true",
+            "output_dir=007",
+            "head.projections=cosine,l1",
+            "max_steps=null",
+            "encoder_config.hidden_size=16",
+            "lora.target_modules=[query]",
+            "lora.r=2",
+        ],
     )
     assert cfg.learning_rate == 1.0 and isinstance(cfg.learning_rate, float)
     assert cfg.batch_size == 8 and cfg.freeze_encoder is True
@@ -60,7 +70,10 @@ def test_bad_values_are_errors():
 
 def test_fingerprint_ignores_run_keys_only():
     a = load_config(CONFIGS / "train-tiny.yaml")
-    assert a.fingerprint() == load_config(CONFIGS / "train-tiny.yaml", ["output_dir=elsewhere", "log_every=1"]).fingerprint()
+    assert (
+        a.fingerprint()
+        == load_config(CONFIGS / "train-tiny.yaml", ["output_dir=elsewhere", "log_every=1"]).fingerprint()
+    )
     b = load_config(CONFIGS / "train-tiny.yaml", ["learning_rate=0.5"])
     assert a.fingerprint() != b.fingerprint()
     assert b.differences(a.to_dict()) == ["learning_rate: 0.003 -> 0.5"]
@@ -91,11 +104,14 @@ def test_head_is_one_nested_group_and_old_spellings_warn(tmp_path):
         assert TrainConfig(encoder="x", aggregation="sum").head.aggregation == "sum"
 
 
-@pytest.mark.parametrize("override, message", [
-    ("head.projections=[cosin]", "did you mean 'cosine'"),
-    ("head.classifier_hidden_size=true", "classifier_hidden_size: expected an integer"),
-    ("head.agregation=sum", "did you mean 'aggregation'"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("head.projections=[cosin]", "did you mean 'cosine'"),
+        ("head.classifier_hidden_size=true", "classifier_hidden_size: expected an integer"),
+        ("head.agregation=sum", "did you mean 'aggregation'"),
+    ],
+)
 def test_head_overrides_are_checked_strictly(override, message):
     from hf_bridges.modeling.errors import ConfigError
 

@@ -1,5 +1,6 @@
 """transformers.Trainer with bridge models: frozen encoder and LoRA; best-model reload, checkpoint limits, resume,
 accuracy + macro-F1 in evaluate(), optimizer scope."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_encoder, make_tokenizer, topic_texts
 from datasets import Dataset
+from helpers import make_encoder, make_tokenizer, topic_texts
 from peft import PeftModel
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
@@ -36,17 +37,36 @@ def bridge(anchor_texts, lora: bool):
 
 def trainer(model, out: Path, max_steps: int) -> Trainer:
     args = TrainingArguments(
-        output_dir=str(out), max_steps=max_steps, per_device_train_batch_size=8, per_device_eval_batch_size=16,
-        learning_rate=5e-3, eval_strategy="steps", eval_steps=2, save_strategy="steps", save_steps=2,
+        output_dir=str(out),
+        max_steps=max_steps,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
+        learning_rate=5e-3,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_strategy="steps",
+        save_steps=2,
         # greater_is_better=False: the "best" is the lowest F1, i.e. an early checkpoint (F1 rises on this toy
         # task), so reloading it at the end is observable instead of coinciding with the last step
-        save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="macro_f1", greater_is_better=False,
-        logging_steps=2, report_to=[], use_cpu=True, seed=0, label_names=["labels"], disable_tqdm=True,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="macro_f1",
+        greater_is_better=False,
+        logging_steps=2,
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+        label_names=["labels"],
+        disable_tqdm=True,
         dataloader_num_workers=0,
     )
     return Trainer(
-        model=model, args=args, train_dataset=dataset(8, seed=1), eval_dataset=dataset(4, seed=2),
-        data_collator=DataCollatorWithPadding(make_tokenizer()), compute_metrics=compute_metrics,
+        model=model,
+        args=args,
+        train_dataset=dataset(8, seed=1),
+        eval_dataset=dataset(4, seed=2),
+        data_collator=DataCollatorWithPadding(make_tokenizer()),
+        compute_metrics=compute_metrics,
     )
 
 
@@ -92,8 +112,11 @@ def test_trainer_best_model_limit_resume_and_metrics(anchor_texts, tmp_path, lor
     else:
         reloaded = BridgeForSequenceClassification.from_pretrained(best)
     torch.testing.assert_close(logits_of(reloaded, t.eval_dataset), eval_logits, rtol=0, atol=1e-5)
-    last = (PeftModel.from_pretrained(bridge(anchor_texts, lora=False), tmp_path / "checkpoint-6") if lora
-            else BridgeForSequenceClassification.from_pretrained(tmp_path / "checkpoint-6"))
+    last = (
+        PeftModel.from_pretrained(bridge(anchor_texts, lora=False), tmp_path / "checkpoint-6")
+        if lora
+        else BridgeForSequenceClassification.from_pretrained(tmp_path / "checkpoint-6")
+    )
     assert not torch.allclose(logits_of(last, t.eval_dataset), eval_logits, atol=1e-3)
 
     # resume from the last checkpoint: training continues at step 6 and reaches 8

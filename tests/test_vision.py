@@ -1,4 +1,5 @@
 """BridgeForImageClassification on tiny random vision encoders (MobileNetV2, ViT) built from configs."""
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,8 @@ from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPi
 from hf_bridges import BridgeForImageClassification, BridgeForSequenceClassification
 from hf_bridges.modeling.modeling_bridge_vision import to_uint8_images
 
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def tiny_mobilenet(seed: int = 0) -> MobileNetV2Model:
     torch.manual_seed(seed)
@@ -41,8 +41,9 @@ def mobilenet_processor() -> MobileNetV2ImageProcessorPil:
 
 def tiny_vit(seed: int = 0) -> ViTModel:
     torch.manual_seed(seed)
-    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                       image_size=32, patch_size=8)
+    config = ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, image_size=32, patch_size=8
+    )
     return ViTModel(config).eval()
 
 
@@ -88,8 +89,9 @@ def test_vit_mean_pooling_over_patch_tokens():
     ).eval()
     pixel_values = bridge.preprocess(gray_images(3, seed=2))
     tokens = vit(pixel_values=pixel_values).last_hidden_state
-    torch.testing.assert_close(bridge(pixel_values=pixel_values, output_representations=True).embeddings,
-                               tokens.mean(dim=1))
+    torch.testing.assert_close(
+        bridge(pixel_values=pixel_values, output_representations=True).embeddings, tokens.mean(dim=1)
+    )
     assert bridge.config.features_dim == 32
 
 
@@ -135,8 +137,9 @@ def test_remote_code_image_model_loads_without_the_package(bridge, tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["HF_HOME"] = str(tmp_path / "hf_home")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     name, logits = done.stdout.strip().splitlines()[-2:]
     assert name == "BridgeForImageClassification"
@@ -159,8 +162,9 @@ def test_wrong_channels_and_sizes(bridge):
         bridge(input_ids=torch.ones(2, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="batch, channels, height, width"):
         bridge(pixel_values=torch.randn(3, 32, 32))
-    vit = BridgeForImageClassification.from_encoder(tiny_vit(), anchors=gray_images(4), image_processor=vit_processor(),
-                                                    num_labels=2)
+    vit = BridgeForImageClassification.from_encoder(
+        tiny_vit(), anchors=gray_images(4), image_processor=vit_processor(), num_labels=2
+    )
     with pytest.raises(ValueError, match=r"failed on pixel_values of shape \(2, 3, 48, 48\).*preprocess"):
         vit(pixel_values=torch.randn(2, 3, 48, 48))
     with pytest.raises(ValueError, match="different sizes"):
@@ -207,8 +211,9 @@ def test_text_head_refuses_an_image_encoder(tiny_encoder_dir, anchor_texts, tmp_
     text = BridgeForSequenceClassification.from_encoder(tiny_encoder_dir, anchors=anchor_texts, num_labels=2)
     text.save_head(tmp_path / "text-head")
     with pytest.raises(ValueError, match="text head"):
-        BridgeForImageClassification.from_encoder(tiny_mobilenet(), head=tmp_path / "text-head",
-                                                  image_processor=mobilenet_processor())
+        BridgeForImageClassification.from_encoder(
+            tiny_mobilenet(), head=tmp_path / "text-head", image_processor=mobilenet_processor()
+        )
 
 
 def test_one_model_contract_image_bridge_only_declares(bridge):
@@ -225,5 +230,5 @@ def test_one_model_contract_image_bridge_only_declares(bridge):
     bridge.refresh_anchors()
     torch.testing.assert_close(bridge.anchor_embeddings, before)
     pixels = bridge.preprocess(gray_images(3))
-    features, representation = bridge.forward_features(pixel_values=pixels)
+    _features, representation = bridge.forward_features(pixel_values=pixels)
     torch.testing.assert_close(bridge.forward_head(representation), bridge(pixel_values=pixels).logits)

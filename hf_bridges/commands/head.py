@@ -1,4 +1,5 @@
 """``hf-bridges head push|pull|attach|inspect``: move stitchable heads between folders, the Hub and encoders."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,12 @@ def register(subparsers) -> None:
     attach.add_argument("--encoder", required=True, help="Hub id or folder of the new encoder")
     attach.add_argument("--encoder-revision", help="revision of the encoder")
     attach.add_argument("--tokenizer", help="tokenizer to use (default: the encoder's own)")
-    attach.add_argument("--subspace-selection", choices=["none", "auto", "hard", "soft"], default="none",
-                        help="label-free choice of the projections that transfer (sets config.subspace_weights)")
+    attach.add_argument(
+        "--subspace-selection",
+        choices=["none", "auto", "hard", "soft"],
+        default="none",
+        help="label-free choice of the projections that transfer (sets config.subspace_weights)",
+    )
     attach.add_argument("--output", help="save the stitched model (save_pretrained) into this folder")
     attach.add_argument("--json", action="store_true", help="print the stitch report as JSON")
     hub_options(attach)
@@ -63,8 +68,15 @@ def _pull_kwargs(args) -> dict:
 def run_push(args) -> int:
     from ..heads.hub import push_head_folder
 
-    info = push_head_folder(args.folder, args.repo_id, private=args.private, token=args.token,
-                            revision=args.revision, commit_message=args.message, endpoint=args.endpoint)
+    info = push_head_folder(
+        args.folder,
+        args.repo_id,
+        private=args.private,
+        token=args.token,
+        revision=args.revision,
+        commit_message=args.message,
+        endpoint=args.endpoint,
+    )
     print(f"pushed {args.folder} to {args.repo_id} (commit {info.oid})")
     return 0
 
@@ -108,8 +120,13 @@ def run_attach(args) -> int:
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the report below carries the warning
-        model = cls.from_encoder(args.encoder, head=head, tokenizer=tokenizer, revision=args.encoder_revision,
-                                 subspace_selection=None if args.subspace_selection == "none" else args.subspace_selection)
+        model = cls.from_encoder(
+            args.encoder,
+            head=head,
+            tokenizer=tokenizer,
+            revision=args.encoder_revision,
+            subspace_selection=None if args.subspace_selection == "none" else args.subspace_selection,
+        )
     report = model.stitch_report
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
     if args.output:
@@ -130,14 +147,22 @@ def run_inspect(args) -> int:
         print(json.dumps(config, indent=2, sort_keys=True))
         return 0
     encoder = config["encoder"]
-    print(f"bridge head {args.head} (format version {config['bridge_head_format_version']}, "
-          f"hf_bridges {config.get('hf_bridges_version')})")
-    print(f"  trained on:   {encoder.get('name_or_path')} ({encoder.get('model_type')}, hidden size "
-          f"{encoder.get('hidden_size')}, revision {encoder.get('revision') or encoder.get('commit_hash') or '-'})")
-    print(f"  modality:     {config['modality']}, pooling {config['pooling']}, max_seq_length {config['max_seq_length']}")
+    print(
+        f"bridge head {args.head} (format version {config['bridge_head_format_version']}, "
+        f"hf_bridges {config.get('hf_bridges_version')})"
+    )
+    print(
+        f"  trained on:   {encoder.get('name_or_path')} ({encoder.get('model_type')}, hidden size "
+        f"{encoder.get('hidden_size')}, revision {encoder.get('revision') or encoder.get('commit_hash') or '-'})"
+    )
+    print(
+        f"  modality:     {config['modality']}, pooling {config['pooling']}, max_seq_length {config['max_seq_length']}"
+    )
     print(f"  anchors:      {config['num_anchors']} ({'with' if head.anchor_labels else 'without'} labels)")
-    print(f"  projections:  {', '.join(config['projections'])}; aggregation {config['aggregation']}; "
-          f"subspace_norm {config['subspace_norm']}; abs_transform {config['abs_transform']}")
+    print(
+        f"  projections:  {', '.join(config['projections'])}; aggregation {config['aggregation']}; "
+        f"subspace_norm {config['subspace_norm']}; abs_transform {config['abs_transform']}"
+    )
     labels = [head.id2label[i] for i in sorted(head.id2label)]
     print(f"  classifier:   {len(labels)} labels: {', '.join(labels)}" if labels else "  classifier:   none")
     for name, meta in sorted(config["files"].items()):

@@ -1,4 +1,5 @@
 """``hf-bridges info``: the registered projections, aggregations, normalisations and poolings."""
+
 from __future__ import annotations
 
 

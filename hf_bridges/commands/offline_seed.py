@@ -1,4 +1,5 @@
 """``hf-bridges offline-seed``: place the packaged encoders into the HF cache under their real Hub ids."""
+
 from __future__ import annotations
 
 
@@ -8,17 +9,26 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "offline-seed",
         help="place packaged pretrained encoders into the Hugging Face cache under their real Hub ids",
-        description="Places the default encoders (" + ", ".join(
-            a.repo_id for a in ASSETS.values() if a.group == "default") + "); optional groups add more.",
+        description="Places the default encoders ("
+        + ", ".join(a.repo_id for a in ASSETS.values() if a.group == "default")
+        + "); optional groups add more.",
     )
     for group in asset_groups():
         if group != "default":
             names = ", ".join(a.repo_id for a in ASSETS.values() if a.group == group)
             parser.add_argument(f"--{group}", action="store_true", help=f"also place {names}")
-    parser.add_argument("--only", nargs="+", metavar="ASSET", choices=sorted(ASSETS),
-                        help=f"place only these assets ({', '.join(sorted(ASSETS))})")
-    parser.add_argument("--install", action="store_true",
-                        help="pip-install (--no-deps) the packages that carry the weights when missing")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="ASSET",
+        choices=sorted(ASSETS),
+        help=f"place only these assets ({', '.join(sorted(ASSETS))})",
+    )
+    parser.add_argument(
+        "--install",
+        action="store_true",
+        help="pip-install (--no-deps) the packages that carry the weights when missing",
+    )
     parser.add_argument("--cache-dir", default=None, help="HF hub cache (default: huggingface_hub's HF_HUB_CACHE)")
     parser.set_defaults(func=run, light=True)
 

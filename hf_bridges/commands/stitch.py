@@ -1,4 +1,5 @@
 """``hf-bridges stitch CONFIG --output-dir DIR``: the zero-shot stitching benchmark."""
+
 from __future__ import annotations
 
 
@@ -9,8 +10,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("config", help="a preset name (stitch-bbc) or a YAML file")
     parser.add_argument("--output-dir", required=True, help="folder for results.json, report.md and heatmaps")
-    parser.add_argument("--cache-dir", default=None,
-                        help="embedding cache root (default: $HF_HOME/hf_bridges/embeddings)")
+    parser.add_argument(
+        "--cache-dir", default=None, help="embedding cache root (default: $HF_HOME/hf_bridges/embeddings)"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the config's seeds")
     parser.add_argument("--epochs", type=int, default=None, help="override training.num_epochs")
     parser.add_argument("--max-train", type=int, default=None, help="stratified train subset (quick runs)")
@@ -18,12 +20,20 @@ def register(subparsers) -> None:
     parser.add_argument("--anchors", type=int, default=None, help="override anchors.num_anchors")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     best = parser.add_argument_group("best head (config key best_head; off by default)")
-    best.add_argument("--save-best-head", action="store_true",
-                      help="write the best relative head (by mean stitched accuracy) to OUTPUT_DIR/best-head/")
-    best.add_argument("--push-best-head", metavar="REPO_ID", default=None,
-                      help="also push it to this Hub repo (implies --save-best-head)")
-    best.add_argument("--best-head-method", default=None,
-                      help="best (default) | best-product (>= 2 projections) | a method name")
+    best.add_argument(
+        "--save-best-head",
+        action="store_true",
+        help="write the best relative head (by mean stitched accuracy) to OUTPUT_DIR/best-head/",
+    )
+    best.add_argument(
+        "--push-best-head",
+        metavar="REPO_ID",
+        default=None,
+        help="also push it to this Hub repo (implies --save-best-head)",
+    )
+    best.add_argument(
+        "--best-head-method", default=None, help="best (default) | best-product (>= 2 projections) | a method name"
+    )
     best.add_argument("--private", action="store_true", help="create the pushed repo as private")
     best.add_argument("--token", default=None, help="Hub token for the push (default: the stored login / HF_TOKEN)")
     parser.set_defaults(func=run)
@@ -57,17 +67,21 @@ def run(args) -> int:
     results = run_stitch(config, args.output_dir, cache_dir=args.cache_dir, quiet=args.quiet, hub_token=args.token)
     print(summary_table(results["summary"]))
     timing = results["timing_s"]
-    print(f"\ntiming: setup {timing['setup']:.1f} s, embedding {timing['embedding']:.1f} s, "
-          f"heads {timing['heads']:.1f} s, evaluation {timing['evaluation']:.1f} s, total {timing['total']:.1f} s"
-          + (f", best head {timing['best_head']:.1f} s" if "best_head" in timing else ""))
+    print(
+        f"\ntiming: setup {timing['setup']:.1f} s, embedding {timing['embedding']:.1f} s, "
+        f"heads {timing['heads']:.1f} s, evaluation {timing['evaluation']:.1f} s, total {timing['total']:.1f} s"
+        + (f", best head {timing['best_head']:.1f} s" if "best_head" in timing else "")
+    )
     print(f"results: {results['outputs']['results']}")
     print(f"report:  {results['outputs']['report']}")
-    for name, path in results["outputs"]["plots"].items():
+    for path in results["outputs"]["plots"].values():
         print(f"plot:    {path}")
     best = results.get("best_head")
     if best:
-        print(f"best head: {best['folder']} ({best['method']}, seed {best['seed']}, trained on "
-              f"{best['train_encoder']}; its mean stitched accuracy {best['head_stitched_accuracy']:.3f})")
+        print(
+            f"best head: {best['folder']} ({best['method']}, seed {best['seed']}, trained on "
+            f"{best['train_encoder']}; its mean stitched accuracy {best['head_stitched_accuracy']:.3f})"
+        )
         if "hub" in best:
             print(f"pushed:  {best['hub']['repo_id']} at {best['hub']['url']} (commit {best['hub']['commit']})")
     return 0

@@ -1,4 +1,5 @@
 """``hf-bridges train CONFIG [key=value ...] [--resume PATH|latest]``: the Accelerate training loop."""
+
 from __future__ import annotations
 
 

@@ -2,6 +2,7 @@
 
 Loaders read packaged corpora, Debian data packages or the user's csv/json/parquet: nothing is downloaded.
 """
+
 from . import text, vision  # noqa: F401  (register their loaders)
 from .registry import DATASETS, load_labelled_dataset, register_dataset, stratified_split
 

@@ -5,9 +5,10 @@ Each strategy returns sorted-by-choice *indices* into the candidate pool, is see
 ``farthest_point`` work in one given encoder's embedding space (the chosen indices are then shared by all
 encoders, so anchors stay parallel).
 """
+
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -28,9 +29,9 @@ def select_anchors(
     num_anchors: int,
     seed: int = 0,
     *,
-    num_candidates: Optional[int] = None,
-    labels: Optional[Sequence[int]] = None,
-    embeddings: Optional[np.ndarray] = None,
+    num_candidates: int | None = None,
+    labels: Sequence[int] | None = None,
+    embeddings: np.ndarray | None = None,
 ) -> list[int]:
     """Indices of ``num_anchors`` distinct candidates chosen by ``strategy`` (seeded, deterministic)."""
     ANCHOR_STRATEGIES.check(strategy)

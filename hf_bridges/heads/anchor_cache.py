@@ -9,13 +9,13 @@ the weights no longer match the key, so callers use this for freshly loaded, fro
 Writes are atomic (temp file + rename) under a ``filelock`` per entry; a corrupt or mismatching entry is ignored and
 rewritten; nothing here runs code (safetensors only).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -38,8 +38,9 @@ def anchor_key(encoder_identity: dict, input_ids: torch.Tensor, attention_mask: 
     return digest.hexdigest()[:32]
 
 
-def encoder_identity(name_or_path: str, revision: Optional[str], pooling: str, max_seq_length: int,
-                     dtype: torch.dtype) -> Optional[dict]:
+def encoder_identity(
+    name_or_path: str, revision: str | None, pooling: str, max_seq_length: int, dtype: torch.dtype
+) -> dict | None:
     """The identity of a Hub snapshot or local folder, or None when it cannot be pinned (then do not cache)."""
     from ..stitching.encoder_kinds import resolve_hf_revision
 
@@ -49,18 +50,23 @@ def encoder_identity(name_or_path: str, revision: Optional[str], pooling: str, m
         return None
     if resolved == (revision or "main") and not os.path.isdir(name_or_path):
         return None  # online and not yet cached: a ref name, not a commit
-    return {"id": name_or_path, "revision": resolved, "pooling": pooling, "max_seq_length": max_seq_length,
-            "dtype": str(dtype)}
+    return {
+        "id": name_or_path,
+        "revision": resolved,
+        "pooling": pooling,
+        "max_seq_length": max_seq_length,
+        "dtype": str(dtype),
+    }
 
 
 class AnchorCache:
-    def __init__(self, root: Optional[os.PathLike] = None):
+    def __init__(self, root: os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_root()
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.safetensors"
 
-    def get(self, key: str, num_anchors: int) -> Optional[torch.Tensor]:
+    def get(self, key: str, num_anchors: int) -> torch.Tensor | None:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 

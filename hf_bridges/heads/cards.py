@@ -3,10 +3,12 @@
 The templates live in the top-level ``model_cards/`` folder; ``hf_bridges/model_cards`` is a link to it, so the
 same files ship inside the wheel (package data) and are read from the source tree in an editable install.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -31,13 +33,18 @@ def template_path(name: str) -> Path:
     raise FileNotFoundError(f"model card template {name} not found next to {here}; reinstall hf_bridges")
 
 
-def _hub_id(name: Optional[str]) -> Optional[str]:
+def _hub_id(name: str | None) -> str | None:
     return name if name and not Path(name).exists() else None  # a local path is no Hub link
 
 
 def _card_data(
-    base_model: Optional[str], modality: str, tags: Sequence[str], datasets: Optional[Sequence[str]],
-    metrics: Optional[dict[str, float]], extra_tags: Sequence[str] = (), **extra: Any,
+    base_model: str | None,
+    modality: str,
+    tags: Sequence[str],
+    datasets: Sequence[str] | None,
+    metrics: dict[str, float] | None,
+    extra_tags: Sequence[str] = (),
+    **extra: Any,
 ) -> ModelCardData:
     pipeline = {"text": "text-classification", "image": "image-classification"}.get(modality)
     return ModelCardData(
@@ -51,50 +58,71 @@ def _card_data(
     )
 
 
-def _stitch_eval_results(modality: str, dataset: Optional[str], rows: Sequence[dict]) -> Optional[list]:
+def _stitch_eval_results(modality: str, dataset: str | None, rows: Sequence[dict]) -> list | None:
     """``model-index`` entries: accuracy of the head stitched onto each measured encoder (the encoder is the
     metric config, so the Hub shows one row per encoder)."""
     if not dataset:
         return None
     task = {"text": "text-classification", "image": "image-classification"}.get(modality, "other")
     results = [
-        EvalResult(task_type=task, dataset_type=dataset, dataset_name=dataset, metric_type="accuracy",
-                   metric_value=float(row["accuracy"]), metric_name=f"accuracy stitched to {row['encoder']}",
-                   metric_config=str(row["encoder"]))
-        for row in rows if row.get("accuracy") is not None and row.get("encoder")
+        EvalResult(
+            task_type=task,
+            dataset_type=dataset,
+            dataset_name=dataset,
+            metric_type="accuracy",
+            metric_value=float(row["accuracy"]),
+            metric_name=f"accuracy stitched to {row['encoder']}",
+            metric_config=str(row["encoder"]),
+        )
+        for row in rows
+        if row.get("accuracy") is not None and row.get("encoder")
     ]
     return results or None
 
 
 def head_card(
     head,
-    repo_id: Optional[str] = None,
-    dataset: Optional[str] = None,
-    metrics: Optional[dict[str, float]] = None,
-    stitching_results: Optional[list[dict[str, Any]]] = None,
+    repo_id: str | None = None,
+    dataset: str | None = None,
+    metrics: dict[str, float] | None = None,
+    stitching_results: list[dict[str, Any]] | None = None,
     tags: Sequence[str] = (),
 ) -> ModelCard:
     """Card of a head (a ``head_format.BridgeHead``): metadata, how to attach it, stitching results if known."""
     config, encoder = head.config, head.encoder
     labels = [head.id2label[i] for i in sorted(head.id2label)] if head.id2label else []
-    title = repo_id.split("/")[-1] if repo_id else f"Bridge head trained on {encoder.get('name_or_path') or 'an encoder'}"
+    title = (
+        repo_id.split("/")[-1] if repo_id else f"Bridge head trained on {encoder.get('name_or_path') or 'an encoder'}"
+    )
     trained_on = _hub_id(encoder.get("name_or_path"))
     measured_on = sorted({str(r["encoder"]) for r in stitching_results or () if _hub_id(r.get("encoder"))})
     searchable = [encoder_tag(e) for e in sorted({*([trained_on] if trained_on else []), *measured_on})]
     data = _card_data(
-        encoder.get("name_or_path"), config["modality"], tags, [dataset] if dataset else None, metrics,
+        encoder.get("name_or_path"),
+        config["modality"],
+        tags,
+        [dataset] if dataset else None,
+        metrics,
         ["bridge-head", *searchable],
         eval_results=_stitch_eval_results(config["modality"], dataset, stitching_results or ()),
         model_name=repo_id.split("/")[-1] if repo_id else "bridge-head",
-        hf_bridges={"kind": "head", "repo_id": repo_id, "trained_on": trained_on, "measured_on": measured_on,
-                    "num_anchors": config["num_anchors"], "projections": list(config["projections"])},
+        hf_bridges={
+            "kind": "head",
+            "repo_id": repo_id,
+            "trained_on": trained_on,
+            "measured_on": measured_on,
+            "num_anchors": config["num_anchors"],
+            "projections": list(config["projections"]),
+        },
     )
     return ModelCard.from_template(
         data,
         template_path=str(template_path(HEAD_TEMPLATE)),
         title=title,
         repo_id=repo_id or HEAD_PLACEHOLDER,
-        example_encoder="sentence-transformers/paraphrase-MiniLM-L3-v2" if config["modality"] == "text" else "an/encoder",
+        example_encoder="sentence-transformers/paraphrase-MiniLM-L3-v2"
+        if config["modality"] == "text"
+        else "an/encoder",
         num_anchors=config["num_anchors"],
         projections=config["projections"],
         subspace_norm=config["subspace_norm"],
@@ -119,12 +147,12 @@ def head_card(
 
 def model_card(
     model,
-    repo_id: Optional[str] = None,
-    dataset: Optional[str] = None,
-    metrics: Optional[dict[str, float]] = None,
+    repo_id: str | None = None,
+    dataset: str | None = None,
+    metrics: dict[str, float] | None = None,
     tags: Sequence[str] = (),
-    head_repo: Optional[str] = None,
-    head_revision: Optional[str] = None,
+    head_repo: str | None = None,
+    head_revision: str | None = None,
     stitch_report: Any = None,
 ) -> ModelCard:
     """Card of a full bridge model (encoder + head), for ``save_pretrained`` / ``push_to_hub`` folders.
@@ -142,11 +170,22 @@ def model_card(
     classifier = getattr(model.head, "classifier", None) is not None
     extra = {}
     if head_repo:
-        extra["hf_bridges"] = {"kind": "stitched-model", "head_repo": head_repo, "head_revision": head_revision,
-                               "stitch_report": report_dict}
+        extra["hf_bridges"] = {
+            "kind": "stitched-model",
+            "head_repo": head_repo,
+            "head_revision": head_revision,
+            "stitch_report": report_dict,
+        }
     return ModelCard.from_template(
-        _card_data(config.encoder_name_or_path, config.modality, tags, [dataset] if dataset else None, metrics,
-                   ["stitched"] if head_repo else [], **extra),
+        _card_data(
+            config.encoder_name_or_path,
+            config.modality,
+            tags,
+            [dataset] if dataset else None,
+            metrics,
+            ["stitched"] if head_repo else [],
+            **extra,
+        ),
         template_path=str(template_path(MODEL_TEMPLATE)),
         title=repo_id.split("/")[-1] if repo_id else f"Bridge model on {config.encoder_name_or_path}",
         repo_id=repo_id or "path/to/this-model",
@@ -170,7 +209,9 @@ def retarget_head_card(card: ModelCard, repo_id: str) -> ModelCard:
     text = str(card)
     if old != repo_id:
         text = text.replace(f'"{old}"', f'"{repo_id}"').replace(f"attach {old} ", f"attach {repo_id} ")
-        text = text.replace(f'"{HEAD_PLACEHOLDER}"', f'"{repo_id}"').replace(f"attach {HEAD_PLACEHOLDER} ", f"attach {repo_id} ")
+        text = text.replace(f'"{HEAD_PLACEHOLDER}"', f'"{repo_id}"').replace(
+            f"attach {HEAD_PLACEHOLDER} ", f"attach {repo_id} "
+        )
     new = ModelCard(text)
     new.data.hf_bridges = {**meta, "repo_id": repo_id}
     new.data.model_name = repo_id.split("/")[-1]

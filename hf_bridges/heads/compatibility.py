@@ -21,11 +21,12 @@ keeps cosine, 0.80 vs 0.27-0.35 for the others, and cosine is the subspace that 
 The threshold below which a warning is issued comes from measurements on real encoders (README, "Stitchable heads
 on the Hub"): stitched accuracy on BBC News stays close to the same-encoder accuracy above it and falls apart below.
 """
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Mapping, Optional, Sequence
 
 import torch
 
@@ -76,6 +77,7 @@ def select_subspaces(
         return (weights / weights.max()).tolist()
     raise ValueError(f"unknown selection mode {mode!r}; valid: ['hard', 'soft']")
 
+
 # Measured (README, benchmarks/stitch_report_ranking.py; BBC News, MiniLM-L6/L3, noised L6, random BERT; 14 pairs):
 # every pair scoring >= 0.685 kept >= 82% of its same-encoder accuracy, every pair that kept < 80% scored <= 0.551.
 # 0.6 sits in that gap, on the cautious side (one pair at 0.586 still kept 85%): a false warning costs a check.
@@ -92,20 +94,20 @@ class StitchReport:
     selection_scores: dict[str, float]
     suggested_subspace_weights: list[float]
     threshold: float = DEFAULT_THRESHOLD
-    training_encoder: Optional[str] = None
-    new_encoder: Optional[str] = None
+    training_encoder: str | None = None
+    new_encoder: str | None = None
     num_anchors: int = 0
     notes: list[str] = field(default_factory=list)
     # aligned heads: the attach-time translation (map, residual, alpha) and component choice (components,
     # agreement per subset); their ``score`` is the anchor prediction agreement, not the CKA
-    alignment: Optional[dict] = None
+    alignment: dict | None = None
 
     @property
     def compatible(self) -> bool:
         return self.score >= self.threshold
 
     @property
-    def warning(self) -> Optional[str]:
+    def warning(self) -> str | None:
         """A plain-language warning when the score is under the threshold, else ``None``."""
         if self.compatible:
             return None
@@ -124,8 +126,10 @@ class StitchReport:
             n = len(self.per_projection)
             suggested, current = self.suggested_subspace_weights, list(self.subspace_weights)[:n]
             keep = [name for name, w in zip(self.per_projection, suggested) if w > 0]
-            hint = "" if [float(w > 0) for w in current] == [float(w > 0) for w in suggested] else (
-                f"try subspace_selection='auto' (it keeps {', '.join(keep)} here), "
+            hint = (
+                ""
+                if [float(w > 0) for w in current] == [float(w > 0) for w in suggested]
+                else (f"try subspace_selection='auto' (it keeps {', '.join(keep)} here), ")
             )
         return (
             f"The anchor space of {self.new_encoder or 'the new encoder'} looks unlike the one this head was trained "
@@ -150,11 +154,14 @@ class StitchReport:
         ]
         if self.alignment is not None:
             a = self.alignment
-            lines.insert(1, f"  aligned component: {a['map']} map, held-out anchor fit {a.get('fit', 1.0):.3f} "
-                            f"(residual {a['residual']:.3f}); relative space: {a.get('relative_space', 'native')}; "
-                            f"components in use: {a.get('components')}; score parts: CKA {a.get('cka', 1.0):.3f}, "
-                            f"top-{KNN} neighbour Jaccard {a.get('knn_jaccard', 1.0):.3f}"
-                            + (f"; anchor agreement per subset: {a['agreement']}" if a.get("agreement") else ""))
+            lines.insert(
+                1,
+                f"  aligned component: {a['map']} map, held-out anchor fit {a.get('fit', 1.0):.3f} "
+                f"(residual {a['residual']:.3f}); relative space: {a.get('relative_space', 'native')}; "
+                f"components in use: {a.get('components')}; score parts: CKA {a.get('cka', 1.0):.3f}, "
+                f"top-{KNN} neighbour Jaccard {a.get('knn_jaccard', 1.0):.3f}"
+                + (f"; anchor agreement per subset: {a['agreement']}" if a.get("agreement") else ""),
+            )
         if self.warning:
             lines.append(f"  WARNING: {self.warning}")
         return "\n".join(lines + [f"  note: {note}" for note in self.notes])
@@ -182,10 +189,10 @@ def compute_stitch_report(
     projections: Sequence[str],
     abs_transform: str = "none",
     subspace_norm: str = "layernorm",
-    subspace_weights: Optional[Sequence[float]] = None,
+    subspace_weights: Sequence[float] | None = None,
     threshold: float = DEFAULT_THRESHOLD,
-    training_encoder: Optional[str] = None,
-    new_encoder: Optional[str] = None,
+    training_encoder: str | None = None,
+    new_encoder: str | None = None,
     warn: bool = True,
 ) -> StitchReport:
     """Compare two encoders' embeddings of the same anchors (same order); warns (UserWarning) under ``threshold``."""
@@ -251,7 +258,7 @@ def knn_jaccard(source: torch.Tensor, target: torch.Tensor, k: int = KNN) -> flo
 def stitch_signals(source: torch.Tensor, target: torch.Tensor, fit: float) -> dict[str, float]:
     """The label-free stitch score of an aligned head: mean of the linear CKA of the anchor-standardised cosine
     anchor matrices, the top-10 neighbour Jaccard and the held-out translation fit (clipped at 0)."""
-    rel = lambda z: (lambda u: u @ u.T)(torch.nn.functional.normalize(_standardised(z), dim=1))  # noqa: E731
+    rel = lambda z: (lambda u: u @ u.T)(torch.nn.functional.normalize(_standardised(z), dim=1))
     cka = linear_cka(rel(source), rel(target))
     jaccard = knn_jaccard(source, target)
     score = (cka + jaccard + max(0.0, min(1.0, fit))) / 3.0
@@ -271,11 +278,17 @@ def component_subsets(names: Sequence[str], base: Sequence[float]) -> dict[str, 
 
 
 @torch.no_grad()
-def align_head(head, reference_anchors: torch.Tensor, new_anchors: torch.Tensor,
-               reference_alignment: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-               base_weights: Optional[Sequence[float]] = None, translation: str = "auto",
-               relative_space: str = "auto", gate: bool = False,
-               tolerance: float = COMPONENT_TOLERANCE) -> tuple[list[float], dict]:
+def align_head(
+    head,
+    reference_anchors: torch.Tensor,
+    new_anchors: torch.Tensor,
+    reference_alignment: tuple[torch.Tensor, torch.Tensor] | None = None,
+    base_weights: Sequence[float] | None = None,
+    translation: str = "auto",
+    relative_space: str = "auto",
+    gate: bool = False,
+    tolerance: float = COMPONENT_TOLERANCE,
+) -> tuple[list[float], dict]:
     """Attach an aligned head to a new encoder from the anchors alone (no labels, no test batch).
 
     1. the head's aligned targets: the reference anchors (training encoder, or the encoder a stitched head was
@@ -347,8 +360,9 @@ def align_head(head, reference_anchors: torch.Tensor, new_anchors: torch.Tensor,
         if weights[n] > 0:
             components.append("aligned")
         info.update(stitch_signals(ref.cpu(), new.cpu(), info["fit"]))
-        info.update(relative_space=space, components="+".join(components),
-                    compatible=info["stitch_score"] >= ALIGNED_THRESHOLD)
+        info.update(
+            relative_space=space, components="+".join(components), compatible=info["stitch_score"] >= ALIGNED_THRESHOLD
+        )
         return weights, {k: (float(v) if isinstance(v, float) else v) for k, v in info.items()}
     finally:
         head.train(was_training)

@@ -12,6 +12,7 @@ A head folder (or Hub repo) holds namespaced files, so it can share a repo with 
 
 Only JSON, safetensors and Parquet are read: loading never imports or unpickles anything from the head.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -43,9 +44,26 @@ HEAD_FILES = (CONFIG_NAME, *DATA_FILES)
 
 # BridgeConfig fields a head needs to be rebuilt on any encoder (everything but the encoder and the anchors).
 HEAD_CONFIG_KEYS = (
-    "modality", "pooling", "max_seq_length", "num_anchors", "projections", "abs_transform", "subspace_norm",
-    "aggregation", "aggregation_dim", "subspace_dropout", "subspace_weights", "classifier_hidden_size", "classifier_dropout",
-    "anchor_batch_size", "problem_type", "aligned", "aligned_dim", "component_dropout", "combine", "alignment",
+    "modality",
+    "pooling",
+    "max_seq_length",
+    "num_anchors",
+    "projections",
+    "abs_transform",
+    "subspace_norm",
+    "aggregation",
+    "aggregation_dim",
+    "subspace_dropout",
+    "subspace_weights",
+    "classifier_hidden_size",
+    "classifier_dropout",
+    "anchor_batch_size",
+    "problem_type",
+    "aligned",
+    "aligned_dim",
+    "component_dropout",
+    "combine",
+    "alignment",
     "input_prefix",  # the training prefix: recorded, not passed on (the new encoder takes its own prefix=)
 )
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -62,11 +80,11 @@ class BridgeHead:
     config: dict[str, Any]
     state_dict: dict[str, torch.Tensor]
     anchors: list[Any]
-    anchor_labels: Optional[list[Optional[int]]]
+    anchor_labels: list[int | None] | None
     anchor_embeddings: torch.Tensor
-    card: Optional[str] = None
-    source: Optional[str] = None  # folder or repo id it was read from
-    revision: Optional[str] = None  # the Hub commit sha it was downloaded at (None: a local folder)
+    card: str | None = None
+    source: str | None = None  # folder or repo id it was read from
+    revision: str | None = None  # the Hub commit sha it was downloaded at (None: a local folder)
 
     @property
     def encoder(self) -> dict[str, Any]:
@@ -111,7 +129,9 @@ def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
     # Image bridges keep their anchors as uint8 tensors; a head stores them as PNG bytes (Parquet binary column).
     raw_anchors = model.anchor_png_bytes() if hasattr(model, "anchor_png_bytes") else config.anchors
     if not raw_anchors:
-        raise ValueError("this model has no raw anchor inputs in its config, so its head cannot move to another encoder")
+        raise ValueError(
+            "this model has no raw anchor inputs in its config, so its head cannot move to another encoder"
+        )
     encoder = getattr(model, "encoder", None)
     record = {key: getattr(config, key) for key in HEAD_CONFIG_KEYS}
     record.update(
@@ -134,8 +154,10 @@ def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
     if config.modality == "text" and tokenizer is not None and callable(tokenizer):
         record["tokenizer"] = tokenizer_fingerprint(tokenizer, raw_anchors)
     dtype = WEIGHT_DTYPES[weights_dtype]
-    state = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
-             for k, v in _file_names(model.head.state_dict()).items()}
+    state = {
+        k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
+        for k, v in _file_names(model.head.state_dict()).items()
+    }
     return BridgeHead(
         config=record,
         state_dict=state,
@@ -167,7 +189,8 @@ def _package_version() -> str:
 
 # ------------------------------------------------------------------------------------------------------- write
 
-def _write_files(head: BridgeHead, folder: Path, card: Optional[str], card_name: str = CARD_NAME) -> None:
+
+def _write_files(head: BridgeHead, folder: Path, card: str | None, card_name: str = CARD_NAME) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from safetensors.torch import save_file
@@ -181,10 +204,14 @@ def _write_files(head: BridgeHead, folder: Path, card: Optional[str], card_name:
     table = pa.table({"anchor": pa.array(head.anchors), "label": pa.array(labels, type=pa.int64())})
     pq.write_table(table, folder / ANCHORS_NAME)
     config = dict(head.config)
-    config["anchor_space"] = {"tensor": "anchor_embeddings", "dtype": str(space.dtype).replace("torch.", ""),
-                              "shape": list(space.shape)}
-    config["files"] = {name: {"sha256": sha256_file(folder / name), "size": (folder / name).stat().st_size}
-                       for name in DATA_FILES}
+    config["anchor_space"] = {
+        "tensor": "anchor_embeddings",
+        "dtype": str(space.dtype).replace("torch.", ""),
+        "shape": list(space.shape),
+    }
+    config["files"] = {
+        name: {"sha256": sha256_file(folder / name), "size": (folder / name).stat().st_size} for name in DATA_FILES
+    }
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if card is not None:
         (folder / card_name).write_text(card, encoding="utf-8")
@@ -195,7 +222,7 @@ def _write_files(head: BridgeHead, folder: Path, card: Optional[str], card_name:
 def _clean_leftovers(target: Path) -> None:
     """Staging folders of killed saves (their process is gone) and backups of the old two-rename save."""
     for stale in target.parent.glob(f".{target.name}.tmp-*"):
-        pid = stale.name[len(f".{target.name}.tmp-"):].split("-", 1)[0]
+        pid = stale.name[len(f".{target.name}.tmp-") :].split("-", 1)[0]
         if not pid.isdigit() or not _alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     if target.is_dir():
@@ -224,7 +251,7 @@ def head_card_name(folder: Path) -> str:
     return CARD_NAME
 
 
-def write_head(head: BridgeHead, folder: os.PathLike | str, card: Optional[str] = None) -> Path:
+def write_head(head: BridgeHead, folder: os.PathLike | str, card: str | None = None) -> Path:
     """Write ``head`` into ``folder`` so that an interrupted save leaves the previous head loadable.
 
     The files go to a staging folder next to the target first. A new target is that folder, renamed. An existing
@@ -272,14 +299,16 @@ def _not_a_head(folder: Path, source: str) -> HeadFormatError:
     )
 
 
-def interrupted_save_error(folder: Path, source: Optional[str] = None) -> Optional[HeadFormatError]:
+def interrupted_save_error(folder: Path, source: str | None = None) -> HeadFormatError | None:
     """A missing head folder next to the backup an interrupted two-rename save (hf_bridges <= format-1 writers)
     left: the error names the exact command that puts it back."""
     leftovers = sorted(folder.parent.glob(f".{folder.name}.old-*")) if folder.parent.is_dir() else []
     if not leftovers:
         return None
-    return HeadFormatError(f"{source or folder} is missing, but an interrupted save left the previous head at "
-                           f"{leftovers[-1]}: put it back with `mv {leftovers[-1]} {folder}`")
+    return HeadFormatError(
+        f"{source or folder} is missing, but an interrupted save left the previous head at "
+        f"{leftovers[-1]}: put it back with `mv {leftovers[-1]} {folder}`"
+    )
 
 
 def head_files(folder: Path, source: str) -> dict[str, Path]:
@@ -291,13 +320,15 @@ def head_files(folder: Path, source: str) -> dict[str, Path]:
     warnings.warn(
         f"{source}: an interrupted save_head left the previous head's files in {folder / PREVIOUS}; reading that "
         f"version. `hf-bridges head recover {folder}` restores it on disk (the next save_head does too)",
-        UserWarning, stacklevel=3,
+        UserWarning,
+        stacklevel=3,
     )
     return {name: (where[name] or folder / PREVIOUS / name) if name in where else folder / name for name in names}
 
 
-def read_head_config(folder: os.PathLike | str, source: Optional[str] = None,
-                     files: Optional[dict[str, Path]] = None) -> dict[str, Any]:
+def read_head_config(
+    folder: os.PathLike | str, source: str | None = None, files: dict[str, Path] | None = None
+) -> dict[str, Any]:
     """Read and validate ``bridge_head_config.json`` only (cheap: for ``inspect``)."""
     folder = Path(folder)
     source = source or str(folder)
@@ -312,13 +343,23 @@ def read_head_config(folder: os.PathLike | str, source: Optional[str] = None,
     try:
         config = json.loads(files[CONFIG_NAME].read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as error:
-        raise HeadFormatError(f"{source}/{CONFIG_NAME} is corrupted (not valid JSON: {error}); save or push the head again") from None
-    if not isinstance(config, dict) or config.get("library_name") != "hf_bridges" or "bridge_head_format_version" not in config:
-        raise HeadFormatError(f"{source}/{CONFIG_NAME} is not an hf_bridges head config (no library_name/format version)")
+        raise HeadFormatError(
+            f"{source}/{CONFIG_NAME} is corrupted (not valid JSON: {error}); save or push the head again"
+        ) from None
+    if (
+        not isinstance(config, dict)
+        or config.get("library_name") != "hf_bridges"
+        or "bridge_head_format_version" not in config
+    ):
+        raise HeadFormatError(
+            f"{source}/{CONFIG_NAME} is not an hf_bridges head config (no library_name/format version)"
+        )
     version = config["bridge_head_format_version"]
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise HeadFormatError(f"{source}/{CONFIG_NAME}: field 'bridge_head_format_version' must be a positive integer, "
-                              f"got {version!r} ({type(version).__name__}); save or push the head again")
+        raise HeadFormatError(
+            f"{source}/{CONFIG_NAME}: field 'bridge_head_format_version' must be a positive integer, "
+            f"got {version!r} ({type(version).__name__}); save or push the head again"
+        )
     if version > HEAD_FORMAT_VERSION:
         raise HeadFormatError(
             f"{source} was written with head format version {version}, newer than this hf_bridges reads "
@@ -342,8 +383,10 @@ def validate_head_config(config: dict[str, Any], where: str) -> None:
 
     def bad(field: str, wanted: str) -> HeadFormatError:
         value = config.get(field)
-        return HeadFormatError(f"{where}: field {field!r} must be {wanted}, got {value!r} ({type(value).__name__}); "
-                               "fix the field or save the head again")
+        return HeadFormatError(
+            f"{where}: field {field!r} must be {wanted}, got {value!r} ({type(value).__name__}); "
+            "fix the field or save the head again"
+        )
 
     for field in ("encoder", "files"):
         if not isinstance(config[field], dict):
@@ -355,16 +398,23 @@ def validate_head_config(config: dict[str, Any], where: str) -> None:
     projections = config["projections"]
     if not isinstance(projections, list) or not projections or not all(isinstance(n, str) for n in projections):
         raise bad("projections", "a non-empty list of projection names")
-    for field, registry, values in (("projections", PROJECTIONS, projections),
-                                    ("aggregation", AGGREGATIONS, [config.get("aggregation")]),
-                                    ("abs_transform", ABS_TRANSFORMS, [config.get("abs_transform")]),
-                                    ("subspace_norm", SUBSPACE_NORMS, [config.get("subspace_norm")])):
+    for field, registry, values in (
+        ("projections", PROJECTIONS, projections),
+        ("aggregation", AGGREGATIONS, [config.get("aggregation")]),
+        ("abs_transform", ABS_TRANSFORMS, [config.get("abs_transform")]),
+        ("subspace_norm", SUBSPACE_NORMS, [config.get("subspace_norm")]),
+    ):
         for name in values:
             if name is not None and (not isinstance(name, str) or name not in registry):
                 raise bad(field, f"one of {sorted(registry)}")
-    for field, low, high in (("num_anchors", 1, 1 << 20), ("anchor_batch_size", 1, 1 << 20),
-                             ("classifier_hidden_size", 0, MAX_WIDTH), ("aggregation_dim", 1, MAX_WIDTH),
-                             ("max_seq_length", 1, 1 << 20), ("num_labels", 0, 1 << 20)):
+    for field, low, high in (
+        ("num_anchors", 1, 1 << 20),
+        ("anchor_batch_size", 1, 1 << 20),
+        ("classifier_hidden_size", 0, MAX_WIDTH),
+        ("aggregation_dim", 1, MAX_WIDTH),
+        ("max_seq_length", 1, 1 << 20),
+        ("num_labels", 0, 1 << 20),
+    ):
         value = config.get(field)
         if value is None and field not in ("num_anchors",):
             continue
@@ -381,7 +431,9 @@ def validate_head_config(config: dict[str, Any], where: str) -> None:
             raise bad(field, "a number in [0, 1)")
     hidden = config["encoder"].get("hidden_size")
     if hidden is not None and (not isinstance(hidden, int) or isinstance(hidden, bool) or not 1 <= hidden <= MAX_WIDTH):
-        raise HeadFormatError(f"{where}: field 'encoder.hidden_size' must be an integer in [1, {MAX_WIDTH}], got {hidden!r}")
+        raise HeadFormatError(
+            f"{where}: field 'encoder.hidden_size' must be an integer in [1, {MAX_WIDTH}], got {hidden!r}"
+        )
 
 
 def check_weights_header(path: Path, config: dict[str, Any], where: str) -> None:
@@ -389,17 +441,19 @@ def check_weights_header(path: Path, config: dict[str, Any], where: str) -> None
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
-        shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+        shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118 (a safetensors handle, no __contains__/__iter__)
     hidden = config.get("classifier_hidden_size")
     first = shapes.get("classifier.0.weight", shapes.get("classifier.relative.0.weight"))  # concat / summed heads
     if first is not None and hidden and first[0] != hidden:
-        raise HeadFormatError(f"{where}: field 'classifier_hidden_size' is {hidden} but {WEIGHTS_NAME} holds "
-                              f"classifier.0.weight of shape {list(first)}; fix the field or save the head again")
+        raise HeadFormatError(
+            f"{where}: field 'classifier_hidden_size' is {hidden} but {WEIGHTS_NAME} holds "
+            f"classifier.0.weight of shape {list(first)}; fix the field or save the head again"
+        )
     if any(int(torch.tensor(shape).prod()) > (1 << 28) for shape in shapes.values() if shape):
         raise HeadFormatError(f"{where}: {WEIGHTS_NAME} declares a tensor over 2^28 elements; not a bridge head")
 
 
-def read_head(folder: os.PathLike | str, source: Optional[str] = None, verify: bool = True) -> BridgeHead:
+def read_head(folder: os.PathLike | str, source: str | None = None, verify: bool = True) -> BridgeHead:
     """Read a head folder; every file is checked against the checksums recorded in its config."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -429,8 +483,10 @@ def read_head(folder: os.PathLike | str, source: Optional[str] = None, verify: b
         raise HeadFormatError(f"{source} has a corrupted file ({error}); save or push the head again") from None
     for key, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise HeadFormatError(f"{source}/{WEIGHTS_NAME}: tensor {key!r} holds NaN or inf values; the head is "
-                                  "broken (retrain it, or save it again from a model with finite weights)")
+            raise HeadFormatError(
+                f"{source}/{WEIGHTS_NAME}: tensor {key!r} holds NaN or inf values; the head is "
+                "broken (retrain it, or save it again from a model with finite weights)"
+            )
     if "anchor" not in table.column_names or table.num_rows != config["num_anchors"]:
         raise HeadFormatError(
             f"{source}/{ANCHORS_NAME} has {table.num_rows} rows and columns {table.column_names}; expected an "
@@ -439,10 +495,14 @@ def read_head(folder: os.PathLike | str, source: Optional[str] = None, verify: b
     embeddings = space.get("anchor_embeddings")
     hidden = config["encoder"].get("hidden_size")
     if embeddings is None or tuple(embeddings.shape) != (config["num_anchors"], hidden):
-        raise HeadFormatError(f"{source}/{ANCHOR_SPACE_NAME} does not hold ({config['num_anchors']}, {hidden}) anchor embeddings")
+        raise HeadFormatError(
+            f"{source}/{ANCHOR_SPACE_NAME} does not hold ({config['num_anchors']}, {hidden}) anchor embeddings"
+        )
     if not torch.isfinite(embeddings).all():
-        raise HeadFormatError(f"{source}/{ANCHOR_SPACE_NAME}: tensor 'anchor_embeddings' holds NaN or inf values; "
-                              "the training encoder's anchor space is broken: save the head again")
+        raise HeadFormatError(
+            f"{source}/{ANCHOR_SPACE_NAME}: tensor 'anchor_embeddings' holds NaN or inf values; "
+            "the training encoder's anchor space is broken: save the head again"
+        )
     labels = table.column("label").to_pylist() if "label" in table.column_names else None
     card_path = files[HEAD_CARD_NAME] if files[HEAD_CARD_NAME].is_file() else files[CARD_NAME]
     return BridgeHead(

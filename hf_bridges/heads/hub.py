@@ -3,6 +3,7 @@
 Kept out of ``modeling_bridge.py`` on purpose: that file is shipped to the Hub as remote code, and this one needs
 the installed package (huggingface_hub, pyarrow). The model methods import this module when called.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,7 +12,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import requests
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, snapshot_download
@@ -25,10 +26,6 @@ from huggingface_hub.errors import (
 
 from ..modeling.errors import HfBridgesError
 from ..modeling.head import HeadConfig
-from .format import (
-    CARD_NAME, HEAD_CARD_NAME, HEAD_FILES, BridgeHead, HeadFormatError, head_from_model, interrupted_save_error,
-    read_head, tokenizer_fingerprint, write_head,
-)
 from .cards import head_card, retarget_head_card
 from .compatibility import (
     ALIGNED_THRESHOLD,
@@ -39,8 +36,20 @@ from .compatibility import (
     select_subspaces,
     weighted_score,
 )
+from .format import (
+    CARD_NAME,
+    HEAD_CARD_NAME,
+    HEAD_FILES,
+    BridgeHead,
+    HeadFormatError,
+    head_from_model,
+    interrupted_save_error,
+    read_head,
+    tokenizer_fingerprint,
+    write_head,
+)
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 # What an encoder takes as its main input tells its modality (transformers' ``main_input_name``).
 INPUT_MODALITY = {"input_ids": "text", "pixel_values": "image", "input_values": "audio", "input_features": "audio"}
 
@@ -55,10 +64,10 @@ def save_head(
     save_directory: PathLike,
     *,
     weights_dtype: str = "float32",
-    repo_id: Optional[str] = None,
-    dataset: Optional[str] = None,
-    metrics: Optional[dict[str, float]] = None,
-    stitching_results: Optional[list[dict[str, Any]]] = None,
+    repo_id: str | None = None,
+    dataset: str | None = None,
+    metrics: dict[str, float] | None = None,
+    stitching_results: list[dict[str, Any]] | None = None,
     card: bool = True,
 ) -> Path:
     """Write only the head of ``model`` (weights, raw anchors, config, anchor space, card), atomically.
@@ -68,7 +77,9 @@ def save_head(
     head = head_from_model(model, weights_dtype)
     text = None
     if card:
-        text = str(head_card(head, repo_id=repo_id, dataset=dataset, metrics=metrics, stitching_results=stitching_results))
+        text = str(
+            head_card(head, repo_id=repo_id, dataset=dataset, metrics=metrics, stitching_results=stitching_results)
+        )
     return write_head(head, save_directory, card=text)
 
 
@@ -76,11 +87,11 @@ def push_head_to_hub(
     model,
     repo_id: str,
     *,
-    private: Optional[bool] = None,
-    token: Optional[Union[str, bool]] = None,
-    revision: Optional[str] = None,
+    private: bool | None = None,
+    token: str | bool | None = None,
+    revision: str | None = None,
     commit_message: str = "Upload bridge head",
-    endpoint: Optional[str] = None,
+    endpoint: str | None = None,
     **save_kwargs: Any,
 ):
     """Push the head as a Hub model repo (created if needed); returns the ``CommitInfo`` (``.oid`` is the commit).
@@ -89,19 +100,26 @@ def push_head_to_hub(
     """
     with tempfile.TemporaryDirectory(prefix="bridge-head-") as tmp:
         folder = save_head(model, Path(tmp) / "head", repo_id=repo_id, **save_kwargs)
-        return push_head_folder(folder, repo_id, private=private, token=token, revision=revision,
-                                commit_message=commit_message, endpoint=endpoint)
+        return push_head_folder(
+            folder,
+            repo_id,
+            private=private,
+            token=token,
+            revision=revision,
+            commit_message=commit_message,
+            endpoint=endpoint,
+        )
 
 
 def push_head_folder(
     folder: PathLike,
     repo_id: str,
     *,
-    private: Optional[bool] = None,
-    token: Optional[Union[str, bool]] = None,
-    revision: Optional[str] = None,
+    private: bool | None = None,
+    token: str | bool | None = None,
+    revision: str | None = None,
     commit_message: str = "Upload bridge head",
-    endpoint: Optional[str] = None,
+    endpoint: str | None = None,
 ):
     """Upload a head folder written by ``save_head`` (checked first, so a broken head is never published)."""
     read_head(folder)
@@ -114,9 +132,7 @@ def push_head_folder(
         if (Path(folder) / card_name).is_file():
             card = retarget_head_card(ModelCard.load(Path(folder) / card_name), repo_id)
             operations.append(CommitOperationAdd(card_name, str(card).encode()))
-    return api.create_commit(
-        repo_id=repo_id, operations=operations, revision=revision, commit_message=commit_message
-    )
+    return api.create_commit(repo_id=repo_id, operations=operations, revision=revision, commit_message=commit_message)
 
 
 # ---------------------------------------------------------------------------------------------------------- pull
@@ -126,10 +142,10 @@ REPO_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+$")
 def pull_head(
     head: PathLike,
     *,
-    revision: Optional[str] = None,
-    token: Optional[Union[str, bool]] = None,
-    cache_dir: Optional[PathLike] = None,
-    endpoint: Optional[str] = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: PathLike | None = None,
+    endpoint: str | None = None,
     force_download: bool = False,
     local_files_only: bool = False,
 ) -> Path:
@@ -144,9 +160,14 @@ def pull_head(
         raise HeadFormatError(f"no head folder at {head}; pass an existing folder or a Hub repo id such as org/name")
     try:
         folder = snapshot_download(
-            head, revision=revision, token=token, cache_dir=cache_dir, endpoint=endpoint,
+            head,
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            endpoint=endpoint,
             # config.json too (small): it tells a full bridge model apart from a repo that is no bridge at all
-            allow_patterns=[*HEAD_FILES, CARD_NAME, HEAD_CARD_NAME, "config.json"], force_download=force_download,
+            allow_patterns=[*HEAD_FILES, CARD_NAME, HEAD_CARD_NAME, "config.json"],
+            force_download=force_download,
             local_files_only=local_files_only,
         )
     except RepositoryNotFoundError:
@@ -155,7 +176,9 @@ def pull_head(
             "(or run `hf auth login`) for a private repo"
         ) from None
     except RevisionNotFoundError:
-        raise HeadFormatError(f"the head repo {head!r} has no revision {revision!r} (a branch, tag or commit sha)") from None
+        raise HeadFormatError(
+            f"the head repo {head!r} has no revision {revision!r} (a branch, tag or commit sha)"
+        ) from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
         raise HeadFormatError(
             f"cannot get head {head!r}{f' at revision {revision}' if revision else ''}: it is not in the local Hugging "
@@ -192,7 +215,9 @@ def _check_tokenizer(tokenizer, anchors, name: str, source: str, max_unknown: fl
     unk = getattr(tokenizer, "unk_token_id", None)
     if unk is None:
         return
-    ids = tokenizer([str(a) for a in anchors[:256]], add_special_tokens=False, truncation=True, max_length=512)["input_ids"]
+    ids = tokenizer([str(a) for a in anchors[:256]], add_special_tokens=False, truncation=True, max_length=512)[
+        "input_ids"
+    ]
     total = sum(len(row) for row in ids)
     unknown = sum(token == unk for row in ids for token in row)
     if total == 0 or unknown / total > max_unknown:
@@ -206,15 +231,15 @@ def _check_tokenizer(tokenizer, anchors, name: str, source: str, max_unknown: fl
 def attach_head(
     cls,
     encoder,
-    head: Union[PathLike, BridgeHead],
+    head: PathLike | BridgeHead,
     *,
     tokenizer: Any = None,
-    revision: Optional[str] = None,
-    encoder_kwargs: Optional[dict] = None,
-    head_revision: Optional[str] = None,
-    token: Optional[Union[str, bool]] = None,
-    subspace_selection: Optional[str] = None,
-    stitch_threshold: Optional[float] = None,
+    revision: str | None = None,
+    encoder_kwargs: dict | None = None,
+    head_revision: str | None = None,
+    token: str | bool | None = None,
+    subspace_selection: str | None = None,
+    stitch_threshold: float | None = None,
     translation: str = "auto",
     relative_space: str = "auto",
     **overrides: Any,
@@ -240,7 +265,9 @@ def attach_head(
     bundle = head if isinstance(head, BridgeHead) else load_head(head, revision=head_revision, token=token)
     source = bundle.source or "the head"
     if getattr(cls, "_with_classifier", False) and not bundle.has_classifier:
-        raise HeadAttachError(f"{source} has no classifier (a representation head): attach it with BridgeModel.from_encoder")
+        raise HeadAttachError(
+            f"{source} has no classifier (a representation head): attach it with BridgeModel.from_encoder"
+        )
     st = st_encoder_settings(encoder, revision)  # a sentence-transformers encoder embeds its own way
     if st.get("model") is not None:
         encoder, tokenizer = st["model"], tokenizer or st["tokenizer"]
@@ -263,8 +290,11 @@ def attach_head(
     _check_prefix(bundle, overrides, name, source)
     st_kwargs = {}
     if st:  # its pooling / Normalize / max_seq_length / prompts win over the training encoder's recorded ones
-        st_kwargs = {"pooling": st["pooling"], "normalize_embeddings": st["normalize"],
-                     "prefix": resolve_prompt(st, overrides.pop("prefix", None))}
+        st_kwargs = {
+            "pooling": st["pooling"],
+            "normalize_embeddings": st["normalize"],
+            "prefix": resolve_prompt(st, overrides.pop("prefix", None)),
+        }
         if st.get("max_seq_length"):
             st_kwargs["max_seq_length"] = st["max_seq_length"]
     kwargs = {**bundle.config_kwargs(), **st_kwargs}
@@ -274,7 +304,11 @@ def attach_head(
     kwargs.update(overrides)
     try:
         bridge = cls.from_encoder(
-            model, anchors=bundle.anchors, anchor_labels=bundle.anchor_labels, tokenizer=tokenizer, revision=revision,
+            model,
+            anchors=bundle.anchors,
+            anchor_labels=bundle.anchor_labels,
+            tokenizer=tokenizer,
+            revision=revision,
             **kwargs,
         )
     except (IndexError, RuntimeError, ValueError) as error:
@@ -293,14 +327,30 @@ def attach_head(
     bridge.eval()
     config = bridge.config
     if config.head.aligned:
-        bridge = _attach_aligned(bridge, bundle, name, state, subspace_selection, stitch_threshold, translation,
-                                 relative_space, tokenizer=tokenizer, source=source)
+        bridge = _attach_aligned(
+            bridge,
+            bundle,
+            name,
+            state,
+            subspace_selection,
+            stitch_threshold,
+            translation,
+            relative_space,
+            tokenizer=tokenizer,
+            source=source,
+        )
         return record_head_source(bridge, bundle)
     report = compute_stitch_report(
-        bundle.anchor_embeddings, bridge.anchor_embeddings, config.projections, abs_transform=config.abs_transform,
-        subspace_norm=config.subspace_norm, subspace_weights=config.subspace_weights,
+        bundle.anchor_embeddings,
+        bridge.anchor_embeddings,
+        config.projections,
+        abs_transform=config.abs_transform,
+        subspace_norm=config.subspace_norm,
+        subspace_weights=config.subspace_weights,
         threshold=DEFAULT_THRESHOLD if stitch_threshold is None else stitch_threshold,
-        training_encoder=bundle.encoder.get("name_or_path") or "an unnamed encoder", new_encoder=name, warn=False,
+        training_encoder=bundle.encoder.get("name_or_path") or "an unnamed encoder",
+        new_encoder=name,
+        warn=False,
     )
     if subspace_selection not in (None, "none"):
         mode = {"auto": "hard", "hard": "hard", "soft": "soft"}.get(subspace_selection)
@@ -327,7 +377,8 @@ def _check_prefix(bundle: BridgeHead, overrides: dict, name: str, source: str) -
             f"{source} was trained with the input prefix {bundle.training_prefix!r} (its encoder expects it), but "
             f"no prefix was given for {name}: the anchors and inputs are embedded without one. Pass prefix=... with "
             "what this encoder expects (prefix='' for none, which silences this warning)",
-            UserWarning, stacklevel=4,
+            UserWarning,
+            stacklevel=4,
         )
 
 
@@ -336,8 +387,10 @@ def record_head_source(bridge, bundle: BridgeHead):
     shown by its card): the repo id (None for a local folder), the commit, the stitch report, the training prefix."""
     report = bridge.stitch_report
     if bundle.training_prefix or bridge.config.input_prefix:
-        report.notes.append(f"the head was trained with input prefix {bundle.training_prefix!r}; this encoder "
-                            f"gets {bridge.config.input_prefix!r}")
+        report.notes.append(
+            f"the head was trained with input prefix {bundle.training_prefix!r}; this encoder "
+            f"gets {bridge.config.input_prefix!r}"
+        )
     local = bundle.source is None or os.path.isdir(bundle.source)
     bridge.config.head_source = {
         "repo_id": None if local else bundle.source,
@@ -348,37 +401,64 @@ def record_head_source(bridge, bundle: BridgeHead):
     return bridge
 
 
-def _attach_aligned(bridge, bundle: BridgeHead, name: str, state: dict, subspace_selection: Optional[str],
-                    stitch_threshold: Optional[float], translation: str, relative_space: str = "auto", *, tokenizer=None,
-                    source: str = "the head"):
+def _attach_aligned(
+    bridge,
+    bundle: BridgeHead,
+    name: str,
+    state: dict,
+    subspace_selection: str | None,
+    stitch_threshold: float | None,
+    translation: str,
+    relative_space: str = "auto",
+    *,
+    tokenizer=None,
+    source: str = "the head",
+):
     """Fit the aligned map on the anchors, choose the relative space, score and report (see ``attach_head``)."""
     if subspace_selection not in (None, "none", "auto", "gate"):
-        raise ValueError(f"unknown subspace_selection {subspace_selection!r} for an aligned head; valid: None / 'auto' "
-                         "/ 'none' (the attach rule: every component kept), 'gate' (keep the component subset whose "
-                         "anchor predictions agree best with the training encoder's)")
+        raise ValueError(
+            f"unknown subspace_selection {subspace_selection!r} for an aligned head; valid: None / 'auto' "
+            "/ 'none' (the attach rule: every component kept), 'gate' (keep the component subset whose "
+            "anchor predictions agree best with the training encoder's)"
+        )
     config = bridge.config
     n = len(config.projections)
     saved = config.subspace_weights
     reference = (state["aligned_weight"], state["aligned_bias"]) if "aligned_weight" in state else None
-    weights, info = align_head(bridge.head, bundle.anchor_embeddings, bridge.anchor_embeddings, reference,
-                               base_weights=saved, translation=translation, relative_space=relative_space,
-                               gate=subspace_selection == "gate")
+    weights, info = align_head(
+        bridge.head,
+        bundle.anchor_embeddings,
+        bridge.anchor_embeddings,
+        reference,
+        base_weights=saved,
+        translation=translation,
+        relative_space=relative_space,
+        gate=subspace_selection == "gate",
+    )
     config.subspace_weights = weights
     config.head.alignment = info  # recorded: map, residuals, fit, relative space, stitch score
     config.check()
     relative = weights[:n] if sum(weights[:n]) > 0 else None
     report = compute_stitch_report(
-        bundle.anchor_embeddings, bridge.anchor_embeddings, config.projections, abs_transform=config.abs_transform,
-        subspace_norm=config.subspace_norm, subspace_weights=relative,
+        bundle.anchor_embeddings,
+        bridge.anchor_embeddings,
+        config.projections,
+        abs_transform=config.abs_transform,
+        subspace_norm=config.subspace_norm,
+        subspace_weights=relative,
         threshold=ALIGNED_THRESHOLD if stitch_threshold is None else stitch_threshold,
-        training_encoder=bundle.encoder.get("name_or_path") or "an unnamed encoder", new_encoder=name, warn=False,
+        training_encoder=bundle.encoder.get("name_or_path") or "an unnamed encoder",
+        new_encoder=name,
+        warn=False,
     )
     report.alignment = info
     report.subspace_weights = list(weights)
     report.score = float(info["stitch_score"])
-    report.notes.append(f"aligned component: {info['map']} translation fitted on {len(bundle.anchors)} anchors "
-                        f"(held-out fit {info['fit']:.3f}), relative space {info['relative_space']}; "
-                        f"config.subspace_weights={weights} ({info['components']})")
+    report.notes.append(
+        f"aligned component: {info['map']} translation fitted on {len(bundle.anchors)} anchors "
+        f"(held-out fit {info['fit']:.3f}), relative space {info['relative_space']}; "
+        f"config.subspace_weights={weights} ({info['components']})"
+    )
     report = _check_anchor_mapping(report, bundle, tokenizer, bridge, name, source)
     if report.warning:
         warnings.warn(report.warning, UserWarning, stacklevel=4)
@@ -399,12 +479,13 @@ class MismatchedAnchorsReport(StitchReport):
         return False
 
     @property
-    def warning(self) -> Optional[str]:
+    def warning(self) -> str | None:
         return f"{self.anchor_mismatch} The stitch score ({self.score:.2f}) is not evidence of compatibility here."
 
 
-def _check_anchor_mapping(report: StitchReport, bundle: BridgeHead, tokenizer, bridge, name: str,
-                          source: str) -> StitchReport:
+def _check_anchor_mapping(
+    report: StitchReport, bundle: BridgeHead, tokenizer, bridge, name: str, source: str
+) -> StitchReport:
     """Compare the new tokenizer's mapping of the anchors with the head's record; warn on degenerate anchors."""
     _warn_degenerate_anchors(bundle.anchors, bridge.anchor_embeddings, name, source)
     recorded = bundle.config.get("tokenizer")
@@ -415,15 +496,20 @@ def _check_anchor_mapping(report: StitchReport, bundle: BridgeHead, tokenizer, b
         report.notes.append("the tokenizer maps the anchors to the same token ids as the training tokenizer")
         return report
     if now["vocab_size"] != recorded.get("vocab_size"):
-        report.notes.append(f"a different tokenizer than in training ({now['vocab_size']} vs "
-                            f"{recorded.get('vocab_size')} tokens): expected for another encoder family")
+        report.notes.append(
+            f"a different tokenizer than in training ({now['vocab_size']} vs "
+            f"{recorded.get('vocab_size')} tokens): expected for another encoder family"
+        )
         return report
     fields = {key: getattr(report, key) for key in report.__dataclass_fields__}
-    return MismatchedAnchorsReport(**fields, anchor_mismatch=(
-        f"The tokenizer of {name} has as many tokens as the one {source} was trained with ({now['vocab_size']}) but "
-        "maps the anchors to other token ids (a permuted or mismatched vocabulary?): the anchors are not the same "
-        "inputs for this encoder. Pass tokenizer=... (the tokenizer this encoder was trained with)."
-    ))
+    return MismatchedAnchorsReport(
+        **fields,
+        anchor_mismatch=(
+            f"The tokenizer of {name} has as many tokens as the one {source} was trained with ({now['vocab_size']}) but "
+            "maps the anchors to other token ids (a permuted or mismatched vocabulary?): the anchors are not the same "
+            "inputs for this encoder. Pass tokenizer=... (the tokenizer this encoder was trained with)."
+        ),
+    )
 
 
 def _warn_degenerate_anchors(anchors, embeddings, name: str, source: str) -> None:
@@ -434,11 +520,19 @@ def _warn_degenerate_anchors(anchors, embeddings, name: str, source: str) -> Non
     texts = [a if isinstance(a, (str, bytes)) else repr(a) for a in anchors]
     duplicates = len(texts) - len(set(texts))
     if duplicates:
-        warnings.warn(f"{source}: {duplicates} of its {len(texts)} anchors are duplicates; they add no information "
-                      "(choose distinct anchors when you train the next head)", UserWarning, stacklevel=4)
+        warnings.warn(
+            f"{source}: {duplicates} of its {len(texts)} anchors are duplicates; they add no information "
+            "(choose distinct anchors when you train the next head)",
+            UserWarning,
+            stacklevel=4,
+        )
     emb = embeddings.detach().float()
     spread = (emb - emb.mean(0, keepdim=True)).norm(dim=1).max()
     if not torch.isfinite(spread) or spread <= 1e-6 * (emb.norm(dim=1).max() + 1e-12):
-        warnings.warn(f"{name} embeds all {len(texts)} anchors of {source} (almost) identically (zero variance): "
-                      "every input gets the same relative representation and the same prediction. Check the "
-                      "tokenizer and pooling, or use another encoder", UserWarning, stacklevel=4)
+        warnings.warn(
+            f"{name} embeds all {len(texts)} anchors of {source} (almost) identically (zero variance): "
+            "every input gets the same relative representation and the same prediction. Check the "
+            "tokenizer and pooling, or use another encoder",
+            UserWarning,
+            stacklevel=4,
+        )

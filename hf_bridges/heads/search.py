@@ -5,10 +5,11 @@ Head cards (heads/cards.py) carry ``library_name: hf_bridges``, the tags ``hf-br
 ``base_model`` (which the Hub turns into a ``base_model:<id>`` tag). So ``HfApi.list_models(filter=tags)`` does the
 matching server-side; the card data then says how each head relates to the encoder.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from .cards import encoder_tag
 
@@ -20,7 +21,7 @@ class HeadInfo:
     """One published head, as its card describes it."""
 
     repo_id: str
-    trained_on: Optional[str] = None  # the encoder it was trained on (``base_model``)
+    trained_on: str | None = None  # the encoder it was trained on (``base_model``)
     measured_on: list = field(default_factory=list)  # encoders its stitching was measured on
     tags: list = field(default_factory=list)
     downloads: int = 0
@@ -28,7 +29,7 @@ class HeadInfo:
     last_modified: Any = None
     card_data: dict = field(default_factory=dict)
 
-    def relation(self, encoder: Optional[str]) -> str:
+    def relation(self, encoder: str | None) -> str:
         """``trained`` / ``measured`` / ``-`` for ``encoder``."""
         if encoder and encoder == self.trained_on:
             return "trained"
@@ -41,16 +42,29 @@ def _info(model) -> HeadInfo:
     base = card.get("base_model")
     base = base[0] if isinstance(base, list) and base else base
     tags = list(model.tags or [])
-    measured = list(meta.get("measured_on") or [t[len(encoder_tag("")):] for t in tags if t.startswith(encoder_tag(""))])
+    measured = list(
+        meta.get("measured_on") or [t[len(encoder_tag("")) :] for t in tags if t.startswith(encoder_tag(""))]
+    )
     return HeadInfo(
-        repo_id=model.id, trained_on=meta.get("trained_on") or base, measured_on=sorted(set(measured)), tags=tags,
-        downloads=model.downloads or 0, likes=model.likes or 0, last_modified=model.last_modified, card_data=card,
+        repo_id=model.id,
+        trained_on=meta.get("trained_on") or base,
+        measured_on=sorted(set(measured)),
+        tags=tags,
+        downloads=model.downloads or 0,
+        likes=model.likes or 0,
+        last_modified=model.last_modified,
+        card_data=card,
     )
 
 
 def search_heads(
-    encoder: Optional[str] = None, *, api=None, limit: int = 50, author: Optional[str] = None,
-    search: Optional[str] = None, token: Optional[str] = None,
+    encoder: str | None = None,
+    *,
+    api=None,
+    limit: int = 50,
+    author: str | None = None,
+    search: str | None = None,
+    token: str | None = None,
 ) -> list[HeadInfo]:
     """Published heads, most downloaded first; with ``encoder`` (a Hub id) only those trained or measured on it.
 
@@ -60,24 +74,33 @@ def search_heads(
     from huggingface_hub import HfApi
 
     api = api or HfApi(token=token)
-    filters = [[*HEAD_TAGS, encoder_tag(encoder)], [*HEAD_TAGS, f"base_model:{encoder}"]] if encoder else [list(HEAD_TAGS)]
+    filters = (
+        [[*HEAD_TAGS, encoder_tag(encoder)], [*HEAD_TAGS, f"base_model:{encoder}"]] if encoder else [list(HEAD_TAGS)]
+    )
     found: dict[str, HeadInfo] = {}
     for tags in filters:
-        for model in api.list_models(filter=tags, author=author, search=search, limit=limit, cardData=True,
-                                     sort="downloads"):
+        for model in api.list_models(
+            filter=tags, author=author, search=search, limit=limit, cardData=True, sort="downloads"
+        ):
             found.setdefault(model.id, _info(model))
     heads = sorted(found.values(), key=lambda h: (h.relation(encoder) != "trained", -h.downloads, h.repo_id))
     return heads[:limit]
 
 
-def format_heads(heads: list[HeadInfo], encoder: Optional[str] = None) -> str:
+def format_heads(heads: list[HeadInfo], encoder: str | None = None) -> str:
     """A plain-text table for the CLI."""
     if not heads:
         return f"no published heads{f' for {encoder}' if encoder else ''} (tags {', '.join(HEAD_TAGS)})"
     rows = [("repo", "trained on", "measured on", "fit" if encoder else "downloads")]
     for head in heads:
-        rows.append((head.repo_id, head.trained_on or "?", ", ".join(head.measured_on) or "-",
-                     head.relation(encoder) if encoder else str(head.downloads)))
+        rows.append(
+            (
+                head.repo_id,
+                head.trained_on or "?",
+                ", ".join(head.measured_on) or "-",
+                head.relation(encoder) if encoder else str(head.downloads),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
@@ -100,8 +123,9 @@ def run_search(args) -> int:
 
     from huggingface_hub import HfApi
 
-    heads = search_heads(args.encoder, api=HfApi(endpoint=args.endpoint, token=args.token), limit=args.limit,
-                         author=args.author)
+    heads = search_heads(
+        args.encoder, api=HfApi(endpoint=args.endpoint, token=args.token), limit=args.limit, author=args.author
+    )
     if args.json:
         rows = [{k: v for k, v in dataclasses.asdict(h).items() if k != "card_data"} for h in heads]
         print(json.dumps(rows, indent=2, default=str))

@@ -1,8 +1,9 @@
 """Metrics: classification scores as `evaluate` modules shipped inside the package (they load offline by path),
 and latent similarity between two spaces whose rows are the same samples."""
+
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from .latent import jaccard_at_k, latent_similarity, mean_cosine, mrr
@@ -14,7 +15,7 @@ def available_metrics() -> list[str]:
     return sorted(p.name for p in METRICS_DIR.iterdir() if (p / f"{p.name}.py").is_file())
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_metric(name: str):
     """``evaluate.load`` on the shipped module folder: no Hub access."""
     import evaluate
@@ -33,5 +34,12 @@ def classification_scores(predictions, references) -> dict[str, float]:
     }
 
 
-__all__ = ["available_metrics", "classification_scores", "jaccard_at_k", "latent_similarity", "load_metric",
-           "mean_cosine", "mrr"]
+__all__ = [
+    "available_metrics",
+    "classification_scores",
+    "jaccard_at_k",
+    "latent_similarity",
+    "load_metric",
+    "mean_cosine",
+    "mrr",
+]

@@ -5,9 +5,8 @@
 - MRR: retrieving y_i among all rows of Y with x_i as the query (cosine); needs d_X == d_Y;
 - mean cosine: mean of cos(x_i, y_i); needs d_X == d_Y.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +42,7 @@ def mean_cosine(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(F.cosine_similarity(x.double(), y.double(), dim=-1).mean())
 
 
-def latent_similarity(x: torch.Tensor, y: torch.Tensor, k: int = 10) -> dict[str, Optional[float]]:
+def latent_similarity(x: torch.Tensor, y: torch.Tensor, k: int = 10) -> dict[str, float | None]:
     """All four measures (Jaccard at ``k``); MRR and mean cosine are None when the widths differ."""
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"latent similarity needs the same samples in both spaces, got {x.shape[0]} and {y.shape[0]}")

@@ -6,9 +6,11 @@ weights chosen at attach time from the anchors alone (see ``compatibility.py``) 
 Register a new one with :func:`register_aggregation`; the class takes ``(num_subspaces, subspace_dim, width)``,
 where ``width`` is the hidden width of aggregations with learned maps (``mlp_sum``, ``self_attention``).
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,14 +29,14 @@ def register_aggregation(name: str, **metadata) -> Callable[[type[nn.Module]], t
     return wrap
 
 
-def build_aggregation(name: str, num_subspaces: int, subspace_dim: int, width: Optional[int] = None) -> nn.Module:
+def build_aggregation(name: str, num_subspaces: int, subspace_dim: int, width: int | None = None) -> nn.Module:
     """``width`` (default: ``subspace_dim``) caps the learned maps: the paper's k->k maps cost 4*k^2 weights per
     aggregation, 26 MB at k=1280, while k->256 keeps a 1280-anchor head at 5 MB."""
     cls = AGGREGATIONS.get(name)
     return cls(num_subspaces, subspace_dim, min(width or subspace_dim, subspace_dim))
 
 
-def normalise_weights(weights: Optional[torch.Tensor], n: int, like: torch.Tensor) -> torch.Tensor:
+def normalise_weights(weights: torch.Tensor | None, n: int, like: torch.Tensor) -> torch.Tensor:
     """Weights rescaled so they average 1 over the n subspaces (all ones when None)."""
     if weights is None:
         return torch.ones(n, dtype=like.dtype, device=like.device)
@@ -46,11 +48,11 @@ def normalise_weights(weights: Optional[torch.Tensor], n: int, like: torch.Tenso
 class ConcatAggregation(nn.Module):
     """Cartesian product of the subspaces: output n*k."""
 
-    def __init__(self, num_subspaces: int, subspace_dim: int, width: Optional[int] = None):
+    def __init__(self, num_subspaces: int, subspace_dim: int, width: int | None = None):
         super().__init__()
         self.output_dim = num_subspaces * subspace_dim
 
-    def forward(self, subspaces: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, subspaces: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         w = normalise_weights(weights, subspaces.shape[1], subspaces)
         return (subspaces * w[None, :, None]).flatten(1)
 
@@ -59,11 +61,11 @@ class ConcatAggregation(nn.Module):
 class SumAggregation(nn.Module):
     """Sum of the normalised subspaces (a DeepSet without the inner network): output k."""
 
-    def __init__(self, num_subspaces: int, subspace_dim: int, width: Optional[int] = None):
+    def __init__(self, num_subspaces: int, subspace_dim: int, width: int | None = None):
         super().__init__()
         self.output_dim = subspace_dim
 
-    def forward(self, subspaces: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, subspaces: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         w = normalise_weights(weights, subspaces.shape[1], subspaces)
         return torch.einsum("bnk,n->bk", subspaces, w)
 
@@ -72,7 +74,7 @@ class SumAggregation(nn.Module):
 class MLPSumAggregation(nn.Module):
     """The paper's MLP+Sum: sum_i tanh(Linear_i(r_i)), one k->width map per subspace (k->k in the paper)."""
 
-    def __init__(self, num_subspaces: int, subspace_dim: int, width: Optional[int] = None):
+    def __init__(self, num_subspaces: int, subspace_dim: int, width: int | None = None):
         super().__init__()
         width = width or subspace_dim
         self.output_dim = width
@@ -87,7 +89,7 @@ class MLPSumAggregation(nn.Module):
         init.uniform_(self.weight, -bound, bound)
         init.zeros_(self.bias)
 
-    def forward(self, subspaces: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, subspaces: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         w = normalise_weights(weights, subspaces.shape[1], subspaces)
         # One batched matmul (subspaces as the batch dimension) instead of a Python loop of Linear layers.
         hidden = torch.tanh(torch.baddbmm(self.bias[:, None, :], subspaces.transpose(0, 1), self.weight))
@@ -102,14 +104,14 @@ class SelfAttentionAggregation(nn.Module):
     (one linear map per subspace), which keeps the attention's 4*width^2 weights small for many anchors.
     """
 
-    def __init__(self, num_subspaces: int, subspace_dim: int, width: Optional[int] = None):
+    def __init__(self, num_subspaces: int, subspace_dim: int, width: int | None = None):
         super().__init__()
         width = width or subspace_dim
         self.output_dim = width
         self.token_maps = MLPSumAggregation(num_subspaces, subspace_dim, width) if width < subspace_dim else None
         self.attention = nn.MultiheadAttention(width, num_heads=1, batch_first=True)
 
-    def forward(self, subspaces: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, subspaces: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         w = normalise_weights(weights, subspaces.shape[1], subspaces)
         if self.token_maps is not None:
             maps = self.token_maps
@@ -123,7 +125,7 @@ class SelfAttentionAggregation(nn.Module):
 class WeightedAggregation(nn.Module):
     """A learned softmax-weighted average of the normalised subspaces; output k."""
 
-    def __init__(self, num_subspaces: int, subspace_dim: int, width: Optional[int] = None):
+    def __init__(self, num_subspaces: int, subspace_dim: int, width: int | None = None):
         super().__init__()
         self.output_dim = subspace_dim
         self.logits = nn.Parameter(torch.zeros(num_subspaces))
@@ -131,7 +133,7 @@ class WeightedAggregation(nn.Module):
     def reset_parameters(self, init: Any = nn.init) -> None:
         init.zeros_(self.logits)  # a plain average to start with
 
-    def forward(self, subspaces: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, subspaces: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         w = normalise_weights(weights, subspaces.shape[1], subspaces)
         mix = torch.softmax(self.logits, dim=0) * w
         return torch.einsum("bnk,n->bk", subspaces, mix / mix.sum())

@@ -5,9 +5,10 @@ keeps ``embeddings`` and ``is_fresh`` (the saved state-dict keys ``anchors.*`` a
 
 Only relative imports of sibling files: shipped as remote code next to the weights.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -25,7 +26,7 @@ class AnchorStore(nn.Module):
         self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
 
     @classmethod
-    def from_config(cls, config) -> "AnchorStore":
+    def from_config(cls, config) -> AnchorStore:
         return cls(config.num_anchors, config.anchor_seq_length, config.hidden_size)
 
     def has_inputs(self) -> bool:
@@ -47,7 +48,7 @@ class ImageAnchorStore(nn.Module):
         self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
 
     @classmethod
-    def from_config(cls, config) -> "ImageAnchorStore":
+    def from_config(cls, config) -> ImageAnchorStore:
         return cls(config.num_anchors, config.anchor_image_shape or [3, 1, 1], config.hidden_size)
 
     def has_inputs(self) -> bool:
@@ -67,7 +68,7 @@ class TensorAnchorStore(nn.Module):
         self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
 
     @classmethod
-    def from_config(cls, config) -> "TensorAnchorStore":
+    def from_config(cls, config) -> TensorAnchorStore:
         shape = config.anchor_input_shape
         return cls(config.num_anchors, [0] if shape is None else shape, config.anchor_input_dtype, config.hidden_size)
 
@@ -77,8 +78,11 @@ class TensorAnchorStore(nn.Module):
 
 def is_tuner_layer(module: nn.Module) -> bool:
     """A peft tuner layer (LoRA, IA3, ...), recognised without importing peft."""
-    return (hasattr(module, "merged_adapters") and hasattr(module, "disable_adapters")
-            and hasattr(module, "active_adapters"))
+    return (
+        hasattr(module, "merged_adapters")
+        and hasattr(module, "disable_adapters")
+        and hasattr(module, "active_adapters")
+    )
 
 
 def encoder_fingerprint(encoder: nn.Module) -> tuple:
@@ -86,6 +90,9 @@ def encoder_fingerprint(encoder: nn.Module) -> tuple:
     steps, ``load_state_dict`` and in-place merges bump versions; injected or replaced modules bring new ids), and per
     peft tuner layer its active adapters (``set_adapter``), ``disable_adapters`` and merged adapters."""
     params = tuple((id(p), p._version) for p in encoder.parameters())
-    tuners = tuple((id(m), tuple(m.active_adapters), bool(m.disable_adapters), tuple(m.merged_adapters))
-                   for m in encoder.modules() if is_tuner_layer(m))
+    tuners = tuple(
+        (id(m), tuple(m.active_adapters), bool(m.disable_adapters), tuple(m.merged_adapters))
+        for m in encoder.modules()
+        if is_tuner_layer(m)
+    )
     return params, tuners

@@ -6,10 +6,11 @@ rows by length first makes each batch nearly uniform, so trimming the all-paddin
 (measured in ``benchmarks/embedding_sort.py``). Rows are independent under an attention mask, so the result equals
 unsorted batching up to float reduction order (tested to 1e-6).
 """
+
 from __future__ import annotations
 
 import sys
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 
@@ -35,16 +36,18 @@ def length_order(attention_mask: torch.Tensor) -> torch.Tensor:
     return torch.sort(lengths, descending=True, stable=True).indices
 
 
-def embed_in_slices(embed_slice: Callable[[int, int], torch.Tensor], n: int, batch_size: int,
-                    desc: Optional[str] = None) -> torch.Tensor:
+def embed_in_slices(
+    embed_slice: Callable[[int, int], torch.Tensor], n: int, batch_size: int, desc: str | None = None
+) -> torch.Tensor:
     """``embed_slice(start, stop) -> (stop - start, dim)`` over ``n`` rows in stored order, with the same bar."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     from tqdm.auto import tqdm  # a transformers dependency
 
     parts = []
-    with tqdm(total=n, desc=desc or f"embedding {n} rows", unit="row", leave=False,
-              disable=not _progress_enabled()) as bar:
+    with tqdm(
+        total=n, desc=desc or f"embedding {n} rows", unit="row", leave=False, disable=not _progress_enabled()
+    ) as bar:
         for start in range(0, n, batch_size):
             parts.append(embed_slice(start, min(start + batch_size, n)))
             bar.update(parts[-1].shape[0])
@@ -56,7 +59,7 @@ def embed_in_length_order(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     batch_size: int,
-    desc: Optional[str] = None,
+    desc: str | None = None,
     **extra_inputs: torch.Tensor,
 ) -> torch.Tensor:
     """``embed_fn(input_ids=..., attention_mask=...) -> (b, dim)`` over all rows, in length-sorted batches.
@@ -77,14 +80,16 @@ def embed_in_length_order(
     parts = []
     from tqdm.auto import tqdm  # a transformers dependency
 
-    with tqdm(total=n, desc=desc or f"embedding {n} rows", unit="row", leave=False,
-              disable=not _progress_enabled()) as bar:
+    with tqdm(
+        total=n, desc=desc or f"embedding {n} rows", unit="row", leave=False, disable=not _progress_enabled()
+    ) as bar:
         for start in range(0, n, batch_size):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             width = max(int(lengths[rows].max()), 1) if right_padded else input_ids.shape[1]
             extra = {name: value[rows, :width] for name, value in extra_inputs.items()}
-            parts.append(embed_fn(input_ids=input_ids[rows, :width], attention_mask=attention_mask[rows, :width],
-                                  **extra))
+            parts.append(
+                embed_fn(input_ids=input_ids[rows, :width], attention_mask=attention_mask[rows, :width], **extra)
+            )
             bar.update(len(rows))
     embeddings = torch.cat(parts)
     restored = torch.empty_like(embeddings)

@@ -2,10 +2,12 @@
 
 Only relative imports of sibling files: shipped as remote code next to the weights.
 """
+
 from __future__ import annotations
 
 import importlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from transformers import PretrainedConfig
 
@@ -18,8 +20,22 @@ def _given(**kwargs: Any) -> dict[str, Any]:
 
 
 # Config fields from_encoder sets itself (or takes under another name: head_config=, prefix=), so not as **kwargs.
-_RESERVED = frozenset({"self", "kwargs", "encoder", "encoder_revision", "anchors", "anchor_seq_length", "num_anchors",
-                       "bridge_format_version", "head", "input_prefix", "transformers_version", "architectures"})
+_RESERVED = frozenset(
+    {
+        "self",
+        "kwargs",
+        "encoder",
+        "encoder_revision",
+        "anchors",
+        "anchor_seq_length",
+        "num_anchors",
+        "bridge_format_version",
+        "head",
+        "input_prefix",
+        "transformers_version",
+        "architectures",
+    }
+)
 
 
 def check_config_kwargs(kwargs: dict[str, Any], where: str, named: Sequence[str] = (), allowed: Sequence[str] = ()):
@@ -48,12 +64,28 @@ def _hub():
     try:
         return importlib.import_module("hf_bridges.heads.hub")
     except ImportError as error:
-        raise ImportError(f"head-only save/push/attach needs the hf_bridges package ({error}): pip install hf_bridges") from None
+        raise ImportError(
+            f"head-only save/push/attach needs the hf_bridges package ({error}): pip install hf_bridges"
+        ) from None
 
 
-_FROM_ENCODER_ARGS = ("encoder", "anchors", "head", "tokenizer", "revision", "anchor_labels", "pooling",
-                      "max_seq_length", "projections", "aggregation", "head_config", "prefix", "encoder_kwargs",
-                      "normalize_embeddings", "labels")
+_FROM_ENCODER_ARGS = (
+    "encoder",
+    "anchors",
+    "head",
+    "tokenizer",
+    "revision",
+    "anchor_labels",
+    "pooling",
+    "max_seq_length",
+    "projections",
+    "aggregation",
+    "head_config",
+    "prefix",
+    "encoder_kwargs",
+    "normalize_embeddings",
+    "labels",
+)
 
 
 def _attach_arguments(hub: Any) -> tuple[str, ...]:

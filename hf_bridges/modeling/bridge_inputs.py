@@ -3,15 +3,19 @@ over-long token rows.
 
 Only relative imports of sibling files and torch/transformers: shipped as remote code next to the weights.
 """
+
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Any, Callable, Mapping, Optional
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from transformers.utils import logging
 
 from .errors import ConfigError
+from .loaders import load_tokenizer
 from .st_config import resolve_prompt, st_encoder_settings
 
 logger = logging.get_logger(__name__)
@@ -25,8 +29,12 @@ def encoder_settings(encoder, revision, tokenizer, pooling, max_seq_length, norm
     if st.get("model") is not None:
         encoder, tokenizer = st["model"], tokenizer or st["tokenizer"]
     return (
-        encoder, tokenizer, pooling or st.get("pooling", "mean"), max_seq_length or st.get("max_seq_length") or 128,
-        st.get("normalize", False) if normalize is None else bool(normalize), resolve_prompt(st, prefix),
+        encoder,
+        tokenizer,
+        pooling or st.get("pooling", "mean"),
+        max_seq_length or st.get("max_seq_length") or 128,
+        st.get("normalize", False) if normalize is None else bool(normalize),
+        resolve_prompt(st, prefix),
     )
 
 
@@ -44,8 +52,10 @@ def label_kwargs(labels: Any, config_kwargs: Mapping[str, Any]) -> dict[str, Any
     elif isinstance(labels, (list, tuple)):
         id2label = dict(enumerate(str(n) for n in labels))
     else:
-        raise TypeError(f"labels must be a datasets.ClassLabel, a list of names or an {{id: name}} dict, got "
-                        f"{type(labels).__name__}")
+        raise TypeError(
+            f"labels must be a datasets.ClassLabel, a list of names or an {{id: name}} dict, got "
+            f"{type(labels).__name__}"
+        )
     if sorted(id2label) != list(range(len(id2label))) or len(id2label) < 1:
         raise ConfigError(f"labels must name the classes 0..n-1, got ids {sorted(id2label)}")
     given = config_kwargs.get("id2label")
@@ -69,9 +79,12 @@ def with_max_length(tokenizer: Any, max_seq_length: int) -> Any:
 
 
 def truncate_rows(
-    input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor], extra: dict[str, Any], limit: int,
-    get_tokenizer: Optional[Callable[[], Any]] = None,
-) -> tuple[torch.Tensor, Optional[torch.Tensor], dict[str, Any]]:
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    extra: dict[str, Any],
+    limit: int,
+    get_tokenizer: Callable[[], Any] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
     """Cut token rows longer than ``limit`` (e.g. a pipeline call without ``truncation=True``) as the tokenizer
     would have: the first ``limit - 1`` tokens and the closing special token ([SEP], </s>) when the row ends with
     one (no tokenizer to tell: assumed), else the first ``limit``. Rows are re-padded on the right."""
@@ -79,7 +92,8 @@ def truncate_rows(
         return input_ids, attention_mask, extra
     logger.warning_once(
         f"inputs longer than max_seq_length={limit} tokens are cut there (where the anchors were cut); "
-        "tokenize with bridge.tokenize(...) or truncation=True to avoid this")
+        "tokenize with bridge.tokenize(...) or truncation=True to avoid this"
+    )
     tokenizer = get_tokenizer() if get_tokenizer is not None else None
     special_ids = set(tokenizer.all_special_ids) if tokenizer is not None else None
     mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
@@ -98,8 +112,36 @@ def truncate_rows(
 
     def cut(tensor):
         if isinstance(tensor, torch.Tensor) and tensor.shape[:2] == input_ids.shape:
-            return torch.gather(tensor, 1, index.view(rows, limit, *([1] * (tensor.dim() - 2))).expand(
-                rows, limit, *tensor.shape[2:]))
+            return torch.gather(
+                tensor, 1, index.view(rows, limit, *([1] * (tensor.dim() - 2))).expand(rows, limit, *tensor.shape[2:])
+            )
         return tensor
 
     return cut(input_ids), new_mask, {key: cut(value) for key, value in extra.items()}
+
+
+class Tokenizing:
+    """Mixin of the bridge models: text in as the anchors went in (the saved tokenizer found again after a load)."""
+
+    def tokenize(self, texts: str | Sequence[str], **kwargs: Any):
+        """Tokenise ``texts`` as the anchors were: ``config.input_prefix`` prepended, padded, truncated to
+        ``max_seq_length``, as PyTorch tensors (``kwargs`` override these tokenizer arguments)."""
+        if self._get_tokenizer() is None:
+            raise ValueError("this bridge has no tokenizer: set bridge.tokenizer, or build it with from_encoder")
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        prefix = self.config.input_prefix
+        options = {
+            "padding": True,
+            "truncation": True,
+            "max_length": self.config.max_seq_length,
+            "return_tensors": "pt",
+            **kwargs,
+        }
+        return self.tokenizer([prefix + str(t) for t in texts], **options)
+
+    def _get_tokenizer(self):
+        """``self.tokenizer``, else the one ``save_pretrained`` wrote next to the weights (``None``: there is none)."""
+        if self.tokenizer is None and self.name_or_path:
+            with contextlib.suppress(OSError, ValueError):
+                self.tokenizer = load_tokenizer(self.name_or_path, None)
+        return self.tokenizer

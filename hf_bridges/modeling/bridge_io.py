@@ -2,6 +2,7 @@
 
 Part of the remote-code set: only the standard library, torch and transformers (hf_bridges._io when installed).
 """
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,10 @@ import shutil
 import struct
 import tempfile
 import warnings
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
+
+from .bridge_arguments import _hub
 
 # The head is registered as ``score`` (peft's SEQ_CLS recipe then trains and saves all of it) and its MLP as
 # ``score.mlp``; files keep the historic names. Old key -> new key, first match wins (peft's adapter key_mapping):
@@ -30,7 +34,8 @@ def register_key_renames(class_name: str) -> None:
     except ImportError:  # transformers 4.x: reads the `_checkpoint_conversion_mapping` class attribute instead
         return
     register_checkpoint_conversion_mapping(
-        class_name, [WeightRenaming(source, target) for source, target in _LOADER_RENAMES], overwrite=True)
+        class_name, [WeightRenaming(source, target) for source, target in _LOADER_RENAMES], overwrite=True
+    )
 
 
 class HeadAsScore:
@@ -58,22 +63,76 @@ class HeadAsScore:
         super().__setattr__("score" if name == "head" else name, value)
 
 
+class StagedSaveLoad:
+    """Mixin of the bridge models (before ``PreTrainedModel``): ``save_pretrained`` staged and journaled,
+    ``from_pretrained`` checked (a corrupted file named, an interrupted save warned about)."""
+
+    _extra_auto_map: dict = {}  # e.g. the image model's Auto entry, set by the class that ships its file
+
+    # -------------------------------------------------------------------------------------------- head-only I/O
+    stitch_report = None  # set by from_encoder(..., head=...): how well this encoder's anchor space matches the head's
+
+    def save_head(self, save_directory, **kwargs):
+        """Write only the head (weights, raw anchors, config, anchor space, card) to a folder, atomically."""
+        return _hub().save_head(self, save_directory, **kwargs)
+
+    def push_head_to_hub(self, repo_id: str, **kwargs):
+        """Push only the head to a Hub model repo; attach it anywhere with ``from_encoder(encoder, head=repo_id)``."""
+        return _hub().push_head_to_hub(self, repo_id, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """Also names a corrupted weights file, warns about an interrupted save, and remembers the encoder state the
+        saved anchors match now (peft may inject LoRA before the first forward: then they are re-embedded)."""
+        model = checked_load(super().from_pretrained, pretrained_model_name_or_path, args, kwargs)
+        bridge = model[0] if isinstance(model, tuple) else model  # output_loading_info=True
+        if getattr(bridge, "encoder", None) is not None and bool(bridge.anchors.is_fresh):
+            bridge._anchor_snapshot = bridge._encoder_state()
+        return model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Tokenizer included, staged (``bridge_io.staged_save``: never a truncated file, config last). A bridge
+        without a name takes the folder's: peft adapters then record a loadable ``base_model_name_or_path``."""
+        # Ship every Auto class, not only this one's, so a trust_remote_code user can pick any of them.
+        self.config.auto_map = {
+            "AutoConfig": "configuration_bridge.BridgeConfig",
+            "AutoModel": "modeling_bridge.BridgeModel",
+            "AutoModelForSequenceClassification": "modeling_bridge.BridgeForSequenceClassification",
+            **self._extra_auto_map,  # e.g. the image model's entry, set by the class that ships its file
+        }
+        target = os.path.abspath(os.fspath(save_directory))
+        if kwargs.get("is_main_process", True) and not kwargs.get("push_to_hub"):
+            result = staged_save(self, super().save_pretrained, target, args, kwargs)
+        else:  # rank > 0 writes nothing of its own; a push names the repo after the folder
+            result = super().save_pretrained(save_directory, *args, **kwargs)
+            if self.tokenizer is not None and kwargs.get("is_main_process", True):
+                self.tokenizer.save_pretrained(save_directory)
+        if not self.__dict__.get("name_or_path"):
+            self.name_or_path = target  # peft reads model.__dict__["name_or_path"]
+        return result
+
+
 def checked_load(load: Callable[..., Any], source: Any, args: tuple, kwargs: dict) -> Any:
     """``load(source, ...)``, warning about an interrupted save's journal and naming a corrupted weights file."""
     folder = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     local = folder is not None and os.path.isdir(folder)
     if local and os.path.isdir(os.path.join(folder, _PREVIOUS)):
-        warnings.warn(f"{folder}: an interrupted save_pretrained left the previous version's files in "
-                      f"{os.path.join(folder, _PREVIOUS)}; loading the folder as it is (possibly mixed). Put the "
-                      f"previous version back with `hf-bridges head recover {folder}`", stacklevel=3)
+        warnings.warn(
+            f"{folder}: an interrupted save_pretrained left the previous version's files in "
+            f"{os.path.join(folder, _PREVIOUS)}; loading the folder as it is (possibly mixed). Put the "
+            f"previous version back with `hf-bridges head recover {folder}`",
+            stacklevel=3,
+        )
     try:
         return load(source, *args, **kwargs)
     except Exception as error:
         broken = corrupted_weights(folder) if local else None
         if broken is None:
             raise
-        raise OSError(f"{broken} is truncated or corrupted ({type(error).__name__}: {error}); save the model again "
-                      "or restore that file (after an interrupted save: `hf-bridges head recover FOLDER`)") from None
+        raise OSError(
+            f"{broken} is truncated or corrupted ({type(error).__name__}: {error}); save the model again "
+            "or restore that file (after an interrupted save: `hf-bridges head recover FOLDER`)"
+        ) from None
 
 
 def staged_save(model: Any, save: Callable[..., Any], target: str, args: tuple, kwargs: dict) -> Any:
@@ -87,8 +146,10 @@ def staged_save(model: Any, save: Callable[..., Any], target: str, args: tuple, 
         result = save(staging, *args, **kwargs)
         if model.tokenizer is not None:
             model.tokenizer.save_pretrained(staging)
-        names = sorted((n for n in os.listdir(staging) if os.path.isfile(os.path.join(staging, n))),
-                       key=lambda n: n == "config.json")  # config last
+        names = sorted(
+            (n for n in os.listdir(staging) if os.path.isfile(os.path.join(staging, n))),
+            key=lambda n: n == "config.json",
+        )  # config last
         mode = 0o666 & ~_umask()
         for name in names:
             os.chmod(os.path.join(staging, name), mode)
@@ -117,7 +178,7 @@ def _remove_dead_staging(parent: str, base: str) -> None:
     """Staging folders of killed saves (``.NAME.tmp-PID-*`` whose process is gone)."""
     prefix = f".{base}.tmp-"
     for name in os.listdir(parent or "."):
-        pid = name[len(prefix):].split("-", 1)[0] if name.startswith(prefix) else ""
+        pid = name[len(prefix) :].split("-", 1)[0] if name.startswith(prefix) else ""
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
@@ -128,7 +189,7 @@ def _remove_dead_staging(parent: str, base: str) -> None:
             pass
 
 
-def corrupted_weights(folder: str) -> Optional[str]:
+def corrupted_weights(folder: str) -> str | None:
     """The first ``*.safetensors`` file in ``folder`` whose header or size is wrong, else None."""
     try:
         from safetensors import safe_open
@@ -140,7 +201,7 @@ def corrupted_weights(folder: str) -> Optional[str]:
         path = os.path.join(folder, name)
         try:
             with safe_open(path, framework="pt") as handle:
-                for key in handle.keys():
+                for key in handle.keys():  # noqa: SIM118 (a safetensors handle is no dict)
                     handle.get_slice(key)
                 end = max((o[1] for o in _data_offsets(path)), default=0)
             if os.path.getsize(path) < end:
@@ -154,5 +215,9 @@ def _data_offsets(path: str) -> list:
     with open(path, "rb") as handle:
         (size,) = struct.unpack("<Q", handle.read(8))
         header = json.loads(handle.read(size))
-    return [(8 + size + start, 8 + size + stop) for key, value in header.items() if key != "__metadata__"
-            for start, stop in [value["data_offsets"]]]
+    return [
+        (8 + size + start, 8 + size + stop)
+        for key, value in header.items()
+        if key != "__metadata__"
+        for start, stop in [value["data_offsets"]]
+    ]

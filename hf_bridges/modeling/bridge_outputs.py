@@ -2,10 +2,11 @@
 
 Only relative imports of sibling files: shipped as remote code next to the weights.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,17 +17,17 @@ from transformers.utils import ModelOutput
 class BridgeModelOutput(ModelOutput):
     """``relative_representation`` is r(z), the aggregated product of relative subspaces."""
 
-    relative_representation: Optional[torch.FloatTensor] = None
-    embeddings: Optional[torch.FloatTensor] = None
-    subspaces: Optional[torch.FloatTensor] = None
+    relative_representation: torch.FloatTensor | None = None
+    embeddings: torch.FloatTensor | None = None
+    subspaces: torch.FloatTensor | None = None
 
 
 @dataclass
 class BridgeClassifierOutput(ModelOutput):
-    loss: Optional[torch.FloatTensor] = None
-    logits: Optional[torch.FloatTensor] = None
-    relative_representation: Optional[torch.FloatTensor] = None
-    embeddings: Optional[torch.FloatTensor] = None
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    relative_representation: torch.FloatTensor | None = None
+    embeddings: torch.FloatTensor | None = None
 
 
 class ClassifierMixin:

@@ -1,7 +1,9 @@
 """``BridgeConfig``: everything needed to rebuild a bridge model, including its raw anchor inputs."""
+
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
@@ -73,35 +75,35 @@ class BridgeConfig(PretrainedConfig):
 
     def __init__(
         self,
-        encoder: Optional[PretrainedConfig | dict] = None,
-        encoder_name_or_path: Optional[str] = None,
-        encoder_revision: Optional[str] = None,
+        encoder: PretrainedConfig | dict | None = None,
+        encoder_name_or_path: str | None = None,
+        encoder_revision: str | None = None,
         modality: str = "text",
         pooling: str = "mean",
         max_seq_length: int = 128,
-        anchors: Optional[Sequence[Any]] = None,
-        anchor_labels: Optional[Sequence[int]] = None,
-        num_anchors: Optional[int] = None,
+        anchors: Sequence[Any] | None = None,
+        anchor_labels: Sequence[int] | None = None,
+        num_anchors: int | None = None,
         anchor_seq_length: int = 0,
-        head: Optional[HeadConfig | dict] = None,
+        head: HeadConfig | dict | None = None,
         projections: Sequence[str] = _UNSET,
         abs_transform: str = _UNSET,
         subspace_norm: str = _UNSET,
         aggregation: str = _UNSET,
-        aggregation_dim: Optional[int] = _UNSET,
+        aggregation_dim: int | None = _UNSET,
         subspace_dropout: float = _UNSET,
-        subspace_weights: Optional[Sequence[float]] = _UNSET,
+        subspace_weights: Sequence[float] | None = _UNSET,
         classifier_hidden_size: int = _UNSET,
         classifier_dropout: float = _UNSET,
         freeze_encoder: bool = True,
         anchor_batch_size: int = 32,
         anchor_refresh: str = "auto",
-        features_dim: Optional[int] = None,
-        encoder_class: Optional[str] = None,
-        anchor_input_shape: Optional[Sequence[int]] = None,
+        features_dim: int | None = None,
+        encoder_class: str | None = None,
+        anchor_input_shape: Sequence[int] | None = None,
         anchor_input_dtype: str = "float32",
-        anchor_image_shape: Optional[Sequence[int]] = None,
-        output_shape: Optional[Sequence[int]] = None,
+        anchor_image_shape: Sequence[int] | None = None,
+        output_shape: Sequence[int] | None = None,
         decoder_hidden_size: int = 256,
         decoder_activation: str = "sigmoid",
         input_prefix: str = "",
@@ -132,9 +134,14 @@ class BridgeConfig(PretrainedConfig):
         self.num_anchors = num_anchors
         self.anchor_seq_length = anchor_seq_length
         flat = {
-            "projections": projections, "abs_transform": abs_transform, "subspace_norm": subspace_norm,
-            "aggregation": aggregation, "aggregation_dim": aggregation_dim, "subspace_dropout": subspace_dropout,
-            "subspace_weights": subspace_weights, "classifier_hidden_size": classifier_hidden_size,
+            "projections": projections,
+            "abs_transform": abs_transform,
+            "subspace_norm": subspace_norm,
+            "aggregation": aggregation,
+            "aggregation_dim": aggregation_dim,
+            "subspace_dropout": subspace_dropout,
+            "subspace_weights": subspace_weights,
+            "classifier_hidden_size": classifier_hidden_size,
             "classifier_dropout": classifier_dropout,
         }
         flat = {key: value for key, value in flat.items() if value is not _UNSET}
@@ -145,8 +152,9 @@ class BridgeConfig(PretrainedConfig):
         for key in ("projections", "subspace_weights"):  # tuples from Python callers are lists in the config
             if isinstance(flat.get(key), tuple):
                 flat[key] = list(flat[key])
-        self.head = HeadConfig.from_dict({**head_dict, **flat}, where="BridgeConfig.head",
-                                         legacy=bridge_format_version < 3)
+        self.head = HeadConfig.from_dict(
+            {**head_dict, **flat}, where="BridgeConfig.head", legacy=bridge_format_version < 3
+        )
         self.freeze_encoder = freeze_encoder
         self.anchor_batch_size = anchor_batch_size
         self.anchor_refresh = anchor_refresh
@@ -174,8 +182,10 @@ class BridgeConfig(PretrainedConfig):
             raise ValueError(f"unknown anchor_refresh {self.anchor_refresh!r}; valid: ['auto', 'manual']")
         if self.decoder_activation not in ("none", "sigmoid"):
             raise ConfigError(f"unknown decoder_activation {self.decoder_activation!r}; valid: ['none', 'sigmoid']")
-        if isinstance(self.decoder_hidden_size, bool) or not isinstance(self.decoder_hidden_size, int) or not (
-            1 <= self.decoder_hidden_size <= 65536
+        if (
+            isinstance(self.decoder_hidden_size, bool)
+            or not isinstance(self.decoder_hidden_size, int)
+            or not (1 <= self.decoder_hidden_size <= 65536)
         ):
             raise ConfigError(f"decoder_hidden_size must be an integer in [1, 65536], got {self.decoder_hidden_size!r}")
         if not isinstance(self.input_prefix, str):

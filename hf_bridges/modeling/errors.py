@@ -4,10 +4,11 @@ The specific classes also derive from the builtin a caller would catch without k
 (``ValueError`` for bad values, ``OSError`` for files), so ``except ValueError`` keeps working. The CLI turns any
 ``HfBridgesError`` into one line (a traceback only with ``--debug``).
 """
+
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class HfBridgesError(Exception):

@@ -3,16 +3,23 @@
 It knows nothing about encoders, tokenizers or files, so the same module serves the full transformers model,
 the head-only Hub format and the stitching benchmark that trains on cached embeddings.
 """
+
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from .aggregation import build_aggregation
 from .head_config import (  # noqa: F401  (re-exported: HeadConfig has always been importable from here)
-    COMBINES, DEFAULT_PROJECTIONS, LEGACY_DEFAULTS, MAX_WIDTH, RELATIVE_SPACES, HeadConfig,
+    COMBINES,
+    DEFAULT_PROJECTIONS,
+    LEGACY_DEFAULTS,
+    MAX_WIDTH,
+    RELATIVE_SPACES,
+    HeadConfig,
 )
 from .projections import get_projection
 from .transforms import build_subspace_norm, get_abs_transform
@@ -47,7 +54,9 @@ def build_classifier(width: int, num_labels: int, hidden_size: int, dropout: flo
     """The MLP classifier on r(z) (a single linear layer when ``hidden_size`` is 0)."""
     if not hidden_size:
         return nn.Linear(width, num_labels)
-    return nn.Sequential(nn.Linear(width, hidden_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_size, num_labels))
+    return nn.Sequential(
+        nn.Linear(width, hidden_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_size, num_labels)
+    )
 
 
 def _rename_prefix(old: str, new: str):
@@ -55,7 +64,7 @@ def _rename_prefix(old: str, new: str):
 
     def hook(module, state_dict, prefix, *args) -> None:
         for key in [k for k in state_dict if k.startswith(prefix + old)]:
-            state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+            state_dict[prefix + new + key[len(prefix + old) :]] = state_dict.pop(key)
 
     return hook
 
@@ -74,7 +83,7 @@ class SummedClassifier(nn.Module):
         self.aligned = build_classifier(aligned_dim, num_labels, hidden_size, dropout)
 
     def forward(self, representation: torch.Tensor) -> torch.Tensor:
-        parts = (representation[:, :self.relative_dim], representation[:, self.relative_dim:])
+        parts = (representation[:, : self.relative_dim], representation[:, self.relative_dim :])
         logits = torch.stack([self.relative(parts[0]), self.aligned(parts[1])], dim=1)  # (B, 2, C)
         present = torch.stack([(part != 0).any(dim=1) for part in parts], dim=1).to(logits.dtype)  # (B, 2)
         present = torch.where(present.sum(1, keepdim=True) > 0, present, torch.ones_like(present))
@@ -97,16 +106,16 @@ class RelativeProductHead(nn.Module):
         num_anchors: int,
         projections: Sequence[str],
         aggregation: str = "mlp_sum",
-        aggregation_dim: Optional[int] = 256,
+        aggregation_dim: int | None = 256,
         abs_transform: str = "none",
         subspace_norm: str = "layernorm",
-        num_labels: Optional[int] = None,
+        num_labels: int | None = None,
         classifier_hidden_size: int = 256,
         classifier_dropout: float = 0.1,
         subspace_dropout: float = 0.0,
         aligned: bool = False,
-        aligned_dim: Optional[int] = None,
-        aligned_input_dim: Optional[int] = None,
+        aligned_dim: int | None = None,
+        aligned_input_dim: int | None = None,
         component_dropout: float = 0.0,
         combine: str = "concat",
         relative_space: str = "native",
@@ -119,9 +128,7 @@ class RelativeProductHead(nn.Module):
         self._projections = [get_projection(name).fn for name in self.projection_names]
         self._abs_transform = get_abs_transform(abs_transform)
         self.norms = nn.ModuleList(build_subspace_norm(subspace_norm, num_anchors) for _ in self.projection_names)
-        self.aggregation = build_aggregation(
-            aggregation, len(self.projection_names), num_anchors, aggregation_dim
-        )
+        self.aggregation = build_aggregation(aggregation, len(self.projection_names), num_anchors, aggregation_dim)
         self.subspace_dropout = subspace_dropout
         self.component_dropout = component_dropout
         self.num_anchors = num_anchors
@@ -141,7 +148,7 @@ class RelativeProductHead(nn.Module):
         if self.aligned and relative_space == "translated":  # filled by load_state_dict (the stitched head's buffer)
             self.set_relative_space(torch.zeros(num_anchors, self.aligned_dim))
         self._classifier_shape = (classifier_hidden_size, classifier_dropout)
-        self.mlp: Optional[nn.Module] = None
+        self.mlp: nn.Module | None = None
         self.register_load_state_dict_pre_hook(_rename_prefix("classifier.", "mlp."))
         if num_labels:
             self.reset_classifier(num_labels)
@@ -151,7 +158,9 @@ class RelativeProductHead(nn.Module):
         hidden, dropout = self._classifier_shape
         old = self.classifier
         if self.combine == "sum":
-            self.classifier = SummedClassifier(self.aggregation.output_dim, self.aligned_dim, num_labels, hidden, dropout)
+            self.classifier = SummedClassifier(
+                self.aggregation.output_dim, self.aligned_dim, num_labels, hidden, dropout
+            )
         else:
             self.classifier = build_classifier(self.output_dim, num_labels, hidden, dropout)
         if old is not None:
@@ -159,7 +168,7 @@ class RelativeProductHead(nn.Module):
             self.classifier.to(param.device, param.dtype)
 
     @property
-    def classifier(self) -> Optional[nn.Module]:
+    def classifier(self) -> nn.Module | None:
         return self._modules.get("mlp")
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -167,9 +176,12 @@ class RelativeProductHead(nn.Module):
 
     @classmethod
     def from_config(
-        cls, config: Any, num_anchors: Optional[int] = None, num_labels: Optional[int] = None,
-        embedding_dim: Optional[int] = None,
-    ) -> "RelativeProductHead":
+        cls,
+        config: Any,
+        num_anchors: int | None = None,
+        num_labels: int | None = None,
+        embedding_dim: int | None = None,
+    ) -> RelativeProductHead:
         """Build from a :class:`HeadConfig` (or a ``BridgeConfig``, whose ``.head``, ``.num_anchors`` and
         ``.hidden_size`` are used). ``embedding_dim``: the current encoder's width (the aligned map's input)."""
         bridge = None
@@ -214,7 +226,7 @@ class RelativeProductHead(nn.Module):
         self.register_buffer("aligned_bias", torch.zeros(self.aligned_dim, device=device))
         self.set_relative_space(None)
 
-    def set_relative_space(self, training_anchors: Optional[torch.Tensor]) -> None:
+    def set_relative_space(self, training_anchors: torch.Tensor | None) -> None:
         """``None``: the relative component reads the current encoder's own embeddings and anchors ("native").
         A (k, aligned_dim) tensor: the training encoder's anchors in its standardised space; the relative component
         then reads the mapped embeddings ``std(z) @ R + b`` against them ("translated": exact under any affine map
@@ -225,8 +237,10 @@ class RelativeProductHead(nn.Module):
             self.relative_space = "native"
             return
         if training_anchors.dim() != 2 or training_anchors.shape != (self.num_anchors, self.aligned_dim):
-            raise ValueError(f"training anchors for the translated relative space must be ({self.num_anchors}, "
-                             f"{self.aligned_dim}), got {tuple(training_anchors.shape)}")
+            raise ValueError(
+                f"training anchors for the translated relative space must be ({self.num_anchors}, "
+                f"{self.aligned_dim}), got {tuple(training_anchors.shape)}"
+            )
         old = getattr(self, "aligned_weight", None)
         device = old.device if old is not None else None
         self.register_buffer("aligned_anchors", training_anchors.detach().float().to(device).contiguous())
@@ -238,8 +252,10 @@ class RelativeProductHead(nn.Module):
         if not self.aligned:
             raise ValueError("this head has no aligned component (aligned=False)")
         if weight.dim() != 2 or weight.shape[1] != self.aligned_dim or tuple(bias.shape) != (self.aligned_dim,):
-            raise ValueError(f"alignment must be (D, {self.aligned_dim}) + ({self.aligned_dim},), got "
-                             f"{tuple(weight.shape)} + {tuple(bias.shape)}")
+            raise ValueError(
+                f"alignment must be (D, {self.aligned_dim}) + ({self.aligned_dim},), got "
+                f"{tuple(weight.shape)} + {tuple(bias.shape)}"
+            )
         if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
             raise ValueError("the alignment map holds NaN or inf; refit it on finite anchor embeddings")
         old = getattr(self, "aligned_weight", None)
@@ -289,7 +305,7 @@ class RelativeProductHead(nn.Module):
         self,
         embeddings: torch.Tensor,
         anchors: torch.Tensor,
-        subspace_weights: Optional[torch.Tensor] = None,
+        subspace_weights: torch.Tensor | None = None,
         return_subspaces: bool = False,
     ):
         """r(z): normalise each subspace, then aggregate with the (optional) subspace weights."""
@@ -318,8 +334,10 @@ class RelativeProductHead(nn.Module):
         if subspace_weights is not None:
             weights = torch.as_tensor(subspace_weights).to(normed)
             if weights.shape[-1] != n + 1:
-                raise ValueError(f"subspace_weights needs {n + 1} values ({n} projections + the aligned component), "
-                                 f"got {weights.shape[-1]}")
+                raise ValueError(
+                    f"subspace_weights needs {n + 1} values ({n} projections + the aligned component), "
+                    f"got {weights.shape[-1]}"
+                )
             relative_w, aligned_w = weights[:n], weights[n]
             if float(relative_w.sum()) > 0:
                 relative = self.aggregation(normed, relative_w)
@@ -341,7 +359,7 @@ class RelativeProductHead(nn.Module):
         return (representation, normed) if return_subspaces else representation
 
     def forward(
-        self, embeddings: torch.Tensor, anchors: torch.Tensor, subspace_weights: Optional[torch.Tensor] = None
+        self, embeddings: torch.Tensor, anchors: torch.Tensor, subspace_weights: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Logits when the head has a classifier, else the product representation."""
         representation = self.represent(embeddings, anchors, subspace_weights)

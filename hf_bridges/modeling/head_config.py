@@ -1,16 +1,17 @@
 """``HeadConfig``: the head's hyper-parameters in one validated group (``BridgeConfig.head``, the training config's
 ``head:`` mapping, the stitch method spec), and what older files meant by an absent key (``LEGACY_DEFAULTS``)."""
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from .aggregation import AGGREGATIONS
 from .errors import ConfigError, UnknownNameError, did_you_mean
 from .projections import PROJECTIONS
 from .transforms import ABS_TRANSFORMS, SUBSPACE_NORMS
-
 
 # ------------------------------------------------------------------------------------------------ head config
 DEFAULT_PROJECTIONS = ("cosine", "euclidean", "l1", "linf")
@@ -23,20 +24,28 @@ def _fail(where: str, field_name: str, problem: str, fix: str) -> ConfigError:
 
 def _check_name(where: str, field_name: str, value: Any, registry) -> str:
     if not isinstance(value, str):
-        raise _fail(where, field_name, f"expected a name (string), got {type(value).__name__} {value!r}",
-                    f"use one of {sorted(registry)}")
+        raise _fail(
+            where,
+            field_name,
+            f"expected a name (string), got {type(value).__name__} {value!r}",
+            f"use one of {sorted(registry)}",
+        )
     try:
         return registry.check(value)
     except UnknownNameError as error:
         raise UnknownNameError(f"{where}.{field_name}: {error}") from None
 
 
-def _check_int(where: str, field_name: str, value: Any, low: int, allow_none: bool = False) -> Optional[int]:
+def _check_int(where: str, field_name: str, value: Any, low: int, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(where, field_name, f"expected an integer, got {type(value).__name__} {value!r}",
-                    f"write a whole number in [{low}, {MAX_WIDTH}]" + (" or null" if allow_none else ""))
+        raise _fail(
+            where,
+            field_name,
+            f"expected an integer, got {type(value).__name__} {value!r}",
+            f"write a whole number in [{low}, {MAX_WIDTH}]" + (" or null" if allow_none else ""),
+        )
     if not low <= value <= MAX_WIDTH:
         raise _fail(where, field_name, f"{value} is out of range", f"use a value in [{low}, {MAX_WIDTH}]")
     return value
@@ -44,8 +53,12 @@ def _check_int(where: str, field_name: str, value: Any, low: int, allow_none: bo
 
 def _check_probability(where: str, field_name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(where, field_name, f"expected a number, got {type(value).__name__} {value!r}",
-                    "write a probability in [0, 1)")
+        raise _fail(
+            where,
+            field_name,
+            f"expected a number, got {type(value).__name__} {value!r}",
+            "write a probability in [0, 1)",
+        )
     if not (0.0 <= float(value) < 1.0):  # also refuses NaN
         raise _fail(where, field_name, f"{value} is out of range", "use a probability in [0, 1)")
     return float(value)
@@ -91,16 +104,16 @@ class HeadConfig:
     abs_transform: str = "standard"
     subspace_norm: str = "layernorm"
     aggregation: str = "concat"
-    aggregation_dim: Optional[int] = 256
+    aggregation_dim: int | None = 256
     subspace_dropout: float = 0.0
-    subspace_weights: Optional[list] = None
+    subspace_weights: list | None = None
     classifier_hidden_size: int = 256
     classifier_dropout: float = 0.1
     aligned: bool = True
-    aligned_dim: Optional[int] = None
+    aligned_dim: int | None = None
     component_dropout: float = 0.3
     combine: str = "sum"
-    alignment: Optional[dict] = None
+    alignment: dict | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -115,7 +128,7 @@ class HeadConfig:
         return len(self.projections) + int(bool(self.aligned))
 
     @classmethod
-    def from_dict(cls, data: Optional[Mapping[str, Any]], where: str = "head", legacy: bool = False) -> "HeadConfig":
+    def from_dict(cls, data: Mapping[str, Any] | None, where: str = "head", legacy: bool = False) -> HeadConfig:
         """Strict: an unknown key, a wrong type or an out-of-range value raises ``ConfigError`` naming the field.
 
         ``legacy=True`` (a config saved by an older release): absent keys take :data:`LEGACY_DEFAULTS`, the defaults
@@ -146,9 +159,14 @@ class HeadConfig:
     def validate(self, where: str = "head") -> None:
         projections = self.projections
         if isinstance(projections, str) or not isinstance(projections, (list, tuple)):
-            raise _fail(where, "projections", f"expected a list of names, got {type(projections).__name__} "
-                        f"{projections!r}", f"write a list, e.g. [{projections!r}]" if isinstance(projections, str)
-                        else f"choose one or more of {sorted(PROJECTIONS)}")
+            raise _fail(
+                where,
+                "projections",
+                f"expected a list of names, got {type(projections).__name__} {projections!r}",
+                f"write a list, e.g. [{projections!r}]"
+                if isinstance(projections, str)
+                else f"choose one or more of {sorted(PROJECTIONS)}",
+            )
         if not projections:
             raise ConfigError(f"{where}: projections is empty; choose one or more of {sorted(PROJECTIONS)}")
         for i, name in enumerate(projections):
@@ -168,46 +186,71 @@ class HeadConfig:
             raise _fail(where, "aligned", f"expected true or false, got {self.aligned!r}", "write true or false")
         _check_int(where, "aligned_dim", self.aligned_dim, 1, allow_none=True)
         if self.combine not in COMBINES:
-            raise _fail(where, "combine", f"unknown value {self.combine!r}{did_you_mean(str(self.combine), COMBINES)}",
-                        f"use one of {list(COMBINES)}")
+            raise _fail(
+                where,
+                "combine",
+                f"unknown value {self.combine!r}{did_you_mean(str(self.combine), COMBINES)}",
+                f"use one of {list(COMBINES)}",
+            )
         self.alignment = _check_alignment(where, self.alignment)
         weights = self.subspace_weights
         if weights is not None:
-            if isinstance(weights, (str, bytes)) or not isinstance(weights, (list, tuple)) or any(
-                isinstance(w, bool) or not isinstance(w, (int, float)) for w in weights
+            if (
+                isinstance(weights, (str, bytes))
+                or not isinstance(weights, (list, tuple))
+                or any(isinstance(w, bool) or not isinstance(w, (int, float)) for w in weights)
             ):
-                raise _fail(where, "subspace_weights", f"expected a list of numbers, got {weights!r}",
-                            "write one weight per projection, or null")
+                raise _fail(
+                    where,
+                    "subspace_weights",
+                    f"expected a list of numbers, got {weights!r}",
+                    "write one weight per projection, or null",
+                )
             if len(weights) != self.num_components:
                 what = f"{len(projections)} projections" + (" + the aligned component" if self.aligned else "")
-                raise _fail(where, "subspace_weights", f"has {len(weights)} values for {what}",
-                            "write one weight per projection" + (", then one for the aligned component"
-                                                                 if self.aligned else ""))
+                raise _fail(
+                    where,
+                    "subspace_weights",
+                    f"has {len(weights)} values for {what}",
+                    "write one weight per projection"
+                    + (", then one for the aligned component" if self.aligned else ""),
+                )
             if min(weights) < 0 or sum(weights) <= 0 or any(w != w for w in weights):
-                raise _fail(where, "subspace_weights", f"{list(weights)} is invalid",
-                            "use weights >= 0 with a positive sum")
+                raise _fail(
+                    where, "subspace_weights", f"{list(weights)} is invalid", "use weights >= 0 with a positive sum"
+                )
             self.subspace_weights = [float(w) for w in weights]
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
 
-    def replace(self, **changes: Any) -> "HeadConfig":
+    def replace(self, **changes: Any) -> HeadConfig:
         """A validated copy with ``changes`` applied."""
         return HeadConfig.from_dict({**self.to_dict(), **changes})
 
 
-def _check_alignment(where: str, record: Any) -> Optional[dict]:
+def _check_alignment(where: str, record: Any) -> dict | None:
     """The attach record: a flat JSON mapping; ``relative_space`` (if given) is ``native`` or ``translated``."""
     if record is None:
         return None
-    if not isinstance(record, Mapping) or any(not isinstance(key, str) for key in record) or any(
-        value is not None and not isinstance(value, (str, int, float, bool)) for value in record.values()
+    if (
+        not isinstance(record, Mapping)
+        or any(not isinstance(key, str) for key in record)
+        or any(value is not None and not isinstance(value, (str, int, float, bool)) for value in record.values())
     ):
-        raise _fail(where, "alignment", f"expected a flat mapping of names to values, got {record!r}",
-                    "leave it to the attach (null on the training encoder)")
+        raise _fail(
+            where,
+            "alignment",
+            f"expected a flat mapping of names to values, got {record!r}",
+            "leave it to the attach (null on the training encoder)",
+        )
     if record.get("relative_space", "native") not in RELATIVE_SPACES:
-        raise _fail(where, "alignment.relative_space", f"unknown value {record.get('relative_space')!r}",
-                    f"use one of {list(RELATIVE_SPACES)}")
+        raise _fail(
+            where,
+            "alignment.relative_space",
+            f"unknown value {record.get('relative_space')!r}",
+            f"use one of {list(RELATIVE_SPACES)}",
+        )
     return dict(record)
 
 
@@ -218,7 +261,11 @@ RELATIVE_SPACES = ("native", "translated")
 # field explicitly, so only the fields added since need an entry; the old defaults of the changed fields are kept
 # too, for hand-written old-style configs.
 LEGACY_DEFAULTS: dict[str, Any] = {
-    "projections": list(DEFAULT_PROJECTIONS), "abs_transform": "none", "aggregation": "mlp_sum",
-    "aligned": False, "aligned_dim": None, "component_dropout": 0.0,
+    "projections": list(DEFAULT_PROJECTIONS),
+    "abs_transform": "none",
+    "aggregation": "mlp_sum",
+    "aligned": False,
+    "aligned_dim": None,
+    "component_dropout": 0.0,
     "combine": "concat",  # the first aligned heads (format 2 without this key) had one classifier on r(z)
 }

@@ -1,12 +1,11 @@
 """Loading an encoder and its preprocessor by Hub id or folder, with errors that say how to fix offline set-ups."""
-from __future__ import annotations
 
-from typing import Optional, Union
+from __future__ import annotations
 
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, PreTrainedModel
 
 
-def load_encoder(encoder: Union[str, PreTrainedModel], revision: Optional[str] = None, **kwargs) -> PreTrainedModel:
+def load_encoder(encoder: str | PreTrainedModel, revision: str | None = None, **kwargs) -> PreTrainedModel:
     if isinstance(encoder, PreTrainedModel):
         return encoder
     try:
@@ -18,7 +17,7 @@ def load_encoder(encoder: Union[str, PreTrainedModel], revision: Optional[str] =
         ) from error
 
 
-def load_tokenizer(name_or_path: str, revision: Optional[str] = None):
+def load_tokenizer(name_or_path: str, revision: str | None = None):
     try:
         return AutoTokenizer.from_pretrained(name_or_path, revision=revision)
     except (OSError, ValueError) as error:
@@ -28,7 +27,7 @@ def load_tokenizer(name_or_path: str, revision: Optional[str] = None):
         ) from error
 
 
-def load_image_processor(name_or_path: str, revision: Optional[str] = None):
+def load_image_processor(name_or_path: str, revision: str | None = None):
     try:
         return AutoImageProcessor.from_pretrained(name_or_path, revision=revision)
     except (OSError, ValueError) as error:

@@ -9,10 +9,12 @@ slice of stored anchors becomes encoder inputs (``_anchor_inputs``) and how the 
 Only relative imports of sibling files: ``register_for_auto_class`` copies this folder's modules next to the
 weights, so ``trust_remote_code=True`` users need nothing but transformers and torch.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,9 +24,9 @@ from transformers import initialization as init
 from .aggregation import MLPSumAggregation, WeightedAggregation
 from .anchor_stores import AnchorStore, encoder_fingerprint
 from .batching import embed_in_length_order, embed_in_slices
-from .bridge_inputs import encoder_settings, label_kwargs, truncate_rows, with_max_length
 from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hub, check_config_kwargs
-from .bridge_io import HeadAsScore, checked_load, staged_save
+from .bridge_inputs import Tokenizing, encoder_settings, label_kwargs, truncate_rows, with_max_length
+from .bridge_io import HeadAsScore, StagedSaveLoad
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
 from .configuration_bridge import BridgeConfig
 from .head import RelativeProductHead, check_anchor_embeddings
@@ -32,12 +34,18 @@ from .loaders import load_encoder, load_tokenizer
 from .pooling import get_pooling
 
 __all__ = [  # re-exported: their historic home
-    "AnchorStore", "BridgeClassifierOutput", "BridgeModelOutput", "ClassifierMixin", "check_config_kwargs",
-    "BridgePreTrainedModel", "BridgeModel", "BridgeForSequenceClassification",
+    "AnchorStore",
+    "BridgeClassifierOutput",
+    "BridgeForSequenceClassification",
+    "BridgeModel",
+    "BridgeModelOutput",
+    "BridgePreTrainedModel",
+    "ClassifierMixin",
+    "check_config_kwargs",
 ]
 
 
-class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
+class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, PreTrainedModel):
     config_class = BridgeConfig
     base_model_prefix = "bridge"
     main_input_name = "input_ids"
@@ -45,21 +53,23 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
     anchor_store_class: type = AnchorStore
     _no_encoder_hint = "set anchor embeddings with set_anchor_embeddings(...)"
     _with_classifier = False
-    _extra_auto_map: dict = {}
 
-    def __init__(self, config: BridgeConfig, encoder: Optional[nn.Module] = None):
+    def __init__(self, config: BridgeConfig, encoder: nn.Module | None = None):
         super().__init__(config)
         if encoder is None and config.encoder is not None:
             encoder = AutoModel.from_config(config.encoder)
         self.encoder = encoder
         self.anchors = self.anchor_store_class.from_config(config)
         self.head = RelativeProductHead.from_config(  # embedding_dim: the aligned component's input width
-            config.head, config.num_anchors, config.num_labels if self._with_classifier else None,
-            embedding_dim=config.hidden_size or None)
+            config.head,
+            config.num_anchors,
+            config.num_labels if self._with_classifier else None,
+            embedding_dim=config.hidden_size or None,
+        )
         self.tokenizer = None  # set by from_encoder; saved next to the weights when present
         self.add_model_tags(["hf-bridges", "relative-representations"])  # Trainer / push_to_hub cards
         self._load_historic_keys()
-        self._anchor_snapshot: Optional[tuple] = None
+        self._anchor_snapshot: tuple | None = None
         if encoder is not None and config.freeze_encoder:
             encoder.requires_grad_(False)
         self.post_init()
@@ -77,24 +87,24 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
     @classmethod
     def from_encoder(
         cls,
-        encoder: Union[str, PreTrainedModel],
-        anchors: Optional[Sequence[Any]] = None,
+        encoder: str | PreTrainedModel,
+        anchors: Sequence[Any] | None = None,
         *,
         head: Any = None,
         tokenizer: Any = None,
-        revision: Optional[str] = None,
-        anchor_labels: Optional[Sequence[int]] = None,
-        pooling: Optional[str] = None,
-        max_seq_length: Optional[int] = None,
-        normalize_embeddings: Optional[bool] = None,
+        revision: str | None = None,
+        anchor_labels: Sequence[int] | None = None,
+        pooling: str | None = None,
+        max_seq_length: int | None = None,
+        normalize_embeddings: bool | None = None,
         labels: Any = None,
-        projections: Optional[Sequence[str]] = None,
-        aggregation: Optional[str] = None,
+        projections: Sequence[str] | None = None,
+        aggregation: str | None = None,
         head_config: Any = None,
-        prefix: Optional[str] = None,
-        encoder_kwargs: Optional[dict] = None,
+        prefix: str | None = None,
+        encoder_kwargs: dict | None = None,
         **config_kwargs: Any,
-    ) -> "BridgePreTrainedModel":
+    ) -> BridgePreTrainedModel:
         """Wrap ``encoder`` (Hub id, folder, loaded model or ``SentenceTransformer``) and embed ``anchors`` (texts).
 
         ``pooling`` / ``max_seq_length`` / ``normalize_embeddings`` / ``prefix`` = ``None``: a sentence-transformers
@@ -119,9 +129,20 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
             # prefix: the NEW encoder's; attach_head passes it on to from_encoder(anchors=...), which embeds the
             # head's raw anchors with it and saves it as this bridge's config.input_prefix.
             return hub.attach_head(
-                cls, encoder, head, tokenizer=tokenizer, revision=revision, encoder_kwargs=encoder_kwargs,
-                **_given(prefix=prefix, pooling=pooling, max_seq_length=max_seq_length, labels=labels,
-                         normalize_embeddings=normalize_embeddings), **config_kwargs,
+                cls,
+                encoder,
+                head,
+                tokenizer=tokenizer,
+                revision=revision,
+                encoder_kwargs=encoder_kwargs,
+                **_given(
+                    prefix=prefix,
+                    pooling=pooling,
+                    max_seq_length=max_seq_length,
+                    labels=labels,
+                    normalize_embeddings=normalize_embeddings,
+                ),
+                **config_kwargs,
             )
         check_config_kwargs(config_kwargs, "from_encoder", _FROM_ENCODER_ARGS)
         if prefix is not None and not isinstance(prefix, str):
@@ -131,7 +152,8 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
             raise ValueError(f"a bridge needs at least 2 anchors (raw inputs such as texts), got {len(anchors)}")
         config_kwargs.update(label_kwargs(labels, config_kwargs))
         encoder, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix = encoder_settings(
-            encoder, revision, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix)
+            encoder, revision, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix
+        )
         model = load_encoder(encoder, revision, **(encoder_kwargs or {}))
         if getattr(model, "main_input_name", "input_ids") != "input_ids" and cls.main_input_name == "input_ids":
             raise ValueError(
@@ -145,7 +167,10 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
             tokenizer = load_tokenizer(name, revision)
         tokenizer = with_max_length(tokenizer, max_seq_length)
         tokens = tokenizer(
-            [prefix + str(a) for a in anchors], padding=True, truncation=True, max_length=max_seq_length,
+            [prefix + str(a) for a in anchors],
+            padding=True,
+            truncation=True,
+            max_length=max_seq_length,
             return_tensors="pt",
         )
         config = BridgeConfig(
@@ -172,26 +197,6 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
         bridge.refresh_anchors()
         return bridge
 
-    def tokenize(self, texts: Union[str, Sequence[str]], **kwargs: Any):
-        """Tokenise ``texts`` as the anchors were: ``config.input_prefix`` prepended, padded, truncated to
-        ``max_seq_length``, as PyTorch tensors (``kwargs`` override these tokenizer arguments)."""
-        if self._get_tokenizer() is None:
-            raise ValueError("this bridge has no tokenizer: set bridge.tokenizer, or build it with from_encoder")
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        prefix = self.config.input_prefix
-        options = {"padding": True, "truncation": True, "max_length": self.config.max_seq_length,
-                   "return_tensors": "pt", **kwargs}
-        return self.tokenizer([prefix + str(t) for t in texts], **options)
-
-    def _get_tokenizer(self):
-        """``self.tokenizer``, else the one ``save_pretrained`` wrote next to the weights (``None``: there is none)."""
-        if self.tokenizer is None and self.name_or_path:
-            try:
-                self.tokenizer = load_tokenizer(self.name_or_path, None)
-            except (OSError, ValueError):
-                pass
-        return self.tokenizer
-
     # ---------------------------------------------------------------------------------------------------- anchors
     def _encoder_state(self) -> tuple:
         return encoder_fingerprint(self.encoder)
@@ -211,7 +216,8 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
         if input_ids is not None and input_ids.shape[0] == 0:
             raise ValueError("empty batch: input_ids has 0 rows")
         input_ids, attention_mask, encoder_inputs = truncate_rows(
-            input_ids, attention_mask, encoder_inputs, self.config.max_seq_length, self._get_tokenizer)
+            input_ids, attention_mask, encoder_inputs, self.config.max_seq_length, self._get_tokenizer
+        )
         outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **encoder_inputs)
         return get_pooling(self.config.pooling)(outputs, attention_mask)
 
@@ -276,15 +282,16 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
                 raise TypeError(f"embed() got {name!r} twice")
             inputs[name] = value
         if self.encoder is None:
-            raise ValueError(f"this bridge has no encoder: pass features=... (precomputed embeddings) or "
-                             f"{self._no_encoder_hint}")
+            raise ValueError(
+                f"this bridge has no encoder: pass features=... (precomputed embeddings) or {self._no_encoder_hint}"
+            )
         trainable = any(p.requires_grad for p in self.encoder.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and trainable):
             embeddings = self._encode(**inputs)
         normalize = self.config.normalize_embeddings  # a sentence-transformers Normalize module
         return nn.functional.normalize(embeddings, p=2, dim=-1) if normalize else embeddings
 
-    def _subspace_weights(self, subspace_weights: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    def _subspace_weights(self, subspace_weights: torch.Tensor | None) -> torch.Tensor | None:
         if subspace_weights is None and self.config.subspace_weights is not None:
             subspace_weights = torch.tensor(self.config.subspace_weights)
         return subspace_weights
@@ -295,8 +302,9 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
         inputs = {key: value for key, value in inputs.items() if value is not None}
         if features is None:
             if not inputs:
-                raise ValueError(f"pass {self.main_input_name} (what the encoder takes) or features (precomputed "
-                                 "embeddings)")
+                raise ValueError(
+                    f"pass {self.main_input_name} (what the encoder takes) or features (precomputed embeddings)"
+                )
             if self.encoder is None:
                 raise ValueError("this bridge has no encoder: pass features=... (precomputed embeddings)")
             features = self.embed(**inputs)
@@ -310,7 +318,7 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
             raise ValueError("this bridge has no classifier (a representation model); use reset_classifier(num_labels)")
         return classifier(representation)
 
-    def get_classifier(self) -> Optional[nn.Module]:
+    def get_classifier(self) -> nn.Module | None:
         return self.head.classifier
 
     def reset_classifier(self, num_labels: int) -> None:
@@ -321,19 +329,14 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
         self.config.num_labels = num_labels
 
     def _relative(self, input_ids, attention_mask, features, subspace_weights, encoder_inputs, return_subspaces=False):
-        return self.forward_features(features, subspace_weights, return_subspaces, input_ids=input_ids,
-                                     attention_mask=attention_mask, **encoder_inputs)
-
-    # -------------------------------------------------------------------------------------------- head-only I/O
-    stitch_report = None  # set by from_encoder(..., head=...): how well this encoder's anchor space matches the head's
-
-    def save_head(self, save_directory, **kwargs):
-        """Write only the head (weights, raw anchors, config, anchor space, card) to a folder, atomically."""
-        return _hub().save_head(self, save_directory, **kwargs)
-
-    def push_head_to_hub(self, repo_id: str, **kwargs):
-        """Push only the head to a Hub model repo; attach it anywhere with ``from_encoder(encoder, head=repo_id)``."""
-        return _hub().push_head_to_hub(self, repo_id, **kwargs)
+        return self.forward_features(
+            features,
+            subspace_weights,
+            return_subspaces,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            **encoder_inputs,
+        )
 
     def train(self, mode: bool = True):
         """A frozen encoder stays in eval mode (no dropout), so training sees the features inference sees and the
@@ -348,49 +351,18 @@ class BridgePreTrainedModel(HeadAsScore, PreTrainedModel):
         self.config.freeze_encoder = False
         self.encoder.requires_grad_(True)
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """Also names a corrupted weights file, warns about an interrupted save, and remembers the encoder state the
-        saved anchors match now (peft may inject LoRA before the first forward: then they are re-embedded)."""
-        model = checked_load(super().from_pretrained, pretrained_model_name_or_path, args, kwargs)
-        bridge = model[0] if isinstance(model, tuple) else model  # output_loading_info=True
-        if getattr(bridge, "encoder", None) is not None and bool(bridge.anchors.is_fresh):
-            bridge._anchor_snapshot = bridge._encoder_state()
-        return model
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """Tokenizer included, staged (``bridge_io.staged_save``: never a truncated file, config last). A bridge
-        without a name takes the folder's: peft adapters then record a loadable ``base_model_name_or_path``."""
-        # Ship every Auto class, not only this one's, so a trust_remote_code user can pick any of them.
-        self.config.auto_map = {
-            "AutoConfig": "configuration_bridge.BridgeConfig",
-            "AutoModel": "modeling_bridge.BridgeModel",
-            "AutoModelForSequenceClassification": "modeling_bridge.BridgeForSequenceClassification",
-            **self._extra_auto_map,  # e.g. the image model's entry, set by the class that ships its file
-        }
-        target = os.path.abspath(os.fspath(save_directory))
-        if kwargs.get("is_main_process", True) and not kwargs.get("push_to_hub"):
-            result = staged_save(self, super().save_pretrained, target, args, kwargs)
-        else:  # rank > 0 writes nothing of its own; a push names the repo after the folder
-            result = super().save_pretrained(save_directory, *args, **kwargs)
-            if self.tokenizer is not None and kwargs.get("is_main_process", True):
-                self.tokenizer.save_pretrained(save_directory)
-        if not self.__dict__.get("name_or_path"):
-            self.name_or_path = target  # peft reads model.__dict__["name_or_path"]
-        return result
-
 
 class BridgeModel(BridgePreTrainedModel):
     """Encoder + relative product representation r(z), without a task head."""
 
     def forward(
         self,
-        input_ids: Optional[torch.Tensor] = None,
-        attention_mask: Optional[torch.Tensor] = None,
-        features: Optional[torch.Tensor] = None,
-        subspace_weights: Optional[torch.Tensor] = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+        subspace_weights: torch.Tensor | None = None,
         output_subspaces: bool = False,
-        return_dict: Optional[bool] = None,
+        return_dict: bool | None = None,
         **encoder_inputs: Any,
     ) -> BridgeModelOutput:
         embeddings, rel = self._relative(
@@ -406,14 +378,16 @@ class BridgeForSequenceClassification(ClassifierMixin, BridgePreTrainedModel):
 
     def forward(
         self,
-        input_ids: Optional[torch.Tensor] = None,
-        attention_mask: Optional[torch.Tensor] = None,
-        labels: Optional[torch.Tensor] = None,
-        features: Optional[torch.Tensor] = None,
-        subspace_weights: Optional[torch.Tensor] = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+        subspace_weights: torch.Tensor | None = None,
         output_representations: bool = False,
-        return_dict: Optional[bool] = None,
+        return_dict: bool | None = None,
         **encoder_inputs: Any,
     ) -> BridgeClassifierOutput:
-        embeddings, representation = self._relative(input_ids, attention_mask, features, subspace_weights, encoder_inputs)
+        embeddings, representation = self._relative(
+            input_ids, attention_mask, features, subspace_weights, encoder_inputs
+        )
         return self._classify(embeddings, representation, labels, output_representations, return_dict)

@@ -11,21 +11,23 @@ the encoder cannot be rebuilt from a config, so it is *not* saved; what is saved
     bridge.save_pretrained("head")
     other = ModuleBridgeForClassification.from_pretrained("head", module=other_gcn)   # stitched, zero-shot
 """
+
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from .configuration_bridge import BridgeConfig
-from .module_encoders import ModuleEncoder, as_module_encoder
 from .anchor_stores import TensorAnchorStore
 from .bridge_arguments import _given, check_config_kwargs
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
+from .configuration_bridge import BridgeConfig
 from .modeling_bridge import BridgePreTrainedModel
+from .module_encoders import ModuleEncoder, as_module_encoder
 
-__all__ = ["ModuleBridgePreTrainedModel", "ModuleBridgeModel", "ModuleBridgeForClassification", "TensorAnchorStore"]
+__all__ = ["ModuleBridgeForClassification", "ModuleBridgeModel", "ModuleBridgePreTrainedModel", "TensorAnchorStore"]
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -38,10 +40,12 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
     main_input_name = "inputs"
     input_names = ("inputs",)
     anchor_store_class = TensorAnchorStore
-    _no_encoder_hint = ("attach one with attach_encoder(module) (or from_pretrained(..., module=...)), or set "
-                        "precomputed anchor embeddings with set_anchor_embeddings(...)")
+    _no_encoder_hint = (
+        "attach one with attach_encoder(module) (or from_pretrained(..., module=...)), or set "
+        "precomputed anchor embeddings with set_anchor_embeddings(...)"
+    )
 
-    def __init__(self, config: BridgeConfig, encoder: Optional[nn.Module] = None):
+    def __init__(self, config: BridgeConfig, encoder: nn.Module | None = None):
         if config.encoder is not None:
             raise ValueError(
                 "this config wraps a transformers encoder; load it with BridgeForSequenceClassification / "
@@ -65,15 +69,15 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
         *,
         method: str = "forward",
         output: Any = None,
-        pooling: Optional[str] = None,
-        preprocess: Optional[nn.Module] = None,
+        pooling: str | None = None,
+        preprocess: nn.Module | None = None,
         modality: str = "features",
-        anchor_labels: Optional[Sequence[int]] = None,
-        projections: Optional[Sequence[str]] = None,
-        aggregation: Optional[str] = None,
+        anchor_labels: Sequence[int] | None = None,
+        projections: Sequence[str] | None = None,
+        aggregation: str | None = None,
         head_config: Any = None,
         **config_kwargs: Any,
-    ) -> "ModuleBridgePreTrainedModel":
+    ) -> ModuleBridgePreTrainedModel:
         """Wrap ``module`` (``inputs -> (B, D)``; see :class:`ModuleEncoder`) and embed ``anchors`` (a tensor whose
         first dimension indexes the anchors) with it. Extra keyword arguments go to :class:`BridgeConfig`."""
         check_config_kwargs(config_kwargs, "from_module", ("head_config",))
@@ -109,15 +113,21 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
         return bridge
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, module: Optional[nn.Module] = None,
-                        module_options: Optional[dict] = None, **kwargs):
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path,
+        *args,
+        module: nn.Module | None = None,
+        module_options: dict | None = None,
+        **kwargs,
+    ):
         """Load a saved module bridge; ``module=`` attaches an encoder (anchors re-embedded with it)."""
         bridge = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         if module is not None:
             bridge.attach_encoder(module, **(module_options or {}))
         return bridge
 
-    def attach_encoder(self, module: nn.Module, **options: Any) -> "ModuleBridgePreTrainedModel":
+    def attach_encoder(self, module: nn.Module, **options: Any) -> ModuleBridgePreTrainedModel:
         """Use ``module`` as the encoder from now on and re-embed the stored anchor inputs with it (stitching)."""
         encoder = as_module_encoder(module, **options)
         if self.config.freeze_encoder:
@@ -161,8 +171,14 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
 class ModuleBridgeModel(ModuleBridgePreTrainedModel):
     """Plain-module encoder + relative product representation r(z), without a task head."""
 
-    def forward(self, inputs=None, features=None, subspace_weights=None, output_subspaces: bool = False,
-                return_dict: Optional[bool] = None) -> BridgeModelOutput:
+    def forward(
+        self,
+        inputs=None,
+        features=None,
+        subspace_weights=None,
+        output_subspaces: bool = False,
+        return_dict: bool | None = None,
+    ) -> BridgeModelOutput:
         embeddings, rel = self._module_relative(inputs, features, subspace_weights, output_subspaces)
         representation, subspaces = rel if output_subspaces else (rel, None)
         output = BridgeModelOutput(relative_representation=representation, embeddings=embeddings, subspaces=subspaces)
@@ -172,7 +188,14 @@ class ModuleBridgeModel(ModuleBridgePreTrainedModel):
 class ModuleBridgeForClassification(ClassifierMixin, ModuleBridgePreTrainedModel):
     """Plain-module encoder + relative product head + MLP classifier; returns ``loss`` given ``labels``."""
 
-    def forward(self, inputs=None, labels=None, features=None, subspace_weights=None,
-                output_representations: bool = False, return_dict: Optional[bool] = None) -> BridgeClassifierOutput:
+    def forward(
+        self,
+        inputs=None,
+        labels=None,
+        features=None,
+        subspace_weights=None,
+        output_representations: bool = False,
+        return_dict: bool | None = None,
+    ) -> BridgeClassifierOutput:
         embeddings, representation = self._module_relative(inputs, features, subspace_weights)
         return self._classify(embeddings, representation, labels, output_representations, return_dict)

@@ -4,11 +4,12 @@ as in the paper, so a decoder trained on one autoencoder's encoder decodes anoth
 Saved / loaded / re-attached like every module bridge (``from_pretrained(path, module=other_encoder)`` is zero-shot
 decoder stitching). The experiment that trains and stitches them lives in ``hf_bridges.stitching.reconstruction``.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,10 +20,10 @@ from .modeling_bridge_module import ModuleBridgePreTrainedModel
 
 @dataclass
 class ReconstructionOutput(ModelOutput):
-    loss: Optional[torch.FloatTensor] = None
-    reconstruction: Optional[torch.FloatTensor] = None
-    relative_representation: Optional[torch.FloatTensor] = None
-    embeddings: Optional[torch.FloatTensor] = None
+    loss: torch.FloatTensor | None = None
+    reconstruction: torch.FloatTensor | None = None
+    relative_representation: torch.FloatTensor | None = None
+    embeddings: torch.FloatTensor | None = None
 
 
 def _targets(labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -45,7 +46,7 @@ class BridgeForReconstruction(ModuleBridgePreTrainedModel):
 
     _with_classifier = False
 
-    def __init__(self, config, encoder: Optional[nn.Module] = None):
+    def __init__(self, config, encoder: nn.Module | None = None):
         shape = config.output_shape
         if not shape or any(int(s) < 1 for s in shape):
             raise ValueError("BridgeForReconstruction needs output_shape=[C, H, W] (or [D]) in its config")
@@ -56,23 +57,27 @@ class BridgeForReconstruction(ModuleBridgePreTrainedModel):
         hidden = config.decoder_hidden_size
         width = self.head.aggregation.output_dim
         self.decoder = nn.Sequential(
-            nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+            nn.Linear(width, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
             nn.Linear(hidden, math.prod(int(s) for s in shape)),
         )
 
     def forward(
         self,
         inputs: Any = None,
-        labels: Optional[torch.Tensor] = None,
-        features: Optional[torch.Tensor] = None,
-        subspace_weights: Optional[torch.Tensor] = None,
-        return_dict: Optional[bool] = None,
+        labels: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+        subspace_weights: torch.Tensor | None = None,
+        return_dict: bool | None = None,
     ) -> ReconstructionOutput:
         embeddings, representation = self._module_relative(inputs, features, subspace_weights)
         out = self.decoder(representation).view(-1, *[int(s) for s in self.config.output_shape])
         if self.config.decoder_activation == "sigmoid":
             out = torch.sigmoid(out)
         loss = nn.functional.mse_loss(out, _targets(labels, out)) if labels is not None else None
-        output = ReconstructionOutput(loss=loss, reconstruction=out, relative_representation=representation,
-                                      embeddings=embeddings)
+        output = ReconstructionOutput(
+            loss=loss, reconstruction=out, relative_representation=representation, embeddings=embeddings
+        )
         return output if return_dict is not False else output.to_tuple()

@@ -10,20 +10,22 @@ head moving to another encoder needs. (Head-only files store the same images as 
 
 Only relative imports: shipped as remote code next to the weights.
 """
+
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from transformers import AutoImageProcessor, PreTrainedModel
 
-from .configuration_bridge import BridgeConfig
-from .loaders import load_encoder, load_image_processor
 from .anchor_stores import ImageAnchorStore
 from .bridge_arguments import _given, _hub, check_config_kwargs
 from .bridge_outputs import BridgeClassifierOutput, ClassifierMixin
+from .configuration_bridge import BridgeConfig
+from .loaders import load_encoder, load_image_processor
 from .modeling_bridge import BridgePreTrainedModel
 
 __all__ = ["BridgeForImageClassification", "ImageAnchorStore", "processor_size", "to_uint8_images"]
@@ -72,16 +74,14 @@ def _as_uint8(array: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(array), 0, 255).astype(np.uint8)
 
 
-def to_uint8_images(images: Any, size: Optional[Sequence[int]] = None, force_size: bool = False) -> torch.Tensor:
+def to_uint8_images(images: Any, size: Sequence[int] | None = None, force_size: bool = False) -> torch.Tensor:
     """Images (a batch tensor N,C,H,W / N,H,W, an array N,H,W,C / N,H,W, or a list of PIL / arrays) -> uint8
     (N, C, H, W). Images of different sizes (all, with ``force_size``) are resized to ``size`` (H, W); grayscale
     next to RGB becomes RGB."""
     if isinstance(images, torch.Tensor) and images.dim() in (3, 4):
         images = images.detach().cpu()
         arrays = [_one_image(img) for img in images]
-    elif isinstance(images, np.ndarray) and images.ndim in (3, 4):
-        arrays = [_one_image(img) for img in images]
-    elif isinstance(images, (list, tuple)):
+    elif (isinstance(images, np.ndarray) and images.ndim in (3, 4)) or isinstance(images, (list, tuple)):
         arrays = [_one_image(img) for img in images]
     else:
         raise ValueError(
@@ -110,7 +110,7 @@ def to_uint8_images(images: Any, size: Optional[Sequence[int]] = None, force_siz
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def processor_size(processor: Any) -> Optional[tuple[int, int]]:
+def processor_size(processor: Any) -> tuple[int, int] | None:
     """The (H, W) an image processor feeds its model, when it says so."""
     for attr in ("crop_size", "size"):
         size = getattr(processor, attr, None)
@@ -118,7 +118,9 @@ def processor_size(processor: Any) -> Optional[tuple[int, int]]:
             return size, size
         if size is None:
             continue
-        get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)  # dict or SizeDict
+        get = (
+            size.get if isinstance(size, dict) else lambda key, size=size: getattr(size, key, None)
+        )  # dict or SizeDict
         if get("height") and get("width"):
             return int(get("height")), int(get("width"))
         if get("shortest_edge"):
@@ -137,7 +139,7 @@ class BridgeForImageClassification(ClassifierMixin, BridgePreTrainedModel):
     anchor_store_class = ImageAnchorStore
     _extra_auto_map = {"AutoModelForImageClassification": "modeling_bridge_vision.BridgeForImageClassification"}
 
-    def __init__(self, config: BridgeConfig, encoder: Optional[nn.Module] = None):
+    def __init__(self, config: BridgeConfig, encoder: nn.Module | None = None):
         if config.modality != "image":
             raise ValueError(
                 f"this config is a {config.modality!r} bridge, not an image one: load it with "
@@ -150,22 +152,22 @@ class BridgeForImageClassification(ClassifierMixin, BridgePreTrainedModel):
     @classmethod
     def from_encoder(
         cls,
-        encoder: Union[str, PreTrainedModel],
+        encoder: str | PreTrainedModel,
         anchors: Any = None,
         *,
         head: Any = None,
         tokenizer: Any = None,
         image_processor: Any = None,
-        revision: Optional[str] = None,
-        anchor_labels: Optional[Sequence[int]] = None,
-        pooling: Optional[str] = None,
-        anchor_image_size: Optional[Sequence[int]] = None,
-        projections: Optional[Sequence[str]] = None,
-        aggregation: Optional[str] = None,
+        revision: str | None = None,
+        anchor_labels: Sequence[int] | None = None,
+        pooling: str | None = None,
+        anchor_image_size: Sequence[int] | None = None,
+        projections: Sequence[str] | None = None,
+        aggregation: str | None = None,
         head_config: Any = None,
-        encoder_kwargs: Optional[dict] = None,
+        encoder_kwargs: dict | None = None,
         **config_kwargs: Any,
-    ) -> "BridgeForImageClassification":
+    ) -> BridgeForImageClassification:
         """Wrap a vision encoder (Hub id, folder or model) and embed the anchor images with it.
 
         ``pooling``: ``"pooler"`` (``pooler_output``) or ``"mean"`` over spatial / patch tokens; by default
@@ -176,8 +178,15 @@ class BridgeForImageClassification(ClassifierMixin, BridgePreTrainedModel):
         if head is not None:
             if anchors is not None:
                 raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
-            return _hub().attach_head(cls, encoder, head, revision=revision, encoder_kwargs=encoder_kwargs,
-                               image_processor=image_processor, **config_kwargs)
+            return _hub().attach_head(
+                cls,
+                encoder,
+                head,
+                revision=revision,
+                encoder_kwargs=encoder_kwargs,
+                image_processor=image_processor,
+                **config_kwargs,
+            )
         check_config_kwargs(config_kwargs, "from_encoder", ("head_config",))
         if tokenizer is not None:
             raise ValueError("an image bridge takes image_processor=..., not a tokenizer")
@@ -292,17 +301,21 @@ class BridgeForImageClassification(ClassifierMixin, BridgePreTrainedModel):
         pixels = self.anchors.pixels[start:stop]
         return {"pixel_values": self._process(self.image_processor, pixels, self.config.encoder.num_channels)}
 
-    def _encode(self, pixel_values: Optional[torch.Tensor] = None, **encoder_inputs: Any) -> torch.Tensor:
+    def _encode(self, pixel_values: torch.Tensor | None = None, **encoder_inputs: Any) -> torch.Tensor:
         """Pooled embeddings of a batch of ``pixel_values`` (B, C, H, W)."""
         if pixel_values is None or encoder_inputs.get("input_ids") is not None:
             raise ValueError("an image bridge takes pixel_values (see preprocess(images)), not input_ids")
         if pixel_values.dim() != 4 or pixel_values.shape[0] == 0:
-            raise ValueError(f"pixel_values must be a non-empty (batch, channels, height, width) tensor, got "
-                             f"shape {tuple(pixel_values.shape)}")
+            raise ValueError(
+                f"pixel_values must be a non-empty (batch, channels, height, width) tensor, got "
+                f"shape {tuple(pixel_values.shape)}"
+            )
         channels = self.config.encoder.num_channels
         if pixel_values.shape[1] != channels:
-            raise ValueError(f"pixel_values have {pixel_values.shape[1]} channels, the encoder takes {channels}; "
-                             "pass the images through bridge.preprocess(images)")
+            raise ValueError(
+                f"pixel_values have {pixel_values.shape[1]} channels, the encoder takes {channels}; "
+                "pass the images through bridge.preprocess(images)"
+            )
         try:
             pixel_values = pixel_values.to(self.encoder.device, self.encoder.dtype)  # processed anchors are on CPU
             outputs = self.encoder(pixel_values=pixel_values, return_dict=True)
@@ -316,13 +329,13 @@ class BridgeForImageClassification(ClassifierMixin, BridgePreTrainedModel):
 
     def forward(
         self,
-        pixel_values: Optional[torch.Tensor] = None,
-        labels: Optional[torch.Tensor] = None,
-        features: Optional[torch.Tensor] = None,
-        subspace_weights: Optional[torch.Tensor] = None,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+        subspace_weights: torch.Tensor | None = None,
         output_representations: bool = False,
-        return_dict: Optional[bool] = None,
-        input_ids: Optional[torch.Tensor] = None,
+        return_dict: bool | None = None,
+        input_ids: torch.Tensor | None = None,
     ) -> BridgeClassifierOutput:
         if input_ids is not None:
             raise ValueError("an image bridge takes pixel_values (see preprocess(images)), not input_ids")

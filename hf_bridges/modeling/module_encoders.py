@@ -8,9 +8,11 @@ same stored anchors serve encoders with different input sizes).
 
 Only relative imports: shipped next to the weights as remote code with the bridge modules.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,7 +31,7 @@ class ImagePreprocess(nn.Module):
 
     def __init__(
         self,
-        size: Union[int, Sequence[int]],
+        size: int | Sequence[int],
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         channels: int = 3,
@@ -86,9 +88,9 @@ class ModuleEncoder(nn.Module):
         self,
         module: nn.Module,
         method: str = "forward",
-        output: Union[int, str, Callable[[Any], torch.Tensor], None] = None,
-        pooling: Optional[str] = None,
-        preprocess: Optional[nn.Module] = None,
+        output: int | str | Callable[[Any], torch.Tensor] | None = None,
+        pooling: str | None = None,
+        preprocess: nn.Module | None = None,
     ):
         super().__init__()
         if not isinstance(module, nn.Module):

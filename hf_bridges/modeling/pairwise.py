@@ -14,16 +14,15 @@ Design notes (measured, see RESULTS.md):
   ``reverse_index + (D+1) * sign(|d| - dist)`` -- ties go deterministically to the lowest index;
 * float16 / bfloat16 inputs are upcast to float32 (x and a only, O((B + k) D)); the result is cast back.
 """
-from __future__ import annotations
 
-from typing import Optional, Tuple
+from __future__ import annotations
 
 import torch
 
 DEFAULT_CHUNK_BYTES = 4 << 20  # bytes of the (rows, cols, D) work buffer (sweep: RESULTS.md)
 
 
-def _compute_dtype(x: torch.Tensor, a: torch.Tensor) -> Tuple[torch.dtype, torch.dtype]:
+def _compute_dtype(x: torch.Tensor, a: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
     out_dtype = torch.promote_types(x.dtype, a.dtype)
     if not out_dtype.is_floating_point:
         raise TypeError(f"pairwise distances need floating-point inputs, got {x.dtype} and {a.dtype}")
@@ -174,7 +173,7 @@ class _Linf(torch.autograd.Function):
         return gx, ga, None
 
 
-def _run(fn, x: torch.Tensor, a: torch.Tensor, chunk_bytes: Optional[int]) -> torch.Tensor:
+def _run(fn, x: torch.Tensor, a: torch.Tensor, chunk_bytes: int | None) -> torch.Tensor:
     _check(x, a)
     compute, out_dtype = _compute_dtype(x, a)
     cb = DEFAULT_CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
@@ -182,14 +181,14 @@ def _run(fn, x: torch.Tensor, a: torch.Tensor, chunk_bytes: Optional[int]) -> to
     return out.to(out_dtype)
 
 
-def l1_distance(x: torch.Tensor, a: torch.Tensor, chunk_bytes: Optional[int] = None) -> torch.Tensor:
+def l1_distance(x: torch.Tensor, a: torch.Tensor, chunk_bytes: int | None = None) -> torch.Tensor:
     """Pairwise L1 distances ``(B, k)`` between rows of ``x`` (B, D) and ``a`` (k, D); same values as
     ``torch.cdist(x, a, p=1)``, differentiable in both, computed in bounded chunks (never a B*k*D tensor).
     Gradient at ties (``x_bd == a_kd``) uses ``sign(0) = 0``, as cdist does."""
     return _run(_L1, x, a, chunk_bytes)
 
 
-def linf_distance(x: torch.Tensor, a: torch.Tensor, chunk_bytes: Optional[int] = None) -> torch.Tensor:
+def linf_distance(x: torch.Tensor, a: torch.Tensor, chunk_bytes: int | None = None) -> torch.Tensor:
     """Pairwise L-infinity distances ``(B, k)``; same values as ``torch.cdist(x, a, p=inf)``, differentiable in both.
     The gradient flows through one coordinate per pair: the first (lowest-index) maximiser of ``|x_b - a_k|``
     (cdist instead gives every tied coordinate the full gradient)."""

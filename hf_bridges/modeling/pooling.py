@@ -1,13 +1,15 @@
 """Poolers: turn an encoder's output into one embedding per sample (registry, like open_clip's poolers)."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from .registry import Registry, registrar
 
-Pooler = Callable[[Any, Optional[torch.Tensor]], torch.Tensor]
+Pooler = Callable[[Any, torch.Tensor | None], torch.Tensor]
 POOLINGS: Registry[Pooler] = Registry("pooling")
 register_pooling = registrar(POOLINGS)
 
@@ -24,7 +26,7 @@ def _tokens(outputs: Any) -> torch.Tensor:
 
 
 @register_pooling("mean")
-def mean_pooling(outputs: Any, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
+def mean_pooling(outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
     """Average of the token states that the attention mask keeps (padding ignored)."""
     hidden = _tokens(outputs)
     if attention_mask is None:
@@ -34,12 +36,12 @@ def mean_pooling(outputs: Any, attention_mask: Optional[torch.Tensor]) -> torch.
 
 
 @register_pooling("cls")
-def cls_pooling(outputs: Any, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
+def cls_pooling(outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
     return _tokens(outputs)[:, 0]
 
 
 @register_pooling("max")
-def max_pooling(outputs: Any, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
+def max_pooling(outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
     hidden = _tokens(outputs)
     if attention_mask is not None:
         hidden = hidden.masked_fill(~attention_mask.bool().unsqueeze(-1), torch.finfo(hidden.dtype).min)
@@ -47,7 +49,7 @@ def max_pooling(outputs: Any, attention_mask: Optional[torch.Tensor]) -> torch.T
 
 
 @register_pooling("pooler")
-def pooler_output(outputs: Any, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
+def pooler_output(outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
     pooled = getattr(outputs, "pooler_output", None)
     if pooled is None:
         raise ValueError("pooling='pooler' but the encoder returns no pooler_output; use pooling='mean' or 'cls'")
@@ -55,14 +57,14 @@ def pooler_output(outputs: Any, attention_mask: Optional[torch.Tensor]) -> torch
 
 
 # sentence-transformers' other pooling modes (its Pooling module, padded path), so ST models reproduce exactly.
-def _mask_or_ones(hidden: torch.Tensor, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
+def _mask_or_ones(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
     if attention_mask is None:
         return torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
     return attention_mask
 
 
 @register_pooling("mean_sqrt_len")
-def mean_sqrt_len_pooling(outputs: Any, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
+def mean_sqrt_len_pooling(outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
     """Sum of the kept token states divided by sqrt(number kept) (sentence-transformers ``mean_sqrt_len_tokens``)."""
     hidden = _tokens(outputs)
     mask = _mask_or_ones(hidden, attention_mask).unsqueeze(-1).to(hidden.dtype)
@@ -70,7 +72,7 @@ def mean_sqrt_len_pooling(outputs: Any, attention_mask: Optional[torch.Tensor]) 
 
 
 @register_pooling("weightedmean")
-def weightedmean_pooling(outputs: Any, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
+def weightedmean_pooling(outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
     """Position-weighted mean, weights 1..n counted from the first kept token (sentence-transformers
     ``weightedmean``, as in SGPT): later tokens of a causal encoder have seen more of the text."""
     hidden = _tokens(outputs)
@@ -82,7 +84,7 @@ def weightedmean_pooling(outputs: Any, attention_mask: Optional[torch.Tensor]) -
 
 
 @register_pooling("lasttoken")
-def lasttoken_pooling(outputs: Any, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
+def lasttoken_pooling(outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
     """State of the last kept token, for left or right padding (sentence-transformers ``lasttoken``; decoder
     embedders such as e5-mistral or gte-Qwen)."""
     hidden = _tokens(outputs)

@@ -4,10 +4,11 @@ Each projection maps samples ``x`` (B x D) and anchors ``a`` (k x D) to a (B x k
 registered once with :func:`register_projection`, together with the class of transformations it is invariant to
 (applied to samples and anchors together); adding a projection is that one decorated function.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

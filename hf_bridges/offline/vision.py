@@ -11,6 +11,7 @@
 The packaged weights are torch ``.pth`` state dicts; they are read with ``torch.load(weights_only=True)`` (tensors
 only, no code) once, and what is placed is safetensors.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -97,7 +98,10 @@ def convert_mobilenet_v2(state_dict: dict):
 
 
 @register_asset(
-    "mobilenet_v2-torchvision", MOBILENET_V2_REPO, (MOBILENET_V2_PACKAGE,), group="vision",
+    "mobilenet_v2-torchvision",
+    MOBILENET_V2_REPO,
+    (MOBILENET_V2_PACKAGE,),
+    group="vision",
     description="MobileNetV2 1.0/224, torchvision ImageNet weights converted to transformers (1280-d pooler)",
 )
 def place_mobilenet_v2(dest: Path) -> None:
@@ -108,12 +112,15 @@ def place_mobilenet_v2(dest: Path) -> None:
     convert_mobilenet_v2(state_dict).save_pretrained(dest)
     # torchvision's ImageNet eval transform: resize 256, centre crop 224, ImageNet mean/std.
     MobileNetV2ImageProcessor(
-        size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224}, image_mean=IMAGENET_MEAN,
-        image_std=IMAGENET_STD, do_reduce_labels=False,
+        size={"shortest_edge": 256},
+        crop_size={"height": 224, "width": 224},
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+        do_reduce_labels=False,
     ).save_pretrained(dest)
 
 
-def efficientnet_lite(variant: str = "efficientnet-lite0", *, size: int | None = None) -> "ModuleEncoder":
+def efficientnet_lite(variant: str = "efficientnet-lite0", *, size: int | None = None) -> ModuleEncoder:
     """A packaged EfficientNet-Lite as a :class:`ModuleEncoder`: ``uint8`` or 0-1 images (B, C, H, W) -> 1280-d
     (global average of ``extract_features``). ``size`` overrides the native input size (e.g. 128 for speed)."""
     try:

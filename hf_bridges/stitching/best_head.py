@@ -1,10 +1,11 @@
 """The best head of a stitching run, published: kept while training (one state dict per method, nothing else),
 chosen by a stated rule, rebuilt on its training encoder as a real ``BridgeForSequenceClassification``, written as a
 head folder whose card carries the run's results, and pushed to the Hub on request."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ def rule_text(method: str) -> str:
         return RULE
     if method == "best-product":
         return RULE.replace("the method with", "among product methods (>= 2 projections), the method with")
-    head_rule = RULE[RULE.index("within it"):]
+    head_rule = RULE[RULE.index("within it") :]
     return f"method `{method}`, named in the config; {head_rule}"
 
 
@@ -72,8 +73,16 @@ def choose_method(summary: dict, config: StitchConfig) -> MethodSpec:
     return best
 
 
-def rebuild_bridge(method: MethodSpec, config: StitchConfig, encoder_name: str, anchor_texts: list, anchor_labels,
-                   label_names: list[str], state: dict, anchor_embeddings: np.ndarray):
+def rebuild_bridge(
+    method: MethodSpec,
+    config: StitchConfig,
+    encoder_name: str,
+    anchor_texts: list,
+    anchor_labels,
+    label_names: list[str],
+    state: dict,
+    anchor_embeddings: np.ndarray,
+):
     """The trained head on its training encoder, as a bridge model; refuses if the bridge embeds the anchors
     differently from the benchmark's cache (the head would then not be the one that was measured)."""
     from ..modeling.modeling_bridge import BridgeForSequenceClassification
@@ -82,11 +91,18 @@ def rebuild_bridge(method: MethodSpec, config: StitchConfig, encoder_name: str, 
     spec = config.encoder(encoder_name)
     settings = text_settings(spec)  # the pooling / length the benchmark embedded with (from an ST model if unset)
     model = BridgeForSequenceClassification.from_encoder(
-        spec.id, anchors=anchor_texts, anchor_labels=anchor_labels, revision=spec.revision,
-        pooling=settings["pooling"], max_seq_length=settings["max_length"], prefix=settings["prefix"],
-        normalize_embeddings=settings["normalize"], head_config=method.head_config(config.head),
+        spec.id,
+        anchors=anchor_texts,
+        anchor_labels=anchor_labels,
+        revision=spec.revision,
+        pooling=settings["pooling"],
+        max_seq_length=settings["max_length"],
+        prefix=settings["prefix"],
+        normalize_embeddings=settings["normalize"],
+        head_config=method.head_config(config.head),
         num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)), label2id={name: i for i, name in enumerate(label_names)},
+        id2label=dict(enumerate(label_names)),
+        label2id={name: i for i, name in enumerate(label_names)},
     )
     model.head.load_state_dict(state, strict=True)
     model.eval()
@@ -107,26 +123,38 @@ def _card_section(results: dict, config: StitchConfig, method: MethodSpec, info:
     data = results["dataset"]
     select = method.select
     lines = [
-        "## Zero-shot stitching benchmark (`hf-bridges stitch`)", "",
+        "## Zero-shot stitching benchmark (`hf-bridges stitch`)",
+        "",
         f"This head is the best one of the run `{config.name}`: method `{method.name}` "
         f"(projections {', '.join(method.projections)}; aggregation {method.aggregation}; abs transform "
         f"{method.abs_transform}; subspace dropout {method.subspace_dropout}), seed {info['seed']}, trained on "
         f"`{info['train_encoder_id']}`. Data: `{config.dataset.name}`, {data['train']} train / {data['test']} test, "
-        f"{config.anchors.num_anchors} {config.anchors.strategy} anchors, {config.training.num_epochs} epochs.", "",
+        f"{config.anchors.num_anchors} {config.anchors.strategy} anchors, {config.training.num_epochs} epochs.",
+        "",
         f"Choice rule: {info['rule']}. The choice is made on the test split, so the numbers below are an optimistic "
-        "estimate for this particular head.", "",
+        "estimate for this particular head.",
+        "",
     ]
     if select is not None:
-        lines += [f"The stitched numbers keep the subspaces chosen from the anchors alone ({select.mode} selection, "
-                  f"tolerance {select.tolerance}): attach with `subspace_selection=\"{select.mode}\"` to do the "
-                  "same.", ""]
+        lines += [
+            f"The stitched numbers keep the subspaces chosen from the anchors alone ({select.mode} selection, "
+            f'tolerance {select.tolerance}): attach with `subspace_selection="{select.mode}"` to do the '
+            "same.",
+            "",
+        ]
     lines += ["| encoder at test | accuracy | macro-F1 | subspaces kept |", "|---|---|---|---|"]
     for name, cell in info["per_encoder"].items():
         kept = ", ".join(p for p, w in (cell.get("subspace_weights") or {}).items() if w > 0.5) or "all"
         mark = " (training encoder)" if name == info["train_encoder"] else ""
         lines.append(f"| `{cell['id']}`{mark} | {cell['accuracy']:.3f} | {cell['macro_f1']:.3f} | {kept} |")
-    lines += ["", f"All methods of the run (mean ± std over seeds {config.seeds}; same = the training encoder, "
-                  "stitched = every other encoder, zero-shot):", "", summary_table(results["summary"]), ""]
+    lines += [
+        "",
+        f"All methods of the run (mean ± std over seeds {config.seeds}; same = the training encoder, "
+        "stitched = every other encoder, zero-shot):",
+        "",
+        summary_table(results["summary"]),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -141,42 +169,70 @@ def _append_to_card(folder: Path, section: str) -> None:
         card.save(tmp)
 
 
-def save_best_head(tracker: BestHeadTracker, results: dict, config: StitchConfig, anchor_texts: list,
-                   anchor_labels: list, anchors: dict[str, np.ndarray], output_dir: Path) -> dict:
+def save_best_head(
+    tracker: BestHeadTracker,
+    results: dict,
+    config: StitchConfig,
+    anchor_texts: list,
+    anchor_labels: list,
+    anchors: dict[str, np.ndarray],
+    output_dir: Path,
+) -> dict:
     """Rebuild the chosen head, write ``output_dir/best-head/`` (card: metrics, stitching results, the run's
     table) and return what was saved (also stored as ``results["best_head"]``)."""
-    from ..heads.hub import save_head
     from ..heads.compatibility import compute_stitch_report
+    from ..heads.hub import save_head
 
     spec = config.best_head
     method = choose_method(results["summary"], config)
     (stitched, same), seed, source, state = tracker.best[method.name]
-    runs = {r["test"]: r for r in results["runs"]
-            if r["method"] == method.name and r["seed"] == seed and r["train"] == source}
+    runs = {
+        r["test"]: r
+        for r in results["runs"]
+        if r["method"] == method.name and r["seed"] == seed and r["train"] == source
+    }
     per_encoder, stitching_results = {}, []
     for encoder in config.encoders:
         run = runs[encoder.name]
         weights = run.get("subspace_weights")
         score = compute_stitch_report(
-            torch.from_numpy(anchors[source]), torch.from_numpy(anchors[encoder.name]), method.projections,
-            abs_transform=method.abs_transform, subspace_norm=config.head.subspace_norm,
-            subspace_weights=list(weights.values()) if weights else None, warn=False,
+            torch.from_numpy(anchors[source]),
+            torch.from_numpy(anchors[encoder.name]),
+            method.projections,
+            abs_transform=method.abs_transform,
+            subspace_norm=config.head.subspace_norm,
+            subspace_weights=list(weights.values()) if weights else None,
+            warn=False,
         ).score
-        per_encoder[encoder.name] = {"id": encoder.id, "accuracy": run["accuracy"], "macro_f1": run["macro_f1"],
-                                     "stitch_score": score, "subspace_weights": weights}
+        per_encoder[encoder.name] = {
+            "id": encoder.id,
+            "accuracy": run["accuracy"],
+            "macro_f1": run["macro_f1"],
+            "stitch_score": score,
+            "subspace_weights": weights,
+        }
         stitching_results.append({"encoder": encoder.id, "stitch_score": score, "accuracy": run["accuracy"]})
     label_names = results["dataset"]["label_names"]
     info: dict[str, Any] = {
-        "rule": rule_text(spec.method), "method": method.name, "seed": seed, "train_encoder": source,
-        "train_encoder_id": config.encoder(source).id, "method_stitched_accuracy":
-            (results["summary"][method.name]["stitched_accuracy"] or {}).get("mean"),
-        "head_stitched_accuracy": stitched, "head_same_accuracy": same,
-        "subspace_selection": method.select.mode if method.select else None, "per_encoder": per_encoder,
+        "rule": rule_text(spec.method),
+        "method": method.name,
+        "seed": seed,
+        "train_encoder": source,
+        "train_encoder_id": config.encoder(source).id,
+        "method_stitched_accuracy": (results["summary"][method.name]["stitched_accuracy"] or {}).get("mean"),
+        "head_stitched_accuracy": stitched,
+        "head_same_accuracy": same,
+        "subspace_selection": method.select.mode if method.select else None,
+        "per_encoder": per_encoder,
     }
     model = rebuild_bridge(method, config, source, anchor_texts, anchor_labels, label_names, state, anchors[source])
     folder = save_head(
-        model, Path(output_dir) / FOLDER_NAME, weights_dtype=spec.weights_dtype, repo_id=spec.repo_id,
-        dataset=config.dataset.name, stitching_results=stitching_results,
+        model,
+        Path(output_dir) / FOLDER_NAME,
+        weights_dtype=spec.weights_dtype,
+        repo_id=spec.repo_id,
+        dataset=config.dataset.name,
+        stitching_results=stitching_results,
         metrics={"accuracy": per_encoder[source]["accuracy"], "macro_f1": per_encoder[source]["macro_f1"]},
     )
     _append_to_card(folder, _card_section(results, config, method, info))
@@ -184,15 +240,20 @@ def save_best_head(tracker: BestHeadTracker, results: dict, config: StitchConfig
     return info
 
 
-def push_best_head(info: dict, config: StitchConfig, token: Optional[Union[str, bool]] = None,
-                   endpoint: Optional[str] = None) -> dict:
+def push_best_head(
+    info: dict, config: StitchConfig, token: str | bool | None = None, endpoint: str | None = None
+) -> dict:
     """Upload the saved folder to ``best_head.repo_id`` (checked by ``push_head_folder`` before upload)."""
     from ..heads.hub import push_head_folder
 
     spec = config.best_head
     commit = push_head_folder(
-        info["folder"], spec.repo_id, private=spec.private, token=token, endpoint=endpoint,
+        info["folder"],
+        spec.repo_id,
+        private=spec.private,
+        token=token,
+        endpoint=endpoint,
         commit_message=f"Upload the best head of stitch run {config.name}: {info['method']} "
-                       f"(seed {info['seed']}, trained on {info['train_encoder']})",
+        f"(seed {info['seed']}, trained on {info['train_encoder']})",
     )
     return {"repo_id": spec.repo_id, "commit": commit.oid, "url": str(commit.repo_url)}

@@ -5,6 +5,7 @@ split's fingerprint, nothing about heads, so new heads re-embed nothing. Shards 
 folder and renamed into place; a run that is interrupted resumes from the shards already written. A file lock per
 entry lets concurrent runs share one cache (the second waits, then reuses); corrupted shards are re-embedded.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,9 +15,9 @@ import re
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class EmbeddingCache:
         load_embed: Callable[[], Callable[[dict], np.ndarray]],
         desc: str = "embedding",
         batch_size: int = 32,
-        stats: Optional[dict] = None,
+        stats: dict | None = None,
         progress: bool = True,
     ) -> np.ndarray:
         """(n, dim) float32 embeddings of ``dataset[input_column]``; computes only the shards not on disk.
@@ -81,8 +82,9 @@ class EmbeddingCache:
         folder.mkdir(parents=True, exist_ok=True)
         # One lock per entry: a second run sharing this cache waits here, then finds the shards and reuses them.
         with FileLock(str(folder / ".lock")):
-            return self._embed_locked(folder, identity, dataset, input_column, load_embed, desc, batch_size, stats,
-                                      progress)
+            return self._embed_locked(
+                folder, identity, dataset, input_column, load_embed, desc, batch_size, stats, progress
+            )
 
     def _embed_locked(self, folder, identity, dataset, input_column, load_embed, desc, batch_size, stats, progress):
         import datasets
@@ -99,13 +101,19 @@ class EmbeddingCache:
         stats["rows_cached"] = stats.get("rows_cached", 0) + n - sum(min(SHARD_ROWS, n - s) for s in todo)
         if todo:
             embed = load_embed()
-            with tqdm(total=n, initial=n - sum(min(SHARD_ROWS, n - s) for s in todo), desc=desc, unit="row",
-                      leave=False, disable=not progress) as bar:
+            with tqdm(
+                total=n,
+                initial=n - sum(min(SHARD_ROWS, n - s) for s in todo),
+                desc=desc,
+                unit="row",
+                leave=False,
+                disable=not progress,
+            ) as bar:
                 for start in todo:
                     rows = dataset.select(range(start, min(start + SHARD_ROWS, n)))
                     parts = []
                     for b in range(0, len(rows), batch_size):
-                        batch = rows[b: b + batch_size]
+                        batch = rows[b : b + batch_size]
                         parts.append(np.asarray(embed({input_column: batch[input_column]}), dtype=np.float32))
                         bar.update(len(batch[input_column]))
                     values = np.concatenate(parts)
@@ -113,10 +121,12 @@ class EmbeddingCache:
                         raise ValueError(f"{identity.get('id')}: NaN/inf embeddings in rows {start}..; not cached")
                     shard = datasets.Dataset.from_dict(
                         {"row": np.arange(start, start + len(values)), "embedding": values},
-                        features=datasets.Features({
-                            "row": datasets.Value("int64"),
-                            "embedding": datasets.List(datasets.Value("float32"), length=values.shape[1]),
-                        }),
+                        features=datasets.Features(
+                            {
+                                "row": datasets.Value("int64"),
+                                "embedding": datasets.List(datasets.Value("float32"), length=values.shape[1]),
+                            }
+                        ),
                     )
                     with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-") as tmp:
                         shard.save_to_disk(os.path.join(tmp, "shard"))
@@ -136,15 +146,22 @@ class EmbeddingCache:
                 shutil.rmtree(shard, ignore_errors=True)
             (folder / "manifest.json").unlink(missing_ok=True)
             if stats.get("_retried"):
-                raise OSError(f"embedding cache shard {broken[0][0]} is unreadable even after re-embedding "
-                              f"({broken[0][1]}); delete {folder} and rerun")
-            warnings.warn(f"embedding cache: {len(broken)} corrupted shard(s) in {folder} (first: {broken[0][0].name}: "
-                          f"{type(broken[0][1]).__name__}); re-embedding them", UserWarning, stacklevel=4)
+                raise OSError(
+                    f"embedding cache shard {broken[0][0]} is unreadable even after re-embedding "
+                    f"({broken[0][1]}); delete {folder} and rerun"
+                )
+            warnings.warn(
+                f"embedding cache: {len(broken)} corrupted shard(s) in {folder} (first: {broken[0][0].name}: "
+                f"{type(broken[0][1]).__name__}); re-embedding them",
+                UserWarning,
+                stacklevel=4,
+            )
             stats["_retried"] = True
             stats["rows_cached"] -= n
             try:
-                return self._embed_locked(folder, identity, dataset, input_column, load_embed, desc, batch_size,
-                                          stats, progress)
+                return self._embed_locked(
+                    folder, identity, dataset, input_column, load_embed, desc, batch_size, stats, progress
+                )
             finally:
                 stats.pop("_retried", None)
         rows = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, dtype=np.int64)
@@ -152,7 +169,12 @@ class EmbeddingCache:
         if values.shape[0] != n or not np.array_equal(rows, np.arange(n)):
             shutil.rmtree(folder)
             raise OSError(f"embedding cache {folder} was inconsistent and has been removed; rerun to rebuild it")
-        manifest = {"identity": identity, "dataset_fingerprint": dataset._fingerprint, "rows": n,
-                    "dim": int(values.shape[1]), "format": CACHE_FORMAT}
+        manifest = {
+            "identity": identity,
+            "dataset_fingerprint": dataset._fingerprint,
+            "rows": n,
+            "dim": int(values.shape[1]),
+            "format": CACHE_FORMAT,
+        }
         write_text_atomic(folder / "manifest.json", json.dumps(manifest, indent=2))
         return values

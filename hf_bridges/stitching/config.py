@@ -3,12 +3,14 @@
 Unknown keys and unknown registry names get a "did you mean" hint; checks that need the world (encoder in the
 cache, label column present, enough anchors, output folder writable) live in :mod:`.validate`.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import yaml
 
@@ -45,15 +47,15 @@ def _build(cls, data: Any, where: str):
 @dataclass
 class EncoderSpec:
     id: str
-    name: Optional[str] = None  # short label in tables (default: the part after the last '/')
+    name: str | None = None  # short label in tables (default: the part after the last '/')
     kind: str = "hf_text"  # resolved through stitching.encoders.ENCODER_KINDS
     revision: str = "main"
     # None: what a sentence-transformers model says (its pooling, max_seq_length, default prompt, Normalize
     # module), else mean / 128 / "" / off. A value set in the config always wins.
-    pooling: Optional[str] = None
-    max_seq_length: Optional[int] = None  # was max_length (still read, with a FutureWarning)
-    prefix: Optional[str] = None  # prepended to every input text, e.g. e5's "passage: " (or an ST prompt name)
-    normalize: Optional[bool] = None  # L2-normalise the pooled embeddings
+    pooling: str | None = None
+    max_seq_length: int | None = None  # was max_length (still read, with a FutureWarning)
+    prefix: str | None = None  # prepended to every input text, e.g. e5's "passage: " (or an ST prompt name)
+    normalize: bool | None = None  # L2-normalise the pooled embeddings
     batch_size: int = 32
     options: dict = field(default_factory=dict)  # free-form, for other encoder kinds
 
@@ -67,8 +69,8 @@ class DatasetSpec:
     options: dict = field(default_factory=dict)  # passed to the loader (test_size, seed, data_files...)
     text_column: str = "text"
     label_column: str = "label"
-    max_train: Optional[int] = None  # stratified subsets, for quick runs and tests
-    max_test: Optional[int] = None
+    max_train: int | None = None  # stratified subsets, for quick runs and tests
+    max_test: int | None = None
 
 
 @dataclass
@@ -76,7 +78,7 @@ class AnchorSpec:
     num_anchors: int = 500  # was num (still read, with a FutureWarning)
     strategy: str = "stratified"
     seed: int = 0
-    encoder: Optional[str] = None  # the space kmeans / farthest_point work in (an encoder name); default: first
+    encoder: str | None = None  # the space kmeans / farthest_point work in (an encoder name); default: first
 
 
 @dataclass
@@ -87,7 +89,7 @@ class HeadSpec:
     subspace_norm: str = "layernorm"
     classifier_hidden_size: int = 256
     classifier_dropout: float = 0.1
-    aggregation_dim: Optional[int] = 256
+    aggregation_dim: int | None = 256
 
 
 @dataclass
@@ -114,16 +116,23 @@ class MethodSpec:
     aggregation: str = "concat"
     abs_transform: str = "none"
     subspace_dropout: float = 0.0
-    select: Optional[SelectSpec] = None
+    select: SelectSpec | None = None
 
     def head_config(self, head: HeadSpec, where: str = "method") -> HeadConfig:
         """The method's head as a validated :class:`HeadConfig` (shared settings from ``head``)."""
         if self.kind == "default":  # exactly HeadConfig's defaults (what from_encoder builds) + the shared settings
             return HeadConfig().replace(**dataclasses.asdict(head))
-        return HeadConfig.from_dict({"aligned": False,
-            **dataclasses.asdict(head), "projections": self.projections, "aggregation": self.aggregation,
-            "abs_transform": self.abs_transform, "subspace_dropout": self.subspace_dropout,
-        }, where=where)
+        return HeadConfig.from_dict(
+            {
+                "aligned": False,
+                **dataclasses.asdict(head),
+                "projections": self.projections,
+                "aggregation": self.aggregation,
+                "abs_transform": self.abs_transform,
+                "subspace_dropout": self.subspace_dropout,
+            },
+            where=where,
+        )
 
 
 @dataclass
@@ -132,7 +141,7 @@ class BestHeadSpec:
     (``<output-dir>/best-head/``, card with the run's results) and push it when ``repo_id`` is set."""
 
     method: str = "best"  # best (any relative method) | best-product (>= 2 projections) | a method name
-    repo_id: Optional[str] = None  # Hub repo to push to (token: the stored login / HF_TOKEN); None: folder only
+    repo_id: str | None = None  # Hub repo to push to (token: the stored login / HF_TOKEN); None: folder only
     private: bool = False
     weights_dtype: str = "float32"  # float16 halves the file
 
@@ -154,8 +163,8 @@ class StitchConfig:
     latent: LatentSpec = field(default_factory=LatentSpec)
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     name: str = "stitch"
-    cache_dir: Optional[str] = None  # embedding cache root (default: <HF_HOME>/hf_bridges/embeddings)
-    best_head: Optional[BestHeadSpec] = None  # off by default; see BestHeadSpec
+    cache_dir: str | None = None  # embedding cache root (default: <HF_HOME>/hf_bridges/embeddings)
+    best_head: BestHeadSpec | None = None  # off by default; see BestHeadSpec
 
     def encoder(self, name: str) -> EncoderSpec:
         for spec in self.encoders:
@@ -208,8 +217,14 @@ def parse_config(data: dict, source: str = "config") -> StitchConfig:
         raw["best_head"] = {}
     elif raw.get("best_head") is False:
         raw["best_head"] = None
-    nested = {"best_head": BestHeadSpec, "dataset": DatasetSpec, "anchors": AnchorSpec, "head": HeadSpec,
-              "training": TrainingSpec, "latent": LatentSpec}
+    nested = {
+        "best_head": BestHeadSpec,
+        "dataset": DatasetSpec,
+        "anchors": AnchorSpec,
+        "head": HeadSpec,
+        "training": TrainingSpec,
+        "latent": LatentSpec,
+    }
     for key, cls in nested.items():
         if key in raw and not (key == "best_head" and raw[key] is None):
             raw[key] = _build(cls, raw[key], f"{source}: {key}")
@@ -238,8 +253,10 @@ def parse_config(data: dict, source: str = "config") -> StitchConfig:
             check_choice(f"{where}.select.mode", m.select.mode, ("hard", "soft"))
     check_choice(f"{source}: anchors.strategy", config.anchors.strategy, ANCHOR_STRATEGIES)
     if config.anchors.encoder is not None and config.anchors.encoder not in names:
-        raise ConfigError(f"{source}: anchors.encoder {config.anchors.encoder!r} is not an encoder name"
-                          f"{did_you_mean(config.anchors.encoder, names)} (names: {names})")
+        raise ConfigError(
+            f"{source}: anchors.encoder {config.anchors.encoder!r} is not an encoder name"
+            f"{did_you_mean(config.anchors.encoder, names)} (names: {names})"
+        )
     if not config.seeds or not all(isinstance(s, int) for s in config.seeds):
         raise ConfigError(f"{source}: seeds must be a non-empty list of integers, got {config.seeds!r}")
     if config.training.num_epochs < 1 or config.training.batch_size < 1:
@@ -260,9 +277,11 @@ def check_best_head(config: StitchConfig, source: str = "config") -> None:
     special = {"best": relative, "best-product": [m for m in relative if len(m.projections) > 1]}
     if spec.method in special:
         if not special[spec.method]:
-            raise ConfigError(f"{where}.method = {spec.method!r} but the config has no "
-                              f"{'product ' if spec.method == 'best-product' else ''}relative method to choose from; "
-                              "add one, or remove best_head")
+            raise ConfigError(
+                f"{where}.method = {spec.method!r} but the config has no "
+                f"{'product ' if spec.method == 'best-product' else ''}relative method to choose from; "
+                "add one, or remove best_head"
+            )
     else:
         check_choice(f"{where}.method", spec.method, [*special, *(m.name for m in relative)])
     check_choice(f"{where}.weights_dtype", spec.weights_dtype, WEIGHT_DTYPES)
@@ -270,9 +289,11 @@ def check_best_head(config: StitchConfig, source: str = "config") -> None:
         raise ConfigError(f"{where}.repo_id: {spec.repo_id!r} is not a Hub repo id; use 'owner/name'")
     for i, enc in enumerate(config.encoders):
         if enc.kind != "hf_text" or enc.prefix:
-            raise ConfigError(f"{where}: encoders[{i}] ({enc.name}) is kind {enc.kind!r} with prefix {enc.prefix!r}; "
-                              "the best head is rebuilt as a text bridge, which needs hf_text encoders without a "
-                              "prefix. Remove best_head (or the prefix) for this run")
+            raise ConfigError(
+                f"{where}: encoders[{i}] ({enc.name}) is kind {enc.kind!r} with prefix {enc.prefix!r}; "
+                "the best head is rebuilt as a text bridge, which needs hf_text encoders without a "
+                "prefix. Remove best_head (or the prefix) for this run"
+            )
 
 
 def load_config(path: str | Path) -> StitchConfig:

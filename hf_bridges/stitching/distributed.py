@@ -6,10 +6,11 @@ the parts are gathered (``gather_object``), and the main process alone writes th
 wait at a barrier and then read the finished cache: the cache is the one a single process writes (tested with 2
 CPU processes in ``tests/test_distributed_embedding.py``).
 """
+
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 
@@ -31,8 +32,10 @@ def partial_state():
     cpu = not torch.cuda.is_available() or bool(str_to_bool(os.environ.get("ACCELERATE_USE_CPU", "0")))
     state = PartialState(cpu=cpu)
     if state.num_processes != world_size():
-        raise RuntimeError(f"WORLD_SIZE is {world_size()} but accelerate joined {state.num_processes} process(es); "
-                           "launch with `accelerate launch` or torchrun (ACCELERATE_USE_CPU=1 on CPU)")
+        raise RuntimeError(
+            f"WORLD_SIZE is {world_size()} but accelerate joined {state.num_processes} process(es); "
+            "launch with `accelerate launch` or torchrun (ACCELERATE_USE_CPU=1 on CPU)"
+        )
     return state
 
 
@@ -41,8 +44,10 @@ def is_main_process() -> bool:
 
 
 def _embed_rows(embed: Callable[[dict], np.ndarray], values: list, column: str, rows_per_call: int) -> np.ndarray:
-    parts = [np.asarray(embed({column: values[i:i + rows_per_call]}), dtype=np.float32)
-             for i in range(0, len(values), rows_per_call)]
+    parts = [
+        np.asarray(embed({column: values[i : i + rows_per_call]}), dtype=np.float32)
+        for i in range(0, len(values), rows_per_call)
+    ]
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
@@ -59,8 +64,9 @@ def _feeder(values: list, embeddings: np.ndarray) -> Callable[[dict], np.ndarray
     return embed
 
 
-def cached_embeddings(cache, identity: dict, dataset, input_column: str,
-                      load_embed: Callable[[], Callable[[dict], np.ndarray]], **kwargs) -> np.ndarray:
+def cached_embeddings(
+    cache, identity: dict, dataset, input_column: str, load_embed: Callable[[], Callable[[dict], np.ndarray]], **kwargs
+) -> np.ndarray:
     """``cache.embeddings(...)`` split across the processes of this launch; the same array on every process."""
     if world_size() == 1:
         return cache.embeddings(identity, dataset, input_column, load_embed, **kwargs)
@@ -84,7 +90,7 @@ def cached_embeddings(cache, identity: dict, dataset, input_column: str,
     else:
         with state.split_between_processes(list(range(len(values)))) as rows:
             start = rows[0] if rows else 0
-            mine = _embed_rows(load_embed(), values[start:start + len(rows)], input_column, ROWS_PER_CALL)
+            mine = _embed_rows(load_embed(), values[start : start + len(rows)], input_column, ROWS_PER_CALL)
         parts = gather_object([(start, mine)])  # every process's (first row, embeddings), in rank order
         full = np.concatenate([part for _, part in sorted(parts, key=lambda p: p[0]) if part.size])
         if state.is_main_process:
@@ -98,13 +104,14 @@ def cached_embeddings(cache, identity: dict, dataset, input_column: str,
 
 def _refuse_embedding(identity: dict) -> Callable[[], Callable[[dict], np.ndarray]]:
     def load() -> Callable[[dict], np.ndarray]:
-        raise RuntimeError(f"{identity.get('id')}: the main process did not finish the embedding cache; "
-                           "see its error above")
+        raise RuntimeError(
+            f"{identity.get('id')}: the main process did not finish the embedding cache; see its error above"
+        )
 
     return load
 
 
-def rank_note() -> Optional[str]:
+def rank_note() -> str | None:
     """For logs: 'process i/N' under a multi-process launch, else None."""
     if world_size() == 1:
         return None

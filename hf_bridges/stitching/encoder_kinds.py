@@ -4,17 +4,18 @@ A kind provides ``identity(spec)`` (what the embedding cache is keyed by, incl. 
 ConfigError when the encoder is unavailable, before any heavy work) and ``load(spec)`` returning a function
 ``embed(batch: dict[str, list]) -> np.ndarray`` (n, dim) float32 over dataset rows.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from ..modeling.registry import Registry
-
 from .config import ConfigError, EncoderSpec, did_you_mean
 
 EmbedFn = Callable[[dict], np.ndarray]
@@ -115,8 +116,11 @@ def text_settings(spec: EncoderSpec) -> dict:
     if st:
         from ..logging import get_logger
 
-        get_logger(__name__).info("%s is a sentence-transformers model: %s", spec.id,
-                                  {k: settings[k] for k in ("pooling", "max_length", "prefix", "normalize")})
+        get_logger(__name__).info(
+            "%s is a sentence-transformers model: %s",
+            spec.id,
+            {k: settings[k] for k in ("pooling", "max_length", "prefix", "normalize")},
+        )
     if st and settings["prefix"] and not st.get("include_prompt", True):
         raise UnsupportedSentenceTransformer(
             f"encoder {spec.id!r}: its Pooling has include_prompt=false (prompt tokens are left out of the pooling), "
@@ -191,8 +195,9 @@ class HFTextEncoder:
             inputs = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
             inputs = dict(inputs.to(device))
             if "attention_mask" in inputs:
-                embeddings = embed_in_length_order(forward, inputs.pop("input_ids"), inputs.pop("attention_mask"),
-                                                   spec.batch_size, **inputs)
+                embeddings = embed_in_length_order(
+                    forward, inputs.pop("input_ids"), inputs.pop("attention_mask"), spec.batch_size, **inputs
+                )
             else:
                 embeddings = forward(**inputs)
             if normalize:

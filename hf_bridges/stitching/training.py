@@ -1,7 +1,6 @@
 """Heads trained on cached embeddings with Accelerate (the encoders stay frozen and are never loaded here)."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import numpy as np
 import torch
@@ -61,7 +60,7 @@ def train_head(
     seed: int,
     accelerator=None,
     progress=None,
-    feature_cache: Optional[dict] = None,
+    feature_cache: dict | None = None,
 ) -> nn.Module:
     """One head, trained from a seed: Accelerator-prepared model, optimizer and DataLoader; returns it in eval mode."""
     from accelerate import Accelerator
@@ -73,14 +72,26 @@ def train_head(
         # slower per step on a loaded 2-core box), so one thread per head is faster.
         torch.set_num_threads(1)
     try:
-        return _train(method, head_spec, training, embeddings, labels, anchors, num_labels, seed, accelerator,
-                      progress, feature_cache)
+        return _train(
+            method,
+            head_spec,
+            training,
+            embeddings,
+            labels,
+            anchors,
+            num_labels,
+            seed,
+            accelerator,
+            progress,
+            feature_cache,
+        )
     finally:
         torch.set_num_threads(threads)
 
 
-def head_inputs(head: nn.Module, embeddings: np.ndarray, anchors: np.ndarray,
-                feature_cache: Optional[dict] = None) -> torch.Tensor:
+def head_inputs(
+    head: nn.Module, embeddings: np.ndarray, anchors: np.ndarray, feature_cache: dict | None = None
+) -> torch.Tensor:
     """What the head is fed: the raw relative subspaces (B, n, k), computed once per (split, anchors,
     projections, transform) and kept in ``feature_cache``; the embeddings themselves for the absolute head."""
     if not isinstance(head, CachedSubspaceHead):
@@ -90,24 +101,30 @@ def head_inputs(head: nn.Module, embeddings: np.ndarray, anchors: np.ndarray,
     if key not in cache:
         with torch.no_grad():
             # the arrays are kept alongside, so their ids cannot be reused by other arrays while cached
-            cache[key] = (embeddings, anchors, head.relative_subspaces(torch.from_numpy(embeddings),
-                                                                       torch.from_numpy(anchors)))
+            cache[key] = (
+                embeddings,
+                anchors,
+                head.relative_subspaces(torch.from_numpy(embeddings), torch.from_numpy(anchors)),
+            )
     return cache[key][2]
 
 
-def _train(method, head_spec, training, embeddings, labels, anchors, num_labels, seed, accelerator, progress,
-           feature_cache) -> nn.Module:
+def _train(
+    method, head_spec, training, embeddings, labels, anchors, num_labels, seed, accelerator, progress, feature_cache
+) -> nn.Module:
     from accelerate.utils import set_seed
 
     set_seed(seed)
     head = build_head(method, head_spec, len(anchors), embeddings.shape[1], num_labels)
-    data = torch.utils.data.TensorDataset(head_inputs(head, embeddings, anchors, feature_cache),
-                                          torch.from_numpy(labels).long())
+    data = torch.utils.data.TensorDataset(
+        head_inputs(head, embeddings, anchors, feature_cache), torch.from_numpy(labels).long()
+    )
     loader = torch.utils.data.DataLoader(
         data, batch_size=training.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
     )
-    optimizer = torch.optim.Adam(head.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay,
-                                 foreach=True)
+    optimizer = torch.optim.Adam(
+        head.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay, foreach=True
+    )
     head, optimizer, loader = accelerator.prepare(head, optimizer, loader)
     anchor_tensor = torch.from_numpy(anchors).to(accelerator.device)
     loss_fn = nn.CrossEntropyLoss()
@@ -130,11 +147,11 @@ def predict(
     head: nn.Module,
     embeddings: np.ndarray,
     anchors: np.ndarray,
-    subspace_weights: Optional[list[float]] = None,
+    subspace_weights: list[float] | None = None,
     batch_size: int = 1024,
     represent: bool = False,
-    feature_cache: Optional[dict] = None,
-    limit: Optional[int] = None,
+    feature_cache: dict | None = None,
+    limit: int | None = None,
 ) -> np.ndarray:
     """Logits (or r(z) with ``represent=True``) of a trained head on the first ``limit`` rows, eval mode, batched."""
     device = next(head.parameters()).device
@@ -142,5 +159,5 @@ def predict(
     a = torch.from_numpy(anchors).to(device)
     w = torch.tensor(subspace_weights, dtype=torch.float32, device=device) if subspace_weights is not None else None
     fn = head.represent if represent else head
-    outs = [fn(inputs[i: i + batch_size].to(device), a, w).float().cpu() for i in range(0, len(inputs), batch_size)]
+    outs = [fn(inputs[i : i + batch_size].to(device), a, w).float().cpu() for i in range(0, len(inputs), batch_size)]
     return torch.cat(outs).numpy()

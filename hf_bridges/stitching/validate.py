@@ -1,4 +1,5 @@
 """Check a stitch run's dataset before any embedding: a bad label or text fails in seconds, naming the column."""
+
 from __future__ import annotations
 
 from .config import ConfigError
@@ -9,31 +10,42 @@ def _example(values, rows) -> str:
     return f"row {i}: {values[i]!r}"
 
 
-def validate_split(split, input_column: str, label_column: str = "label", name: str = "train",
-                   shown: tuple[str, str] | None = None) -> None:
+def validate_split(
+    split, input_column: str, label_column: str = "label", name: str = "train", shown: tuple[str, str] | None = None
+) -> None:
     """Missing / empty / non-integer labels, empty or non-string texts; each error names the column, the count of
     bad rows and an example row."""
     labels = split[label_column]
     text_name, label_name = shown or (input_column, label_column)  # the user's column names, before any rename
     missing = [i for i, v in enumerate(labels) if v is None or (isinstance(v, str) and not v.strip())]
     if missing:
-        raise ConfigError(f"{name} split, column {label_name!r}: {len(missing)} row(s) without a label "
-                          f"({_example(labels, missing)}); fill or drop them")
-    bad = [i for i, v in enumerate(labels) if isinstance(v, bool) or not isinstance(v, (int, str))
-           or (isinstance(v, float) and not float(v).is_integer())]
+        raise ConfigError(
+            f"{name} split, column {label_name!r}: {len(missing)} row(s) without a label "
+            f"({_example(labels, missing)}); fill or drop them"
+        )
+    bad = [
+        i
+        for i, v in enumerate(labels)
+        if isinstance(v, bool) or not isinstance(v, (int, str)) or (isinstance(v, float) and not float(v).is_integer())
+    ]
     if bad:
-        raise ConfigError(f"{name} split, column {label_name!r}: {len(bad)} label(s) that are not integers or class "
-                          f"names ({_example(labels, bad)})")
+        raise ConfigError(
+            f"{name} split, column {label_name!r}: {len(bad)} label(s) that are not integers or class "
+            f"names ({_example(labels, bad)})"
+        )
     kinds = {type(v).__name__ for v in labels}
     if len(kinds) > 1:
         raise ConfigError(f"{name} split, column {label_name!r}: mixed label types {sorted(kinds)}")
     texts = split[input_column]
-    if texts and isinstance(texts[0], (str, type(None))) or any(isinstance(v, str) for v in texts[:1]):
+    if (texts and isinstance(texts[0], (str, type(None)))) or any(isinstance(v, str) for v in texts[:1]):
         wrong = [i for i, v in enumerate(texts) if v is not None and not isinstance(v, str)]
         if wrong:
-            raise ConfigError(f"{name} split, column {text_name!r}: {len(wrong)} value(s) that are not text "
-                              f"({_example(texts, wrong)})")
+            raise ConfigError(
+                f"{name} split, column {text_name!r}: {len(wrong)} value(s) that are not text "
+                f"({_example(texts, wrong)})"
+            )
         empty = [i for i, v in enumerate(texts) if v is None or not v.strip()]
         if empty:
-            raise ConfigError(f"{name} split, column {text_name!r}: {len(empty)} empty text(s) "
-                              f"({_example(texts, empty)}); drop them")
+            raise ConfigError(
+                f"{name} split, column {text_name!r}: {len(empty)} empty text(s) ({_example(texts, empty)}); drop them"
+            )

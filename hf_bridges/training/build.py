@@ -1,4 +1,5 @@
 """Turn a :class:`TrainConfig` into data, a tokenizer and a bridge model (LoRA applied when configured)."""
+
 from __future__ import annotations
 
 import re
@@ -9,8 +10,8 @@ import datasets
 import torch
 from torch import nn
 
-from ..data.anchors import select_anchors
 from ..data import load_labelled_dataset
+from ..data.anchors import select_anchors
 from ..modeling.loaders import load_encoder, load_tokenizer
 from ..modeling.modeling_bridge import BridgeForSequenceClassification
 from .config import TrainConfig
@@ -51,7 +52,11 @@ def build_word_tokenizer(texts: list[str], vocab_size: int):
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+        tokenizer_object=core,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
         mask_token="[MASK]",
     )
 

@@ -4,13 +4,14 @@ A crash or a full disk mid-write leaves at most a ``.tmp-*`` folder (removed on 
 ``latest`` that points at a partial checkpoint. Model weights are saved without DDP's ``module.`` prefix, so a
 checkpoint reads the same whatever the world size that wrote it.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -30,14 +31,14 @@ class CheckpointError(HfBridgesError, OSError):
 def strip_prefix_hook(models, weights, output_dir) -> None:
     """``register_save_state_pre_hook``: drop the DDP wrapper's ``module.`` prefix from the saved keys."""
     for i, state in enumerate(weights):
-        weights[i] = type(state)((k[len(PREFIX):] if k.startswith(PREFIX) else k, v) for k, v in state.items())
+        weights[i] = type(state)((k[len(PREFIX) :] if k.startswith(PREFIX) else k, v) for k, v in state.items())
 
 
 def add_prefix_on_load(module, state_dict, prefix, *args) -> None:
     """``load_state_dict`` pre-hook on a DDP wrapper: unprefixed checkpoint keys get ``module.`` back."""
     for key in list(state_dict):
         if key.startswith(prefix) and not key.startswith(prefix + PREFIX):
-            state_dict[prefix + PREFIX + key[len(prefix):]] = state_dict.pop(key)
+            state_dict[prefix + PREFIX + key[len(prefix) :]] = state_dict.pop(key)
 
 
 def install_prefix_hooks(accelerator, model) -> None:
@@ -50,7 +51,7 @@ def checkpoint_root(output_dir: str | os.PathLike) -> Path:
     return Path(output_dir) / CHECKPOINTS
 
 
-def latest_checkpoint(output_dir: str | os.PathLike) -> Optional[Path]:
+def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     """The checkpoint ``latest`` names, or None; temp folders of interrupted saves are never returned."""
     pointer = checkpoint_root(output_dir) / LATEST
     if not pointer.is_file():
@@ -77,7 +78,7 @@ def resolve_checkpoint(resume: str, output_dir: str | os.PathLike) -> Path:
     raise OSError(f"--resume {resume}: not a checkpoint folder (no {STATE_FILE}) and no run with a latest checkpoint")
 
 
-def _damage(path: Path) -> Optional[str]:
+def _damage(path: Path) -> str | None:
     """Why a checkpoint file cannot be read, or None; reads headers and CRCs only (nothing is unpickled)."""
     import zipfile
 
@@ -86,7 +87,7 @@ def _damage(path: Path) -> Optional[str]:
     try:
         if path.suffix == ".safetensors":
             with safe_open(str(path), framework="pt") as handle:  # checks the header against the file size
-                for key in handle.keys():
+                for key in handle.keys():  # noqa: SIM118 (a safetensors handle is no dict)
                     handle.get_slice(key)
         elif path.suffix in (".pkl", ".bin", ".pt"):  # torch.save zip archives (RNG states, optimizer)
             with zipfile.ZipFile(path) as archive:
@@ -106,10 +107,16 @@ def verify_checkpoint(checkpoint: Path) -> Path:
         problem = _damage(path)
         if problem is None:
             continue
-        others = [p for p in sorted(checkpoint.parent.glob("step-*"), reverse=True)
-                  if p != checkpoint and (p / STATE_FILE).is_file()]
-        hint = (f"resume from the other kept checkpoint instead: --resume {others[0]}" if others
-                else "no other complete checkpoint is kept: start again without --resume")
+        others = [
+            p
+            for p in sorted(checkpoint.parent.glob("step-*"), reverse=True)
+            if p != checkpoint and (p / STATE_FILE).is_file()
+        ]
+        hint = (
+            f"resume from the other kept checkpoint instead: --resume {others[0]}"
+            if others
+            else "no other complete checkpoint is kept: start again without --resume"
+        )
         raise CheckpointError(f"checkpoint file {path} is truncated or corrupted ({problem}); {hint}")
     return checkpoint
 
@@ -136,7 +143,7 @@ def save_checkpoint(
             shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir()
     accelerator.wait_for_everyone()
-    error: Optional[BaseException] = None
+    error: BaseException | None = None
     try:
         accelerator.save_state(str(tmp))
         if main:

@@ -2,16 +2,19 @@
 
 Unknown keys are errors that name the closest valid key, so a typo never silently trains with a default.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import types
 import typing
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Union
 
 import yaml
 
@@ -24,8 +27,11 @@ HEAD_KEYS = HeadConfig.field_names()
 
 
 def renamed(old: str, new: str, where: str = "config") -> None:
-    warnings.warn(f"{where}: {old!r} is deprecated and will be removed in the next release; write {new!r}",
-                  FutureWarning, stacklevel=4)
+    warnings.warn(
+        f"{where}: {old!r} is deprecated and will be removed in the next release; write {new!r}",
+        FutureWarning,
+        stacklevel=4,
+    )
 
 
 def accept_old_spellings(cls, aliases: dict[str, str], where: str):
@@ -44,8 +50,15 @@ def accept_old_spellings(cls, aliases: dict[str, str], where: str):
     __init__.__wrapped__ = init  # type: ignore[attr-defined]
     cls.__init__ = __init__
     for old, new in aliases.items():
-        setattr(cls, old, property(lambda self, n=new: getattr(self, n),
-                                   lambda self, value, n=new: setattr(self, n, value), doc=f"Deprecated: ``{new}``."))
+        setattr(
+            cls,
+            old,
+            property(
+                lambda self, n=new: getattr(self, n),
+                lambda self, value, n=new: setattr(self, n, value),
+                doc=f"Deprecated: ``{new}``.",
+            ),
+        )
     return cls
 
 
@@ -75,6 +88,7 @@ def normalise_keys(data: dict[str, Any], where: str = "config") -> dict[str, Any
             data[new] = data.pop(old)
     return fold_head_keys(data, where)
 
+
 # Keys that may change between a run and its resume: they do not change what is trained, only where/how it is logged.
 # cache_features only changes where a frozen encoder's features come from (same batches, same head updates).
 RUN_KEYS = frozenset(
@@ -89,9 +103,13 @@ class TrainConfig:
     with the same config see the same batches."""
 
     # --- model: a pretrained encoder (Hub id or folder), or a random one built from `encoder_config` (tiny/CI runs)
-    encoder: Optional[str] = None
-    encoder_config: Optional[dict] = None  # e.g. {model_type: bert, hidden_size: 32, ...}; vocab_size comes from the tokenizer
-    tokenizer: Optional[str] = None  # default: the encoder's; with encoder_config and no tokenizer, one is built from the data
+    encoder: str | None = None
+    encoder_config: dict | None = (
+        None  # e.g. {model_type: bert, hidden_size: 32, ...}; vocab_size comes from the tokenizer
+    )
+    tokenizer: str | None = (
+        None  # default: the encoder's; with encoder_config and no tokenizer, one is built from the data
+    )
     tokenizer_vocab_size: int = 2000  # size of the word-level vocabulary built from the training texts
     pooling: str = "mean"
     max_seq_length: int = 128
@@ -105,26 +123,26 @@ class TrainConfig:
     # encoder update; manual: once per epoch. All free with a frozen encoder (it never changes).
     anchor_refresh: str = "steps"
     anchor_refresh_steps: int = 8
-    lora: Optional[dict] = None  # {r, alpha, dropout, target_modules, bias}: LoRA on the encoder, head fully trained
+    lora: dict | None = None  # {r, alpha, dropout, target_modules, bias}: LoRA on the encoder, head fully trained
     # auto: a frozen encoder (no LoRA) runs once per split and the head trains on the cached features;
     # true: the same, refused unless frozen without LoRA; false: the encoder runs every batch
     cache_features: str = "auto"
     # --- data (hf_bridges.data registry)
     dataset: str = "bbc_news"
     dataset_kwargs: dict = field(default_factory=dict)
-    max_train_samples: Optional[int] = None
-    max_eval_samples: Optional[int] = None
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
     # --- optimisation
     seed: int = 0
     num_epochs: int = 3
-    max_steps: Optional[int] = None  # optimizer steps; stops early when reached
+    max_steps: int | None = None  # optimizer steps; stops early when reached
     batch_size: int = 32  # global batch per micro-step, split over processes
     gradient_accumulation_steps: int = 1
     learning_rate: float = 1e-3
-    encoder_learning_rate: Optional[float] = None  # LoRA / unfrozen encoder parameters; default: learning_rate
+    encoder_learning_rate: float | None = None  # LoRA / unfrozen encoder parameters; default: learning_rate
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0
-    max_grad_norm: Optional[float] = 1.0
+    max_grad_norm: float | None = 1.0
     mixed_precision: str = "no"  # no | bf16 | fp16
     cpu: bool = False  # force CPU (a multi-process CPU group also needs it: see README)
     # --- run
@@ -141,7 +159,9 @@ class TrainConfig:
 
     def check(self) -> None:
         if (self.encoder is None) == (self.encoder_config is None):
-            raise ValueError("set exactly one of `encoder` (a Hub id or folder) and `encoder_config` (a random encoder)")
+            raise ValueError(
+                "set exactly one of `encoder` (a Hub id or folder) and `encoder_config` (a random encoder)"
+            )
         if self.encoder_config is not None and "model_type" not in self.encoder_config:
             raise ValueError("encoder_config needs a model_type (e.g. bert)")
         if self.anchor_refresh not in ("steps", "auto", "manual"):
@@ -192,8 +212,15 @@ class TrainConfig:
         return [f"{k}: {other.get(k)!r} -> {ours.get(k)!r}" for k in keys if ours.get(k) != other.get(k)]
 
 
-FORMAT1_HEAD_KEYS = ("projections", "aggregation", "abs_transform", "subspace_norm", "subspace_dropout",
-                     "classifier_hidden_size", "classifier_dropout")
+FORMAT1_HEAD_KEYS = (
+    "projections",
+    "aggregation",
+    "abs_transform",
+    "subspace_norm",
+    "subspace_dropout",
+    "classifier_hidden_size",
+    "classifier_dropout",
+)
 
 
 def _flat_head(head: dict[str, Any]) -> dict[str, Any]:
@@ -210,8 +237,14 @@ def _train_config_init(self, *args, **kwargs):
 
 TrainConfig.__init__ = _train_config_init  # old spellings (flat head keys, epochs, max_length) still accepted
 for _key in HEAD_KEYS:  # cfg.projections reads and writes cfg.head.projections
-    setattr(TrainConfig, _key, property(lambda self, k=_key: getattr(self.head, k),
-                                        lambda self, value, k=_key: setattr(self, "head", self.head.replace(**{k: value}))))
+    setattr(
+        TrainConfig,
+        _key,
+        property(
+            lambda self, k=_key: getattr(self.head, k),
+            lambda self, value, k=_key: setattr(self, "head", self.head.replace(**{k: value})),
+        ),
+    )
 for _old, _new in (("max_length", "max_seq_length"), ("epochs", "num_epochs")):
     setattr(TrainConfig, _old, property(lambda self, n=_new: getattr(self, n)))
 del _key, _old, _new
@@ -220,13 +253,15 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
 def _unknown_key(key: str, valid: Sequence[str], where: str) -> ConfigError:
-    return ConfigError(f"unknown {where} key {key!r}{did_you_mean(key, valid)} (valid keys: {', '.join(sorted(valid))})")
+    return ConfigError(
+        f"unknown {where} key {key!r}{did_you_mean(key, valid)} (valid keys: {', '.join(sorted(valid))})"
+    )
 
 
 def _field_type(name: str) -> Any:
     hint = typing.get_type_hints(TrainConfig)[name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if typing.get_origin(hint) is Union and len(args) == 1 else hint
+    return args[0] if typing.get_origin(hint) in (Union, types.UnionType) and len(args) == 1 else hint
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -303,7 +338,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
-def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()) -> TrainConfig:
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML file or a shipped preset by name (``train-tiny``), optional, and apply ``key=value`` overrides."""
     data: dict[str, Any] = {}
     if path is not None:

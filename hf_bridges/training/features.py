@@ -4,9 +4,8 @@ of once per batch per epoch; the head then trains through the model's ``features
 Stored as a ``datasets.Dataset`` (``features``, ``labels``) in torch format, so the DataLoader / Accelerate
 ``prepare`` / seedable-sampler path, and with it the data order and mid-epoch resume, stay as without the cache.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import datasets
 import torch
@@ -15,7 +14,7 @@ from torch.utils.data import DataLoader
 from .config import TrainConfig
 
 
-def use_feature_cache(cfg: TrainConfig, train_batches: Optional[int] = None) -> bool:
+def use_feature_cache(cfg: TrainConfig, train_batches: int | None = None) -> bool:
     """``auto``/``true``: on when nothing in the encoder trains (frozen, no LoRA); ``TrainConfig.check`` refuses
     ``true`` otherwise. ``auto`` stays off when ``max_steps`` ends the run before one epoch of ``train_batches``
     (a smoke run would otherwise embed the whole split to train a few steps)."""
@@ -24,9 +23,7 @@ def use_feature_cache(cfg: TrainConfig, train_batches: Optional[int] = None) -> 
     if mode == "false" or cfg.lora is not None or not cfg.freeze_encoder:
         return False
     short = cfg.max_steps is not None and train_batches is not None
-    if mode == "auto" and short and cfg.max_steps * cfg.gradient_accumulation_steps < train_batches:
-        return False
-    return True
+    return not (mode == "auto" and short and cfg.max_steps * cfg.gradient_accumulation_steps < train_batches)
 
 
 @torch.no_grad()
@@ -48,7 +45,7 @@ def feature_loaders(cfg: TrainConfig, model, train: DataLoader, evaluation: Data
     """Feature DataLoaders replacing the token ones: same batch size, shuffle and row order, so the seeded
     sampler yields the same batches (as row indices) as the token loader would."""
     model.to(device)
-    model.anchor_embeddings  # embeds the anchors once on ``device`` (fixed for the run: the encoder is frozen)
+    _ = model.anchor_embeddings  # embeds the anchors once on ``device`` (fixed for the run: the encoder is frozen)
     ordered = DataLoader(train.dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=train.collate_fn)
     # Iterating a DataLoader draws a seed from the global CPU generator: fork it, so that the head's dropout masks
     # follow the same random stream as in an uncached run (eval-mode embedding draws nothing on the device).

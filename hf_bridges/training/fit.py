@@ -3,6 +3,7 @@
 For the small from-scratch models of the examples (autoencoders, graph networks) and the module bridges trained
 on them; text bridges have the full training stack in :mod:`hf_bridges.training`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -41,8 +42,9 @@ def fit(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
-    loader = torch.utils.data.DataLoader(_Pairs(inputs, labels), batch_size=batch_size, shuffle=True,
-                                         generator=torch.Generator().manual_seed(seed))
+    loader = torch.utils.data.DataLoader(
+        _Pairs(inputs, labels), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
     optimizer = torch.optim.Adam(params, lr=learning_rate)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     model.train()

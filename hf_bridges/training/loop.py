@@ -1,5 +1,6 @@
 """The Accelerate training loop: device placement, mixed precision, gradient accumulation, DDP/FSDP/DeepSpeed
 through ``accelerate launch``, atomic checkpoints every N steps, evaluation each epoch, file trackers."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -115,7 +116,7 @@ def save_final(accelerator, model, out: Path) -> dict[str, str]:
     return saved
 
 
-def train(cfg: TrainConfig, resume: Optional[str] = None) -> dict[str, Any]:
+def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     """Run one training job; returns (and writes to ``output_dir/results.json``) what it measured."""
     from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.utils import set_seed
@@ -204,8 +205,14 @@ def train(cfg: TrainConfig, resume: Optional[str] = None) -> dict[str, Any]:
     loss_count = 0
 
     def ckpt_state(epoch: int, batches: int) -> dict[str, Any]:
-        return {"epoch": epoch, "batches_in_epoch": batches, "fingerprint": cfg.fingerprint(), "config": cfg.to_dict(),
-                "world_size": world, "history": history}
+        return {
+            "epoch": epoch,
+            "batches_in_epoch": batches,
+            "fingerprint": cfg.fingerprint(),
+            "config": cfg.to_dict(),
+            "world_size": world,
+            "history": history,
+        }
 
     model.train()
     for epoch in range(start_epoch, cfg.num_epochs):
@@ -241,8 +248,15 @@ def train(cfg: TrainConfig, resume: Optional[str] = None) -> dict[str, Any]:
                 bridge.refresh_anchors()  # anchor_refresh: steps
             if step % max(cfg.log_every, 1) == 0 or step == total_steps:
                 mean_loss = accelerator.reduce(loss_sum / max(loss_count, 1), reduction="mean").item()
-                accelerator.log({"train/loss": mean_loss, "train/lr": scheduler.get_last_lr()[0], "epoch": epoch,
-                                 "world_size": world}, step=step)
+                accelerator.log(
+                    {
+                        "train/loss": mean_loss,
+                        "train/lr": scheduler.get_last_lr()[0],
+                        "epoch": epoch,
+                        "world_size": world,
+                    },
+                    step=step,
+                )
                 loss_sum.zero_()
                 loss_count = 0
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
@@ -257,8 +271,12 @@ def train(cfg: TrainConfig, resume: Optional[str] = None) -> dict[str, Any]:
         accelerator.log({f"eval/{k}": v for k, v in metrics.items()} | {"epoch": epoch, "world_size": world}, step=step)
         finished = batches >= len(train_loader)
         save_checkpoint(
-            accelerator, out, step, ckpt_state(epoch + 1 if finished else epoch, 0 if finished else batches),
-            cfg.keep_checkpoints, suffix="-epoch-end",
+            accelerator,
+            out,
+            step,
+            ckpt_state(epoch + 1 if finished else epoch, 0 if finished else batches),
+            cfg.keep_checkpoints,
+            suffix="-epoch-end",
         )
     bar.close()
     seconds = time.perf_counter() - started
@@ -266,8 +284,14 @@ def train(cfg: TrainConfig, resume: Optional[str] = None) -> dict[str, Any]:
     if every:
         bridge.config.anchor_refresh = "auto"
     saved = save_final(accelerator, model, out)
-    results = {**run_info, "steps": step, "history": history, "seconds": seconds,
-               "train_samples_per_second": samples / seconds if seconds else None, "saved": saved}
+    results = {
+        **run_info,
+        "steps": step,
+        "history": history,
+        "seconds": seconds,
+        "train_samples_per_second": samples / seconds if seconds else None,
+        "saved": saved,
+    }
     if accelerator.is_main_process:
         write_text_atomic(out / "results.json", json.dumps(results, indent=2, default=str))
     accelerator.end_training()

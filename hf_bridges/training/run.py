@@ -5,11 +5,13 @@ The same module runs under any launcher (Accelerate reads the environment they s
     accelerate launch --num_processes 8 -m hf_bridges.training configs/train-bbc-lora.yaml
     ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 -m hf_bridges.training configs/train-tiny.yaml   # CPU, 2 processes
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..modeling.errors import HfBridgesError
 from .config import load_config
@@ -37,8 +39,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = add_arguments(argparse.ArgumentParser(prog="python -m hf_bridges.training", description=__doc__.splitlines()[0]))
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = add_arguments(
+        argparse.ArgumentParser(prog="python -m hf_bridges.training", description=__doc__.splitlines()[0])
+    )
     args = parser.parse_args(argv)
     try:
         run(args)
@@ -46,4 +50,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"hf_bridges.training: error: {error}", file=sys.stderr)
         return 1
     return 0
-

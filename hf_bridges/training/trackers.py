@@ -3,13 +3,14 @@
 They write only on the main process, append (a resumed run continues the same files) and flush every line,
 so a crash leaves a readable log.
 """
+
 from __future__ import annotations
 
 import csv
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from accelerate.state import PartialState
 from accelerate.tracking import GeneralTracker
@@ -36,7 +37,9 @@ class _FileTracker(GeneralTracker):
     def store_init_configuration(self, values: dict) -> None:
         if PartialState().is_main_process:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(self.path.parent / "run_config.json", json.dumps(values, indent=2, sort_keys=True, default=str))
+            write_text_atomic(
+                self.path.parent / "run_config.json", json.dumps(values, indent=2, sort_keys=True, default=str)
+            )
 
 
 class JSONLinesTracker(_FileTracker):
@@ -45,7 +48,7 @@ class JSONLinesTracker(_FileTracker):
     name = "json"
     filename = "metrics.jsonl"
 
-    def log(self, values: dict, step: Optional[int] = None, **kwargs: Any) -> None:
+    def log(self, values: dict, step: int | None = None, **kwargs: Any) -> None:
         if not PartialState().is_main_process:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +62,7 @@ class CSVTracker(_FileTracker):
     name = "csv"
     filename = "metrics.csv"
 
-    def log(self, values: dict, step: Optional[int] = None, **kwargs: Any) -> None:
+    def log(self, values: dict, step: int | None = None, **kwargs: Any) -> None:
         if not PartialState().is_main_process:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

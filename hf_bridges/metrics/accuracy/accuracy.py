@@ -1,5 +1,6 @@
 """Accuracy: the fraction of predictions equal to the references (an `evaluate` module shipped with hf_bridges,
 so it loads offline by path: ``evaluate.load(<package>/metrics/accuracy)``)."""
+
 import datasets
 import evaluate
 from sklearn.metrics import accuracy_score
@@ -29,5 +30,6 @@ class Accuracy(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, normalize=True, sample_weight=None):
-        return {"accuracy": float(accuracy_score(references, predictions, normalize=normalize,
-                                                 sample_weight=sample_weight))}
+        return {
+            "accuracy": float(accuracy_score(references, predictions, normalize=normalize, sample_weight=sample_weight))
+        }

@@ -1,5 +1,6 @@
 """F1 score (macro by default): the harmonic mean of precision and recall, averaged over classes. An `evaluate`
 module shipped with hf_bridges, so it loads offline by path."""
+
 import datasets
 import evaluate
 from sklearn.metrics import f1_score
@@ -30,6 +31,7 @@ class F1(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, labels=None, average="macro", sample_weight=None):
-        score = f1_score(references, predictions, labels=labels, average=average, sample_weight=sample_weight,
-                         zero_division=0)
+        score = f1_score(
+            references, predictions, labels=labels, average=average, sample_weight=sample_weight, zero_division=0
+        )
         return {"f1": score.tolist() if getattr(score, "size", 1) > 1 else float(score)}
