@@ -279,7 +279,7 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, PreTrainedM
         trainable = any(p.requires_grad for p in self.encoder.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and trainable):
             embeddings = self._encode(**inputs)
-        normalize = getattr(self.config, "normalize_embeddings", False)  # a sentence-transformers Normalize module
+        normalize = self.config.normalize_embeddings  # a sentence-transformers Normalize module
         return nn.functional.normalize(embeddings, p=2, dim=-1) if normalize else embeddings
 
     def _subspace_weights(self, subspace_weights: torch.Tensor | None) -> torch.Tensor | None:
