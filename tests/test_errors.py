@@ -80,10 +80,11 @@ def test_config_from_a_newer_format_version(model, tmp_path):
 
 
 def test_bad_subspace_weights():
-    with pytest.raises(ValueError, match="3 values for 4 projections"):
+    # the default head: one projection (cosine) + the aligned component, so two weights
+    with pytest.raises(ValueError, match=r"3 values for 1 projections \+ the aligned component"):
         BridgeConfig(subspace_weights=[1, 0, 1])
     with pytest.raises(ValueError, match="positive sum"):
-        BridgeConfig(subspace_weights=[0, 0, 0, 0])
+        BridgeConfig(subspace_weights=[0, 0])
 
 
 def test_unloadable_encoder_says_how_to_fix(tmp_path):
