@@ -139,6 +139,20 @@ def push_head_folder(
 REPO_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+$")
 
 
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """The HTTP client's network errors (huggingface_hub >= 1 downloads with httpx, or its fork httpx2; it has
+    already retried them, resuming its ``.incomplete`` file, when one reaches us)."""
+    import importlib
+
+    errors = []
+    for name in ("httpx", "httpx2"):
+        try:
+            errors.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
 def pull_head(
     head: PathLike,
     *,
@@ -187,7 +201,7 @@ def pull_head(
         ) from None
     except HfHubHTTPError as error:
         raise HeadFormatError(f"downloading head {head!r} failed: {error}") from None
-    except (requests.RequestException, OSError) as error:  # e.g. the connection dropped mid-file
+    except (requests.RequestException, OSError, *_transport_errors()) as error:  # e.g. the connection dropped mid-file
         raise HeadFormatError(
             f"downloading head {head!r} failed: the connection broke ({type(error).__name__}: {error}). Nothing "
             "partial was kept (the Hub client writes into a .incomplete file); rerun `hf-bridges head pull` to retry"
