@@ -317,14 +317,16 @@ def attach_head(
         kwargs["head_config"] = kwargs["head_config"].replace(**head_overrides)
     kwargs.update(overrides)
     try:
-        bridge = cls.from_encoder(
-            model,
-            anchors=bundle.anchors,
-            anchor_labels=bundle.anchor_labels,
-            tokenizer=tokenizer,
-            revision=revision,
-            **kwargs,
-        )
+        with warnings.catch_warnings():  # the degenerate-anchor warnings come below, naming the head
+            warnings.filterwarnings("ignore", message=r"from_encoder: .*(duplicates|degenerate anchors)")
+            bridge = cls.from_encoder(
+                model,
+                anchors=bundle.anchors,
+                anchor_labels=bundle.anchor_labels,
+                tokenizer=tokenizer,
+                revision=revision,
+                **kwargs,
+            )
     except (IndexError, RuntimeError, ValueError) as error:
         raise HeadAttachError(
             f"the {len(bundle.anchors)} anchors of {source} failed to embed with {name} "
