@@ -64,6 +64,12 @@ class HubState:
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []  # (method, path), to let tests check what the client did
         self.list_queries: list[dict] = []  # query parameters of every GET /api/models
+        # fault injection: a GET of a file whose path matches ``drop_pattern`` sends ``drop_after`` bytes of its body,
+        # then the connection is closed (``drop_times`` times, None = every time); ``dropped`` counts the drops
+        self.drop_pattern: str | None = None
+        self.drop_after = 0
+        self.drop_times: int | None = None
+        self.dropped = 0
 
 
 API_REPO = re.compile(r"^/api/(models|datasets|spaces)/([^/]+/[^/]+)(?:/(revision|preupload|commit|tree)/(.+))?$")
@@ -350,7 +356,32 @@ class HubHandler(BaseHTTPRequestHandler):
             "ETag": f'"{git_blob_sha(content)}"',
             "Content-Type": "application/octet-stream",
         }
+        if not head_only and self._should_drop(filename):
+            return self._send_cut(content, headers)
         self._send(200, content, headers, head_only)
+
+    def _should_drop(self, filename: str) -> bool:
+        state = self.state
+        if state.drop_pattern is None or not re.search(state.drop_pattern, filename):
+            return False
+        if state.drop_times is not None and state.dropped >= state.drop_times:
+            return False
+        state.dropped += 1
+        return True
+
+    def _send_cut(self, content: bytes, headers: dict) -> None:
+        """Announce the whole body, send only its start, then close the socket: a connection dropped mid-file."""
+        import socket
+
+        self.send_response(200)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content[: self.state.drop_after])
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
 
 
 class HubServer:
@@ -363,6 +394,12 @@ class HubServer:
         self.httpd.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="test-hub-server", daemon=True)
+
+    def drop_connection(self, pattern: str, after: int, times: int | None = None) -> None:
+        """Close the connection after ``after`` body bytes of every GET of a file matching ``pattern`` (regex),
+        ``times`` times (None: always)."""
+        self.state.drop_pattern, self.state.drop_after, self.state.drop_times = pattern, after, times
+        self.state.dropped = 0
 
     def __enter__(self) -> HubServer:
         self._thread.start()

@@ -139,6 +139,20 @@ def push_head_folder(
 REPO_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+$")
 
 
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """The HTTP client's network errors (huggingface_hub >= 1 downloads with httpx, or its fork httpx2; it has
+    already retried them, resuming its ``.incomplete`` file, when one reaches us)."""
+    import importlib
+
+    errors = []
+    for name in ("httpx", "httpx2"):
+        try:
+            errors.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
 def pull_head(
     head: PathLike,
     *,
@@ -187,7 +201,7 @@ def pull_head(
         ) from None
     except HfHubHTTPError as error:
         raise HeadFormatError(f"downloading head {head!r} failed: {error}") from None
-    except (requests.RequestException, OSError) as error:  # e.g. the connection dropped mid-file
+    except (requests.RequestException, OSError, *_transport_errors()) as error:  # e.g. the connection dropped mid-file
         raise HeadFormatError(
             f"downloading head {head!r} failed: the connection broke ({type(error).__name__}: {error}). Nothing "
             "partial was kept (the Hub client writes into a .incomplete file); rerun `hf-bridges head pull` to retry"
@@ -303,14 +317,16 @@ def attach_head(
         kwargs["head_config"] = kwargs["head_config"].replace(**head_overrides)
     kwargs.update(overrides)
     try:
-        bridge = cls.from_encoder(
-            model,
-            anchors=bundle.anchors,
-            anchor_labels=bundle.anchor_labels,
-            tokenizer=tokenizer,
-            revision=revision,
-            **kwargs,
-        )
+        with warnings.catch_warnings():  # the degenerate-anchor warnings come below, naming the head
+            warnings.filterwarnings("ignore", message=r"from_encoder: .*(duplicates|degenerate anchors)")
+            bridge = cls.from_encoder(
+                model,
+                anchors=bundle.anchors,
+                anchor_labels=bundle.anchor_labels,
+                tokenizer=tokenizer,
+                revision=revision,
+                **kwargs,
+            )
     except (IndexError, RuntimeError, ValueError) as error:
         raise HeadAttachError(
             f"the {len(bundle.anchors)} anchors of {source} failed to embed with {name} "

@@ -96,3 +96,31 @@ def encoder_fingerprint(encoder: nn.Module) -> tuple:
         if is_tuner_layer(m)
     )
     return params, tuners
+
+
+def warn_degenerate_anchors(anchors: Sequence, embeddings: torch.Tensor, where: str = "from_encoder") -> None:
+    """Warn on duplicate anchor inputs (they add nothing) and on anchors the encoder embeds (almost) identically:
+    every relative coordinate is then the same, so the logits no longer depend on the input."""
+    import warnings
+
+    texts = [a for a in anchors if isinstance(a, (str, bytes))]  # other inputs (images, arrays): no reliable equality
+    duplicates = len(texts) - len(set(texts))
+    if duplicates:
+        seen: set = set()
+        example = next(a for a in texts if a in seen or seen.add(a))
+        warnings.warn(
+            f"{where}: {duplicates} of the {len(anchors)} anchors are duplicates (e.g. {str(example)[:60]!r}); they "
+            "add no information: pass distinct anchors",
+            UserWarning,
+            stacklevel=3,
+        )
+    emb = embeddings.detach().float()
+    spread = (emb - emb.mean(0, keepdim=True)).norm(dim=1).max()
+    if not torch.isfinite(spread) or spread <= 1e-6 * (emb.norm(dim=1).max() + 1e-12):
+        warnings.warn(
+            f"{where}: the encoder embeds all {len(anchors)} anchors (almost) identically (degenerate anchors, zero "
+            "variance): every input gets the same relative representation and the same prediction. Pass distinct "
+            "anchors, or check the tokenizer and pooling",
+            UserWarning,
+            stacklevel=3,
+        )

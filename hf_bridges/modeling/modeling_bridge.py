@@ -22,7 +22,7 @@ from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
 
 from .aggregation import MLPSumAggregation, WeightedAggregation
-from .anchor_stores import AnchorStore, encoder_fingerprint
+from .anchor_stores import AnchorStore, encoder_fingerprint, warn_degenerate_anchors
 from .batching import embed_in_length_order, embed_in_slices
 from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hub, check_config_kwargs
 from .bridge_inputs import Tokenizing, encoder_settings, label_kwargs, truncate_rows, with_max_length
@@ -194,7 +194,7 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, PreTrainedM
         bridge.tokenizer = tokenizer
         bridge.anchors.input_ids.copy_(tokens["input_ids"])
         bridge.anchors.attention_mask.copy_(tokens["attention_mask"])
-        bridge.refresh_anchors()
+        warn_degenerate_anchors(anchors, bridge.refresh_anchors())
         return bridge
 
     # ---------------------------------------------------------------------------------------------------- anchors
