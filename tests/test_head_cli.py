@@ -72,7 +72,10 @@ def test_push_pull_inspect_attach(hub, head_dir, tiny_encoder_dir, tmp_path, cap
     report = json.loads(printed[: printed.rindex("}") + 1])
     assert report["score"] == pytest.approx(1.0, abs=1e-3) and report["compatible"]
     stitched = BridgeForSequenceClassification.from_pretrained(output).eval()
-    assert stitched.config.subspace_weights == [1.0, 1.0]  # the default head: cosine and the aligned component, both kept
+    assert stitched.config.subspace_weights == [
+        1.0,
+        1.0,
+    ]  # the default head: cosine and the aligned component, both kept
     assert "library_name: hf_bridges" in (output / "README.md").read_text()
     with torch.no_grad():
         assert stitched(**tokenizer(["market stock bank"], return_tensors="pt")).logits.shape == (1, 5)

@@ -140,8 +140,11 @@ def test_bad_inputs_to_a_module_bridge(anchors):
 
 
 def test_features_only_bridge_round_trips_without_features_dim(tmp_path):
-    """BridgeConfig(encoder=None): the anchors define the width, so save/load works without features_dim."""
-    config = BridgeConfig(encoder=None, modality="features", num_anchors=8, num_labels=3)
+    """BridgeConfig(encoder=None): the anchors define the width, so save/load works without features_dim (for a
+    relative head; the default head's aligned component needs the width up front: see the next assertion)."""
+    with pytest.raises(ValueError, match="aligned head needs"):
+        BridgeForSequenceClassification(BridgeConfig(encoder=None, modality="features", num_anchors=8, num_labels=3))
+    config = BridgeConfig(encoder=None, modality="features", num_anchors=8, num_labels=3, head={"aligned": False})
     bridge = BridgeForSequenceClassification(config).eval()
     anchors = torch.randn(8, 16)
     bridge.set_anchor_embeddings(anchors)

@@ -24,6 +24,7 @@ from .anchor_stores import TensorAnchorStore
 from .bridge_arguments import _given, check_config_kwargs
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
 from .configuration_bridge import BridgeConfig
+from .head_config import LEGACY_DEFAULTS
 from .modeling_bridge import BridgePreTrainedModel
 from .module_encoders import ModuleEncoder, as_module_encoder
 
@@ -103,14 +104,23 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
             anchor_input_dtype=_dtype_name(anchors.dtype),
             anchor_labels=anchor_labels,
             encoder_class=encoder.name,
-            head=head_config,
-            **_given(projections=projections, aggregation=aggregation),
+            head=cls._default_head(head_config, projections, aggregation),
             **config_kwargs,
         )
         bridge = cls(config, encoder=encoder)
         bridge.anchors.inputs.copy_(anchors)
         bridge.refresh_anchors()
         return bridge
+
+    @staticmethod
+    def _default_head(head_config: Any, projections: Sequence[str] | None, aggregation: str | None) -> Any:
+        """Module bridges keep the relative product head of 0.1.0 unless told otherwise: ``attach_encoder`` swaps
+        the module and re-embeds the anchors but fits no translation, which the default head's aligned component
+        needs (the transformers bridges fit it in ``from_encoder(..., head=...)``)."""
+        if head_config is None:
+            head_config = {key: value for key, value in LEGACY_DEFAULTS.items() if key != "combine"}
+        head = dict(head_config) if isinstance(head_config, dict) else head_config.to_dict()
+        return {**head, **_given(projections=projections, aggregation=aggregation)}
 
     @classmethod
     def from_pretrained(
