@@ -61,7 +61,19 @@ def test_head_config_argument(tiny_encoder_dir, anchor_texts):
         num_labels=3,
         head_config={"projections": ["cosine"], "aggregation": "sum", "classifier_hidden_size": 0},
     )
-    assert model.head.projection_names == ["cosine"] and isinstance(model.head.classifier, torch.nn.Linear)
+    head = model.head
+    assert head.projection_names == ["cosine"] and type(head.aggregation).__name__ == "SumAggregation"
+    # the fields not in the dict keep the default (aligned, combine "sum"): one classifier per component, each a
+    # plain Linear because of classifier_hidden_size=0
+    assert head.aligned and isinstance(head.classifier.relative, torch.nn.Linear)
+    assert isinstance(head.classifier.aligned, torch.nn.Linear)
+    single = BridgeForSequenceClassification.from_encoder(
+        tiny_encoder_dir,
+        anchors=anchor_texts,
+        num_labels=3,
+        head_config={"aligned": False, "projections": ["cosine"], "classifier_hidden_size": 0},
+    )
+    assert not single.head.aligned and isinstance(single.head.classifier, torch.nn.Linear)
 
 
 def test_attach_with_a_prefix_embeds_the_heads_anchors_with_the_new_prefix(tiny_encoder_dir, anchor_texts, tmp_path):

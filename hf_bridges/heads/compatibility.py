@@ -255,9 +255,20 @@ def knn_jaccard(source: torch.Tensor, target: torch.Tensor, k: int = KNN) -> flo
     return float((inter / (2 * k - inter)).mean())
 
 
+def _degenerate(anchors: torch.Tensor) -> bool:
+    """True when the anchors have (almost) no spread: the same rule as the attach-time zero-variance warning."""
+    a = anchors.detach().double()
+    spread = (a - a.mean(0, keepdim=True)).norm(dim=1).max()
+    return not bool(torch.isfinite(spread)) or bool(spread <= 1e-6 * (a.norm(dim=1).max() + 1e-12))
+
+
 def stitch_signals(source: torch.Tensor, target: torch.Tensor, fit: float) -> dict[str, float]:
     """The label-free stitch score of an aligned head: mean of the linear CKA of the anchor-standardised cosine
     anchor matrices, the top-10 neighbour Jaccard and the held-out translation fit (clipped at 0)."""
+    if _degenerate(source) or _degenerate(target):
+        # all anchors embedded (almost) identically: no anchor space to compare (two such spaces would otherwise
+        # tie every neighbour and fit each other exactly, scoring ~0.67)
+        return {"cka": 0.0, "knn_jaccard": 0.0, "stitch_score": 0.0}
     rel = lambda z: (lambda u: u @ u.T)(torch.nn.functional.normalize(_standardised(z), dim=1))
     cka = linear_cka(rel(source), rel(target))
     jaccard = knn_jaccard(source, target)
