@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from hf_bridges.heads.compatibility import DEFAULT_THRESHOLD, compute_stitch_report
+from hf_bridges.heads.compatibility import ALIGNED_THRESHOLD, DEFAULT_THRESHOLD, compute_stitch_report
 from hf_bridges.offline.assets import is_placed
 
 PROJECTIONS = ["cosine", "euclidean", "l1", "linf"]
@@ -71,7 +71,8 @@ def test_ranks_real_encoders_like_stitched_accuracy(tmp_path):
     from hf_bridges import BridgeForSequenceClassification
     from hf_bridges.data import load_labelled_dataset
 
-    anchors = load_labelled_dataset("bbc_news")["train"].shuffle(seed=0).select(range(64))
+    # 256 anchors: with far fewer than the width (384), two random spaces share neighbours by chance
+    anchors = load_labelled_dataset("bbc_news")["train"].shuffle(seed=0).select(range(256))
     model = BridgeForSequenceClassification.from_encoder(
         L6, anchors=anchors["text"], anchor_labels=anchors["label"], num_labels=5, max_seq_length=64
     )
@@ -86,6 +87,6 @@ def test_ranks_real_encoders_like_stitched_accuracy(tmp_path):
             random_bert, head=folder, tokenizer=AutoTokenizer.from_pretrained(L6)
         ).stitch_report
     assert same.score == pytest.approx(1.0, abs=1e-3)
-    assert same.score > l3.score > DEFAULT_THRESHOLD > rand.score
-    assert l3.compatible and not rand.compatible and "looks unlike" in rand.warning
+    assert same.score > l3.score > ALIGNED_THRESHOLD > rand.score  # the default head: the aligned score and gate
+    assert l3.compatible and not rand.compatible and "looks unrelated" in rand.warning
     assert l3.training_encoder == L6 and l3.new_encoder == L3

@@ -309,8 +309,9 @@ def attach_head(
             "normalize_embeddings": st["normalize"],
             "prefix": resolve_prompt(st, overrides.pop("prefix", None)),
         }
-        if st.get("max_seq_length"):
-            st_kwargs["max_seq_length"] = st["max_seq_length"]
+        if st.get("max_seq_length"):  # the anchors are cut where the head's were, unless this encoder stops sooner
+            recorded = bundle.config_kwargs().get("max_seq_length")
+            st_kwargs["max_seq_length"] = min(recorded, st["max_seq_length"]) if recorded else st["max_seq_length"]
     kwargs = {**bundle.config_kwargs(), **st_kwargs}
     head_overrides = {key: overrides.pop(key) for key in list(overrides) if key in HeadConfig.field_names()}
     if head_overrides:
