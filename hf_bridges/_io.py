@@ -145,3 +145,26 @@ def restore_previous(target: PathLike) -> bool:
             os.replace(kept, target / name)
     shutil.rmtree(target / PREVIOUS)
     return True
+
+
+def clean_staging_leftovers(target: Path) -> None:
+    """Staging folders of killed saves (their process is gone) and backups of the old two-rename save."""
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        pid = stale.name[len(f".{target.name}.tmp-") :].split("-", 1)[0]
+        if not pid.isdigit() or not _process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    if target.is_dir():
+        for old in target.parent.glob(f".{target.name}.old-*"):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own earlier staging (a save that raised): not in use any more
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

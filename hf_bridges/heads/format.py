@@ -26,21 +26,30 @@ from typing import Any
 
 import torch
 
-from .._io import PREVIOUS, fault_point, make_readable, previous_version, publish_files, sha256_file
-from ..modeling.errors import HfBridgesError
-
-# 2: the aligned component (aligned / aligned_dim / component_dropout; the map's buffers in the weights). Heads of
-#    format 1 lack those keys and read them as the head's LEGACY_DEFAULTS (no aligned component). Later keys of
-#    format 2: combine (absent: "concat", the first aligned heads) and alignment (the attach record of a stitched head).
-HEAD_FORMAT_VERSION = 2
-CONFIG_NAME = "bridge_head_config.json"
-WEIGHTS_NAME = "bridge_head.safetensors"
-ANCHORS_NAME = "anchors.parquet"
-ANCHOR_SPACE_NAME = "anchor_space.safetensors"
-CARD_NAME = "README.md"
-HEAD_CARD_NAME = "bridge_head_card.md"  # the head's card in a folder shared with a full model
-DATA_FILES = (WEIGHTS_NAME, ANCHORS_NAME, ANCHOR_SPACE_NAME)
-HEAD_FILES = (CONFIG_NAME, *DATA_FILES)
+from .._io import (
+    PREVIOUS,
+    clean_staging_leftovers,
+    fault_point,
+    make_readable,
+    previous_version,
+    publish_files,
+    sha256_file,
+)
+from .files import (
+    ANCHOR_SPACE_NAME,
+    ANCHORS_NAME,
+    CARD_NAME,
+    CONFIG_NAME,
+    DATA_FILES,
+    HEAD_CARD_NAME,
+    HEAD_FILES,
+    HEAD_FORMAT_VERSION,
+    WEIGHTS_NAME,
+    HeadFormatError,
+    _package_version,
+    head_card_name,
+)
+from .validation import check_weights_header, tokenizer_fingerprint, validate_head_config
 
 # BridgeConfig fields a head needs to be rebuilt on any encoder (everything but the encoder and the anchors).
 HEAD_CONFIG_KEYS = (
@@ -67,10 +76,6 @@ HEAD_CONFIG_KEYS = (
     "input_prefix",  # the training prefix: recorded, not passed on (the new encoder takes its own prefix=)
 )
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-class HeadFormatError(HfBridgesError, ValueError):
-    """A folder or repo that is not a readable bridge head; the message names the problem and the fix."""
 
 
 @dataclass
@@ -167,26 +172,6 @@ def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
     )
 
 
-def tokenizer_fingerprint(tokenizer, anchors) -> dict[str, Any]:
-    """How ``tokenizer`` maps the raw anchors (no prefix, no special tokens): its size and a sha256 of the token ids.
-    Stored with a head, it tells at attach a tokenizer that maps the anchors differently (e.g. a permuted
-    vocabulary of the same size) apart from the training one."""
-    import hashlib
-
-    ids = tokenizer([str(a) for a in anchors], add_special_tokens=False, truncation=True, max_length=512)["input_ids"]
-    digest = hashlib.sha256(json.dumps([list(map(int, row)) for row in ids], separators=(",", ":")).encode())
-    return {"vocab_size": len(tokenizer), "anchor_ids_sha256": digest.hexdigest()}
-
-
-def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("hf_bridges")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 # ------------------------------------------------------------------------------------------------------- write
 
 
@@ -219,38 +204,6 @@ def _write_files(head: BridgeHead, folder: Path, card: str | None, card_name: st
         make_readable(path)
 
 
-def _clean_leftovers(target: Path) -> None:
-    """Staging folders of killed saves (their process is gone) and backups of the old two-rename save."""
-    for stale in target.parent.glob(f".{target.name}.tmp-*"):
-        pid = stale.name[len(f".{target.name}.tmp-") :].split("-", 1)[0]
-        if not pid.isdigit() or not _alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-    if target.is_dir():
-        for old in target.parent.glob(f".{target.name}.old-*"):
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # our own earlier staging (a save that raised): not in use any more
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def head_card_name(folder: Path) -> str:
-    """``README.md`` in a head's own folder; ``bridge_head_card.md`` in a folder shared with other files (a full
-    model), so ``save_head`` never overwrites that folder's own card."""
-    own = set(HEAD_FILES) | {CARD_NAME, HEAD_CARD_NAME, PREVIOUS}
-    if folder.is_dir() and not {p.name for p in folder.iterdir()} <= own:
-        return HEAD_CARD_NAME
-    return CARD_NAME
-
-
 def write_head(head: BridgeHead, folder: os.PathLike | str, card: str | None = None) -> Path:
     """Write ``head`` into ``folder`` so that an interrupted save leaves the previous head loadable.
 
@@ -264,7 +217,7 @@ def write_head(head: BridgeHead, folder: os.PathLike | str, card: str | None = N
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and not target.is_dir():
         raise HeadFormatError(f"{target} exists and is not a folder; choose another path for the head")
-    _clean_leftovers(target)
+    clean_staging_leftovers(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         card_name = head_card_name(target)
@@ -370,87 +323,6 @@ def read_head_config(
         raise HeadFormatError(f"{source}/{CONFIG_NAME} is incomplete: missing {missing}; save or push the head again")
     validate_head_config(config, f"{source}/{CONFIG_NAME}")
     return config
-
-
-MAX_WIDTH = 1 << 16  # no head layer is wider: a larger value is an edited config, refused before any allocation
-
-
-def validate_head_config(config: dict[str, Any], where: str) -> None:
-    """Types, ranges and registered names of the fields a head is rebuilt from; each error names the field."""
-    from ..modeling.aggregation import AGGREGATIONS
-    from ..modeling.projections import PROJECTIONS
-    from ..modeling.transforms import ABS_TRANSFORMS, SUBSPACE_NORMS
-
-    def bad(field: str, wanted: str) -> HeadFormatError:
-        value = config.get(field)
-        return HeadFormatError(
-            f"{where}: field {field!r} must be {wanted}, got {value!r} ({type(value).__name__}); "
-            "fix the field or save the head again"
-        )
-
-    for field in ("encoder", "files"):
-        if not isinstance(config[field], dict):
-            raise bad(field, "an object (a JSON mapping)")
-    if config.get("tokenizer") is not None and not isinstance(config["tokenizer"], dict):
-        raise bad("tokenizer", "an object (vocab_size, anchor_ids_sha256)")
-    if config.get("input_prefix") is not None and not isinstance(config["input_prefix"], str):
-        raise bad("input_prefix", "a string (the text prepended to every input in training)")
-    projections = config["projections"]
-    if not isinstance(projections, list) or not projections or not all(isinstance(n, str) for n in projections):
-        raise bad("projections", "a non-empty list of projection names")
-    for field, registry, values in (
-        ("projections", PROJECTIONS, projections),
-        ("aggregation", AGGREGATIONS, [config.get("aggregation")]),
-        ("abs_transform", ABS_TRANSFORMS, [config.get("abs_transform")]),
-        ("subspace_norm", SUBSPACE_NORMS, [config.get("subspace_norm")]),
-    ):
-        for name in values:
-            if name is not None and (not isinstance(name, str) or name not in registry):
-                raise bad(field, f"one of {sorted(registry)}")
-    for field, low, high in (
-        ("num_anchors", 1, 1 << 20),
-        ("anchor_batch_size", 1, 1 << 20),
-        ("classifier_hidden_size", 0, MAX_WIDTH),
-        ("aggregation_dim", 1, MAX_WIDTH),
-        ("max_seq_length", 1, 1 << 20),
-        ("num_labels", 0, 1 << 20),
-    ):
-        value = config.get(field)
-        if value is None and field not in ("num_anchors",):
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise bad(field, f"an integer in [{low}, {high}]")
-    if config.get("aligned") is not None and not isinstance(config.get("aligned"), bool):
-        raise bad("aligned", "true or false")
-    value = config.get("aligned_dim")
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_WIDTH):
-        raise bad("aligned_dim", f"an integer in [1, {MAX_WIDTH}]")
-    for field in ("classifier_dropout", "subspace_dropout", "component_dropout"):
-        value = config.get(field)
-        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1):
-            raise bad(field, "a number in [0, 1)")
-    hidden = config["encoder"].get("hidden_size")
-    if hidden is not None and (not isinstance(hidden, int) or isinstance(hidden, bool) or not 1 <= hidden <= MAX_WIDTH):
-        raise HeadFormatError(
-            f"{where}: field 'encoder.hidden_size' must be an integer in [1, {MAX_WIDTH}], got {hidden!r}"
-        )
-
-
-def check_weights_header(path: Path, config: dict[str, Any], where: str) -> None:
-    """Read tensor shapes from the safetensors header (no tensor is loaded) and match them with the config."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118 (a safetensors handle, no __contains__/__iter__)
-    hidden = config.get("classifier_hidden_size")
-    first = shapes.get("classifier.0.weight", shapes.get("classifier.relative.0.weight"))  # concat / summed heads
-    if first is not None and hidden and first[0] != hidden:
-        raise HeadFormatError(
-            f"{where}: field 'classifier_hidden_size' is {hidden} but {WEIGHTS_NAME} holds "
-            f"classifier.0.weight of shape {list(first)}; fix the field or save the head again"
-        )
-    if any(int(torch.tensor(shape).prod()) > (1 << 28) for shape in shapes.values() if shape):
-        raise HeadFormatError(f"{where}: {WEIGHTS_NAME} declares a tensor over 2^28 elements; not a bridge head")
 
 
 def read_head(folder: os.PathLike | str, source: str | None = None, verify: bool = True) -> BridgeHead:

@@ -1,4 +1,5 @@
-"""Head-only save, push, pull and attach (the ``save_head`` / ``push_head_to_hub`` / ``from_encoder(head=...)`` API).
+"""Head-only save, push and pull (``save_head`` / ``push_head_to_hub`` / ``hf-bridges head push|pull``); attach is in
+``attach.py`` (``from_encoder(head=...)``).
 
 Kept out of ``modeling_bridge.py`` on purpose: that file is shipped to the Hub as remote code, and this one needs
 the installed package (huggingface_hub, pyarrow). The model methods import this module when called.
@@ -9,8 +10,6 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +24,7 @@ from huggingface_hub.errors import (
 )
 
 from ..modeling.errors import HfBridgesError
-from ..modeling.head import HeadConfig
 from .cards import head_card, retarget_head_card
-from .compatibility import (
-    ALIGNED_THRESHOLD,
-    DEFAULT_THRESHOLD,
-    StitchReport,
-    align_head,
-    compute_stitch_report,
-    select_subspaces,
-    weighted_score,
-)
 from .format import (
     CARD_NAME,
     HEAD_CARD_NAME,
@@ -45,13 +34,10 @@ from .format import (
     head_from_model,
     interrupted_save_error,
     read_head,
-    tokenizer_fingerprint,
     write_head,
 )
 
 PathLike = str | os.PathLike
-# What an encoder takes as its main input tells its modality (transformers' ``main_input_name``).
-INPUT_MODALITY = {"input_ids": "text", "pixel_values": "image", "input_values": "audio", "input_features": "audio"}
 
 
 class HeadAttachError(HfBridgesError, ValueError):
@@ -219,337 +205,13 @@ def load_head(head: PathLike, **pull_kwargs: Any) -> BridgeHead:
 
 
 # -------------------------------------------------------------------------------------------------------- attach
-def encoder_modality(encoder) -> str:
-    return INPUT_MODALITY.get(getattr(encoder, "main_input_name", "input_ids"), "unknown")
 
 
-def _check_tokenizer(tokenizer, anchors, name: str, source: str, max_unknown: float = 0.5) -> None:
-    """Refuse a tokenizer that cannot represent the anchors (e.g. transformers' empty fallback tokenizer for an
-    encoder folder without tokenizer files, which maps every word to the unknown token)."""
-    unk = getattr(tokenizer, "unk_token_id", None)
-    if unk is None:
-        return
-    ids = tokenizer([str(a) for a in anchors[:256]], add_special_tokens=False, truncation=True, max_length=512)[
-        "input_ids"
-    ]
-    total = sum(len(row) for row in ids)
-    unknown = sum(token == unk for row in ids for token in row)
-    if total == 0 or unknown / total > max_unknown:
-        raise HeadAttachError(
-            f"cannot attach {source} to {name}: its tokenizer ({type(tokenizer).__name__}, {len(tokenizer)} tokens) "
-            f"maps {unknown} of {total} anchor tokens to the unknown token, so the anchors cannot be embedded. The "
-            "encoder's tokenizer files are probably missing: pass tokenizer=... (the tokenizer the encoder was trained with)"
-        )
+def __getattr__(name: str) -> Any:
+    """``hub.attach_head``: the model classes reach every head-only operation through this module (a lazy import
+    from the remote-code files); attaching lives in ``attach.py``, which itself imports this module."""
+    if name == "attach_head":
+        from .attach import attach_head
 
-
-def attach_head(
-    cls,
-    encoder,
-    head: PathLike | BridgeHead,
-    *,
-    tokenizer: Any = None,
-    revision: str | None = None,
-    encoder_kwargs: dict | None = None,
-    head_revision: str | None = None,
-    token: str | bool | None = None,
-    subspace_selection: str | None = None,
-    stitch_threshold: float | None = None,
-    translation: str = "auto",
-    relative_space: str = "auto",
-    **overrides: Any,
-):
-    """Embed the head's stored anchors with ``encoder``, rebuild the same head on top and load its weights.
-
-    ``subspace_selection``: ``None`` keeps the head's subspace weights; ``"auto"`` (= ``"hard"``) keeps only the
-    projections whose anchor space agrees best with the training encoder's, ``"soft"`` weights them; both are
-    chosen from the anchors alone and stored in ``config.subspace_weights``. ``overrides`` go to the config.
-
-    Aligned heads (the default head): the translation from this encoder into the training encoder's standardised
-    space is fitted on the anchors (``translation``: ``auto`` = orthogonal or ridge-affine, whichever has the lower
-    k-fold held-out residual; or ``orthogonal`` / ``affine``); when the held-out fit is >= 0.9 the relative
-    component reads the mapped embeddings against the training anchors (``relative_space="auto"``, or force
-    ``native`` / ``translated``), else the new encoder's own anchors. Every component is kept
-    (``subspace_selection="gate"``: the subset with the best anchor prediction agreement). The stitch report and
-    ``config.head.alignment`` state the map, residuals, fit, relative space and the stitch score (mean of anchor
-    CKA, top-10 neighbour Jaccard and fit; threshold ``ALIGNED_THRESHOLD``). Map and weights are saved with the model.
-    """
-    from ..modeling.loaders import load_encoder, load_tokenizer
-    from ..modeling.st_config import resolve_prompt, st_encoder_settings
-
-    bundle = head if isinstance(head, BridgeHead) else load_head(head, revision=head_revision, token=token)
-    source = bundle.source or "the head"
-    if getattr(cls, "_with_classifier", False) and not bundle.has_classifier:
-        raise HeadAttachError(
-            f"{source} has no classifier (a representation head): attach it with BridgeModel.from_encoder"
-        )
-    st = st_encoder_settings(encoder, revision)  # a sentence-transformers encoder embeds its own way
-    if st.get("model") is not None:
-        encoder, tokenizer = st["model"], tokenizer or st["tokenizer"]
-    model = load_encoder(encoder, revision, **(encoder_kwargs or {}))
-    name = encoder if isinstance(encoder, (str, os.PathLike)) else getattr(model, "name_or_path", None)
-    name = str(name) if name else f"an in-memory {type(model).__name__}"
-    have, want = encoder_modality(model), bundle.config["modality"]
-    if want != "features" and have != want:
-        raise HeadAttachError(
-            f"{source} is a {want} head but {name or type(model).__name__} is {'an' if have[0] in 'aeiou' else 'a'} "
-            f"{have} encoder ({type(model).__name__}, main input {model.main_input_name!r}); attach it to a {want} encoder"
-        )
-    if tokenizer is None and want == "text":
-        try:
-            tokenizer = load_tokenizer(name, revision)
-        except OSError as error:
-            raise HeadAttachError(f"cannot attach {source} to {name}: {error}") from None
-    if tokenizer is not None and want == "text":
-        _check_tokenizer(tokenizer, bundle.anchors, name, source)
-    _check_prefix(bundle, overrides, name, source)
-    st_kwargs = {}
-    if st:  # its pooling / Normalize / max_seq_length / prompts win over the training encoder's recorded ones
-        st_kwargs = {
-            "pooling": st["pooling"],
-            "normalize_embeddings": st["normalize"],
-            "prefix": resolve_prompt(st, overrides.pop("prefix", None)),
-        }
-        if st.get("max_seq_length"):  # the anchors are cut where the head's were, unless this encoder stops sooner
-            recorded = bundle.config_kwargs().get("max_seq_length")
-            st_kwargs["max_seq_length"] = min(recorded, st["max_seq_length"]) if recorded else st["max_seq_length"]
-    kwargs = {**bundle.config_kwargs(), **st_kwargs}
-    head_overrides = {key: overrides.pop(key) for key in list(overrides) if key in HeadConfig.field_names()}
-    if head_overrides:
-        kwargs["head_config"] = kwargs["head_config"].replace(**head_overrides)
-    kwargs.update(overrides)
-    try:
-        with warnings.catch_warnings():  # the degenerate-anchor warnings come below, naming the head
-            warnings.filterwarnings("ignore", message=r"from_encoder: .*(duplicates|degenerate anchors)")
-            bridge = cls.from_encoder(
-                model,
-                anchors=bundle.anchors,
-                anchor_labels=bundle.anchor_labels,
-                tokenizer=tokenizer,
-                revision=revision,
-                **kwargs,
-            )
-    except (IndexError, RuntimeError, ValueError) as error:
-        raise HeadAttachError(
-            f"the {len(bundle.anchors)} anchors of {source} failed to embed with {name} "
-            f"({type(error).__name__}: {error}). Check that the tokenizer belongs to this encoder (same vocabulary) "
-            f"and that it accepts max_seq_length={kwargs.get('max_seq_length')}"
-        ) from None
-    state = dict(bundle.state_dict)
-    if bridge.head.classifier is None:
-        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-    try:
-        bridge.head.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise HeadFormatError(f"the weights in {source} do not fit the head its config describes: {error}") from None
-    bridge.eval()
-    config = bridge.config
-    if config.head.aligned:
-        bridge = _attach_aligned(
-            bridge,
-            bundle,
-            name,
-            state,
-            subspace_selection,
-            stitch_threshold,
-            translation,
-            relative_space,
-            tokenizer=tokenizer,
-            source=source,
-        )
-        return record_head_source(bridge, bundle)
-    report = compute_stitch_report(
-        bundle.anchor_embeddings,
-        bridge.anchor_embeddings,
-        config.projections,
-        abs_transform=config.abs_transform,
-        subspace_norm=config.subspace_norm,
-        subspace_weights=config.subspace_weights,
-        threshold=DEFAULT_THRESHOLD if stitch_threshold is None else stitch_threshold,
-        training_encoder=bundle.encoder.get("name_or_path") or "an unnamed encoder",
-        new_encoder=name,
-        warn=False,
-    )
-    if subspace_selection not in (None, "none"):
-        mode = {"auto": "hard", "hard": "hard", "soft": "soft"}.get(subspace_selection)
-        if mode is None:
-            raise ValueError(f"unknown subspace_selection {subspace_selection!r}; valid: None, 'auto', 'hard', 'soft'")
-        weights = select_subspaces(report.selection_scores, bridge.config.projections, mode=mode)
-        bridge.config.subspace_weights = weights
-        bridge.config.check()
-        report.subspace_weights = weights
-        report.score = weighted_score(report.per_projection, bridge.config.projections, weights)
-        report.notes.append(f"subspace_selection={subspace_selection!r} set config.subspace_weights={weights}")
-    report = _check_anchor_mapping(report, bundle, tokenizer, bridge, name, source)
-    if report.warning:
-        warnings.warn(report.warning, UserWarning, stacklevel=3)
-    bridge.stitch_report = report
-    return record_head_source(bridge, bundle)
-
-
-# ------------------------------------------------------------------------------------- provenance of an attach
-def _check_prefix(bundle: BridgeHead, overrides: dict, name: str, source: str) -> None:
-    """The head's training prefix is not the new encoder's: warn when the head had one and none was given."""
-    if bundle.training_prefix and overrides.get("prefix") is None:
-        warnings.warn(
-            f"{source} was trained with the input prefix {bundle.training_prefix!r} (its encoder expects it), but "
-            f"no prefix was given for {name}: the anchors and inputs are embedded without one. Pass prefix=... with "
-            "what this encoder expects (prefix='' for none, which silences this warning)",
-            UserWarning,
-            stacklevel=4,
-        )
-
-
-def record_head_source(bridge, bundle: BridgeHead):
-    """Write where the head came from into the stitched model (``config.head_source``, saved in config.json and
-    shown by its card): the repo id (None for a local folder), the commit, the stitch report, the training prefix."""
-    report = bridge.stitch_report
-    if bundle.training_prefix or bridge.config.input_prefix:
-        report.notes.append(
-            f"the head was trained with input prefix {bundle.training_prefix!r}; this encoder "
-            f"gets {bridge.config.input_prefix!r}"
-        )
-    local = bundle.source is None or os.path.isdir(bundle.source)
-    bridge.config.head_source = {
-        "repo_id": None if local else bundle.source,
-        "revision": bundle.revision,
-        "training_prefix": bundle.training_prefix,
-        "stitch_report": report.to_dict(),
-    }
-    return bridge
-
-
-def _attach_aligned(
-    bridge,
-    bundle: BridgeHead,
-    name: str,
-    state: dict,
-    subspace_selection: str | None,
-    stitch_threshold: float | None,
-    translation: str,
-    relative_space: str = "auto",
-    *,
-    tokenizer=None,
-    source: str = "the head",
-):
-    """Fit the aligned map on the anchors, choose the relative space, score and report (see ``attach_head``)."""
-    if subspace_selection not in (None, "none", "auto", "gate"):
-        raise ValueError(
-            f"unknown subspace_selection {subspace_selection!r} for an aligned head; valid: None / 'auto' "
-            "/ 'none' (the attach rule: every component kept), 'gate' (keep the component subset whose "
-            "anchor predictions agree best with the training encoder's)"
-        )
-    config = bridge.config
-    n = len(config.projections)
-    saved = config.subspace_weights
-    reference = (state["aligned_weight"], state["aligned_bias"]) if "aligned_weight" in state else None
-    weights, info = align_head(
-        bridge.head,
-        bundle.anchor_embeddings,
-        bridge.anchor_embeddings,
-        reference,
-        base_weights=saved,
-        translation=translation,
-        relative_space=relative_space,
-        gate=subspace_selection == "gate",
-    )
-    config.subspace_weights = weights
-    config.head.alignment = info  # recorded: map, residuals, fit, relative space, stitch score
-    config.check()
-    relative = weights[:n] if sum(weights[:n]) > 0 else None
-    report = compute_stitch_report(
-        bundle.anchor_embeddings,
-        bridge.anchor_embeddings,
-        config.projections,
-        abs_transform=config.abs_transform,
-        subspace_norm=config.subspace_norm,
-        subspace_weights=relative,
-        threshold=ALIGNED_THRESHOLD if stitch_threshold is None else stitch_threshold,
-        training_encoder=bundle.encoder.get("name_or_path") or "an unnamed encoder",
-        new_encoder=name,
-        warn=False,
-    )
-    report.alignment = info
-    report.subspace_weights = list(weights)
-    report.score = float(info["stitch_score"])
-    report.notes.append(
-        f"aligned component: {info['map']} translation fitted on {len(bundle.anchors)} anchors "
-        f"(held-out fit {info['fit']:.3f}), relative space {info['relative_space']}; "
-        f"config.subspace_weights={weights} ({info['components']})"
-    )
-    report = _check_anchor_mapping(report, bundle, tokenizer, bridge, name, source)
-    if report.warning:
-        warnings.warn(report.warning, UserWarning, stacklevel=4)
-    bridge.stitch_report = report
-    return bridge
-
-
-# -------------------------------------------------------------------------- anchors the new encoder cannot see
-@dataclass
-class MismatchedAnchorsReport(StitchReport):
-    """A stitch report whose anchors this encoder does not see as the training encoder did (its tokenizer maps
-    them to other token ids): never ``compatible``, whatever the score, and the warning says why."""
-
-    anchor_mismatch: str = ""
-
-    @property
-    def compatible(self) -> bool:
-        return False
-
-    @property
-    def warning(self) -> str | None:
-        return f"{self.anchor_mismatch} The stitch score ({self.score:.2f}) is not evidence of compatibility here."
-
-
-def _check_anchor_mapping(
-    report: StitchReport, bundle: BridgeHead, tokenizer, bridge, name: str, source: str
-) -> StitchReport:
-    """Compare the new tokenizer's mapping of the anchors with the head's record; warn on degenerate anchors."""
-    _warn_degenerate_anchors(bundle.anchors, bridge.anchor_embeddings, name, source)
-    recorded = bundle.config.get("tokenizer")
-    if not recorded or tokenizer is None or bundle.config["modality"] != "text":
-        return report  # an older head (no fingerprint), or no tokenizer involved
-    now = tokenizer_fingerprint(tokenizer, bundle.anchors)
-    if now["anchor_ids_sha256"] == recorded.get("anchor_ids_sha256"):
-        report.notes.append("the tokenizer maps the anchors to the same token ids as the training tokenizer")
-        return report
-    if now["vocab_size"] != recorded.get("vocab_size"):
-        report.notes.append(
-            f"a different tokenizer than in training ({now['vocab_size']} vs "
-            f"{recorded.get('vocab_size')} tokens): expected for another encoder family"
-        )
-        return report
-    fields = {key: getattr(report, key) for key in report.__dataclass_fields__}
-    return MismatchedAnchorsReport(
-        **fields,
-        anchor_mismatch=(
-            f"The tokenizer of {name} has as many tokens as the one {source} was trained with ({now['vocab_size']}) but "
-            "maps the anchors to other token ids (a permuted or mismatched vocabulary?): the anchors are not the same "
-            "inputs for this encoder. Pass tokenizer=... (the tokenizer this encoder was trained with)."
-        ),
-    )
-
-
-def _warn_degenerate_anchors(anchors, embeddings, name: str, source: str) -> None:
-    """Duplicate anchors add nothing; anchors the encoder embeds (almost) identically make every relative
-    coordinate the same, so the logits no longer depend on the input."""
-    import torch
-
-    texts = [a if isinstance(a, (str, bytes)) else repr(a) for a in anchors]
-    duplicates = len(texts) - len(set(texts))
-    if duplicates:
-        warnings.warn(
-            f"{source}: {duplicates} of its {len(texts)} anchors are duplicates; they add no information "
-            "(choose distinct anchors when you train the next head)",
-            UserWarning,
-            stacklevel=4,
-        )
-    emb = embeddings.detach().float()
-    spread = (emb - emb.mean(0, keepdim=True)).norm(dim=1).max()
-    if not torch.isfinite(spread) or spread <= 1e-6 * (emb.norm(dim=1).max() + 1e-12):
-        warnings.warn(
-            f"{name} embeds all {len(texts)} anchors of {source} (almost) identically (zero variance): "
-            "every input gets the same relative representation and the same prediction. Check the "
-            "tokenizer and pooling, or use another encoder",
-            UserWarning,
-            stacklevel=4,
-        )
+        return attach_head
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -119,7 +119,7 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, PreTrainedM
         With ``head=``, ``prefix`` is the NEW encoder's own prefix (the head records the one it was trained with).
         ``head=`` (a folder or Hub repo id written by ``save_head``/``push_head_to_hub``) attaches that trained head
         instead: its anchors are embedded by this encoder and ``model.stitch_report`` says how well they match
-        (see ``hf_bridges.heads.hub.attach_head`` for ``head_revision``, ``token``, ``subspace_selection``).
+        (see ``hf_bridges.heads.attach.attach_head`` for ``head_revision``, ``token``, ``subspace_selection``).
         """
         if head is not None:
             if anchors is not None:

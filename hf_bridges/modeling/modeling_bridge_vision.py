@@ -173,7 +173,7 @@ class BridgeForImageClassification(ClassifierMixin, BridgePreTrainedModel):
         ``pooling``: ``"pooler"`` (``pooler_output``) or ``"mean"`` over spatial / patch tokens; by default
         ``pooler`` when the encoder returns one. Extra keyword arguments go to :class:`BridgeConfig`.
         ``head=`` (a folder or Hub repo written by ``save_head``) attaches a trained head instead: its PNG anchor
-        images are embedded by this encoder (see ``hf_bridges.heads.hub.attach_head``).
+        images are embedded by this encoder (see ``hf_bridges.heads.attach.attach_head``).
         """
         if head is not None:
             if anchors is not None:
