@@ -76,7 +76,7 @@ def test_duplicate_and_zero_variance_anchors_are_warned(tokenizer, anchor_texts,
         make_encoder(0), anchors=texts, tokenizer=tokenizer, num_labels=3
     )
     folder = model.save_head(tmp_path / "dup")
-    with pytest.warns(UserWarning, match=r"1 of its \d+ anchors are duplicates"):
+    with pytest.warns(UserWarning, match=r"1 of the \d+ anchors are duplicates"):
         BridgeForSequenceClassification.from_encoder(make_encoder(0), head=folder, tokenizer=tokenizer)
     flat = make_encoder(1)
     with torch.no_grad():  # an encoder whose output ignores the input: every anchor embeds the same

@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from ..modeling.anchor_stores import warn_degenerate_anchors
 from ..modeling.head import HeadConfig
 from .compatibility import (
     ALIGNED_THRESHOLD,
@@ -315,7 +316,7 @@ def _check_anchor_mapping(
     report: StitchReport, bundle: BridgeHead, tokenizer, bridge, name: str, source: str
 ) -> StitchReport:
     """Compare the new tokenizer's mapping of the anchors with the head's record; warn on degenerate anchors."""
-    _warn_degenerate_anchors(bundle.anchors, bridge.anchor_embeddings, name, source)
+    warn_degenerate_anchors(bundle.anchors, bridge.anchor_embeddings, f"attaching {source} to {name}", stacklevel=4)
     recorded = bundle.config.get("tokenizer")
     if not recorded or tokenizer is None or bundle.config["modality"] != "text":
         return report  # an older head (no fingerprint), or no tokenizer involved
@@ -338,29 +339,3 @@ def _check_anchor_mapping(
             "inputs for this encoder. Pass tokenizer=... (the tokenizer this encoder was trained with)."
         ),
     )
-
-
-def _warn_degenerate_anchors(anchors, embeddings, name: str, source: str) -> None:
-    """Duplicate anchors add nothing; anchors the encoder embeds (almost) identically make every relative
-    coordinate the same, so the logits no longer depend on the input."""
-    import torch
-
-    texts = [a if isinstance(a, (str, bytes)) else repr(a) for a in anchors]
-    duplicates = len(texts) - len(set(texts))
-    if duplicates:
-        warnings.warn(
-            f"{source}: {duplicates} of its {len(texts)} anchors are duplicates; they add no information "
-            "(choose distinct anchors when you train the next head)",
-            UserWarning,
-            stacklevel=4,
-        )
-    emb = embeddings.detach().float()
-    spread = (emb - emb.mean(0, keepdim=True)).norm(dim=1).max()
-    if not torch.isfinite(spread) or spread <= 1e-6 * (emb.norm(dim=1).max() + 1e-12):
-        warnings.warn(
-            f"{name} embeds all {len(texts)} anchors of {source} (almost) identically (zero variance): "
-            "every input gets the same relative representation and the same prediction. Check the "
-            "tokenizer and pooling, or use another encoder",
-            UserWarning,
-            stacklevel=4,
-        )

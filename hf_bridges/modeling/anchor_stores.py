@@ -98,7 +98,9 @@ def encoder_fingerprint(encoder: nn.Module) -> tuple:
     return params, tuners
 
 
-def warn_degenerate_anchors(anchors: Sequence, embeddings: torch.Tensor, where: str = "from_encoder") -> None:
+def warn_degenerate_anchors(
+    anchors: Sequence, embeddings: torch.Tensor, where: str = "from_encoder", stacklevel: int = 3
+) -> None:
     """Warn on duplicate anchor inputs (they add nothing) and on anchors the encoder embeds (almost) identically:
     every relative coordinate is then the same, so the logits no longer depend on the input."""
     import warnings
@@ -112,7 +114,7 @@ def warn_degenerate_anchors(anchors: Sequence, embeddings: torch.Tensor, where: 
             f"{where}: {duplicates} of the {len(anchors)} anchors are duplicates (e.g. {str(example)[:60]!r}); they "
             "add no information: pass distinct anchors",
             UserWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     emb = embeddings.detach().float()
     spread = (emb - emb.mean(0, keepdim=True)).norm(dim=1).max()
@@ -122,5 +124,5 @@ def warn_degenerate_anchors(anchors: Sequence, embeddings: torch.Tensor, where: 
             "variance): every input gets the same relative representation and the same prediction. Pass distinct "
             "anchors, or check the tokenizer and pooling",
             UserWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
