@@ -85,5 +85,5 @@ def test_duplicate_and_zero_variance_anchors_are_warned(tokenizer, anchor_texts,
             layer.output.dense.bias.zero_()
         flat.embeddings.word_embeddings.weight.zero_()
         flat.embeddings.position_embeddings.weight.zero_()
-    with pytest.warns(UserWarning, match=r"\(almost\) identically \(zero variance\)"):
+    with pytest.warns(UserWarning, match=r"\(almost\) identically \(degenerate anchors, zero variance\)"):
         BridgeForSequenceClassification.from_encoder(flat, head=folder, tokenizer=tokenizer, stitch_threshold=0.0)
