@@ -35,5 +35,6 @@ def test_empty_label_cells_fail_before_embedding_naming_column_count_and_row(tmp
     assert len(lines) == 1, err
     match = re.search(r"split, column 'topic': (\d+) row\(s\) without a label \(row (\d+): (None|'')\)", lines[0])
     assert match, lines[0]
-    assert 1 <= int(match.group(1)) <= 3
+    empty_rows = int(match.group(1))
+    assert empty_rows in (1, 2, 3)  # the 3 empty cells, split between train and test
     assert not cache.exists()  # nothing was embedded
