@@ -66,21 +66,27 @@ def _first_argmax_index(D: int, device: torch.device, dtype: torch.dtype) -> tor
 _CDIST_BACKWARD = getattr(torch.ops.aten, "_cdist_backward", None)
 
 
+def _reduce_abs_differences(x: torch.Tensor, a: torch.Tensor, chunk_bytes: int, reduce) -> torch.Tensor:
+    """(B, k) ``reduce(|x_b - a_k|, dim=-1)`` (``torch.sum``: L1, ``torch.amax``: L-inf), block by block in one buffer."""
+    B, D = x.shape
+    k = a.shape[0]
+    out = x.new_zeros(B, k)
+    if B and k and D:
+        buf = x.new_empty(min(B * k * D, max(D, chunk_bytes // x.element_size())))
+        for i0, i1, j0, j1 in _blocks(B, k, D, x.element_size(), chunk_bytes):
+            d = buf[: (i1 - i0) * (j1 - j0) * D].view(i1 - i0, j1 - j0, D)
+            torch.sub(x[i0:i1, None, :], a[None, j0:j1, :], out=d)
+            if j1 - j0 == k:
+                reduce(d.abs_(), dim=-1, out=out[i0:i1])
+            else:
+                out[i0:i1, j0:j1] = reduce(d.abs_(), dim=-1)
+    return out
+
+
 class _L1(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, a: torch.Tensor, chunk_bytes: int) -> torch.Tensor:  # type: ignore[override]
-        B, D = x.shape
-        k = a.shape[0]
-        out = x.new_zeros(B, k)
-        if B and k and D:
-            buf = x.new_empty(min(B * k * D, max(D, chunk_bytes // x.element_size())))
-            for i0, i1, j0, j1 in _blocks(B, k, D, x.element_size(), chunk_bytes):
-                d = buf[: (i1 - i0) * (j1 - j0) * D].view(i1 - i0, j1 - j0, D)
-                torch.sub(x[i0:i1, None, :], a[None, j0:j1, :], out=d)
-                if j1 - j0 == k:
-                    torch.sum(d.abs_(), dim=-1, out=out[i0:i1])
-                else:
-                    out[i0:i1, j0:j1] = d.abs_().sum(-1)
+        out = _reduce_abs_differences(x, a, chunk_bytes, torch.sum)
         ctx.save_for_backward(x, a, out)
         ctx.chunk_bytes = chunk_bytes
         return out
@@ -122,18 +128,7 @@ class _L1(torch.autograd.Function):
 class _Linf(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, a: torch.Tensor, chunk_bytes: int) -> torch.Tensor:  # type: ignore[override]
-        B, D = x.shape
-        k = a.shape[0]
-        out = x.new_zeros(B, k)
-        if B and k and D:
-            buf = x.new_empty(min(B * k * D, max(D, chunk_bytes // x.element_size())))
-            for i0, i1, j0, j1 in _blocks(B, k, D, x.element_size(), chunk_bytes):
-                d = buf[: (i1 - i0) * (j1 - j0) * D].view(i1 - i0, j1 - j0, D)
-                torch.sub(x[i0:i1, None, :], a[None, j0:j1, :], out=d)
-                if j1 - j0 == k:
-                    torch.amax(d.abs_(), dim=-1, out=out[i0:i1])
-                else:
-                    out[i0:i1, j0:j1] = d.abs_().amax(-1)
+        out = _reduce_abs_differences(x, a, chunk_bytes, torch.amax)
         ctx.save_for_backward(x, a, out)
         ctx.chunk_bytes = chunk_bytes
         return out
