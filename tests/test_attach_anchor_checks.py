@@ -9,8 +9,7 @@ import warnings
 
 import pytest
 import torch
-from helpers import WORDS, make_encoder
-from tokenizers import Tokenizer, models, pre_tokenizers
+from helpers import WORDS, make_encoder, make_tokenizer
 from transformers import PreTrainedTokenizerFast
 
 from hf_bridges import BridgeForSequenceClassification
@@ -21,17 +20,7 @@ def permuted_tokenizer(seed: int = 0) -> PreTrainedTokenizerFast:
     """The test tokenizer's words with shuffled ids: the same size, the same special tokens."""
     words = list(WORDS)
     random.Random(seed).shuffle(words)
-    vocab = {tok: i for i, tok in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])}
-    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
+    return make_tokenizer(words)
 
 
 @pytest.fixture
