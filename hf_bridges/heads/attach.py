@@ -169,18 +169,8 @@ def attach_head(
             source=source,
         )
         return record_head_source(bridge, bundle)
-    report = compute_stitch_report(
-        bundle.anchor_embeddings,
-        bridge.anchor_embeddings,
-        config.projections,
-        abs_transform=config.abs_transform,
-        subspace_norm=config.subspace_norm,
-        subspace_weights=config.subspace_weights,
-        threshold=DEFAULT_THRESHOLD if stitch_threshold is None else stitch_threshold,
-        training_encoder=bundle.encoder.get("name_or_path") or "an unnamed encoder",
-        new_encoder=name,
-        warn=False,
-    )
+    threshold = DEFAULT_THRESHOLD if stitch_threshold is None else stitch_threshold
+    report = _relative_report(bundle, bridge, name, config.subspace_weights, threshold)
     if subspace_selection not in (None, "none"):
         mode = {"auto": "hard", "hard": "hard", "soft": "soft"}.get(subspace_selection)
         if mode is None:
@@ -191,11 +181,35 @@ def attach_head(
         report.subspace_weights = weights
         report.score = weighted_score(report.per_projection, bridge.config.projections, weights)
         report.notes.append(f"subspace_selection={subspace_selection!r} set config.subspace_weights={weights}")
+    _publish_report(bridge, report, bundle, tokenizer, name, source, stacklevel=3)
+    return record_head_source(bridge, bundle)
+
+
+def _relative_report(bundle: BridgeHead, bridge, name: str, weights, threshold: float) -> StitchReport:
+    """The anchor-space report of the head's relative subspaces (``weights``: those in use) on the new encoder."""
+    config = bridge.config
+    return compute_stitch_report(
+        bundle.anchor_embeddings,
+        bridge.anchor_embeddings,
+        config.projections,
+        abs_transform=config.abs_transform,
+        subspace_norm=config.subspace_norm,
+        subspace_weights=weights,
+        threshold=threshold,
+        training_encoder=bundle.encoder.get("name_or_path") or "an unnamed encoder",
+        new_encoder=name,
+        warn=False,
+    )
+
+
+def _publish_report(
+    bridge, report: StitchReport, bundle: BridgeHead, tokenizer, name: str, source: str, stacklevel: int
+) -> None:
+    """Check how the new tokenizer maps the anchors, warn once when the report says so, attach it to the model."""
     report = _check_anchor_mapping(report, bundle, tokenizer, bridge, name, source)
     if report.warning:
-        warnings.warn(report.warning, UserWarning, stacklevel=3)
+        warnings.warn(report.warning, UserWarning, stacklevel=stacklevel + 1)
     bridge.stitch_report = report
-    return record_head_source(bridge, bundle)
 
 
 # ------------------------------------------------------------------------------------- provenance of an attach
@@ -268,18 +282,8 @@ def _attach_aligned(
     config.head.alignment = info  # recorded: map, residuals, fit, relative space, stitch score
     config.check()
     relative = weights[:n] if sum(weights[:n]) > 0 else None
-    report = compute_stitch_report(
-        bundle.anchor_embeddings,
-        bridge.anchor_embeddings,
-        config.projections,
-        abs_transform=config.abs_transform,
-        subspace_norm=config.subspace_norm,
-        subspace_weights=relative,
-        threshold=ALIGNED_THRESHOLD if stitch_threshold is None else stitch_threshold,
-        training_encoder=bundle.encoder.get("name_or_path") or "an unnamed encoder",
-        new_encoder=name,
-        warn=False,
-    )
+    threshold = ALIGNED_THRESHOLD if stitch_threshold is None else stitch_threshold
+    report = _relative_report(bundle, bridge, name, relative, threshold)
     report.alignment = info
     report.subspace_weights = list(weights)
     report.score = float(info["stitch_score"])
@@ -288,10 +292,7 @@ def _attach_aligned(
         f"(held-out fit {info['fit']:.3f}), relative space {info['relative_space']}; "
         f"config.subspace_weights={weights} ({info['components']})"
     )
-    report = _check_anchor_mapping(report, bundle, tokenizer, bridge, name, source)
-    if report.warning:
-        warnings.warn(report.warning, UserWarning, stacklevel=4)
-    bridge.stitch_report = report
+    _publish_report(bridge, report, bundle, tokenizer, name, source, stacklevel=4)
     return bridge
 
 
