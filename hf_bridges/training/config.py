@@ -19,7 +19,7 @@ from typing import Any, Union
 import yaml
 
 from ..modeling.errors import ConfigError, did_you_mean
-from ..modeling.head import HeadConfig
+from ..modeling.head_config import HeadConfig
 
 # One vocabulary for every config (train and stitch): the old spellings are read for one release, with a warning.
 RENAMED_KEYS = {"max_length": "max_seq_length", "epochs": "num_epochs", "num": "num_anchors"}

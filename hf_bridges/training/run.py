@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..modeling.errors import HfBridgesError
-from .config import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -25,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from .config import load_config  # here, not at import: the CLI's --help must not import torch
     from .loop import train
 
     config = load_config(args.config, args.overrides)
