@@ -41,3 +41,9 @@ def tiny_encoder_dir(tmp_path_factory) -> str:
 def anchor_texts() -> list[str]:
     texts, _ = topic_texts(4, seed=123)
     return texts
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _anchor_cache_in_tmp(tmp_path_factory):
+    """Attaches reuse anchor embeddings from a cache: the suite's lives in a temporary folder, not in HF_HOME."""
+    os.environ.setdefault("HF_BRIDGES_ANCHOR_CACHE", str(tmp_path_factory.mktemp("anchor-cache")))

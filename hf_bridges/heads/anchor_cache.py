@@ -1,10 +1,11 @@
 """Anchor embeddings reused across attaches: ``from_encoder(enc, head=...)`` twice embeds the anchors once.
 
-An entry is one safetensors file under ``HF_HOME/hf_bridges/anchors/``, keyed by everything that changes the
-embeddings: the encoder's id and *resolved* snapshot commit (a local folder: a fingerprint of its files), pooling,
-max sequence length, dtype, and the exact token ids and attention mask of the anchors (so the tokenizer and the
-anchor texts are covered too). Only an encoder loaded unchanged from a snapshot qualifies: after any training step
-the weights no longer match the key, so callers use this for freshly loaded, frozen encoders only.
+An entry is one safetensors file under ``HF_HOME/hf_bridges/anchors/`` (or ``$HF_BRIDGES_ANCHOR_CACHE``; set it
+to ``0`` to turn the cache off), keyed by everything that changes the embeddings: the encoder's id and *resolved*
+snapshot commit (a local folder: a fingerprint of its files), pooling, max sequence length, normalisation, dtype,
+the loading keyword arguments, and the exact token ids and attention mask of the anchors (so the tokenizer, the
+prefix and the anchor texts are covered too). Only an encoder that the attach itself loads from a Hub id or folder
+qualifies (an in-memory model may have been trained since it was loaded: it is always embedded).
 
 Writes are atomic (temp file + rename) under a ``filelock`` per entry; a corrupt or mismatching entry is ignored and
 rewritten; nothing here runs code (safetensors only).
@@ -14,15 +15,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
 FORMAT = 1
+ENV = "HF_BRIDGES_ANCHOR_CACHE"
+OFF = ("0", "off", "false", "no", "")
+
+logger = logging.getLogger(__name__)
 
 
-def default_root() -> Path:
+def default_root() -> Path | None:
+    """``$HF_BRIDGES_ANCHOR_CACHE`` (``0`` / ``off``: no cache), else ``HF_HOME/hf_bridges/anchors``."""
+    value = os.environ.get(ENV)
+    if value is not None:
+        return None if value.strip().lower() in OFF else Path(value)
     from huggingface_hub import constants
 
     return Path(constants.HF_HOME) / "hf_bridges" / "anchors"
@@ -39,9 +50,10 @@ def anchor_key(encoder_identity: dict, input_ids: torch.Tensor, attention_mask: 
 
 
 def encoder_identity(
-    name_or_path: str, revision: str | None, pooling: str, max_seq_length: int, dtype: torch.dtype
+    name_or_path: str, revision: str | None, pooling: str, max_seq_length: int, dtype: torch.dtype, **settings: Any
 ) -> dict | None:
-    """The identity of a Hub snapshot or local folder, or None when it cannot be pinned (then do not cache)."""
+    """The identity of a Hub snapshot or local folder, or None when it cannot be pinned (then do not cache).
+    ``settings``: anything else that changes the embeddings (normalisation, loading arguments), JSON-able."""
     from ..stitching.encoder_kinds import resolve_hf_revision
 
     try:
@@ -56,12 +68,13 @@ def encoder_identity(
         "pooling": pooling,
         "max_seq_length": max_seq_length,
         "dtype": str(dtype),
+        **settings,
     }
 
 
 class AnchorCache:
-    def __init__(self, root: os.PathLike | None = None):
-        self.root = Path(root) if root is not None else default_root()
+    def __init__(self, root: os.PathLike):
+        self.root = Path(root)
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.safetensors"
@@ -92,3 +105,53 @@ class AnchorCache:
             save_file({"embeddings": embeddings.detach().to("cpu").contiguous()}, str(tmp), metadata={"format": "1"})
             os.replace(tmp, path)
         return path
+
+
+def fill_anchor_embeddings(
+    bridge, encoder: Any, revision: str | None, encoder_kwargs: dict | None, cache: bool | os.PathLike = True
+) -> str:
+    """Give a freshly built text bridge its anchor embeddings: from the cache when this encoder snapshot embedded
+    these exact anchor inputs before, else embedded (and stored). Returns ``"cache"`` or ``"embedded"``.
+
+    ``encoder``: what the caller loaded the encoder from; only a Hub id or folder is cached. ``cache``: ``True``
+    (:func:`default_root`), ``False``, or a folder. A cache that cannot be written costs a warning in the log, never
+    the attach."""
+    root = (default_root() if cache is True else Path(cache)) if cache else None
+    key = _bridge_key(bridge, encoder, revision, encoder_kwargs) if root is not None else None
+    if key is not None:
+        embeddings = AnchorCache(root).get(key, bridge.config.num_anchors)
+        if embeddings is not None:
+            logger.info("anchor embeddings of %s reused from %s", encoder, root)
+            bridge.set_anchor_embeddings(embeddings)
+            return "cache"
+    embeddings = bridge.refresh_anchors()
+    if key is not None:
+        try:
+            AnchorCache(root).put(key, embeddings)
+        except OSError as error:
+            logger.warning("could not write the anchor cache under %s (%s); the next attach embeds again", root, error)
+    return "embedded"
+
+
+def _bridge_key(bridge, encoder: Any, revision: str | None, encoder_kwargs: dict | None) -> str | None:
+    from ..modeling.anchor_stores import AnchorStore
+
+    if not isinstance(encoder, (str, os.PathLike)) or not isinstance(bridge.anchors, AnchorStore):
+        return None  # an in-memory model (maybe trained since it was loaded), or image / module anchors
+    try:
+        loading = json.loads(json.dumps(encoder_kwargs or {}, sort_keys=True))  # plain data only
+    except TypeError:
+        return None  # a quantization config object, a device map of modules...: cannot be keyed safely
+    config = bridge.config
+    identity = encoder_identity(
+        os.fspath(encoder),
+        revision,
+        config.pooling,
+        config.max_seq_length,
+        next(bridge.encoder.parameters()).dtype,
+        normalize=bool(config.normalize_embeddings),
+        encoder_kwargs=loading,
+    )
+    if identity is None:
+        return None
+    return anchor_key(identity, bridge.anchors.input_ids, bridge.anchors.attention_mask)

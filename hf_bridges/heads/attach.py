@@ -15,6 +15,7 @@ from typing import Any
 
 from ..modeling.anchor_stores import warn_degenerate_anchors
 from ..modeling.head import HeadConfig
+from .anchor_cache import fill_anchor_embeddings
 from .compatibility import (
     ALIGNED_THRESHOLD,
     DEFAULT_THRESHOLD,
@@ -68,6 +69,7 @@ def attach_head(
     stitch_threshold: float | None = None,
     translation: str = "auto",
     relative_space: str = "auto",
+    anchor_cache: bool | os.PathLike = True,
     **overrides: Any,
 ):
     """Embed the head's stored anchors with ``encoder``, rebuild the same head on top and load its weights.
@@ -84,10 +86,15 @@ def attach_head(
     (``subspace_selection="gate"``: the subset with the best anchor prediction agreement). The stitch report and
     ``config.head.alignment`` state the map, residuals, fit, relative space and the stitch score (mean of anchor
     CKA, top-10 neighbour Jaccard and fit; threshold ``ALIGNED_THRESHOLD``). Map and weights are saved with the model.
+
+    ``anchor_cache``: a text encoder loaded here from a Hub id or folder that embedded these exact anchor inputs
+    before gets its anchor embeddings from the cache (:mod:`hf_bridges.heads.anchor_cache`; ``False`` embeds
+    anyway, a folder moves the cache).
     """
     from ..modeling.loaders import load_encoder, load_tokenizer
     from ..modeling.st_config import resolve_prompt, st_encoder_settings
 
+    loaded_from = encoder  # what the cache keys on (an in-memory model is never cached)
     bundle = head if isinstance(head, BridgeHead) else load_head(head, revision=head_revision, token=token)
     source = bundle.source or "the head"
     if getattr(cls, "_with_classifier", False) and not bundle.has_classifier:
@@ -138,8 +145,10 @@ def attach_head(
                 anchor_labels=bundle.anchor_labels,
                 tokenizer=tokenizer,
                 revision=revision,
+                embed_anchors=False,
                 **kwargs,
             )
+            fill_anchor_embeddings(bridge, loaded_from, revision, encoder_kwargs, anchor_cache)
     except (IndexError, RuntimeError, ValueError) as error:
         raise HeadAttachError(
             f"the {len(bundle.anchors)} anchors of {source} failed to embed with {name} "

@@ -85,6 +85,7 @@ _FROM_ENCODER_ARGS = (
     "encoder_kwargs",
     "normalize_embeddings",
     "labels",
+    "embed_anchors",
 )
 
 

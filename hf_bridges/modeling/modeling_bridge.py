@@ -103,6 +103,7 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, PreTrainedM
         head_config: Any = None,
         prefix: str | None = None,
         encoder_kwargs: dict | None = None,
+        embed_anchors: bool = True,
         **config_kwargs: Any,
     ) -> BridgePreTrainedModel:
         """Wrap ``encoder`` (Hub id, folder, loaded model or ``SentenceTransformer``) and embed ``anchors`` (texts).
@@ -117,6 +118,8 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, PreTrainedM
         models); the anchors are embedded with it and it is saved as ``config.input_prefix``. ``bridge.tokenize(texts)``
         prepends it: if you tokenise yourself, prepend ``bridge.config.input_prefix`` to each text.
         With ``head=``, ``prefix`` is the NEW encoder's own prefix (the head records the one it was trained with).
+        ``embed_anchors=False`` leaves the anchors un-embedded, to fill them with ``set_anchor_embeddings`` (e.g.
+        from a cache) or ``refresh_anchors()``.
         ``head=`` (a folder or Hub repo id written by ``save_head``/``push_head_to_hub``) attaches that trained head
         instead: its anchors are embedded by this encoder and ``model.stitch_report`` says how well they match
         (see ``hf_bridges.heads.attach.attach_head`` for ``head_revision``, ``token``, ``subspace_selection``).
@@ -124,6 +127,10 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, PreTrainedM
         if head is not None:
             if anchors is not None:
                 raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
+            if not embed_anchors:
+                raise ValueError(
+                    "embed_anchors=False is for a new head; an attach embeds the head's anchors (or reuses them)"
+                )
             hub = _hub()
             check_config_kwargs(config_kwargs, "from_encoder", _FROM_ENCODER_ARGS, allowed=_attach_arguments(hub))
             # prefix: the NEW encoder's; attach_head passes it on to from_encoder(anchors=...), which embeds the
@@ -194,7 +201,8 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, PreTrainedM
         bridge.tokenizer = tokenizer
         bridge.anchors.input_ids.copy_(tokens["input_ids"])
         bridge.anchors.attention_mask.copy_(tokens["attention_mask"])
-        warn_degenerate_anchors(anchors, bridge.refresh_anchors())
+        if embed_anchors:
+            warn_degenerate_anchors(anchors, bridge.refresh_anchors())
         return bridge
 
     # ---------------------------------------------------------------------------------------------------- anchors

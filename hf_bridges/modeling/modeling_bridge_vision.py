@@ -166,6 +166,7 @@ class BridgeForImageClassification(ClassifierMixin, BridgePreTrainedModel):
         aggregation: str | None = None,
         head_config: Any = None,
         encoder_kwargs: dict | None = None,
+        embed_anchors: bool = True,
         **config_kwargs: Any,
     ) -> BridgeForImageClassification:
         """Wrap a vision encoder (Hub id, folder or model) and embed the anchor images with it.
@@ -234,7 +235,8 @@ class BridgeForImageClassification(ClassifierMixin, BridgePreTrainedModel):
         bridge = cls(config, encoder=model)
         bridge.image_processor = image_processor
         bridge.anchors.pixels.copy_(pixels)
-        bridge.refresh_anchors()
+        if embed_anchors:
+            bridge.refresh_anchors()
         return bridge
 
     @classmethod

@@ -1,0 +1,101 @@
+"""Re-attaching a head to an encoder that embedded its anchors before reuses them (heads.anchor_cache)."""
+
+from __future__ import annotations
+
+import torch
+from helpers import make_encoder, topic_texts
+
+from hf_bridges import BridgeForSequenceClassification
+
+
+def _counting(monkeypatch):
+    """Count the encoder forwards made while anchors are embedded (the only encoder calls an attach makes)."""
+    calls = {"n": 0}
+    original = BridgeForSequenceClassification._encode
+
+    def counted(self, *args, **kwargs):
+        calls["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BridgeForSequenceClassification, "_encode", counted)
+    return calls
+
+
+def _head(tokenizer, anchor_texts, tmp_path):
+    _, labels = topic_texts(4, seed=123)
+    model = BridgeForSequenceClassification.from_encoder(
+        make_encoder(3), anchors=anchor_texts, anchor_labels=labels, tokenizer=tokenizer, num_labels=5
+    )
+    return model.save_head(tmp_path / "head")
+
+
+def test_second_attach_by_path_reuses_the_anchor_embeddings(
+    tokenizer, anchor_texts, tiny_encoder_dir, tmp_path, monkeypatch
+):
+    folder = _head(tokenizer, anchor_texts, tmp_path)
+    cache = tmp_path / "cache"
+    calls = _counting(monkeypatch)
+    first = BridgeForSequenceClassification.from_encoder(tiny_encoder_dir, head=folder, anchor_cache=cache)
+    embedded = calls["n"]
+    assert embedded > 0 and len(list(cache.glob("*.safetensors"))) == 1
+    second = BridgeForSequenceClassification.from_encoder(tiny_encoder_dir, head=folder, anchor_cache=cache)
+    assert calls["n"] == embedded  # no encoder call: the anchors came from the cache
+    assert torch.equal(second.anchor_embeddings, first.anchor_embeddings)
+    batch = tokenizer(topic_texts(2, seed=5)[0], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(second(**batch).logits, first(**batch).logits)
+        assert second.config.head.alignment == first.config.head.alignment  # same map fitted on the same anchors
+    before = calls["n"]
+    BridgeForSequenceClassification.from_encoder(tiny_encoder_dir, head=folder, anchor_cache=False)
+    assert calls["n"] == before + embedded  # anchor_cache=False embeds anyway
+
+
+def test_what_changes_the_embeddings_misses_the_cache(tokenizer, anchor_texts, tiny_encoder_dir, tmp_path, monkeypatch):
+    folder = _head(tokenizer, anchor_texts, tmp_path)
+    cache = tmp_path / "cache"
+    BridgeForSequenceClassification.from_encoder(tiny_encoder_dir, head=folder, anchor_cache=cache)
+    calls = _counting(monkeypatch)
+    for kwargs in ({"pooling": "cls"}, {"prefix": "passage: "}, {"max_seq_length": 16}):
+        before = calls["n"]
+        BridgeForSequenceClassification.from_encoder(tiny_encoder_dir, head=folder, anchor_cache=cache, **kwargs)
+        assert calls["n"] > before, kwargs
+    # the same folder with other weights (fine-tuned and saved over): its files' fingerprint changes
+    retrained = tmp_path / "encoder"
+    make_encoder(9).save_pretrained(retrained)
+    tokenizer.save_pretrained(retrained)
+    BridgeForSequenceClassification.from_encoder(str(retrained), head=folder, anchor_cache=cache)
+    before = calls["n"]
+    make_encoder(10).save_pretrained(retrained)
+    BridgeForSequenceClassification.from_encoder(str(retrained), head=folder, anchor_cache=cache)
+    assert calls["n"] > before
+
+
+def test_an_in_memory_encoder_is_always_embedded(tokenizer, anchor_texts, tmp_path, monkeypatch):
+    folder = _head(tokenizer, anchor_texts, tmp_path)
+    cache = tmp_path / "cache"
+    encoder = make_encoder(0)
+    BridgeForSequenceClassification.from_encoder(encoder, head=folder, tokenizer=tokenizer, anchor_cache=cache)
+    assert not cache.exists() or not list(cache.glob("*.safetensors"))  # it may have been trained since loading
+
+
+def test_a_cache_that_cannot_be_written_costs_nothing_but_a_log_line(
+    tokenizer, anchor_texts, tiny_encoder_dir, tmp_path, caplog
+):
+    folder = _head(tokenizer, anchor_texts, tmp_path)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with caplog.at_level("WARNING", logger="hf_bridges.heads.anchor_cache"):
+        model = BridgeForSequenceClassification.from_encoder(tiny_encoder_dir, head=folder, anchor_cache=blocked)
+    assert model.anchor_embeddings.shape[0] == len(anchor_texts)
+    assert "could not write the anchor cache" in caplog.text
+
+
+def test_environment_variable_moves_or_disables_the_cache(monkeypatch, tmp_path):
+    from hf_bridges.heads.anchor_cache import ENV, default_root
+
+    monkeypatch.setenv(ENV, str(tmp_path))
+    assert default_root() == tmp_path
+    monkeypatch.setenv(ENV, "0")
+    assert default_root() is None
+    monkeypatch.delenv(ENV)
+    assert default_root().parts[-2:] == ("hf_bridges", "anchors")
