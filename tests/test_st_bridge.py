@@ -4,6 +4,7 @@ head attached to it."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -115,3 +116,50 @@ def test_bridge_embeddings_equal_sentence_transformers_encode(tiny_encoder_dir, 
         ) == ("cls", True, 6, "film music ")
         assert_close(stitched.anchor_embeddings, expected_anchors)
         assert_close(bridge_embeddings(stitched, TEXTS), expected)
+
+
+def test_a_transformer_module_in_a_subfolder_loads_from_it(tiny_encoder_dir, tmp_path, one_thread):
+    """Older sentence-transformers folders keep the weights and tokenizer in ``0_Transformer/``: from_encoder and
+    attach load them from there, and embed as the hand-computed reference (CLS pooling + Normalize, 8 tokens)."""
+    folder = tmp_path / "st-sub"
+    shutil.copytree(tiny_encoder_dir, folder / "0_Transformer")
+    write_st_folder(folder, {"word_embedding_dimension": 32, "pooling_mode_cls_token": True})
+    modules = json.loads((folder / "modules.json").read_text())
+    modules[0]["path"] = "0_Transformer"
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "sentence_bert_config.json").rename(folder / "0_Transformer" / "sentence_bert_config.json")
+    assert not (folder / "config.json").exists()  # nothing at the root for transformers to load
+
+    tok = AutoTokenizer.from_pretrained(folder / "0_Transformer")
+    model = AutoModel.from_pretrained(folder / "0_Transformer").eval()
+
+    def by_hand(texts):
+        ids = tok(texts, truncation=True, max_length=8, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            return torch.nn.functional.normalize(model(**ids).last_hidden_state[:, 0], dim=-1).numpy()
+
+    bridge = BridgeModel.from_encoder(str(folder), anchors=ANCHORS)
+    assert (bridge.config.pooling, bridge.config.max_seq_length) == ("cls", 8)
+    assert_close(bridge.anchor_embeddings, by_hand(ANCHORS))
+    assert_close(bridge_embeddings(bridge, TEXTS), by_hand(TEXTS))
+    BridgeModel.from_encoder(tiny_encoder_dir, anchors=ANCHORS).save_head(tmp_path / "head")
+    stitched = BridgeModel.from_encoder(str(folder), head=str(tmp_path / "head"))
+    assert_close(stitched.anchor_embeddings, by_hand(ANCHORS))
+
+
+def test_a_prompt_the_pooling_leaves_out_is_refused(tiny_encoder_dir, tmp_path):
+    """include_prompt=false (instruction models): a bridge cannot pool without the prompt's tokens, so a prompt is
+    an error that names the fix, in from_encoder and attach; without a prompt the model works."""
+    folder = tmp_path / "st"
+    shutil.copytree(tiny_encoder_dir, folder)
+    write_st_folder(
+        folder,
+        {"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True, "include_prompt": False},
+        prompts=PROMPTS,
+    )
+    with pytest.raises(ValueError, match="include_prompt=false.*prefix=''"):
+        BridgeModel.from_encoder(str(folder), anchors=ANCHORS, prefix="query")
+    BridgeModel.from_encoder(tiny_encoder_dir, anchors=ANCHORS).save_head(tmp_path / "head")
+    with pytest.raises(ValueError, match="include_prompt=false"):
+        BridgeModel.from_encoder(str(folder), head=str(tmp_path / "head"), prefix="doc: ")
+    assert BridgeModel.from_encoder(str(folder), anchors=ANCHORS, prefix="").config.input_prefix == ""

@@ -91,6 +91,7 @@ def attach_head(
     before gets its anchor embeddings from the cache (:mod:`hf_bridges.heads.anchor_cache`; ``False`` embeds
     anyway, a folder moves the cache).
     """
+    from ..modeling.bridge_inputs import loading_kwargs
     from ..modeling.loaders import load_encoder, load_tokenizer
     from ..modeling.st_config import resolve_prompt, st_encoder_settings
 
@@ -102,9 +103,10 @@ def attach_head(
             f"{source} has no classifier (a representation head): attach it with BridgeModel.from_encoder"
         )
     st = st_encoder_settings(encoder, revision)  # a sentence-transformers encoder embeds its own way
+    subfolder = st.get("subfolder", "")  # where its Transformer module keeps weights and tokenizer
     if st.get("model") is not None:
-        encoder, tokenizer = st["model"], tokenizer or st["tokenizer"]
-    model = load_encoder(encoder, revision, **(encoder_kwargs or {}))
+        encoder, tokenizer, subfolder = st["model"], tokenizer or st["tokenizer"], ""
+    model = load_encoder(encoder, revision, **loading_kwargs(subfolder, encoder_kwargs))
     name = encoder if isinstance(encoder, (str, os.PathLike)) else getattr(model, "name_or_path", None)
     name = str(name) if name else f"an in-memory {type(model).__name__}"
     have, want = encoder_modality(model), bundle.config["modality"]
@@ -115,7 +117,7 @@ def attach_head(
         )
     if tokenizer is None and want == "text":
         try:
-            tokenizer = load_tokenizer(name, revision)
+            tokenizer = load_tokenizer(name, revision, subfolder)
         except OSError as error:
             raise HeadAttachError(f"cannot attach {source} to {name}: {error}") from None
     if tokenizer is not None and want == "text":
@@ -126,7 +128,7 @@ def attach_head(
         st_kwargs = {
             "pooling": st["pooling"],
             "normalize_embeddings": st["normalize"],
-            "prefix": resolve_prompt(st, overrides.pop("prefix", None)),
+            "prefix": resolve_prompt(st, overrides.pop("prefix", None), f"sentence-transformers model {name}"),
         }
         if st.get("max_seq_length"):  # the anchors are cut where the head's were, unless this encoder stops sooner
             recorded = bundle.config_kwargs().get("max_seq_length")
@@ -148,7 +150,9 @@ def attach_head(
                 embed_anchors=False,
                 **kwargs,
             )
-            fill_anchor_embeddings(bridge, loaded_from, revision, encoder_kwargs, anchor_cache)
+            fill_anchor_embeddings(
+                bridge, loaded_from, revision, loading_kwargs(subfolder, encoder_kwargs), anchor_cache
+            )
     except (IndexError, RuntimeError, ValueError) as error:
         raise HeadAttachError(
             f"the {len(bundle.anchors)} anchors of {source} failed to embed with {name} "

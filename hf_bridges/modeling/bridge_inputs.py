@@ -22,20 +22,28 @@ logger = logging.get_logger(__name__)
 
 
 def encoder_settings(encoder, revision, tokenizer, pooling, max_seq_length, normalize, prefix) -> tuple:
-    """``(encoder, tokenizer, pooling, max_seq_length, normalize, prefix)`` with ``None`` resolved: a
+    """``(encoder, tokenizer, pooling, max_seq_length, normalize, prefix, subfolder)`` with ``None`` resolved: a
     sentence-transformers model's own settings (a loaded ``SentenceTransformer`` gives its transformers model and
-    tokenizer; a prompt name becomes its text), else ``mean`` / 128 / ``False`` / ``""``."""
+    tokenizer; a prompt name becomes its text; ``subfolder``: where its Transformer module keeps the weights and
+    tokenizer, e.g. ``0_Transformer``), else ``mean`` / 128 / ``False`` / ``""`` / ``""``."""
     st = st_encoder_settings(encoder, revision)  # {} unless a sentence-transformers model
     if st.get("model") is not None:
         encoder, tokenizer = st["model"], tokenizer or st["tokenizer"]
+    where = f"sentence-transformers model {encoder!r}" if isinstance(encoder, str) else None
     return (
         encoder,
         tokenizer,
         pooling or st.get("pooling", "mean"),
         max_seq_length or st.get("max_seq_length") or 128,
         st.get("normalize", False) if normalize is None else bool(normalize),
-        resolve_prompt(st, prefix),
+        resolve_prompt(st, prefix, where),
+        st.get("subfolder", "") if st.get("model") is None else "",
     )
+
+
+def loading_kwargs(subfolder: str, encoder_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments for the encoder: the sentence-transformers subfolder unless given."""
+    return {**({"subfolder": subfolder} if subfolder else {}), **(encoder_kwargs or {})}
 
 
 def label_kwargs(labels: Any, config_kwargs: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,9 +17,11 @@ def load_encoder(encoder: str | PreTrainedModel, revision: str | None = None, **
         ) from error
 
 
-def load_tokenizer(name_or_path: str, revision: str | None = None):
+def load_tokenizer(name_or_path: str, revision: str | None = None, subfolder: str = ""):
     try:
-        return AutoTokenizer.from_pretrained(name_or_path, revision=revision)
+        return AutoTokenizer.from_pretrained(
+            name_or_path, revision=revision, **({"subfolder": subfolder} if subfolder else {})
+        )
     except (OSError, ValueError) as error:
         raise OSError(
             f"could not load a tokenizer for the encoder {name_or_path!r}: {error}\n"

@@ -25,7 +25,14 @@ from .aggregation import MLPSumAggregation, WeightedAggregation
 from .anchor_stores import AnchorStore, encoder_fingerprint, warn_degenerate_anchors
 from .batching import embed_in_length_order, embed_in_slices
 from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hub, check_config_kwargs
-from .bridge_inputs import Tokenizing, encoder_settings, label_kwargs, truncate_rows, with_max_length
+from .bridge_inputs import (
+    Tokenizing,
+    encoder_settings,
+    label_kwargs,
+    loading_kwargs,
+    truncate_rows,
+    with_max_length,
+)
 from .bridge_io import HeadAsScore, StagedSaveLoad
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
 from .configuration_bridge import BridgeConfig
@@ -158,10 +165,10 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, PreTrainedM
         if len(anchors) < 2:
             raise ValueError(f"a bridge needs at least 2 anchors (raw inputs such as texts), got {len(anchors)}")
         config_kwargs.update(label_kwargs(labels, config_kwargs))
-        encoder, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix = encoder_settings(
+        encoder, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix, subfolder = encoder_settings(
             encoder, revision, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix
         )
-        model = load_encoder(encoder, revision, **(encoder_kwargs or {}))
+        model = load_encoder(encoder, revision, **loading_kwargs(subfolder, encoder_kwargs))
         if getattr(model, "main_input_name", "input_ids") != "input_ids" and cls.main_input_name == "input_ids":
             raise ValueError(
                 f"{type(model).__name__} takes {model.main_input_name!r}, not text: use BridgeForImageClassification "
@@ -171,7 +178,7 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, PreTrainedM
         if tokenizer is None:
             if not name:
                 raise ValueError("the encoder was passed as a model without name_or_path: pass tokenizer=...")
-            tokenizer = load_tokenizer(name, revision)
+            tokenizer = load_tokenizer(name, revision, subfolder)
         tokenizer = with_max_length(tokenizer, max_seq_length)
         tokens = tokenizer(
             [prefix + str(a) for a in anchors],

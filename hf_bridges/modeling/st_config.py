@@ -209,11 +209,23 @@ def st_encoder_settings(encoder: Any, revision: str | None = None) -> dict:
     return read_sentence_transformers_folder(folder, f"sentence-transformers model {os.fspath(encoder)!r}") or {}
 
 
-def resolve_prompt(settings: dict, prefix: str | None) -> str:
+def resolve_prompt(settings: dict, prefix: str | None, where: str | None = None) -> str:
     """The text to prepend: a prompt *name* of the model (``"query"``) resolves to its prompt, any other string is
-    used as is, and ``None`` means the model's default prompt (if any)."""
+    used as is, and ``None`` means the model's default prompt (if any).
+
+    A model whose Pooling has ``include_prompt=false`` leaves the prompt's tokens out of the pooled embedding, which
+    a bridge does not reproduce: a non-empty prompt for it raises :class:`UnsupportedSentenceTransformer` (``where``
+    names the model in the message)."""
     prompts = settings.get("prompts") or {}
     if prefix is None:
         name = settings.get("default_prompt_name")
-        return prompts.get(name, "") if name else ""
-    return prompts.get(prefix, prefix)
+        text = prompts.get(name, "") if name else ""
+    else:
+        text = prompts.get(prefix, prefix)
+    if text and not settings.get("include_prompt", True):
+        raise UnsupportedSentenceTransformer(
+            f"{where or 'this sentence-transformers model'}: its Pooling has include_prompt=false (the prompt's tokens "
+            f"are left out of the pooling), which a bridge does not reproduce, so the prompt {text!r} cannot be used; "
+            "pass prefix='' (no prompt) or use the model through sentence-transformers and pass features"
+        )
+    return text

@@ -101,13 +101,15 @@ def text_settings(spec: EncoderSpec) -> dict:
     """The effective pooling / max_length / prefix / normalize of a text encoder spec: an explicit config value wins,
     then what a sentence-transformers model says (modules.json, sentence_bert_config.json, prompts; a prefix that
     names one of its prompts, e.g. ``query``, becomes that prompt), then the config defaults."""
-    from ..modeling.st_config import UnsupportedSentenceTransformer, resolve_prompt, st_encoder_settings
+    from ..modeling.st_config import resolve_prompt, st_encoder_settings
 
     st = st_encoder_settings(spec.id, None if os.path.isdir(spec.id) else spec.revision)
     settings = {  # a value set in the config (not None) wins, then the ST model's, then TEXT_DEFAULTS
         "pooling": spec.pooling or st.get("pooling") or TEXT_DEFAULTS["pooling"],
         "max_length": spec.max_seq_length or st.get("max_seq_length") or TEXT_DEFAULTS["max_length"],
-        "prefix": resolve_prompt(st, spec.prefix) if st else (spec.prefix or TEXT_DEFAULTS["prefix"]),
+        "prefix": resolve_prompt(st, spec.prefix, f"encoder {spec.id!r}")
+        if st
+        else (spec.prefix or TEXT_DEFAULTS["prefix"]),
         "normalize": bool(st.get("normalize", False)) if spec.normalize is None else bool(spec.normalize),
         "subfolder": st.get("subfolder", ""),
         "lowercase": bool(st.get("do_lower_case", False)),
@@ -120,11 +122,6 @@ def text_settings(spec: EncoderSpec) -> dict:
             "%s is a sentence-transformers model: %s",
             spec.id,
             {k: settings[k] for k in ("pooling", "max_length", "prefix", "normalize")},
-        )
-    if st and settings["prefix"] and not st.get("include_prompt", True):
-        raise UnsupportedSentenceTransformer(
-            f"encoder {spec.id!r}: its Pooling has include_prompt=false (prompt tokens are left out of the pooling), "
-            f"which the stitch encoder does not reproduce; use it without a prefix/prompt"
         )
     return settings
 
