@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from transformers import AutoImageProcessor, PreTrainedModel
 
-from .anchor_stores import ImageAnchorStore
+from .anchor_stores import ImageAnchorStore, warn_degenerate_anchors
 from .bridge_arguments import _given, _hub, check_config_kwargs
 from .bridge_outputs import BridgeClassifierOutput, ClassifierMixin
 from .configuration_bridge import BridgeConfig
@@ -236,7 +236,7 @@ class BridgeForImageClassification(ClassifierMixin, BridgePreTrainedModel):
         bridge.image_processor = image_processor
         bridge.anchors.pixels.copy_(pixels)
         if embed_anchors:
-            bridge.refresh_anchors()
+            warn_degenerate_anchors(list(pixels), bridge.refresh_anchors())
         return bridge
 
     @classmethod
