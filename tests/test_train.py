@@ -24,9 +24,7 @@ from hf_bridges.training.trackers import read_jsonl
 TINY = Path(__file__).resolve().parents[1] / "configs" / "train-tiny.yaml"
 # 48 training samples, global batch 16: 3 optimizer steps per epoch.
 SMALL = [
-    # the default head draws per-sample component-dropout masks; a resumed run does not yet replay the global RNG
-    # stream bit for bit with them (known gap, see the CHANGELOG), so these loop tests switch it off
-    "head.component_dropout=0",
+    "head.classifier_dropout=0.2",  # with the default head's component dropout: resume must replay both masks
     "max_train_samples=48",
     "max_eval_samples=24",
     "max_seq_length=32",
@@ -108,8 +106,9 @@ def test_resume_mid_epoch_matches_the_uninterrupted_run(finished_run, tmp_path):
         load_file(out / "model" / "model.safetensors"),
         load_file(tmp_path / "resumed" / "model" / "model.safetensors"),
     )
-    for key in a:  # same data order (seedable sampler + skipped batches), restored optimizer/scheduler/RNG
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    for key in a:  # same data order (seedable sampler + skipped batches), restored optimizer/scheduler/RNG, and the
+        # component-dropout masks replayed (the resumed iterator's seed draw is undone)
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
 def test_resume_with_another_config_is_refused(finished_run, tmp_path):
@@ -257,7 +256,8 @@ def test_gradient_accumulation_matches_the_large_batch(tmp_path):
         "checkpoint_every=0",
         "max_train_samples=32",
         "max_eval_samples=8",
-        "head.component_dropout=0",
+        "head.component_dropout=0",  # dropout masks are drawn per micro-batch, between other draws: another stream
+        "head.classifier_dropout=0",
     ]
     big = train(tiny(tmp_path / "big", *one, "batch_size=16"))
     acc = train(tiny(tmp_path / "acc", *one, "batch_size=8", "gradient_accumulation_steps=2"))
@@ -299,9 +299,8 @@ def test_cached_features_train_the_same_head_as_the_frozen_encoder(tmp_path):
 
 
 def test_resume_mid_epoch_from_cached_features(tmp_path):
-    """Cached features keep the token loader's length and seeded order: resuming at step 2 skips the same batches.
-    Head dropout off here: with head dropout on, a resumed run's masks differ from the uninterrupted run's, with or
-    without the cache (a limit of resume found on the way, see README), so only dropout-free resume is exact."""
+    """Cached features keep the token loader's length and seeded order: resuming at step 2 skips the same batches
+    and replays the head's dropout masks, so the resumed weights are bit-identical."""
     from accelerate.state import AcceleratorState, GradientState
 
     common = ["freeze_encoder=true", "num_epochs=2", "checkpoint_every=2"]
@@ -313,7 +312,7 @@ def test_resume_mid_epoch_from_cached_features(tmp_path):
     assert whole["cached_features"] and resumed["cached_features"] and resumed["steps"] == whole["steps"] == 6
     a, b = (load_file(tmp_path / name / "model" / "model.safetensors") for name in ("whole", "resumed"))
     for key in a:
-        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=key)
 
 
 def test_feature_cache_is_off_with_lora_and_refused_when_forced(tmp_path):

@@ -223,11 +223,18 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
         train_loader.set_epoch(epoch)
         loader = train_loader
         batches = 0
+        replay_rng = None
         if skip:
             loader = accelerator.skip_first_batches(train_loader, skip)
             loader.set_epoch(epoch)
             batches, skip = skip, 0
+            # creating this iterator draws its base seed from the global RNG, which the uninterrupted run drew at
+            # the epoch start: put back the checkpoint's RNG state after it, so dropout masks replay bit for bit
+            replay_rng = torch.random.get_rng_state()
         for batch in loader:
+            if replay_rng is not None:
+                torch.random.set_rng_state(replay_rng)
+                replay_rng = None
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 accelerator.backward(loss)
