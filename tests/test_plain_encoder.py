@@ -91,9 +91,16 @@ def test_save_load_without_encoder_weights(anchors, x, tmp_path):
 
 
 def test_head_stitches_onto_a_rotated_and_rescaled_module(anchors, x, tmp_path):
-    """Cosine relative spaces are invariant to rotation + scale: the same head gives the same logits zero-shot."""
+    """Cosine relative spaces are invariant to rotation + scale: the same relative head (no aligned component)
+    gives the same logits zero-shot."""
     base = mlp(0)
-    bridge = ModuleBridgeForClassification.from_module(base, anchors=anchors, num_labels=3, projections=["cosine"])
+    bridge = ModuleBridgeForClassification.from_module(
+        base,
+        anchors=anchors,
+        num_labels=3,
+        projections=["cosine"],
+        head_config={"aligned": False, "abs_transform": "none"},
+    )
     bridge.eval().save_pretrained(tmp_path)
     other = ModuleBridgeForClassification.from_pretrained(tmp_path, module=Rotated(base, 16)).eval()
     assert not torch.allclose(other.anchor_embeddings, bridge.anchor_embeddings)
@@ -101,6 +108,38 @@ def test_head_stitches_onto_a_rotated_and_rescaled_module(anchors, x, tmp_path):
     # a different width works too (the relative space has k dims whatever the encoder's width)
     other.attach_encoder(mlp(1, width=24))
     assert other.config.features_dim == 24 and other(inputs=x).logits.shape == (6, 3)
+
+
+def test_default_head_fits_its_map_when_a_module_is_attached(tmp_path):
+    """The default (aligned) head on a module bridge: attach_encoder fits the translation from the new module into
+    the training module's space on the anchors alone; an orthogonal map x scale is recovered (translated relative
+    space, predictions kept), a second attach maps straight into the training space, an unrelated module scores
+    lower, and a bridge without the training encoder's anchor embeddings refuses to guess."""
+    torch.manual_seed(0)
+    base = mlp(0)
+    anchors = torch.randn(64, 10, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(200, 10, generator=torch.Generator().manual_seed(3))
+    bridge = ModuleBridgeForClassification.from_module(base, anchors=anchors, num_labels=3).eval()
+    assert bridge.config.head.aligned and bridge.head.aligned_dim == 16
+    with torch.no_grad():
+        for p in bridge.head.parameters():  # a head with non-trivial weights, so agreement is not a coincidence
+            p.add_(torch.randn_like(p) * 0.5)
+        expected = bridge(inputs=x).logits.argmax(-1)
+    bridge.save_pretrained(tmp_path)
+    rotated = ModuleBridgeForClassification.from_pretrained(tmp_path, module=Rotated(base, 16)).eval()
+    alignment = rotated.config.head.alignment
+    assert alignment["fit"] > 0.99 and alignment["relative_space"] == "translated"
+    with torch.no_grad():
+        assert (rotated(inputs=x).logits.argmax(-1) == expected).float().mean() >= 0.97
+    rotated.attach_encoder(Rotated(Rotated(base, 16), 16))  # again: mapped into the training module's space
+    with torch.no_grad():
+        assert (rotated(inputs=x).logits.argmax(-1) == expected).float().mean() >= 0.97
+    unrelated = ModuleBridgeForClassification.from_pretrained(tmp_path, module=mlp(7))
+    assert unrelated.config.head.alignment["stitch_score"] < alignment["stitch_score"] - 0.2
+    features_only = ModuleBridgeForClassification.from_pretrained(tmp_path)
+    features_only.anchors.is_fresh.fill_(False)
+    with pytest.raises(ValueError, match="anchor embeddings of the encoder it was trained on"):
+        features_only.attach_encoder(Rotated(base, 16))
 
 
 def test_plain_module_output_errors(anchors):

@@ -91,7 +91,6 @@ def attach_head(
     before gets its anchor embeddings from the cache (:mod:`hf_bridges.heads.anchor_cache`; ``False`` embeds
     anyway, a folder moves the cache).
     """
-    from ..modeling.bridge_inputs import loading_kwargs
     from ..modeling.loaders import load_encoder, load_tokenizer
     from ..modeling.st_config import resolve_prompt, st_encoder_settings
 
@@ -106,7 +105,7 @@ def attach_head(
     subfolder = st.get("subfolder", "")  # where its Transformer module keeps weights and tokenizer
     if st.get("model") is not None:
         encoder, tokenizer, subfolder = st["model"], tokenizer or st["tokenizer"], ""
-    model = load_encoder(encoder, revision, **loading_kwargs(subfolder, encoder_kwargs))
+    model = load_encoder(encoder, revision, subfolder, **(encoder_kwargs or {}))
     name = encoder if isinstance(encoder, (str, os.PathLike)) else getattr(model, "name_or_path", None)
     name = str(name) if name else f"an in-memory {type(model).__name__}"
     have, want = encoder_modality(model), bundle.config["modality"]
@@ -150,9 +149,7 @@ def attach_head(
                 embed_anchors=False,
                 **kwargs,
             )
-            fill_anchor_embeddings(
-                bridge, loaded_from, revision, loading_kwargs(subfolder, encoder_kwargs), anchor_cache
-            )
+            fill_anchor_embeddings(bridge, loaded_from, revision, encoder_kwargs, anchor_cache)
     except (IndexError, RuntimeError, ValueError) as error:
         raise HeadAttachError(
             f"the {len(bundle.anchors)} anchors of {source} failed to embed with {name} "

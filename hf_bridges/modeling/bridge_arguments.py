@@ -59,14 +59,21 @@ def check_config_kwargs(kwargs: dict[str, Any], where: str, named: Sequence[str]
         )
 
 
-def _hub():
-    """Head-only save/push/attach live in the installed package (``hf_bridges.heads.hub``), not in this remote-code file."""
+def _installed(module: str):
+    """A module of the installed package (``heads.hub``, ``heads.compatibility``): head-only I/O, attach and the
+    anchor-fitted maps live there, not in the remote-code files shipped next to the weights."""
     try:
-        return importlib.import_module("hf_bridges.heads.hub")
+        return importlib.import_module(f"hf_bridges.{module}")
     except ImportError as error:
         raise ImportError(
-            f"head-only save/push/attach needs the hf_bridges package ({error}): pip install hf_bridges"
+            f"head-only save/push/attach and attaching encoders need the hf_bridges package ({error}): "
+            "pip install hf_bridges"
         ) from None
+
+
+def _hub():
+    """Head-only save/push/attach: ``hf_bridges.heads.hub``."""
+    return _installed("heads.hub")
 
 
 _FROM_ENCODER_ARGS = (

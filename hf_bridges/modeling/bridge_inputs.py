@@ -41,11 +41,6 @@ def encoder_settings(encoder, revision, tokenizer, pooling, max_seq_length, norm
     )
 
 
-def loading_kwargs(subfolder: str, encoder_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``from_pretrained`` keyword arguments for the encoder: the sentence-transformers subfolder unless given."""
-    return {**({"subfolder": subfolder} if subfolder else {}), **(encoder_kwargs or {})}
-
-
 def label_kwargs(labels: Any, config_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """``num_labels`` / ``id2label`` / ``label2id`` from ``labels``: a ``datasets.ClassLabel`` (duck-typed: its
     ``names``), a list of names or an ``{id: name}`` mapping. ``{}`` for ``None``. Refuses a clash with an

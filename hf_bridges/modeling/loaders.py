@@ -5,9 +5,14 @@ from __future__ import annotations
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, PreTrainedModel
 
 
-def load_encoder(encoder: str | PreTrainedModel, revision: str | None = None, **kwargs) -> PreTrainedModel:
+def load_encoder(
+    encoder: str | PreTrainedModel, revision: str | None = None, subfolder: str = "", **kwargs
+) -> PreTrainedModel:
+    """``subfolder``: where a sentence-transformers folder keeps its Transformer module (``kwargs`` win)."""
     if isinstance(encoder, PreTrainedModel):
         return encoder
+    if subfolder:
+        kwargs.setdefault("subfolder", subfolder)
     try:
         return AutoModel.from_pretrained(encoder, revision=revision, **kwargs)
     except (OSError, ValueError) as error:

@@ -25,14 +25,7 @@ from .aggregation import MLPSumAggregation, WeightedAggregation
 from .anchor_stores import AnchorStore, encoder_fingerprint, warn_degenerate_anchors
 from .batching import embed_in_length_order, embed_in_slices
 from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hub, check_config_kwargs
-from .bridge_inputs import (
-    Tokenizing,
-    encoder_settings,
-    label_kwargs,
-    loading_kwargs,
-    truncate_rows,
-    with_max_length,
-)
+from .bridge_inputs import Tokenizing, encoder_settings, label_kwargs, truncate_rows, with_max_length
 from .bridge_io import HeadAsScore, StagedSaveLoad
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
 from .configuration_bridge import BridgeConfig
@@ -135,9 +128,7 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, PreTrainedM
             if anchors is not None:
                 raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
             if not embed_anchors:
-                raise ValueError(
-                    "embed_anchors=False is for a new head; an attach embeds the head's anchors (or reuses them)"
-                )
+                raise ValueError("embed_anchors=False is for a new head: an attach embeds (or reuses) its anchors")
             hub = _hub()
             check_config_kwargs(config_kwargs, "from_encoder", _FROM_ENCODER_ARGS, allowed=_attach_arguments(hub))
             # prefix: the NEW encoder's; attach_head passes it on to from_encoder(anchors=...), which embeds the
@@ -168,7 +159,7 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, PreTrainedM
         encoder, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix, subfolder = encoder_settings(
             encoder, revision, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix
         )
-        model = load_encoder(encoder, revision, **loading_kwargs(subfolder, encoder_kwargs))
+        model = load_encoder(encoder, revision, subfolder, **(encoder_kwargs or {}))
         if getattr(model, "main_input_name", "input_ids") != "input_ids" and cls.main_input_name == "input_ids":
             raise ValueError(
                 f"{type(model).__name__} takes {model.main_input_name!r}, not text: use BridgeForImageClassification "

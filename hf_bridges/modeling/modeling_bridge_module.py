@@ -21,10 +21,9 @@ import torch
 from torch import nn
 
 from .anchor_stores import TensorAnchorStore
-from .bridge_arguments import _given, check_config_kwargs
+from .bridge_arguments import _given, _installed, check_config_kwargs
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
 from .configuration_bridge import BridgeConfig
-from .head_config import LEGACY_DEFAULTS
 from .modeling_bridge import BridgePreTrainedModel
 from .module_encoders import ModuleEncoder, as_module_encoder
 
@@ -112,13 +111,14 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
         bridge.refresh_anchors()
         return bridge
 
-    @staticmethod
-    def _default_head(head_config: Any, projections: Sequence[str] | None, aggregation: str | None) -> Any:
-        """Module bridges keep the relative product head of 0.1.0 unless told otherwise: ``attach_encoder`` swaps
-        the module and re-embeds the anchors but fits no translation, which the default head's aligned component
-        needs (the transformers bridges fit it in ``from_encoder(..., head=...)``)."""
+    # the head ``from_module`` builds without ``head_config``: None = the default head (``HeadConfig()``, relative +
+    # aligned; ``attach_encoder`` fits the aligned map); a dict = those fields (a decoder needs a plain r(z))
+    default_head: dict | None = None
+
+    @classmethod
+    def _default_head(cls, head_config: Any, projections: Sequence[str] | None, aggregation: str | None) -> Any:
         if head_config is None:
-            head_config = {key: value for key, value in LEGACY_DEFAULTS.items() if key != "combine"}
+            head_config = dict(cls.default_head) if cls.default_head is not None else {}
         head = dict(head_config) if isinstance(head_config, dict) else head_config.to_dict()
         return {**head, **_given(projections=projections, aggregation=aggregation)}
 
@@ -137,8 +137,26 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
             bridge.attach_encoder(module, **(module_options or {}))
         return bridge
 
-    def attach_encoder(self, module: nn.Module, **options: Any) -> ModuleBridgePreTrainedModel:
-        """Use ``module`` as the encoder from now on and re-embed the stored anchor inputs with it (stitching)."""
+    def attach_encoder(
+        self, module: nn.Module, *, translation: str = "auto", relative_space: str = "auto", **options: Any
+    ) -> ModuleBridgePreTrainedModel:
+        """Use ``module`` as the encoder from now on and re-embed the stored anchor inputs with it (stitching).
+
+        An aligned head (the default) also gets its translation from the new encoder into the training encoder's
+        space, fitted on the anchors alone (``translation`` / ``relative_space`` as in ``from_encoder(...,
+        head=...)``): the anchor embeddings held before the swap are the reference, so a head attached twice
+        maps the second encoder straight into the training encoder's space. Recorded in
+        ``config.head.alignment``; the label-free fit and stitch score are there too."""
+        aligned = getattr(self.head, "aligned", False)
+        if aligned and not bool(self.anchors.is_fresh):
+            raise ValueError(
+                "this bridge's aligned head needs the anchor embeddings of the encoder it was trained on to fit the "
+                "new encoder's map, and it holds none: attach the training encoder first, or set them with "
+                "set_anchor_embeddings(...)"
+            )
+        if aligned:
+            reference = self.anchors.embeddings.detach().clone()
+            reference_map = (self.head.aligned_weight.detach().clone(), self.head.aligned_bias.detach().clone())
         encoder = as_module_encoder(module, **options)
         if self.config.freeze_encoder:
             encoder.requires_grad_(False)
@@ -146,6 +164,21 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
         self.config.encoder_class = encoder.name
         self._anchor_snapshot = None
         self.refresh_anchors()
+        if aligned:
+            n = len(self.config.projections)
+            saved = self.config.subspace_weights
+            weights, info = _installed("heads.compatibility").align_head(
+                self.head,
+                reference,
+                self.anchors.embeddings,
+                reference_map,
+                base_weights=saved[:n] if saved else None,
+                translation=translation,
+                relative_space=relative_space,
+            )
+            self.config.subspace_weights = weights
+            self.config.head.alignment = info
+            self.config.check()
         return self
 
     def save_pretrained(self, save_directory, *args, **kwargs):

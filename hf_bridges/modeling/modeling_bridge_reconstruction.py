@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
+from .head_config import LEGACY_DEFAULTS
 from .modeling_bridge_module import ModuleBridgePreTrainedModel
 
 
@@ -45,6 +46,8 @@ class BridgeForReconstruction(ModuleBridgePreTrainedModel):
     """
 
     _with_classifier = False
+    # a decoder reads one relative representation r(z): the relative product head of 0.1.0 (no aligned component)
+    default_head = {key: value for key, value in LEGACY_DEFAULTS.items() if key != "combine"}
 
     def __init__(self, config, encoder: nn.Module | None = None):
         shape = config.output_shape
