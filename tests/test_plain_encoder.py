@@ -134,6 +134,13 @@ def test_default_head_fits_its_map_when_a_module_is_attached(tmp_path):
     rotated.attach_encoder(Rotated(Rotated(base, 16), 16))  # again: mapped into the training module's space
     with torch.no_grad():
         assert (rotated(inputs=x).logits.argmax(-1) == expected).float().mean() >= 0.97
+    # features only: the other module's embeddings of the anchors fit the same map
+    features_only = ModuleBridgeForClassification.from_pretrained(tmp_path).eval()
+    other = Rotated(base, 16)
+    with torch.no_grad():
+        info = features_only.stitch_anchor_embeddings(other(anchors))
+        assert info["fit"] > 0.99
+        assert (features_only(features=other(x)).logits.argmax(-1) == expected).float().mean() >= 0.97
     unrelated = ModuleBridgeForClassification.from_pretrained(tmp_path, module=mlp(7))
     assert unrelated.config.head.alignment["stitch_score"] < alignment["stitch_score"] - 0.2
     features_only = ModuleBridgeForClassification.from_pretrained(tmp_path)

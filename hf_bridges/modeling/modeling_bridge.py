@@ -28,6 +28,7 @@ from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hu
 from .bridge_inputs import Tokenizing, encoder_settings, label_kwargs, truncate_rows, with_max_length
 from .bridge_io import HeadAsScore, StagedSaveLoad
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
+from .bridge_stitching import AnchorStitching
 from .configuration_bridge import BridgeConfig
 from .head import RelativeProductHead, check_anchor_embeddings
 from .loaders import load_encoder, load_tokenizer
@@ -45,7 +46,7 @@ __all__ = [  # re-exported: their historic home
 ]
 
 
-class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, PreTrainedModel):
+class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitching, PreTrainedModel):
     config_class = BridgeConfig
     base_model_prefix = "bridge"
     main_input_name = "input_ids"

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .anchor_stores import TensorAnchorStore
-from .bridge_arguments import _given, _installed, check_config_kwargs
+from .bridge_arguments import _given, check_config_kwargs
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
 from .configuration_bridge import BridgeConfig
 from .modeling_bridge import BridgePreTrainedModel
@@ -147,16 +147,7 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
         head=...)``): the anchor embeddings held before the swap are the reference, so a head attached twice
         maps the second encoder straight into the training encoder's space. Recorded in
         ``config.head.alignment``; the label-free fit and stitch score are there too."""
-        aligned = getattr(self.head, "aligned", False)
-        if aligned and not bool(self.anchors.is_fresh):
-            raise ValueError(
-                "this bridge's aligned head needs the anchor embeddings of the encoder it was trained on to fit the "
-                "new encoder's map, and it holds none: attach the training encoder first, or set them with "
-                "set_anchor_embeddings(...)"
-            )
-        if aligned:
-            reference = self.anchors.embeddings.detach().clone()
-            reference_map = (self.head.aligned_weight.detach().clone(), self.head.aligned_bias.detach().clone())
+        reference = self._stitch_reference()  # before the swap: the embeddings the map is fitted against
         encoder = as_module_encoder(module, **options)
         if self.config.freeze_encoder:
             encoder.requires_grad_(False)
@@ -164,21 +155,7 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
         self.config.encoder_class = encoder.name
         self._anchor_snapshot = None
         self.refresh_anchors()
-        if aligned:
-            n = len(self.config.projections)
-            saved = self.config.subspace_weights
-            weights, info = _installed("heads.compatibility").align_head(
-                self.head,
-                reference,
-                self.anchors.embeddings,
-                reference_map,
-                base_weights=saved[:n] if saved else None,
-                translation=translation,
-                relative_space=relative_space,
-            )
-            self.config.subspace_weights = weights
-            self.config.head.alignment = info
-            self.config.check()
+        self._fit_alignment(reference, translation, relative_space)
         return self
 
     def save_pretrained(self, save_directory, *args, **kwargs):
