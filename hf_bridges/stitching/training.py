@@ -34,10 +34,10 @@ class CachedSubspaceHead(RelativeProductHead):
     (B, n, k), computed once per split: encoders are frozen and anchors fixed, so recomputing the l1/linf
     distances every step would only burn CPU."""
 
-    def relative_subspaces(self, embeddings: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    def relative_subspaces(self, embeddings: torch.Tensor, anchors: torch.Tensor, mapped=None) -> torch.Tensor:
         if embeddings.dim() == 3:
             return embeddings
-        return super().relative_subspaces(embeddings, anchors)
+        return super().relative_subspaces(embeddings, anchors, mapped)
 
 
 def build_head(method: MethodSpec, head: HeadSpec, num_anchors: int, dim: int, num_labels: int) -> nn.Module:

