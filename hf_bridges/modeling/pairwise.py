@@ -17,6 +17,8 @@ Design notes (measured, see RESULTS.md):
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 
 DEFAULT_CHUNK_BYTES = 4 << 20  # bytes of the (rows, cols, D) work buffer (sweep: RESULTS.md)
@@ -64,6 +66,30 @@ def _first_argmax_index(D: int, device: torch.device, dtype: torch.dtype) -> tor
 
 
 _CDIST_BACKWARD = getattr(torch.ops.aten, "_cdist_backward", None)
+FUSED_MIN_ROWS = 4  # measured: at B=1 the (D, k) anchor transpose is 2x the whole torch-path call
+_FUSED: list = []  # [module] once looked up: hf_bridges.fused_pairwise (numba), or None without it
+
+
+def _fused(x: torch.Tensor, a: torch.Tensor):
+    """The installed package's fused CPU kernels (``hf_bridges.fused_pairwise``, numba) when they apply: CPU,
+    float32 / float64, finite inputs (NaN / inf take the torch path, which propagates them like cdist). Looked up
+    by name on first use, so these remote-code files import nothing but torch."""
+    if not _FUSED:
+        try:
+            module = importlib.import_module("hf_bridges.fused_pairwise")
+            _FUSED.append(module if module.available() else None)
+        except ImportError:
+            _FUSED.append(None)
+    module = _FUSED[0]
+    if module is None or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    if x.shape[0] < FUSED_MIN_ROWS:  # the fused kernel transposes the anchors per call: a few rows do not pay it
+        return None
+    # one sum per input tells non-finite values apart (NaN / inf propagate into it; a finite overflow only costs
+    # the slower path): 20x cheaper than isfinite().all()
+    if not x.numel() or not a.numel() or not bool(torch.isfinite(x.sum() + a.sum())):
+        return None
+    return module
 
 
 def _reduce_abs_differences(x: torch.Tensor, a: torch.Tensor, chunk_bytes: int, reduce) -> torch.Tensor:
@@ -86,7 +112,8 @@ def _reduce_abs_differences(x: torch.Tensor, a: torch.Tensor, chunk_bytes: int, 
 class _L1(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, a: torch.Tensor, chunk_bytes: int) -> torch.Tensor:  # type: ignore[override]
-        out = _reduce_abs_differences(x, a, chunk_bytes, torch.sum)
+        fused = _fused(x, a)
+        out = fused.l1(x, a) if fused is not None else _reduce_abs_differences(x, a, chunk_bytes, torch.sum)
         ctx.save_for_backward(x, a, out)
         ctx.chunk_bytes = chunk_bytes
         return out
@@ -128,21 +155,26 @@ class _L1(torch.autograd.Function):
 class _Linf(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, a: torch.Tensor, chunk_bytes: int) -> torch.Tensor:  # type: ignore[override]
-        out = _reduce_abs_differences(x, a, chunk_bytes, torch.amax)
-        ctx.save_for_backward(x, a, out)
+        fused = _fused(x, a)
+        if fused is not None:  # with a gradient ahead, the kernel records each pair's maximiser: backward scatters
+            out, index = fused.linf(x, a, with_index=any(ctx.needs_input_grad[:2]))
+        else:
+            out, index = _reduce_abs_differences(x, a, chunk_bytes, torch.amax), None
+        ctx.save_for_backward(x, a, out, *([] if index is None else [index]))
         ctx.chunk_bytes = chunk_bytes
         return out
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):  # type: ignore[override]
-        x, a, dist = ctx.saved_tensors
+        x, a, dist, *fused_index = ctx.saved_tensors
         need_x, need_a = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         B, D = x.shape
         k = a.shape[0]
         gx = x.new_zeros(B, D) if need_x else None
         ga = a.new_zeros(k, D) if need_a else None
-        if B and k and D and (need_x or need_a):
-            g = g.to(x.dtype)
+        if fused_index and (need_x or need_a):
+            idx = fused_index[0].long()
+        elif B and k and D and (need_x or need_a):
             chunk_bytes = ctx.chunk_bytes
             es = x.element_size()
             buf = x.new_empty(min(B * k * D, max(D, chunk_bytes // es)))
@@ -158,6 +190,8 @@ class _Linf(torch.autograd.Function):
                 torch.add(weights, d, alpha=D + 1, out=d)
                 idx[i0:i1, j0:j1] = D - d.amax(-1).long()
             idx.clamp_(0, D - 1)  # all-NaN rows have no match; keep the index valid (the grad is NaN anyway)
+        if B and k and D and (need_x or need_a):
+            g = g.to(x.dtype)
             ar = torch.arange(k, device=x.device)
             diff = x.gather(1, idx) - a[ar[None, :], idx]  # (B, k): x_b - a_k at the argmax coordinate
             s = diff.sign_().mul_(g)
