@@ -313,9 +313,11 @@ class RelativeProductHead(nn.Module):
         return_subspaces: bool = False,
     ):
         """r(z): normalise each subspace, then aggregate with the (optional) subspace weights."""
-        check_anchor_embeddings(anchors)
-        check_embeddings(embeddings, anchors.shape[1])
-        mapped = self.aligned_inputs(embeddings, anchors) if self.aligned else None  # once, for both components
+        mapped = None
+        if self.aligned:  # mapped once, for both components (checked first: a wrong width names the width)
+            check_anchor_embeddings(anchors)
+            check_embeddings(embeddings, anchors.shape[1])
+            mapped = self.aligned_inputs(embeddings, anchors)
         raw = self.relative_subspaces(embeddings, anchors, mapped)
         normed = torch.stack([norm(raw[:, i]) for i, norm in enumerate(self.norms)], dim=1)
         if self.aligned:

@@ -6,7 +6,11 @@ for L2/L3 on a 2-core EPYC) and reduced with PyTorch's vectorised elementwise / 
 several times faster. A custom ``torch.autograd.Function`` saves only ``x`` and ``a`` (plus the (B, k) distances for
 L-inf) and recomputes the differences chunk by chunk in backward, so memory stays O(B*k + B*D + k*D + chunk).
 
-Design notes (measured, see RESULTS.md):
+With the installed package and numba (``hf_bridges[fast]``), CPU float32 / float64 inputs of >= 4 finite rows go
+through ``hf_bridges.fused_pairwise`` instead (one fused sweep, no difference tensor; L-inf records each pair's
+maximiser, so its backward is a scatter). It is looked up by name on first use: these files stay torch-only.
+
+Design notes (measured, docs/performance.md):
 * exact formulation ``sum |x - a|`` (sub, abs_, sum); ``u + v - 2 min(u, v)`` saves one pass but loses accuracy for
   near-coincident pairs (a sample that is also an anchor), so it is not used;
 * ``max(dim)`` / ``argmax`` / ``vector_norm`` / broadcast ``eq`` are slow on CPU (not vectorised), so L-inf uses
