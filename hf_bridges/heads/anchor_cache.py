@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..logging import get_logger
+
 FORMAT = 1
 ENV = "HF_BRIDGES_ANCHOR_CACHE"
 OFF = ("0", "off", "false", "no", "")
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)  # the library's verbosity (hf_bridges.logging), like transformers'
 
 
 def default_root() -> Path | None:

@@ -20,7 +20,6 @@ from .compatibility import (
     ALIGNED_THRESHOLD,
     DEFAULT_THRESHOLD,
     StitchReport,
-    align_head,
     compute_stitch_report,
     select_subspaces,
     weighted_score,
@@ -276,21 +275,11 @@ def _attach_aligned(
         )
     config = bridge.config
     n = len(config.projections)
-    saved = config.subspace_weights
-    reference = (state["aligned_weight"], state["aligned_bias"]) if "aligned_weight" in state else None
-    weights, info = align_head(
-        bridge.head,
-        bundle.anchor_embeddings,
-        bridge.anchor_embeddings,
-        reference,
-        base_weights=saved,
-        translation=translation,
-        relative_space=relative_space,
-        gate=subspace_selection == "gate",
+    reference_map = (state["aligned_weight"], state["aligned_bias"]) if "aligned_weight" in state else None
+    info = bridge._fit_alignment(  # recorded: map, residuals, fit, relative space, stitch score
+        (bundle.anchor_embeddings, reference_map), translation, relative_space, gate=subspace_selection == "gate"
     )
-    config.subspace_weights = weights
-    config.head.alignment = info  # recorded: map, residuals, fit, relative space, stitch score
-    config.check()
+    weights = config.subspace_weights
     relative = weights[:n] if sum(weights[:n]) > 0 else None
     threshold = ALIGNED_THRESHOLD if stitch_threshold is None else stitch_threshold
     report = _relative_report(bundle, bridge, name, relative, threshold)

@@ -37,20 +37,22 @@ class AnchorStitching:
             (head.aligned_weight.detach().clone(), head.aligned_bias.detach().clone()),
         )
 
-    def _fit_alignment(self, reference: tuple | None, translation: str, relative_space: str) -> dict | None:
-        """Fit the aligned map from the current anchor embeddings into the reference's space; record it."""
+    def _fit_alignment(
+        self, reference: tuple | None, translation: str, relative_space: str, gate: bool = False
+    ) -> dict | None:
+        """Fit the aligned map from the current anchor embeddings into the reference's space (``reference``:
+        (anchor embeddings, their map or None)); record weights and alignment in the config."""
         if reference is None:
             return None
-        n = len(self.config.projections)
-        saved = self.config.subspace_weights
         weights, info = _installed("heads.compatibility").align_head(
             self.head,
             reference[0],
             self.anchors.embeddings,
             reference[1],
-            base_weights=saved[:n] if saved else None,
+            base_weights=self.config.subspace_weights,
             translation=translation,
             relative_space=relative_space,
+            gate=gate,
         )
         self.config.subspace_weights = weights
         self.config.head.alignment = info
