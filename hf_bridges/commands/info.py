@@ -4,7 +4,9 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("info", help="list the registered projections, aggregations and poolings")
+    parser = subparsers.add_parser(
+        "info", help="list the registered projections, aggregations and poolings, and the l1 / linf kernel in use"
+    )
     parser.set_defaults(func=run, light=True)
 
 
@@ -21,4 +23,15 @@ def run(args) -> int:
     print("abs transforms:", ", ".join(sorted(ABS_TRANSFORMS)))
     print("subspace norms:", ", ".join(sorted(SUBSPACE_NORMS)))
     print("poolings:      ", ", ".join(sorted(POOLINGS)))
+    print("l1 / linf kernels on CPU:", _kernels())
     return 0
+
+
+def _kernels() -> str:
+    from .. import fused_pairwise
+
+    if fused_pairwise.available():
+        import numba
+
+        return f"fused (numba {numba.__version__}; {fused_pairwise.ENV}=0 for the torch one)"
+    return "torch, chunked (pip install 'hf_bridges[fast]' for the fused numba kernels, 3x faster again)"
