@@ -99,3 +99,42 @@ def test_environment_variable_moves_or_disables_the_cache(monkeypatch, tmp_path)
     assert default_root() is None
     monkeypatch.delenv(ENV)
     assert default_root().parts[-2:] == ("hf_bridges", "anchors")
+
+
+def test_image_heads_reuse_their_anchor_embeddings_too(tmp_path, monkeypatch, one_thread):
+    """An image head attached twice to a saved vision encoder embeds its uint8 anchors once; another image
+    processor setting (what turns the anchors into pixel values) is another entry."""
+    from test_vision import gray_images, mobilenet_processor, tiny_mobilenet
+
+    from hf_bridges import BridgeForImageClassification
+
+    folder = tmp_path / "mobilenet"
+    tiny_mobilenet(seed=1).save_pretrained(folder)
+    head = BridgeForImageClassification.from_encoder(
+        tiny_mobilenet(), anchors=gray_images(10), image_processor=mobilenet_processor(), num_labels=3
+    )
+    head.save_head(tmp_path / "head")
+    calls = {"n": 0}
+    original = BridgeForImageClassification._encode
+
+    def counted(self, *args, **kwargs):
+        calls["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BridgeForImageClassification, "_encode", counted)
+    cache = tmp_path / "cache"
+
+    def attach(processor):
+        return BridgeForImageClassification.from_encoder(
+            str(folder), head=tmp_path / "head", image_processor=processor, anchor_cache=cache
+        )
+
+    first = attach(mobilenet_processor())
+    embedded = calls["n"]
+    assert embedded > 0
+    second = attach(mobilenet_processor())
+    assert calls["n"] == embedded and torch.equal(second.anchor_embeddings, first.anchor_embeddings)
+    other = mobilenet_processor()
+    other.image_mean = [0.4, 0.4, 0.4]
+    attach(other)
+    assert calls["n"] > embedded

@@ -3,9 +3,10 @@
 An entry is one safetensors file under ``HF_HOME/hf_bridges/anchors/`` (or ``$HF_BRIDGES_ANCHOR_CACHE``; set it
 to ``0`` to turn the cache off), keyed by everything that changes the embeddings: the encoder's id and *resolved*
 snapshot commit (a local folder: a fingerprint of its files), pooling, max sequence length, normalisation, dtype,
-the loading keyword arguments, and the exact token ids and attention mask of the anchors (so the tokenizer, the
-prefix and the anchor texts are covered too). Only an encoder that the attach itself loads from a Hub id or folder
-qualifies (an in-memory model may have been trained since it was loaded: it is always embedded).
+the loading keyword arguments, and the exact model inputs of the anchors: token ids and attention mask (so the
+tokenizer, the prefix and the anchor texts are covered too), or the uint8 anchor images and the image processor's
+settings. Only an encoder that the attach itself loads from a Hub id or folder qualifies (an in-memory model may
+have been trained since it was loaded: it is always embedded).
 
 Writes are atomic (temp file + rename) under a ``filelock`` per entry; a corrupt or mismatching entry is ignored and
 rewritten; nothing here runs code (safetensors only).
@@ -40,12 +41,13 @@ def default_root() -> Path | None:
     return Path(constants.HF_HOME) / "hf_bridges" / "anchors"
 
 
-def anchor_key(encoder_identity: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> str:
-    """sha256 of the encoder identity and the anchors' exact model inputs."""
+def anchor_key(encoder_identity: dict, *inputs: torch.Tensor) -> str:
+    """sha256 of the encoder identity and the anchors' exact model inputs (token ids and mask, or uint8 pixels)."""
     digest = hashlib.sha256(json.dumps({"encoder": encoder_identity, "format": FORMAT}, sort_keys=True).encode())
-    for tensor in (input_ids, attention_mask):
-        t = tensor.detach().to("cpu", torch.int64).contiguous()
-        digest.update(str(tuple(t.shape)).encode())
+    for tensor in inputs:
+        t = tensor.detach().to("cpu").contiguous()
+        t = t if t.dtype == torch.uint8 else t.to(torch.int64)
+        digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
         digest.update(t.numpy().tobytes())
     return digest.hexdigest()[:32]
 
@@ -111,7 +113,7 @@ class AnchorCache:
 def fill_anchor_embeddings(
     bridge, encoder: Any, revision: str | None, encoder_kwargs: dict | None, cache: bool | os.PathLike = True
 ) -> str:
-    """Give a freshly built text bridge its anchor embeddings: from the cache when this encoder snapshot embedded
+    """Give a freshly built text or image bridge its anchor embeddings: from the cache when this encoder snapshot embedded
     these exact anchor inputs before, else embedded (and stored). Returns ``"cache"`` or ``"embedded"``.
 
     ``encoder``: what the caller loaded the encoder from; only a Hub id or folder is cached. ``cache``: ``True``
@@ -135,14 +137,17 @@ def fill_anchor_embeddings(
 
 
 def _bridge_key(bridge, encoder: Any, revision: str | None, encoder_kwargs: dict | None) -> str | None:
-    from ..modeling.anchor_stores import AnchorStore
+    from ..modeling.anchor_stores import AnchorStore, ImageAnchorStore
 
-    if not isinstance(encoder, (str, os.PathLike)) or not isinstance(bridge.anchors, AnchorStore):
-        return None  # an in-memory model (maybe trained since it was loaded), or image / module anchors
-    try:
-        loading = json.loads(json.dumps(encoder_kwargs or {}, sort_keys=True))  # plain data only
-    except TypeError:
-        return None  # a quantization config object, a device map of modules...: cannot be keyed safely
+    if not isinstance(encoder, (str, os.PathLike)) or not isinstance(bridge.anchors, (AnchorStore, ImageAnchorStore)):
+        return None  # an in-memory model (maybe trained since it was loaded), or module anchors
+    text = isinstance(bridge.anchors, AnchorStore)
+    try:  # plain data only: a quantization config object, a device map of modules... cannot be keyed safely
+        loading = json.loads(json.dumps(encoder_kwargs or {}, sort_keys=True))
+        # images: what turns the stored uint8 anchors into pixel values (size, crop, mean / std, resampling)
+        processor = None if text else json.loads(json.dumps(bridge.image_processor.to_dict(), sort_keys=True))
+    except (TypeError, AttributeError):
+        return None
     config = bridge.config
     identity = encoder_identity(
         os.fspath(encoder),
@@ -152,7 +157,10 @@ def _bridge_key(bridge, encoder: Any, revision: str | None, encoder_kwargs: dict
         next(bridge.encoder.parameters()).dtype,
         normalize=bool(config.normalize_embeddings),
         encoder_kwargs=loading,
+        **({} if text else {"image_processor": processor}),
     )
     if identity is None:
         return None
-    return anchor_key(identity, bridge.anchors.input_ids, bridge.anchors.attention_mask)
+    if text:
+        return anchor_key(identity, bridge.anchors.input_ids, bridge.anchors.attention_mask)
+    return anchor_key(identity, bridge.anchors.pixels)
