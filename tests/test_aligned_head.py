@@ -80,6 +80,37 @@ def test_affine_fit_recovers_an_affine_map_and_auto_picks_it():
     assert auto.kind == "affine" and auto.info["residual_affine"] < 1e-4 < auto.info["residual_orthogonal"]
 
 
+@pytest.mark.parametrize("k,ds,dt", [(10, 300, 300), (40, 96, 160), (200, 32, 48)], ids=["k<<D", "k<D", "k>D"])
+def test_wide_encoders_take_the_small_forms_and_get_the_same_maps(k, ds, dt):
+    """k < D: ridge in its dual (k x k) form and Procrustes from QR factors, against the textbook forms (primal ridge
+    with an unshrunk bias column; the full SVD of zs^T zt, thin over its non-null directions)."""
+    from hf_bridges.modeling.translation import NULL_TOLERANCE, anchor_stats, fit_affine, fit_orthogonal
+
+    g = torch.Generator().manual_seed(k)
+    source = torch.randn(k, ds, generator=g, dtype=torch.float64)
+    target = source[:, : min(ds, dt)] @ torch.randn(min(ds, dt), dt, generator=g, dtype=torch.float64)
+    target = target + 0.3 * torch.randn(k, dt, generator=g, dtype=torch.float64)
+    x = torch.randn(9, ds, generator=g, dtype=torch.float64)
+    ms, ss = anchor_stats(source)
+    mt, st = anchor_stats(target)
+    zs, zt = (source - ms) / ss, (target - mt) / st
+    for alpha in (0.1, 100.0):
+        ones = torch.nn.functional.pad(zs, (0, 1), value=1.0)
+        eye = torch.eye(ds + 1, dtype=zs.dtype)
+        eye[-1, -1] = 0.0
+        w = torch.linalg.solve(ones.T @ ones + alpha * eye, ones.T @ zt)
+        expected = ((x - ms) / ss) @ (w[:-1] * st) + w[-1] * st + mt
+        torch.testing.assert_close(fit_affine(source, target, alpha=alpha)(x), expected, rtol=1e-9, atol=1e-9)
+    width = max(ds, dt)
+    ps, pt = (torch.nn.functional.pad(z, (0, width - z.shape[1])) for z in (zs, zt))
+    u, sv, vt = torch.linalg.svd(ps.T @ pt)
+    rank = int((sv > sv[0] * NULL_TOLERANCE).sum())
+    rotation = (u[:, :rank] @ vt[:rank])[:ds, :dt]
+    torch.testing.assert_close(
+        fit_orthogonal(source, target)(x), ((x - ms) / ss) @ rotation * st + mt, rtol=1e-9, atol=1e-9
+    )
+
+
 def test_translation_between_different_widths():
     x, _ = _data()
     a = x[:K]
