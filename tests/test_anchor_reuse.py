@@ -8,16 +8,16 @@ from helpers import make_encoder, topic_texts
 from hf_bridges import BridgeForSequenceClassification
 
 
-def _counting(monkeypatch):
+def _counting(monkeypatch, cls=BridgeForSequenceClassification):
     """Count the encoder forwards made while anchors are embedded (the only encoder calls an attach makes)."""
     calls = {"n": 0}
-    original = BridgeForSequenceClassification._encode
+    original = cls._encode
 
     def counted(self, *args, **kwargs):
         calls["n"] += 1
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(BridgeForSequenceClassification, "_encode", counted)
+    monkeypatch.setattr(cls, "_encode", counted)
     return calls
 
 
@@ -114,14 +114,7 @@ def test_image_heads_reuse_their_anchor_embeddings_too(tmp_path, monkeypatch, on
         tiny_mobilenet(), anchors=gray_images(10), image_processor=mobilenet_processor(), num_labels=3
     )
     head.save_head(tmp_path / "head")
-    calls = {"n": 0}
-    original = BridgeForImageClassification._encode
-
-    def counted(self, *args, **kwargs):
-        calls["n"] += 1
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(BridgeForImageClassification, "_encode", counted)
+    calls = _counting(monkeypatch, BridgeForImageClassification)
     cache = tmp_path / "cache"
 
     def attach(processor):
