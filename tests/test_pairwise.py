@@ -252,3 +252,15 @@ def test_l1_chunked_backward_fallback_matches_cdist(monkeypatch):
         ref = torch.autograd.grad(torch.cdist(x, a, p=1.0), (x, a), g)
         for u, v in zip(got, ref):
             torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-10)
+
+
+def test_anchors_modified_in_place_or_replaced_are_never_served_stale(kernel):
+    """The fused kernel keeps one transposed copy of the last anchors: an in-place change (version counter) or a
+    new tensor must give fresh distances."""
+    x, a = _pair(6, 50, 8, torch.float32)
+    for fn, p in FNS:
+        torch.testing.assert_close(fn(x, a), torch.cdist(x, a, p=p))
+        a.mul_(2.0).add_(0.5)
+        torch.testing.assert_close(fn(x, a), torch.cdist(x, a, p=p))
+        b = a.clone().neg_()
+        torch.testing.assert_close(fn(x, b), torch.cdist(x, b, p=p))
