@@ -21,30 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hf_bridges.data.anchors import select_anchors
 from hf_bridges.heads.compatibility import align_head
 from hf_bridges.modeling.translation import fit_affine
 from hf_bridges.presets import resolve_preset
 from hf_bridges.stitching.cache import EmbeddingCache, default_cache_root
 from hf_bridges.stitching.config import load_config
-from hf_bridges.stitching.distributed import cached_embeddings
-from hf_bridges.stitching.encoder_kinds import get_encoder_kind
-from hf_bridges.stitching.runner import prepare
+from hf_bridges.stitching.runner import choose_anchors, embed_splits, prepare
 from hf_bridges.stitching.training import predict, train_head
-
-
-def embed_all(config) -> tuple[dict, np.ndarray, np.ndarray]:
-    identities, train, test = prepare(config, Path(tempfile.mkdtemp()))
-    cache = EmbeddingCache(Path(config.cache_dir or default_cache_root()))
-    out = {}
-    for spec in config.encoders:
-        kind = get_encoder_kind(spec.kind)
-        for name, split in (("train", train), ("test", test)):
-            out[spec.name, name] = cached_embeddings(
-                cache, identities[spec.name], split, kind.input_column, lambda s=spec, k=kind: k.load(s),
-                desc=spec.name, batch_size=spec.batch_size, stats={}, progress=False,
-            )  # fmt: skip
-    return out, np.asarray(train["label"]), np.asarray(test["label"])
 
 
 def main() -> None:
@@ -55,8 +38,11 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(resolve_preset(args.preset, kind="stitch"))
     method = next(m for m in config.methods if m.kind == "default")
-    emb, y_train, y_test = embed_all(config)
-    idx = select_anchors(config.anchors.strategy, config.anchors.num_anchors, config.anchors.seed, labels=y_train)
+    identities, train, test = prepare(config, Path(tempfile.mkdtemp()))
+    cache = EmbeddingCache(Path(config.cache_dir or default_cache_root()))
+    emb, _ = embed_splits(config, identities, train, test, cache, quiet=True)
+    y_train, y_test = np.asarray(train["label"]), np.asarray(test["label"])
+    idx, _ = choose_anchors(config, emb, y_train)
     names = [e.name for e in config.encoders]
     anchors = {n: emb[n, "train"][idx] for n in names}
     num_labels = int(max(y_train.max(), y_test.max()) + 1)

@@ -255,8 +255,8 @@ def test_l1_chunked_backward_fallback_matches_cdist(monkeypatch):
 
 
 def test_anchors_modified_in_place_or_replaced_are_never_served_stale(kernel):
-    """The fused kernel keeps one transposed copy of the last anchors: an in-place change (version counter) or a
-    new tensor must give fresh distances."""
+    """Distances after the anchors are changed in place or replaced are fresh (a transposed-anchor cache keyed on
+    the tensor's version counter, tried in round 3, served stale anchors: whatever caches them must pass this)."""
     x, a = _pair(6, 50, 8, torch.float32)
     for fn, p in FNS:
         torch.testing.assert_close(fn(x, a), torch.cdist(x, a, p=p))

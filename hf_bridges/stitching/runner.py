@@ -102,33 +102,9 @@ def prepare(config: StitchConfig, output_dir: Path):
     return identities, train, test
 
 
-def run_stitch(
-    config: StitchConfig,
-    output_dir: str | os.PathLike,
-    cache_dir: str | None = None,
-    quiet: bool = False,
-    hub_token: str | None = None,
-    hub_endpoint: str | None = None,
-) -> dict:
-    """The whole benchmark; returns the results dict (also written to ``output_dir/results.json``).
-
-    With ``config.best_head`` set, the best relative head is also written to ``output_dir/best-head/`` and pushed
-    to ``best_head.repo_id`` if given (``hub_token``/``hub_endpoint``: default the stored login / HF_ENDPOINT)."""
-    from tqdm.auto import tqdm
-
-    from ..data.anchors import needs_embeddings, select_anchors
-    from .best_head import BestHeadTracker, push_best_head, save_best_head
-    from .evaluation import evaluate_pair
-    from .report import summarise, write_outputs, write_results
-    from .training import train_head
-
-    output_dir = Path(output_dir)
-    timing = {"embedding": 0.0, "heads": 0.0, "evaluation": 0.0}
-    t0 = time.perf_counter()
-    identities, train, test = prepare(config, output_dir)
-    timing["setup"] = time.perf_counter() - t0  # validation + dataset loading
-    t_embed = time.perf_counter()
-    cache = EmbeddingCache(Path(cache_dir or config.cache_dir or default_cache_root()))
+def embed_splits(config: StitchConfig, identities: dict, train, test, cache: EmbeddingCache, quiet: bool = False):
+    """Every encoder's train and test embeddings, from the cache or embedded into it: ``{(name, split): array}``
+    and the cache hits / misses per encoder."""
     embeddings, cache_stats = {}, {}
     for spec in config.encoders:
         kind = get_encoder_kind(spec.kind)
@@ -146,13 +122,13 @@ def run_stitch(
                 progress=not quiet,
             )
         cache_stats[spec.name] = stats
-    timing["embedding"] = time.perf_counter() - t_embed
-    if not is_main_process():  # under `accelerate launch -n N`: the others only embed; heads train once
-        return {"process": rank_note(), "embedding_only": True, "timing_s": timing}
+    return embeddings, cache_stats
 
-    train_labels = np.asarray(train["label"], dtype=np.int64)
-    test_labels = np.asarray(test["label"], dtype=np.int64)
-    num_labels = int(max(train_labels.max(), test_labels.max()) + 1)
+
+def choose_anchors(config: StitchConfig, embeddings: dict, train_labels: np.ndarray) -> tuple[list[int], str]:
+    """The anchor indices into the train split, shared by all encoders, and the encoder space they were picked in."""
+    from ..data.anchors import needs_embeddings, select_anchors
+
     space = config.anchors.encoder or config.encoders[0].name
     anchor_idx = select_anchors(
         config.anchors.strategy,
@@ -161,6 +137,44 @@ def run_stitch(
         labels=train_labels,
         embeddings=embeddings[space, "train"] if needs_embeddings(config.anchors.strategy) else None,
     )
+    return anchor_idx, space
+
+
+def run_stitch(
+    config: StitchConfig,
+    output_dir: str | os.PathLike,
+    cache_dir: str | None = None,
+    quiet: bool = False,
+    hub_token: str | None = None,
+    hub_endpoint: str | None = None,
+) -> dict:
+    """The whole benchmark; returns the results dict (also written to ``output_dir/results.json``).
+
+    With ``config.best_head`` set, the best relative head is also written to ``output_dir/best-head/`` and pushed
+    to ``best_head.repo_id`` if given (``hub_token``/``hub_endpoint``: default the stored login / HF_ENDPOINT)."""
+    from tqdm.auto import tqdm
+
+    from .best_head import BestHeadTracker, push_best_head, save_best_head
+    from .evaluation import evaluate_pair
+    from .report import summarise, write_outputs, write_results
+    from .training import train_head
+
+    output_dir = Path(output_dir)
+    timing = {"embedding": 0.0, "heads": 0.0, "evaluation": 0.0}
+    t0 = time.perf_counter()
+    identities, train, test = prepare(config, output_dir)
+    timing["setup"] = time.perf_counter() - t0  # validation + dataset loading
+    t_embed = time.perf_counter()
+    cache = EmbeddingCache(Path(cache_dir or config.cache_dir or default_cache_root()))
+    embeddings, cache_stats = embed_splits(config, identities, train, test, cache, quiet)
+    timing["embedding"] = time.perf_counter() - t_embed
+    if not is_main_process():  # under `accelerate launch -n N`: the others only embed; heads train once
+        return {"process": rank_note(), "embedding_only": True, "timing_s": timing}
+
+    train_labels = np.asarray(train["label"], dtype=np.int64)
+    test_labels = np.asarray(test["label"], dtype=np.int64)
+    num_labels = int(max(train_labels.max(), test_labels.max()) + 1)
+    anchor_idx, space = choose_anchors(config, embeddings, train_labels)
     anchors = {e.name: embeddings[e.name, "train"][anchor_idx] for e in config.encoders}
 
     import torch
