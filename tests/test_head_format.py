@@ -17,7 +17,7 @@ from hf_bridges.heads.format import (
     ANCHORS_NAME,
     CARD_NAME,
     CONFIG_NAME,
-    HEAD_FORMAT_VERSION,
+    PLAIN_HEAD_FORMAT,
     WEIGHTS_NAME,
     read_head,
 )
@@ -71,7 +71,11 @@ def test_save_head_writes_the_documented_files(trained, tmp_path, anchor_texts):
         [CONFIG_NAME, WEIGHTS_NAME, ANCHORS_NAME, ANCHOR_SPACE_NAME, CARD_NAME]
     )
     config = json.loads((folder / CONFIG_NAME).read_text())
-    assert config["bridge_head_format_version"] == HEAD_FORMAT_VERSION and config["library_name"] == "hf_bridges"
+    assert (
+        config["bridge_head_format_version"] == PLAIN_HEAD_FORMAT
+        and "relative_anchors" not in config
+        and config["library_name"] == "hf_bridges"
+    )
     assert config["encoder"]["model_type"] == "bert" and config["encoder"]["hidden_size"] == 32
     # the default head (issue 9): one cosine subspace + the aligned component, one classifier each
     assert config["projections"] == ["cosine"] and config["aggregation"] == "concat"

@@ -286,8 +286,11 @@ def _attach_aligned(
     report.alignment = info
     report.subspace_weights = list(weights)
     report.score = float(info["stitch_score"])
+    num_relative = config.head.relative_anchors or len(bundle.anchors)
+    extra = len(bundle.anchors) - num_relative
+    pairs = f"{num_relative} anchors" + (f" + {extra} alignment inputs" if extra else "")
     report.notes.append(
-        f"aligned component: {info['map']} translation fitted on {len(bundle.anchors)} anchors "
+        f"aligned component: {info['map']} translation fitted on {pairs} "
         f"(held-out fit {info['fit']:.3f}), relative space {info['relative_space']}; "
         f"config.subspace_weights={weights} ({info['components']})"
     )

@@ -332,7 +332,10 @@ def align_head(
         else:
             head.set_alignment(*reference_alignment)
         target = head.aligned_inputs(ref, ref)
-        training_anchors = stored.clone() if stored is not None and stored.shape == target.shape else target
+        relative_target = head.relative_slice(target)  # the relative anchors (an alignment set only fits the map)
+        training_anchors = (
+            stored.clone() if stored is not None and stored.shape == relative_target.shape else relative_target
+        )
         n = len(head.projection_names)
         base = [float(w) for w in base_weights[:n]] if base_weights is not None else [1.0] * n
         if sum(base) <= 0:

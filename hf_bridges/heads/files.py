@@ -11,7 +11,10 @@ from ..modeling.errors import HfBridgesError
 # 2: the aligned component (aligned / aligned_dim / component_dropout; the map's buffers in the weights). Heads of
 #    format 1 lack those keys and read them as the head's LEGACY_DEFAULTS (no aligned component). Later keys of
 #    format 2: combine (absent: "concat", the first aligned heads) and alignment (the attach record of a stitched head).
-HEAD_FORMAT_VERSION = 2
+# 3: an alignment set (relative_anchors < num_anchors: the anchors after the first relative_anchors only fit the
+#    aligned map). Written only by heads that have one, so heads without it stay readable by format-2 releases.
+HEAD_FORMAT_VERSION = 3
+PLAIN_HEAD_FORMAT = 2  # what a head without an alignment set is written as
 CONFIG_NAME = "bridge_head_config.json"
 WEIGHTS_NAME = "bridge_head.safetensors"
 ANCHORS_NAME = "anchors.parquet"

@@ -44,6 +44,7 @@ from .files import (
     HEAD_CARD_NAME,
     HEAD_FILES,
     HEAD_FORMAT_VERSION,
+    PLAIN_HEAD_FORMAT,
     WEIGHTS_NAME,
     HeadFormatError,
     _package_version,
@@ -72,6 +73,7 @@ HEAD_CONFIG_KEYS = (
     "aligned_dim",
     "component_dropout",
     "combine",
+    "relative_anchors",
     "alignment",
     "input_prefix",  # the training prefix: recorded, not passed on (the new encoder takes its own prefix=)
 )
@@ -139,9 +141,13 @@ def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
         )
     encoder = getattr(model, "encoder", None)
     record = {key: getattr(config, key) for key in HEAD_CONFIG_KEYS}
+    if record["relative_anchors"] is None:  # no alignment set: the file stays format 2, readable by older releases
+        del record["relative_anchors"]
     record.update(
         library_name="hf_bridges",
-        bridge_head_format_version=HEAD_FORMAT_VERSION,
+        bridge_head_format_version=HEAD_FORMAT_VERSION
+        if config.head.relative_anchors is not None
+        else PLAIN_HEAD_FORMAT,
         hf_bridges_version=_package_version(),
         head_class=type(model).__name__,
         num_labels=config.num_labels if model.head.classifier is not None else 0,

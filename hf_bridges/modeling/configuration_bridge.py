@@ -192,6 +192,12 @@ class BridgeConfig(PretrainedConfig):
             raise ConfigError(f"input_prefix must be a string (e.g. 'passage: '), got {self.input_prefix!r}")
         if self.num_anchors == 1:
             raise ValueError("a relative space needs at least 2 anchors; got 1")
+        relative = self.head.relative_anchors
+        if relative is not None and self.num_anchors and relative > self.num_anchors:
+            raise ConfigError(
+                f"head.relative_anchors={relative} but the bridge holds {self.num_anchors} anchors: the relative "
+                "anchors come first, the alignment set after them; lower relative_anchors or pass more anchors"
+            )
 
     @property
     def hidden_size(self) -> int:

@@ -119,19 +119,30 @@ class RelativeProductHead(nn.Module):
         component_dropout: float = 0.0,
         combine: str = "concat",
         relative_space: str = "native",
+        relative_anchors: int | None = None,
     ):
         super().__init__()
         if num_anchors < 2:
             raise ValueError(f"a relative space needs at least 2 anchors, got {num_anchors}")
+        relative_anchors = num_anchors if relative_anchors is None else int(relative_anchors)
+        if not 2 <= relative_anchors <= num_anchors:
+            raise ValueError(f"relative_anchors must be in [2, num_anchors={num_anchors}], got {relative_anchors}")
+        if relative_anchors < num_anchors and not aligned:
+            raise ValueError(
+                f"relative_anchors={relative_anchors} < num_anchors={num_anchors}: the other anchors only fit the "
+                "aligned map, and this head has no aligned component (aligned=False); pass only the relative anchors"
+            )
         self.projection_names = list(projections)
         self.abs_transform_name = abs_transform
         self._projections = [get_projection(name).fn for name in self.projection_names]
         self._abs_transform = get_abs_transform(abs_transform)
-        self.norms = nn.ModuleList(build_subspace_norm(subspace_norm, num_anchors) for _ in self.projection_names)
-        self.aggregation = build_aggregation(aggregation, len(self.projection_names), num_anchors, aggregation_dim)
+        k = relative_anchors  # the relative subspaces' width; the rest of the anchors only fit the aligned map
+        self.norms = nn.ModuleList(build_subspace_norm(subspace_norm, k) for _ in self.projection_names)
+        self.aggregation = build_aggregation(aggregation, len(self.projection_names), k, aggregation_dim)
         self.subspace_dropout = subspace_dropout
         self.component_dropout = component_dropout
         self.num_anchors = num_anchors
+        self.relative_anchors = k
         self.aligned = bool(aligned)
         self.aligned_dim = 0
         if self.aligned:
@@ -146,7 +157,7 @@ class RelativeProductHead(nn.Module):
         self.combine = combine if self.aligned else "concat"
         self.relative_space = "native"
         if self.aligned and relative_space == "translated":  # filled by load_state_dict (the stitched head's buffer)
-            self.set_relative_space(torch.zeros(num_anchors, self.aligned_dim))
+            self.set_relative_space(torch.zeros(k, self.aligned_dim))
         self._classifier_shape = (classifier_hidden_size, classifier_dropout)
         self.mlp: nn.Module | None = None
         self.register_load_state_dict_pre_hook(_rename_prefix("classifier.", "mlp."))
@@ -215,6 +226,7 @@ class RelativeProductHead(nn.Module):
             component_dropout=config.component_dropout,
             combine=config.combine,
             relative_space=(config.alignment or {}).get("relative_space", "native"),
+            relative_anchors=config.relative_anchors,
         )
 
     # ------------------------------------------------------------------------------------------ aligned component
@@ -228,7 +240,7 @@ class RelativeProductHead(nn.Module):
 
     def set_relative_space(self, training_anchors: torch.Tensor | None) -> None:
         """``None``: the relative component reads the current encoder's own embeddings and anchors ("native").
-        A (k, aligned_dim) tensor: the training encoder's anchors in its standardised space; the relative component
+        A (relative_anchors, aligned_dim) tensor: the training encoder's relative anchors in its standardised space; the relative component
         then reads the mapped embeddings ``std(z) @ R + b`` against them ("translated": exact under any affine map
         the translation recovers). Saved with the weights as ``aligned_anchors``."""
         if training_anchors is None:
@@ -236,9 +248,9 @@ class RelativeProductHead(nn.Module):
                 del self._buffers["aligned_anchors"]
             self.relative_space = "native"
             return
-        if training_anchors.dim() != 2 or training_anchors.shape != (self.num_anchors, self.aligned_dim):
+        if training_anchors.dim() != 2 or training_anchors.shape != (self.relative_anchors, self.aligned_dim):
             raise ValueError(
-                f"training anchors for the translated relative space must be ({self.num_anchors}, "
+                f"training anchors for the translated relative space must be ({self.relative_anchors}, "
                 f"{self.aligned_dim}), got {tuple(training_anchors.shape)}"
             )
         old = getattr(self, "aligned_weight", None)
@@ -269,7 +281,7 @@ class RelativeProductHead(nn.Module):
         if self.aligned and key in state_dict and state_dict[key].shape != self.aligned_weight.shape:
             self.reset_alignment(int(state_dict[key].shape[0]))
         if self.aligned and prefix + "aligned_anchors" in state_dict and self.relative_space == "native":
-            self.set_relative_space(torch.zeros(self.num_anchors, self.aligned_dim))
+            self.set_relative_space(torch.zeros(self.relative_anchors, self.aligned_dim))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def aligned_inputs(self, embeddings: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
@@ -292,11 +304,24 @@ class RelativeProductHead(nn.Module):
         ``aligned_inputs`` when the caller has them already (the translated space reads them)."""
         check_anchor_embeddings(anchors)
         check_embeddings(embeddings, anchors.shape[1])
+        anchors = self.relative_slice(anchors)
         if self.relative_space == "translated":  # mapped samples against the training encoder's anchors
             embeddings = self.aligned_inputs(embeddings, anchors) if mapped is None else mapped
             anchors = self.aligned_anchors.to(embeddings.dtype)
         x, a = self._abs_transform(embeddings, anchors.to(embeddings.dtype))
         return torch.stack([project(x, a) for project in self._projections], dim=1)
+
+    def relative_slice(self, anchors: torch.Tensor) -> torch.Tensor:
+        """The anchors the relative subspaces read: the first ``relative_anchors`` (all of them unless the head
+        keeps an alignment set, anchors that only fit the aligned map)."""
+        if self.relative_anchors == self.num_anchors:
+            return anchors
+        if anchors.shape[0] != self.num_anchors:
+            raise ValueError(
+                f"this head reads {self.num_anchors} anchors ({self.relative_anchors} relative + "
+                f"{self.num_anchors - self.relative_anchors} for the aligned map), got {anchors.shape[0]}"
+            )
+        return anchors[: self.relative_anchors]
 
     def _training_mask(self, n: int, device: torch.device) -> torch.Tensor:
         """Subspace dropout: a random non-empty subset of the subspaces for this batch."""

@@ -89,6 +89,9 @@ class HeadConfig:
         combine: how the two components of an aligned head meet the classifier. ``sum`` (default): each component
             has its own MLP classifier and the logits of the kept components are averaged (a weight of 0 drops a
             component); ``concat``: one MLP on ``r(z)``. Heads without the aligned component have one classifier.
+        relative_anchors: how many of the anchors (the first ones) the relative subspaces read; the others, the
+            *alignment set*, only add pairs to the aligned map's fit at attach time (they cost an attach more
+            embeddings, inference nothing). ``None``: all of them. Needs ``aligned``.
         alignment: the record of the attach-time fit (``map``, residuals, ``fit``, ``relative_space``,
             ``stitch_score``); ``None`` on the training encoder. ``relative_space: translated`` makes the relative
             component read the mapped embeddings against the training encoder's anchors (stored with the weights).
@@ -113,6 +116,7 @@ class HeadConfig:
     aligned_dim: int | None = None
     component_dropout: float = 0.3
     combine: str = "sum"
+    relative_anchors: int | None = None
     alignment: dict | None = None
 
     def __post_init__(self) -> None:
@@ -191,6 +195,14 @@ class HeadConfig:
                 "combine",
                 f"unknown value {self.combine!r}{did_you_mean(str(self.combine), COMBINES)}",
                 f"use one of {list(COMBINES)}",
+            )
+        _check_int(where, "relative_anchors", self.relative_anchors, 2, allow_none=True)
+        if self.relative_anchors is not None and not self.aligned:
+            raise _fail(
+                where,
+                "relative_anchors",
+                "an alignment set (anchors beyond relative_anchors) only fits the aligned map, and aligned is false",
+                "set aligned: true or drop relative_anchors",
             )
         self.alignment = _check_alignment(where, self.alignment)
         weights = self.subspace_weights

@@ -24,7 +24,14 @@ from transformers import initialization as init
 from .aggregation import MLPSumAggregation, WeightedAggregation
 from .anchor_stores import AnchorStore, encoder_fingerprint, warn_degenerate_anchors
 from .batching import embed_in_length_order, embed_in_slices
-from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hub, check_config_kwargs
+from .bridge_arguments import (
+    _FROM_ENCODER_ARGS,
+    _attach_arguments,
+    _given,
+    _hub,
+    check_config_kwargs,
+    with_alignment_set,
+)
 from .bridge_inputs import Tokenizing, encoder_settings, label_kwargs, truncate_rows, with_max_length
 from .bridge_io import HeadAsScore, StagedSaveLoad
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
@@ -105,6 +112,7 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitc
         prefix: str | None = None,
         encoder_kwargs: dict | None = None,
         embed_anchors: bool = True,
+        alignment_inputs: Sequence[Any] | None = None,
         **config_kwargs: Any,
     ) -> BridgePreTrainedModel:
         """Wrap ``encoder`` (Hub id, folder, loaded model or ``SentenceTransformer``) and embed ``anchors`` (texts).
@@ -120,7 +128,9 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitc
         prepends it: if you tokenise yourself, prepend ``bridge.config.input_prefix`` to each text.
         With ``head=``, ``prefix`` is the NEW encoder's own prefix (the head records the one it was trained with).
         ``embed_anchors=False`` leaves the anchors un-embedded, to fill them with ``set_anchor_embeddings`` (e.g.
-        from a cache) or ``refresh_anchors()``.
+        from a cache) or ``refresh_anchors()``. ``alignment_inputs``: more inputs of the task (no labels), stored
+        after the anchors and used only to fit the aligned map at attach time (~1,000 closed the map's variance
+        on BBC; docs/method.md): attaches embed them too, inference costs nothing more.
         ``head=`` (a folder or Hub repo id written by ``save_head``/``push_head_to_hub``) attaches that trained head
         instead: its anchors are embedded by this encoder and ``model.stitch_report`` says how well they match
         (see ``hf_bridges.heads.attach.attach_head`` for ``head_revision``, ``token``, ``subspace_selection``).
@@ -156,6 +166,7 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitc
         anchors = list(anchors) if anchors is not None else []
         if len(anchors) < 2:
             raise ValueError(f"a bridge needs at least 2 anchors (raw inputs such as texts), got {len(anchors)}")
+        anchors, anchor_labels, head_config = with_alignment_set(anchors, anchor_labels, head_config, alignment_inputs)
         config_kwargs.update(label_kwargs(labels, config_kwargs))
         encoder, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix, subfolder = encoder_settings(
             encoder, revision, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix

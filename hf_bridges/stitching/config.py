@@ -79,6 +79,9 @@ class AnchorSpec:
     strategy: str = "stratified"
     seed: int = 0
     encoder: str | None = None  # the space kmeans / farthest_point work in (an encoder name); default: first
+    # an alignment set: this many more train inputs (random, no labels) paired between encoders only to fit the map
+    # of the methods that have one (translation, default); the relative subspaces keep the num_anchors anchors
+    alignment: int = 0
 
 
 @dataclass
@@ -182,9 +185,10 @@ accept_old_spellings(TrainingSpec, {"epochs": "num_epochs"}, "training")
 _OLD_KEYS = {EncoderSpec: {"max_length"}, AnchorSpec: {"num"}, TrainingSpec: {"epochs"}}
 
 # relative: a RelativeProductHead (no aligned component); absolute: the MLP on absolute embeddings; translation: that
-# absolute head attached through an orthogonal map fitted on the anchors; default: the head from_encoder builds
+# absolute head attached through an orthogonal map fitted on the anchors (and the alignment set); default: the head from_encoder builds
 # (HeadConfig() itself, with the shared head settings of `head:`), attached by compatibility.align_head.
 METHOD_KINDS = ("relative", "absolute", "translation", "default")
+MAPPED_KINDS = ("translation", "default")  # the methods whose attach fits a map (they get the alignment set)
 
 
 def parse_config(data: dict, source: str = "config") -> StitchConfig:
@@ -256,6 +260,12 @@ def parse_config(data: dict, source: str = "config") -> StitchConfig:
         raise ConfigError(
             f"{source}: anchors.encoder {config.anchors.encoder!r} is not an encoder name"
             f"{did_you_mean(config.anchors.encoder, names)} (names: {names})"
+        )
+    if isinstance(config.anchors.alignment, bool) or not isinstance(config.anchors.alignment, int):
+        raise ConfigError(f"{source}: anchors.alignment must be a whole number >= 0, got {config.anchors.alignment!r}")
+    if config.anchors.alignment < 0:
+        raise ConfigError(
+            f"{source}: anchors.alignment must be >= 0 (0: no alignment set), got {config.anchors.alignment}"
         )
     if not config.seeds or not all(isinstance(s, int) for s in config.seeds):
         raise ConfigError(f"{source}: seeds must be a non-empty list of integers, got {config.seeds!r}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import EmbeddingCache, default_cache_root
-from .config import ConfigError, StitchConfig, check_best_head, did_you_mean
+from .config import MAPPED_KINDS, ConfigError, StitchConfig, check_best_head, did_you_mean
 from .distributed import cached_embeddings, is_main_process, rank_note
 from .encoder_kinds import get_encoder_kind
 from .validate import validate_split
@@ -91,11 +91,11 @@ def prepare(config: StitchConfig, output_dir: Path):
     identities = {e.name: {**get_encoder_kind(e.kind).identity(e)} for e in config.encoders}
     train, test = load_splits(config, kinds.pop())
     per_class = np.bincount(np.asarray(train["label"]))
-    if config.anchors.num_anchors > len(train):
+    wanted = config.anchors.num_anchors + config.anchors.alignment
+    if wanted > len(train):
         raise ConfigError(
-            f"anchors.num_anchors = {config.anchors.num_anchors} but the train split has only "
-            f"{len(train)} samples; "
-            "lower anchors.num_anchors or raise dataset.max_train"
+            f"anchors.num_anchors + anchors.alignment = {config.anchors.num_anchors} + {config.anchors.alignment} "
+            f"but the train split has only {len(train)} samples; lower them or raise dataset.max_train"
         )
     if len(per_class) < 2 or (per_class > 0).sum() < 2:
         raise ConfigError("the train split has fewer than 2 classes; nothing to classify")
@@ -140,6 +140,14 @@ def choose_anchors(config: StitchConfig, embeddings: dict, train_labels: np.ndar
     return anchor_idx, space
 
 
+def choose_alignment(config: StitchConfig, anchor_idx: list[int], num_train: int) -> list[int]:
+    """The alignment set: ``anchors.alignment`` train indices outside the anchors, drawn without labels (seeded by
+    ``anchors.seed``); the methods with a map fit it on the anchors and these."""
+    rest = np.setdiff1d(np.arange(num_train), np.asarray(anchor_idx, dtype=np.int64))
+    order = np.random.default_rng(config.anchors.seed).permutation(rest)
+    return [int(i) for i in order[: config.anchors.alignment]]
+
+
 def run_stitch(
     config: StitchConfig,
     output_dir: str | os.PathLike,
@@ -176,6 +184,8 @@ def run_stitch(
     num_labels = int(max(train_labels.max(), test_labels.max()) + 1)
     anchor_idx, space = choose_anchors(config, embeddings, train_labels)
     anchors = {e.name: embeddings[e.name, "train"][anchor_idx] for e in config.encoders}
+    alignment_idx = choose_alignment(config, anchor_idx, len(train_labels))
+    mapped_anchors = {e.name: embeddings[e.name, "train"][anchor_idx + alignment_idx] for e in config.encoders}
 
     import torch
 
@@ -187,6 +197,7 @@ def run_stitch(
     total = len(config.methods) * len(config.seeds) * len(names) * config.training.num_epochs
     with tqdm(total=total, desc="training heads", unit="epoch", disable=quiet) as bar:
         for method in config.methods:
+            method_anchors = mapped_anchors if method.kind in MAPPED_KINDS else anchors
             for seed in config.seeds:
                 for source in names:
                     t = time.perf_counter()
@@ -196,12 +207,13 @@ def run_stitch(
                         config.training,
                         embeddings[source, "train"],
                         train_labels,
-                        anchors[source],
+                        method_anchors[source],
                         num_labels,
                         seed,
                         None,
                         bar,
                         feature_cache,
+                        relative_anchors=len(anchor_idx),
                     )
                     head_seconds = time.perf_counter() - t
                     timing["heads"] += head_seconds
@@ -211,9 +223,9 @@ def run_stitch(
                             head,
                             method,
                             embeddings[source, "test"],
-                            anchors[source],
+                            method_anchors[source],
                             embeddings[target, "test"],
-                            anchors[target],
+                            method_anchors[target],
                             test_labels,
                             config.latent,
                             feature_cache,
@@ -243,7 +255,12 @@ def run_stitch(
             "num_labels": num_labels,
             "label_names": train.features["label"].names,
         },
-        "anchors": {"indices": anchor_idx, "strategy": config.anchors.strategy, "encoder_space": space},
+        "anchors": {
+            "indices": anchor_idx,
+            "strategy": config.anchors.strategy,
+            "encoder_space": space,
+            "alignment_indices": alignment_idx,
+        },
         "cache": {"root": str(cache.root), "per_encoder": cache_stats},
         "runs": runs,
         "timing_s": timing,

@@ -40,10 +40,16 @@ class CachedSubspaceHead(RelativeProductHead):
         return super().relative_subspaces(embeddings, anchors, mapped)
 
 
-def build_head(method: MethodSpec, head: HeadSpec, num_anchors: int, dim: int, num_labels: int) -> nn.Module:
+def build_head(
+    method: MethodSpec, head: HeadSpec, num_anchors: int, dim: int, num_labels: int, relative_anchors: int | None = None
+) -> nn.Module:
+    """``relative_anchors`` < ``num_anchors``: an aligned head reads the first ones as anchors, the rest (the
+    alignment set) only fit its map."""
     if method.kind in ("absolute", "translation"):
         return AbsoluteHead(dim, num_labels, head.classifier_hidden_size, head.classifier_dropout)
     config = method.head_config(head, f"methods ({method.name})")
+    if config.aligned and relative_anchors is not None and relative_anchors < num_anchors:
+        config = config.replace(relative_anchors=relative_anchors)
     if config.aligned:  # the aligned component needs the embeddings themselves: no cached subspaces
         return RelativeProductHead.from_config(config, num_anchors, num_labels, embedding_dim=dim)
     return CachedSubspaceHead.from_config(config, num_anchors, num_labels)
@@ -61,6 +67,7 @@ def train_head(
     accelerator=None,
     progress=None,
     feature_cache: dict | None = None,
+    relative_anchors: int | None = None,
 ) -> nn.Module:
     """One head, trained from a seed: Accelerator-prepared model, optimizer and DataLoader; returns it in eval mode."""
     from accelerate import Accelerator
@@ -84,6 +91,7 @@ def train_head(
             accelerator,
             progress,
             feature_cache,
+            relative_anchors,
         )
     finally:
         torch.set_num_threads(threads)
@@ -110,12 +118,23 @@ def head_inputs(
 
 
 def _train(
-    method, head_spec, training, embeddings, labels, anchors, num_labels, seed, accelerator, progress, feature_cache
+    method,
+    head_spec,
+    training,
+    embeddings,
+    labels,
+    anchors,
+    num_labels,
+    seed,
+    accelerator,
+    progress,
+    feature_cache,
+    relative_anchors=None,
 ) -> nn.Module:
     from accelerate.utils import set_seed
 
     set_seed(seed)
-    head = build_head(method, head_spec, len(anchors), embeddings.shape[1], num_labels)
+    head = build_head(method, head_spec, len(anchors), embeddings.shape[1], num_labels, relative_anchors)
     data = torch.utils.data.TensorDataset(
         head_inputs(head, embeddings, anchors, feature_cache), torch.from_numpy(labels).long()
     )
