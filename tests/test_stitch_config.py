@@ -47,6 +47,8 @@ def test_default_config_is_the_two_minilms_on_bbc():
         (lambda c: c["encoders"][0].update(kind="hf_txt"), "did you mean 'hf_text'"),
         (lambda c: c["anchors"].update(strategy="kmean"), "did you mean 'kmeans'"),
         (lambda c: c["anchors"].update(num_anchor=3), "did you mean 'num_anchors'"),
+        (lambda c: c["anchors"].update(alignment=-1), r"anchors.alignment must be >= 0"),
+        (lambda c: c["anchors"].update(alignment="1000"), r"anchors.alignment must be a whole number"),
         (lambda c: c["methods"][2]["select"].update(mode="fuzzy"), "select.mode"),
         (lambda c: c["methods"][1].update(subspace_dropout=1.5), "subspace_dropout"),
         (lambda c: c["methods"].append({"name": "cosine"}), "method names must be unique"),
@@ -76,7 +78,12 @@ def test_world_errors_come_before_any_embedding(world, tmp_path):
         prepare(parse_config(bad_label), tmp_path / "out")
     too_many = copy.deepcopy(base)
     too_many["anchors"]["num_anchors"] = 10_000
-    with pytest.raises(ConfigError, match="anchors.num_anchors = 10000 but the train split has only 60"):
+    with pytest.raises(
+        ConfigError, match=r"anchors.num_anchors \+ anchors.alignment = 10000 \+ 0 but the train split has only 60"
+    ):
+        prepare(parse_config(too_many), tmp_path / "out")
+    too_many["anchors"].update(num_anchors=20, alignment=50)  # each fits, together they do not
+    with pytest.raises(ConfigError, match=r"= 20 \+ 50 but the train split has only 60"):
         prepare(parse_config(too_many), tmp_path / "out")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

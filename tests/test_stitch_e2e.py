@@ -47,3 +47,20 @@ def test_bbc_subset_stitches_between_real_minilms(tmp_path):
     for name in summary:
         png = Path(results["outputs"]["plots"][name])
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_alignment_set_reaches_the_maps_of_translation_and_default(tmp_path):
+    from hf_bridges.stitching.config import MethodSpec
+
+    config = small_bbc_config()
+    config.anchors.alignment = 60
+    config.seeds = [0]
+    config.methods = [MethodSpec(name="translation", kind="translation"), MethodSpec(name="default", kind="default")]
+    results = run_stitch(config, tmp_path / "out", cache_dir=str(tmp_path / "cache"), quiet=True)
+    anchors = results["anchors"]
+    assert len(anchors["indices"]) == 30 and len(anchors["alignment_indices"]) == 60
+    assert not set(anchors["indices"]) & set(anchors["alignment_indices"])
+    stitched = [r for r in results["runs"] if r["method"] == "default" and r["train"] != r["test"]]
+    assert stitched and all(r["alignment"]["pairs"] == 90 for r in stitched)
+    assert results["summary"]["default"]["stitched_accuracy"]["mean"] > 0.5
+    assert results["summary"]["translation"]["stitched_accuracy"]["mean"] > 0.5

@@ -351,7 +351,7 @@ def align_head(
         else:
             fitted = fit_translation(new.cpu(), target.cpu(), translation)
             head.set_alignment(fitted.weight.float(), fitted.bias.float())
-            info = dict(fitted.info)
+            info = dict(fitted.info, pairs=int(new.shape[0]))  # anchors + alignment set
             info["fit"] = 1.0 - min(v for k, v in info.items() if k in ("residual_orthogonal", "residual_affine"))
             space = relative_space
             if space == "auto":
