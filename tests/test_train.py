@@ -362,3 +362,16 @@ def test_lora_run_refreshes_the_anchors_every_n_steps(tmp_path, monkeypatch):
 
     steps, auto = refreshes("steps"), refreshes("auto")
     assert steps < auto - 1, (steps, auto)  # auto: one per update (6) plus set-up; steps: step 4, epochs, evals
+
+
+def test_alignment_inputs_are_stored_after_the_anchors_and_saved(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    train(tiny(tmp_path, "alignment_inputs=10", "num_epochs=1", "checkpoint_every=0"))
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
+    k = model.config.head.relative_anchors
+    assert k is not None and model.config.num_anchors == k + 10 and model.head.norms[0].normalized_shape == (k,)
+    assert len(set(model.config.anchors)) > k  # the alignment texts are other training texts than the anchors
+    if (tmp_path / "head").exists():
+        written = json.loads((tmp_path / "head" / "bridge_head_config.json").read_text())
+        assert written["relative_anchors"] == k and written["bridge_head_format_version"] == 3

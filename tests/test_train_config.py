@@ -66,6 +66,10 @@ def test_bad_values_are_errors():
         load_config(CONFIGS / "train-tiny.yaml", ["learning_rate"])
     with pytest.raises(ValueError, match="mixed_precision"):
         load_config(CONFIGS / "train-tiny.yaml", ["mixed_precision=fp8"])
+    with pytest.raises(ValueError, match="alignment_inputs must be a whole number >= 0"):
+        load_config(CONFIGS / "train-tiny.yaml", ["alignment_inputs=-3"])
+    with pytest.raises(ValueError, match="alignment_inputs only fit the aligned map"):
+        load_config(CONFIGS / "train-tiny.yaml", ["alignment_inputs=5", "head.aligned=false"])
 
 
 def test_fingerprint_ignores_run_keys_only():

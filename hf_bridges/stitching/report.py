@@ -231,8 +231,14 @@ def write_outputs(results: dict, config: StitchConfig, output_dir: Path) -> dict
         "",
         f"Dataset `{config.dataset.name}`: {data['train']} train / {data['test']} test, {data['num_labels']} classes. "
         f"Encoders: " + ", ".join(f"`{e.id}` ({e.name})" for e in config.encoders) + ". "
-        f"{config.anchors.num_anchors} {config.anchors.strategy} anchors (seed {config.anchors.seed}), shared by all encoders. "
-        f"Seeds {config.seeds}; {config.training.num_epochs} epochs, Adam lr {config.training.learning_rate}.",
+        f"{config.anchors.num_anchors} {config.anchors.strategy} anchors (seed {config.anchors.seed}), shared by all encoders"
+        + (
+            f", and an alignment set of {config.anchors.alignment} more train inputs (no labels) that only fit the "
+            "maps of translation / default. "
+            if config.anchors.alignment
+            else ". "
+        )
+        + f"Seeds {config.seeds}; {config.training.num_epochs} epochs, Adam lr {config.training.learning_rate}.",
         "",
         "Same = head evaluated on the encoder it was trained on; stitched = on every other encoder, zero-shot "
         "(mean over pairs, then mean ± std over seeds). Latent columns compare the head's representation r(z) of "

@@ -143,9 +143,9 @@ def choose_anchors(config: StitchConfig, embeddings: dict, train_labels: np.ndar
 def choose_alignment(config: StitchConfig, anchor_idx: list[int], num_train: int) -> list[int]:
     """The alignment set: ``anchors.alignment`` train indices outside the anchors, drawn without labels (seeded by
     ``anchors.seed``); the methods with a map fit it on the anchors and these."""
-    rest = np.setdiff1d(np.arange(num_train), np.asarray(anchor_idx, dtype=np.int64))
-    order = np.random.default_rng(config.anchors.seed).permutation(rest)
-    return [int(i) for i in order[: config.anchors.alignment]]
+    from ..data.anchors import select_alignment_set
+
+    return select_alignment_set(num_train, anchor_idx, config.anchors.alignment, config.anchors.seed)
 
 
 def run_stitch(

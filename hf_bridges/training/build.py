@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..data import load_labelled_dataset
-from ..data.anchors import select_anchors
+from ..data.anchors import select_alignment_set, select_anchors
 from ..modeling.loaders import load_encoder, load_tokenizer
 from ..modeling.modeling_bridge import BridgeForSequenceClassification
 from .config import TrainConfig
@@ -82,15 +82,18 @@ def build_encoder(cfg: TrainConfig, tokenizer) -> nn.Module:
 
 
 def build_model(cfg: TrainConfig, train: datasets.Dataset, tokenizer) -> nn.Module:
-    """A ``BridgeForSequenceClassification`` whose anchors are a seeded stratified pick of the training texts."""
+    """A ``BridgeForSequenceClassification`` whose anchors are a seeded stratified pick of the training texts
+    (and, with ``alignment_inputs``, whose alignment set is a seeded pick of the others)."""
     labels = list(train["label"])
     picks = select_anchors("stratified", min(cfg.num_anchors, len(train)), cfg.anchor_seed, labels=labels)
     label_names = train.features["label"].names if hasattr(train.features["label"], "names") else None
     num_labels = len(label_names) if label_names else int(max(labels)) + 1
     id2label = {i: name for i, name in enumerate(label_names)} if label_names else None
+    extra = select_alignment_set(len(train), picks, cfg.alignment_inputs, cfg.anchor_seed)
     model = BridgeForSequenceClassification.from_encoder(
         build_encoder(cfg, tokenizer),
         anchors=[train[i]["text"] for i in picks],
+        alignment_inputs=[train[i]["text"] for i in extra] if extra else None,
         anchor_labels=[labels[i] for i in picks],
         tokenizer=tokenizer,
         pooling=cfg.pooling,

@@ -115,6 +115,9 @@ class TrainConfig:
     max_seq_length: int = 128
     num_anchors: int = 256
     anchor_seed: int = 0
+    # an alignment set: this many more training texts (no labels) stored with the head only to fit its aligned map
+    # when it is attached to another encoder (docs/method.md: 1,000 closed the BBC gap); 0: none
+    alignment_inputs: int = 0
     # the head's hyper-parameters (HeadConfig: projections, aggregation, abs_transform, ...), a `head:` mapping in YAML
     head: HeadConfig = field(default_factory=HeadConfig)
     freeze_encoder: bool = True
@@ -173,6 +176,14 @@ class TrainConfig:
         for key in ("batch_size", "gradient_accumulation_steps", "num_epochs", "num_anchors"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if (
+            isinstance(self.alignment_inputs, bool)
+            or not isinstance(self.alignment_inputs, int)
+            or self.alignment_inputs < 0
+        ):
+            raise ConfigError(f"alignment_inputs must be a whole number >= 0 (0: none), got {self.alignment_inputs!r}")
+        if self.alignment_inputs and not self.head.aligned:
+            raise ConfigError("alignment_inputs only fit the aligned map, and head.aligned is false: drop one of them")
         if str(self.cache_features).lower() not in ("auto", "true", "false"):
             raise ValueError(f"cache_features must be auto, true or false; got {self.cache_features!r}")
         if str(self.cache_features).lower() == "true" and (self.lora is not None or not self.freeze_encoder):
