@@ -60,3 +60,13 @@ def test_errors_name_the_fix():
         select_anchors("kmeans", 3, num_candidates=10)
     with pytest.raises(ValueError, match="needs the labels"):
         select_anchors("stratified", 3, num_candidates=10)
+
+
+def test_alignment_set_is_seeded_outside_the_anchors_and_stops_at_the_candidates():
+    from hf_bridges.data.anchors import select_alignment_set
+
+    anchors = [0, 3, 5, 7]
+    picked = select_alignment_set(20, anchors, 10, seed=1)
+    assert len(picked) == len(set(picked)) == 10 and not set(picked) & set(anchors)
+    assert picked == select_alignment_set(20, anchors, 10, seed=1) != select_alignment_set(20, anchors, 10, seed=2)
+    assert sorted(select_alignment_set(20, anchors, 100)) == sorted(set(range(20)) - set(anchors))

@@ -62,13 +62,6 @@ def select_anchors(
 
 
 @register_anchor_strategy("random")
-def select_alignment_set(num_candidates: int, anchor_idx: Sequence[int], count: int, seed: int = 0) -> list[int]:
-    """``count`` indices outside the anchors, drawn without labels: an alignment set (inputs that only fit an
-    aligned head's map, see ``HeadConfig.relative_anchors``); fewer when the candidates run out."""
-    rest = np.setdiff1d(np.arange(num_candidates), np.asarray(list(anchor_idx), dtype=np.int64))
-    return [int(i) for i in np.random.default_rng(seed).permutation(rest)[:count]]
-
-
 def random_anchors(k: int, rng: np.random.Generator, *, num_candidates: int, **_) -> list[int]:
     """Uniform without replacement (the relreps default)."""
     return rng.choice(num_candidates, size=k, replace=False).tolist()
@@ -127,3 +120,10 @@ def farthest_point_anchors(k: int, rng: np.random.Generator, *, embeddings: np.n
         nearest = np.minimum(nearest, 1.0 - x @ x[nxt])
         nearest[chosen] = -np.inf
     return chosen
+
+
+def select_alignment_set(num_candidates: int, anchor_idx: Sequence[int], count: int, seed: int = 0) -> list[int]:
+    """``count`` indices outside the anchors, drawn without labels: an alignment set (inputs that only fit an
+    aligned head's map, see ``HeadConfig.relative_anchors``); fewer when the candidates run out."""
+    rest = np.setdiff1d(np.arange(num_candidates), np.asarray(list(anchor_idx), dtype=np.int64))
+    return [int(i) for i in np.random.default_rng(seed).permutation(rest)[:count]]
