@@ -117,3 +117,14 @@ def test_alignment_inputs_need_an_aligned_head(tokenizer, anchor_texts):
         BridgeForSequenceClassification.from_encoder(
             a, anchors=anchor_texts, alignment_inputs=[], tokenizer=tokenizer, num_labels=3
         )
+
+
+def test_an_attach_refuses_alignment_inputs(tmp_path, tokenizer, anchor_texts):
+    a = make_encoder(seed=0, hidden_size=32)
+    BridgeForSequenceClassification.from_encoder(a, anchors=anchor_texts, tokenizer=tokenizer, num_labels=3).save_head(
+        tmp_path / "head"
+    )
+    with pytest.raises(ValueError, match="a trained head brings its anchors"):
+        BridgeForSequenceClassification.from_encoder(
+            a, head=tmp_path / "head", alignment_inputs=["x"], tokenizer=tokenizer
+        )

@@ -148,3 +148,21 @@ class Tokenizing:
             with contextlib.suppress(OSError, ValueError):
                 self.tokenizer = load_tokenizer(self.name_or_path, None)
         return self.tokenizer
+
+
+def with_alignment(
+    anchors: list, anchor_labels: Sequence[int] | None, head_config: Any, alignment_inputs: Sequence[Any] | None
+) -> tuple[list, list | None, Any]:
+    """Append an alignment set to the anchors: inputs stored and embedded like anchors, but only fitting the
+    aligned map at attach time (``head_config.relative_anchors`` = the number of real anchors)."""
+    if alignment_inputs is None:
+        return anchors, anchor_labels, head_config
+    extra = list(alignment_inputs)
+    if not extra:
+        raise ValueError("alignment_inputs is empty: pass more inputs of the task (no labels needed), or None")
+    from .head_config import HeadConfig
+
+    head_config = HeadConfig.from_dict(head_config, where="from_encoder(head_config=...)")
+    head_config = head_config.replace(relative_anchors=len(anchors))  # raises when the head has no aligned map
+    labels = None if anchor_labels is None else [*anchor_labels, *([None] * len(extra))]
+    return [*anchors, *extra], labels, head_config

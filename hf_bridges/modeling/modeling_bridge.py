@@ -24,15 +24,8 @@ from transformers import initialization as init
 from .aggregation import MLPSumAggregation, WeightedAggregation
 from .anchor_stores import AnchorStore, encoder_fingerprint, warn_degenerate_anchors
 from .batching import embed_in_length_order, embed_in_slices
-from .bridge_arguments import (
-    _FROM_ENCODER_ARGS,
-    _attach_arguments,
-    _given,
-    _hub,
-    check_config_kwargs,
-    with_alignment_set,
-)
-from .bridge_inputs import Tokenizing, encoder_settings, label_kwargs, truncate_rows, with_max_length
+from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hub, check_config_kwargs
+from .bridge_inputs import Tokenizing, encoder_settings, label_kwargs, truncate_rows, with_alignment, with_max_length
 from .bridge_io import HeadAsScore, StagedSaveLoad
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
 from .bridge_stitching import AnchorStitching
@@ -120,30 +113,26 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitc
         ``pooling`` / ``max_seq_length`` / ``normalize_embeddings`` / ``prefix`` = ``None``: a sentence-transformers
         model's own (``modules.json``; ``prefix`` may name a prompt), else ``mean`` / 128 / ``False`` / ``""``.
         ``labels``: class names (a ``datasets.ClassLabel``, list or ``{id: name}``) -> ``num_labels``, ``id2label``.
-
         Extra keyword arguments must be :class:`BridgeConfig` fields (``num_labels``, ``id2label``, ``abs_transform``,
         ...); anything else raises ``TypeError``. ``head_config``: a :class:`~.head.HeadConfig` (or dict) for the head.
         ``prefix``: text the encoder expects before every input (e.g. ``"passage: "`` for E5-style retrieval
-        models); the anchors are embedded with it and it is saved as ``config.input_prefix``. ``bridge.tokenize(texts)``
-        prepends it: if you tokenise yourself, prepend ``bridge.config.input_prefix`` to each text.
-        With ``head=``, ``prefix`` is the NEW encoder's own prefix (the head records the one it was trained with).
+        models); the anchors are embedded with it, it is saved as ``config.input_prefix`` and ``bridge.tokenize``
+        prepends it. With ``head=``, ``prefix`` is the NEW encoder's own (the head records its training prefix).
         ``embed_anchors=False`` leaves the anchors un-embedded, to fill them with ``set_anchor_embeddings`` (e.g.
-        from a cache) or ``refresh_anchors()``. ``alignment_inputs``: more inputs of the task (no labels), stored
-        after the anchors and used only to fit the aligned map at attach time (~1,000 closed the map's variance
-        on BBC; docs/method.md): attaches embed them too, inference costs nothing more.
+        from a cache) or ``refresh_anchors()``. ``alignment_inputs``: unlabelled inputs stored after the anchors that
+        only fit the aligned map at attach time (the alignment set, docs/method.md); inference costs nothing more.
         ``head=`` (a folder or Hub repo id written by ``save_head``/``push_head_to_hub``) attaches that trained head
         instead: its anchors are embedded by this encoder and ``model.stitch_report`` says how well they match
         (see ``hf_bridges.heads.attach.attach_head`` for ``head_revision``, ``token``, ``subspace_selection``).
         """
         if head is not None:
-            if anchors is not None:
+            if anchors is not None or alignment_inputs is not None:
                 raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
             if not embed_anchors:
                 raise ValueError("embed_anchors=False is for a new head: an attach embeds (or reuses) its anchors")
             hub = _hub()
             check_config_kwargs(config_kwargs, "from_encoder", _FROM_ENCODER_ARGS, allowed=_attach_arguments(hub))
-            # prefix: the NEW encoder's; attach_head passes it on to from_encoder(anchors=...), which embeds the
-            # head's raw anchors with it and saves it as this bridge's config.input_prefix.
+            # prefix: the NEW encoder's (attach_head embeds the head's anchors with it, saved as input_prefix)
             return hub.attach_head(
                 cls,
                 encoder,
@@ -166,7 +155,7 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitc
         anchors = list(anchors) if anchors is not None else []
         if len(anchors) < 2:
             raise ValueError(f"a bridge needs at least 2 anchors (raw inputs such as texts), got {len(anchors)}")
-        anchors, anchor_labels, head_config = with_alignment_set(anchors, anchor_labels, head_config, alignment_inputs)
+        anchors, anchor_labels, head_config = with_alignment(anchors, anchor_labels, head_config, alignment_inputs)
         config_kwargs.update(label_kwargs(labels, config_kwargs))
         encoder, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix, subfolder = encoder_settings(
             encoder, revision, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix
