@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from torch import nn
@@ -55,6 +57,19 @@ def build_head(
     return CachedSubspaceHead.from_config(config, num_anchors, num_labels)
 
 
+@contextlib.contextmanager
+def _one_thread_on_cpu(accelerator):
+    """Head steps are small GEMMs: on a shared CPU, several OpenMP threads mostly spin-wait (measured 5-20x slower
+    per step on a loaded 2-core box), so one thread per head is faster."""
+    threads = torch.get_num_threads()
+    if accelerator.device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def train_head(
     method: MethodSpec,
     head_spec: HeadSpec,
@@ -71,30 +86,36 @@ def train_head(
 ) -> nn.Module:
     """One head, trained from a seed: Accelerator-prepared model, optimizer and DataLoader; returns it in eval mode."""
     from accelerate import Accelerator
+    from accelerate.utils import set_seed
 
     accelerator = accelerator or Accelerator()  # a fresh one per head (about 1 ms) drops the last head's references
-    threads = torch.get_num_threads()
-    if accelerator.device.type == "cpu":
-        # Head steps are small GEMMs: on a shared CPU, several OpenMP threads mostly spin-wait (measured 5-20x
-        # slower per step on a loaded 2-core box), so one thread per head is faster.
-        torch.set_num_threads(1)
-    try:
-        return _train(
-            method,
-            head_spec,
-            training,
-            embeddings,
-            labels,
-            anchors,
-            num_labels,
-            seed,
-            accelerator,
-            progress,
-            feature_cache,
-            relative_anchors,
+    with _one_thread_on_cpu(accelerator):
+        set_seed(seed)
+        head = build_head(method, head_spec, len(anchors), embeddings.shape[1], num_labels, relative_anchors)
+        data = torch.utils.data.TensorDataset(
+            head_inputs(head, embeddings, anchors, feature_cache), torch.from_numpy(labels).long()
         )
-    finally:
-        torch.set_num_threads(threads)
+        loader = torch.utils.data.DataLoader(
+            data, batch_size=training.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+        )
+        optimizer = torch.optim.Adam(
+            head.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay, foreach=True
+        )
+        head, optimizer, loader = accelerator.prepare(head, optimizer, loader)
+        anchor_tensor = torch.from_numpy(anchors).to(accelerator.device)
+        loss_fn = nn.CrossEntropyLoss()
+        head.train()
+        for _ in range(training.num_epochs):
+            for x, y in loader:
+                loss = loss_fn(head(x, anchor_tensor), y)
+                optimizer.zero_grad(set_to_none=True)
+                accelerator.backward(loss)
+                optimizer.step()
+            if progress is not None:
+                progress.update(1)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training {method.name} (seed {seed}) diverged: loss {loss.item()}")
+        return accelerator.unwrap_model(head).eval()
 
 
 def head_inputs(
@@ -115,50 +136,6 @@ def head_inputs(
                 head.relative_subspaces(torch.from_numpy(embeddings), torch.from_numpy(anchors)),
             )
     return cache[key][2]
-
-
-def _train(
-    method,
-    head_spec,
-    training,
-    embeddings,
-    labels,
-    anchors,
-    num_labels,
-    seed,
-    accelerator,
-    progress,
-    feature_cache,
-    relative_anchors=None,
-) -> nn.Module:
-    from accelerate.utils import set_seed
-
-    set_seed(seed)
-    head = build_head(method, head_spec, len(anchors), embeddings.shape[1], num_labels, relative_anchors)
-    data = torch.utils.data.TensorDataset(
-        head_inputs(head, embeddings, anchors, feature_cache), torch.from_numpy(labels).long()
-    )
-    loader = torch.utils.data.DataLoader(
-        data, batch_size=training.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
-    )
-    optimizer = torch.optim.Adam(
-        head.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay, foreach=True
-    )
-    head, optimizer, loader = accelerator.prepare(head, optimizer, loader)
-    anchor_tensor = torch.from_numpy(anchors).to(accelerator.device)
-    loss_fn = nn.CrossEntropyLoss()
-    head.train()
-    for _ in range(training.num_epochs):
-        for x, y in loader:
-            loss = loss_fn(head(x, anchor_tensor), y)
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            optimizer.step()
-        if progress is not None:
-            progress.update(1)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"training {method.name} (seed {seed}) diverged: loss {loss.item()}")
-    return accelerator.unwrap_model(head).eval()
 
 
 @torch.inference_mode()
