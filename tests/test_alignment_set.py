@@ -13,6 +13,7 @@ import torch
 from helpers import make_encoder, topic_texts
 
 from hf_bridges import BridgeForSequenceClassification
+from hf_bridges.cli import main
 from hf_bridges.heads.compatibility import align_head
 from hf_bridges.heads.files import CONFIG_NAME, HEAD_FORMAT_VERSION
 from hf_bridges.modeling.errors import ConfigError
@@ -76,7 +77,7 @@ def test_a_head_with_an_alignment_set_refuses_another_anchor_count():
         RelativeProductHead.from_config(HeadConfig(relative_anchors=11), 10, CLASSES, embedding_dim=D)
 
 
-def test_from_encoder_alignment_inputs_save_attach_and_reload(tmp_path, tokenizer, anchor_texts, one_thread):
+def test_from_encoder_alignment_inputs_save_attach_and_reload(tmp_path, tokenizer, anchor_texts, one_thread, capsys):
     extra, _ = topic_texts(6, seed=11)
     a = make_encoder(seed=0, hidden_size=32)
     bridge = BridgeForSequenceClassification.from_encoder(
@@ -89,6 +90,10 @@ def test_from_encoder_alignment_inputs_save_attach_and_reload(tmp_path, tokenize
     written = json.loads((tmp_path / "head" / CONFIG_NAME).read_text())
     assert written["bridge_head_format_version"] == HEAD_FORMAT_VERSION == 3
     assert written["relative_anchors"] == len(anchor_texts) and written["num_anchors"] == len(bridge.config.anchors)
+    card = (tmp_path / "head" / "README.md").read_text()
+    assert f"{len(anchor_texts)} fixed anchor inputs (plus an alignment set of {len(extra)} inputs" in card
+    assert main(["head", "inspect", str(tmp_path / "head")]) == 0
+    assert f"{len(anchor_texts)} relative + an alignment set of {len(extra)}" in capsys.readouterr().out
     b = make_encoder(seed=1, hidden_size=48)
     stitched = BridgeForSequenceClassification.from_encoder(b, head=tmp_path / "head", tokenizer=tokenizer)
     assert stitched.config.head.relative_anchors == len(anchor_texts)

@@ -159,6 +159,9 @@ def run_inspect(args) -> int:
         f"  modality:     {config['modality']}, pooling {config['pooling']}, max_seq_length {config['max_seq_length']}"
     )
     print(f"  anchors:      {config['num_anchors']} ({'with' if head.anchor_labels else 'without'} labels)")
+    if config.get("relative_anchors"):
+        extra = config["num_anchors"] - config["relative_anchors"]
+        print(f"                {config['relative_anchors']} relative + an alignment set of {extra} (map fit only)")
     print(
         f"  projections:  {', '.join(config['projections'])}; aggregation {config['aggregation']}; "
         f"subspace_norm {config['subspace_norm']}; abs_transform {config['abs_transform']}"

@@ -124,6 +124,7 @@ def head_card(
         if config["modality"] == "text"
         else "an/encoder",
         num_anchors=config["num_anchors"],
+        relative_anchors=config.get("relative_anchors"),
         projections=config["projections"],
         subspace_norm=config["subspace_norm"],
         aggregation=config["aggregation"],
@@ -191,6 +192,7 @@ def model_card(
         repo_id=repo_id or "path/to/this-model",
         encoder_name=config.encoder_name_or_path,
         num_anchors=config.num_anchors,
+        relative_anchors=config.head.relative_anchors,
         projections=config.projections,
         aggregation=config.aggregation,
         num_labels=config.num_labels if classifier else 0,
