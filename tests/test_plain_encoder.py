@@ -201,3 +201,21 @@ def test_features_only_bridge_round_trips_without_features_dim(tmp_path):
     torch.testing.assert_close(loaded(features=feats).logits, bridge(features=feats).logits)
     with pytest.raises(ValueError, match="no encoder"):
         loaded(input_ids=torch.ones(2, 3, dtype=torch.long))
+
+
+def test_module_alignment_inputs_fit_the_map_of_an_attached_module():
+    base = mlp(0)
+    g = torch.Generator().manual_seed(2)
+    anchors, extra = torch.randn(8, 10, generator=g), torch.randn(40, 10, generator=g)  # 8 anchors < 16 dims
+    x = torch.randn(200, 10, generator=torch.Generator().manual_seed(3))
+    bridge = ModuleBridgeForClassification.from_module(base, anchors=anchors, alignment_inputs=extra, num_labels=3)
+    assert bridge.config.num_anchors == 48 and bridge.head.relative_anchors == 8
+    assert torch.equal(bridge.anchors.inputs, torch.cat([anchors, extra]))
+    with torch.no_grad():
+        for p in bridge.head.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+        expected = bridge.eval()(inputs=x).logits.argmax(-1)
+    info = bridge.attach_encoder(Rotated(base, 16)).config.head.alignment
+    assert info["pairs"] == 48 and info["fit"] > 0.99  # 48 pairs pin down a 16 x 16 map (8 alone: fit 0.43, 64 % kept)
+    with torch.no_grad():
+        assert (bridge(inputs=x).logits.argmax(-1) == expected).float().mean() >= 0.97

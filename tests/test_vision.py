@@ -244,3 +244,26 @@ def test_one_model_contract_image_bridge_only_declares(bridge):
     pixels = bridge.preprocess(gray_images(3))
     _features, representation = bridge.forward_features(pixel_values=pixels)
     torch.testing.assert_close(bridge.forward_head(representation), bridge(pixel_values=pixels).logits)
+
+
+def test_alignment_images_are_stored_after_the_anchors_and_refused_by_an_attach(tmp_path):
+    bridge = BridgeForImageClassification.from_encoder(
+        tiny_mobilenet(),
+        anchors=gray_images(4),
+        alignment_inputs=gray_images(6, seed=3),
+        image_processor=mobilenet_processor(),
+        num_labels=3,
+    ).eval()
+    assert bridge.config.num_anchors == 10 and bridge.config.head.relative_anchors == 4
+    assert torch.equal(bridge.anchors.pixels, torch.cat([gray_images(4), gray_images(6, seed=3)]))
+    pixel_values = bridge.preprocess(gray_images(2, seed=1))
+    assert bridge(pixel_values=pixel_values).logits.shape == (2, 3)
+    bridge.save_head(tmp_path / "head")
+    with pytest.raises(ValueError, match="a trained head brings its anchors"):
+        BridgeForImageClassification.from_encoder(
+            tiny_mobilenet(1), head=tmp_path / "head", alignment_inputs=gray_images(2)
+        )
+    stitched = BridgeForImageClassification.from_encoder(
+        tiny_mobilenet(1), head=tmp_path / "head", image_processor=mobilenet_processor()
+    )
+    assert stitched.config.head.alignment["pairs"] == 10 and stitched.head.relative_anchors == 4

@@ -151,18 +151,23 @@ class Tokenizing:
 
 
 def with_alignment(
-    anchors: list, anchor_labels: Sequence[int] | None, head_config: Any, alignment_inputs: Sequence[Any] | None
-) -> tuple[list, list | None, Any]:
+    anchors: Any,
+    anchor_labels: Sequence[int] | None,
+    head_config: Any,
+    alignment_inputs: Any,
+    join: Callable[[Any, Any], Any] | None = None,
+) -> tuple[Any, list | None, Any]:
     """Append an alignment set to the anchors: inputs stored and embedded like anchors, but only fitting the
-    aligned map at attach time (``head_config.relative_anchors`` = the number of real anchors)."""
+    aligned map at attach time (``head_config.relative_anchors`` = the number of real anchors). ``join``: how
+    anchors and extra inputs concatenate (default: as lists; ``torch.cat`` for tensors)."""
     if alignment_inputs is None:
         return anchors, anchor_labels, head_config
-    extra = list(alignment_inputs)
-    if not extra:
+    if len(alignment_inputs) == 0:
         raise ValueError("alignment_inputs is empty: pass more inputs of the task (no labels needed), or None")
     from .head_config import HeadConfig
 
     head_config = HeadConfig.from_dict(head_config, where="from_encoder(head_config=...)")
     head_config = head_config.replace(relative_anchors=len(anchors))  # raises when the head has no aligned map
-    labels = None if anchor_labels is None else [*anchor_labels, *([None] * len(extra))]
-    return [*anchors, *extra], labels, head_config
+    labels = None if anchor_labels is None else [*anchor_labels, *([None] * len(alignment_inputs))]
+    joined = join(anchors, alignment_inputs) if join is not None else [*anchors, *alignment_inputs]
+    return joined, labels, head_config

@@ -22,6 +22,7 @@ from torch import nn
 
 from .anchor_stores import TensorAnchorStore
 from .bridge_arguments import _given, check_config_kwargs
+from .bridge_inputs import with_alignment
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
 from .configuration_bridge import BridgeConfig
 from .modeling_bridge import BridgePreTrainedModel
@@ -76,10 +77,13 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
         projections: Sequence[str] | None = None,
         aggregation: str | None = None,
         head_config: Any = None,
+        alignment_inputs: Any = None,
         **config_kwargs: Any,
     ) -> ModuleBridgePreTrainedModel:
         """Wrap ``module`` (``inputs -> (B, D)``; see :class:`ModuleEncoder`) and embed ``anchors`` (a tensor whose
-        first dimension indexes the anchors) with it. Extra keyword arguments go to :class:`BridgeConfig`."""
+        first dimension indexes the anchors) with it. Extra keyword arguments go to :class:`BridgeConfig`.
+        ``alignment_inputs``: more inputs (same shape, no labels) stored after the anchors that only fit the aligned
+        map when another module is attached (the alignment set, docs/method.md)."""
         check_config_kwargs(config_kwargs, "from_module", ("head_config",))
         options = {"method": method, "output": output, "pooling": pooling, "preprocess": preprocess}
         if isinstance(module, ModuleEncoder):
@@ -88,6 +92,14 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
         anchors = torch.as_tensor(anchors)
         if anchors.dim() == 0 or anchors.shape[0] < 2:
             raise ValueError(f"a bridge needs at least 2 anchor inputs, got shape {tuple(anchors.shape)}")
+        head_config = cls._default_head(head_config, projections, aggregation)
+        anchors, anchor_labels, head_config = with_alignment(
+            anchors,
+            anchor_labels,
+            head_config,
+            alignment_inputs,
+            join=lambda a, b: torch.cat([a, torch.as_tensor(b, dtype=a.dtype)]),
+        )
         was_training = encoder.training
         encoder.eval()
         with torch.no_grad():
@@ -103,7 +115,7 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
             anchor_input_dtype=_dtype_name(anchors.dtype),
             anchor_labels=anchor_labels,
             encoder_class=encoder.name,
-            head=cls._default_head(head_config, projections, aggregation),
+            head=head_config,
             **config_kwargs,
         )
         bridge = cls(config, encoder=encoder)

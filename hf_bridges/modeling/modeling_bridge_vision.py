@@ -23,6 +23,7 @@ from transformers import AutoImageProcessor, PreTrainedModel
 
 from .anchor_stores import ImageAnchorStore, warn_degenerate_anchors
 from .bridge_arguments import _given, _hub, check_config_kwargs
+from .bridge_inputs import with_alignment
 from .bridge_outputs import BridgeClassifierOutput, ClassifierMixin
 from .configuration_bridge import BridgeConfig
 from .loaders import load_encoder, load_image_processor
@@ -167,6 +168,7 @@ class BridgeForImageClassification(ClassifierMixin, BridgePreTrainedModel):
         head_config: Any = None,
         encoder_kwargs: dict | None = None,
         embed_anchors: bool = True,
+        alignment_inputs: Any = None,
         **config_kwargs: Any,
     ) -> BridgeForImageClassification:
         """Wrap a vision encoder (Hub id, folder or model) and embed the anchor images with it.
@@ -174,10 +176,11 @@ class BridgeForImageClassification(ClassifierMixin, BridgePreTrainedModel):
         ``pooling``: ``"pooler"`` (``pooler_output``) or ``"mean"`` over spatial / patch tokens; by default
         ``pooler`` when the encoder returns one. Extra keyword arguments go to :class:`BridgeConfig`.
         ``head=`` (a folder or Hub repo written by ``save_head``) attaches a trained head instead: its PNG anchor
-        images are embedded by this encoder (see ``hf_bridges.heads.attach.attach_head``).
+        images are embedded by this encoder (see ``hf_bridges.heads.attach.attach_head``). ``alignment_inputs``:
+        more images (no labels) stored after the anchors that only fit the aligned map at attach time.
         """
         if head is not None:
-            if anchors is not None:
+            if anchors is not None or alignment_inputs is not None:
                 raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
             return _hub().attach_head(
                 cls,
@@ -196,6 +199,10 @@ class BridgeForImageClassification(ClassifierMixin, BridgePreTrainedModel):
             raise ValueError(f"BridgeForImageClassification builds image bridges, got modality={modality!r}")
         if anchors is None:
             raise ValueError("pass anchors=... (images) or head=... (a trained head)")
+        if alignment_inputs is not None:  # as one list of images: the anchors first
+            anchors, anchor_labels, head_config = with_alignment(
+                list(anchors), anchor_labels, head_config, list(alignment_inputs)
+            )
         model = load_encoder(encoder, revision, **(encoder_kwargs or {}))
         if getattr(model, "main_input_name", None) != "pixel_values":
             raise ValueError(
