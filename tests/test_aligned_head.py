@@ -229,3 +229,17 @@ def test_thin_orthogonal_fit_ignores_null_directions_and_is_float16_stable():
     x = source[:5] + 0.1 * torch.randn(5, width, generator=g, dtype=torch.float64)
     deviation = (half(x) - full(x)).norm() / (full(x) - target.mean(0)).norm()
     assert deviation < 1e-2, deviation
+
+
+@pytest.mark.parametrize("k,d", [(120, 24), (30, 64)], ids=["primal", "dual"])
+def test_ridge_cv_residuals_equal_one_fit_per_alpha(k, d):
+    from hf_bridges.modeling.translation import RIDGE_ALPHAS, kfold_residual, ridge_cv_residuals
+
+    g = torch.Generator().manual_seed(k)
+    target = torch.randn(k, d, generator=g, dtype=torch.float64) * 3 + 1
+    source = target @ torch.randn(d, d, generator=g, dtype=torch.float64) + torch.randn(k, d, generator=g).double()
+    expected = [kfold_residual(source, target, lambda s, t, a=a: fit_affine(s, t, alpha=a)) for a in RIDGE_ALPHAS]
+    assert ridge_cv_residuals(source, target, RIDGE_ALPHAS) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    chosen = fit_affine(source, target)
+    assert chosen.alpha == RIDGE_ALPHAS[min(range(len(expected)), key=expected.__getitem__)]
+    assert chosen.info["residual_affine"] == pytest.approx(min(expected), rel=1e-9)

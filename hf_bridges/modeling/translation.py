@@ -101,9 +101,11 @@ def fit_affine(
 ) -> Translation:
     """Ridge least-squares affine map in anchor-standardised spaces; ``alpha=None``: chosen by k-fold on the anchors."""
     _check(source, target)
+    cv_residual = None
     if alpha is None:
-        errors = [kfold_residual(source, target, lambda s, t, a=a: fit_affine(s, t, alpha=a), folds) for a in alphas]
-        alpha = float(alphas[min(range(len(alphas)), key=errors.__getitem__)])
+        errors = ridge_cv_residuals(source, target, alphas, folds)
+        best = min(range(len(alphas)), key=errors.__getitem__)
+        alpha, cv_residual = float(alphas[best]), errors[best]
     ms, ss = anchor_stats(source)
     mt, st = anchor_stats(target)
     zs = (source.double() - ms) / ss
@@ -116,7 +118,45 @@ def fit_affine(
         w = torch.linalg.solve(zs.T @ zs + alpha * torch.eye(d, dtype=zs.dtype), zs.T @ zt)
     else:
         w = zs.T @ torch.linalg.solve(zs @ zs.T + alpha * torch.eye(k, dtype=zs.dtype), zt)
-    return Translation(w * st, mt.clone(), "affine", ms, ss, alpha=alpha)
+    info = {} if cv_residual is None else {"residual_affine": cv_residual}
+    return Translation(w * st, mt.clone(), "affine", ms, ss, alpha=alpha, info=info)
+
+
+def _folds(k: int, folds: int, seed: int) -> tuple[int, torch.Tensor]:
+    return max(2, min(folds, k // 2)), torch.randperm(k, generator=torch.Generator().manual_seed(seed))
+
+
+def ridge_cv_residuals(
+    source: torch.Tensor, target: torch.Tensor, alphas: Sequence[float], folds: int = 5, seed: int = 0
+) -> list[float]:
+    """``kfold_residual`` of ``fit_affine(alpha=a)`` for every ``a`` at once: one eigendecomposition of each fold's
+    Gram matrix serves every alpha (``(G + aI)^-1 = Q diag(1 / (l + a)) Q^T``) instead of one solve per alpha and
+    fold (a 1280-d encoder with 1,000 pairs: 7.5 s -> 1.8 s, benchmarks/ridge_cv.py)."""
+    k = source.shape[0]
+    folds, perm = _folds(k, folds, seed)
+    _, st_all = anchor_stats(target)
+    t64 = target.double()
+    num, den = [0.0] * len(alphas), 0.0
+    for i in range(folds):
+        held = perm[i::folds]
+        keep = torch.ones(k, dtype=torch.bool)
+        keep[held] = False
+        ms, ss = anchor_stats(source[keep])
+        mt, st = anchor_stats(target[keep])
+        zs = (source[keep].double() - ms) / ss
+        zt = (t64[keep] - mt) / st
+        zh = (source[held].double() - ms) / ss
+        if zs.shape[1] <= zs.shape[0]:  # primal: W = Q diag(1/(l+a)) Q^T zs^T zt
+            lam, q = torch.linalg.eigh(zs.T @ zs)
+            left, right = zh @ q, q.T @ (zs.T @ zt)
+        else:  # dual: W = zs^T Q diag(1/(l+a)) Q^T zt
+            lam, q = torch.linalg.eigh(zs @ zs.T)
+            left, right = zh @ (zs.T @ q), q.T @ zt
+        for j, alpha in enumerate(alphas):
+            mapped = (left @ (right / (lam + alpha)[:, None])) * st + mt
+            num[j] += (((mapped - t64[held]) / st_all) ** 2).sum().item()
+        den += (((t64[held] - t64[keep].mean(0)) / st_all) ** 2).sum().item()
+    return [n / den if den > 0 else float("inf") for n in num]
 
 
 def kfold_residual(
@@ -128,8 +168,7 @@ def kfold_residual(
 ) -> float:
     """Held-out fraction of unexplained target variance (target's anchor-standardised space), k-fold on the anchors."""
     k = source.shape[0]
-    folds = max(2, min(folds, k // 2))
-    perm = torch.randperm(k, generator=torch.Generator().manual_seed(seed))
+    folds, perm = _folds(k, folds, seed)
     _, st = anchor_stats(target)
     t64 = target.double()
     num = den = 0.0
@@ -152,10 +191,8 @@ def fit_translation(source: torch.Tensor, target: torch.Tensor, method: str = "a
     if method in ("auto", "orthogonal"):
         info["residual_orthogonal"] = kfold_residual(source, target, fit_orthogonal, folds)
     if method in ("auto", "affine"):
-        affine = fit_affine(source, target, folds=folds)
-        info["residual_affine"] = kfold_residual(
-            source, target, lambda s, t: fit_affine(s, t, alpha=affine.alpha), folds
-        )
+        affine = fit_affine(source, target, folds=folds)  # its info: the chosen alpha's k-fold residual
+        info["residual_affine"] = affine.info["residual_affine"]
         info["alpha"] = affine.alpha
     if method == "orthogonal" or (method == "auto" and info["residual_orthogonal"] <= info["residual_affine"]):
         chosen = fit_orthogonal(source, target)
