@@ -150,11 +150,14 @@ def test_stitch_fmnist_config_runs_end_to_end(hub_cache, tmp_path, monkeypatch):
     config.encoders[1].options["size"] = 64
     config.dataset.max_train, config.dataset.max_test = 120, 60
     config.anchors.num, config.seeds, config.training.epochs = 40, [0], 15
-    config.methods = [m for m in config.methods if m.name in ("absolute", "cosine")]
+    config.anchors.alignment = 60  # the preset's 700 do not fit 120 images; the default head's map gets 100 pairs
+    config.methods = [m for m in config.methods if m.name in ("absolute", "cosine", "default")]
     config.latent.max_samples = 60
     results = run_stitch(config, tmp_path / "out", cache_dir=str(tmp_path / "cache"), quiet=True)
     assert (tmp_path / "out" / "report.md").is_file()
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     cross = [r for r in saved["runs"] if r["method"] == "cosine" and r["train"] != r["test"]]
     assert len(cross) == 2 and all(r["accuracy"] > 0.2 for r in cross), cross  # chance is 0.1
+    default = [r for r in saved["runs"] if r["method"] == "default" and r["train"] != r["test"]]
+    assert all(r["alignment"]["pairs"] == 100 and r["accuracy"] > 0.2 for r in default), default
     assert results["encoders"]["EffNet-Lite0"]["kind"] == "module_image"
