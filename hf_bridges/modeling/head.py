@@ -240,9 +240,9 @@ class RelativeProductHead(nn.Module):
 
     def set_relative_space(self, training_anchors: torch.Tensor | None) -> None:
         """``None``: the relative component reads the current encoder's own embeddings and anchors ("native").
-        A (relative_anchors, aligned_dim) tensor: the training encoder's relative anchors in its standardised space; the relative component
-        then reads the mapped embeddings ``std(z) @ R + b`` against them ("translated": exact under any affine map
-        the translation recovers). Saved with the weights as ``aligned_anchors``."""
+        A (relative_anchors, aligned_dim) tensor: the training encoder's relative anchors in its standardised space;
+        the relative component then reads the mapped embeddings ``std(z) @ R + b`` against them ("translated": exact
+        under any affine map the translation recovers). Saved with the weights as ``aligned_anchors``."""
         if training_anchors is None:
             if "aligned_anchors" in self._buffers:
                 del self._buffers["aligned_anchors"]

@@ -185,8 +185,9 @@ accept_old_spellings(TrainingSpec, {"epochs": "num_epochs"}, "training")
 _OLD_KEYS = {EncoderSpec: {"max_length"}, AnchorSpec: {"num"}, TrainingSpec: {"epochs"}}
 
 # relative: a RelativeProductHead (no aligned component); absolute: the MLP on absolute embeddings; translation: that
-# absolute head attached through an orthogonal map fitted on the anchors (and the alignment set); default: the head from_encoder builds
-# (HeadConfig() itself, with the shared head settings of `head:`), attached by compatibility.align_head.
+# absolute head attached through an orthogonal map fitted on the anchors (and the alignment set); default: the head
+# from_encoder builds (HeadConfig() itself, with the shared head settings of `head:`), attached by
+# compatibility.align_head.
 METHOD_KINDS = ("relative", "absolute", "translation", "default")
 MAPPED_KINDS = ("translation", "default")  # the methods whose attach fits a map (they get the alignment set)
 

@@ -231,7 +231,8 @@ def write_outputs(results: dict, config: StitchConfig, output_dir: Path) -> dict
         "",
         f"Dataset `{config.dataset.name}`: {data['train']} train / {data['test']} test, {data['num_labels']} classes. "
         f"Encoders: " + ", ".join(f"`{e.id}` ({e.name})" for e in config.encoders) + ". "
-        f"{config.anchors.num_anchors} {config.anchors.strategy} anchors (seed {config.anchors.seed}), shared by all encoders"
+        f"{config.anchors.num_anchors} {config.anchors.strategy} anchors (seed {config.anchors.seed}), "
+        "shared by all encoders"
         + (
             f", and an alignment set of {config.anchors.alignment} more train inputs (no labels) that only fit the "
             "maps of translation / default. "
