@@ -29,11 +29,25 @@ def test_cli_stitch_takes_a_preset_name_from_any_directory(tmp_path, monkeypatch
 
     monkeypatch.setattr(stitching, "run_stitch", capture)
     with pytest.raises(Stop):
-        main(["stitch", "stitch-bbc", "--output-dir", str(tmp_path / "out"), "--epochs", "3", "--anchors", "7"])
+        main(
+            [
+                "stitch",
+                "stitch-bbc",
+                "--output-dir",
+                str(tmp_path / "out"),
+                "--epochs",
+                "3",
+                "--anchors",
+                "7",
+                "--alignment",
+                "0",
+            ]
+        )
     expected = load_stitch_config(CONFIGS / "stitch-bbc.yaml")
     config = seen["config"]
     assert [e.id for e in config.encoders] == [e.id for e in expected.encoders]
     assert config.name == expected.name and config.training.num_epochs == 3 and config.anchors.num_anchors == 7
+    assert expected.anchors.alignment == 1000 and config.anchors.alignment == 0
 
 
 def test_loaders_resolve_names_and_refuse_unknown_ones(tmp_path, monkeypatch):

@@ -18,6 +18,9 @@ def register(subparsers) -> None:
     parser.add_argument("--max-train", type=int, default=None, help="stratified train subset (quick runs)")
     parser.add_argument("--max-test", type=int, default=None, help="stratified test subset (quick runs)")
     parser.add_argument("--anchors", type=int, default=None, help="override anchors.num_anchors")
+    parser.add_argument(
+        "--alignment", type=int, default=None, help="override anchors.alignment (the alignment set; 0: none)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     best = parser.add_argument_group("best head (config key best_head; off by default)")
     best.add_argument(
@@ -53,6 +56,8 @@ def run(args) -> int:
         config.dataset.max_train = args.max_train
     if args.anchors:
         config.anchors.num_anchors = args.anchors
+    if args.alignment is not None:
+        config.anchors.alignment = args.alignment
     if args.max_test:
         config.dataset.max_test = args.max_test
     if args.save_best_head or args.push_best_head or args.best_head_method or args.private:
