@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--max-test", type=int)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--seeds", type=int, nargs="+")
+    parser.add_argument("--alignment", type=int, help="anchors.alignment (default: the config's, cut to what fits)")
     args = parser.parse_args()
 
     def config():
@@ -34,6 +35,10 @@ def main() -> None:
         cfg.dataset.max_test = args.max_test or cfg.dataset.max_test
         cfg.training.num_epochs = args.epochs or cfg.training.num_epochs
         cfg.seeds = args.seeds or cfg.seeds
+        if args.alignment is not None:
+            cfg.anchors.alignment = args.alignment
+        elif cfg.dataset.max_train:  # a subset: the alignment set takes what the anchors leave
+            cfg.anchors.alignment = min(cfg.anchors.alignment, max(cfg.dataset.max_train - cfg.anchors.num_anchors, 0))
         return cfg
 
     with tempfile.TemporaryDirectory() as tmp:
