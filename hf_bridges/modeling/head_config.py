@@ -91,7 +91,7 @@ class HeadConfig:
             component); ``concat``: one MLP on ``r(z)``. Heads without the aligned component have one classifier.
         relative_anchors: how many of the anchors (the first ones) the relative subspaces read; the others, the
             *alignment set*, only add pairs to the aligned map's fit at attach time (they cost an attach more
-            embeddings, inference nothing). ``None``: all of them. Needs ``aligned``.
+            embeddings; at inference only the aligned standardisation reads them). ``None``: all. Needs ``aligned``.
         alignment: the record of the attach-time fit (``map``, residuals, ``fit``, ``relative_space``,
             ``stitch_score``); ``None`` on the training encoder. ``relative_space: translated`` makes the relative
             component read the mapped embeddings against the training encoder's anchors (stored with the weights).

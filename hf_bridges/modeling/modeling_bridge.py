@@ -120,7 +120,7 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitc
         prepends it. With ``head=``, ``prefix`` is the NEW encoder's own (the head records its training prefix).
         ``embed_anchors=False`` leaves the anchors un-embedded, to fill them with ``set_anchor_embeddings`` (e.g.
         from a cache) or ``refresh_anchors()``. ``alignment_inputs``: unlabelled inputs stored after the anchors that
-        only fit the aligned map at attach time (the alignment set, docs/method.md); inference costs nothing more.
+        only fit the aligned map at attach time (the alignment set, docs/method.md); the relative part ignores them.
         ``head=`` (a folder or Hub repo id written by ``save_head``/``push_head_to_hub``) attaches that trained head
         instead: its anchors are embedded by this encoder and ``model.stitch_report`` says how well they match
         (see ``hf_bridges.heads.attach.attach_head`` for ``head_revision``, ``token``, ``subspace_selection``).
