@@ -141,13 +141,12 @@ def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
         )
     encoder = getattr(model, "encoder", None)
     record = {key: getattr(config, key) for key in HEAD_CONFIG_KEYS}
-    if record["relative_anchors"] is None:  # no alignment set: the file stays format 2, readable by older releases
+    has_set = record["relative_anchors"] is not None
+    if not has_set:  # no alignment set: the file stays format 2, readable by older releases
         del record["relative_anchors"]
     record.update(
         library_name="hf_bridges",
-        bridge_head_format_version=HEAD_FORMAT_VERSION
-        if config.head.relative_anchors is not None
-        else PLAIN_HEAD_FORMAT,
+        bridge_head_format_version=HEAD_FORMAT_VERSION if has_set else PLAIN_HEAD_FORMAT,
         hf_bridges_version=_package_version(),
         head_class=type(model).__name__,
         num_labels=config.num_labels if model.head.classifier is not None else 0,

@@ -141,14 +141,6 @@ def choose_anchors(config: StitchConfig, embeddings: dict, train_labels: np.ndar
     return anchor_idx, space
 
 
-def choose_alignment(config: StitchConfig, anchor_idx: list[int], num_train: int) -> list[int]:
-    """The alignment set: ``anchors.alignment`` train indices outside the anchors, drawn without labels (seeded by
-    ``anchors.seed``); the methods with a map fit it on the anchors and these."""
-    from ..data.anchors import select_alignment_set
-
-    return select_alignment_set(num_train, anchor_idx, config.anchors.alignment, config.anchors.seed)
-
-
 def run_stitch(
     config: StitchConfig,
     output_dir: str | os.PathLike,
@@ -163,6 +155,7 @@ def run_stitch(
     to ``best_head.repo_id`` if given (``hub_token``/``hub_endpoint``: default the stored login / HF_ENDPOINT)."""
     from tqdm.auto import tqdm
 
+    from ..data.anchors import select_alignment_set
     from .best_head import BestHeadTracker, push_best_head, save_best_head
     from .evaluation import evaluate_pair
     from .report import summarise, write_outputs, write_results
@@ -185,8 +178,11 @@ def run_stitch(
     num_labels = int(max(train_labels.max(), test_labels.max()) + 1)
     anchor_idx, space = choose_anchors(config, embeddings, train_labels)
     anchors = {e.name: embeddings[e.name, "train"][anchor_idx] for e in config.encoders}
-    alignment_idx = choose_alignment(config, anchor_idx, len(train_labels))
-    mapped_anchors = {e.name: embeddings[e.name, "train"][anchor_idx + alignment_idx] for e in config.encoders}
+    # the alignment set: more train inputs (no labels) that only the methods with a map (MAPPED_KINDS) fit it on
+    alignment_idx = select_alignment_set(len(train_labels), anchor_idx, config.anchors.alignment, config.anchors.seed)
+    mapped_anchors = anchors
+    if alignment_idx:
+        mapped_anchors = {e.name: embeddings[e.name, "train"][anchor_idx + alignment_idx] for e in config.encoders}
 
     import torch
 
