@@ -24,7 +24,7 @@ from transformers import initialization as init
 from .aggregation import MLPSumAggregation, WeightedAggregation
 from .anchor_stores import AnchorStore, encoder_fingerprint, warn_degenerate_anchors
 from .batching import embed_in_length_order, embed_in_slices
-from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hub, check_config_kwargs
+from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hub, check_config_kwargs, resolve_head
 from .bridge_inputs import Tokenizing, encoder_settings, label_kwargs, truncate_rows, with_alignment, with_max_length
 from .bridge_io import HeadAsScore, StagedSaveLoad
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
@@ -108,6 +108,7 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
         projections: Sequence[str] | None = None,
         aggregation: str | None = None,
         head_config: Any = None,
+        method: str | None = None,
         prefix: str | None = None,
         encoder_kwargs: dict | None = None,
         embed_anchors: bool = True,
@@ -120,7 +121,8 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
         model's own (``modules.json``; ``prefix`` may name a prompt), else ``mean`` / 128 / ``False`` / ``""``.
         ``labels``: class names (a ``datasets.ClassLabel``, list or ``{id: name}``) -> ``num_labels``, ``id2label``.
         Extra keyword arguments must be :class:`BridgeConfig` fields (``num_labels``, ``id2label``, ``abs_transform``,
-        ...); anything else raises ``TypeError``. ``head_config``: a :class:`~.head.HeadConfig` (or dict) for the head.
+        ...); anything else raises ``TypeError``. ``head_config``: a :class:`~.head.HeadConfig` (or dict) for the head;
+        ``method``: a named head, exactly (``"paper"``, a stitch row name: ``HeadConfig.from_method``), fields on top.
         ``prefix``: text the encoder expects before every input (e.g. ``"passage: "`` for E5-style retrieval
         models); the anchors are embedded with it, it is saved as ``config.input_prefix`` and ``bridge.tokenize``
         prepends it. With ``head=``, ``prefix`` is the NEW encoder's own (the head records its training prefix).
@@ -132,7 +134,7 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
         (see ``hf_bridges.heads.attach.attach_head`` for ``head_revision``, ``token``, ``subspace_selection``).
         """
         if head is not None:
-            if anchors is not None or alignment_inputs is not None:
+            if anchors is not None or alignment_inputs is not None or method is not None:
                 raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
             if not embed_anchors:
                 raise ValueError("embed_anchors=False is for a new head: an attach embeds (or reuses) its anchors")
@@ -161,6 +163,9 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
         anchors = list(anchors) if anchors is not None else []
         if len(anchors) < 2:
             raise ValueError(f"a bridge needs at least 2 anchors (raw inputs such as texts), got {len(anchors)}")
+        head_config, projections, aggregation = resolve_head(
+            "from_encoder", method, head_config, projections, aggregation, config_kwargs
+        )
         anchors, anchor_labels, head_config = with_alignment(anchors, anchor_labels, head_config, alignment_inputs)
         config_kwargs.update(label_kwargs(labels, config_kwargs))
         encoder, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix, subfolder = encoder_settings(
@@ -348,14 +353,8 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
         self.config.num_labels = num_labels
 
     def _relative(self, input_ids, attention_mask, features, subspace_weights, encoder_inputs, return_subspaces=False):
-        return self.forward_features(
-            features,
-            subspace_weights,
-            return_subspaces,
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            **encoder_inputs,
-        )
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, **encoder_inputs}
+        return self.forward_features(features, subspace_weights, return_subspaces, **inputs)
 
 
 class BridgeModel(BridgePreTrainedModel):
