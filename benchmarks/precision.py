@@ -5,7 +5,7 @@ anchors), saved, then loaded back with ``from_pretrained(dir, dtype=...)`` for e
 dtype, the head (and anchor embeddings) stay float32. Prints, per dtype, the max and mean absolute logit difference
 to float32, the argmax agreement and the accuracy on ``--test`` test texts, as JSON.
 
-    python benchmarks/precision.py [--model sentence-transformers/all-MiniLM-L6-v2] [--test 200] [--anchors 300]
+    python benchmarks/precision.py [--model sentence-transformers/all-MiniLM-L6-v2] [--test 200] [--anchors 200] [--train 300]
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ def logits(model, texts: list[str], batch: int = 32) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
-    parser.add_argument("--anchors", type=int, default=300)
-    parser.add_argument("--train", type=int, default=500)
+    parser.add_argument("--anchors", type=int, default=200)
+    parser.add_argument("--train", type=int, default=300)
+    parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--test", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=30)
     args = parser.parse_args()
@@ -51,7 +52,10 @@ def main() -> None:
     rows = stratified(train["label"], args.anchors + args.train)
     anchors, fit = rows[: args.anchors], rows[args.anchors :]
     model = BridgeForSequenceClassification.from_encoder(
-        args.model, anchors=[train[i]["text"] for i in anchors], labels=train.features["label"]
+        args.model,
+        anchors=[train[i]["text"] for i in anchors],
+        labels=train.features["label"],
+        max_seq_length=args.max_seq_length,
     )
     with torch.no_grad():
         x = torch.cat(
@@ -69,7 +73,7 @@ def main() -> None:
     results = {"model": args.model, "test_texts": len(texts), "anchors": args.anchors}
     with tempfile.TemporaryDirectory() as folder:
         model.save_pretrained(folder)
-        reference = logits(BridgeForSequenceClassification.from_pretrained(folder).eval(), texts)
+        reference = logits(model.eval(), texts)  # float32, as saved
         results["float32"] = {"accuracy": round(float((reference.argmax(1) == gold).float().mean()), 4)}
         for name in ("bfloat16", "float16"):
             loaded = BridgeForSequenceClassification.from_pretrained(folder, dtype=getattr(torch, name)).eval()
