@@ -340,7 +340,7 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
         classifier = self.get_classifier()
         if classifier is None:
             raise ValueError("this bridge has no classifier (a representation model); use reset_classifier(num_labels)")
-        return classifier(representation)
+        return classifier(representation.to(self.head.compute_dtype))
 
     def get_classifier(self) -> nn.Module | None:
         return self.head.classifier
