@@ -224,3 +224,8 @@ def test_named_heads_are_the_benchmark_heads(anchor_texts, tmp_path):
         build(anchor_texts, projections=["cosine", "l1"], head_config={})  # the default head + these, on purpose
     with pytest.raises(ConfigError, match="did you mean 'paper'"):
         build(anchor_texts, method="papr")
+    # a module bridge names its head the same way (its own method= is the module's method to call)
+    module = ModuleBridgeForClassification.from_module(
+        torch.nn.Linear(4, 3), torch.randn(6, 4), num_labels=2, head_config="paper"
+    )
+    assert module.config.head == HeadConfig.from_method("paper") and module.config.head_method == "paper"
