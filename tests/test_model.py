@@ -19,7 +19,7 @@ from hf_bridges import BridgeConfig, BridgeForSequenceClassification, BridgeMode
 @pytest.fixture()
 def model(tiny_encoder_dir, anchor_texts):
     return BridgeForSequenceClassification.from_encoder(
-        tiny_encoder_dir, anchors=anchor_texts, num_labels=5, aggregation="mlp_sum"
+        tiny_encoder_dir, anchors=anchor_texts, num_labels=5, head_config={"aggregation": "mlp_sum"}
     ).eval()
 
 

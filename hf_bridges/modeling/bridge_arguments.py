@@ -32,6 +32,7 @@ _RESERVED = frozenset(
         "bridge_format_version",
         "head",
         "input_prefix",
+        "head_method",
         "transformers_version",
         "architectures",
     }
@@ -57,6 +58,60 @@ def check_config_kwargs(kwargs: dict[str, Any], where: str, named: Sequence[str]
             f"{where}() got unexpected keyword argument(s) {', '.join(hints)}; valid: its own arguments "
             f"{sorted(named)} and the BridgeConfig fields {sorted(valid)}"
         )
+
+
+def resolve_head(
+    where: str,
+    method: str | None,
+    head_config: Any,
+    projections: Sequence[str] | None,
+    aggregation: str | None,
+    config_kwargs: dict[str, Any],
+    warn: bool = True,
+) -> tuple[Any, Sequence[str] | None, str | None]:
+    """``(head_config, projections, aggregation)`` for ``BridgeConfig``, with ``config_kwargs['head_method']`` set.
+
+    ``method`` (or ``head_config`` given as a name, e.g. ``"paper"``): the named head (``HeadConfig.from_method``),
+    with ``head_config`` (a dict) and any flat head field
+    (``projections=``, ``classifier_dropout=``, ...) applied on top of it. Without ``method`` nothing changes, but
+    ``projections`` / ``aggregation`` alone (no ``head_config``) warn: they are applied on top of the default head,
+    whose aligned component and other settings stay (docs/method.md#named-heads says why)."""
+    import warnings
+
+    from .head_config import HeadConfig
+
+    if isinstance(head_config, str):
+        if method is not None:
+            raise TypeError(
+                f"{where}: head_config={head_config!r} names a head and so does method={method!r}; pass one"
+            )
+        method, head_config = head_config, None
+    if method is None:
+        given = _given(projections=projections, aggregation=aggregation)
+        if given and head_config is None and warn:
+            spelled = ", ".join(f"{key}={value!r}" for key, value in given.items())
+            warnings.warn(
+                f"{where}: {spelled} without method= or head_config= builds the DEFAULT head with these fields on "
+                "top (aligned component, abs_transform='standard', combine='sum', component_dropout=0.3), not the "
+                "relative-only head the paper and the stitch benchmark name by these fields. For exactly a named "
+                f"head pass method=... (one of {sorted(_methods())}, e.g. method='paper'); to keep the default head's "
+                "other settings say so with head_config={} (or any fields), which also silences this warning",
+                UserWarning,
+                stacklevel=3,
+            )
+        return head_config, projections, aggregation
+    if isinstance(head_config, HeadConfig) or (head_config is not None and not isinstance(head_config, dict)):
+        raise TypeError(f"{where}: pass method= (a named head) or a full head_config=HeadConfig(...), not both")
+    flat = {key: config_kwargs.pop(key) for key in [k for k in config_kwargs if k in HeadConfig.field_names()]}
+    overrides = {**(head_config or {}), **flat, **_given(projections=projections, aggregation=aggregation)}
+    config_kwargs["head_method"] = method
+    return HeadConfig.from_method(method, **overrides), None, None
+
+
+def _methods() -> tuple[str, ...]:
+    from .head_config import METHODS
+
+    return tuple(METHODS)
 
 
 def _installed(module: str):
@@ -88,6 +143,7 @@ _FROM_ENCODER_ARGS = (
     "projections",
     "aggregation",
     "head_config",
+    "method",
     "prefix",
     "encoder_kwargs",
     "normalize_embeddings",

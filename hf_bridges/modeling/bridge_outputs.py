@@ -62,7 +62,11 @@ class ClassifierMixin:
         labels = labels.view(-1)
         if labels.shape[0] != logits.shape[0]:
             raise ValueError(f"got {labels.shape[0]} labels for a batch of {logits.shape[0]} samples")
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_labels):
+        if torch.compiler.is_compiling():  # checked inside the graph (no .item(), no graph break)
+            torch._assert_async(
+                ((labels >= 0) & (labels < num_labels)).all(), f"labels must be in [0, {num_labels - 1}]"
+            )
+        elif labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_labels):
             raise ValueError(
                 f"labels must be in [0, {num_labels - 1}] for num_labels={num_labels}; got values from "
                 f"{int(labels.min())} to {int(labels.max())} (set num_labels or id2label to cover every class)"

@@ -51,7 +51,10 @@ class BridgeConfig(PretrainedConfig):
             ``aggregation_dim``, ``subspace_dropout``, ``subspace_weights``, ``classifier_hidden_size``,
             ``classifier_dropout``) are still accepted and folded into ``head``; ``config.projections`` etc. stay
             readable and writable as aliases of ``config.head.projections``.
-        freeze_encoder: keep the encoder frozen (no gradients reach it).
+        head_method: the named head ``head`` was built from (``from_encoder(..., method="paper")``, see
+            ``HeadConfig.from_method``), fields given next to it applied on top; ``None``: a head spelled field by
+            field. ``head`` always holds every field as built.
+        freeze_encoder: keep the encoder frozen (no gradients reach it); re-applied after ``from_pretrained``.
         anchor_batch_size: batch size used when embedding the anchors.
         features_dim: width of the absolute embeddings when it cannot be read from ``encoder`` (plain-module and
             features-only bridges, or a probed width such as MobileNetV2's); set from the anchors' embeddings.
@@ -95,6 +98,7 @@ class BridgeConfig(PretrainedConfig):
         subspace_weights: Sequence[float] | None = _UNSET,
         classifier_hidden_size: int = _UNSET,
         classifier_dropout: float = _UNSET,
+        head_method: str | None = None,
         freeze_encoder: bool = True,
         anchor_batch_size: int = 32,
         anchor_refresh: str = "auto",
@@ -155,6 +159,7 @@ class BridgeConfig(PretrainedConfig):
         self.head = HeadConfig.from_dict(
             {**head_dict, **flat}, where="BridgeConfig.head", legacy=bridge_format_version < 3
         )
+        self.head_method = head_method
         self.freeze_encoder = freeze_encoder
         self.anchor_batch_size = anchor_batch_size
         self.anchor_refresh = anchor_refresh

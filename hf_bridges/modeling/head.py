@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .aggregation import build_aggregation
+from .head_checks import check_anchor_embeddings, check_embeddings
 from .head_config import (  # noqa: F401  (re-exported: HeadConfig has always been importable from here)
     COMBINES,
     DEFAULT_PROJECTIONS,
@@ -23,31 +24,6 @@ from .head_config import (  # noqa: F401  (re-exported: HeadConfig has always be
 )
 from .projections import get_projection
 from .transforms import build_subspace_norm, get_abs_transform
-
-
-def check_anchor_embeddings(anchors: torch.Tensor) -> None:
-    if anchors.dim() != 2 or anchors.shape[0] < 2:
-        raise ValueError(
-            f"anchor embeddings must be (num_anchors >= 2, dim), got shape {tuple(anchors.shape)}; "
-            "pass at least 2 anchors"
-        )
-    if not torch.isfinite(anchors).all():
-        raise ValueError("anchor embeddings contain NaN or inf; check the encoder and the anchor inputs")
-
-
-def check_embeddings(embeddings: torch.Tensor, anchor_dim: int) -> None:
-    if embeddings.dim() != 2:
-        raise ValueError(f"embeddings must be (batch, dim), got shape {tuple(embeddings.shape)}")
-    if embeddings.shape[0] == 0:
-        raise ValueError("empty batch: the head got 0 samples")
-    if embeddings.shape[1] != anchor_dim:
-        raise ValueError(
-            f"embedding width {embeddings.shape[1]} differs from the anchors' width {anchor_dim}: the anchors were "
-            "embedded by another encoder; call refresh_anchors() or attach the head to this encoder"
-        )
-    if not torch.isfinite(embeddings).all():
-        bad = (~torch.isfinite(embeddings)).any(dim=1).nonzero().flatten().tolist()
-        raise ValueError(f"the encoder produced NaN or inf embeddings for batch rows {bad[:10]}")
 
 
 def build_classifier(width: int, num_labels: int, hidden_size: int, dropout: float) -> nn.Module:
@@ -323,10 +299,21 @@ class RelativeProductHead(nn.Module):
             )
         return anchors[: self.relative_anchors]
 
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype the head computes in: its parameters' (float32 unless the model was cast with ``.to()`` /
+        ``.half()``). Embeddings and anchors of any float dtype are cast to it at the boundary
+        (docs/method.md#precision)."""
+        floats = (t.dtype for t in (*self.parameters(), *self.buffers()) if t.is_floating_point())
+        return next(floats, torch.float32)
+
     def _training_mask(self, n: int, device: torch.device) -> torch.Tensor:
         """Subspace dropout: a random non-empty subset of the subspaces for this batch."""
         keep = torch.rand(n, device=device) >= self.subspace_dropout
-        if not keep.any():
+        if torch.compiler.is_compiling():  # the same rule without a data-dependent branch (no graph break)
+            fallback = torch.zeros_like(keep).index_fill_(0, torch.randint(n, (1,), device=device), True)
+            keep = torch.where(keep.any(), keep, fallback)
+        elif not keep.any():
             keep[torch.randint(n, (1,), device=device)] = True
         return keep.float()
 
@@ -337,7 +324,10 @@ class RelativeProductHead(nn.Module):
         subspace_weights: torch.Tensor | None = None,
         return_subspaces: bool = False,
     ):
-        """r(z): normalise each subspace, then aggregate with the (optional) subspace weights."""
+        """r(z): normalise each subspace, then aggregate with the (optional) subspace weights. Computed in
+        :attr:`compute_dtype` whatever the embeddings' dtype (bf16 / fp16 / float64 features included)."""
+        dtype = self.compute_dtype
+        embeddings, anchors = embeddings.to(dtype), anchors.to(dtype)
         mapped = None
         if self.aligned:  # mapped once, for both components (checked first: a wrong width names the width)
             check_anchor_embeddings(anchors)
@@ -373,16 +363,19 @@ class RelativeProductHead(nn.Module):
                     f"got {weights.shape[-1]}"
                 )
             relative_w, aligned_w = weights[:n], weights[n]
-            if float(relative_w.sum()) > 0:
-                relative = self.aggregation(normed, relative_w)
-            else:
-                relative = normed.new_zeros(normed.shape[0], self.aggregation.output_dim)
+            # all relative weights 0: the component is absent (zeros). Branch-free, so torch.compile keeps one graph.
+            present = relative_w.sum() > 0
+            relative = self.aggregation(normed, torch.where(present, relative_w, torch.ones_like(relative_w)))
+            relative = relative * present.to(relative.dtype)
             aligned_scale = (aligned_w > 0).to(normed) if summed else aligned_w
             representation = torch.cat([relative, aligned * aligned_scale], dim=1)
         elif self.training and self.component_dropout > 0:
             keep = (torch.rand(normed.shape[0], n + 1, device=normed.device) >= self.component_dropout).to(normed)
             dead = keep.sum(1) == 0
-            if dead.any():
+            if torch.compiler.is_compiling():  # the same rule without a data-dependent branch (no graph break)
+                pick = torch.randint(n + 1, (normed.shape[0],), device=normed.device)
+                keep = torch.where(dead[:, None], nn.functional.one_hot(pick, n + 1).to(keep), keep)
+            elif dead.any():
                 keep[dead, torch.randint(n + 1, (int(dead.sum()),), device=normed.device)] = 1.0
             relative = self.aggregation(normed * keep[:, :n, None])
             if summed:  # all relative subspaces dropped: the component is absent, not the aggregation's bias

@@ -24,11 +24,12 @@ from transformers import initialization as init
 from .aggregation import MLPSumAggregation, WeightedAggregation
 from .anchor_stores import AnchorStore, encoder_fingerprint, warn_degenerate_anchors
 from .batching import embed_in_length_order, embed_in_slices
-from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hub, check_config_kwargs
+from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hub, check_config_kwargs, resolve_head
 from .bridge_inputs import Tokenizing, encoder_settings, label_kwargs, truncate_rows, with_alignment, with_max_length
 from .bridge_io import HeadAsScore, StagedSaveLoad
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
 from .bridge_stitching import AnchorStitching
+from .bridge_training import TrainingHabits
 from .configuration_bridge import BridgeConfig
 from .head import RelativeProductHead, check_anchor_embeddings
 from .loaders import load_encoder, load_tokenizer
@@ -46,7 +47,7 @@ __all__ = [  # re-exported: their historic home
 ]
 
 
-class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitching, PreTrainedModel):
+class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitching, PreTrainedModel):
     config_class = BridgeConfig
     base_model_prefix = "bridge"
     main_input_name = "input_ids"
@@ -54,11 +55,17 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitc
     anchor_store_class: type = AnchorStore
     _no_encoder_hint = "set anchor embeddings with set_anchor_embeddings(...)"
     _with_classifier = False
+    _anchors_not_set = "anchor embeddings are not set: call refresh_anchors() or set_anchor_embeddings()"
+    # The head and anchor embeddings stay float32 under from_pretrained(..., dtype=torch.bfloat16 / float16); the
+    # head casts its inputs at the boundary (docs/method.md#precision). Regexes on the loaded (renamed) keys.
+    _keep_in_fp32_modules_strict = [r"^score\.", r"^anchors\.embeddings$"]
 
     def __init__(self, config: BridgeConfig, encoder: nn.Module | None = None):
         super().__init__(config)
         if encoder is None and config.encoder is not None:
-            encoder = AutoModel.from_config(config.encoder)
+            dtype = config.dtype  # from_pretrained(..., dtype=...) sets it: build the encoder in it
+            dtype = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
+            encoder = AutoModel.from_config(config.encoder, **({"dtype": dtype} if dtype is not None else {}))
         self.encoder = encoder
         self.anchors = self.anchor_store_class.from_config(config)
         self.head = RelativeProductHead.from_config(  # embedding_dim: the aligned component's input width
@@ -71,8 +78,7 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitc
         self.add_model_tags(["hf-bridges", "relative-representations"])  # Trainer / push_to_hub cards
         self._load_historic_keys()
         self._anchor_snapshot: tuple | None = None
-        if encoder is not None and config.freeze_encoder:
-            encoder.requires_grad_(False)
+        self._apply_freeze()
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -102,6 +108,7 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitc
         projections: Sequence[str] | None = None,
         aggregation: str | None = None,
         head_config: Any = None,
+        method: str | None = None,
         prefix: str | None = None,
         encoder_kwargs: dict | None = None,
         embed_anchors: bool = True,
@@ -114,7 +121,8 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitc
         model's own (``modules.json``; ``prefix`` may name a prompt), else ``mean`` / 128 / ``False`` / ``""``.
         ``labels``: class names (a ``datasets.ClassLabel``, list or ``{id: name}``) -> ``num_labels``, ``id2label``.
         Extra keyword arguments must be :class:`BridgeConfig` fields (``num_labels``, ``id2label``, ``abs_transform``,
-        ...); anything else raises ``TypeError``. ``head_config``: a :class:`~.head.HeadConfig` (or dict) for the head.
+        ...); anything else raises ``TypeError``. ``head_config``: a :class:`~.head.HeadConfig` (or dict) for the head;
+        ``method``: a named head, exactly (``"paper"``, a stitch row name: ``HeadConfig.from_method``), fields on top.
         ``prefix``: text the encoder expects before every input (e.g. ``"passage: "`` for E5-style retrieval
         models); the anchors are embedded with it, it is saved as ``config.input_prefix`` and ``bridge.tokenize``
         prepends it. With ``head=``, ``prefix`` is the NEW encoder's own (the head records its training prefix).
@@ -126,7 +134,7 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitc
         (see ``hf_bridges.heads.attach.attach_head`` for ``head_revision``, ``token``, ``subspace_selection``).
         """
         if head is not None:
-            if anchors is not None or alignment_inputs is not None:
+            if anchors is not None or alignment_inputs is not None or method is not None:
                 raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
             if not embed_anchors:
                 raise ValueError("embed_anchors=False is for a new head: an attach embeds (or reuses) its anchors")
@@ -155,6 +163,9 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitc
         anchors = list(anchors) if anchors is not None else []
         if len(anchors) < 2:
             raise ValueError(f"a bridge needs at least 2 anchors (raw inputs such as texts), got {len(anchors)}")
+        head_config, projections, aggregation = resolve_head(
+            "from_encoder", method, head_config, projections, aggregation, config_kwargs
+        )
         anchors, anchor_labels, head_config = with_alignment(anchors, anchor_labels, head_config, alignment_inputs)
         config_kwargs.update(label_kwargs(labels, config_kwargs))
         encoder, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix, subfolder = encoder_settings(
@@ -267,15 +278,21 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitc
 
     @property
     def anchor_embeddings(self) -> torch.Tensor:
-        """The cached anchor embeddings, re-embedded first if the encoder's weights changed since."""
-        if self.encoder is not None and self.config.anchor_refresh == "auto":
+        """The cached anchor embeddings, re-embedded first if the encoder's weights changed since. Under
+        ``torch.compile`` a frozen encoder is not re-checked (call ``refresh_anchors()`` after changing its weights
+        by hand) and the "not set" check runs inside the graph: no graph break."""
+        compiling = torch.compiler.is_compiling()
+        encoder, auto = self.encoder, self.config.anchor_refresh == "auto"
+        if auto and encoder is not None and (not compiling or any(p.requires_grad for p in encoder.parameters())):
             state = self._encoder_state()
             if self._anchor_snapshot is None and bool(self.anchors.is_fresh):
                 self._anchor_snapshot = state  # loaded with the weights they were computed from
             if self._anchor_snapshot != state:
                 self.refresh_anchors()
-        if not bool(self.anchors.is_fresh):
-            raise ValueError("anchor embeddings are not set: call refresh_anchors() or set_anchor_embeddings()")
+        if compiling:
+            torch._assert_async(self.anchors.is_fresh, self._anchors_not_set)
+        elif not bool(self.anchors.is_fresh):
+            raise ValueError(self._anchors_not_set)
         return self.anchors.embeddings
 
     # ---------------------------------------------------------------------------------------------------- forward
@@ -323,7 +340,7 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitc
         classifier = self.get_classifier()
         if classifier is None:
             raise ValueError("this bridge has no classifier (a representation model); use reset_classifier(num_labels)")
-        return classifier(representation)
+        return classifier(representation.to(self.head.compute_dtype))
 
     def get_classifier(self) -> nn.Module | None:
         return self.head.classifier
@@ -336,27 +353,8 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitc
         self.config.num_labels = num_labels
 
     def _relative(self, input_ids, attention_mask, features, subspace_weights, encoder_inputs, return_subspaces=False):
-        return self.forward_features(
-            features,
-            subspace_weights,
-            return_subspaces,
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            **encoder_inputs,
-        )
-
-    def train(self, mode: bool = True):
-        """A frozen encoder stays in eval mode (no dropout), so training sees the features inference sees and the
-        anchors were embedded with; a trainable or LoRA encoder follows ``mode``."""
-        super().train(mode)
-        if mode and self.encoder is not None and not any(p.requires_grad for p in self.encoder.parameters()):
-            self.encoder.eval()
-        return self
-
-    def unfreeze_encoder(self) -> None:
-        """Let gradients reach the encoder (anchors are then re-embedded whenever its weights change)."""
-        self.config.freeze_encoder = False
-        self.encoder.requires_grad_(True)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, **encoder_inputs}
+        return self.forward_features(features, subspace_weights, return_subspaces, **inputs)
 
 
 class BridgeModel(BridgePreTrainedModel):

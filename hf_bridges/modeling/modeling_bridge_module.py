@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .anchor_stores import TensorAnchorStore
-from .bridge_arguments import _given, check_config_kwargs
+from .bridge_arguments import _given, check_config_kwargs, resolve_head
 from .bridge_inputs import with_alignment
 from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
 from .configuration_bridge import BridgeConfig
@@ -83,7 +83,8 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
         """Wrap ``module`` (``inputs -> (B, D)``; see :class:`ModuleEncoder`) and embed ``anchors`` (a tensor whose
         first dimension indexes the anchors) with it. Extra keyword arguments go to :class:`BridgeConfig`.
         ``alignment_inputs``: more inputs (same shape, no labels) stored after the anchors that only fit the aligned
-        map when another module is attached (the alignment set, docs/method.md)."""
+        map when another module is attached (the alignment set, docs/method.md). ``head_config``: a
+        :class:`HeadConfig`, a dict of fields, or a named head (``"paper"``, see ``HeadConfig.from_method``)."""
         check_config_kwargs(config_kwargs, "from_module", ("head_config",))
         options = {"method": method, "output": output, "pooling": pooling, "preprocess": preprocess}
         if isinstance(module, ModuleEncoder):
@@ -92,6 +93,9 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
         anchors = torch.as_tensor(anchors)
         if anchors.dim() == 0 or anchors.shape[0] < 2:
             raise ValueError(f"a bridge needs at least 2 anchor inputs, got shape {tuple(anchors.shape)}")
+        head_config, projections, aggregation = resolve_head(  # head_config="paper": a named head
+            "from_module", None, head_config, projections, aggregation, config_kwargs, warn=cls.default_head is None
+        )
         head_config = cls._default_head(head_config, projections, aggregation)
         anchors, anchor_labels, head_config = with_alignment(
             anchors,

@@ -22,7 +22,7 @@ from torch import nn
 from transformers import AutoImageProcessor, PreTrainedModel
 
 from .anchor_stores import ImageAnchorStore, warn_degenerate_anchors
-from .bridge_arguments import _given, _hub, check_config_kwargs
+from .bridge_arguments import _given, _hub, check_config_kwargs, resolve_head
 from .bridge_inputs import with_alignment
 from .bridge_outputs import BridgeClassifierOutput, ClassifierMixin
 from .configuration_bridge import BridgeConfig
@@ -166,6 +166,7 @@ class BridgeForImageClassification(ClassifierMixin, BridgePreTrainedModel):
         projections: Sequence[str] | None = None,
         aggregation: str | None = None,
         head_config: Any = None,
+        method: str | None = None,
         encoder_kwargs: dict | None = None,
         embed_anchors: bool = True,
         alignment_inputs: Any = None,
@@ -177,10 +178,11 @@ class BridgeForImageClassification(ClassifierMixin, BridgePreTrainedModel):
         ``pooler`` when the encoder returns one. Extra keyword arguments go to :class:`BridgeConfig`.
         ``head=`` (a folder or Hub repo written by ``save_head``) attaches a trained head instead: its PNG anchor
         images are embedded by this encoder (see ``hf_bridges.heads.attach.attach_head``). ``alignment_inputs``:
-        more images (no labels) stored after the anchors that only fit the aligned map at attach time.
+        more images (no labels) stored after the anchors that only fit the aligned map at attach time. ``method``:
+        a named head, exactly (``"paper"``, ``"cosine+std"``... see ``HeadConfig.from_method``).
         """
         if head is not None:
-            if anchors is not None or alignment_inputs is not None:
+            if anchors is not None or alignment_inputs is not None or method is not None:
                 raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
             return _hub().attach_head(
                 cls,
@@ -191,7 +193,10 @@ class BridgeForImageClassification(ClassifierMixin, BridgePreTrainedModel):
                 image_processor=image_processor,
                 **config_kwargs,
             )
-        check_config_kwargs(config_kwargs, "from_encoder", ("head_config",))
+        check_config_kwargs(config_kwargs, "from_encoder", ("head_config", "method"))
+        head_config, projections, aggregation = resolve_head(
+            "from_encoder", method, head_config, projections, aggregation, config_kwargs
+        )
         if tokenizer is not None:
             raise ValueError("an image bridge takes image_processor=..., not a tokenizer")
         modality = config_kwargs.pop("modality", "image")

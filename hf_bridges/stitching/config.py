@@ -16,6 +16,7 @@ import yaml
 
 from ..modeling.errors import ConfigError, did_you_mean
 from ..modeling.head import HeadConfig
+from ..modeling.head_config import method_head
 from ..training.config import accept_old_spellings
 
 
@@ -122,20 +123,11 @@ class MethodSpec:
     select: SelectSpec | None = None
 
     def head_config(self, head: HeadSpec, where: str = "method") -> HeadConfig:
-        """The method's head as a validated :class:`HeadConfig` (shared settings from ``head``)."""
-        if self.kind == "default":  # exactly HeadConfig's defaults (what from_encoder builds) + the shared settings
-            return HeadConfig().replace(**dataclasses.asdict(head))
-        return HeadConfig.from_dict(
-            {
-                "aligned": False,
-                **dataclasses.asdict(head),
-                "projections": self.projections,
-                "aggregation": self.aggregation,
-                "abs_transform": self.abs_transform,
-                "subspace_dropout": self.subspace_dropout,
-            },
-            where=where,
-        )
+        """The method's head as a validated :class:`HeadConfig` (shared settings from ``head``): the same
+        definition as ``HeadConfig.from_method`` / ``from_encoder(method=...)`` (``head_config.method_head``)."""
+        kind = "default" if self.kind == "default" else "relative"  # default: HeadConfig() + the shared settings
+        fields = (self.projections, self.aggregation, self.abs_transform, self.subspace_dropout)
+        return method_head(kind, *fields, where=where, **dataclasses.asdict(head))
 
 
 @dataclass
