@@ -12,7 +12,7 @@ import numpy as np
 
 from .cache import EmbeddingCache, default_cache_root
 from .config import MAPPED_KINDS, ConfigError, StitchConfig, check_best_head, did_you_mean
-from .distributed import cached_embeddings, is_main_process, rank_note
+from .distributed import cached_embeddings, head_accelerator, is_main_process, rank_note, world_size
 from .encoder_kinds import get_encoder_kind
 from .validate import validate_split
 
@@ -170,8 +170,9 @@ def run_stitch(
     cache = EmbeddingCache(Path(cache_dir or config.cache_dir or default_cache_root()))
     embeddings, cache_stats = embed_splits(config, identities, train, test, cache, quiet)
     timing["embedding"] = time.perf_counter() - t_embed
-    if not is_main_process():  # under `accelerate launch -n N`: the others only embed; heads train once
+    if not is_main_process():  # under `accelerate launch -n N`: the others only embed; heads train once, alone
         return {"process": rank_note(), "embedding_only": True, "timing_s": timing}
+    accelerator = head_accelerator()  # the main process alone: no DDP over the processes that have left
 
     train_labels = np.asarray(train["label"], dtype=np.int64)
     test_labels = np.asarray(test["label"], dtype=np.int64)
@@ -207,7 +208,7 @@ def run_stitch(
                         method_anchors[source],
                         num_labels,
                         seed,
-                        None,
+                        accelerator,
                         bar,
                         feature_cache,
                         relative_anchors=len(anchor_idx),
@@ -260,6 +261,7 @@ def run_stitch(
         },
         "cache": {"root": str(cache.root), "per_encoder": cache_stats},
         "runs": runs,
+        "processes": world_size(),
         "timing_s": timing,
     }
     results["summary"] = summarise(results, config)
