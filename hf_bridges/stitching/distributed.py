@@ -89,11 +89,19 @@ def _feeder(dataset, column: str, starts: list[int], shards: dict[int, np.ndarra
 
 
 def cached_embeddings(
-    cache, identity: dict, dataset, input_column: str, load_embed: Callable[[], Callable[[dict], np.ndarray]], **kwargs
+    cache,
+    identity: dict,
+    dataset,
+    input_column: str,
+    load_embed: Callable[[], Callable[[dict], np.ndarray]],
+    dealt: list[int] | None = None,
+    **kwargs,
 ) -> np.ndarray:
     """``cache.embeddings(...)`` split across the processes of this launch; the same array on every process.
 
-    The cache shards not on disk are dealt round-robin to the processes; each embeds its own, the vectors are
+    The cache shards not on disk are dealt round-robin to the processes (``dealt``: a one-item counter of the
+    shards dealt by earlier calls of the run, so the deal goes on where it stopped and a one-shard test split
+    does not always land on process 0); each embeds its own, the vectors are
     gathered on the main process, which writes them through ``cache.embeddings`` (the one writer: the shards and
     manifest one process writes); the others wait at a barrier, then read the finished cache."""
     if world_size() == 1:
@@ -112,7 +120,10 @@ def cached_embeddings(
         if state.is_main_process:
             result = cache.embeddings(identity, dataset, input_column, load_embed, **kwargs)
     else:
-        mine = todo[state.process_index :: state.num_processes]
+        first = (dealt[0] if dealt else 0) % state.num_processes
+        mine = todo[(state.process_index - first) % state.num_processes :: state.num_processes]
+        if dealt:
+            dealt[0] += len(todo)
         shards = _embed_shards(load_embed(), dataset, input_column, mine, kwargs.get("batch_size", 32)) if mine else {}
         gathered = [None] * state.num_processes if state.is_main_process else None
         dist.gather_object(shards, gathered, dst=0)  # {first row: vectors} of every process, to the main one only

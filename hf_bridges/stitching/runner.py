@@ -107,6 +107,7 @@ def embed_splits(config: StitchConfig, identities: dict, train, test, cache: Emb
     """Every encoder's train and test embeddings, from the cache or embedded into it: ``{(name, split): array}``
     and the cache hits / misses per encoder."""
     embeddings, cache_stats = {}, {}
+    dealt = [0]  # shards dealt to the processes so far (multi-process launch): the deal continues across splits
     for spec in config.encoders:
         kind = get_encoder_kind(spec.kind)
         stats: dict = {}
@@ -117,6 +118,7 @@ def embed_splits(config: StitchConfig, identities: dict, train, test, cache: Emb
                 split,
                 kind.input_column,
                 lambda s=spec, k=kind: k.load(s),
+                dealt=dealt,
                 desc=f"embed {spec.name}/{split_name}",
                 batch_size=spec.batch_size,
                 stats=stats,
