@@ -130,7 +130,7 @@ def test_head_card_says_what_the_head_is_and_its_snippet_runs(model, tmp_path):
     }
     # the text describes this head (the default: relative + aligned, summed), with the counts the metadata has
     assert "Aligned component" in card.text and "`sum`" in card.text and "paper" not in card.text
-    assert "the 20 anchors" in card.text and "alignment set of 10 more inputs" in card.text
+    assert "through 20 fixed anchor inputs (plus an alignment set of 10 inputs" in card.text
     snippet = _snippet(card, "Attach the head")
     assert f'head="{Path(folder).resolve()}"' in snippet
     assert "stitch_score" in _run(snippet, tmp_path).replace("score", "stitch_score")

@@ -7,6 +7,7 @@ Every card is ``huggingface_hub.ModelCard.from_template`` over ``ModelCardData``
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
@@ -121,7 +122,7 @@ def _metadata(
         model_name=model_name,
         hf_bridges={
             "kind": kind,
-            **extra,
+            **{k: v for k, v in extra.items() if v is not None},
             "encoder": {k: v for k, v in encoder.items() if v is not None},
             "anchors": {
                 "sha256": anchors_hash,
@@ -129,11 +130,11 @@ def _metadata(
                 "alignment": facts["alignment_inputs"],
             },
             "num_anchors": facts["relative_anchors"],  # the relative subspaces' width (the alignment set apart)
-            "head": {
-                key: facts[key]
+            "head": {  # copies: a shared list would be written as a YAML anchor and alias
+                key: copy.deepcopy(facts[key])
                 for key in ("projections", "abs_transform", "subspace_norm", "aggregation", "aligned", "combine")
             },
-            "projections": facts["projections"],
+            "projections": list(facts["projections"]),
         },
     )
 
