@@ -154,7 +154,11 @@ def run_stitch(
     """The whole benchmark; returns the results dict (also written to ``output_dir/results.json``).
 
     With ``config.best_head`` set, the best relative head is also written to ``output_dir/best-head/`` and pushed
-    to ``best_head.repo_id`` if given (``hub_token``/``hub_endpoint``: default the stored login / HF_ENDPOINT)."""
+    to ``best_head.repo_id`` if given (``hub_token``/``hub_endpoint``: default the stored login / HF_ENDPOINT).
+
+    Under ``accelerate launch`` / ``torchrun`` every process embeds its share of the cache shards; then the main
+    process alone trains and scores the heads and returns the results (identical to one process's: see
+    ``distributed.py``), the others return ``{"embedding_only": True, "process": "process i/N", "timing_s": ...}``."""
     from tqdm.auto import tqdm
 
     from ..data.anchors import select_alignment_set
