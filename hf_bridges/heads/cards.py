@@ -321,8 +321,9 @@ def model_card(
         template_path=str(template_path(MODEL_TEMPLATE)),
         title=repo_id.split("/")[-1] if repo_id else f"Bridge model on {encoder_id or 'an encoder'}",
         repo_id=target,
-        auto_class=AUTO_CLASSES.get(type(model).__name__, "AutoModel"),
-        encoder_name=encoder_id or config.encoder_name_or_path,
+        auto_class=AUTO_CLASSES.get(type(model).__name__),
+        class_name=type(model).__name__,
+        encoder_name=encoder_id or config.encoder_name_or_path or "a user module",
         modality=config.modality,
         metrics=metrics,
         stitch_report=report,
@@ -343,8 +344,11 @@ def _model_anchors(model) -> Any:
     anchors = getattr(model.config, "anchors", None)
     if anchors:
         return anchors
-    pixels = getattr(model.anchors, "pixels", None)  # an image bridge keeps its anchors as uint8 pixels
-    return None if pixels is None else list(pixels.cpu().numpy())
+    for name in ("pixels", "inputs"):  # an image bridge's uint8 pixels, a module bridge's input tensor
+        raw = getattr(model.anchors, name, None)
+        if raw is not None:
+            return list(raw.detach().cpu().numpy())
+    return None
 
 
 def is_generated(card: ModelCard) -> bool:
@@ -357,8 +361,13 @@ def is_generated(card: ModelCard) -> bool:
 def write_model_card(model, folder: str | os.PathLike, repo_id: str | None = None) -> Path | None:
     """``README.md`` of a saved / pushed full model: the bridge's card, unless the folder holds the user's own."""
     path = Path(folder) / "README.md"
-    if path.is_file() and not is_generated(ModelCard.load(path)):
-        return None
+    if path.is_file():
+        try:
+            existing = ModelCard.load(path)
+        except Exception:  # a README whose metadata does not parse is the user's own too: keep it
+            return None
+        if not is_generated(existing):
+            return None
     card = model_card(model, repo_id=repo_id, location=None if repo_id else folder)
     with atomic_path(path) as tmp:
         card.save(tmp)
