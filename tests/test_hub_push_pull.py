@@ -167,7 +167,7 @@ def test_full_model_push_to_hub_loads_with_remote_code_only(hub, model, tokenize
     model.push_to_hub("alice/full-topics", token=TOKEN)
     model_card(model, repo_id="alice/full-topics").push_to_hub("alice/full-topics", token=TOKEN)
     card = ModelCard.load("alice/full-topics", token=TOKEN)
-    assert card.data.library_name == "hf_bridges" and "trust_remote_code=True" in card.text
+    assert card.data.library_name == "transformers" and "trust_remote_code=True" in card.text
     files = {f.rfilename for f in HfApi(token=TOKEN).model_info("alice/full-topics").siblings}
     assert {"config.json", "model.safetensors", "configuration_bridge.py", "modeling_bridge.py"} <= files
     script = """

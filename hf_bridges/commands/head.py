@@ -130,10 +130,7 @@ def run_attach(args) -> int:
     report = model.stitch_report
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
     if args.output:
-        from ..heads.cards import model_card
-
-        model.save_pretrained(args.output)
-        model_card(model).save(f"{args.output}/README.md")
+        model.save_pretrained(args.output)  # with its card (heads/cards.py: the head's source and stitch report)
         print(f"saved the stitched model to {args.output}")
     return 0
 

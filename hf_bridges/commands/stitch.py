@@ -70,6 +70,12 @@ def run(args) -> int:
             config.best_head.private = True
         check_best_head(config, "--save-best-head/--push-best-head")
     results = run_stitch(config, args.output_dir, cache_dir=args.cache_dir, quiet=args.quiet, hub_token=args.token)
+    if results.get("embedding_only"):  # another process of a multi-process launch: the main one writes the outputs
+        print(
+            f"{results['process']} embedded its shards in {results['timing_s']['embedding']:.1f} s; "
+            "process 0 trains the heads and writes the results"
+        )
+        return 0
     print(summary_table(results["summary"]))
     timing = results["timing_s"]
     print(

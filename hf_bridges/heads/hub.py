@@ -63,9 +63,7 @@ def save_head(
     head = head_from_model(model, weights_dtype)
     text = None
     if card:
-        text = str(
-            head_card(head, repo_id=repo_id, dataset=dataset, metrics=metrics, stitching_results=stitching_results)
-        )
+        text = str(head_card(head, repo_id, dataset, metrics, stitching_results, location=save_directory))
     return write_head(head, save_directory, card=text)
 
 

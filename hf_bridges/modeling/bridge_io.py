@@ -109,7 +109,24 @@ class StagedSaveLoad:
                 self.tokenizer.save_pretrained(save_directory)
         if not self.__dict__.get("name_or_path"):
             self.name_or_path = target  # peft reads model.__dict__["name_or_path"]
+        if kwargs.get("is_main_process", True) and not kwargs.get("push_to_hub"):
+            _write_card(self, target)  # README.md: the bridge's card (a user's own card is kept)
         return result
+
+    def _upload_modified_files(self, working_dir, repo_id, *args, **kwargs):
+        """transformers' push step (``push_to_hub``, ``save_pretrained(push_to_hub=True)``): the README it put in
+        ``working_dir`` (the repo's card or its blank template) becomes the bridge's card before the upload."""
+        _write_card(self, working_dir, repo_id)
+        return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
+
+
+def _write_card(model: Any, folder: str, repo_id: str | None = None) -> None:
+    """``hf_bridges.heads.cards.write_model_card`` when the package is installed (not in remote code)."""
+    try:
+        from hf_bridges.heads.cards import write_model_card
+    except ImportError:
+        return
+    write_model_card(model, folder, repo_id)
 
 
 def checked_load(load: Callable[..., Any], source: Any, args: tuple, kwargs: dict) -> Any:

@@ -1,10 +1,16 @@
 """The stitch embedding across processes and devices: ``accelerate launch -n N hf-bridges stitch ...``.
 
 With one process this is ``EmbeddingCache.embeddings`` unchanged. With N processes (accelerate's ``PartialState``,
-set up by ``accelerate launch`` / ``torchrun``) every process embeds a contiguous 1/N of the rows on its own device,
-the parts are gathered (``gather_object``), and the main process alone writes the cache from them while the others
-wait at a barrier and then read the finished cache: the cache is the one a single process writes (tested with 2
-CPU processes in ``tests/test_distributed_embedding.py``).
+set up by ``accelerate launch`` / ``torchrun``) every process embeds every N-th missing cache shard on its own
+device, in the calls one process makes, the shards are gathered on the main process (``gather_object``), which
+alone writes the cache from them while the others wait at a barrier and then read the finished cache: the cache is,
+bit for bit, the one a single process writes (tests/test_distributed_embedding.py, tests/test_journeys_stitch.py).
+
+After the embedding the other processes leave and the main process trains and scores the heads alone, with
+``LocalAccelerator`` (no DDP): heads are milliseconds of small GEMMs, so data parallel over them would cost more
+in all-reduces than it saves, and would change the float reduction order (and the component-dropout RNG
+streams), so the results would no longer be those of one process. Keeping the others in the world until the
+end would not help either: they would idle in a barrier past the process group's timeout (30 min) on long runs.
 """
 
 from __future__ import annotations
@@ -13,8 +19,6 @@ import os
 from collections.abc import Callable
 
 import numpy as np
-
-ROWS_PER_CALL = 256  # rows per embed call: the hf_text kind sorts them by length into batch_size sub-batches
 
 
 def world_size() -> int:
@@ -43,58 +47,89 @@ def is_main_process() -> bool:
     return world_size() == 1 or partial_state().is_main_process
 
 
-def _embed_rows(embed: Callable[[dict], np.ndarray], values: list, column: str, rows_per_call: int) -> np.ndarray:
-    parts = [
-        np.asarray(embed({column: values[i : i + rows_per_call]}), dtype=np.float32)
-        for i in range(0, len(values), rows_per_call)
-    ]
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+def _shard_starts(cache, identity: dict, dataset) -> list[int]:
+    """The first rows of the cache shards not on disk yet, as ``EmbeddingCache`` cuts them (``SHARD_ROWS`` rows)."""
+    from .cache import SHARD_ROWS
+
+    folder = cache.folder(identity, dataset._fingerprint)
+    return [s for s in range(0, len(dataset), SHARD_ROWS) if not (folder / f"shard-{s:08d}").is_dir()]
 
 
-def _feeder(values: list, embeddings: np.ndarray) -> Callable[[dict], np.ndarray]:
-    """An embed function that answers from precomputed rows, looked up by input value (same text, same vector)."""
-    table = {}
-    for value, vector in zip(values, embeddings):
-        table.setdefault(value, vector)
+def _embed_shards(embed: Callable[[dict], np.ndarray], dataset, column: str, starts: list[int], batch_size: int):
+    """``{first row: vectors}`` of this process's shards, embedded in the calls ``EmbeddingCache`` makes
+    (``batch_size`` rows at a time from each shard's first row): each vector is bit for bit one process's."""
+    from .cache import SHARD_ROWS
+
+    shards = {}
+    for start in starts:
+        rows = dataset.select(range(start, min(start + SHARD_ROWS, len(dataset))))
+        calls = [embed({column: rows[b : b + batch_size][column]}) for b in range(0, len(rows), batch_size)]
+        shards[start] = np.concatenate([np.asarray(c, dtype=np.float32) for c in calls])
+    return shards
+
+
+def _feeder(dataset, column: str, starts: list[int], shards: dict[int, np.ndarray]) -> Callable[[dict], np.ndarray]:
+    """An embed function that answers the cache's calls, in order, from the gathered shards (the cache embeds
+    its missing shards in ``starts`` order); text inputs are checked against the rows they are answered with."""
+    rows = np.concatenate([shards[s] for s in starts])
+    order = [i for s in starts for i in range(s, s + len(shards[s]))]
+    cursor = 0
 
     def embed(batch: dict) -> np.ndarray:
-        (column,) = batch
-        return np.stack([table[value] for value in batch[column]])
+        nonlocal cursor
+        values, expected = batch[column], order[cursor : cursor + len(batch[column])]
+        if len(expected) != len(values) or (
+            isinstance(values[0], str) and dataset.select(expected)[column] != list(values)
+        ):
+            raise RuntimeError("the embedding cache asked for rows in another order than the processes embedded them")
+        cursor += len(values)
+        return rows[cursor - len(values) : cursor]
 
     return embed
 
 
 def cached_embeddings(
-    cache, identity: dict, dataset, input_column: str, load_embed: Callable[[], Callable[[dict], np.ndarray]], **kwargs
+    cache,
+    identity: dict,
+    dataset,
+    input_column: str,
+    load_embed: Callable[[], Callable[[dict], np.ndarray]],
+    dealt: list[int] | None = None,
+    **kwargs,
 ) -> np.ndarray:
-    """``cache.embeddings(...)`` split across the processes of this launch; the same array on every process."""
+    """``cache.embeddings(...)`` split across the processes of this launch; the same array on every process.
+
+    The cache shards not on disk are dealt round-robin to the processes (``dealt``: a one-item counter of the
+    shards dealt by earlier calls of the run, so the deal goes on where it stopped and a one-shard test split
+    does not always land on process 0); each embeds its own, the vectors are
+    gathered on the main process, which writes them through ``cache.embeddings`` (the one writer: the shards and
+    manifest one process writes); the others wait at a barrier, then read the finished cache."""
     if world_size() == 1:
         return cache.embeddings(identity, dataset, input_column, load_embed, **kwargs)
-    from accelerate.utils import gather_object
+    import torch.distributed as dist
 
     state = partial_state()
     state.wait_for_everyone()  # nobody writes before every process has looked at the cache
     done = cache.is_complete(identity, dataset._fingerprint)
+    todo = [] if done else _shard_starts(cache, identity, dataset)
     state.wait_for_everyone()
     if done:
         return cache.embeddings(identity, dataset, input_column, load_embed, **kwargs)
     result = None
-    values = list(dataset[input_column])
-    try:
-        {values[0]} if values else None
-    except TypeError:  # unhashable inputs (images): the main process embeds alone, the others wait
-        values = None
-    if values is None:
+    if not todo:  # every shard on disk, no manifest yet (an interrupted run): the main process finishes it
         if state.is_main_process:
             result = cache.embeddings(identity, dataset, input_column, load_embed, **kwargs)
     else:
-        with state.split_between_processes(list(range(len(values)))) as rows:
-            start = rows[0] if rows else 0
-            mine = _embed_rows(load_embed(), values[start : start + len(rows)], input_column, ROWS_PER_CALL)
-        parts = gather_object([(start, mine)])  # every process's (first row, embeddings), in rank order
-        full = np.concatenate([part for _, part in sorted(parts, key=lambda p: p[0]) if part.size])
+        first = (dealt[0] if dealt else 0) % state.num_processes
+        mine = todo[(state.process_index - first) % state.num_processes :: state.num_processes]
+        if dealt:
+            dealt[0] += len(todo)
+        shards = _embed_shards(load_embed(), dataset, input_column, mine, kwargs.get("batch_size", 32)) if mine else {}
+        gathered = [None] * state.num_processes if state.is_main_process else None
+        dist.gather_object(shards, gathered, dst=0)  # {first row: vectors} of every process, to the main one only
         if state.is_main_process:
-            result = cache.embeddings(identity, dataset, input_column, lambda: _feeder(values, full), **kwargs)
+            feed = _feeder(dataset, input_column, todo, {s: v for part in gathered for s, v in part.items()})
+            result = cache.embeddings(identity, dataset, input_column, lambda: feed, **kwargs)
     state.wait_for_everyone()  # the others wait for the main process's cache writes
     if result is not None:
         return result
@@ -117,3 +152,40 @@ def rank_note() -> str | None:
         return None
     state = partial_state()
     return f"process {state.process_index}/{state.num_processes}"
+
+
+class LocalAccelerator:
+    """The part of ``accelerate.Accelerator`` that ``training.train_head`` uses, for the main process of a
+    multi-process launch training heads alone once the others have left: the model on this process's device, the
+    whole loader (no per-process split), no DDP wrap (its constructor would broadcast over the departed world)."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def prepare(self, model, optimizer, loader):
+        model.to(self.device)  # in place: the optimizer keeps its parameters
+        return model, optimizer, _OnDevice(loader, self.device)
+
+    def backward(self, loss) -> None:
+        loss.backward()
+
+    def unwrap_model(self, model):
+        return model
+
+
+class _OnDevice:
+    def __init__(self, loader, device):
+        self.loader, self.device = loader, device
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield [t.to(self.device) for t in batch]
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
+def head_accelerator() -> LocalAccelerator | None:
+    """What the head phase trains with: None (a fresh ``Accelerator`` per head) in a one-process run, else a
+    ``LocalAccelerator`` on the main process's device."""
+    return None if world_size() == 1 else LocalAccelerator(partial_state().device)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .cache import EmbeddingCache, default_cache_root
 from .config import MAPPED_KINDS, ConfigError, StitchConfig, check_best_head, did_you_mean
-from .distributed import cached_embeddings, is_main_process, rank_note
+from .distributed import cached_embeddings, head_accelerator, is_main_process, rank_note, world_size
 from .encoder_kinds import get_encoder_kind
 from .validate import validate_split
 
@@ -107,6 +107,7 @@ def embed_splits(config: StitchConfig, identities: dict, train, test, cache: Emb
     """Every encoder's train and test embeddings, from the cache or embedded into it: ``{(name, split): array}``
     and the cache hits / misses per encoder."""
     embeddings, cache_stats = {}, {}
+    dealt = [0]  # shards dealt to the processes so far (multi-process launch): the deal continues across splits
     for spec in config.encoders:
         kind = get_encoder_kind(spec.kind)
         stats: dict = {}
@@ -117,6 +118,7 @@ def embed_splits(config: StitchConfig, identities: dict, train, test, cache: Emb
                 split,
                 kind.input_column,
                 lambda s=spec, k=kind: k.load(s),
+                dealt=dealt,
                 desc=f"embed {spec.name}/{split_name}",
                 batch_size=spec.batch_size,
                 stats=stats,
@@ -152,7 +154,11 @@ def run_stitch(
     """The whole benchmark; returns the results dict (also written to ``output_dir/results.json``).
 
     With ``config.best_head`` set, the best relative head is also written to ``output_dir/best-head/`` and pushed
-    to ``best_head.repo_id`` if given (``hub_token``/``hub_endpoint``: default the stored login / HF_ENDPOINT)."""
+    to ``best_head.repo_id`` if given (``hub_token``/``hub_endpoint``: default the stored login / HF_ENDPOINT).
+
+    Under ``accelerate launch`` / ``torchrun`` every process embeds its share of the cache shards; then the main
+    process alone trains and scores the heads and returns the results (identical to one process's: see
+    ``distributed.py``), the others return ``{"embedding_only": True, "process": "process i/N", "timing_s": ...}``."""
     from tqdm.auto import tqdm
 
     from ..data.anchors import select_alignment_set
@@ -170,8 +176,9 @@ def run_stitch(
     cache = EmbeddingCache(Path(cache_dir or config.cache_dir or default_cache_root()))
     embeddings, cache_stats = embed_splits(config, identities, train, test, cache, quiet)
     timing["embedding"] = time.perf_counter() - t_embed
-    if not is_main_process():  # under `accelerate launch -n N`: the others only embed; heads train once
+    if not is_main_process():  # under `accelerate launch -n N`: the others only embed; heads train once, alone
         return {"process": rank_note(), "embedding_only": True, "timing_s": timing}
+    accelerator = head_accelerator()  # the main process alone: no DDP over the processes that have left
 
     train_labels = np.asarray(train["label"], dtype=np.int64)
     test_labels = np.asarray(test["label"], dtype=np.int64)
@@ -207,7 +214,7 @@ def run_stitch(
                         method_anchors[source],
                         num_labels,
                         seed,
-                        None,
+                        accelerator,
                         bar,
                         feature_cache,
                         relative_anchors=len(anchor_idx),
@@ -260,6 +267,7 @@ def run_stitch(
         },
         "cache": {"root": str(cache.root), "per_encoder": cache_stats},
         "runs": runs,
+        "processes": world_size(),
         "timing_s": timing,
     }
     results["summary"] = summarise(results, config)
