@@ -75,6 +75,19 @@ def save_safetensors(tensors: dict, path: PathLike, metadata: dict[str, str] | N
     make_readable(path)
 
 
+def tensors_sha256(tensors: dict) -> str:
+    """sha256 of named tensors (names, shapes, dtypes, bytes), written with a safetensors file and checked on read:
+    safetensors checks its header, not its data."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def write_text_atomic(path: PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a synced temporary file and a rename."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:

@@ -79,11 +79,10 @@ def encoder_identity(
 
 
 def tensor_digest(tensor: torch.Tensor) -> str:
-    """sha256 of a tensor's shape, dtype and bytes: what an entry is checked against on read."""
-    t = tensor.detach().to("cpu").contiguous()
-    digest = hashlib.sha256(f"{tuple(t.shape)}{t.dtype}".encode())
-    digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    """sha256 of the entry (name, shape, dtype, bytes): what it is checked against on read."""
+    from .._io import tensors_sha256
+
+    return tensors_sha256({"embeddings": tensor})
 
 
 class AnchorCache:
