@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
+from .input_checks import check_class_labels
+
 
 @dataclass
 class BridgeModelOutput(ModelOutput):
@@ -48,6 +50,7 @@ class ClassifierMixin:
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         num_labels = self.config.num_labels
+        check_class_labels(labels, logits, num_labels, self.config.problem_type)
         if self.config.problem_type is None:
             if num_labels == 1:
                 self.config.problem_type = "regression"

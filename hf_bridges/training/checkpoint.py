@@ -91,7 +91,8 @@ def load_rng_state(folder: str | os.PathLike, process_index: int) -> bool:
     kind, pos, has_gauss, cached = meta["numpy"]
     np.random.set_state((kind, tensors["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(tensors["torch"])
-    cuda = [tensors[k] for k in sorted(tensors, key=lambda k: int(k.split(".")[1])) if k.startswith("cuda.")]
+    devices = sorted(int(k.split(".")[1]) for k in tensors if k.startswith("cuda."))
+    cuda = [tensors[f"cuda.{i}"] for i in devices]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
     return True
