@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
-from .input_checks import check_class_labels
+from .input_checks import check_class_labels, check_finite
 
 
 @dataclass
@@ -38,7 +38,7 @@ class ClassifierMixin:
     _with_classifier = True
 
     def _classify(self, embeddings, representation, labels, output_representations: bool, return_dict) -> Any:
-        logits = self.forward_head(representation)
+        logits = check_finite(self.forward_head(representation))  # finite features x 1e20 overflow float32
         loss = self.compute_loss(logits, labels) if labels is not None else None
         output = BridgeClassifierOutput(
             loss=loss,

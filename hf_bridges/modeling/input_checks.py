@@ -44,7 +44,7 @@ def check_features(features: torch.Tensor) -> torch.Tensor:
     return features
 
 
-def check_finite(output: torch.Tensor, what: str = "logits") -> torch.Tensor:
+def check_finite(output: Any, what: str = "logits") -> Any:
     """Refuse non-finite head outputs (e.g. finite features of magnitude 1e20 overflow float32 in the head)."""
     if isinstance(output, torch.Tensor) and output.is_floating_point() and not bool(torch.isfinite(output).all()):
         raise InputError(
@@ -55,13 +55,20 @@ def check_finite(output: torch.Tensor, what: str = "logits") -> torch.Tensor:
     return output
 
 
-def check_token_width(input_ids: torch.Tensor | None) -> None:
-    """A batch with no token at all (empty strings, and a tokenizer that adds no special tokens) has nothing to embed."""
+def check_batch(input_ids: torch.Tensor | None) -> None:
+    """A batch with no rows, or no token at all (empty strings, and a tokenizer that adds no special tokens)."""
+    if input_ids is not None and input_ids.shape[0] == 0:
+        raise InputError("empty batch: input_ids has 0 rows")
     if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2 and input_ids.shape[1] == 0:
         raise InputError(
             f"the {input_ids.shape[0]} input(s) hold no tokens (empty texts, and this tokenizer adds no special tokens "
             "such as [CLS]): drop empty texts, or give every text at least one word"
         )
+
+
+def text_checked(tokenizer: Any) -> Any:
+    """``tokenizer`` as a function that names an invalid text (see :func:`call_tokenizer`)."""
+    return lambda texts, **options: call_tokenizer(tokenizer, texts, **options)
 
 
 def call_tokenizer(tokenizer: Any, texts: Sequence[str], **options: Any) -> Any:
