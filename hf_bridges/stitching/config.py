@@ -73,8 +73,9 @@ def _check_scalars(cls, data: dict, where: str) -> dict:
                 ok = number == number and abs(number) != float("inf")
                 data = {**data, key: number} if ok else data
         if not ok:
+            field = f"{where}.{key}" if ": " in where else f"{where}: {key}"  # "config.yaml: anchors.num_anchors"
             raise ConfigError(
-                f"{where}: {key} must be {SCALARS[kind]}{' or null' if optional else ''}, got {value!r} "
+                f"{field} must be {SCALARS[kind]}{' or null' if optional else ''}, got {value!r} "
                 f"({type(value).__name__})"
             )
     return data
