@@ -423,7 +423,7 @@ def test_an_oversized_card_is_skipped(head, caplog):
 # ------------------------------------------------------------------------------------ 6: Hub HTTP 500 on weights
 @pytest.fixture
 def no_wait(monkeypatch):
-    """huggingface_hub's and our retry delays (1, 2, 4 s): the retries still run."""
+    """huggingface_hub's retry delays (1, 2, 4 s...): the retries still run."""
     import time
 
     monkeypatch.setattr(time, "sleep", lambda seconds: None)
@@ -440,7 +440,7 @@ def test_a_hub_server_error_is_named_and_a_transient_one_retried(hub, head_dir, 
     line = next(line for line in err.splitlines() if line.startswith("hf-bridges head: error:"))
     assert "HTTP 500" in line and "try again later" in line and repo in line
     assert "HF_HUB_OFFLINE" not in line and "local" not in line
-    assert hub.state.failed >= 4  # the first try and 3 retries (the client itself asks more than once)
+    assert hub.state.failed >= 2  # huggingface_hub retried the 500 before giving up
 
     hub.fail_requests(rf"^{WEIGHTS_NAME}$", status=500, times=2)  # a transient error
     out = tmp_path / "pulled"

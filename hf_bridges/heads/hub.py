@@ -172,7 +172,7 @@ def pull_head(
         "local_files_only": local_files_only,
     }
     try:
-        folder = _download_retrying(head, download)
+        folder = snapshot_download(head, **download)  # the client retries 5xx / 429 / timeouts itself
     except RepositoryNotFoundError:
         raise HeadFormatError(
             f"no head repo {head!r} on the Hub, or it is private: check the name, or pass token=... "
@@ -186,8 +186,8 @@ def pull_head(
         status = _server_status(error)
         if status is not None:  # the Hub answered, with an error: not an offline problem
             raise HeadFormatError(
-                f"downloading head {head!r} failed: the Hub answered HTTP {status} ({_server_reason(error)}) "
-                f"{RETRIES + 1} times; a server error: try again later (`hf-bridges head pull {head}`)"
+                f"downloading head {head!r} failed: the Hub answered HTTP {status} ({_server_reason(error)}), "
+                f"also on the client's retries; a server error: try again later (`hf-bridges head pull {head}`)"
             ) from None
         raise HeadFormatError(
             f"cannot get head {head!r}{f' at revision {revision}' if revision else ''}: it is not in the local Hugging "
@@ -196,7 +196,7 @@ def pull_head(
         ) from None
     except HfHubHTTPError as error:
         status = _server_status(error)
-        again = f" {RETRIES + 1} times; a server error: try again later" if status and status >= 500 else ""
+        again = " (also on the client's retries): a server error, try again later" if status and status >= 500 else ""
         raise HeadFormatError(f"downloading head {head!r} failed: {str(error).splitlines()[0]}{again}") from None
     except (requests.RequestException, OSError, *_transport_errors()) as error:  # e.g. the connection dropped mid-file
         raise HeadFormatError(
@@ -204,9 +204,6 @@ def pull_head(
             "partial was kept (the Hub client writes into a .incomplete file); rerun `hf-bridges head pull` to retry"
         ) from None
     return Path(folder)
-
-
-RETRIES = 3  # transient server errors (5xx, 429) retried, with huggingface_hub's backoff delays (1, 2, 4 s)
 
 
 def _server_status(error: BaseException) -> int | None:
@@ -226,22 +223,6 @@ def _server_reason(error: BaseException) -> str:
     while error is not None and not isinstance(error, HfHubHTTPError):
         error = error.__cause__ or error.__context__
     return str(error).splitlines()[0][:120] if error is not None else "no detail"
-
-
-def _download_retrying(head: str, download: dict) -> str:
-    """``snapshot_download``, again after a transient server error: the client does not retry a failed HEAD (it falls
-    back to its cache at once) and retries a GET only on 408 / 429. Files already fetched stay in the cache."""
-    import time
-
-    for attempt in range(RETRIES + 1):
-        try:
-            return snapshot_download(head, **download)
-        except (LocalEntryNotFoundError, HfHubHTTPError) as error:
-            status = _server_status(error)
-            if attempt == RETRIES or status is None or not (status >= 500 or status == 429):
-                raise
-            time.sleep(2**attempt)
-    raise AssertionError("unreachable")
 
 
 def load_head(head: PathLike, **pull_kwargs: Any) -> BridgeHead:
