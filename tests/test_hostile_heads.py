@@ -267,6 +267,27 @@ def test_cache_entries_get_the_package_file_mode(head, tiny_encoder_dir, tmp_pat
         assert path.stat().st_mode & 0o777 == 0o666 & ~current_umask(), path.name
 
 
+def test_an_attach_killed_while_writing_the_cache_leaves_no_entry(head, tiny_encoder_dir, tmp_path, caplog):
+    """kill -9 between the entry's write and its rename: no entry, the next attach embeds and writes it whole."""
+    cache = tmp_path / "cache"
+    script = (
+        "from hf_bridges import BridgeForSequenceClassification as B\n"
+        f"B.from_encoder({tiny_encoder_dir!r}, head={str(head)!r}, anchor_cache={str(cache)!r})\n"
+    )
+    env = {**os.environ, "HF_BRIDGES_FAULT_AT": "anchor_cache:written", "HF_BRIDGES_FAULT_SIGNAL": "KILL"}
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=300)
+    assert done.returncode == -9, done.stderr.decode()[-2000:]
+    assert not [p for p in cache.iterdir() if p.suffix == ".safetensors"]  # only the killed writer's temp file
+    with caplog.at_level(logging.WARNING, logger="hf_bridges"):
+        again = attach(head, tiny_encoder_dir, anchor_cache=cache)
+    assert "is bad" not in caplog.text
+    assert [p.name for p in cache.iterdir() if p.name.endswith(".tmp")] == []  # the dead writer's temp file removed
+    clean = attach(head, tiny_encoder_dir, anchor_cache=False)
+    torch.testing.assert_close(again.anchor_embeddings, clean.anchor_embeddings, rtol=0, atol=0)
+    assert AnchorCache(cache).get(_entry(cache).stem, 20) is not None
+
+
 PROBE = """
 import sys, json, torch
 sys.path.insert(0, {tests!r})

@@ -131,17 +131,22 @@ class AnchorCache:
         return embeddings
 
     def put(self, key: str, embeddings: torch.Tensor) -> Path:
-        from .._io import save_safetensors
+        from .._io import _process_alive, fault_point, save_safetensors
 
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
         tensor = embeddings.detach().to("cpu").contiguous()
         with self._lock(path):
+            for stale in self.root.glob(f".{path.name}.*.tmp"):  # of writers killed mid-write (we hold the lock)
+                pid = stale.name[len(path.name) + 2 : -4]
+                if not pid.isdigit() or not _process_alive(int(pid)):
+                    stale.unlink(missing_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             try:
                 save_safetensors(
                     {"embeddings": tensor}, tmp, metadata={"format": str(FORMAT), "sha256": tensor_digest(tensor)}
                 )
+                fault_point("anchor_cache:written")
                 os.replace(tmp, path)
             finally:
                 tmp.unlink(missing_ok=True)
