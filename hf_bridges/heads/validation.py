@@ -94,10 +94,10 @@ def validate_head_config(config: dict[str, Any], where: str) -> None:
 
 
 def _check_files(files: dict[str, Any], where: str) -> None:
-    """``files.<name>``: ``{"sha256": 64 hex digits, "size": bytes}`` per data file (what the reader verifies)."""
-    for name in DATA_FILES:
-        entry = files.get(name)
-        if entry is None:
+    """``files.<name>``: ``{"sha256": 64 hex digits, "size": bytes}`` per file (what the reader verifies and
+    ``head inspect`` prints)."""
+    for name, entry in files.items():
+        if entry is None and name in DATA_FILES:
             continue
         sha, size = (entry.get("sha256"), entry.get("size")) if isinstance(entry, dict) else (None, None)
         good_sha = sha is None or (isinstance(sha, str) and len(sha) == 64 and all(c in HEX for c in sha))
