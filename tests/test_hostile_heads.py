@@ -267,6 +267,7 @@ def test_cache_entries_get_the_package_file_mode(head, tiny_encoder_dir, tmp_pat
         assert path.stat().st_mode & 0o777 == 0o666 & ~current_umask(), path.name
 
 
+@pytest.mark.subprocess
 def test_an_attach_killed_while_writing_the_cache_leaves_no_entry(head, tiny_encoder_dir, tmp_path, caplog):
     """kill -9 between the entry's write and its rename: no entry, the next attach embeds and writes it whole."""
     cache = tmp_path / "cache"

@@ -308,6 +308,7 @@ except HeadSaveError as error:
 """
 
 
+@pytest.mark.subprocess
 def test_save_head_past_the_file_size_limit_names_the_folder_and_keeps_the_old_head(tmp_path):
     from hf_bridges.heads.format import read_head
 
