@@ -40,7 +40,7 @@ from hf_bridges.heads.format import (
     read_head,
 )
 
-EXAMPLES = 80  # about 10 s on one core
+EXAMPLES = 200  # about 8 s on one quiet core
 PEAK_BYTES = 32 << 20  # Python allocations of one read (a legitimate 20-anchor head: well under 1 MiB)
 RSS_GROWTH = 1 << 30  # the whole run
 ALARM_S = 60  # a hang guard, not a timing assert
@@ -111,6 +111,15 @@ CONFIG_PATHS = [
 ]
 
 
+def _clear(path: Path) -> Path:
+    """Remove whatever a drawn edit left at ``path`` (a link, a folder), so a write never goes through a link."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    return path
+
+
 @st.composite
 def config_edit(draw):
     path = draw(st.sampled_from(CONFIG_PATHS))
@@ -130,7 +139,7 @@ def config_edit(draw):
                 node.pop(path[-1], None)
             else:
                 node[path[-1]] = value
-        (folder / CONFIG_NAME).write_text(json.dumps(config))
+        _clear(folder / CONFIG_NAME).write_text(json.dumps(config))
 
     return f"config {'/'.join(path)} {'deleted' if delete else '= ' + repr(value)[:60]}", apply
 
@@ -145,7 +154,7 @@ def config_bytes(draw):
         data = (b"[" * depth) + (b"]" * depth)
     else:
         data = b'{"library_name": "hf_bridges", "bridge_head_format_version": ' + b"9" * 5000 + b"}"
-    return f"config bytes {kind} ({len(data)} B)", lambda folder, world: (folder / CONFIG_NAME).write_bytes(data)
+    return f"config bytes {kind} ({len(data)} B)", lambda folder, world: _clear(folder / CONFIG_NAME).write_bytes(data)
 
 
 @st.composite
@@ -168,7 +177,9 @@ def safetensors_file(draw):
     header = json.dumps(tensors).encode()
     length = draw(st.sampled_from([len(header), len(header) + 7, 2**40, 0]))
     data = struct.pack("<Q", length) + header + body
-    return f"{name}: header {tensors} (length {length})"[:200], lambda folder, world: (folder / name).write_bytes(data)
+    return f"{name}: header {tensors} (length {length})"[:200], lambda folder, world: _clear(folder / name).write_bytes(
+        data
+    )
 
 
 @st.composite
@@ -182,7 +193,7 @@ def real_safetensors(draw):
     tensors = {} if draw(st.booleans()) and draw(st.booleans()) else {key: torch.full(shape, fill).to(dtype)}
 
     def apply(folder: Path, world) -> None:
-        save_file(tensors, str(folder / name))
+        save_file(tensors, str(_clear(folder / name)))
 
     return f"{name}: {key} {dtype} {shape} filled {fill}", apply
 
@@ -216,7 +227,7 @@ def _values(kind: str, n: int, draw):
 def parquet_file(draw):
     if draw(st.integers(0, 9)) == 0:
         return "anchors.parquet: the decompression bomb", lambda folder, world: shutil.copy(
-            world["bomb"], folder / ANCHORS_NAME
+            world["bomb"], _clear(folder / ANCHORS_NAME)
         )
     n = draw(st.sampled_from([0, 1, 19, 20, 21]))
     columns = {}
@@ -226,7 +237,8 @@ def parquet_file(draw):
     compression = draw(st.sampled_from(["none", "snappy", "zstd", "gzip"]))
 
     def apply(folder: Path, world) -> None:
-        pq.write_table(pa.table(columns) if columns else pa.table({}), folder / ANCHORS_NAME, compression=compression)
+        table = pa.table(columns) if columns else pa.table({})
+        pq.write_table(table, _clear(folder / ANCHORS_NAME), compression=compression)
 
     shown = {k: str(v.type) for k, v in columns.items()}
     return f"anchors.parquet: {n} rows {shown} {compression}", apply
@@ -238,11 +250,11 @@ def card(draw):
     data = draw(st.binary(max_size=500))
 
     def apply(folder: Path, world) -> None:
+        path = _clear(folder / (CARD_NAME if kind != "head-card" else "bridge_head_card.md"))
         if kind == "folder":
-            (folder / CARD_NAME).unlink()
-            (folder / CARD_NAME).mkdir()
+            path.mkdir()
         else:
-            (folder / (CARD_NAME if kind == "bytes" else "bridge_head_card.md")).write_bytes(data)
+            path.write_bytes(data)
 
     return f"card {kind} {data[:40]!r}", apply
 
@@ -253,8 +265,7 @@ def link(draw):
     target = draw(st.sampled_from(["outside copy", "outside folder", "dangling", "loop", "inside", "relative out"]))
 
     def apply(folder: Path, world) -> None:
-        path = folder / name
-        path.unlink(missing_ok=True)
+        path = _clear(folder / name)
         if target == "outside copy":
             path.symlink_to(world["outside"] / name)
         elif target == "relative out":
@@ -289,7 +300,7 @@ def _rehash(folder: Path) -> None:
             path = folder / name
             if path.is_file():
                 config["files"][name] = {"sha256": sha256_file(path), "size": path.stat().st_size}
-        (folder / CONFIG_NAME).write_text(json.dumps(config))
+        _clear(folder / CONFIG_NAME).write_text(json.dumps(config))
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         pass
 

@@ -154,7 +154,7 @@ def check_weights_header(path: Path, config: dict[str, Any], where: str) -> None
         )
     hidden = config.get("classifier_hidden_size")
     first = shapes.get("classifier.0.weight", shapes.get("classifier.relative.0.weight"))  # concat / summed heads
-    if first is not None and hidden and first[0] != hidden:
+    if first is not None and hidden and (len(first) != 2 or first[0] != hidden):
         raise HeadFormatError(
             f"{where}: field 'classifier_hidden_size' is {hidden} but {WEIGHTS_NAME} holds "
             f"classifier.0.weight of shape {list(first)}; fix the field or save the head again"
