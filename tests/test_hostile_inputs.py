@@ -79,13 +79,6 @@ def test_a_yaml_number_written_as_1e_minus_3_is_read_as_a_number(tmp_path):
     assert parse_config(config).training.learning_rate == 1e-3
 
 
-@pytest.mark.parametrize("override", ["num_anchors=many", "learning_rate=fast"])
-def test_train_overrides_of_the_wrong_type_are_one_line(tmp_path, capsys, override):
-    assert main(["train", "train-tiny", override, f"output_dir={tmp_path / 'run'}"]) == 1
-    line = one_error_line(capsys.readouterr().err, "train")
-    assert override.replace("=", "='") + "'" in line and "expected" in line
-
-
 # --------------------------------------------------------------------------------------------------- CSV files
 def _csv(path: Path, rows, encoding: str = "utf-8") -> str:
     with open(path, "w", newline="", encoding=encoding) as handle:
