@@ -58,11 +58,34 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     try:
         make_readable(tmp)  # mkstemp makes 0600; a written file gets the usual permissions
         yield Path(tmp)
+        make_readable(tmp)  # again: a writer that replaced the file (safetensors writes 0600) gets the same rule
         fault_point(f"atomic:{path.name}")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_safetensors(tensors: dict, path: PathLike, metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file`` with the file mode every other file gets (0666 less the umask: safetensors
+    creates its files 0600), so one rule holds for every file the package writes."""
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata=metadata)
+    make_readable(path)
+
+
+def tensors_sha256(tensors: dict) -> str:
+    """sha256 of named tensors (names, shapes, dtypes, bytes), written with a safetensors file and checked on read:
+    safetensors checks its header, not its data."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def write_text_atomic(path: PathLike, text: str) -> None:

@@ -70,6 +70,11 @@ class HubState:
         self.drop_after = 0
         self.drop_times: int | None = None
         self.dropped = 0
+        # a request (HEAD or GET) of a file matching ``fail_pattern`` is answered ``fail_status`` ``fail_times`` times
+        self.fail_pattern: str | None = None
+        self.fail_status = 500
+        self.fail_times: int | None = None
+        self.failed = 0
 
 
 API_REPO = re.compile(r"^/api/(models|datasets|spaces)/([^/]+/[^/]+)(?:/(revision|preupload|commit|tree)/(.+))?$")
@@ -356,6 +361,11 @@ class HubHandler(BaseHTTPRequestHandler):
             "ETag": f'"{git_blob_sha(content)}"',
             "Content-Type": "application/octet-stream",
         }
+        state = self.state
+        failing = state.fail_pattern is not None and re.search(state.fail_pattern, filename)
+        if failing and (state.fail_times is None or state.failed < state.fail_times):
+            state.failed += 1
+            return self._error(state.fail_status, None, "Internal Error (test fault)", head_only)
         if not head_only and self._should_drop(filename):
             return self._send_cut(content, headers)
         self._send(200, content, headers, head_only)
@@ -400,6 +410,11 @@ class HubServer:
         ``times`` times (None: always)."""
         self.state.drop_pattern, self.state.drop_after, self.state.drop_times = pattern, after, times
         self.state.dropped = 0
+
+    def fail_requests(self, pattern: str, status: int = 500, times: int | None = None) -> None:
+        """Answer requests of a file matching ``pattern`` with HTTP ``status``, ``times`` times (None: always)."""
+        self.state.fail_pattern, self.state.fail_status, self.state.fail_times = pattern, status, times
+        self.state.failed = 0
 
     def __enter__(self) -> HubServer:
         self._thread.start()

@@ -100,7 +100,11 @@ def test_two_process_gloo_run_matches_one_process(tmp_path):
     for ckpt in (tmp_path / "two" / "checkpoints").glob("step-*"):
         keys = load_file(ckpt / "model.safetensors").keys()
         assert keys and not [k for k in keys if k.startswith("module.")]
-        assert sorted(p.name for p in ckpt.glob("random_states_*")) == ["random_states_0.pkl", "random_states_1.pkl"]
+        assert sorted(p.name for p in ckpt.glob("rng_state_*")) == [
+            "rng_state_0.safetensors",
+            "rng_state_1.safetensors",
+        ]
+        assert not list(ckpt.glob("*.pkl"))  # no pickle: Accelerate's random_states_*.pkl are replaced
     assert not list((tmp_path / "two" / "checkpoints").glob(".tmp-*"))
 
     a = load_file(tmp_path / "one" / "model" / "model.safetensors")

@@ -166,7 +166,7 @@ def run_inspect(args) -> int:
     labels = [head.id2label[i] for i in sorted(head.id2label)]
     print(f"  classifier:   {len(labels)} labels: {', '.join(labels)}" if labels else "  classifier:   none")
     for name, meta in sorted(config["files"].items()):
-        print(f"  {name:<26} {meta['size']:>10,} bytes  sha256 {meta['sha256'][:12]}  ok")
+        print(f"  {name:<26} {meta.get('size') or 0:>10,} bytes  sha256 {(meta.get('sha256') or '-')[:12]}  ok")
     return 0
 
 

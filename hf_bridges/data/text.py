@@ -44,12 +44,14 @@ def from_files(
     format: str | None = None,
     test_size: float = 0.2,
     seed: int = 0,
+    encoding: str | None = None,
 ) -> datasets.DatasetDict:
-    """csv/json/parquet files loaded with ``datasets``; a single file is split (stratified) into train/test."""
+    """csv/json/parquet files loaded with ``datasets``; a single file is split (stratified) into train/test.
+    ``encoding``: of csv / json files (default UTF-8)."""
     files = {"train": data_files} if isinstance(data_files, str) else dict(data_files)
     first = next(iter(files.values()))
     format = format or Path(first).suffix.lstrip(".").replace("jsonl", "json")
-    loaded = datasets.load_dataset(format, data_files=files)
+    loaded = _load_files(format, files, encoding)
     for split in loaded.values():
         for column in (text_column, label_column):
             if column not in split.column_names:
@@ -62,6 +64,50 @@ def from_files(
     if "test" not in loaded:
         return stratified_split(loaded["train"], test_size, seed)
     return loaded
+
+
+def _load_files(format: str, files: dict[str, str], encoding: str | None) -> datasets.DatasetDict:
+    """``datasets.load_dataset`` with its failures on a user's files turned into one line naming the file and fix."""
+    from datasets.exceptions import DatasetGenerationError
+
+    from ..modeling.errors import ConfigError
+
+    kwargs = {"encoding": encoding} if encoding and format in ("csv", "json") else {}
+    try:
+        loaded = datasets.load_dataset(format, data_files=files, **kwargs)
+    except DatasetGenerationError as error:
+        cause = error.__cause__ or error.__context__
+        while cause is not None and not isinstance(cause, UnicodeDecodeError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise ConfigError(f"could not read {_names(files)} as {format}: {error.__cause__ or error}") from None
+        raise ConfigError(
+            f"{_undecodable(files, encoding or 'utf-8')} is not {encoding or 'UTF-8'} text ({cause.reason}: byte "
+            f"{cause.object[cause.start : cause.start + 1]!r}); re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`) "
+            "or pass its encoding: options: {encoding: latin-1}"
+        ) from None
+    except ValueError as error:
+        if "corresponds to no data" not in str(error):
+            raise
+        raise ConfigError(f"{_names(files)} hold(s) no rows (empty, or a header only); pass a file with data") from None
+    empty = [split for split, data in loaded.items() if len(data) == 0]
+    if empty:
+        raise ConfigError(f"{files.get(empty[0], _names(files))} holds no rows (a header only); pass a file with data")
+    return loaded
+
+
+def _names(files: dict[str, str]) -> str:
+    return ", ".join(str(f) for f in files.values())
+
+
+def _undecodable(files: dict[str, str], encoding: str) -> str:
+    """The first of ``files`` that does not decode (the message of datasets names none)."""
+    for name in files.values():
+        try:
+            Path(name).read_bytes().decode(encoding)
+        except (OSError, TypeError, UnicodeDecodeError, LookupError):
+            return str(name)
+    return _names(files)
 
 
 @register_dataset("rotten_tomatoes")

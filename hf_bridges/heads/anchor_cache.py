@@ -8,8 +8,11 @@ tokenizer, the prefix and the anchor texts are covered too), or the uint8 anchor
 settings. Only an encoder that the attach itself loads from a Hub id or folder qualifies (an in-memory model may
 have been trained since it was loaded: it is always embedded).
 
-Writes are atomic (temp file + rename) under a ``filelock`` per entry; a corrupt or mismatching entry is ignored and
-rewritten; nothing here runs code (safetensors only).
+Each entry carries the sha256 of its tensor (shape, dtype, bytes) in its safetensors metadata, checked on every read:
+a corrupt, truncated or mismatching entry is logged, dropped and embedded again. Writes are atomic (temp file +
+rename) and reads and writes of an entry take its ``filelock``, so no reader sees a half-written entry. A cache that
+cannot be written (a full disk: ``OSError``, or safetensors' ``SafetensorError``) costs a warning, never the attach.
+Nothing here runs code (safetensors only).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch
 
 from ..logging import get_logger
 
-FORMAT = 1
+FORMAT = 2  # 2: entries carry the sha256 of their tensor (format-1 entries have other keys: never read)
 ENV = "HF_BRIDGES_ANCHOR_CACHE"
 OFF = ("0", "off", "false", "no", "")
 
@@ -75,6 +78,13 @@ def encoder_identity(
     }
 
 
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """sha256 of the entry (name, shape, dtype, bytes): what it is checked against on read."""
+    from .._io import tensors_sha256
+
+    return tensors_sha256({"embeddings": tensor})
+
+
 class AnchorCache:
     def __init__(self, root: os.PathLike):
         self.root = Path(root)
@@ -82,31 +92,64 @@ class AnchorCache:
     def path(self, key: str) -> Path:
         return self.root / f"{key}.safetensors"
 
+    def _lock(self, path: Path):
+        from filelock import FileLock
+
+        return FileLock(str(path) + ".lock", timeout=600)
+
     def get(self, key: str, num_anchors: int) -> torch.Tensor | None:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        """The entry's embeddings, or None (absent, or bad: then it is logged and removed, so it is embedded again)."""
+        from safetensors import SafetensorError, safe_open
 
         path = self.path(key)
         if not path.is_file():
             return None
+        problem = None
         try:
-            embeddings = load_file(path)["embeddings"]
-        except (SafetensorError, KeyError, OSError, ValueError):
-            return None  # corrupt: the next put rewrites it
-        if embeddings.dim() != 2 or embeddings.shape[0] != num_anchors or not torch.isfinite(embeddings).all():
+            with self._lock(path):
+                try:
+                    with safe_open(str(path), framework="pt") as handle:
+                        expected = (handle.metadata() or {}).get("sha256")
+                        embeddings = handle.get_tensor("embeddings")
+                except (SafetensorError, OSError, ValueError, KeyError) as error:
+                    problem = f"unreadable ({type(error).__name__}: {error})"
+                else:
+                    if expected != tensor_digest(embeddings):
+                        problem = "its content does not match the sha256 written with it"
+                    elif embeddings.dim() != 2 or embeddings.shape[0] != num_anchors:
+                        problem = f"shape {list(embeddings.shape)}, not ({num_anchors}, hidden)"
+                    elif not torch.isfinite(embeddings).all():
+                        problem = "it holds NaN or inf"
+                if problem is not None:
+                    path.unlink(missing_ok=True)
+        except OSError as error:  # the lock file cannot be created (a read-only cache): read nothing
+            logger.warning("could not lock the anchor cache entry %s (%s); embedding the anchors", path, error)
+            return None
+        if problem is not None:
+            logger.warning("anchor cache entry %s is bad (%s): dropped, the anchors are embedded again", path, problem)
             return None
         return embeddings
 
     def put(self, key: str, embeddings: torch.Tensor) -> Path:
-        from filelock import FileLock
-        from safetensors.torch import save_file
+        from .._io import _process_alive, fault_point, save_safetensors
 
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
-        with FileLock(str(path) + ".lock"):
+        tensor = embeddings.detach().to("cpu").contiguous()
+        with self._lock(path):
+            for stale in self.root.glob(f".{path.name}.*.tmp"):  # of writers killed mid-write (we hold the lock)
+                pid = stale.name[len(path.name) + 2 : -4]
+                if not pid.isdigit() or not _process_alive(int(pid)):
+                    stale.unlink(missing_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            save_file({"embeddings": embeddings.detach().to("cpu").contiguous()}, str(tmp), metadata={"format": "1"})
-            os.replace(tmp, path)
+            try:
+                save_safetensors(
+                    {"embeddings": tensor}, tmp, metadata={"format": str(FORMAT), "sha256": tensor_digest(tensor)}
+                )
+                fault_point("anchor_cache:written")
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
         return path
 
 
@@ -129,9 +172,11 @@ def fill_anchor_embeddings(
             return "cache"
     embeddings = bridge.refresh_anchors()
     if key is not None:
+        from safetensors import SafetensorError
+
         try:
             AnchorCache(root).put(key, embeddings)
-        except OSError as error:
+        except (OSError, SafetensorError) as error:  # safetensors reports a full disk as SafetensorError
             logger.warning("could not write the anchor cache under %s (%s); the next attach embeds again", root, error)
     return "embedded"
 

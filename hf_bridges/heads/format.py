@@ -35,6 +35,7 @@ from .._io import (
     publish_files,
     sha256_file,
 )
+from ..logging import get_logger
 from .files import (
     ANCHOR_SPACE_NAME,
     ANCHORS_NAME,
@@ -44,13 +45,22 @@ from .files import (
     HEAD_CARD_NAME,
     HEAD_FILES,
     HEAD_FORMAT_VERSION,
+    MAX_ANCHORS,
+    MAX_CARD_BYTES,
+    MAX_CONFIG_BYTES,
     PLAIN_HEAD_FORMAT,
     WEIGHTS_NAME,
     HeadFormatError,
+    HeadSaveError,
     _package_version,
+    check_inside,
     head_card_name,
+    max_anchor_chars,
 )
+from .parquet_anchors import read_anchors
 from .validation import check_weights_header, tokenizer_fingerprint, validate_head_config
+
+logger = get_logger(__name__)
 
 # BridgeConfig fields a head needs to be rebuilt on any encoder (everything but the encoder and the anchors).
 HEAD_CONFIG_KEYS = (
@@ -139,6 +149,13 @@ def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
         raise ValueError(
             "this model has no raw anchor inputs in its config, so its head cannot move to another encoder"
         )
+    if len(raw_anchors) > MAX_ANCHORS:
+        raise HeadFormatError(
+            f"this model has {len(raw_anchors)} anchors; a head holds at most {MAX_ANCHORS} (what an attach embeds "
+            "and reports on in bounded memory): build the bridge with fewer anchors"
+        )
+    if config.modality == "text":
+        raw_anchors = _cut_texts(raw_anchors, config.max_seq_length)
     encoder = getattr(model, "encoder", None)
     record = {key: getattr(config, key) for key in HEAD_CONFIG_KEYS}
     has_set = record["relative_anchors"] is not None
@@ -177,13 +194,35 @@ def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
     )
 
 
+def _cut_texts(anchors: list, max_seq_length: int | None) -> list:
+    """Anchor texts cut to the characters that can reach the model (:func:`~.files.max_anchor_chars`), which is what
+    read_head accepts; lone surrogates (not encodable as UTF-8) are refused, naming the anchor."""
+    limit = max_anchor_chars(max_seq_length)
+    out = []
+    for i, text in enumerate(anchors):
+        if isinstance(text, str):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise HeadFormatError(
+                    f"anchor {i} ({text[:40]!r}) holds a character that is not valid Unicode text ({error.reason} at "
+                    f"{error.start}, e.g. a lone surrogate): clean the anchor text before saving the head"
+                ) from None
+            if len(text) > limit:
+                logger.warning("anchor %d has %d characters; the head keeps its first %d", i, len(text), limit)
+                text = text[:limit]
+        out.append(text)
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------- write
 
 
 def _write_files(head: BridgeHead, folder: Path, card: str | None, card_name: str = CARD_NAME) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from safetensors.torch import save_file
+
+    from .._io import save_safetensors as save_file
 
     save_file(head.state_dict, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
     space = head.anchor_embeddings.to(torch.float16)
@@ -218,6 +257,8 @@ def write_head(head: BridgeHead, folder: os.PathLike | str, card: str | None = N
     loaders read through and the next save (or ``hf-bridges head recover``) restores. Leftovers of killed saves
     are removed.
     """
+    from safetensors import SafetensorError
+
     target = Path(folder)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and not target.is_dir():
@@ -226,7 +267,14 @@ def write_head(head: BridgeHead, folder: os.PathLike | str, card: str | None = N
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         card_name = head_card_name(target)
-        _write_files(head, staging, card, card_name)
+        try:
+            _write_files(head, staging, card, card_name)
+        except (OSError, SafetensorError) as error:  # safetensors reports a full disk as SafetensorError
+            kept = "the previous head there is intact" if target.exists() else "nothing was written there"
+            raise HeadSaveError(
+                f"could not write the head to {target} ({type(error).__name__}: {error}); {kept}. Free disk space "
+                "(or choose another folder) and save again"
+            ) from None
         fault_point("save_head:staged")
         if not target.exists():
             make_readable(staging)
@@ -298,12 +346,17 @@ def read_head_config(
     files = files or head_files(folder, source)
     if not files[CONFIG_NAME].is_file():
         raise _not_a_head(folder, source)
-    try:
-        config = json.loads(files[CONFIG_NAME].read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
+    path = check_inside(files[CONFIG_NAME], folder, source)
+    if path.stat().st_size > MAX_CONFIG_BYTES:
         raise HeadFormatError(
-            f"{source}/{CONFIG_NAME} is corrupted (not valid JSON: {error}); save or push the head again"
-        ) from None
+            f"{source}/{CONFIG_NAME} has {path.stat().st_size:,} bytes, over the {MAX_CONFIG_BYTES:,} a head config "
+            "may hold; not a bridge head config: save or push the head again"
+        )
+    try:
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        why = "nested too deeply" if isinstance(error, RecursionError) else f"not valid JSON: {error}"
+        raise HeadFormatError(f"{source}/{CONFIG_NAME} is corrupted ({why}); save or push the head again") from None
     if (
         not isinstance(config, dict)
         or config.get("library_name") != "hf_bridges"
@@ -333,7 +386,6 @@ def read_head_config(
 def read_head(folder: os.PathLike | str, source: str | None = None, verify: bool = True) -> BridgeHead:
     """Read a head folder; every file is checked against the checksums recorded in its config."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -345,7 +397,8 @@ def read_head(folder: os.PathLike | str, source: str | None = None, verify: bool
         path = files[name]
         if not path.is_file():
             raise HeadFormatError(f"{source} is missing {name}: the head is incomplete; save or push it again")
-        expected = config["files"].get(name, {}).get("sha256")
+        check_inside(path, folder, source)
+        expected = (config["files"].get(name) or {}).get("sha256")
         if verify and expected and sha256_file(path) != expected:
             raise HeadFormatError(
                 f"{source}/{name} is corrupted (its sha256 differs from the one in {CONFIG_NAME}); "
@@ -355,7 +408,7 @@ def read_head(folder: os.PathLike | str, source: str | None = None, verify: bool
         check_weights_header(files[WEIGHTS_NAME], config, source)
         state = load_file(str(files[WEIGHTS_NAME]))
         space = load_file(str(files[ANCHOR_SPACE_NAME]))
-        table = pq.read_table(files[ANCHORS_NAME])
+        anchors, labels = read_anchors(files[ANCHORS_NAME], config, source)
     except (SafetensorError, pa.ArrowException, OSError) as error:
         raise HeadFormatError(f"{source} has a corrupted file ({error}); save or push the head again") from None
     for key, tensor in state.items():
@@ -364,11 +417,6 @@ def read_head(folder: os.PathLike | str, source: str | None = None, verify: bool
                 f"{source}/{WEIGHTS_NAME}: tensor {key!r} holds NaN or inf values; the head is "
                 "broken (retrain it, or save it again from a model with finite weights)"
             )
-    if "anchor" not in table.column_names or table.num_rows != config["num_anchors"]:
-        raise HeadFormatError(
-            f"{source}/{ANCHORS_NAME} has {table.num_rows} rows and columns {table.column_names}; expected an "
-            f"'anchor' column with {config['num_anchors']} rows"
-        )
     embeddings = space.get("anchor_embeddings")
     hidden = config["encoder"].get("hidden_size")
     if embeddings is None or tuple(embeddings.shape) != (config["num_anchors"], hidden):
@@ -380,17 +428,34 @@ def read_head(folder: os.PathLike | str, source: str | None = None, verify: bool
             f"{source}/{ANCHOR_SPACE_NAME}: tensor 'anchor_embeddings' holds NaN or inf values; "
             "the training encoder's anchor space is broken: save the head again"
         )
-    labels = table.column("label").to_pylist() if "label" in table.column_names else None
     card_path = files[HEAD_CARD_NAME] if files[HEAD_CARD_NAME].is_file() else files[CARD_NAME]
     return BridgeHead(
         config=config,
         state_dict={k: v.float() if v.is_floating_point() else v for k, v in state.items()},
-        anchors=table.column("anchor").to_pylist(),
-        anchor_labels=None if labels is None or all(label is None for label in labels) else labels,
+        anchors=anchors,
+        anchor_labels=labels,
         anchor_embeddings=embeddings.float(),
-        card=card_path.read_text(encoding="utf-8") if card_path.is_file() else None,
+        card=read_card(card_path, folder, source),
         source=source,
     )
+
+
+def read_card(path: Path, folder: Path, source: str) -> str | None:
+    """The card's text, or None. It is documentation: an oversized or non-UTF-8 card costs a warning (undecodable
+    bytes are replaced), never the head; a link out of the folder is refused like any other head file."""
+    if not path.is_file():
+        return None
+    check_inside(path, folder, source)
+    size = path.stat().st_size
+    if size > MAX_CARD_BYTES:
+        logger.warning("%s: %s has %d bytes (over %d); the card is not read", source, path.name, size, MAX_CARD_BYTES)
+        return None
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        logger.warning("%s: %s is not UTF-8 (%s); undecodable bytes are replaced", source, path.name, error.reason)
+        return data.decode("utf-8", errors="replace")
 
 
 def _file_names(state: dict) -> dict:

@@ -25,6 +25,7 @@ from huggingface_hub.errors import (
 
 from ..modeling.errors import HfBridgesError
 from .cards import head_card, retarget_head_card
+from .files import check_inside
 from .format import (
     CARD_NAME,
     HEAD_CARD_NAME,
@@ -107,13 +108,15 @@ def push_head_folder(
 ):
     """Upload a head folder written by ``save_head`` (checked first, so a broken head is never published)."""
     read_head(folder)
+    folder = Path(folder)
+    uploads = [name for name in (*HEAD_FILES, CARD_NAME, HEAD_CARD_NAME) if (folder / name).is_file()]
+    for name in uploads:  # never publish a file from outside the folder (a README.md -> ~/.cache/.../token)
+        check_inside(folder / name, folder, str(folder))
     api = HfApi(endpoint=endpoint, token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    operations = [
-        CommitOperationAdd(name, str(Path(folder) / name)) for name in HEAD_FILES if (Path(folder) / name).is_file()
-    ]
+    operations = [CommitOperationAdd(name, str(folder / name)) for name in HEAD_FILES if name in uploads]
     for card_name in (CARD_NAME, HEAD_CARD_NAME):  # the card names the repo it is pushed to, not a placeholder
-        if (Path(folder) / card_name).is_file():
+        if card_name in uploads:
             card = retarget_head_card(ModelCard.load(Path(folder) / card_name), repo_id)
             operations.append(CommitOperationAdd(card_name, str(card).encode()))
     return api.create_commit(repo_id=repo_id, operations=operations, revision=revision, commit_message=commit_message)
@@ -156,18 +159,18 @@ def pull_head(
     head = str(head)
     if not REPO_ID.match(head) or head.startswith((".", "~")):
         raise HeadFormatError(f"no head folder at {head}; pass an existing folder or a Hub repo id such as org/name")
+    download = {
+        "revision": revision,
+        "token": token,
+        "cache_dir": cache_dir,
+        "endpoint": endpoint,
+        # config.json too (small): it tells a full bridge model apart from a repo that is no bridge at all
+        "allow_patterns": [*HEAD_FILES, CARD_NAME, HEAD_CARD_NAME, "config.json"],
+        "force_download": force_download,
+        "local_files_only": local_files_only,
+    }
     try:
-        folder = snapshot_download(
-            head,
-            revision=revision,
-            token=token,
-            cache_dir=cache_dir,
-            endpoint=endpoint,
-            # config.json too (small): it tells a full bridge model apart from a repo that is no bridge at all
-            allow_patterns=[*HEAD_FILES, CARD_NAME, HEAD_CARD_NAME, "config.json"],
-            force_download=force_download,
-            local_files_only=local_files_only,
-        )
+        folder = snapshot_download(head, **download)  # the client retries 5xx / 429 / timeouts itself
     except RepositoryNotFoundError:
         raise HeadFormatError(
             f"no head repo {head!r} on the Hub, or it is private: check the name, or pass token=... "
@@ -178,19 +181,46 @@ def pull_head(
             f"the head repo {head!r} has no revision {revision!r} (a branch, tag or commit sha)"
         ) from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
+        status = _server_status(error)
+        if status is not None:  # the Hub answered, with an error: not an offline problem
+            raise HeadFormatError(
+                f"downloading head {head!r} failed: the Hub answered HTTP {status} ({_server_reason(error)}), "
+                f"also on the client's retries; a server error: try again later (`hf-bridges head pull {head}`)"
+            ) from None
         raise HeadFormatError(
             f"cannot get head {head!r}{f' at revision {revision}' if revision else ''}: it is not in the local Hugging "
             f"Face cache and the Hub cannot be reached ({type(error).__name__}). Pull it while online "
             "(`hf-bridges head pull ...`), unset HF_HUB_OFFLINE, or pass a local folder"
         ) from None
     except HfHubHTTPError as error:
-        raise HeadFormatError(f"downloading head {head!r} failed: {error}") from None
+        status = _server_status(error)
+        again = " (also on the client's retries): a server error, try again later" if status and status >= 500 else ""
+        raise HeadFormatError(f"downloading head {head!r} failed: {str(error).splitlines()[0]}{again}") from None
     except (requests.RequestException, OSError, *_transport_errors()) as error:  # e.g. the connection dropped mid-file
         raise HeadFormatError(
             f"downloading head {head!r} failed: the connection broke ({type(error).__name__}: {error}). Nothing "
             "partial was kept (the Hub client writes into a .incomplete file); rerun `hf-bridges head pull` to retry"
         ) from None
     return Path(folder)
+
+
+def _server_status(error: BaseException) -> int | None:
+    """The HTTP status of the Hub answer behind ``error`` (the client wraps a failed HEAD in LocalEntryNotFoundError),
+    or None when no answer came (offline, connection refused)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        response = getattr(error, "response", None)
+        if isinstance(error, HfHubHTTPError) and response is not None:
+            return response.status_code
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _server_reason(error: BaseException) -> str:
+    while error is not None and not isinstance(error, HfHubHTTPError):
+        error = error.__cause__ or error.__context__
+    return str(error).splitlines()[0][:120] if error is not None else "no detail"
 
 
 def load_head(head: PathLike, **pull_kwargs: Any) -> BridgeHead:

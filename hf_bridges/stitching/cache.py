@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import fault_point, write_text_atomic
+from .validate import check_shard_widths
 
 SHARD_ROWS = 256
 CACHE_FORMAT = 1
@@ -164,6 +165,7 @@ class EmbeddingCache:
                 )
             finally:
                 stats.pop("_retried", None)
+        check_shard_widths(folder, [v for _, v in parts])  # another encoder's shard: removed, named
         rows = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, dtype=np.int64)
         values = np.concatenate([v for _, v in parts]) if parts else np.zeros((0, 0), dtype=np.float32)
         if values.shape[0] != n or not np.array_equal(rows, np.arange(n)):

@@ -39,10 +39,47 @@ def _build(cls, data: Any, where: str):
             continue  # renamed: the class warns and reads it
         if key not in names:
             raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, names)} (valid keys: {sorted(names)})")
+    data = _check_scalars(cls, data, where)
     try:
         return cls(**data)
     except TypeError as error:
         raise ConfigError(f"{where}: {error}") from None
+
+
+SCALARS = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _check_scalars(cls, data: dict, where: str) -> dict:
+    """Scalar fields hold their declared type (``num_anchors: many`` is refused here, not deep in the run); a
+    number YAML reads as a string (``1e-3``: YAML 1.1 wants ``1.0e-3``) is read as the number."""
+    import types
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        hint = hints.get(key)
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1
+        kind = args[0] if optional else hint
+        if kind not in SCALARS or (value is None and optional):
+            continue
+        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if isinstance(value, str):
+                try:
+                    number = float(value)
+                except ValueError:
+                    number = float("nan")
+                ok = number == number and abs(number) != float("inf")
+                data = {**data, key: number} if ok else data
+        if not ok:
+            field = f"{where}.{key}" if ": " in where else f"{where}: {key}"  # "config.yaml: anchors.num_anchors"
+            raise ConfigError(
+                f"{field} must be {SCALARS[kind]}{' or null' if optional else ''}, got {value!r} "
+                f"({type(value).__name__})"
+            )
+    return data
 
 
 @dataclass

@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+from ..modeling.errors import HfBridgesError
 from .config import ConfigError
+
+
+class CacheError(HfBridgesError, OSError):
+    """An embedding cache folder that cannot be used as it is; the message says what was done and what to do."""
+
+
+def check_shard_widths(folder: Path, values: list) -> None:
+    """All shards of one cache folder hold embeddings of one width; else the folder (another encoder's shard, or a
+    damaged cache) is removed and named, instead of numpy's concatenate message."""
+    widths = sorted({int(v.shape[1]) for v in values if getattr(v, "ndim", 0) == 2})
+    if len(widths) > 1 or any(getattr(v, "ndim", 2) != 2 for v in values):
+        shutil.rmtree(folder, ignore_errors=True)
+        raise CacheError(
+            f"embedding cache {folder} held shards of different widths {widths} (another encoder's shard, or a "
+            "damaged cache); it has been removed: rerun to embed again"
+        )
 
 
 def _example(values, rows) -> str:

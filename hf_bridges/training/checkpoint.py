@@ -2,7 +2,9 @@
 
 A crash or a full disk mid-write leaves at most a ``.tmp-*`` folder (removed on the next save) and never a
 ``latest`` that points at a partial checkpoint. Model weights are saved without DDP's ``module.`` prefix, so a
-checkpoint reads the same whatever the world size that wrote it.
+checkpoint reads the same whatever the world size that wrote it. The RNG states are kept without pickle
+(``rng_state_<process>.safetensors``: tensors, and JSON metadata for Python's generator) in place of Accelerate's
+``random_states_<process>.pkl``; a checkpoint holding any ``.pkl`` file is refused on resume (no pickle is read).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from typing import Any
 
 import torch
 
-from .._io import fault_point, write_text_atomic
+from .._io import fault_point, make_readable, save_safetensors, tensors_sha256, write_text_atomic
 from ..modeling.errors import HfBridgesError
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 STATE_FILE = "train_state.json"
 PREFIX = "module."
+RNG_FILE = "rng_state_{}.safetensors"
 
 
 class CheckpointError(HfBridgesError, OSError):
@@ -45,6 +48,54 @@ def install_prefix_hooks(accelerator, model) -> None:
     accelerator.register_save_state_pre_hook(strip_prefix_hook)
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         model.register_load_state_dict_pre_hook(add_prefix_on_load)
+    # before Accelerate's own loading, which finds no random_states_*.pkl and leaves the RNGs alone
+    accelerator.register_load_state_pre_hook(lambda models, folder: load_rng_state(folder, accelerator.process_index))
+
+
+def save_rng_state(folder: Path, process_index: int) -> Path:
+    """This process's RNG states (Python, NumPy, torch CPU and accelerator devices) as safetensors + JSON metadata."""
+    import random
+
+    import numpy as np
+
+    version, words, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    tensors = {
+        "torch": torch.get_rng_state(),
+        "python": torch.tensor(words, dtype=torch.int64),
+        "numpy": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+    }
+    if torch.cuda.is_available():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = state
+    meta = {"python": [version, gauss], "numpy": [kind, int(pos), int(has_gauss), float(cached)]}
+    path = Path(folder) / RNG_FILE.format(process_index)
+    save_safetensors(tensors, path, metadata={"rng": json.dumps(meta), "sha256": tensors_sha256(tensors)})
+    return path
+
+
+def load_rng_state(folder: str | os.PathLike, process_index: int) -> bool:
+    """Restore what :func:`save_rng_state` wrote (False: no file, e.g. a checkpoint of an older release)."""
+    import random
+
+    import numpy as np
+    from safetensors import safe_open
+
+    path = Path(folder) / RNG_FILE.format(process_index)
+    if not path.is_file():
+        return False
+    with safe_open(str(path), framework="pt") as handle:
+        meta = json.loads(handle.metadata()["rng"])
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (no dict)
+    random.setstate((meta["python"][0], tuple(tensors["python"].tolist()), meta["python"][1]))
+    kind, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((kind, tensors["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(tensors["torch"])
+    devices = sorted(int(k.split(".")[1]) for k in tensors if k.startswith("cuda."))
+    cuda = [tensors[f"cuda.{i}"] for i in devices]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    return True
 
 
 def checkpoint_root(output_dir: str | os.PathLike) -> Path:
@@ -89,7 +140,17 @@ def _damage(path: Path) -> str | None:
             with safe_open(str(path), framework="pt") as handle:  # checks the header against the file size
                 for key in handle.keys():  # noqa: SIM118 (a safetensors handle is no dict)
                     handle.get_slice(key)
-        elif path.suffix in (".pkl", ".bin", ".pt"):  # torch.save zip archives (RNG states, optimizer)
+                expected = (handle.metadata() or {}).get("sha256")
+                if expected is not None:  # the RNG states carry their digest (model weights: the header only)
+                    tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+                    if tensors_sha256(tensors) != expected:
+                        return "its content does not match the sha256 written with it"
+        elif path.suffix == ".pkl":  # this package never writes one (RNG states: rng_state_*.safetensors)
+            return (
+                "a pickle file, which hf_bridges never writes nor reads (its RNG states are in "
+                "rng_state_*.safetensors); delete it if you trust the checkpoint otherwise"
+            )
+        elif path.suffix in (".bin", ".pt"):  # torch.save zip archives (optimizer, scheduler)
             with zipfile.ZipFile(path) as archive:
                 bad = archive.testzip()
             if bad is not None:
@@ -117,7 +178,8 @@ def verify_checkpoint(checkpoint: Path) -> Path:
             if others
             else "no other complete checkpoint is kept: start again without --resume"
         )
-        raise CheckpointError(f"checkpoint file {path} is truncated or corrupted ({problem}); {hint}")
+        what = "not one hf_bridges wrote" if path.suffix == ".pkl" else "truncated or corrupted"
+        raise CheckpointError(f"checkpoint file {path} is {what} ({problem}); {hint}")
     return checkpoint
 
 
@@ -146,6 +208,8 @@ def save_checkpoint(
     error: BaseException | None = None
     try:
         accelerator.save_state(str(tmp))
+        (tmp / f"random_states_{accelerator.process_index}.pkl").unlink(missing_ok=True)  # Accelerate's pickle
+        save_rng_state(tmp, accelerator.process_index)
         if main:
             write_text_atomic(tmp / STATE_FILE, json.dumps({**state, "step": step}, indent=2, default=str))
     except Exception as exc:  # OSError, or safetensors' own SafetensorError wrapping an I/O error (disk full)
@@ -162,6 +226,8 @@ def save_checkpoint(
             "Free disk space and rerun with --resume latest."
         ) from error
     if main:
+        for path in tmp.rglob("*"):  # safetensors and torch.save write 0600: one file-mode rule for the package
+            make_readable(path)
         if final.exists():  # only when a run redoes a step after a failure: latest points elsewhere then
             shutil.rmtree(final)
         fault_point("checkpoint:written")
