@@ -277,7 +277,7 @@ def test_a_foreign_rng_pickle_on_resume_is_refused(tmp_path, accelerate_state):
     foreign = checkpoint / "random_states_0.pkl"
     with open(foreign, "wb") as handle:
         pickle.dump({"random_state": random.getstate()}, handle)
-    with pytest.raises(CheckpointError, match=rf"checkpoint file {foreign} is not one hf_bridges wrote \(a pickle"):
+    with pytest.raises(CheckpointError, match=rf"checkpoint file {foreign} is refused \(a pickle"):
         resolve_checkpoint("latest", tmp_path)
 
 

@@ -145,10 +145,11 @@ def _damage(path: Path) -> str | None:
                     tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
                     if tensors_sha256(tensors) != expected:
                         return "its content does not match the sha256 written with it"
-        elif path.suffix == ".pkl":  # this package never writes one (RNG states: rng_state_*.safetensors)
+        elif path.suffix == ".pkl":  # written by Accelerate up to hf_bridges 0.2; now rng_state_*.safetensors
             return (
-                "a pickle file, which hf_bridges never writes nor reads (its RNG states are in "
-                "rng_state_*.safetensors); delete it if you trust the checkpoint otherwise"
+                "a pickle file, which hf_bridges no longer writes and never reads (RNG states are now in "
+                "rng_state_*.safetensors; 0.2 checkpoints held Accelerate's pickles); delete it to resume without "
+                "restoring the random state, if you trust the checkpoint otherwise"
             )
         elif path.suffix in (".bin", ".pt"):  # torch.save zip archives (optimizer, scheduler)
             with zipfile.ZipFile(path) as archive:
@@ -178,7 +179,7 @@ def verify_checkpoint(checkpoint: Path) -> Path:
             if others
             else "no other complete checkpoint is kept: start again without --resume"
         )
-        what = "not one hf_bridges wrote" if path.suffix == ".pkl" else "truncated or corrupted"
+        what = "refused" if path.suffix == ".pkl" else "truncated or corrupted"
         raise CheckpointError(f"checkpoint file {path} is {what} ({problem}); {hint}")
     return checkpoint
 
