@@ -22,7 +22,16 @@ _KEY_RENAMES = {r"^head\.classifier\.": "score.mlp.", r"^head\.": "score."}
 # The same as a chain for the transformers >= 5 loader (each rename sees the previous one's output); the saver
 # applies it reversed, so model.safetensors keeps ``head.*`` / ``head.classifier.*`` and older releases read it.
 _LOADER_RENAMES = ((r"^head\.", "score."), (r"^score\.classifier\.", "score.mlp."))
-_PREVIOUS = ".hf_bridges-previous"  # an unfinished save's journal (hf_bridges._io.publish_files)
+_PREVIOUS = ".hf_bridges-previous"
+_TOKENIZER_SOURCE = (
+    "revision",
+    "subfolder",
+    "token",
+    "cache_dir",
+    "local_files_only",
+    "force_download",
+    "proxies",
+)  # an unfinished save's journal (hf_bridges._io.publish_files)
 
 
 def register_key_renames(class_name: str) -> None:
@@ -86,6 +95,8 @@ class StagedSaveLoad:
         saved anchors match now (peft may inject LoRA before the first forward: then they are re-embedded)."""
         model = checked_load(super().from_pretrained, pretrained_model_name_or_path, args, kwargs)
         bridge = model[0] if isinstance(model, tuple) else model  # output_loading_info=True
+        # its tokenizer is loaded on first use (tokenize, encode, save, push) from the same place and revision
+        bridge._tokenizer_source = {key: kwargs[key] for key in _TOKENIZER_SOURCE if kwargs.get(key) is not None}
         if getattr(bridge, "encoder", None) is not None and bool(bridge.anchors.is_fresh):
             bridge._anchor_snapshot = bridge._encoder_state()
         return model
@@ -105,8 +116,9 @@ class StagedSaveLoad:
             result = staged_save(self, super().save_pretrained, target, args, kwargs)
         else:  # rank > 0 writes nothing of its own; a push names the repo after the folder
             result = super().save_pretrained(save_directory, *args, **kwargs)
-            if self.tokenizer is not None and kwargs.get("is_main_process", True):
-                self.tokenizer.save_pretrained(save_directory)
+            tokenizer = self._get_tokenizer()  # a reloaded bridge's is loaded lazily: load it to save it
+            if tokenizer is not None and kwargs.get("is_main_process", True):
+                tokenizer.save_pretrained(save_directory)
         if not self.__dict__.get("name_or_path"):
             self.name_or_path = target  # peft reads model.__dict__["name_or_path"]
         return result
@@ -144,8 +156,9 @@ def staged_save(model: Any, save: Callable[..., Any], target: str, args: tuple, 
     staging = tempfile.mkdtemp(prefix=f".{base}.tmp-{os.getpid()}-", dir=parent)
     try:
         result = save(staging, *args, **kwargs)
-        if model.tokenizer is not None:
-            model.tokenizer.save_pretrained(staging)
+        tokenizer = model._get_tokenizer() if hasattr(model, "_get_tokenizer") else model.tokenizer
+        if tokenizer is not None:  # a reloaded bridge's is loaded lazily: load it to save it
+            tokenizer.save_pretrained(staging)
         names = sorted(
             (n for n in os.listdir(staging) if os.path.isfile(os.path.join(staging, n))),
             key=lambda n: n == "config.json",
