@@ -14,6 +14,7 @@ in a log file.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -40,9 +41,12 @@ def progress_enabled(show: bool | None = None) -> bool:
 
 
 def _bar(total: int, desc: str, show: bool | None):
-    from tqdm.auto import tqdm  # a transformers dependency; a widget in notebooks, lines in a log file
+    """A ``tqdm.auto`` bar (a transformers dependency): a widget in a notebook, lines in a log file, where its
+    final state stays (on a terminal it is cleared when done)."""
+    from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="row", leave=False, disable=not progress_enabled(show))
+    leave = not bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return tqdm(total=total, desc=desc, unit="row", leave=leave, disable=not progress_enabled(show))
 
 
 def length_order(attention_mask: torch.Tensor) -> torch.Tensor:
