@@ -45,8 +45,10 @@ class TextInference:
     """Mixin of the text bridges (through ``Tokenizing``): texts in, embeddings / labels / probabilities out."""
 
     @staticmethod
-    def _refuse_texts(args: Sequence[Any], inputs: dict[str, Any]) -> None:
+    def _refuse_texts(args: Sequence[Any], inputs: dict[str, Any]) -> bool:
+        """Raise when ``embed`` got texts; else ``False`` (so it reads as a guard in ``embed``)."""
         refuse_texts(args, inputs)
+        return False
 
     @torch.no_grad()
     def encode(

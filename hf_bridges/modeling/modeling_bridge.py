@@ -282,8 +282,7 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitc
     def embed(self, *args: Any, **inputs: Any) -> torch.Tensor:
         """Pooled absolute embeddings of a batch (positional arguments in ``input_names`` order); no graph is
         kept when the encoder is frozen."""
-        self._refuse_texts(args, inputs)  # texts: one clear error that points to encode(texts)
-        if len(args) > len(self.input_names):
+        if self._refuse_texts(args, inputs) or len(args) > len(self.input_names):  # texts: an error naming encode()
             raise TypeError(f"embed() takes at most {len(self.input_names)} positional inputs {self.input_names}")
         for name, value in zip(self.input_names, args):
             if name in inputs:
