@@ -212,3 +212,7 @@ def test_each_warning_on_the_quick_start_path_is_said_once(hub, tokenizer, ancho
     messages = [str(w.message) for w in caught]
     assert sum("duplicates" in m for m in messages) == 1, json.dumps(messages, indent=1)
     assert not any("data file" in m for m in messages), json.dumps(messages, indent=1)
+    with pytest.warns(UserWarning, match="1 of the 21 anchors are duplicates"):  # embedded later (quick start)
+        BridgeForSequenceClassification.from_encoder(
+            make_encoder(0), anchors=texts, tokenizer=tokenizer, labels=NAMES, embed_anchors=False
+        )

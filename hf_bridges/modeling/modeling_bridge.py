@@ -200,8 +200,7 @@ class BridgePreTrainedModel(HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitc
         bridge.tokenizer = tokenizer
         bridge.anchors.input_ids.copy_(tokens["input_ids"])
         bridge.anchors.attention_mask.copy_(tokens["attention_mask"])
-        if embed_anchors:
-            warn_degenerate_anchors(anchors, bridge.refresh_anchors())
+        warn_degenerate_anchors(anchors, bridge.refresh_anchors() if embed_anchors else None)  # duplicates: always
         return bridge
 
     # ---------------------------------------------------------------------------------------------------- anchors
