@@ -22,6 +22,7 @@ from huggingface_hub import HfApi
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from hf_bridges import BridgeForSequenceClassification, BridgeModel, HfBridgesError
+from hf_bridges import logging as hb_logging
 
 hub = pytest.fixture(hub_fixture)
 NAMES = ["business", "entertainment", "politics", "sport", "tech"]
@@ -174,7 +175,7 @@ def test_progress_bars_follow_the_hf_switches_not_the_terminal(bridge, capsys, c
 
     for disable, enable in (
         (disable_progress_bars, enable_progress_bars),  # HF_HUB_DISABLE_PROGRESS_BARS does the same
-        (lambda: disable_progress_bars("hf_bridges"), lambda: enable_progress_bars("hf_bridges")),
+        (hb_logging.disable_progress_bar, hb_logging.enable_progress_bar),  # the "hf_bridges" group only
         (hf_logging.disable_progress_bar, hf_logging.enable_progress_bar),
     ):
         disable()
