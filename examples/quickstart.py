@@ -1,7 +1,7 @@
 """The README quick start, as one script: train the default head on all-MiniLM-L6-v2 (BBC News), save it, attach it
 zero-shot to paraphrase-MiniLM-L3-v2 and classify with a pipeline.
 
-    python examples/quickstart.py        # about 2 minutes on an idle 2-core CPU (docs/quickstart-timing.md)
+    python examples/quickstart.py        # 2-3 minutes on an idle 2-core CPU (docs/quickstart-timing.md)
 
 Every training text is embedded once (``model.encode``, with a progress bar); the anchors are training texts, so
 their embeddings are taken from there, and the head trains for 10 epochs on the cached features in seconds.
