@@ -22,16 +22,9 @@ _KEY_RENAMES = {r"^head\.classifier\.": "score.mlp.", r"^head\.": "score."}
 # The same as a chain for the transformers >= 5 loader (each rename sees the previous one's output); the saver
 # applies it reversed, so model.safetensors keeps ``head.*`` / ``head.classifier.*`` and older releases read it.
 _LOADER_RENAMES = ((r"^head\.", "score."), (r"^score\.classifier\.", "score.mlp."))
-_PREVIOUS = ".hf_bridges-previous"
-_TOKENIZER_SOURCE = (
-    "revision",
-    "subfolder",
-    "token",
-    "cache_dir",
-    "local_files_only",
-    "force_download",
-    "proxies",
-)  # an unfinished save's journal (hf_bridges._io.publish_files)
+_PREVIOUS = ".hf_bridges-previous"  # an unfinished save's journal (hf_bridges._io.publish_files)
+# from_pretrained arguments that say where the weights came from: the lazily loaded tokenizer comes from there too
+_TOKENIZER_SOURCE = ("revision", "subfolder", "token", "cache_dir", "local_files_only", "force_download", "proxies")
 
 
 def register_key_renames(class_name: str) -> None:
@@ -116,8 +109,9 @@ class StagedSaveLoad:
             result = staged_save(self, super().save_pretrained, target, args, kwargs)
         else:  # rank > 0 writes nothing of its own; a push names the repo after the folder
             result = super().save_pretrained(save_directory, *args, **kwargs)
-            tokenizer = self._get_tokenizer()  # a reloaded bridge's is loaded lazily: load it to save it
-            if tokenizer is not None and kwargs.get("is_main_process", True):
+            # a reloaded bridge's tokenizer is loaded lazily: load it to save it
+            tokenizer = self._get_tokenizer() if kwargs.get("is_main_process", True) else None
+            if tokenizer is not None:
                 tokenizer.save_pretrained(save_directory)
         if not self.__dict__.get("name_or_path"):
             self.name_or_path = target  # peft reads model.__dict__["name_or_path"]
