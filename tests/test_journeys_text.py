@@ -60,6 +60,10 @@ def test_reloaded_bridge_resaved_or_pushed_keeps_its_tokenizer_and_serves_a_pipe
     AutoModelForSequenceClassification.from_pretrained(first).push_to_hub("alice/reloaded", token=TOKEN)
     pushed = {f.rfilename for f in HfApi(token=TOKEN).model_info("alice/reloaded").siblings}
     assert {"tokenizer.json", "tokenizer_config.json", "model.safetensors", "modeling_bridge.py"} <= pushed
+    reloaded = AutoModelForSequenceClassification.from_pretrained(first)
+    reloaded.save_pretrained(tmp_path / "via-save", push_to_hub=True, repo_id="alice/via-save", token=TOKEN)
+    pushed = {f.rfilename for f in HfApi(token=TOKEN).model_info("alice/via-save").siblings}
+    assert {"tokenizer.json", "tokenizer_config.json", "model.safetensors"} <= pushed
     for source in (str(tmp_path / "again"), "alice/reloaded"):
         classify = pipeline("text-classification", model=source, trust_remote_code=True, device="cpu", top_k=None)
         for scores, probs in zip(classify(texts), expected):

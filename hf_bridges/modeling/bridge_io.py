@@ -24,6 +24,7 @@ _KEY_RENAMES = {r"^head\.classifier\.": "score.mlp.", r"^head\.": "score."}
 _LOADER_RENAMES = ((r"^head\.", "score."), (r"^score\.classifier\.", "score.mlp."))
 _PREVIOUS = ".hf_bridges-previous"  # an unfinished save's journal (hf_bridges._io.publish_files)
 # from_pretrained arguments that say where the weights came from: the lazily loaded tokenizer comes from there too
+_PUSH_ARGS = ("push_to_hub", "repo_id", "token", "private", "commit_message", "create_pr")
 _TOKENIZER_SOURCE = ("revision", "subfolder", "token", "cache_dir", "local_files_only", "force_download", "proxies")
 
 
@@ -111,8 +112,8 @@ class StagedSaveLoad:
             result = super().save_pretrained(save_directory, *args, **kwargs)
             # a reloaded bridge's tokenizer is loaded lazily: load it to save it
             tokenizer = self._get_tokenizer() if kwargs.get("is_main_process", True) else None
-            if tokenizer is not None:
-                tokenizer.save_pretrained(save_directory)
+            if tokenizer is not None:  # the model's push is done by now: the tokenizer pushes its own files
+                tokenizer.save_pretrained(save_directory, **{k: kwargs[k] for k in _PUSH_ARGS if k in kwargs})
         if not self.__dict__.get("name_or_path"):
             self.name_or_path = target  # peft reads model.__dict__["name_or_path"]
         return result
