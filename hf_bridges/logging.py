@@ -94,3 +94,19 @@ def disable_default_handler() -> None:
 def enable_default_handler() -> None:
     _configure()
     logging.getLogger(LIBRARY).addHandler(_handler)
+
+
+def disable_progress_bar() -> None:
+    """Hide hf_bridges' own progress bars (anchor embedding, ``encode``, ``predict``), as
+    ``transformers.logging.disable_progress_bar()`` does for transformers: the ``"hf_bridges"`` group of
+    ``huggingface_hub.utils.disable_progress_bars``. The global switches (``HF_HUB_DISABLE_PROGRESS_BARS=1``,
+    transformers' and huggingface_hub's) hide them too."""
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars(LIBRARY)
+
+
+def enable_progress_bar() -> None:
+    from huggingface_hub.utils import enable_progress_bars
+
+    enable_progress_bars(LIBRARY)

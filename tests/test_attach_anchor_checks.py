@@ -61,11 +61,13 @@ def test_same_size_permuted_vocabulary_is_never_compatible(head_folder, tokenize
 def test_duplicate_and_zero_variance_anchors_are_warned(tokenizer, anchor_texts, tmp_path):
     texts = list(anchor_texts)
     texts[1] = texts[0]
-    model = BridgeForSequenceClassification.from_encoder(
-        make_encoder(0), anchors=texts, tokenizer=tokenizer, num_labels=3
-    )
+    with pytest.warns(UserWarning, match=r"1 of the \d+ anchors are duplicates"):  # where they are chosen, once
+        model = BridgeForSequenceClassification.from_encoder(
+            make_encoder(0), anchors=texts, tokenizer=tokenizer, num_labels=3
+        )
     folder = model.save_head(tmp_path / "dup")
-    with pytest.warns(UserWarning, match=r"1 of the \d+ anchors are duplicates"):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*duplicates")  # not again on every attach
         BridgeForSequenceClassification.from_encoder(make_encoder(0), head=folder, tokenizer=tokenizer)
     flat = make_encoder(1)
     with torch.no_grad():  # an encoder whose output ignores the input: every anchor embeds the same

@@ -118,3 +118,34 @@ def test_refresh_anchors_sorts_by_length_and_names_the_anchors(tokenizer, one_th
     with torch.no_grad():
         one_by_one = torch.cat([bridge.embed(**bridge.anchors.model_inputs(i, i + 1)) for i in range(23)])
     torch.testing.assert_close(bridge.anchor_embeddings, one_by_one, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_pad_rows_pads_as_the_tokenizer_does(side):
+    from hf_bridges.modeling.batching import pad_rows
+
+    tokenizer = make_tokenizer()
+    tokenizer.padding_side = side
+    texts = _mixed_texts(9)
+    rows = dict(tokenizer(texts))
+    padded = pad_rows(rows, {"input_ids": tokenizer.pad_token_id}, side)
+    reference = tokenizer(texts, padding=True, return_tensors="pt")
+    assert padded.keys() == reference.keys()
+    for key in padded:
+        assert torch.equal(padded[key], reference[key]), key
+
+
+def test_whole_list_order_equals_padded_tensors(encoder_and_tokens):
+    """The unpadded whole-list form (tokenised once) gives what the padded-tensor form gives, in input order."""
+    from hf_bridges.modeling.batching import embed_rows_in_length_order
+
+    encoder, tokens = encoder_and_tokens
+    fn, calls = _embed(encoder)
+    ids, mask = tokens["input_ids"], tokens["attention_mask"]
+    reference = embed_in_length_order(fn, ids, mask, 8)
+    rows = {"input_ids": [r[m.bool()].tolist() for r, m in zip(ids, mask)]}
+    rows["attention_mask"] = [[1] * len(r) for r in rows["input_ids"]]
+    calls.clear()
+    got = embed_rows_in_length_order(fn, rows, 8, {"input_ids": 0})
+    torch.testing.assert_close(got, reference, atol=1e-6, rtol=1e-6)
+    assert [c[1] for c in calls] == sorted(map(len, rows["input_ids"]), reverse=True)[::8]

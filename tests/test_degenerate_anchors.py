@@ -58,5 +58,5 @@ def test_attach_warns_once_naming_the_head(tokenizer, tmp_path):
     messages = [str(w.message) for w in caught]
     duplicates = [m for m in messages if "duplicates" in m]
     flat = [m for m in messages if "zero variance" in m]
-    assert len(duplicates) == 1 and "9 of the 10 anchors" in duplicates[0] and str(folder) in duplicates[0]
+    assert not duplicates  # the head's duplicates were said once, when it was built; the encoder's flatness is new
     assert len(flat) == 1 and str(folder) in flat[0]

@@ -319,7 +319,8 @@ def _check_anchor_mapping(
     report: StitchReport, bundle: BridgeHead, tokenizer, bridge, name: str, source: str
 ) -> StitchReport:
     """Compare the new tokenizer's mapping of the anchors with the head's record; warn on degenerate anchors."""
-    warn_degenerate_anchors(bundle.anchors, bridge.anchor_embeddings, f"attaching {source} to {name}", stacklevel=4)
+    where = f"attaching {source} to {name}"  # duplicates are the head's: warned when it was built, not per attach
+    warn_degenerate_anchors(bundle.anchors, bridge.anchor_embeddings, where, stacklevel=4, check_duplicates=False)
     recorded = bundle.config.get("tokenizer")
     if not recorded or tokenizer is None or bundle.config["modality"] != "text":
         return report  # an older head (no fingerprint), or no tokenizer involved

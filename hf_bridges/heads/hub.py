@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,11 @@ def push_head_folder(
         if card_name in uploads:
             card = retarget_head_card(ModelCard.load(Path(folder) / card_name), repo_id)
             operations.append(CommitOperationAdd(card_name, str(card).encode()))
-    return api.create_commit(repo_id=repo_id, operations=operations, revision=revision, commit_message=commit_message)
+    with warnings.catch_warnings():  # anchors.parquet is data by design (the raw anchors): no "data file?" warning
+        warnings.filterwarnings("ignore", message=r"It seems that you are about to commit a data file \(anchors\.")
+        return api.create_commit(
+            repo_id=repo_id, operations=operations, revision=revision, commit_message=commit_message
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------- pull

@@ -99,14 +99,20 @@ def encoder_fingerprint(encoder: nn.Module) -> tuple:
 
 
 def warn_degenerate_anchors(
-    anchors: Sequence, embeddings: torch.Tensor, where: str = "from_encoder", stacklevel: int = 3
+    anchors: Sequence,
+    embeddings: torch.Tensor | None,
+    where: str = "from_encoder",
+    stacklevel: int = 3,
+    check_duplicates: bool = True,
 ) -> None:
     """Warn on duplicate anchor inputs (they add nothing) and on anchors the encoder embeds (almost) identically:
-    every relative coordinate is then the same, so the logits no longer depend on the input."""
+    every relative coordinate is then the same, so the logits no longer depend on the input.
+    ``check_duplicates=False`` on attach: duplicates belong to the head, said once where it was built.
+    ``embeddings=None`` (not embedded yet): duplicates only."""
     import warnings
 
     texts = [a for a in anchors if isinstance(a, (str, bytes))]  # other inputs (images, arrays): no reliable equality
-    duplicates = len(texts) - len(set(texts))
+    duplicates = len(texts) - len(set(texts)) if check_duplicates else 0
     if duplicates:
         seen: set = set()
         example = next(a for a in texts if a in seen or seen.add(a))
@@ -116,6 +122,8 @@ def warn_degenerate_anchors(
             UserWarning,
             stacklevel=stacklevel,
         )
+    if embeddings is None:
+        return
     emb = embeddings.detach().float()
     spread = (emb - emb.mean(0, keepdim=True)).norm(dim=1).max()
     if not torch.isfinite(spread) or spread <= 1e-6 * (emb.norm(dim=1).max() + 1e-12):

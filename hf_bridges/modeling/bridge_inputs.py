@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from transformers.utils import logging
 
+from .bridge_text import TextInference
 from .errors import ConfigError
 from .input_checks import call_tokenizer
 from .loaders import load_tokenizer
@@ -124,8 +125,9 @@ def truncate_rows(
     return cut(input_ids), new_mask, {key: cut(value) for key, value in extra.items()}
 
 
-class Tokenizing:
-    """Mixin of the bridge models: text in as the anchors went in (the saved tokenizer found again after a load)."""
+class Tokenizing(TextInference):
+    """Mixin of the bridge models: text in as the anchors went in (the saved tokenizer found again after a load);
+    ``encode`` / ``predict`` / ``predict_proba`` on texts come from :class:`~.bridge_text.TextInference`."""
 
     def tokenize(self, texts: str | Sequence[str], **kwargs: Any):
         """Tokenise ``texts`` as the anchors were: ``config.input_prefix`` prepended, padded, truncated to
@@ -144,10 +146,14 @@ class Tokenizing:
         return call_tokenizer(self.tokenizer, [prefix + str(t) for t in texts], **options)
 
     def _get_tokenizer(self):
-        """``self.tokenizer``, else the one ``save_pretrained`` wrote next to the weights (``None``: there is none)."""
+        """``self.tokenizer``, else the one ``save_pretrained`` wrote next to the weights, from the revision the
+        weights came from (``None``: there is none). Loaded on first use, so an image bridge pays nothing."""
         if self.tokenizer is None and self.name_or_path:
+            source = dict(getattr(self, "_tokenizer_source", None) or {})
+            if type(self).__module__.startswith("transformers_modules"):
+                source["trust_remote_code"] = True  # this code already runs from that repo; its tokenizer is plain
             with contextlib.suppress(OSError, ValueError):
-                self.tokenizer = load_tokenizer(self.name_or_path, None)
+                self.tokenizer = load_tokenizer(self.name_or_path, **source)
         return self.tokenizer
 
 

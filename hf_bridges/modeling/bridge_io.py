@@ -23,6 +23,9 @@ _KEY_RENAMES = {r"^head\.classifier\.": "score.mlp.", r"^head\.": "score."}
 # applies it reversed, so model.safetensors keeps ``head.*`` / ``head.classifier.*`` and older releases read it.
 _LOADER_RENAMES = ((r"^head\.", "score."), (r"^score\.classifier\.", "score.mlp."))
 _PREVIOUS = ".hf_bridges-previous"  # an unfinished save's journal (hf_bridges._io.publish_files)
+# from_pretrained arguments that say where the weights came from: the lazily loaded tokenizer comes from there too
+_PUSH_ARGS = ("push_to_hub", "repo_id", "token", "private", "commit_message", "create_pr")
+_TOKENIZER_SOURCE = ("revision", "subfolder", "token", "cache_dir", "local_files_only", "force_download", "proxies")
 
 
 def register_key_renames(class_name: str) -> None:
@@ -86,6 +89,8 @@ class StagedSaveLoad:
         saved anchors match now (peft may inject LoRA before the first forward: then they are re-embedded)."""
         model = checked_load(super().from_pretrained, pretrained_model_name_or_path, args, kwargs)
         bridge = model[0] if isinstance(model, tuple) else model  # output_loading_info=True
+        # its tokenizer is loaded on first use (tokenize, encode, save, push) from the same place and revision
+        bridge._tokenizer_source = {key: kwargs[key] for key in _TOKENIZER_SOURCE if kwargs.get(key) is not None}
         if getattr(bridge, "encoder", None) is not None and bool(bridge.anchors.is_fresh):
             bridge._anchor_snapshot = bridge._encoder_state()
         return model
@@ -105,8 +110,10 @@ class StagedSaveLoad:
             result = staged_save(self, super().save_pretrained, target, args, kwargs)
         else:  # rank > 0 writes nothing of its own; a push names the repo after the folder
             result = super().save_pretrained(save_directory, *args, **kwargs)
-            if self.tokenizer is not None and kwargs.get("is_main_process", True):
-                self.tokenizer.save_pretrained(save_directory)
+            # a reloaded bridge's tokenizer is loaded lazily: load it to save it
+            tokenizer = self._get_tokenizer() if kwargs.get("is_main_process", True) else None
+            if tokenizer is not None:  # the model's push is done by now: the tokenizer pushes its own files
+                tokenizer.save_pretrained(save_directory, **{k: kwargs[k] for k in _PUSH_ARGS if k in kwargs})
         if not self.__dict__.get("name_or_path"):
             self.name_or_path = target  # peft reads model.__dict__["name_or_path"]
         if kwargs.get("is_main_process", True) and not kwargs.get("push_to_hub"):
@@ -161,8 +168,9 @@ def staged_save(model: Any, save: Callable[..., Any], target: str, args: tuple, 
     staging = tempfile.mkdtemp(prefix=f".{base}.tmp-{os.getpid()}-", dir=parent)
     try:
         result = save(staging, *args, **kwargs)
-        if model.tokenizer is not None:
-            model.tokenizer.save_pretrained(staging)
+        tokenizer = model._get_tokenizer() if hasattr(model, "_get_tokenizer") else model.tokenizer
+        if tokenizer is not None:  # a reloaded bridge's is loaded lazily: load it to save it
+            tokenizer.save_pretrained(staging)
         names = sorted(
             (n for n in os.listdir(staging) if os.path.isfile(os.path.join(staging, n))),
             key=lambda n: n == "config.json",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, PreTrainedModel
 
 from .input_checks import check_batch, check_features, fit_max_seq_length, text_checked
@@ -32,10 +34,11 @@ def load_fitted(max_seq_length: int, encoder, revision=None, subfolder: str = ""
     return model, fit_max_seq_length(model.config, max_seq_length)
 
 
-def load_tokenizer(name_or_path: str, revision: str | None = None, subfolder: str = ""):
+def load_tokenizer(name_or_path: str, revision: str | None = None, subfolder: str = "", **hub_kwargs: Any):
+    """``hub_kwargs``: ``token``, ``cache_dir``, ``local_files_only``, ... as ``from_pretrained`` takes them."""
     try:
         return AutoTokenizer.from_pretrained(
-            name_or_path, revision=revision, **({"subfolder": subfolder} if subfolder else {})
+            name_or_path, revision=revision, **({"subfolder": subfolder} if subfolder else {}), **hub_kwargs
         )
     except (OSError, ValueError) as error:
         raise OSError(

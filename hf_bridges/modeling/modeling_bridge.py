@@ -211,8 +211,7 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
         bridge.tokenizer = tokenizer
         bridge.anchors.input_ids.copy_(tokens["input_ids"])
         bridge.anchors.attention_mask.copy_(tokens["attention_mask"])
-        if embed_anchors:
-            warn_degenerate_anchors(anchors, bridge.refresh_anchors())
+        warn_degenerate_anchors(anchors, bridge.refresh_anchors() if embed_anchors else None)  # duplicates: always
         return bridge
 
     # ---------------------------------------------------------------------------------------------------- anchors
@@ -298,7 +297,7 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
     def embed(self, *args: Any, **inputs: Any) -> torch.Tensor:
         """Pooled absolute embeddings of a batch (positional arguments in ``input_names`` order); no graph is
         kept when the encoder is frozen."""
-        if len(args) > len(self.input_names):
+        if self._refuse_texts(args, inputs) or len(args) > len(self.input_names):  # texts: an error naming encode()
             raise TypeError(f"embed() takes at most {len(self.input_names)} positional inputs {self.input_names}")
         for name, value in zip(self.input_names, args):
             if name in inputs:

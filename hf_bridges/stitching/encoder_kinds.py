@@ -159,8 +159,13 @@ class HFTextEncoder:
             inputs = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
             inputs = dict(inputs.to(device))
             if "attention_mask" in inputs:
-                embeddings = embed_in_length_order(
-                    forward, inputs.pop("input_ids"), inputs.pop("attention_mask"), spec.batch_size, **inputs
+                embeddings = embed_in_length_order(  # no bar per call: the stitch cache shows one for the split
+                    forward,
+                    inputs.pop("input_ids"),
+                    inputs.pop("attention_mask"),
+                    spec.batch_size,
+                    progress=False,
+                    **inputs,
                 )
             else:
                 embeddings = forward(**inputs)
