@@ -15,6 +15,7 @@ import torch
 from transformers.utils import logging
 
 from .errors import HfBridgesError
+from .head_checks import _all_finite
 
 logger = logging.get_logger(__name__)
 
@@ -45,13 +46,15 @@ def check_features(features: torch.Tensor) -> torch.Tensor:
 
 
 def check_finite(output: Any, what: str = "logits") -> Any:
-    """Refuse non-finite head outputs (e.g. finite features of magnitude 1e20 overflow float32 in the head)."""
-    if isinstance(output, torch.Tensor) and output.is_floating_point() and not bool(torch.isfinite(output).all()):
-        raise InputError(
-            f"the head produced non-finite {what} (NaN or inf) from its inputs: features far beyond the encoder's "
-            "scale overflow float32 (embeddings are O(1)-O(100)), or the inputs hold NaN/inf. Check the features "
-            "passed in, or run the encoder in float32"
-        )
+    """Refuse non-finite head outputs (e.g. finite features of magnitude 1e20 overflow float32 in the head); an
+    in-graph assertion under ``torch.compile``."""
+    message = (
+        f"the head produced non-finite {what} (NaN or inf) from its inputs: features far beyond the encoder's "
+        "scale overflow float32 (embeddings are O(1)-O(100)), or the inputs hold NaN/inf. Check the features "
+        "passed in, or run the encoder in float32"
+    )
+    if isinstance(output, torch.Tensor) and output.is_floating_point() and not _all_finite(output, message):
+        raise InputError(message)
     return output
 
 
