@@ -280,6 +280,29 @@ def summary(rows: list[dict], key: str, low: str | None = None, high: str | None
     return out
 
 
+def fit_calibration(rows: list[dict]) -> tuple[float, float]:
+    """Least-squares SLOPE of ``expected = a - SLOPE * (1 - kept) * (a - (1 - a) / (C - 1))`` and the RMS residual
+    (RESIDUAL_SD): the two constants of hf_bridges.heads.estimate."""
+    a = np.array([r["source_accuracy"] for r in rows])
+    c = np.array([r["classes"] for r in rows])
+    x = (1 - np.array([r["kept"] for r in rows])) * (a - (1 - a) / (c - 1))
+    y = a - np.array([r["measured"] for r in rows])
+    slope = float((x * y).sum() / (x * x).sum())
+    return slope, float(np.sqrt(((y - slope * x) ** 2).mean()))
+
+
+def calibrated(rows: list[dict], slope: float, sd: float) -> list[dict]:
+    """The rows re-estimated with other constants (for the cross-task check)."""
+    out = []
+    for r in rows:
+        a, c = r["source_accuracy"], r["classes"]
+        loss = slope * (a - (1 - a) / (c - 1))
+        est = a - loss * (1 - r["kept"])
+        half = 1.96 * math.sqrt((loss * r["signal_kept_sd"]) ** 2 + sd**2)
+        out.append(dict(r, estimate=est, low=est - half, high=est + half))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="outputs/accuracy_estimate.json")
@@ -325,6 +348,7 @@ def main() -> None:
                     "low": est.low,
                     "high": est.high,
                     "kept": est.kept,
+                    "classes": num_labels,
                     "stitch_score": info["stitch_score"],
                     **{f"signal_{k}": v for k, v in est.signals.items()},
                 }
@@ -340,6 +364,15 @@ def main() -> None:
     for name in ("signal_doc_estimate", "signal_atc", "signal_aline", "stitch_score", "kept"):
         usable = [dict(r, _v=r[name]) for r in rows if r.get(name) is not None]
         figures[name] = summary(usable, "_v")
+    slope, sd = fit_calibration(rows)
+    print(f"calibration over all triples: SLOPE {slope:.3f}  RESIDUAL_SD {sd:.4f}")
+    for held_out in args.tasks:
+        fit_rows = [r for r in rows if r["task"] != held_out] or rows
+        s_, sd_ = fit_calibration(fit_rows)
+        test_rows = [r for r in rows if r["task"] == held_out]
+        figures[f"estimate, constants fitted without {held_out}"] = summary(
+            calibrated(test_rows, s_, sd_), "estimate", "low", "high"
+        )
     for name, values in figures.items():
         print(f"{name:<22} " + "  ".join(f"{k} {v:.3f}" for k, v in values.items()))
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
