@@ -3,18 +3,21 @@
 At attach time the same inputs (the head's anchors and alignment set) are embedded by both encoders. The head's
 predictions on the training encoder's embeddings are compared with its predictions on the new encoder's embeddings
 of the same inputs, *cross-fitted*: the translation new -> training space is refitted on k-1 folds and scored on
-the held-out fold, so no point is scored by a map fitted on it. The share of agreeing predictions (``kept``) and
-the head's own validation accuracy ``a`` (stored by ``save_head(metrics={"accuracy": ...})``) over ``C`` classes
-give the estimate::
+the held-out fold, so no point is scored by a map fitted on it. ``kept`` is the share of agreeing predictions.
 
-    expected = a - SLOPE * (1 - kept) * (a - (1 - a) / (C - 1))
+The expected accuracy weighs each changed prediction by what it costs: the head's validation accuracy ``a``
+(stored by ``save_head(metrics={"accuracy": ...})``) sets a temperature T at which the head's mean top softmax
+probability on the training side equals ``a``; with those calibrated probabilities q, the *calibrated agreement*
+``c = mean_i q_i[prediction on the new side]`` is ``a`` when every prediction is kept, drops little when only
+borderline points change and by a whole point per confident point changed. Then::
 
-(``SLOPE = 1``: a changed prediction is a right answer turned into a uniformly random other class, or a wrong one
-turned right by chance; it gives ``a`` when every prediction is kept and chance when the two sides are unrelated)
+    expected = a - SLOPE * (a - c)
 
-with an interval from a bootstrap of ``kept`` over the scored points widened by the residual spread measured on
-the benchmark (``benchmarks/accuracy_estimate.py``; constants and figures in docs/estimate.md). Other signals are
-computed alongside for the benchmark (difference of confidences, ATC, agreement of the head's two components).
+``SLOPE`` < 1 and the residual spread ``RESIDUAL_SD`` are fitted on ``benchmarks/accuracy_estimate.py`` (docs/estimate.md:
+a changed anchor prediction costs less than the calibrated probabilities say, and a stronger encoder can gain,
+which no agreement sees). The interval adds a bootstrap of ``c`` over the scored points to that spread. Other
+signals are computed alongside for the benchmark (kept, difference of confidences, ATC, agreement-on-the-line over
+the head's two components).
 
 The API takes embeddings, a head and a number: it has no parameter through which a label could reach it.
 """
@@ -30,10 +33,10 @@ import torch
 
 # Calibrated on benchmarks/accuracy_estimate.py (docs/estimate.md): accuracy lost per prediction changed on the
 # anchors, the residual spread of the estimate around the measured accuracy, and the interval's z (95 %).
-SLOPE = 1.0
-RESIDUAL_SD = 0.02
+SLOPE = 0.726
+RESIDUAL_SD = 0.042
 Z = 1.96
-FOLDS = 5
+FOLDS = 10
 BOOTSTRAP = 200
 
 
@@ -84,6 +87,19 @@ def _softmax(head, embeddings: torch.Tensor, anchors: torch.Tensor, weights) -> 
     w = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
     out = head(embeddings.float(), anchors.float(), w)
     return out.float().softmax(-1)
+
+
+def _temperature(logits: torch.Tensor, confidence: float, low: float = 1e-2, high: float = 1e2) -> float:
+    """The temperature T at which the mean top softmax probability of ``logits / T`` equals ``confidence``
+    (bisection in log T): the source side's probabilities calibrated to the head's stored accuracy."""
+    logits = logits.double()
+    for _ in range(40):
+        mid = math.sqrt(low * high)
+        if float((logits / mid).softmax(-1).max(-1).values.mean()) > confidence:
+            low = mid
+        else:
+            high = mid
+    return math.sqrt(low * high)
 
 
 def _refitted_map(new: torch.Tensor, target: torch.Tensor, train: torch.Tensor, translation: str, alpha=None):
@@ -219,21 +235,40 @@ def estimate_accuracy(
                 + a
             )
             signals["doc_estimate"] = a - signals["doc"]
+            # the source side's calibrated probability of the class the new side predicts, per point: a changed
+            # prediction on a borderline point costs little, on a confident one it costs the whole point
+            logits = reference(ref, ref, None if weights is None else torch.as_tensor(weights)).double()
+            q = (logits / _temperature(logits, a)).softmax(-1)
+            per_point = q.gather(1, p_new.argmax(-1, keepdim=True)).squeeze(1)
+            signals["calibrated_agreement"] = float(per_point.mean())
+            signals["calibrated_agreement_sd"] = float(per_point[draws].mean(1).std())
             if "components_new" in signals:
                 signals["aline"] = _phi(
                     _probit(a) + _probit(signals["components_new"]) - _probit(signals["components_source"])
                 )
-            # a changed prediction costs what the head's right answer was worth over a wrong one picked at random
-            loss_per_change = SLOPE * (a - (1.0 - a) / max(p_src.shape[1] - 1, 1))
-            expected = a - loss_per_change * (1.0 - kept)
-            spread = math.sqrt((loss_per_change * signals["kept_sd"]) ** 2 + RESIDUAL_SD**2)
-            estimate.source_accuracy = a
-            estimate.expected = min(max(expected, 0.0), 1.0)
-            estimate.low = min(max(expected - Z * spread, 0.0), 1.0)
-            estimate.high = min(max(expected + Z * spread, 0.0), 1.0)
+            expected, low, high = expected_accuracy(
+                a, signals["calibrated_agreement"], signals["calibrated_agreement_sd"]
+            )
+            estimate.source_accuracy, estimate.expected, estimate.low, estimate.high = a, expected, low, high
         return estimate
     finally:
         head.train(was_training)
+
+
+def expected_accuracy(
+    source_accuracy: float,
+    calibrated_agreement: float,
+    agreement_sd: float,
+    slope: float = SLOPE,
+    sd: float = RESIDUAL_SD,
+) -> tuple[float, float, float]:
+    """(expected, low, high): ``a - slope * (a - c)`` with a ``Z``-sigma interval (bootstrap sd of ``c`` and the
+    benchmark's residual spread), clipped to [0, 1]."""
+    a = float(source_accuracy)
+    expected = a - slope * (a - float(calibrated_agreement))
+    half = Z * math.sqrt((slope * agreement_sd) ** 2 + sd**2)
+    clip = lambda v: min(max(v, 0.0), 1.0)
+    return clip(expected), clip(expected - half), clip(expected + half)
 
 
 def stored_accuracy(config: dict, source: str | None = None) -> float | None:
