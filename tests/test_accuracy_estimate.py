@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import warnings
 
 import pytest
 import torch
-from helpers import make_encoder, topic_texts
+from helpers import make_encoder
 
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.cli import main
@@ -69,7 +70,7 @@ def test_a_graded_degradation_lowers_the_estimate_monotonically(one_thread):
         results.append(estimate_accuracy(attached, anchors, noisy, source_accuracy=0.95, subspace_weights=weights))
     expected = [r.expected for r in results]
     assert expected[0] == pytest.approx(0.95) and results[0].kept == 1.0
-    assert all(a > b for a, b in zip(expected, expected[1:])), expected
+    assert all(a > b for a, b in itertools.pairwise(expected)), expected
     assert all(r.low <= r.expected <= r.high for r in results)
 
 
