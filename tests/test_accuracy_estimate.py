@@ -160,3 +160,18 @@ def test_the_estimate_covers_the_measured_accuracy_on_a_real_attach(tmp_path, on
         logits = stitched(features=embed(stitched, test["text"])).logits
     measured = float((logits.argmax(-1) == torch.tensor(test["label"])).float().mean())
     assert estimate.low <= measured <= estimate.high, (estimate, measured)
+
+
+def test_the_warning_says_what_the_estimate_says():
+    from hf_bridges.heads.compatibility import StitchReport
+
+    low = AccuracyEstimate(kept=0.7, kept_low=0.65, kept_high=0.75, points=512, source_accuracy=0.95)
+    low.expected, low.low, low.high = 0.8, 0.74, 0.86
+    report = StitchReport(0.5, {"cosine": 0.5}, [1.0, 1.0], {"cosine": 0.5}, [1.0], threshold=0.15)
+    report.alignment, report.estimate = {"map": "affine", "residual": 0.1}, low.to_dict()
+    assert report.compatible and "expected accuracy 0.80 (0.74–0.86) on this encoder; 0.95" in report.warning
+    assert "expect to lose about 15%" in report.warning and "expected accuracy 0.80" in str(report)
+    report.estimate = dict(low.to_dict(), expected=0.93, low=0.89, high=0.97)
+    assert report.warning is None  # within 5 points of the head's own accuracy: no warning
+    report.score = 0.1  # under the gate: the unrelated-encoder warning, with the estimate appended
+    assert "looks unrelated" in report.warning and "Label-free estimate: expected accuracy 0.93" in report.warning
