@@ -96,6 +96,8 @@ def test_run_writes_model_head_logs_and_checkpoints(finished_run):
     assert model(**batch).logits.shape == (1, 5)
     if (out / "head").exists():  # written by model.save_head (the Hub head format) when present
         assert (out / "head" / "bridge_head.safetensors").is_file()
+        head_config = json.loads((out / "head" / "bridge_head_config.json").read_text())
+        assert head_config["validation_accuracy"] == results["history"][-1]["accuracy"]  # the estimate's source
 
 
 def test_resume_mid_epoch_matches_the_uninterrupted_run(finished_run, tmp_path):

@@ -49,6 +49,7 @@ def register(subparsers) -> None:
     inspect = actions.add_parser("inspect", help="validate a head (folder or repo) and print what it holds")
     inspect.add_argument("head")
     inspect.add_argument("--json", action="store_true", help="print bridge_head_config.json")
+    inspect.add_argument("--encoder", help="also attach to this encoder and print the label-free expected accuracy")
     hub_options(inspect)
     inspect.set_defaults(func=run_inspect)
 
@@ -167,7 +168,36 @@ def run_inspect(args) -> int:
     print(f"  classifier:   {len(labels)} labels: {', '.join(labels)}" if labels else "  classifier:   none")
     for name, meta in sorted(config["files"].items()):
         print(f"  {name:<26} {meta.get('size') or 0:>10,} bytes  sha256 {(meta.get('sha256') or '-')[:12]}  ok")
+    _print_estimate(head, args)
     return 0
+
+
+def _print_estimate(head, args) -> None:
+    """The stored validation accuracy and, with --encoder, the expected accuracy there (heads/estimate.py)."""
+    import warnings
+
+    from .. import BridgeForSequenceClassification
+    from ..heads.estimate import stored_accuracy
+
+    accuracy = stored_accuracy(head.config, args.head)
+    print(
+        f"  validation:   accuracy {accuracy:.3f} on the training encoder"
+        if accuracy is not None
+        else "  validation:   no accuracy stored (save_head(..., metrics={'accuracy': ...}))"
+    )
+    if getattr(args, "encoder", None) and head.has_classifier:
+        from ..heads.estimate import AccuracyEstimate
+
+        cls = BridgeForSequenceClassification
+        if head.config["modality"] == "image":
+            from ..modeling.modeling_bridge_vision import BridgeForImageClassification as cls
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the lines below say what the estimate says
+            report = cls.from_encoder(args.encoder, head=head).stitch_report
+        estimate = AccuracyEstimate(**report.estimate)
+        print(f"  on {args.encoder}: {estimate.line()}")
+        if report.warning:
+            print(f"  WARNING: {report.warning}")
 
 
 def run_recover(args) -> int:

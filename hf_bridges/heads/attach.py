@@ -24,6 +24,7 @@ from .compatibility import (
     select_subspaces,
     weighted_score,
 )
+from .estimate import estimate_for_attach
 from .format import BridgeHead, HeadFormatError, tokenizer_fingerprint
 from .hub import HeadAttachError, PathLike, load_head
 
@@ -216,6 +217,8 @@ def _publish_report(
 ) -> None:
     """Check how the new tokenizer maps the anchors, warn once when the report says so, attach it to the model."""
     report = _check_anchor_mapping(report, bundle, tokenizer, bridge, name, source)
+    estimate = estimate_for_attach(bridge, bundle)  # label-free expected accuracy (heads/estimate.py)
+    report.estimate = estimate.to_dict() if estimate is not None else None
     if report.warning:
         warnings.warn(report.warning, UserWarning, stacklevel=stacklevel + 1)
     bridge.stitch_report = report

@@ -101,6 +101,8 @@ class StitchReport:
     # aligned heads: the attach-time translation (map, residual, alpha) and component choice (components,
     # agreement per subset); their ``score`` is the anchor prediction agreement, not the CKA
     alignment: dict | None = None
+    # the label-free expected accuracy on the new encoder (heads.estimate.AccuracyEstimate.to_dict())
+    estimate: dict | None = None
 
     @property
     def compatible(self) -> bool:
@@ -108,9 +110,11 @@ class StitchReport:
 
     @property
     def warning(self) -> str | None:
-        """A plain-language warning when the score is under the threshold, else ``None``."""
+        """A plain-language warning when the score is under the threshold (or the expected accuracy is well
+        under the head's own), else ``None``."""
+        expected = _estimate_text(self.estimate, warning=True)
         if self.compatible:
-            return None
+            return f"Attaching to {self.new_encoder or 'the new encoder'}: {expected}" if expected else None
         if self.alignment is not None:
             # the default head keeps every component and fits its map on the anchors: no setting to hint at; the
             # score is a gate (measured: only encoders unrelated to the training one score under it)
@@ -120,6 +124,7 @@ class StitchReport:
                 f"{self.threshold:.2f} (anchor CKA, neighbour overlap and held-out translation fit). Encoders that "
                 "scored this low in the calibration (e.g. randomly initialised ones) kept little of the head's "
                 "accuracy. Check a few labelled examples before relying on it, or retrain the head on this encoder."
+                + (f" Label-free estimate: {_estimate_text(self.estimate)}." if self.estimate else "")
             )
         else:
             # hint only at what subspace_selection='auto' would really keep, and only when it is not in use already
@@ -162,9 +167,21 @@ class StitchReport:
                 f"top-{KNN} neighbour Jaccard {a.get('knn_jaccard', 1.0):.3f}"
                 + (f"; anchor agreement per subset: {a['agreement']}" if a.get("agreement") else ""),
             )
+        if self.estimate is not None:
+            lines.insert(1, f"  {_estimate_text(self.estimate)}")
         if self.warning:
             lines.append(f"  WARNING: {self.warning}")
         return "\n".join(lines + [f"  note: {note}" for note in self.notes])
+
+
+def _estimate_text(estimate: dict | None, warning: bool = False) -> str | None:
+    """The estimate's line ("expected accuracy 0.93 (0.91–0.95) on this encoder; ..."), or its warning."""
+    if estimate is None:
+        return None
+    from .estimate import AccuracyEstimate
+
+    result = AccuracyEstimate(**estimate)
+    return result.warning() if warning else result.line()
 
 
 def weighted_score(per_projection: dict[str, float], projections: Sequence[str], weights: Sequence[float]) -> float:

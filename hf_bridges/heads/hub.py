@@ -63,6 +63,8 @@ def save_head(
     ``weights_dtype="float16"`` halves the file (logits then differ from the original by float16 rounding).
     """
     head = head_from_model(model, weights_dtype)
+    if metrics and metrics.get("accuracy") is not None:  # the source accuracy of the attach-time estimate
+        head.config["validation_accuracy"] = float(metrics["accuracy"])
     text = None
     if card:
         text = str(head_card(head, repo_id, dataset, metrics, stitching_results, location=save_directory))

@@ -89,7 +89,7 @@ def _flat(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v, default=str) for k, v in values.items()}
 
 
-def save_final(accelerator, model, out: Path) -> dict[str, str]:
+def save_final(accelerator, model, out: Path, metrics: dict | None = None) -> dict[str, str]:
     """The full model (``save_pretrained``, LoRA merged), the adapter when LoRA, the head when the model can."""
     saved: dict[str, str] = {}
     if not accelerator.is_main_process:
@@ -112,7 +112,7 @@ def save_final(accelerator, model, out: Path) -> dict[str, str]:
         bridge = unwrapped
     atomic("model", bridge.save_pretrained)
     if hasattr(bridge, "save_head"):
-        atomic("head", bridge.save_head)
+        atomic("head", lambda folder: bridge.save_head(folder, metrics=metrics))  # last eval: validation accuracy
     return saved
 
 
@@ -290,7 +290,8 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     accelerator.wait_for_everyone()
     if every:
         bridge.config.anchor_refresh = "auto"
-    saved = save_final(accelerator, model, out)
+    last = {k: v for k, v in (history[-1] if history else {}).items() if k in ("accuracy", "macro_f1")}
+    saved = save_final(accelerator, model, out, last or None)
     results = {
         **run_info,
         "steps": step,
