@@ -380,6 +380,7 @@ def align_head(
     relative_space: str = "auto",
     gate: bool = False,
     tolerance: float = COMPONENT_TOLERANCE,
+    memo: dict | None = None,
 ) -> tuple[list[float], dict]:
     """Attach an aligned head to a new encoder from the anchors alone (no labels, no test batch).
 
@@ -394,6 +395,10 @@ def align_head(
        stronger encoder adds);
     4. every component is kept (``gate=True``: the subset whose anchor predictions agree best with the reference,
        measured not to help on real pairs); the stitch score (:func:`stitch_signals`).
+
+    ``memo``: a dict kept by the caller for this one (reference anchors, new anchors) pair: the translation and the
+    stitch signals depend on the anchors alone (and the head's width), so heads re-attached to the same pair (the
+    stitch benchmark: every seed and method) reuse them.
 
     Returns (component weights, info): the JSON-safe record stored in ``HeadConfig.alignment``.
     """
@@ -430,8 +435,14 @@ def align_head(
             info: dict = {"map": "identity", "residual": 0.0, "fit": 1.0}
             space = "native"
         else:
-            fitted = fit_translation(new.cpu(), target.cpu(), translation)
-            head.set_alignment(fitted.weight.float(), fitted.bias.float())
+            key = ("translation", translation, head.aligned_dim, tuple(ref.shape))
+            if memo is None or reference_alignment is not None or key not in memo:
+                fitted = fit_translation(new.cpu(), target.cpu(), translation)
+                if memo is not None and reference_alignment is None:
+                    memo[key] = fitted
+            else:
+                fitted = memo[key]
+            head.set_alignment(fitted.weight.float().clone(), fitted.bias.float().clone())
             info = dict(fitted.info, pairs=int(new.shape[0]))  # anchors + alignment set
             info["fit"] = 1.0 - min(v for k, v in info.items() if k in ("residual_orthogonal", "residual_affine"))
             space = relative_space
@@ -454,7 +465,12 @@ def align_head(
         components = [name for name, w in zip(head.projection_names, weights) if w > 0]
         if weights[n] > 0:
             components.append("aligned")
-        info.update(stitch_signals(ref.cpu(), new.cpu(), info["fit"]))
+        key = ("signals", info["fit"])
+        if memo is None or key not in memo:
+            signals = stitch_signals(ref.cpu(), new.cpu(), info["fit"])
+            if memo is not None:
+                memo[key] = signals
+        info.update(memo[key] if memo is not None else signals)
         info.update(
             relative_space=space, components="+".join(components), compatible=info["stitch_score"] >= ALIGNED_THRESHOLD
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numpy as np
 import torch
@@ -118,23 +119,44 @@ def train_head(
         return accelerator.unwrap_model(head).eval()
 
 
+def feature_cache_bytes() -> int:
+    """How many bytes of relative features a stitch run keeps (``HF_BRIDGES_FEATURE_CACHE_MB``, default 1024):
+    (n, projections, k) float32 per split, anchor set and projections would otherwise grow with n without bound
+    (20k samples x 2,000 anchors x 4 projections: 640 MiB per entry)."""
+    return int(float(os.environ.get("HF_BRIDGES_FEATURE_CACHE_MB", "1024")) * 2**20)
+
+
 def head_inputs(
     head: nn.Module, embeddings: np.ndarray, anchors: np.ndarray, feature_cache: dict | None = None
 ) -> torch.Tensor:
     """What the head is fed: the raw relative subspaces (B, n, k), computed once per (split, anchors,
-    projections, transform) and kept in ``feature_cache``; the embeddings themselves for the absolute head."""
+    projections, transform) and kept in ``feature_cache`` within :func:`feature_cache_bytes` (least recently used
+    entries evicted first); the embeddings themselves for the absolute head, and for a relative head whose
+    features alone would exceed the budget (the head then computes them per batch: memory bounded in n)."""
     if not isinstance(head, CachedSubspaceHead):
         return torch.from_numpy(embeddings)
     key = (id(embeddings), id(anchors), tuple(head.projection_names), head._abs_transform)
     cache = feature_cache if feature_cache is not None else {}
-    if key not in cache:
-        with torch.no_grad():
-            # the arrays are kept alongside, so their ids cannot be reused by other arrays while cached
-            cache[key] = (
-                embeddings,
-                anchors,
-                head.relative_subspaces(torch.from_numpy(embeddings), torch.from_numpy(anchors)),
-            )
+    if key in cache:
+        cache[key] = cache.pop(key)  # most recently used last
+        return cache[key][2]
+    budget = feature_cache_bytes()
+    size = embeddings.shape[0] * len(head.projection_names) * head.relative_anchors * 4
+    if size > budget:
+        return torch.from_numpy(embeddings)
+    held = [k for k in cache if isinstance(k, tuple) and len(k) == 4 and isinstance(cache[k], tuple)]
+    used = sum(cache[k][2].nbytes for k in held)
+    for old in held:  # evict the least recently used until the new entry fits
+        if used + size <= budget:
+            break
+        used -= cache.pop(old)[2].nbytes
+    with torch.no_grad():
+        # the arrays are kept alongside, so their ids cannot be reused by other arrays while cached
+        cache[key] = (
+            embeddings,
+            anchors,
+            head.relative_subspaces(torch.from_numpy(embeddings), torch.from_numpy(anchors)),
+        )
     return cache[key][2]
 
 
