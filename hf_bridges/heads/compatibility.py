@@ -78,12 +78,10 @@ def lowrank_cka(p: torch.Tensor, q: torch.Tensor, r: torch.Tensor, s: torch.Tens
     p, q, r, s = (t.double() for t in (p, q, r, s))
     pc, rc = p - p.mean(0, keepdim=True), r - r.mean(0, keepdim=True)  # the column centring of p q^T is H p q^T
     gq, gs = q.T @ q, s.T @ s
-    m = rc.T @ pc  # ||(H r s^T)^T H p q^T||_F^2 = tr(m^T gs m gq)
-    cross = torch.trace(m.T @ gs @ m @ gq)
-    nx, ny = pc.T @ pc, rc.T @ rc
-    norm = torch.sqrt(torch.trace(nx @ gq @ nx @ gq).clamp_min(0)) * torch.sqrt(
-        torch.trace(ny @ gs @ ny @ gs).clamp_min(0)
-    )
+    m = rc.T @ pc  # ||(H r s^T)^T H p q^T||_F^2 = tr(m^T gs m gq) = sum((gs m) * (m gq))
+    cross = ((gs @ m) * (m @ gq)).sum()
+    fx, fy = (pc.T @ pc) @ gq, (rc.T @ rc) @ gs  # ||X_c^T X_c||_F^2 = tr(nx gq nx gq) = sum(f * f^T)
+    norm = torch.sqrt((fx * fx.T).sum().clamp_min(0)) * torch.sqrt((fy * fy.T).sum().clamp_min(0))
     return float(cross / norm) if norm > 0 else 0.0
 
 
