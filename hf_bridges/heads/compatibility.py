@@ -41,8 +41,12 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
         raise ValueError(f"linear_cka needs the same rows in both matrices, got {x.shape[0]} and {y.shape[0]}")
     x = x.double() - x.double().mean(dim=0, keepdim=True)
     y = y.double() - y.double().mean(dim=0, keepdim=True)
-    cross = torch.linalg.matrix_norm(y.T @ x) ** 2
-    norm = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
+    if x.shape[0] < max(x.shape[1], y.shape[1]):  # fewer rows than columns: the same sums from the (n, n) Grams
+        gx, gy = x @ x.T, y @ y.T  # ||y^T x||_F^2 = <x x^T, y y^T>, ||x^T x||_F = ||x x^T||_F
+        cross, norm = (gx * gy).sum(), torch.linalg.matrix_norm(gx) * torch.linalg.matrix_norm(gy)
+    else:
+        cross = torch.linalg.matrix_norm(y.T @ x) ** 2
+        norm = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
     return float(cross / norm) if norm > 0 else 0.0
 
 

@@ -103,7 +103,7 @@ def train_head(
             head.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay, foreach=True
         )
         head, optimizer, loader = accelerator.prepare(head, optimizer, loader)
-        anchor_tensor = torch.from_numpy(anchors).to(accelerator.device)
+        anchor_tensor = anchor_tensor_of(anchors, accelerator.device, feature_cache)
         loss_fn = nn.CrossEntropyLoss()
         head.train()
         for _ in range(training.num_epochs):
@@ -117,6 +117,19 @@ def train_head(
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training {method.name} (seed {seed}) diverged: loss {loss.item()}")
         return accelerator.unwrap_model(head).eval()
+
+
+def anchor_tensor_of(anchors: np.ndarray, device, feature_cache: dict | None = None) -> torch.Tensor:
+    """One tensor per anchor array and device for the run (kept in ``feature_cache``): the head fits the statistics
+    of fixed anchors once per anchors tensor (``transforms.fitted_on_anchors``), so every head, seed and
+    evaluation on these anchors shares that fit."""
+    if feature_cache is None:
+        return torch.from_numpy(anchors).to(device)
+    store = feature_cache.setdefault("anchor_tensors", {})
+    key = (id(anchors), str(device))
+    if key not in store:  # the array is kept alongside, so its id cannot be reused while cached
+        store[key] = (anchors, torch.from_numpy(anchors).to(device))
+    return store[key][1]
 
 
 def feature_cache_bytes() -> int:
@@ -174,7 +187,7 @@ def predict(
     """Logits (or r(z) with ``represent=True``) of a trained head on the first ``limit`` rows, eval mode, batched."""
     device = next(head.parameters()).device
     inputs = head_inputs(head, embeddings, anchors, feature_cache)[:limit]
-    a = torch.from_numpy(anchors).to(device)
+    a = anchor_tensor_of(anchors, device, feature_cache)
     w = torch.tensor(subspace_weights, dtype=torch.float32, device=device) if subspace_weights is not None else None
     fn = head.represent if represent else head
     outs = [fn(inputs[i : i + batch_size].to(device), a, w).float().cpu() for i in range(0, len(inputs), batch_size)]
