@@ -309,7 +309,7 @@ class RelativeProductHead(nn.Module):
     ) -> torch.Tensor:
         """The raw relative subspaces, stacked (B, n, k), before normalisation. ``mapped``: the samples'
         ``aligned_inputs`` when the caller has them already (the translated space reads them)."""
-        check_anchor_embeddings(anchors)
+        fitted_on_anchors(anchors, ("checked",), lambda: check_anchor_embeddings(anchors) or True)
         check_embeddings(embeddings, anchors.shape[1])
         given = anchors
         anchors = self.relative_slice(anchors)
@@ -355,7 +355,7 @@ class RelativeProductHead(nn.Module):
         """r(z): normalise each subspace, then aggregate with the (optional) subspace weights."""
         mapped = None
         if self.aligned:  # mapped once, for both components (checked first: a wrong width names the width)
-            check_anchor_embeddings(anchors)
+            fitted_on_anchors(anchors, ("checked",), lambda: check_anchor_embeddings(anchors) or True)
             check_embeddings(embeddings, anchors.shape[1])
             mapped = self.aligned_inputs(embeddings, anchors)
         raw = self.relative_subspaces(embeddings, anchors, mapped)
