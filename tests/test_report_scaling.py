@@ -87,7 +87,6 @@ def test_past_the_limit_the_quadratic_scores_read_an_even_subset(monkeypatch):
     assert report.num_anchors == 900 and 0 <= report.score <= 1
 
 
-@pytest.mark.slow
 @pytest.mark.subprocess
 def test_a_16384_anchor_head_attaches_in_memory_linear_in_k(tmp_path):
     """A features-only default head with 16,384 anchors (the validator allows 2^20): saving, attaching to a new
