@@ -93,3 +93,37 @@ def test_interrupted_embedding_resumes(world, tmp_path, monkeypatch):
     )
     np.testing.assert_allclose(resumed, fresh, atol=1e-6)
     assert store.is_complete(identity, data._fingerprint)
+
+
+def test_a_length_sorting_embed_gets_whole_windows_not_batches(world, tmp_path):
+    """Issue 21.1: the hf_text embed sorts the rows of one call by length, so the cache hands it a window of many
+    shards; a 32-row call only ever sorted 32 rows. Other embed functions still get ``batch_size`` rows a call."""
+    import datasets
+
+    spec = EncoderSpec(id=world[0]["encoders"][0]["id"], max_seq_length=32, batch_size=8)
+    kind = HFTextEncoder()
+    embed = kind.load(spec)
+    assert embed.sorts_rows
+    words = "market film vote bank team goal".split()
+    texts = [" ".join(words[: 1 + i % 6] * (1 + i % 5)) for i in range(600)]
+    data = datasets.Dataset.from_dict({"text": texts})
+    sizes: list[int] = []
+
+    def recording(batch):
+        sizes.append(len(batch["text"]))
+        return embed(batch)
+
+    recording.sorts_rows = True
+    store = EmbeddingCache(tmp_path / "cache")
+    values = store.embeddings(kind.identity(spec), data, "text", lambda: recording, batch_size=8, progress=False)
+    assert sizes == [600]
+    assert len([p for p in store.folder(kind.identity(spec), data._fingerprint).iterdir() if p.name[:6] == "shard-"])
+    one_by_one = np.concatenate([embed({"text": [t]}) for t in texts[:40]])
+    np.testing.assert_allclose(values[:40], one_by_one, atol=1e-5)
+
+    sizes.clear()
+    recording.sorts_rows = False
+    EmbeddingCache(tmp_path / "plain").embeddings(
+        kind.identity(spec), data, "text", lambda: recording, batch_size=8, progress=False
+    )
+    assert set(sizes) == {8}

@@ -36,15 +36,23 @@ def encoder_modality(encoder) -> str:
     return INPUT_MODALITY.get(getattr(encoder, "main_input_name", "input_ids"), "unknown")
 
 
-def _check_tokenizer(tokenizer, anchors, name: str, source: str, max_unknown: float = 0.5) -> None:
+def anchor_token_ids(tokenizer, anchors) -> list[list[int]]:
+    """The raw anchors' token ids as the head's tokenizer fingerprint reads them (no prefix, no special tokens, at
+    most 512): computed once per attach, for the unknown-token check and the fingerprint (issue 21.2: the anchors
+    were tokenised for each)."""
+    return tokenizer([str(a) for a in anchors], add_special_tokens=False, truncation=True, max_length=512)["input_ids"]
+
+
+def _check_tokenizer(
+    tokenizer, anchors, name: str, source: str, max_unknown: float = 0.5, ids: list | None = None
+) -> None:
     """Refuse a tokenizer that cannot represent the anchors (e.g. transformers' empty fallback tokenizer for an
-    encoder folder without tokenizer files, which maps every word to the unknown token)."""
+    encoder folder without tokenizer files, which maps every word to the unknown token). ``ids``: the anchors'
+    :func:`anchor_token_ids`, when already computed."""
     unk = getattr(tokenizer, "unk_token_id", None)
     if unk is None:
         return
-    ids = tokenizer([str(a) for a in anchors[:256]], add_special_tokens=False, truncation=True, max_length=512)[
-        "input_ids"
-    ]
+    ids = (ids if ids is not None else anchor_token_ids(tokenizer, anchors[:256]))[:256]
     total = sum(len(row) for row in ids)
     unknown = sum(token == unk for row in ids for token in row)
     if total == 0 or unknown / total > max_unknown:
@@ -119,8 +127,11 @@ def attach_head(
             tokenizer = load_tokenizer(name, revision, subfolder)
         except OSError as error:
             raise HeadAttachError(f"cannot attach {source} to {name}: {error}") from None
+    anchor_ids = None
     if tokenizer is not None and want == "text":
-        _check_tokenizer(tokenizer, bundle.anchors, name, source)
+        if bundle.config.get("tokenizer"):  # the fingerprint below reads every anchor: tokenise them once, here
+            anchor_ids = anchor_token_ids(tokenizer, bundle.anchors)
+        _check_tokenizer(tokenizer, bundle.anchors, name, source, ids=anchor_ids)
     _check_prefix(bundle, overrides, name, source)
     st_kwargs = {}
     if st:  # its pooling / Normalize / max_seq_length / prompts win over the training encoder's recorded ones
@@ -177,6 +188,7 @@ def attach_head(
             relative_space,
             tokenizer=tokenizer,
             source=source,
+            anchor_ids=anchor_ids,
         )
         return record_head_source(bridge, bundle)
     threshold = DEFAULT_THRESHOLD if stitch_threshold is None else stitch_threshold
@@ -191,7 +203,7 @@ def attach_head(
         report.subspace_weights = weights
         report.score = weighted_score(report.per_projection, bridge.config.projections, weights)
         report.notes.append(f"subspace_selection={subspace_selection!r} set config.subspace_weights={weights}")
-    _publish_report(bridge, report, bundle, tokenizer, name, source, stacklevel=3)
+    _publish_report(bridge, report, bundle, tokenizer, name, source, stacklevel=3, anchor_ids=anchor_ids)
     return record_head_source(bridge, bundle)
 
 
@@ -213,10 +225,17 @@ def _relative_report(bundle: BridgeHead, bridge, name: str, weights, threshold: 
 
 
 def _publish_report(
-    bridge, report: StitchReport, bundle: BridgeHead, tokenizer, name: str, source: str, stacklevel: int
+    bridge,
+    report: StitchReport,
+    bundle: BridgeHead,
+    tokenizer,
+    name: str,
+    source: str,
+    stacklevel: int,
+    anchor_ids: list | None = None,
 ) -> None:
     """Check how the new tokenizer maps the anchors, warn once when the report says so, attach it to the model."""
-    report = _check_anchor_mapping(report, bundle, tokenizer, bridge, name, source)
+    report = _check_anchor_mapping(report, bundle, tokenizer, bridge, name, source, anchor_ids)
     estimate = estimate_for_attach(bridge, bundle)  # label-free expected accuracy (heads/estimate.py)
     report.estimate = estimate.to_dict() if estimate is not None else None
     if report.warning:
@@ -268,6 +287,7 @@ def _attach_aligned(
     *,
     tokenizer=None,
     source: str = "the head",
+    anchor_ids: list | None = None,
 ):
     """Fit the aligned map on the anchors, choose the relative space, score and report (see ``attach_head``)."""
     if subspace_selection not in (None, "none", "auto", "gate"):
@@ -297,7 +317,7 @@ def _attach_aligned(
         f"(held-out fit {info['fit']:.3f}), relative space {info['relative_space']}; "
         f"config.subspace_weights={weights} ({info['components']})"
     )
-    _publish_report(bridge, report, bundle, tokenizer, name, source, stacklevel=4)
+    _publish_report(bridge, report, bundle, tokenizer, name, source, stacklevel=4, anchor_ids=anchor_ids)
     return bridge
 
 
@@ -319,7 +339,7 @@ class MismatchedAnchorsReport(StitchReport):
 
 
 def _check_anchor_mapping(
-    report: StitchReport, bundle: BridgeHead, tokenizer, bridge, name: str, source: str
+    report: StitchReport, bundle: BridgeHead, tokenizer, bridge, name: str, source: str, anchor_ids: list | None = None
 ) -> StitchReport:
     """Compare the new tokenizer's mapping of the anchors with the head's record; warn on degenerate anchors."""
     where = f"attaching {source} to {name}"  # duplicates are the head's: warned when it was built, not per attach
@@ -327,7 +347,7 @@ def _check_anchor_mapping(
     recorded = bundle.config.get("tokenizer")
     if not recorded or tokenizer is None or bundle.config["modality"] != "text":
         return report  # an older head (no fingerprint), or no tokenizer involved
-    now = tokenizer_fingerprint(tokenizer, bundle.anchors)
+    now = tokenizer_fingerprint(tokenizer, bundle.anchors, ids=anchor_ids)
     if now["anchor_ids_sha256"] == recorded.get("anchor_ids_sha256"):
         report.notes.append("the tokenizer maps the anchors to the same token ids as the training tokenizer")
         return report

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ..modeling.projections import cosine as _COSINE
 from ..modeling.projections import get_projection
 from ..modeling.transforms import get_abs_transform
 
@@ -40,8 +41,12 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
         raise ValueError(f"linear_cka needs the same rows in both matrices, got {x.shape[0]} and {y.shape[0]}")
     x = x.double() - x.double().mean(dim=0, keepdim=True)
     y = y.double() - y.double().mean(dim=0, keepdim=True)
-    cross = torch.linalg.matrix_norm(y.T @ x) ** 2
-    norm = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
+    if x.shape[0] < max(x.shape[1], y.shape[1]):  # fewer rows than columns: the same sums from the (n, n) Grams
+        gx, gy = x @ x.T, y @ y.T  # ||y^T x||_F^2 = <x x^T, y y^T>, ||x^T x||_F = ||x x^T||_F
+        cross, norm = (gx * gy).sum(), torch.linalg.matrix_norm(gx) * torch.linalg.matrix_norm(gy)
+    else:
+        cross = torch.linalg.matrix_norm(y.T @ x) ** 2
+        norm = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
     return float(cross / norm) if norm > 0 else 0.0
 
 
@@ -51,6 +56,79 @@ def anchor_space(
     """Anchor-vs-anchor relative matrices (k, k), one per projection, as the head computes them."""
     _, anchors = get_abs_transform(abs_transform)(anchor_embeddings, anchor_embeddings)
     return {name: get_projection(name).fn(anchors, anchors) for name in projections}
+
+
+# ---------------------------------------------------------------- scores linear in the anchor count (issue 21.2)
+# A k x k anchor matrix per projection costs k^2 memory and its CKA k^3 time (16,384 anchors: 2 GiB per matrix). The
+# cosine matrix U U^T has rank <= D, and so have its row / column standardisations, so its CKA is computed exactly
+# from D x D products (O(k D^2)); the neighbour overlap (O(k^2 D) time, chunked) reads at most REPORT_MAX_ANCHORS
+# anchors, evenly spaced, when there are more, and the other projections' k x k matrices (whose CKA costs k^3) at most
+# DENSE_REPORT_ANCHORS; below these limits every anchor is read: the same scores as before.
+REPORT_MAX_ANCHORS = 2048
+DENSE_REPORT_ANCHORS = 1024
+
+
+def report_subset(k: int, limit: int | None = None) -> torch.Tensor | None:
+    """Indices of the anchors the quadratic scores read: ``None`` (all) up to ``limit`` (default
+    ``REPORT_MAX_ANCHORS``), else ``limit`` evenly spaced ones (deterministic: the same anchors on every attach)."""
+    limit = REPORT_MAX_ANCHORS if limit is None else limit
+    if k <= limit:
+        return None
+    return torch.linspace(0, k - 1, limit, dtype=torch.float64).round().long()
+
+
+def lowrank_cka(p: torch.Tensor, q: torch.Tensor, r: torch.Tensor, s: torch.Tensor) -> float:
+    """``linear_cka(p @ q.T, r @ s.T)`` for (k, d) factors, exactly, in O(k d^2) time and O(k d + d^2) memory."""
+    p, q, r, s = (t.double() for t in (p, q, r, s))
+    pc, rc = p - p.mean(0, keepdim=True), r - r.mean(0, keepdim=True)  # the column centring of p q^T is H p q^T
+    gq, gs = q.T @ q, s.T @ s
+    m = rc.T @ pc  # ||(H r s^T)^T H p q^T||_F^2 = tr(m^T gs m gq) = sum((gs m) * (m gq))
+    cross = ((gs @ m) * (m @ gq)).sum()
+    fx, fy = (pc.T @ pc) @ gq, (rc.T @ rc) @ gs  # ||X_c^T X_c||_F^2 = tr(nx gq nx gq) = sum(f * f^T)
+    norm = torch.sqrt((fx * fx.T).sum().clamp_min(0)) * torch.sqrt((fy * fy.T).sum().clamp_min(0))
+    return float(cross / norm) if norm > 0 else 0.0
+
+
+def _cosine_factors(anchors: torch.Tensor, subspace_norm: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(p, q) with ``p @ q.T`` the cosine anchor matrix (``subspace_norm=None``: raw), or as the head sees it."""
+    u = torch.nn.functional.normalize(anchors.double(), dim=-1)
+    if subspace_norm not in ("layernorm", "batchnorm"):
+        return u, u
+    # row i of U U^T minus its mean is u_i . (u_j - mean u); its variance u_i^T C u_i / (k - 1), C the centred Gram
+    centred = u - u.mean(0, keepdim=True)
+    var = ((u @ (centred.T @ centred)) * u).sum(1) / max(u.shape[0] - 1, 1)
+    scaled = u / var.clamp_min(0).sqrt().clamp_min(1e-12)[:, None]
+    return (scaled, centred) if subspace_norm == "layernorm" else (centred, scaled)  # batchnorm: the transpose
+
+
+def projection_scores(
+    source_embeddings: torch.Tensor,
+    target_embeddings: torch.Tensor,
+    projections: Sequence[str],
+    abs_transform: str = "none",
+    subspace_norm: str = "layernorm",
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(selection scores: CKA of the raw anchor matrices, per-projection scores: as the head sees them), memory and
+    time linear in the anchor count (see ``REPORT_MAX_ANCHORS``)."""
+    transform = get_abs_transform(abs_transform)
+    _, source = transform(source_embeddings.double(), source_embeddings.double())
+    _, target = transform(target_embeddings.double(), target_embeddings.double())
+    subset = report_subset(source.shape[0], DENSE_REPORT_ANCHORS)
+    selection, per_projection = {}, {}
+    for name in projections:
+        if name == "cosine" and get_projection(name).fn is _COSINE:
+            selection[name] = lowrank_cka(*_cosine_factors(source, None), *_cosine_factors(target, None))
+            per_projection[name] = lowrank_cka(
+                *_cosine_factors(source, subspace_norm), *_cosine_factors(target, subspace_norm)
+            )
+            continue
+        a, b = (source, target) if subset is None else (source[subset], target[subset])
+        fn = get_projection(name).fn
+        x, y = fn(a, a), fn(b, b)
+        selection[name] = linear_cka(x, y)
+        per_projection[name] = linear_cka(as_head_sees(x, subspace_norm), as_head_sees(y, subspace_norm))
+        del x, y
+    return selection, per_projection
 
 
 def subspace_scores(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> dict[str, float]:
@@ -219,12 +297,13 @@ def compute_stitch_report(
             f"{new_anchor_embeddings.shape[0]}): a stitch report needs the same anchors embedded by both encoders"
         )
     projections = list(projections)
-    source = anchor_space(training_anchor_embeddings.double(), projections, abs_transform)
-    target = anchor_space(new_anchor_embeddings.detach().double().cpu(), projections, abs_transform)
-    selection_scores = subspace_scores(source, target)
-    source = {name: as_head_sees(matrix, subspace_norm) for name, matrix in source.items()}
-    target = {name: as_head_sees(matrix, subspace_norm) for name, matrix in target.items()}
-    per_projection = subspace_scores(source, target)
+    selection_scores, per_projection = projection_scores(
+        training_anchor_embeddings.detach().double().cpu(),
+        new_anchor_embeddings.detach().double().cpu(),
+        projections,
+        abs_transform,
+        subspace_norm,
+    )
     weights = list(subspace_weights) if subspace_weights is not None else [1.0] * len(projections)
     report = StitchReport(
         score=weighted_score(per_projection, projections, weights),
@@ -261,11 +340,14 @@ def knn_jaccard(source: torch.Tensor, target: torch.Tensor, k: int = KNN) -> flo
     (anchor-standardised): do the two encoders agree on which anchors are alike?"""
     k = max(1, min(k, source.shape[0] - 1))
 
-    def neighbours(z: torch.Tensor) -> torch.Tensor:
+    def neighbours(z: torch.Tensor, rows: int = 512) -> torch.Tensor:
         z = torch.nn.functional.normalize(_standardised(z), dim=1)
-        sim = z @ z.T
-        sim.fill_diagonal_(-2.0)
-        return sim.topk(k, dim=1).indices
+        found = []
+        for start in range(0, z.shape[0], rows):  # (rows, n) at a time: memory linear in n
+            sim = z[start : start + rows] @ z.T
+            sim[:, start : start + rows].fill_diagonal_(-2.0)
+            found.append(sim.topk(k, dim=1).indices)
+        return torch.cat(found)
 
     a, b = neighbours(source), neighbours(target)
     inter = (a.unsqueeze(2) == b.unsqueeze(1)).any(2).sum(1).double()
@@ -286,9 +368,10 @@ def stitch_signals(source: torch.Tensor, target: torch.Tensor, fit: float) -> di
         # all anchors embedded (almost) identically: no anchor space to compare (two such spaces would otherwise
         # tie every neighbour and fit each other exactly, scoring ~0.67)
         return {"cka": 0.0, "knn_jaccard": 0.0, "stitch_score": 0.0}
-    rel = lambda z: (lambda u: u @ u.T)(torch.nn.functional.normalize(_standardised(z), dim=1))
-    cka = linear_cka(rel(source), rel(target))
-    jaccard = knn_jaccard(source, target)
+    u, v = (torch.nn.functional.normalize(_standardised(z), dim=1) for z in (source, target))
+    cka = lowrank_cka(u, u, v, v)  # linear_cka(u u^T, v v^T) without the k x k matrices
+    subset = report_subset(source.shape[0])
+    jaccard = knn_jaccard(source, target) if subset is None else knn_jaccard(source[subset], target[subset])
     score = (cka + jaccard + max(0.0, min(1.0, fit))) / 3.0
     return {"cka": cka, "knn_jaccard": jaccard, "stitch_score": float(score)}
 
@@ -316,6 +399,7 @@ def align_head(
     relative_space: str = "auto",
     gate: bool = False,
     tolerance: float = COMPONENT_TOLERANCE,
+    memo: dict | None = None,
 ) -> tuple[list[float], dict]:
     """Attach an aligned head to a new encoder from the anchors alone (no labels, no test batch).
 
@@ -330,6 +414,10 @@ def align_head(
        stronger encoder adds);
     4. every component is kept (``gate=True``: the subset whose anchor predictions agree best with the reference,
        measured not to help on real pairs); the stitch score (:func:`stitch_signals`).
+
+    ``memo``: a dict kept by the caller for this one (reference anchors, new anchors) pair: the translation and the
+    stitch signals depend on the anchors alone (and the head's width), so heads re-attached to the same pair (the
+    stitch benchmark: every seed and method) reuse them.
 
     Returns (component weights, info): the JSON-safe record stored in ``HeadConfig.alignment``.
     """
@@ -366,8 +454,14 @@ def align_head(
             info: dict = {"map": "identity", "residual": 0.0, "fit": 1.0}
             space = "native"
         else:
-            fitted = fit_translation(new.cpu(), target.cpu(), translation)
-            head.set_alignment(fitted.weight.float(), fitted.bias.float())
+            key = ("translation", translation, head.aligned_dim, tuple(ref.shape))
+            if memo is None or reference_alignment is not None or key not in memo:
+                fitted = fit_translation(new.cpu(), target.cpu(), translation)
+                if memo is not None and reference_alignment is None:
+                    memo[key] = fitted
+            else:
+                fitted = memo[key]
+            head.set_alignment(fitted.weight.float().clone(), fitted.bias.float().clone())
             info = dict(fitted.info, pairs=int(new.shape[0]))  # anchors + alignment set
             info["fit"] = 1.0 - min(v for k, v in info.items() if k in ("residual_orthogonal", "residual_affine"))
             space = relative_space
@@ -390,7 +484,12 @@ def align_head(
         components = [name for name, w in zip(head.projection_names, weights) if w > 0]
         if weights[n] > 0:
             components.append("aligned")
-        info.update(stitch_signals(ref.cpu(), new.cpu(), info["fit"]))
+        key = ("signals", info["fit"])
+        if memo is None or key not in memo:
+            signals = stitch_signals(ref.cpu(), new.cpu(), info["fit"])
+            if memo is not None:
+                memo[key] = signals
+        info.update(memo[key] if memo is not None else signals)
         info.update(
             relative_space=space, components="+".join(components), compatible=info["stitch_score"] >= ALIGNED_THRESHOLD
         )

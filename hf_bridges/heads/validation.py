@@ -163,12 +163,14 @@ def check_weights_header(path: Path, config: dict[str, Any], where: str) -> None
         raise HeadFormatError(f"{where}: {WEIGHTS_NAME} declares a tensor over 2^28 elements; not a bridge head")
 
 
-def tokenizer_fingerprint(tokenizer, anchors) -> dict[str, Any]:
+def tokenizer_fingerprint(tokenizer, anchors, ids: list | None = None) -> dict[str, Any]:
     """How ``tokenizer`` maps the raw anchors (no prefix, no special tokens): its size and a sha256 of the token ids.
     Stored with a head, it tells at attach a tokenizer that maps the anchors differently (e.g. a permuted
     vocabulary of the same size) apart from the training one."""
     import hashlib
 
-    ids = tokenizer([str(a) for a in anchors], add_special_tokens=False, truncation=True, max_length=512)["input_ids"]
+    if ids is None:  # ``ids``: these very token ids, when the caller has them (attach_head)
+        ids = tokenizer([str(a) for a in anchors], add_special_tokens=False, truncation=True, max_length=512)
+        ids = ids["input_ids"]
     digest = hashlib.sha256(json.dumps([list(map(int, row)) for row in ids], separators=(",", ":")).encode())
     return {"vocab_size": len(tokenizer), "anchor_ids_sha256": digest.hexdigest()}

@@ -23,7 +23,14 @@ from .head_config import (  # noqa: F401  (re-exported: HeadConfig has always be
     HeadConfig,
 )
 from .projections import get_projection
-from .transforms import build_subspace_norm, get_abs_transform
+from .transforms import (
+    FITTED_ABS_TRANSFORMS,
+    anchor_mean_std,
+    apply_fitted,
+    build_subspace_norm,
+    fitted_on_anchors,
+    get_abs_transform,
+)
 
 
 def build_classifier(width: int, num_labels: int, hidden_size: int, dropout: float) -> nn.Module:
@@ -268,8 +275,8 @@ class RelativeProductHead(nn.Module):
                 "the head to this encoder so the map is fitted to it (from_encoder(encoder, head=...); on a built bridge "
                 "attach_encoder(module) or stitch_anchor_embeddings(...))"
             )
-        a = anchors.to(embeddings.dtype)
-        mean, std = a.mean(0), a.std(0).clamp_min(1e-6)
+        dtype = embeddings.dtype  # anchor statistics computed once per anchors tensor (transforms.fitted_on_anchors)
+        mean, std = fitted_on_anchors(anchors, ("aligned", dtype), lambda: anchor_mean_std(anchors.to(dtype)))
         weight = self.aligned_weight.to(embeddings.dtype)
         return ((embeddings - mean) / std) @ weight + self.aligned_bias.to(embeddings.dtype)
 
@@ -278,13 +285,21 @@ class RelativeProductHead(nn.Module):
     ) -> torch.Tensor:
         """The raw relative subspaces, stacked (B, n, k), before normalisation. ``mapped``: the samples'
         ``aligned_inputs`` when the caller has them already (the translated space reads them)."""
-        check_anchor_embeddings(anchors)
+        fitted_on_anchors(anchors, ("checked",), lambda: check_anchor_embeddings(anchors) or True)
         check_embeddings(embeddings, anchors.shape[1])
+        given = anchors
         anchors = self.relative_slice(anchors)
         if self.relative_space == "translated":  # mapped samples against the training encoder's anchors
             embeddings = self.aligned_inputs(embeddings, anchors) if mapped is None else mapped
-            anchors = self.aligned_anchors.to(embeddings.dtype)
-        x, a = self._abs_transform(embeddings, anchors.to(embeddings.dtype))
+            given = anchors = self.aligned_anchors
+        fit, dtype = FITTED_ABS_TRANSFORMS.get(self._abs_transform), embeddings.dtype
+        if fit is None:
+            x, a = self._abs_transform(embeddings, anchors.to(dtype))
+        else:  # the anchors' side fitted once per anchors tensor, the samples' side applied per call
+            params, a = fitted_on_anchors(
+                given, ("abs", fit, self.relative_anchors, dtype), lambda: fit(anchors.to(dtype))
+            )
+            x = apply_fitted(params, embeddings)
         return torch.stack([project(x, a) for project in self._projections], dim=1)
 
     def relative_slice(self, anchors: torch.Tensor) -> torch.Tensor:
@@ -330,7 +345,7 @@ class RelativeProductHead(nn.Module):
         embeddings, anchors = embeddings.to(dtype), anchors.to(dtype)
         mapped = None
         if self.aligned:  # mapped once, for both components (checked first: a wrong width names the width)
-            check_anchor_embeddings(anchors)
+            fitted_on_anchors(anchors, ("checked",), lambda: check_anchor_embeddings(anchors) or True)
             check_embeddings(embeddings, anchors.shape[1])
             mapped = self.aligned_inputs(embeddings, anchors)
         raw = self.relative_subspaces(embeddings, anchors, mapped)

@@ -6,7 +6,9 @@ depend on what else is in its batch and the same statistics can be recomputed fr
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -89,6 +91,73 @@ def whiten(x: torch.Tensor, anchors: torch.Tensor, shrinkage: float | str = "lw"
     """
     mean, w, _ = whitening_map(anchors, shrinkage)
     return ((x.double() - mean) @ w).to(x.dtype), ((anchors.double() - mean) @ w).to(anchors.dtype)
+
+
+# ------------------------------------------------------------------------------- statistics of fixed anchors
+# The anchors are an argument of every forward, but fixed while a head trains on cached embeddings, predicts, or sits
+# in a bridge: their statistics (mean, std, whitening) and transformed copy are computed once per anchors tensor and
+# reused while that tensor is alive and unchanged (same version counter and storage). Anchors with a gradient (a
+# trainable encoder embedding them in the step) are never memoised, so gradients are exactly as before.
+_ANCHOR_FITS: dict[int, tuple[weakref.ref, tuple, dict]] = {}
+
+
+def fitted_on_anchors(anchors: torch.Tensor, tag: tuple, fit: Callable[[], Any]) -> Any:
+    """``fit()``, computed once per (anchors tensor, its version, ``tag``); ``fit`` must return new tensors only
+    (never ``anchors`` or a view of it, which would keep the tensor alive through its memo)."""
+    if anchors.requires_grad and torch.is_grad_enabled():
+        return fit()
+    try:
+        stamp = (anchors._version, anchors.data_ptr(), tuple(anchors.shape), torch.is_inference_mode_enabled())
+    except RuntimeError:  # an inference tensor outside inference mode, or no storage (meta): nothing to key on
+        return fit()
+    key = id(anchors)
+    entry = _ANCHOR_FITS.get(key)
+    if entry is None or entry[0]() is not anchors or entry[1] != stamp:
+        entry = (weakref.ref(anchors, lambda _, key=key: _ANCHOR_FITS.pop(key, None)), stamp, {})
+        _ANCHOR_FITS[key] = entry
+    fits = entry[2]
+    if tag not in fits:
+        fits[tag] = fit()
+    return fits[tag]
+
+
+def anchor_mean_std(anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and (unbiased) std of the anchors, floored at 1e-6: the aligned standardisation."""
+    return anchors.mean(0), anchors.std(0).clamp_min(1e-6)
+
+
+def _fit_centering(anchors: torch.Tensor) -> tuple[tuple, torch.Tensor]:
+    mean = anchors.mean(dim=0, keepdim=True)
+    return ("centering", mean), anchors - mean
+
+
+def _fit_standard(anchors: torch.Tensor) -> tuple[tuple, torch.Tensor]:
+    mean = anchors.mean(dim=0, keepdim=True)
+    std = anchors.std(dim=0, keepdim=True)
+    std = torch.where(std < 10 * torch.finfo(std.dtype).eps, torch.ones_like(std), std)
+    return ("standard", mean, std), (anchors - mean) / std
+
+
+def _fit_whiten(anchors: torch.Tensor) -> tuple[tuple, torch.Tensor]:
+    mean, w, _ = whitening_map(anchors)
+    return ("whiten", mean, w), ((anchors.double() - mean) @ w).to(anchors.dtype)
+
+
+def apply_fitted(params: tuple, x: torch.Tensor) -> torch.Tensor:
+    """The samples' side of a fitted absolute transform (the same formula as the transform itself)."""
+    if params[0] == "centering":
+        return x - params[1]
+    if params[0] == "standard":
+        return (x - params[1]) / params[2]
+    return ((x.double() - params[1]) @ params[2]).to(x.dtype)
+
+
+# Registered transforms whose anchor side can be fitted once: the function -> its fit (others run in full per call).
+FITTED_ABS_TRANSFORMS: dict[Callable, Callable[[torch.Tensor], tuple[tuple, torch.Tensor]]] = {
+    centering: _fit_centering,
+    standard: _fit_standard,
+    whiten: _fit_whiten,
+}
 
 
 register_subspace_norm("layernorm")(lambda k: nn.LayerNorm(k))

@@ -26,6 +26,11 @@ from .validate import check_shard_widths
 
 SHARD_ROWS = 256
 CACHE_FORMAT = 1
+# Rows per embed call for an embed function that sorts its rows by length itself (``embed.sorts_rows``, the hf_text
+# kind): its sort then spans this many rows (16 shards) instead of one batch, so short texts are batched with texts
+# of their own length (issue 21: a 32-row window computed 3.1x the real tokens on short texts). Shards are still
+# written one by one after each window, so an interrupted run keeps every finished window.
+WINDOW_ROWS = 16 * SHARD_ROWS
 
 
 def default_cache_root() -> Path:
@@ -37,6 +42,11 @@ def default_cache_root() -> Path:
 def cache_key(identity: dict, dataset_fingerprint: str) -> str:
     payload = {"encoder": identity, "dataset": dataset_fingerprint, "format": CACHE_FORMAT}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _windows(todo: list[int], n: int, shards: int) -> list[list[int]]:
+    """The missing shards' starts, grouped ``shards`` at a time (one embed window each)."""
+    return [todo[i : i + shards] for i in range(0, len(todo), shards)]
 
 
 @dataclass
@@ -87,6 +97,27 @@ class EmbeddingCache:
                 folder, identity, dataset, input_column, load_embed, desc, batch_size, stats, progress
             )
 
+    @staticmethod
+    def _write_shard(folder: Path, identity: dict, start: int, values: np.ndarray) -> None:
+        """One shard, staged in a temporary folder and renamed into place (never half-written)."""
+        import datasets
+
+        if not np.isfinite(values).all():
+            raise ValueError(f"{identity.get('id')}: NaN/inf embeddings in rows {start}..; not cached")
+        shard = datasets.Dataset.from_dict(
+            {"row": np.arange(start, start + len(values)), "embedding": values},
+            features=datasets.Features(
+                {
+                    "row": datasets.Value("int64"),
+                    "embedding": datasets.List(datasets.Value("float32"), length=values.shape[1]),
+                }
+            ),
+        )
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-") as tmp:
+            shard.save_to_disk(os.path.join(tmp, "shard"))
+            fault_point("cache.shard")
+            os.replace(os.path.join(tmp, "shard"), folder / f"shard-{start:08d}")
+
     def _embed_locked(self, folder, identity, dataset, input_column, load_embed, desc, batch_size, stats, progress):
         import datasets
         from tqdm.auto import tqdm
@@ -110,30 +141,21 @@ class EmbeddingCache:
                 leave=False,
                 disable=not progress,
             ) as bar:
-                for start in todo:
-                    rows = dataset.select(range(start, min(start + SHARD_ROWS, n)))
+                per_call = WINDOW_ROWS if getattr(embed, "sorts_rows", False) else batch_size
+                for window in _windows(todo, n, max(per_call // SHARD_ROWS, 1)):
+                    rows = dataset.select([i for start in window for i in range(start, min(start + SHARD_ROWS, n))])
                     parts = []
-                    for b in range(0, len(rows), batch_size):
-                        batch = rows[b : b + batch_size]
+                    for b in range(0, len(rows), per_call):
+                        batch = rows[b : b + per_call]
                         parts.append(np.asarray(embed({input_column: batch[input_column]}), dtype=np.float32))
                         bar.update(len(batch[input_column]))
-                    values = np.concatenate(parts)
-                    if not np.isfinite(values).all():
-                        raise ValueError(f"{identity.get('id')}: NaN/inf embeddings in rows {start}..; not cached")
-                    shard = datasets.Dataset.from_dict(
-                        {"row": np.arange(start, start + len(values)), "embedding": values},
-                        features=datasets.Features(
-                            {
-                                "row": datasets.Value("int64"),
-                                "embedding": datasets.List(datasets.Value("float32"), length=values.shape[1]),
-                            }
-                        ),
-                    )
-                    with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-") as tmp:
-                        shard.save_to_disk(os.path.join(tmp, "shard"))
-                        fault_point("cache.shard")
-                        os.replace(os.path.join(tmp, "shard"), folder / f"shard-{start:08d}")
-                    stats["rows_embedded"] += len(values)
+                    embedded = np.concatenate(parts)
+                    offset = 0
+                    for start in window:
+                        values = embedded[offset : offset + min(SHARD_ROWS, n - start)]
+                        offset += len(values)
+                        self._write_shard(folder, identity, start, values)
+                        stats["rows_embedded"] += len(values)
         parts, broken = [], []
         for s in starts:
             shard = folder / f"shard-{s:08d}"

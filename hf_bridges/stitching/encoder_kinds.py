@@ -173,4 +173,5 @@ class HFTextEncoder:
                 embeddings = torch.nn.functional.normalize(embeddings, p=2, dim=-1)
             return embeddings.cpu().numpy()
 
+        embed.sorts_rows = True  # the cache may pass thousands of rows per call: they are sorted and batched here
         return embed

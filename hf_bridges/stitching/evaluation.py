@@ -14,19 +14,37 @@ from .config import LatentSpec, MethodSpec
 from .training import predict
 
 
+def pair_memo(feature_cache: dict | None, train_anchors: np.ndarray, test_anchors: np.ndarray) -> dict | None:
+    """What depends on one (training anchors, test anchors) pair alone (subspace scores, the aligned map, the stitch
+    signals), kept for the run in ``feature_cache``: every seed and method re-attaches to the same pairs."""
+    if feature_cache is None:
+        return None
+    store = feature_cache.setdefault("evaluation", {})
+    key = (id(train_anchors), id(test_anchors))
+    if key not in store:  # the arrays are kept alongside, so their ids cannot be reused while cached
+        store[key] = (train_anchors, test_anchors, {})
+    return store[key][2]
+
+
 def attach_weights(
-    method: MethodSpec, train_anchors: np.ndarray, test_anchors: np.ndarray
+    method: MethodSpec, train_anchors: np.ndarray, test_anchors: np.ndarray, memo: dict | None = None
 ) -> tuple[list[float] | None, dict[str, float] | None]:
     """Subspace weights chosen from the anchors alone (no labels of the new encoder): CKA per projection between
     the two encoders' anchor-vs-anchor matrices, then ``select_subspaces``. (None, None) when the method has no
-    ``select``."""
+    ``select``. ``memo``: see :func:`pair_memo`."""
     if method.kind != "relative" or method.select is None:
         return None, None
-    source = anchor_space(torch.from_numpy(train_anchors), method.projections, method.abs_transform)
-    target = anchor_space(torch.from_numpy(test_anchors), method.projections, method.abs_transform)
-    scores = subspace_scores(source, target)
+    key = ("subspace_scores", tuple(method.projections), method.abs_transform)
+    if memo is None or key not in memo:
+        source = anchor_space(torch.from_numpy(train_anchors), method.projections, method.abs_transform)
+        target = anchor_space(torch.from_numpy(test_anchors), method.projections, method.abs_transform)
+        scores = subspace_scores(source, target)
+        if memo is not None:
+            memo[key] = scores
+    else:
+        scores = memo[key]
     weights = select_subspaces(scores, method.projections, method.select.tolerance, method.select.mode)
-    return weights, scores
+    return weights, dict(scores)
 
 
 def evaluate_pair(
@@ -46,7 +64,8 @@ def evaluate_pair(
             "skipped": f"absolute baseline: widths differ ({train_embeddings_test.shape[1]} vs "
             f"{test_embeddings.shape[1]}), a head cannot even be applied"
         }
-    weights, scores = attach_weights(method, train_anchors, test_anchors)
+    memo = pair_memo(feature_cache, train_anchors, test_anchors)
+    weights, scores = attach_weights(method, train_anchors, test_anchors, memo)
     alignment = None
     same = train_embeddings_test is test_embeddings
     if method.kind == "translation" and not same:  # absolute head + orthogonal map fitted on the anchors
@@ -57,7 +76,9 @@ def evaluate_pair(
         if same:
             head.reset_alignment(train_anchors.shape[1])
         else:
-            weights, alignment = align_head(head, torch.from_numpy(train_anchors), torch.from_numpy(test_anchors))
+            weights, alignment = align_head(
+                head, torch.from_numpy(train_anchors), torch.from_numpy(test_anchors), memo=memo
+            )
     logits = predict(head, test_embeddings, test_anchors, weights, feature_cache=feature_cache)
     result = classification_scores(logits.argmax(axis=1), labels)
     if alignment is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numpy as np
 import torch
@@ -102,7 +103,7 @@ def train_head(
             head.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay, foreach=True
         )
         head, optimizer, loader = accelerator.prepare(head, optimizer, loader)
-        anchor_tensor = torch.from_numpy(anchors).to(accelerator.device)
+        anchor_tensor = anchor_tensor_of(anchors, accelerator.device, feature_cache)
         loss_fn = nn.CrossEntropyLoss()
         head.train()
         for _ in range(training.num_epochs):
@@ -118,23 +119,57 @@ def train_head(
         return accelerator.unwrap_model(head).eval()
 
 
+def anchor_tensor_of(anchors: np.ndarray, device, feature_cache: dict | None = None) -> torch.Tensor:
+    """One tensor per anchor array and device for the run (kept in ``feature_cache``): the head fits the statistics
+    of fixed anchors once per anchors tensor (``transforms.fitted_on_anchors``), so every head, seed and
+    evaluation on these anchors shares that fit."""
+    if feature_cache is None:
+        return torch.from_numpy(anchors).to(device)
+    store = feature_cache.setdefault("anchor_tensors", {})
+    key = (id(anchors), str(device))
+    if key not in store:  # the array is kept alongside, so its id cannot be reused while cached
+        store[key] = (anchors, torch.from_numpy(anchors).to(device))
+    return store[key][1]
+
+
+def feature_cache_bytes() -> int:
+    """How many bytes of relative features a stitch run keeps (``HF_BRIDGES_FEATURE_CACHE_MB``, default 1024):
+    (n, projections, k) float32 per split, anchor set and projections would otherwise grow with n without bound
+    (20k samples x 2,000 anchors x 4 projections: 640 MiB per entry)."""
+    return int(float(os.environ.get("HF_BRIDGES_FEATURE_CACHE_MB", "1024")) * 2**20)
+
+
 def head_inputs(
     head: nn.Module, embeddings: np.ndarray, anchors: np.ndarray, feature_cache: dict | None = None
 ) -> torch.Tensor:
     """What the head is fed: the raw relative subspaces (B, n, k), computed once per (split, anchors,
-    projections, transform) and kept in ``feature_cache``; the embeddings themselves for the absolute head."""
+    projections, transform) and kept in ``feature_cache`` within :func:`feature_cache_bytes` (least recently used
+    entries evicted first); the embeddings themselves for the absolute head, and for a relative head whose
+    features alone would exceed the budget (the head then computes them per batch: memory bounded in n)."""
     if not isinstance(head, CachedSubspaceHead):
         return torch.from_numpy(embeddings)
     key = (id(embeddings), id(anchors), tuple(head.projection_names), head._abs_transform)
     cache = feature_cache if feature_cache is not None else {}
-    if key not in cache:
-        with torch.no_grad():
-            # the arrays are kept alongside, so their ids cannot be reused by other arrays while cached
-            cache[key] = (
-                embeddings,
-                anchors,
-                head.relative_subspaces(torch.from_numpy(embeddings), torch.from_numpy(anchors)),
-            )
+    if key in cache:
+        cache[key] = cache.pop(key)  # most recently used last
+        return cache[key][2]
+    budget = feature_cache_bytes()
+    size = embeddings.shape[0] * len(head.projection_names) * head.relative_anchors * 4
+    if size > budget:
+        return torch.from_numpy(embeddings)
+    held = [k for k in cache if isinstance(k, tuple) and len(k) == 4 and isinstance(cache[k], tuple)]
+    used = sum(cache[k][2].nbytes for k in held)
+    for old in held:  # evict the least recently used until the new entry fits
+        if used + size <= budget:
+            break
+        used -= cache.pop(old)[2].nbytes
+    with torch.no_grad():
+        # the arrays are kept alongside, so their ids cannot be reused by other arrays while cached
+        cache[key] = (
+            embeddings,
+            anchors,
+            head.relative_subspaces(torch.from_numpy(embeddings), torch.from_numpy(anchors)),
+        )
     return cache[key][2]
 
 
@@ -152,7 +187,7 @@ def predict(
     """Logits (or r(z) with ``represent=True``) of a trained head on the first ``limit`` rows, eval mode, batched."""
     device = next(head.parameters()).device
     inputs = head_inputs(head, embeddings, anchors, feature_cache)[:limit]
-    a = torch.from_numpy(anchors).to(device)
+    a = anchor_tensor_of(anchors, device, feature_cache)
     w = torch.tensor(subspace_weights, dtype=torch.float32, device=device) if subspace_weights is not None else None
     fn = head.represent if represent else head
     outs = [fn(inputs[i : i + batch_size].to(device), a, w).float().cpu() for i in range(0, len(inputs), batch_size)]
