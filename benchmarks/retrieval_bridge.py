@@ -47,6 +47,7 @@ ENCODERS = {
     "L3": "sentence-transformers/paraphrase-MiniLM-L3-v2",
     "mpnet": "sentence-transformers/all-mpnet-base-v2",
 }
+HELD = 600  # the first HELD items of each shuffled task are evaluation candidates, never paired texts
 PAIRS = [("L6", "L3"), ("L3", "L6"), ("L6", "mpnet"), ("mpnet", "L6")]
 
 
@@ -64,7 +65,7 @@ def bbc_task(docs: int, pool: int, seed: int = 0) -> dict:
         seen.add(lines[0])
         unique.append(lines)
     random.Random(seed).shuffle(unique)
-    evaluation, rest = unique[:docs], unique[docs:]
+    evaluation, rest = unique[: min(docs, HELD)], unique[HELD:]
     paragraphs = [line for lines in rest for line in lines]
     random.Random(seed + 1).shuffle(paragraphs)
     return {
@@ -95,7 +96,7 @@ def rt_task(docs: int, pool: int, seed: int = 0) -> dict:
         elif row["category"] in ("fresh", "rotten"):
             reviews.append(text)
     random.Random(seed).shuffle(plots)
-    evaluation, rest = plots[:docs], plots[docs:]
+    evaluation, rest = plots[: min(docs, HELD)], plots[HELD:]
     texts = [s for sentences in rest for s in sentences] + reviews
     random.Random(seed + 1).shuffle(texts)
     return {
@@ -143,6 +144,135 @@ def embed_task(task: dict, encoders: list[str], cache: Path, max_seq_length: int
     return out
 
 
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def relative(x: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """Relative coordinates: cosine to each anchor, centred over the anchors' own coordinates, unit length."""
+    rel = unit(x) @ unit(anchors).T
+    return unit(rel - (unit(anchors) @ unit(anchors).T).mean(0))
+
+
+def aecp_maps(source: np.ndarray, target: np.ndarray) -> dict:
+    """aecp's ridge and (same width only) Procrustes maps, fitted source -> target; {} without aecp."""
+    import warnings
+
+    try:
+        from aecp import OrthogonalProcrustesMapping, RidgeMapping
+    except ImportError:
+        return {}
+    maps = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        maps["aecp ridge"] = RidgeMapping().fit(source, target)
+        if source.shape[1] == target.shape[1]:
+            maps["aecp procrustes"] = OrthogonalProcrustesMapping().fit(source, target)
+    return maps
+
+
+def evaluate_pair(emb: dict, old: str, new: str, counts: list[int], weights: list[float]) -> list[dict]:
+    from hf_bridges.retrieval import IndexBridge, retrieval_metrics
+
+    q_old, d_old, p_old = (emb[old][part] for part in ("queries", "corpus", "pool"))
+    q_new, d_new, p_new = (emb[new][part] for part in ("queries", "corpus", "pool"))
+    rows = []
+
+    def row(system: str, side: str, pairs: int | None, q: np.ndarray, d: np.ndarray, **extra) -> dict:
+        r = {"old": old, "new": new, "system": system, "side": side, "pairs": pairs, **retrieval_metrics(q, d), **extra}
+        rows.append(r)
+        return r
+
+    row("ceiling A (old encoder)", "-", None, q_old, d_old)
+    ceiling = row("ceiling B (re-embedded)", "-", None, q_new, d_new)
+    if q_new.shape[1] == d_old.shape[1]:
+        row("floor (raw new vs old index)", "query", None, q_new, d_old)
+    for n in counts:
+        if n > len(p_old):
+            continue
+        start = time.perf_counter()
+        bridge = IndexBridge.fit_embeddings(
+            p_old[:n],
+            p_new[:n],
+            old_encoder={"name_or_path": ENCODERS[old]},
+            new_encoder={"name_or_path": ENCODERS[new]},
+        )
+        fit_s = time.perf_counter() - start
+        mapped = bridge.map_queries(q_new)
+        for side, est in bridge.retention.items():
+            extra = {"expected": est.estimate, "expected_low": est.low, "expected_high": est.high, "fit_s": fit_s}
+            if side == "query":
+                row("bridge", "query", n, mapped, d_old, map=bridge.query_map.info.get("map"), **extra)
+            else:
+                row(
+                    "bridge",
+                    "migrate",
+                    n,
+                    q_new,
+                    bridge.migrate(d_old),
+                    map=bridge.migrate_map.info.get("map"),
+                    **extra,
+                )
+        anchors_new, anchors_old = p_new[: min(n, 512)], p_old[: min(n, 512)]
+        rel_q, rel_d = relative(q_new, anchors_new), relative(d_old, anchors_old)
+        for w in weights:  # score = w cos(mapped, d) + (1 - w) cos(rel(q), rel(d)): one concatenated vector each side
+            q = np.hstack([np.sqrt(w) * unit(mapped), np.sqrt(1 - w) * rel_q])
+            d = np.hstack([np.sqrt(w) * unit(d_old), np.sqrt(1 - w) * rel_d])
+            row(f"bridge + relative (w={w})", "query", n, q, d)
+        for name, m in aecp_maps(p_new[:n], p_old[:n]).items():
+            row(name, "query", n, m.transform(q_new), d_old)
+        for name, m in aecp_maps(p_old[:n], p_new[:n]).items():
+            row(name, "migrate", n, q_new, m.transform(d_old))
+    for r in rows:
+        r["retention"] = r["recall@10"] / ceiling["recall@10"]
+        r["retention_ndcg"] = r["ndcg@10"] / ceiling["ndcg@10"]
+    return rows
+
+
+def overhead(encoder_key: str, new_queries: list[str], bridge) -> dict:
+    """Median seconds of the new encoder on a batch of 64 queries, and of the query map on its vectors."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(ENCODERS[encoder_key], device="cpu")
+    batch = new_queries[:64]
+    enc, maps = [], []
+    for _ in range(5):
+        start = time.perf_counter()
+        vectors = model.encode(batch, batch_size=64, convert_to_numpy=True)
+        enc.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for _ in range(10):
+            bridge.map_queries(vectors)
+        maps.append((time.perf_counter() - start) / 10)
+    e, m = float(np.median(enc)), float(np.median(maps))
+    return {"encoder": encoder_key, "encoder_s": e, "map_s": m, "overhead": m / e}
+
+
+def fmt(x) -> str:
+    return "–" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def print_tables(task_name: str, rows: list[dict]) -> str:
+    lines = [f"### {task_name}", ""]
+    for old, new in dict.fromkeys((r["old"], r["new"]) for r in rows):
+        lines += [
+            f"**{old} index, {new} encoder**",
+            "",
+            "| system | side | pairs | Recall@10 | nDCG@10 | MRR | retention (R@10 / B) | expected (95% interval) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            if (r["old"], r["new"]) != (old, new):
+                continue
+            exp = f"{r['expected']:.3f} ({r['expected_low']:.3f}-{r['expected_high']:.3f})" if "expected" in r else "–"
+            lines.append(
+                f"| {r['system']} | {r['side']} | {fmt(r['pairs'])} | {r['recall@10']:.3f} | {r['ndcg@10']:.3f} | "
+                f"{r['mrr']:.3f} | {r['retention']:.3f} | {exp} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def embed_all(args) -> None:
     cache = Path(args.cache)
     for encoder in args.encoders.split(","):
@@ -151,14 +281,56 @@ def embed_all(args) -> None:
             embed_task(task, [encoder], cache / name, args.max_seq_length)
 
 
+def main(args) -> None:
+    if args.embed_only:
+        embed_all(args)
+        return
+    counts = [int(c) for c in args.pairs_sweep.split(",")]
+    weights = [float(w) for w in args.relative_weights.split(",") if w]
+    results, text = {"rows": [], "overhead": []}, []
+    for name in args.tasks.split(","):
+        task = TASKS[name](args.docs, args.pool)
+        keys = sorted({k for pair in args.pairs.split(",") for k in pair.split("-")})
+        emb = embed_task(task, keys, Path(args.cache) / name, args.max_seq_length)
+        rows = []
+        for pair in args.pairs.split(","):
+            old, new = pair.split("-")
+            rows += evaluate_pair(emb, old, new, counts, weights)
+        for r in rows:
+            r["task"] = name
+        results["rows"] += rows
+        text.append(print_tables(task["name"], rows))
+        print(text[-1], flush=True)
+    if args.overhead:
+        from hf_bridges.retrieval import IndexBridge
+
+        task = TASKS["bbc"](args.docs, args.pool)
+        emb = embed_task(
+            task, ["L6", "mpnet"] if "mpnet" in args.pairs else ["L6", "L3"], Path(args.cache) / "bbc", 128
+        )
+        for old, new in (("L6", "L3"), ("L6", "mpnet")) if "mpnet" in args.pairs else (("L6", "L3"),):
+            if new not in emb:
+                continue
+            bridge = IndexBridge.fit_embeddings(emb[old]["pool"], emb[new]["pool"], estimate=False)
+            results["overhead"].append(overhead(new, task["queries"], bridge))
+            print(results["overhead"][-1], flush=True)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/hf_bridges/retrieval_bench"))
     parser.add_argument("--tasks", default="bbc,rt")
-    parser.add_argument("--encoders", default="L6,L3,mpnet")
-    parser.add_argument("--docs", type=int, default=600)
+    parser.add_argument("--encoders", default="L6,L3,mpnet", help="--embed-only: the encoders to embed with")
+    parser.add_argument("--pairs", default="L6-L3,L3-L6,L6-mpnet,mpnet-L6", help="old-new encoder pairs")
+    parser.add_argument("--pairs-sweep", default="250,500,1000,2000")
+    parser.add_argument("--relative-weights", default="0.5,0.75,0.9")
+    parser.add_argument("--docs", type=int, default=400)
     parser.add_argument("--pool", type=int, default=2000)
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--embed-only", action="store_true")
-    args = parser.parse_args()
-    embed_all(args)
+    parser.add_argument("--overhead", action="store_true", help="time the query map against the encoder")
+    parser.add_argument("--json", help="write every row here")
+    main(parser.parse_args())

@@ -80,7 +80,7 @@ def load_text_encoder(encoder: Any, revision: str | None = None) -> TextEncoder:
             f"got {type(encoder).__name__}"
         )
     settings = {k: v for k, v in st_encoder_settings(model).items() if k not in ("model", "tokenizer", "subfolder")}
-    dim = int(model.get_sentence_embedding_dimension())
+    dim = int((getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)())
     return TextEncoder(model, name, revision or _commit(model, name), dim, settings)
 
 
