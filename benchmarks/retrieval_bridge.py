@@ -134,13 +134,30 @@ def embed_cached(encoder_key: str, texts: list[str], cache: Path, max_seq_length
     return vectors
 
 
-def embed_task(task: dict, encoders: list[str], cache: Path, max_seq_length: int) -> dict:
+def embed_task(
+    task: dict, encoders: list[str], cache: Path, max_seq_length: int, limits: dict | None = None, parts=None
+) -> dict:
+    """Each encoder's vectors of the task's queries, corpus and pool; ``limits``: encoder -> (docs, pool) caps
+    (a slow encoder embeds the first rows only; pairs with it are scored on those rows)."""
     models: dict = {}
     out = {}
     for key in encoders:
+        docs, pool = (limits or {}).get(key, (None, None))
+        caps = {"queries": docs, "corpus": docs, "pool": pool}
         out[key] = {
-            part: embed_cached(key, task[part], cache, max_seq_length, models) for part in ("queries", "corpus", "pool")
+            part: embed_cached(key, task[part][: caps[part]], cache, max_seq_length, models)
+            for part in parts or ("queries", "corpus", "pool")
         }
+    return out
+
+
+def parse_limits(text: str) -> dict:
+    """``mpnet=200:600`` -> {"mpnet": (200, 600)}."""
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, caps = item.split("=")
+        docs, pool = caps.split(":")
+        out[key] = (int(docs), int(pool))
     return out
 
 
@@ -171,11 +188,16 @@ def aecp_maps(source: np.ndarray, target: np.ndarray) -> dict:
     return maps
 
 
-def evaluate_pair(emb: dict, old: str, new: str, counts: list[int], weights: list[float]) -> list[dict]:
+def evaluate_pair(
+    emb: dict, old: str, new: str, counts: list[int], weights: list[float], translations: list[str]
+) -> list[dict]:
     from hf_bridges.retrieval import IndexBridge, retrieval_metrics
 
-    q_old, d_old, p_old = (emb[old][part] for part in ("queries", "corpus", "pool"))
-    q_new, d_new, p_new = (emb[new][part] for part in ("queries", "corpus", "pool"))
+    m = min(len(emb[old]["corpus"]), len(emb[new]["corpus"]))  # a capped encoder: score on the rows it embedded
+    q_old, d_old, p_old = emb[old]["queries"][:m], emb[old]["corpus"][:m], emb[old]["pool"]
+    q_new, d_new, p_new = emb[new]["queries"][:m], emb[new]["corpus"][:m], emb[new]["pool"]
+    pool = min(len(p_old), len(p_new))
+    p_old, p_new = p_old[:pool], p_new[:pool]
     rows = []
 
     def row(system: str, side: str, pairs: int | None, q: np.ndarray, d: np.ndarray, **extra) -> dict:
@@ -190,29 +212,27 @@ def evaluate_pair(emb: dict, old: str, new: str, counts: list[int], weights: lis
     for n in counts:
         if n > len(p_old):
             continue
-        start = time.perf_counter()
-        bridge = IndexBridge.fit_embeddings(
-            p_old[:n],
-            p_new[:n],
-            old_encoder={"name_or_path": ENCODERS[old]},
-            new_encoder={"name_or_path": ENCODERS[new]},
-        )
-        fit_s = time.perf_counter() - start
-        mapped = bridge.map_queries(q_new)
-        for side, est in bridge.retention.items():
-            extra = {"expected": est.estimate, "expected_low": est.low, "expected_high": est.high, "fit_s": fit_s}
-            if side == "query":
-                row("bridge", "query", n, mapped, d_old, map=bridge.query_map.info.get("map"), **extra)
-            else:
-                row(
-                    "bridge",
-                    "migrate",
-                    n,
-                    q_new,
-                    bridge.migrate(d_old),
-                    map=bridge.migrate_map.info.get("map"),
-                    **extra,
-                )
+        for translation in translations:
+            start = time.perf_counter()
+            bridge = IndexBridge.fit_embeddings(
+                p_old[:n],
+                p_new[:n],
+                old_encoder={"name_or_path": ENCODERS[old]},
+                new_encoder={"name_or_path": ENCODERS[new]},
+                translation=translation,
+            )
+            fit_s = time.perf_counter() - start
+            label = f"bridge ({translation})"
+            for side, est in bridge.retention.items():
+                extra = {"expected": est.estimate, "expected_low": est.low, "expected_high": est.high, "fit_s": fit_s}
+                if side == "query":
+                    info = bridge.query_map.info
+                    row(label, "query", n, bridge.map_queries(q_new), d_old, map=info.get("map"), **extra)
+                else:
+                    info = bridge.migrate_map.info
+                    row(label, "migrate", n, q_new, bridge.migrate(d_old), map=info.get("map"), **extra)
+            if translation == translations[0]:
+                mapped = bridge.map_queries(q_new)
         anchors_new, anchors_old = p_new[: min(n, 512)], p_old[: min(n, 512)]
         rel_q, rel_d = relative(q_new, anchors_new), relative(d_old, anchors_old)
         for w in weights:  # score = w cos(mapped, d) + (1 - w) cos(rel(q), rel(d)): one concatenated vector each side
@@ -278,7 +298,8 @@ def embed_all(args) -> None:
     for encoder in args.encoders.split(","):
         for name in args.tasks.split(","):
             task = TASKS[name](args.docs, args.pool)
-            embed_task(task, [encoder], cache / name, args.max_seq_length)
+            parts = args.parts.split(",") if args.parts else None
+            embed_task(task, [encoder], cache / name, args.max_seq_length, parse_limits(args.limits), parts)
 
 
 def main(args) -> None:
@@ -291,11 +312,11 @@ def main(args) -> None:
     for name in args.tasks.split(","):
         task = TASKS[name](args.docs, args.pool)
         keys = sorted({k for pair in args.pairs.split(",") for k in pair.split("-")})
-        emb = embed_task(task, keys, Path(args.cache) / name, args.max_seq_length)
+        emb = embed_task(task, keys, Path(args.cache) / name, args.max_seq_length, parse_limits(args.limits))
         rows = []
         for pair in args.pairs.split(","):
             old, new = pair.split("-")
-            rows += evaluate_pair(emb, old, new, counts, weights)
+            rows += evaluate_pair(emb, old, new, counts, weights, args.translations.split(","))
         for r in rows:
             r["task"] = name
         results["rows"] += rows
@@ -326,11 +347,14 @@ if __name__ == "__main__":
     parser.add_argument("--encoders", default="L6,L3,mpnet", help="--embed-only: the encoders to embed with")
     parser.add_argument("--pairs", default="L6-L3,L3-L6,L6-mpnet,mpnet-L6", help="old-new encoder pairs")
     parser.add_argument("--pairs-sweep", default="250,500,1000,2000")
+    parser.add_argument("--translations", default="prior,auto", help="bridge maps to fit (first: + relative)")
     parser.add_argument("--relative-weights", default="0.5,0.75,0.9")
     parser.add_argument("--docs", type=int, default=400)
     parser.add_argument("--pool", type=int, default=2000)
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--embed-only", action="store_true")
+    parser.add_argument("--parts", help="--embed-only: queries,corpus,pool (default all)")
+    parser.add_argument("--limits", default="", help="per-encoder caps, e.g. mpnet=200:600 (docs:pool)")
     parser.add_argument("--overhead", action="store_true", help="time the query map against the encoder")
     parser.add_argument("--json", help="write every row here")
     main(parser.parse_args())

@@ -1,8 +1,9 @@
 """Keep your vector index, change your encoder: :class:`IndexBridge`.
 
 Fitted on texts embedded by both encoders (the old one that built the index, the new one that replaces it), it
-holds two maps, each the package's anchor-fitted translation (``modeling.translation.fit_translation``: orthogonal
-Procrustes or ridge-affine in anchor-standardised spaces, chosen by k-fold held-out residual, ridge alpha by k-fold):
+holds two maps, each a ridge map shrunk toward a prior (zero, Procrustes or the identity), prior and alpha chosen by
+k-fold on the pairs (``maps.py``; ``translation="auto" / "orthogonal" / "affine"`` use the heads' attach-time
+``modeling.translation.fit_translation`` instead, which docs/retrieval.md compares):
 
 * the query map, new -> old: ``encode(queries)`` embeds with the new encoder and returns vectors that search the
   index the old encoder built;
@@ -27,6 +28,7 @@ import torch
 from ..modeling.translation import fit_translation
 from .encoders import IndexBridgeError, TextEncoder, load_text_encoder
 from .estimate import RetentionEstimate, cross_fitted_retention
+from .maps import fit_prior_ridge
 
 KIND = "IndexBridge"
 FORMAT = 1
@@ -54,8 +56,11 @@ class LinearMap:
 
     @classmethod
     def fit(
-        cls, source: np.ndarray, target: np.ndarray, normalize: bool, translation: str = "auto", folds: int = 5
+        cls, source: np.ndarray, target: np.ndarray, normalize: bool, translation: str = "prior", folds: int = 5
     ) -> LinearMap:
+        if translation == "prior":
+            weight, bias, info = fit_prior_ridge(source, target, folds)
+            return cls(weight, bias, normalize, info)
         t = fit_translation(torch.from_numpy(source), torch.from_numpy(target), translation, folds)
         weight = t.weight / t.source_std[:, None]
         bias = t.bias - (t.source_mean / t.source_std) @ t.weight
@@ -107,7 +112,7 @@ class IndexBridge:
         new_encoder: Any,
         texts: Sequence[str],
         *,
-        translation: str = "auto",
+        translation: str = "prior",
         folds: int = 5,
         batch_size: int = 32,
         k: int = 10,
@@ -147,7 +152,7 @@ class IndexBridge:
         texts: Sequence[str] | None = None,
         old_encoder: dict | None = None,
         new_encoder: dict | None = None,
-        translation: str = "auto",
+        translation: str = "prior",
         folds: int = 5,
         k: int = 10,
         seed: int = 0,
@@ -326,7 +331,7 @@ class IndexBridge:
         loaded.encoder = encoder
         return loaded
 
-    def refit(self, new_encoder: Any, translation: str = "auto", folds: int = 5) -> IndexBridge:
+    def refit(self, new_encoder: Any, translation: str = "prior", folds: int = 5) -> IndexBridge:
         """The same index (old vectors of the stored paired texts), another new encoder: embed the texts, refit."""
         if self.texts is None or self.old_vectors is None:
             raise IndexBridgeError("this bridge holds no paired texts to refit on; fit a new one with IndexBridge.fit")
