@@ -326,13 +326,13 @@ def main(args) -> None:
         from hf_bridges.retrieval import IndexBridge
 
         task = TASKS["bbc"](args.docs, args.pool)
-        emb = embed_task(
-            task, ["L6", "mpnet"] if "mpnet" in args.pairs else ["L6", "L3"], Path(args.cache) / "bbc", 128
-        )
+        keys = ["L6", "mpnet"] if "mpnet" in args.pairs else ["L6", "L3"]
+        emb = embed_task(task, keys, Path(args.cache) / "bbc", args.max_seq_length, parse_limits(args.limits))
         for old, new in (("L6", "L3"), ("L6", "mpnet")) if "mpnet" in args.pairs else (("L6", "L3"),):
             if new not in emb:
                 continue
-            bridge = IndexBridge.fit_embeddings(emb[old]["pool"], emb[new]["pool"], estimate=False)
+            n = min(len(emb[old]["pool"]), len(emb[new]["pool"]))
+            bridge = IndexBridge.fit_embeddings(emb[old]["pool"][:n], emb[new]["pool"][:n], estimate=False)
             results["overhead"].append(overhead(new, task["queries"], bridge))
             print(results["overhead"][-1], flush=True)
     if args.json:
