@@ -287,3 +287,17 @@ def test_minilm_l6_index_searched_with_l3_queries(one_thread):
     assert through["mrr"] > floor["mrr"] + 0.03, (through, floor)
     assert through["recall@10"] > 0.85 * ceiling["recall@10"], (through, ceiling)
     assert bridge.expected_retention.estimate > 0.5
+
+
+def test_one_width_lets_a_rotation_compete(bridge):
+    """Same width: the uncentred rotation competes with the ridge and the higher cross-fitted expected retention
+    wins (here the spaces differ by an exact rotation); different widths: the ridge alone."""
+    rng = np.random.default_rng(0)
+    old = rng.normal(size=(200, 16))
+    old /= np.linalg.norm(old, axis=1, keepdims=True)
+    rotation, _ = np.linalg.qr(rng.normal(size=(16, 16)))
+    rotated = IndexBridge.fit_embeddings(old, old @ rotation)
+    assert rotated.query_map.info["map"].startswith("rotation")
+    assert set(rotated.query_map.info["candidates"]) == {"prior", "rotation"}
+    np.testing.assert_allclose(rotated.map_queries(old[:5] @ rotation), old[:5], atol=1e-5)
+    assert "candidates" not in bridge.query_map.info and bridge.query_map.info["map"].startswith("ridge")

@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     source.add_argument("--dataset", help="a registered dataset (hf_bridges.data), e.g. bbc_news")
     fit.add_argument("--text-column", default="text", help="the column of --texts / --dataset holding the texts")
     fit.add_argument("--num-texts", type=int, default=2000, help="use at most this many texts (seeded sample)")
-    fit.add_argument("--translation", choices=["prior", "auto", "orthogonal", "affine"], default="prior")
+    fit.add_argument("--translation", choices=["prior", "rotation", "auto", "orthogonal", "affine"], default="prior")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--output", required=True, help="folder to save the bridge into")
     fit.add_argument("--min-retention", type=float, help="exit 3 when the expected retention is below this")

@@ -28,7 +28,7 @@ import torch
 from ..modeling.translation import fit_translation
 from .encoders import IndexBridgeError, TextEncoder, load_text_encoder
 from .estimate import RetentionEstimate, cross_fitted_retention
-from .maps import fit_prior_ridge
+from .maps import fit_prior_ridge, fit_rotation
 
 KIND = "IndexBridge"
 FORMAT = 1
@@ -58,9 +58,9 @@ class LinearMap:
     def fit(
         cls, source: np.ndarray, target: np.ndarray, normalize: bool, translation: str = "prior", folds: int = 5
     ) -> LinearMap:
-        if translation == "prior":
-            weight, bias, info = fit_prior_ridge(source, target, folds)
-            return cls(weight, bias, normalize, info)
+        if translation in ("prior", "rotation"):
+            fit = fit_prior_ridge(source, target, folds) if translation == "prior" else fit_rotation(source, target)
+            return cls(*fit[:2], normalize, fit[2])
         t = fit_translation(torch.from_numpy(source), torch.from_numpy(target), translation, folds)
         weight = t.weight / t.source_std[:, None]
         bias = t.bias - (t.source_mean / t.source_std) @ t.weight
@@ -181,19 +181,31 @@ class IndexBridge:
             old["query_space"] = "separate"  # the old index's queries had their own prompt
         old_q = old_vectors if old_queries is None else _finite("old_queries", old_queries)
         new_q = new_vectors if new_queries is None else _finite("new_queries", new_queries)
-        query_map = LinearMap.fit(new_q, old_q, old["normalize"], translation, folds)
-        migrate_map = LinearMap.fit(old_vectors, new_vectors, new["normalize"], translation, folds)
-        retention = {}
-        if estimate:
-            for side, (src, tgt, norm) in {
-                "query": (new_q, old_q, old["normalize"]),
-                "migrate": (old_vectors, new_vectors, new["normalize"]),
-            }.items():
+        maps, retention = {}, {}
+        for side, (src, tgt, norm) in {
+            "query": (new_q, old_q, old["normalize"]),
+            "migrate": (old_vectors, new_vectors, new["normalize"]),
+        }.items():
+            # "prior" on encoders of one width: the uncentred rotation competes, and the higher cross-fitted
+            # expected retention wins (a tie goes to the rotation, the map with fewer parameters)
+            kinds = ["prior", "rotation"] if translation == "prior" and src.shape[1] == tgt.shape[1] else [translation]
+            if not estimate:
+                kinds = kinds[:1]
+            candidates = {}
+            for kind in kinds:
 
-                def fitter(s, t, norm=norm):
-                    return LinearMap.fit(s, t, norm, translation, folds)
+                def fitter(s, t, norm=norm, kind=kind):
+                    return LinearMap.fit(s, t, norm, kind, folds)
 
-                retention[side] = cross_fitted_retention(src, tgt, fitter, side, k=k, folds=folds, seed=seed)
+                est = cross_fitted_retention(src, tgt, fitter, side, k=k, folds=folds, seed=seed) if estimate else None
+                candidates[kind] = est
+            kind = max(reversed(kinds), key=lambda c: candidates[c].estimate if candidates[c] else 0.0)
+            maps[side] = LinearMap.fit(src, tgt, norm, kind, folds)
+            if len(kinds) > 1:
+                maps[side].info["candidates"] = {c: round(e.estimate, 4) for c, e in candidates.items()}
+            if candidates[kind] is not None:
+                retention[side] = candidates[kind]
+        query_map, migrate_map = maps["query"], maps["migrate"]
         return cls(query_map, migrate_map, old, new, texts=texts, old_vectors=old_vectors, retention=retention)
 
     # ------------------------------------------------------------------------------------------------- apply
