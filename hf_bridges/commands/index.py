@@ -1,0 +1,148 @@
+"""``hf-bridges index fit|inspect|migrate``: keep a vector index, change its encoder (``hf_bridges.retrieval``).
+
+``inspect --min-retention X`` is the gate a CI uses: exit code 3 when the bridge's expected retention is below X
+(1 is kept for errors). Push / pull a bridge folder like any head: ``hf-bridges head push|pull``.
+"""
+
+from __future__ import annotations
+
+import json
+
+GATE_EXIT = 3
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "index", help="fit, inspect or apply an index bridge (keep the index, change the encoder)"
+    )
+    actions = parser.add_subparsers(dest="index_command", metavar="ACTION", required=True)
+
+    fit = actions.add_parser("fit", help="fit a bridge from an old and a new encoder on unlabelled texts")
+    fit.add_argument("--old", required=True, help="the encoder that built the index (Hub id or folder)")
+    fit.add_argument("--new", required=True, help="the encoder that replaces it")
+    source = fit.add_mutually_exclusive_group(required=True)
+    source.add_argument("--texts", help="a .txt file (one text a line) or a csv/json/jsonl/parquet file")
+    source.add_argument("--dataset", help="a registered dataset (hf_bridges.data), e.g. bbc_news")
+    fit.add_argument("--text-column", default="text", help="the column of --texts / --dataset holding the texts")
+    fit.add_argument("--num-texts", type=int, default=2000, help="use at most this many texts (seeded sample)")
+    fit.add_argument("--translation", choices=["prior", "rotation", "auto", "orthogonal", "affine"], default="prior")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--output", required=True, help="folder to save the bridge into")
+    fit.add_argument("--min-retention", type=float, help="exit 3 when the expected retention is below this")
+    fit.set_defaults(func=run_fit)
+
+    inspect = actions.add_parser("inspect", help="print a bridge's encoders, maps and expected retention; gate it")
+    inspect.add_argument("bridge", help="bridge folder or Hub repo id")
+    inspect.add_argument("--revision", help="branch, tag or commit of the bridge repo")
+    inspect.add_argument("--json", action="store_true", help="print the record as JSON")
+    inspect.add_argument("--min-retention", type=float, help="exit 3 when the expected retention is below this")
+    inspect.add_argument(
+        "--side", choices=["query", "migrate"], default="query", help="which side --min-retention gates"
+    )
+    inspect.add_argument(
+        "--bound", choices=["estimate", "low"], default="estimate", help="gate the estimate or the interval's lower end"
+    )
+    inspect.set_defaults(func=run_inspect)
+
+    migrate = actions.add_parser("migrate", help="move stored vectors (.npy) from the old into the new space")
+    migrate.add_argument("bridge", help="bridge folder or Hub repo id")
+    migrate.add_argument("input", help="the old vectors, a (n, old width) float .npy file (read memory-mapped)")
+    migrate.add_argument("output", help="where to write the new vectors (.npy, float32)")
+    migrate.add_argument("--batch-size", type=int, default=65536)
+    migrate.add_argument("--revision", help="branch, tag or commit of the bridge repo")
+    migrate.set_defaults(func=run_migrate)
+
+
+def _texts(args) -> list[str]:
+    import random
+    from pathlib import Path
+
+    if args.dataset:
+        from ..data import load_labelled_dataset
+
+        data = load_labelled_dataset(args.dataset)
+        texts = [t for split in data.values() for t in split[args.text_column]]
+    elif Path(args.texts).suffix == ".txt":
+        texts = [line.strip() for line in Path(args.texts).read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        import datasets
+
+        fmt = Path(args.texts).suffix.lstrip(".").replace("jsonl", "json")
+        data = datasets.load_dataset(fmt, data_files=args.texts, split="train")
+        if args.text_column not in data.column_names:
+            raise ValueError(f"column {args.text_column!r} not in {args.texts}; columns: {data.column_names}")
+        texts = [str(t) for t in data[args.text_column]]
+    texts = list(dict.fromkeys(t for t in texts if t and t.strip()))
+    if len(texts) > args.num_texts:
+        texts = random.Random(args.seed).sample(texts, args.num_texts)
+    return texts
+
+
+def _gate(bridge, minimum: float | None, side: str = "query", bound: str = "estimate") -> int:
+    from ..retrieval import RetentionGateError
+
+    if minimum is None:
+        return 0
+    try:
+        est = bridge.gate(minimum, side=side, bound=bound)
+    except RetentionGateError as error:
+        print(f"gate FAILED: {error}")
+        return GATE_EXIT
+    print(f"gate passed: {est} >= {minimum:.3f}")
+    return 0
+
+
+def run_fit(args) -> int:
+    from ..retrieval import IndexBridge
+
+    texts = _texts(args)
+    bridge = IndexBridge.fit(args.old, args.new, texts, translation=args.translation, seed=args.seed)
+    folder = bridge.save_pretrained(args.output)
+    print(f"{bridge}\nsaved to {folder}")
+    return _gate(bridge, args.min_retention)
+
+
+def run_inspect(args) -> int:
+    from ..retrieval import IndexBridge
+
+    bridge = IndexBridge.from_pretrained(args.bridge, revision=args.revision)
+    record = {
+        "old_encoder": bridge.old,
+        "new_encoder": bridge.new,
+        "query_map": bridge.query_map.info,
+        "migrate_map": bridge.migrate_map.info,
+        "num_pairs": len(bridge.texts or ()),
+        "expected_retention": {side: est.to_dict() for side, est in bridge.retention.items()},
+        "revision": bridge.revision,
+    }
+    if args.json:
+        print(json.dumps(record, indent=2, default=str))
+    else:
+        print(bridge)
+        for side, est in bridge.retention.items():
+            print(f"  {side}: {est}")
+    return _gate(bridge, args.min_retention, args.side, args.bound)
+
+
+def run_migrate(args) -> int:
+    import numpy as np
+
+    from .._io import atomic_path
+    from ..retrieval import IndexBridge
+
+    bridge = IndexBridge.from_pretrained(args.bridge, revision=args.revision)
+    old = np.load(args.input, mmap_mode="r")
+    with atomic_path(args.output) as tmp:
+        out = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.float32, shape=(old.shape[0], bridge.new["hidden_size"])
+        )
+        start = 0
+        for batch in bridge.migrate_batches(old, args.batch_size):
+            out[start : start + len(batch)] = batch
+            start += len(batch)
+        out.flush()
+        del out
+    print(
+        f"migrated {old.shape[0]} vectors {bridge.old['hidden_size']}-d -> {bridge.new['hidden_size']}-d into {args.output}"
+    )
+    return 0

@@ -1,0 +1,394 @@
+"""Keep your vector index, change your encoder: :class:`IndexBridge`.
+
+Fitted on texts embedded by both encoders (the old one that built the index, the new one that replaces it), it
+holds two maps, each a ridge map shrunk toward a prior (zero, Procrustes or the identity), prior and alpha chosen by
+k-fold on the pairs (``maps.py``; ``translation="auto" / "orthogonal" / "affine"`` use the heads' attach-time
+``modeling.translation.fit_translation`` instead, which docs/retrieval.md compares):
+
+* the query map, new -> old: ``encode(queries)`` embeds with the new encoder and returns vectors that search the
+  index the old encoder built;
+* the migrate map, old -> new: ``migrate(old_vectors)`` rewrites stored vectors, in batches, into the new space.
+
+Saved and pushed in the head-only format (``heads.format`` / ``heads.hub``): the paired texts are the anchors, the
+old encoder's embeddings of them the anchor space, the two maps the weights, and ``index_bridge`` in the config names
+both encoders (revision, pooling, normalisation, prompts) and the label-free expected retention.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..modeling.translation import fit_translation
+from .encoders import IndexBridgeError, TextEncoder, load_text_encoder
+from .estimate import RetentionEstimate, cross_fitted_retention
+from .maps import fit_prior_ridge, fit_rotation
+
+KIND = "IndexBridge"
+FORMAT = 1
+MIN_PAIRS = 40
+
+
+def _finite(name: str, x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise IndexBridgeError(f"{name} must be a 2-D array (rows, width), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise IndexBridgeError(f"{name} holds NaN or inf values: embed those texts again")
+    return x
+
+
+class LinearMap:
+    """``x @ weight + bias`` in float32 (a fitted translation with its source standardisation folded in), then
+    L2-normalised when the target encoder normalises its vectors."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, normalize: bool, info: dict | None = None):
+        self.weight = np.ascontiguousarray(weight, dtype=np.float32)
+        self.bias = np.ascontiguousarray(bias, dtype=np.float32)
+        self.normalize = bool(normalize)
+        self.info = dict(info or {})
+
+    @classmethod
+    def fit(
+        cls, source: np.ndarray, target: np.ndarray, normalize: bool, translation: str = "prior", folds: int = 5
+    ) -> LinearMap:
+        if translation in ("prior", "rotation"):
+            fit = fit_prior_ridge(source, target, folds) if translation == "prior" else fit_rotation(source, target)
+            return cls(*fit[:2], normalize, fit[2])
+        t = fit_translation(torch.from_numpy(source), torch.from_numpy(target), translation, folds)
+        weight = t.weight / t.source_std[:, None]
+        bias = t.bias - (t.source_mean / t.source_std) @ t.weight
+        return cls(weight.numpy(), bias.numpy(), normalize, t.info)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = np.asarray(x, dtype=np.float32) @ self.weight + self.bias
+        if self.normalize:
+            y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+        return y
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.weight.shape
+
+
+class IndexBridge:
+    """Search an index built with ``old`` using queries embedded by ``new`` (``encode``), or move its stored
+    vectors into ``new``'s space (``migrate``). Fit with :meth:`fit` (encoders + texts) or
+    :meth:`fit_embeddings` (paired vectors you already have); load with :meth:`from_pretrained`."""
+
+    def __init__(
+        self,
+        query_map: LinearMap,
+        migrate_map: LinearMap,
+        old: dict,
+        new: dict,
+        *,
+        texts: Sequence[str] | None = None,
+        old_vectors: np.ndarray | None = None,
+        retention: dict[str, RetentionEstimate] | None = None,
+        encoder: TextEncoder | None = None,
+        source: str | None = None,
+        revision: str | None = None,
+    ):
+        self.query_map, self.migrate_map = query_map, migrate_map
+        self.old, self.new = dict(old), dict(new)  # encoder records: name_or_path, revision, hidden_size, settings
+        self.texts = list(texts) if texts is not None else None
+        self.old_vectors = old_vectors
+        self.retention = dict(retention or {})
+        self.encoder = encoder  # the new encoder, loaded on first encode() when not given
+        self.source, self.revision = source, revision
+
+    # --------------------------------------------------------------------------------------------------- fit
+    @classmethod
+    def fit(
+        cls,
+        old_encoder: Any,
+        new_encoder: Any,
+        texts: Sequence[str],
+        *,
+        translation: str = "prior",
+        folds: int = 5,
+        batch_size: int = 32,
+        k: int = 10,
+        seed: int = 0,
+    ) -> IndexBridge:
+        """Embed ``texts`` (unlabelled, ideally a sample of the indexed corpus and of typical queries) with both
+        encoders (Hub ids, folders or ``SentenceTransformer`` objects) and fit the bridge on them."""
+        texts = [str(t) for t in texts]
+        old, new = load_text_encoder(old_encoder), load_text_encoder(new_encoder)
+        old_docs = old.encode(texts, "document", batch_size)
+        new_docs = new.encode(texts, "document", batch_size)
+        prompted = any(e.prompt_name("query") != e.prompt_name("document") for e in (old, new))
+        bridge = cls.fit_embeddings(
+            old_docs,
+            new_docs,
+            old_queries=old.encode(texts, "query", batch_size) if prompted else None,
+            new_queries=new.encode(texts, "query", batch_size) if prompted else None,
+            texts=texts,
+            old_encoder=old.record(),
+            new_encoder=new.record(),
+            translation=translation,
+            folds=folds,
+            k=k,
+            seed=seed,
+        )
+        bridge.encoder = new
+        return bridge
+
+    @classmethod
+    def fit_embeddings(
+        cls,
+        old_vectors: np.ndarray,
+        new_vectors: np.ndarray,
+        *,
+        old_queries: np.ndarray | None = None,
+        new_queries: np.ndarray | None = None,
+        texts: Sequence[str] | None = None,
+        old_encoder: dict | None = None,
+        new_encoder: dict | None = None,
+        translation: str = "prior",
+        folds: int = 5,
+        k: int = 10,
+        seed: int = 0,
+        estimate: bool = True,
+    ) -> IndexBridge:
+        """Fit on paired vectors: row i of ``old_vectors`` and ``new_vectors`` embed the same text as stored
+        documents (and, for encoders with a query prompt, ``old_queries`` / ``new_queries`` as queries; the query
+        map is then fitted between those). ``old_encoder`` / ``new_encoder``: records for the config and card
+        (``name_or_path``, ``revision``, ``normalize``, ``prompts``...)."""
+        old_vectors, new_vectors = _finite("old_vectors", old_vectors), _finite("new_vectors", new_vectors)
+        if old_vectors.shape[0] != new_vectors.shape[0]:
+            raise IndexBridgeError(
+                f"paired vectors must have one row per text in both spaces: old has {old_vectors.shape[0]} rows, "
+                f"new has {new_vectors.shape[0]}"
+            )
+        if old_vectors.shape[0] < MIN_PAIRS:
+            raise IndexBridgeError(
+                f"{old_vectors.shape[0]} paired texts are too few to fit an index bridge (at least {MIN_PAIRS}; "
+                "a few hundred to 2,000 from your own corpus is the useful range)"
+            )
+        if texts is not None and len(texts) != old_vectors.shape[0]:
+            raise IndexBridgeError(f"{len(texts)} texts for {old_vectors.shape[0]} paired vectors")
+        old = _record(old_encoder, old_vectors, "old")
+        new = _record(new_encoder, new_vectors, "new")
+        if old_queries is not None:
+            old["query_space"] = "separate"  # the old index's queries had their own prompt
+        old_q = old_vectors if old_queries is None else _finite("old_queries", old_queries)
+        new_q = new_vectors if new_queries is None else _finite("new_queries", new_queries)
+        maps, retention = {}, {}
+        for side, (src, tgt, norm) in {
+            "query": (new_q, old_q, old["normalize"]),
+            "migrate": (old_vectors, new_vectors, new["normalize"]),
+        }.items():
+            # "prior" on encoders of one width: the uncentred rotation competes, and the higher cross-fitted
+            # expected retention wins (a tie goes to the rotation, the map with fewer parameters)
+            kinds = ["prior", "rotation"] if translation == "prior" and src.shape[1] == tgt.shape[1] else [translation]
+            if not estimate:
+                kinds = kinds[:1]
+            candidates = {}
+            for kind in kinds:
+
+                def fitter(s, t, norm=norm, kind=kind):
+                    return LinearMap.fit(s, t, norm, kind, folds)
+
+                est = cross_fitted_retention(src, tgt, fitter, side, k=k, folds=folds, seed=seed) if estimate else None
+                candidates[kind] = est
+            kind = max(reversed(kinds), key=lambda c: candidates[c].estimate if candidates[c] else 0.0)
+            maps[side] = LinearMap.fit(src, tgt, norm, kind, folds)
+            if len(kinds) > 1:
+                maps[side].info["candidates"] = {c: round(e.estimate, 4) for c, e in candidates.items()}
+            if candidates[kind] is not None:
+                retention[side] = candidates[kind]
+        query_map, migrate_map = maps["query"], maps["migrate"]
+        return cls(query_map, migrate_map, old, new, texts=texts, old_vectors=old_vectors, retention=retention)
+
+    # ------------------------------------------------------------------------------------------------- apply
+    def _new_encoder(self) -> TextEncoder:
+        if self.encoder is None:
+            self.encoder = load_text_encoder(self.new["name_or_path"], self.new.get("revision"))
+            self._check_encoder(self.encoder)
+        return self.encoder
+
+    def encode(self, queries: Sequence[str] | str, batch_size: int = 32) -> np.ndarray:
+        """float32 (n, old width) query vectors for the OLD index: the new encoder's query embedding, mapped."""
+        single = isinstance(queries, str)
+        vectors = self.map_queries(
+            self._new_encoder().encode([queries] if single else list(queries), "query", batch_size)
+        )
+        return vectors[0] if single else vectors
+
+    def map_queries(self, new_query_vectors: np.ndarray) -> np.ndarray:
+        """The query map alone, for query vectors the new encoder already produced."""
+        x = _finite("query vectors", np.atleast_2d(new_query_vectors))
+        self._check_width(x, self.new, "query vectors", "new")
+        return self.query_map(x)
+
+    def migrate(self, old_vectors: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+        """float32 (n, new width): stored old vectors rewritten into the new encoder's space, ``batch_size`` rows at
+        a time (a ``np.memmap`` is read batch by batch), for an index the new encoder then queries directly."""
+        old_vectors = np.asarray(old_vectors) if not isinstance(old_vectors, np.ndarray) else old_vectors
+        if old_vectors.ndim != 2:
+            raise IndexBridgeError(f"old vectors must be a 2-D array (rows, width), got shape {old_vectors.shape}")
+        self._check_width(old_vectors, self.old, "stored vectors", "old")
+        out = np.empty((old_vectors.shape[0], self.new["hidden_size"]), dtype=np.float32)
+        for start, batch in zip(range(0, len(old_vectors), batch_size), self.migrate_batches(old_vectors, batch_size)):
+            out[start : start + len(batch)] = batch
+        return out
+
+    def migrate_batches(self, old_vectors: np.ndarray | Iterable[np.ndarray], batch_size: int = 65536) -> Iterator:
+        """Yield migrated batches: from an array (``batch_size`` rows each) or from an iterable of batches (e.g.
+        pages read from a vector store), so nothing larger than one batch is ever held."""
+        batches = (
+            (old_vectors[i : i + batch_size] for i in range(0, len(old_vectors), batch_size))
+            if isinstance(old_vectors, np.ndarray)
+            else old_vectors
+        )
+        for batch in batches:
+            batch = _finite("stored vectors", np.atleast_2d(batch))
+            self._check_width(batch, self.old, "stored vectors", "old")
+            yield self.migrate_map(batch)
+
+    def _check_width(self, x: np.ndarray, record: dict, what: str, side: str) -> None:
+        if x.shape[1] != record["hidden_size"]:
+            other = self.new if side == "old" else self.old
+            hint = (
+                f" (they look like {other['name_or_path']}'s {other['hidden_size']}-d vectors: "
+                f"{'encode()/map_queries' if side == 'new' else 'migrate'} takes the {side} encoder's)"
+                if x.shape[1] == other["hidden_size"] and other["hidden_size"] != record["hidden_size"]
+                else ""
+            )
+            raise IndexBridgeError(
+                f"{what} are {x.shape[1]}-d but this bridge's {side} encoder {record['name_or_path']} is "
+                f"{record['hidden_size']}-d{hint}"
+            )
+
+    def _check_encoder(self, encoder: TextEncoder) -> None:
+        if encoder.dim != self.new["hidden_size"]:
+            raise IndexBridgeError(
+                f"this bridge maps {self.new['name_or_path']} ({self.new['hidden_size']}-d) but the encoder given, "
+                f"{encoder.name_or_path}, is {encoder.dim}-d: pass the encoder the bridge was fitted for, or refit "
+                "the bridge for it (IndexBridge.from_pretrained(..., encoder=it, refit=True))"
+            )
+        if _base(encoder.name_or_path) != _base(self.new["name_or_path"]):
+            raise IndexBridgeError(
+                f"this bridge was fitted for {self.new['name_or_path']} but the encoder given is "
+                f"{encoder.name_or_path}: pass that encoder, or refit the bridge on its stored paired texts "
+                "(IndexBridge.from_pretrained(..., encoder=it, refit=True))"
+            )
+
+    # --------------------------------------------------------------------------------------------- the gate
+    @property
+    def expected_retention(self) -> RetentionEstimate | None:
+        """The query side's label-free expected retention (see ``estimate``); ``retention['migrate']`` for the other."""
+        return self.retention.get("query")
+
+    def gate(self, minimum: float, side: str = "query", bound: str = "estimate") -> RetentionEstimate:
+        """Raise ``RetentionGateError`` unless the expected retention of ``side`` reaches ``minimum``."""
+        if side not in self.retention:
+            raise IndexBridgeError(
+                f"this bridge holds no {side} retention estimate; refit it (fit_embeddings(estimate=True))"
+            )
+        self.retention[side].check(minimum, bound)
+        return self.retention[side]
+
+    # ------------------------------------------------------------------------------------------- save / load
+    def save_pretrained(self, folder: str | os.PathLike, repo_id: str | None = None) -> Path:
+        """Write the bridge as a head-only folder (atomic; ``hf-bridges head push`` / ``push_to_hub`` upload it)."""
+        from ..heads.format import write_head
+        from .card import index_card
+        from .files import to_head
+
+        head = to_head(self)
+        return write_head(head, folder, card=str(index_card(self, head, repo_id)))
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any):
+        """Upload the bridge's files to a Hub model repo (created if needed); returns the ``CommitInfo``."""
+        from ..heads.hub import push_head_folder
+
+        with tempfile.TemporaryDirectory(prefix="index-bridge-") as tmp:
+            folder = self.save_pretrained(Path(tmp) / "bridge", repo_id=repo_id)
+            return push_head_folder(
+                folder, repo_id, commit_message=kwargs.pop("commit_message", "Upload index bridge"), **kwargs
+            )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        bridge: str | os.PathLike,
+        encoder: Any = None,
+        *,
+        refit: bool = False,
+        revision: str | None = None,
+        token: str | bool | None = None,
+    ) -> IndexBridge:
+        """Load a bridge folder or Hub repo. ``encoder``: the new encoder (a ``SentenceTransformer``, Hub id or
+        folder; default: the recorded one, loaded on first ``encode``). ``refit=True`` with another encoder embeds
+        the stored paired texts with it and refits both maps against the stored old vectors."""
+        from ..heads.hub import load_head
+        from .files import from_head
+
+        loaded = from_head(load_head(bridge, revision=revision, token=token))
+        if encoder is None:
+            return loaded
+        encoder = load_text_encoder(encoder)
+        if refit:
+            return loaded.refit(encoder)
+        loaded._check_encoder(encoder)
+        loaded.encoder = encoder
+        return loaded
+
+    def refit(self, new_encoder: Any, translation: str = "prior", folds: int = 5) -> IndexBridge:
+        """The same index (old vectors of the stored paired texts), another new encoder: embed the texts, refit."""
+        if self.texts is None or self.old_vectors is None:
+            raise IndexBridgeError("this bridge holds no paired texts to refit on; fit a new one with IndexBridge.fit")
+        encoder = load_text_encoder(new_encoder)
+        if encoder.prompt_name("query") != encoder.prompt_name("document") or self.old.get("query_space") == "separate":
+            raise IndexBridgeError(
+                "refit needs one embedding per text on both sides, but an encoder here embeds queries with their own "
+                "prompt: fit a new bridge with IndexBridge.fit(old_encoder, new_encoder, texts)"
+            )
+        bridge = type(self).fit_embeddings(
+            self.old_vectors,
+            encoder.encode(self.texts, "document"),
+            texts=self.texts,
+            old_encoder=self.old,
+            new_encoder=encoder.record(),
+            translation=translation,
+            folds=folds,
+        )
+        bridge.encoder = encoder
+        return bridge
+
+    def __repr__(self) -> str:
+        est = self.expected_retention
+        return (
+            f"IndexBridge(old={self.old['name_or_path']} {self.old['hidden_size']}-d, new={self.new['name_or_path']} "
+            f"{self.new['hidden_size']}-d, query map {self.query_map.info.get('map')}, "
+            f"{len(self.texts) if self.texts is not None else '?'} paired texts{f', {est}' if est else ''})"
+        )
+
+
+def _base(name: str | None) -> str:
+    return str(name or "").rstrip("/").split("/")[-1]
+
+
+def _record(record: dict | None, vectors: np.ndarray, side: str) -> dict:
+    """An encoder record with the width checked against its vectors and ``normalize`` read off them if unknown."""
+    record = dict(record or {})
+    width = vectors.shape[1]
+    if record.get("hidden_size") not in (None, width):
+        raise IndexBridgeError(
+            f"the {side} vectors are {width}-d but the {side} encoder {record.get('name_or_path')} is "
+            f"{record['hidden_size']}-d: the vectors do not come from that encoder"
+        )
+    record["hidden_size"] = width
+    record.setdefault("name_or_path", f"an unnamed {side} encoder")
+    if record.get("normalize") is None:
+        record["normalize"] = bool(np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3))
+    return record

@@ -1,0 +1,112 @@
+"""An index bridge as a head-only folder (``heads.format``): written, checked, pushed and pulled like any head.
+
+* ``anchors.parquet``: the paired texts; ``anchor_space.safetensors``: the old encoder's vectors of them (so the
+  bridge can be refitted for another new encoder without the old one);
+* ``bridge_head.safetensors``: ``query.weight`` / ``query.bias`` (new -> old) and ``migrate.weight`` /
+  ``migrate.bias`` (old -> new), float32, the standardisation folded in;
+* ``bridge_head_config.json``: ``head_class: IndexBridge``, the old encoder as the head's ``encoder``, and
+  ``index_bridge``: both encoder records, the maps' fit records, the expected retention.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..heads.files import PLAIN_HEAD_FORMAT, _package_version
+from ..heads.format import BridgeHead
+from .bridge import FORMAT, KIND, IndexBridge, LinearMap
+from .encoders import IndexBridgeError
+from .estimate import RetentionEstimate
+
+SETTINGS = ("pooling", "normalize", "max_seq_length", "prompts", "default_prompt_name", "query_space")
+
+
+def _jsonable(info: dict) -> dict:
+    return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in info.items()}
+
+
+def to_head(bridge: IndexBridge) -> BridgeHead:
+    if bridge.texts is None or bridge.old_vectors is None:
+        raise IndexBridgeError(
+            "this bridge was fitted from vectors alone: pass texts=... to fit_embeddings to save it (a saved bridge "
+            "keeps its paired texts, so it can be refitted for another encoder)"
+        )
+    old = bridge.old
+    config = {
+        "library_name": "hf_bridges",
+        "bridge_head_format_version": PLAIN_HEAD_FORMAT,
+        "hf_bridges_version": _package_version(),
+        "head_class": KIND,
+        "modality": "text",
+        "projections": ["cosine"],  # the relative coordinates a head would compute; an index bridge uses none
+        "num_anchors": len(bridge.texts),
+        "pooling": old.get("pooling"),
+        "max_seq_length": old.get("max_seq_length"),
+        "num_labels": 0,
+        "weights_dtype": "float32",
+        "encoder": {
+            "name_or_path": old.get("name_or_path"),
+            "revision": old.get("revision"),
+            "hidden_size": old["hidden_size"],
+        },
+        "index_bridge": {
+            "format": FORMAT,
+            "old_encoder": {k: old.get(k) for k in ("name_or_path", "revision", "hidden_size", *SETTINGS)},
+            "new_encoder": {k: bridge.new.get(k) for k in ("name_or_path", "revision", "hidden_size", *SETTINGS)},
+            "query_map": {**_jsonable(bridge.query_map.info), "normalize": bridge.query_map.normalize},
+            "migrate_map": {**_jsonable(bridge.migrate_map.info), "normalize": bridge.migrate_map.normalize},
+            "expected_retention": {side: est.to_dict() for side, est in bridge.retention.items()},
+        },
+    }
+    state = {
+        "query.weight": torch.from_numpy(bridge.query_map.weight),
+        "query.bias": torch.from_numpy(bridge.query_map.bias),
+        "migrate.weight": torch.from_numpy(bridge.migrate_map.weight),
+        "migrate.bias": torch.from_numpy(bridge.migrate_map.bias),
+    }
+    return BridgeHead(
+        config=config,
+        state_dict={k: v.contiguous() for k, v in state.items()},
+        anchors=list(bridge.texts),
+        anchor_labels=None,
+        anchor_embeddings=torch.from_numpy(np.asarray(bridge.old_vectors, dtype=np.float32)),
+    )
+
+
+def from_head(head: BridgeHead) -> IndexBridge:
+    config = head.config
+    source = head.source or "the folder"
+    if config.get("head_class") != KIND or "index_bridge" not in config:
+        raise IndexBridgeError(
+            f"{source} is a bridge head ({config.get('head_class') or 'a classification head'}), not an index bridge: "
+            "attach it with BridgeModel.from_encoder(encoder, head=...), or fit an index bridge with IndexBridge.fit"
+        )
+    record = config["index_bridge"]
+    if not isinstance(record.get("format"), int) or record["format"] > FORMAT:
+        raise IndexBridgeError(
+            f"{source} holds an index bridge of format {record.get('format')!r}, newer than this hf_bridges reads "
+            f"({FORMAT}): pip install -U hf_bridges"
+        )
+    old, new = dict(record["old_encoder"]), dict(record["new_encoder"])
+    maps = {}
+    for name, side_in, side_out in (("query", new, old), ("migrate", old, new)):
+        weight, bias = head.state_dict.get(f"{name}.weight"), head.state_dict.get(f"{name}.bias")
+        if weight is None or bias is None or tuple(weight.shape) != (side_in["hidden_size"], side_out["hidden_size"]):
+            raise IndexBridgeError(
+                f"{source}: the {name} map in its weights does not match the encoders in its config "
+                f"({side_in['hidden_size']} -> {side_out['hidden_size']}); save the bridge again"
+            )
+        info = dict(record[f"{name}_map"])
+        maps[name] = LinearMap(weight.numpy(), bias.numpy(), bool(info.pop("normalize")), info)
+    return IndexBridge(
+        maps["query"],
+        maps["migrate"],
+        old,
+        new,
+        texts=[str(t) for t in head.anchors],
+        old_vectors=head.anchor_embeddings.float().numpy(),
+        retention={side: RetentionEstimate.from_dict(d) for side, d in record.get("expected_retention", {}).items()},
+        source=head.source,
+        revision=head.revision,
+    )

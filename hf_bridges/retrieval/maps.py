@@ -1,0 +1,111 @@
+"""The index bridge's map: a ridge map shrunk toward a prior map, prior and strength chosen by k-fold.
+
+``modeling.translation`` (the attach-time map of a head) fits orthogonal Procrustes or ridge shrunk toward zero in
+anchor-standardised spaces, chosen by the k-fold residual over every standardised dimension. For retrieval that
+standardisation and criterion cost recall (docs/retrieval.md: 0.25 vs 0.41 Recall@10 at 250 pairs on one task):
+low-variance dimensions weigh as much as the ones a cosine ranks by, and heavy shrinkage toward the target's mean
+scores well on residual while every query collapses toward one vector. So the map here works in the encoders' own
+(centred) coordinates and shrinks toward a prior ``W0``::
+
+    W = argmin ||Xs W - Xt||^2 + alpha ||W - W0||^2 = W0 + (Xs^T Xs + alpha I)^-1 Xs^T (Xt - Xs W0)
+
+with ``W0`` in {0 (plain ridge), scaled orthogonal Procrustes (alpha -> inf gives it back), the identity (same
+width only: two encoders of one family often share much of their space)}, prior and alpha chosen together by
+k-fold on the pairs, scored by the held-out cosine of the *centred* mapped and true vectors; the fitted map is then scaled so
+that its outputs are as long (around the target mean) as the true vectors. One eigendecomposition per fold serves
+every alpha, as in ``translation.ridge_cv_residuals``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ALPHAS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)  # times the mean eigenvalue of Xs^T Xs
+PRIORS = ("zero", "procrustes", "identity")
+
+
+def _prior(kind: str, xs: np.ndarray, xt: np.ndarray) -> np.ndarray | None:
+    """``W0`` between centred ``xs`` and ``xt`` (None where it is not defined)."""
+    ds, dt = xs.shape[1], xt.shape[1]
+    if kind == "zero":
+        return np.zeros((ds, dt))
+    if kind == "identity":
+        return np.eye(ds) if ds == dt else None
+    if kind == "procrustes":  # scaled orthogonal map, the narrower side zero-padded
+        width = max(ds, dt)
+        a = np.pad(xs, ((0, 0), (0, width - ds)))
+        b = np.pad(xt, ((0, 0), (0, width - dt)))
+        u, sv, vt = np.linalg.svd(a.T @ b)
+        scale = sv.sum() / max((a**2).sum(), 1e-12)
+        return (scale * (u @ vt))[:ds, :dt]
+    raise ValueError(f"unknown prior {kind!r}; valid: {list(PRIORS)}")
+
+
+def _centred_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    num = (a * b).sum(1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return float((num / np.maximum(den, 1e-12)).mean())
+
+
+def select_prior_ridge(
+    source: np.ndarray, target: np.ndarray, alphas=ALPHAS, priors=PRIORS, folds: int = 5, seed: int = 0
+) -> tuple[str, float, dict]:
+    """(prior, relative alpha, scores): the best k-fold held-out centred cosine."""
+    k = source.shape[0]
+    folds = max(2, min(folds, k // 2))
+    perm = np.random.default_rng(seed).permutation(k)
+    scores: dict[tuple[str, float], float] = {}
+    for i in range(folds):
+        held = perm[i::folds]
+        keep = np.setdiff1d(np.arange(k), held)
+        ms, mt = source[keep].mean(0), target[keep].mean(0)
+        xs, xt = source[keep] - ms, target[keep] - mt
+        xh, th = source[held] - ms, target[held] - mt
+        lam, q = np.linalg.eigh(xs.T @ xs)
+        scale = max(lam.mean(), 1e-12)
+        for kind in priors:
+            w0 = _prior(kind, xs, xt)
+            if w0 is None:
+                continue
+            right = q.T @ (xs.T @ (xt - xs @ w0))
+            left, base = xh @ q, xh @ w0
+            for alpha in alphas:
+                mapped = base + left @ (right / (lam + alpha * scale)[:, None])
+                scores[(kind, alpha)] = scores.get((kind, alpha), 0.0) + _centred_cosine(mapped, th) / folds
+    kind, alpha = max(scores, key=scores.__getitem__)
+    return kind, float(alpha), {f"{p}@{a:g}": round(v, 5) for (p, a), v in scores.items()}
+
+
+def fit_prior_ridge(
+    source: np.ndarray, target: np.ndarray, folds: int = 5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(weight, bias, info)`` of ``x @ weight + bias`` (source -> target coordinates)."""
+    source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
+    kind, alpha, scores = select_prior_ridge(source, target, folds=folds, seed=seed)
+    ms, mt = source.mean(0), target.mean(0)
+    xs, xt = source - ms, target - mt
+    w0 = _prior(kind, xs, xt)
+    gram = xs.T @ xs
+    scale = max(np.trace(gram) / gram.shape[0], 1e-12)
+    w = w0 + np.linalg.solve(gram + alpha * scale * np.eye(gram.shape[0]), xs.T @ (xt - xs @ w0))
+    # undo the shrinkage's loss of length: shrunk predictions sit near the target mean, and an inner-product index
+    # would then rank every query by the documents' similarity to that mean (the same list for all)
+    gain = float(np.linalg.norm(xt, axis=1).mean() / max(np.linalg.norm(xs @ w, axis=1).mean(), 1e-12))
+    w = gain * w
+    info = {
+        "map": f"ridge toward {kind}",
+        "prior": kind,
+        "alpha": alpha,
+        "gain": round(gain, 4),
+        "cv_cosine": scores[f"{kind}@{alpha:g}"],
+    }
+    return w, mt - ms @ w, {**info, "cv_scores": scores}
+
+
+def fit_rotation(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Orthogonal Procrustes on the raw (uncentred) vectors of two encoders of one width (aecp's Procrustes map):
+    ``x @ R``. Between the two MiniLMs it often retrieves better than any ridge (docs/retrieval.md)."""
+    if source.shape[1] != target.shape[1]:
+        raise ValueError(f"a rotation needs one width on both sides, got {source.shape[1]} and {target.shape[1]}")
+    u, _, vt = np.linalg.svd(np.asarray(source, np.float64).T @ np.asarray(target, np.float64))
+    return u @ vt, np.zeros(target.shape[1]), {"map": "rotation (uncentred Procrustes)"}

@@ -1,0 +1,303 @@
+"""The index bridge (hf_bridges.retrieval): fit on real sentence-transformers encoders (tiny random BERTs saved as
+sentence-transformers folders, one with a query prompt), save / load in a fresh process, encode vs migrate, the
+gate (method and CLI exit code), the errors for wrong widths and encoders, Hub push / pull through the local
+server; and, marked slow, all-MiniLM-L6-v2 -> paraphrase-MiniLM-L3-v2 on BBC News known-item search."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import make_encoder, make_tokenizer, topic_texts
+from hub_server import TOKEN, hub_fixture
+
+from hf_bridges.cli import main as cli
+from hf_bridges.heads.format import CONFIG_NAME, HeadFormatError
+from hf_bridges.retrieval import IndexBridge, IndexBridgeError, RetentionGateError, retrieval_metrics
+
+st = pytest.importorskip("sentence_transformers")
+try:
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+except ImportError:  # sentence-transformers < 6
+    from sentence_transformers.models import Normalize, Pooling, Transformer
+
+hub = pytest.fixture(hub_fixture)
+TEXTS = topic_texts(50, seed=5, noise_words=3)[0]  # 250 unlabelled paired texts
+QUERIES = topic_texts(4, seed=99, noise_words=3)[0]
+PROMPTS = {"query": "the a ", "document": ""}
+
+
+def st_folder(root, name: str, seed: int, width: int, prompts: dict | None = None) -> str:
+    """A real sentence-transformers folder (Transformer -> mean Pooling -> Normalize) over a tiny random BERT."""
+    bert = root / f"{name}-bert"
+    make_encoder(seed, hidden_size=width).save_pretrained(bert)
+    make_tokenizer().save_pretrained(bert)
+    model = st.SentenceTransformer(
+        modules=[Transformer(str(bert), max_seq_length=16), Pooling(width, pooling_mode="mean"), Normalize()],
+        prompts=prompts,
+        device="cpu",
+    )
+    model.save(str(root / name))
+    return str(root / name)
+
+
+@pytest.fixture(scope="module")
+def encoders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("index-bridge-encoders")
+    return {
+        "old": st_folder(root, "old", 0, 32),
+        "new": st_folder(root, "new", 1, 48, PROMPTS),
+        "other": st_folder(root, "other", 2, 48),
+        "narrow": st_folder(root, "narrow", 3, 24),
+    }
+
+
+@pytest.fixture(scope="module")
+def bridge(encoders):
+    return IndexBridge.fit(encoders["old"], encoders["new"], TEXTS)
+
+
+@pytest.fixture(scope="module")
+def saved(bridge, tmp_path_factory):
+    return str(bridge.save_pretrained(tmp_path_factory.mktemp("bridges") / "bridge"))
+
+
+def model(path):
+    return st.SentenceTransformer(path, device="cpu")
+
+
+# ------------------------------------------------------------------------------------------ fit / encode / migrate
+def test_encode_is_the_new_encoders_query_embedding_mapped_into_the_old_space(bridge, encoders, one_thread):
+    new = model(encoders["new"])
+    vectors = bridge.encode(QUERIES)
+    assert vectors.dtype == np.float32 and vectors.shape == (len(QUERIES), 32)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)  # the old encoder normalises
+    prompted = new.encode(QUERIES, prompt_name="query", convert_to_numpy=True)
+    assert not np.allclose(prompted, new.encode(QUERIES, convert_to_numpy=True), atol=1e-3)  # the prompt matters
+    np.testing.assert_allclose(vectors, bridge.map_queries(prompted), atol=1e-6)
+    assert bridge.encode(QUERIES[0]).shape == (32,)
+    # the query map is fitted between the encoders' query embeddings: their prompt is recorded
+    assert bridge.old["query_space"] == "separate" and bridge.new["prompts"]["query"] == PROMPTS["query"]
+
+
+def test_the_bridge_finds_the_old_indexs_documents(bridge, encoders, one_thread):
+    """Queries through the bridge find in the old index what the old encoder's own queries find, far better
+    than raw new-encoder vectors would (same texts as queries and documents: known-item search)."""
+    old, new = model(encoders["old"]), model(encoders["new"])
+    docs = TEXTS[:120]
+    index = old.encode(docs, convert_to_numpy=True)
+    through = retrieval_metrics(bridge.encode(docs), index)["mrr"]
+    own = retrieval_metrics(old.encode(docs, convert_to_numpy=True), index)["mrr"]
+    raw = new.encode(docs, prompt_name="query", convert_to_numpy=True)[:, :32]
+    floor = retrieval_metrics(raw / np.linalg.norm(raw, axis=1, keepdims=True), index)["mrr"]
+    assert through > floor + 0.3 and through > 0.6 * own, (through, own, floor)
+
+
+def test_migrate_matches_its_batches_and_the_map(bridge, encoders, tmp_path, one_thread):
+    old_vectors = model(encoders["old"]).encode(TEXTS[:50], convert_to_numpy=True)
+    whole = bridge.migrate(old_vectors)
+    assert whole.dtype == np.float32 and whole.shape == (50, 48)
+    np.testing.assert_allclose(bridge.migrate(old_vectors, batch_size=7), whole, atol=1e-6)
+    np.testing.assert_allclose(
+        np.concatenate(list(bridge.migrate_batches(iter(np.split(old_vectors, 5))))), whole, atol=1e-6
+    )
+    # migrated stored vectors and the new encoder's own vectors of the same texts agree far better than chance
+    new_docs = model(encoders["new"]).encode(TEXTS[:50], convert_to_numpy=True)
+    assert retrieval_metrics(new_docs, whole)["recall@10"] > 0.5
+    # the CLI writes the same vectors, reading the input memory-mapped
+    np.save(tmp_path / "old.npy", old_vectors)
+    folder = bridge.save_pretrained(tmp_path / "b")
+    assert (
+        cli(
+            ["index", "migrate", str(folder), str(tmp_path / "old.npy"), str(tmp_path / "new.npy"), "--batch-size", "8"]
+        )
+        == 0
+    )
+    np.testing.assert_allclose(np.load(tmp_path / "new.npy"), whole, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------- save / load
+def test_saved_bridge_loads_in_a_fresh_process(bridge, saved, encoders, tmp_path):
+    """A new interpreter loads the folder and the recorded new encoder (by its path), and encodes exactly
+    as the fitted bridge does; migrate too."""
+    script = """
+        import json, sys
+        import numpy as np
+        from hf_bridges.retrieval import IndexBridge
+        b = IndexBridge.from_pretrained(sys.argv[1])
+        queries = json.loads(sys.argv[2])
+        old = np.asarray(json.loads(sys.argv[3]), dtype=np.float32)
+        print(json.dumps({"encode": b.encode(queries).tolist(), "migrate": b.migrate(old).tolist(),
+                          "retention": b.expected_retention.estimate}))
+    """
+    old_vectors = model(encoders["old"]).encode(TEXTS[:5], convert_to_numpy=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(PYTHONPATH=os.getcwd(), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), saved, json.dumps(QUERIES), json.dumps(old_vectors.tolist())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(np.asarray(got["encode"]), bridge.encode(QUERIES), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(got["migrate"]), bridge.migrate(old_vectors), atol=1e-5)
+    assert got["retention"] == pytest.approx(bridge.expected_retention.estimate)
+
+
+def test_saved_files_and_card_name_both_encoders(bridge, saved, encoders):
+    config = json.loads(Path(saved, CONFIG_NAME).read_text())
+    record = config["index_bridge"]
+    assert config["head_class"] == "IndexBridge" and config["encoder"]["name_or_path"] == encoders["old"]
+    assert record["new_encoder"]["name_or_path"] == encoders["new"] and record["new_encoder"]["hidden_size"] == 48
+    assert record["old_encoder"]["pooling"] == "mean" and record["old_encoder"]["normalize"] is True
+    card = Path(saved, "README.md").read_text()
+    assert encoders["old"] in card and encoders["new"] in card and PROMPTS["query"] in card
+    assert "Expected retention, query side" in card
+    loaded = IndexBridge.from_pretrained(saved)
+    assert loaded.texts == TEXTS and loaded.query_map.info["map"] == bridge.query_map.info["map"]
+
+
+def test_push_and_pull_through_the_hub(bridge, hub, tmp_path):
+    info = bridge.push_to_hub("alice/index-bridge", token=TOKEN)
+    loaded = IndexBridge.from_pretrained("alice/index-bridge", token=TOKEN)
+    assert loaded.revision == info.oid
+    np.testing.assert_allclose(loaded.query_map.weight, bridge.query_map.weight)
+    readme = (tmp_path / "hf-home").rglob("README.md")
+    assert any('from_pretrained("alice/index-bridge")' in p.read_text() for p in readme)
+
+
+# ---------------------------------------------------------------------------------------------------- the gate
+def test_gate_method_and_cli_exit_code(bridge, saved, capsys):
+    est = bridge.expected_retention
+    assert 0.0 <= est.low <= est.estimate <= est.high <= 1.0 and est.n == len(TEXTS)
+    assert bridge.gate(est.estimate - 0.01) is est
+    with pytest.raises(RetentionGateError, match=r"below the required 1\.010.*more paired texts"):
+        bridge.gate(1.01)
+    with pytest.raises(RetentionGateError, match="low"):
+        bridge.gate(est.low + 1e-3, bound="low")
+    assert cli(["index", "inspect", saved, "--min-retention", f"{est.estimate - 0.01:.4f}"]) == 0
+    assert "gate passed" in capsys.readouterr().out
+    assert cli(["index", "inspect", saved, "--min-retention", "1.01"]) == 3
+    assert "gate FAILED" in capsys.readouterr().out
+    assert cli(["index", "inspect", saved, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["new_encoder"]["hidden_size"] == 48
+
+
+def test_cli_fit_from_a_text_file(encoders, tmp_path, capsys, one_thread):
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS[:120]))
+    out = tmp_path / "fitted"
+    code = cli(
+        ["index", "fit", "--old", encoders["old"], "--new", encoders["other"], "--texts", str(tmp_path / "texts.txt"),
+         "--output", str(out), "--min-retention", "1.01"]
+    )  # fmt: skip
+    assert code == 3 and (out / CONFIG_NAME).is_file()
+    assert IndexBridge.from_pretrained(str(out)).new["name_or_path"] == encoders["other"]
+
+
+# ------------------------------------------------------------------------------------------------------ errors
+def test_width_mismatches_name_the_encoders(bridge):
+    with pytest.raises(IndexBridgeError, match=r"stored vectors are 48-d but .*old encoder .* is 32-d.*look like"):
+        bridge.migrate(np.ones((3, 48), np.float32))
+    with pytest.raises(IndexBridgeError, match=r"query vectors are 32-d but .*new encoder .* is 48-d"):
+        bridge.map_queries(np.ones((3, 32), np.float32))
+    with pytest.raises(IndexBridgeError, match="NaN"):
+        bridge.migrate(np.full((2, 32), np.nan, np.float32))
+    with pytest.raises(IndexBridgeError, match="too few"):
+        IndexBridge.fit_embeddings(np.ones((10, 4)), np.ones((10, 4)))
+    with pytest.raises(IndexBridgeError, match="one row per text"):
+        IndexBridge.fit_embeddings(np.ones((50, 4)), np.ones((49, 4)))
+    with pytest.raises(IndexBridgeError, match=r"old vectors are 8-d but the old encoder x/y is 32-d"):
+        IndexBridge.fit_embeddings(
+            np.ones((50, 8)), np.ones((50, 4)), old_encoder={"name_or_path": "x/y", "hidden_size": 32}
+        )
+
+
+def test_another_encoder_is_refused_or_refitted(saved, encoders, one_thread):
+    with pytest.raises(IndexBridgeError, match=r"is 24-d.*refit=True"):
+        IndexBridge.from_pretrained(saved, encoder=encoders["narrow"])
+    with pytest.raises(IndexBridgeError, match=r"fitted for .*new but the encoder given is .*other.*refit=True"):
+        IndexBridge.from_pretrained(saved, encoder=encoders["other"])
+    with pytest.raises(IndexBridgeError, match="own prompt"):  # the old index's queries had their own prompt
+        IndexBridge.from_pretrained(saved, encoder=encoders["other"], refit=True)
+
+
+def test_refit_for_another_encoder(encoders, tmp_path, one_thread):
+    plain = IndexBridge.fit(encoders["old"], encoders["other"], TEXTS[:150])
+    folder = plain.save_pretrained(tmp_path / "plain")
+    refitted = IndexBridge.from_pretrained(str(folder), encoder=encoders["narrow"], refit=True)
+    assert refitted.new["hidden_size"] == 24 and refitted.encode(QUERIES).shape == (len(QUERIES), 32)
+
+
+def test_a_classification_head_is_not_an_index_bridge(tmp_path, tokenizer, anchor_texts):
+    from hf_bridges import BridgeForSequenceClassification
+
+    head = BridgeForSequenceClassification.from_encoder(
+        make_encoder(0), anchors=anchor_texts, tokenizer=tokenizer, num_labels=5
+    )
+    head.save_head(tmp_path / "head")
+    with pytest.raises(IndexBridgeError, match="not an index bridge"):
+        IndexBridge.from_pretrained(str(tmp_path / "head"))
+    with pytest.raises(HeadFormatError, match="not a bridge head"):
+        IndexBridge.from_pretrained(str(tmp_path))
+
+
+def test_saving_needs_the_paired_texts(bridge, tmp_path):
+    bare = IndexBridge.fit_embeddings(
+        bridge.old_vectors, np.asarray(bridge.old_vectors) @ np.ones((32, 8)), estimate=False
+    )
+    with pytest.raises(IndexBridgeError, match="texts="):
+        bare.save_pretrained(tmp_path / "bare")
+
+
+# ----------------------------------------------------------------------------------------------- real encoders
+@pytest.mark.slow
+def test_minilm_l6_index_searched_with_l3_queries(one_thread):
+    """BBC News known-item search (title -> body, 150 articles; 300 paired paragraphs of other articles): L3
+    queries through the bridge keep most of re-embedding's Recall@10 and rank the known item higher than raw L3
+    queries do (the two MiniLMs already share much of their space: raw L3 queries find ~80 % in the L6 index)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from hf_bridges.data import load_labelled_dataset
+
+    for name in ("all-MiniLM-L6-v2", "paraphrase-MiniLM-L3-v2"):
+        if not isinstance(try_to_load_from_cache(f"sentence-transformers/{name}", "config.json"), str):
+            pytest.skip(f"sentence-transformers/{name} is not cached: run `hf-bridges offline-seed`")
+    articles = load_labelled_dataset("bbc_news")["test"]["text"]
+    split = [[line.strip() for line in a.splitlines() if line.strip()] for a in articles]
+    evaluation, rest = split[:150], split[150:]
+    paragraphs = [p for lines in rest for p in lines[:3]][:300]
+    old = st.SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2", device="cpu")
+    new = st.SentenceTransformer("sentence-transformers/paraphrase-MiniLM-L3-v2", device="cpu")
+    old.max_seq_length = new.max_seq_length = 96
+    bridge = IndexBridge.fit(old, new, paragraphs)
+    titles, bodies = [lines[0] for lines in evaluation], [" ".join(lines[1:]) for lines in evaluation]
+    index = old.encode(bodies, convert_to_numpy=True)
+    through = retrieval_metrics(bridge.encode(titles), index)
+    ceiling = retrieval_metrics(new.encode(titles), new.encode(bodies))
+    floor = retrieval_metrics(new.encode(titles), index)
+    assert through["mrr"] > floor["mrr"] + 0.03, (through, floor)
+    assert through["recall@10"] > 0.85 * ceiling["recall@10"], (through, ceiling)
+    assert bridge.expected_retention.estimate > 0.5
+
+
+def test_one_width_lets_a_rotation_compete(bridge):
+    """Same width: the uncentred rotation competes with the ridge and the higher cross-fitted expected retention
+    wins (here the spaces differ by an exact rotation); different widths: the ridge alone."""
+    rng = np.random.default_rng(0)
+    old = rng.normal(size=(200, 16))
+    old /= np.linalg.norm(old, axis=1, keepdims=True)
+    rotation, _ = np.linalg.qr(rng.normal(size=(16, 16)))
+    rotated = IndexBridge.fit_embeddings(old, old @ rotation)
+    assert rotated.query_map.info["map"].startswith("rotation")
+    assert set(rotated.query_map.info["candidates"]) == {"prior", "rotation"}
+    np.testing.assert_allclose(rotated.map_queries(old[:5] @ rotation), old[:5], atol=1e-5)
+    assert "candidates" not in bridge.query_map.info and bridge.query_map.info["map"].startswith("ridge")
