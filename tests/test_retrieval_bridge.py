@@ -250,6 +250,13 @@ def test_a_classification_head_is_not_an_index_bridge(tmp_path, tokenizer, ancho
         IndexBridge.from_pretrained(str(tmp_path))
 
 
+def test_an_index_bridge_is_not_a_head_to_attach(saved, encoders):
+    from hf_bridges import BridgeModel, HeadAttachError
+
+    with pytest.raises(HeadAttachError, match=r"is an index bridge .*IndexBridge.from_pretrained"):
+        BridgeModel.from_encoder(encoders["new"], head=saved)
+
+
 def test_saving_needs_the_paired_texts(bridge, tmp_path):
     bare = IndexBridge.fit_embeddings(
         bridge.old_vectors, np.asarray(bridge.old_vectors) @ np.ones((32, 8)), estimate=False

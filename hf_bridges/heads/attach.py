@@ -105,6 +105,11 @@ def attach_head(
     loaded_from = encoder  # what the cache keys on (an in-memory model is never cached)
     bundle = head if isinstance(head, BridgeHead) else load_head(head, revision=head_revision, token=token)
     source = bundle.source or "the head"
+    if bundle.config.get("head_class") == "IndexBridge":  # hf_bridges.retrieval: maps vectors, has no head to attach
+        raise HeadAttachError(
+            f"{source} is an index bridge (it maps query vectors into an existing index), not a head: load it with "
+            "hf_bridges.retrieval.IndexBridge.from_pretrained(path_or_repo, encoder=...)"
+        )
     if getattr(cls, "_with_classifier", False) and not bundle.has_classifier:
         raise HeadAttachError(
             f"{source} has no classifier (a representation head): attach it with BridgeModel.from_encoder"

@@ -104,8 +104,8 @@ _ANCHOR_FITS: dict[int, tuple[weakref.ref, tuple, dict]] = {}
 def fitted_on_anchors(anchors: torch.Tensor, tag: tuple, fit: Callable[[], Any]) -> Any:
     """``fit()``, computed once per (anchors tensor, its version, ``tag``); ``fit`` must return new tensors only
     (never ``anchors`` or a view of it, which would keep the tensor alive through its memo)."""
-    if anchors.requires_grad and torch.is_grad_enabled():
-        return fit()
+    if torch.compiler.is_compiling() or (anchors.requires_grad and torch.is_grad_enabled()):
+        return fit()  # a compiled graph computes it in-graph (the memo's stamp reads would break the graph)
     try:
         stamp = (anchors._version, anchors.data_ptr(), tuple(anchors.shape), torch.is_inference_mode_enabled())
     except RuntimeError:  # an inference tensor outside inference mode, or no storage (meta): nothing to key on

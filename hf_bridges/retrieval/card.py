@@ -3,9 +3,9 @@ its expected retention; metadata from ``heads.cards`` (library tags, one searcha
 
 from __future__ import annotations
 
-from huggingface_hub import ModelCard
+from huggingface_hub import ModelCard, ModelCardData
 
-from ..heads.cards import HEAD_PLACEHOLDER, _card_data, _hub_id, encoder_tag
+from ..heads.cards import HEAD_PLACEHOLDER, LIBRARY_TAGS, _hub_id, anchors_sha256, encoder_tag
 
 TEMPLATE = """---
 {{ card_data }}
@@ -52,13 +52,15 @@ hf-bridges index migrate {{ repo_id }} old.npy new.npy
 def index_card(bridge, head, repo_id: str | None = None) -> ModelCard:
     old, new = bridge.old, bridge.new
     names = sorted({n for n in (_hub_id(old.get("name_or_path")), _hub_id(new.get("name_or_path"))) if n})
-    data = _card_data(
-        old.get("name_or_path"),
-        "retrieval",
-        (),
-        None,
-        None,
-        ["index-bridge", "embedding-migration", *(encoder_tag(n) for n in names)],
+    base = _hub_id(old.get("name_or_path"))  # the index's encoder: what the bridge adapts to
+    data = ModelCardData(
+        library_name="hf_bridges",
+        pipeline_tag="sentence-similarity",
+        base_model=base,
+        base_model_relation="adapter" if base else None,
+        tags=sorted(
+            {*LIBRARY_TAGS, "text", "retrieval", "index-bridge", "embedding-migration", *map(encoder_tag, names)}
+        ),
         model_name=repo_id.split("/")[-1] if repo_id else "index-bridge",
         hf_bridges={
             "kind": "index-bridge",
@@ -66,9 +68,9 @@ def index_card(bridge, head, repo_id: str | None = None) -> ModelCard:
             "old_encoder": old.get("name_or_path"),
             "new_encoder": new.get("name_or_path"),
             "num_pairs": len(head.anchors),
+            "anchors": {"sha256": anchors_sha256(head.anchors)},
         },
     )
-    data.pipeline_tag = "sentence-similarity"
     return ModelCard.from_template(
         data,
         template_str=TEMPLATE,

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,9 +45,38 @@ def cache_key(identity: dict, dataset_fingerprint: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _windows(todo: list[int], n: int, shards: int) -> list[list[int]]:
-    """The missing shards' starts, grouped ``shards`` at a time (one embed window each)."""
+def embed_windows(embed: Callable[[dict], np.ndarray], todo: list[int], batch_size: int) -> list[list[int]]:
+    """The missing shards' starts (``todo``) grouped into the windows one process embeds them in: ``WINDOW_ROWS``
+    rows for an embed that sorts its rows itself, else a shard. A multi-process run deals these same windows, so
+    its vectors are bit for bit one process's."""
+    per_call = WINDOW_ROWS if getattr(embed, "sorts_rows", False) else batch_size
+    shards = max(per_call // SHARD_ROWS, 1)
     return [todo[i : i + shards] for i in range(0, len(todo), shards)]
+
+
+def embed_window(
+    embed: Callable[[dict], np.ndarray],
+    dataset,
+    column: str,
+    window: list[int],
+    batch_size: int,
+    on_rows: Callable[[int], Any] | None = None,
+) -> dict[int, np.ndarray]:
+    """``{first row: vectors}`` of the shards of one window, in the calls one process makes."""
+    n = len(dataset)
+    per_call = WINDOW_ROWS if getattr(embed, "sorts_rows", False) else batch_size
+    rows = dataset.select([i for start in window for i in range(start, min(start + SHARD_ROWS, n))])
+    parts = []
+    for b in range(0, len(rows), per_call):
+        batch = rows[b : b + per_call]
+        parts.append(np.asarray(embed({column: batch[column]}), dtype=np.float32))
+        if on_rows is not None:
+            on_rows(len(batch[column]))
+    embedded, offset, shards = np.concatenate(parts), 0, {}
+    for start in window:
+        shards[start] = embedded[offset : offset + min(SHARD_ROWS, n - start)]
+        offset += len(shards[start])
+    return shards
 
 
 @dataclass
@@ -141,19 +171,10 @@ class EmbeddingCache:
                 leave=False,
                 disable=not progress,
             ) as bar:
-                per_call = WINDOW_ROWS if getattr(embed, "sorts_rows", False) else batch_size
-                for window in _windows(todo, n, max(per_call // SHARD_ROWS, 1)):
-                    rows = dataset.select([i for start in window for i in range(start, min(start + SHARD_ROWS, n))])
-                    parts = []
-                    for b in range(0, len(rows), per_call):
-                        batch = rows[b : b + per_call]
-                        parts.append(np.asarray(embed({input_column: batch[input_column]}), dtype=np.float32))
-                        bar.update(len(batch[input_column]))
-                    embedded = np.concatenate(parts)
-                    offset = 0
-                    for start in window:
-                        values = embedded[offset : offset + min(SHARD_ROWS, n - start)]
-                        offset += len(values)
+                for window in embed_windows(embed, todo, batch_size):
+                    for start, values in embed_window(
+                        embed, dataset, input_column, window, batch_size, bar.update
+                    ).items():
                         self._write_shard(folder, identity, start, values)
                         stats["rows_embedded"] += len(values)
         parts, broken = [], []

@@ -1,8 +1,9 @@
 """The stitch embedding across processes and devices: ``accelerate launch -n N hf-bridges stitch ...``.
 
 With one process this is ``EmbeddingCache.embeddings`` unchanged. With N processes (accelerate's ``PartialState``,
-set up by ``accelerate launch`` / ``torchrun``) every process embeds every N-th missing cache shard on its own
-device, in the calls one process makes, the shards are gathered on the main process (``gather_object``), which
+set up by ``accelerate launch`` / ``torchrun``) every process embeds every N-th embedding window of the missing
+cache shards (``cache.embed_windows``: what one process embeds in one call) on its own device, in the calls one
+process makes; the shards are gathered on the main process (``gather_object``), which
 alone writes the cache from them while the others wait at a barrier and then read the finished cache: the cache is,
 bit for bit, the one a single process writes (tests/test_distributed_embedding.py, tests/test_journeys_stitch.py).
 
@@ -55,19 +56,6 @@ def _shard_starts(cache, identity: dict, dataset) -> list[int]:
     return [s for s in range(0, len(dataset), SHARD_ROWS) if not (folder / f"shard-{s:08d}").is_dir()]
 
 
-def _embed_shards(embed: Callable[[dict], np.ndarray], dataset, column: str, starts: list[int], batch_size: int):
-    """``{first row: vectors}`` of this process's shards, embedded in the calls ``EmbeddingCache`` makes
-    (``batch_size`` rows at a time from each shard's first row): each vector is bit for bit one process's."""
-    from .cache import SHARD_ROWS
-
-    shards = {}
-    for start in starts:
-        rows = dataset.select(range(start, min(start + SHARD_ROWS, len(dataset))))
-        calls = [embed({column: rows[b : b + batch_size][column]}) for b in range(0, len(rows), batch_size)]
-        shards[start] = np.concatenate([np.asarray(c, dtype=np.float32) for c in calls])
-    return shards
-
-
 def _feeder(dataset, column: str, starts: list[int], shards: dict[int, np.ndarray]) -> Callable[[dict], np.ndarray]:
     """An embed function that answers the cache's calls, in order, from the gathered shards (the cache embeds
     its missing shards in ``starts`` order); text inputs are checked against the rows they are answered with."""
@@ -99,10 +87,10 @@ def cached_embeddings(
 ) -> np.ndarray:
     """``cache.embeddings(...)`` split across the processes of this launch; the same array on every process.
 
-    The cache shards not on disk are dealt round-robin to the processes (``dealt``: a one-item counter of the
-    shards dealt by earlier calls of the run, so the deal goes on where it stopped and a one-shard test split
-    does not always land on process 0); each embeds its own, the vectors are
-    gathered on the main process, which writes them through ``cache.embeddings`` (the one writer: the shards and
+    The cache's embedding windows (``cache.embed_windows``) are dealt round-robin to the processes (``dealt``: a
+    one-item counter of the windows dealt by earlier calls of the run, so the deal goes on where it stopped and a
+    one-window split does not always land on process 0); each embeds its own, the vectors are gathered on the main
+    process, which writes them through ``cache.embeddings`` (the one writer: the shards and
     manifest one process writes); the others wait at a barrier, then read the finished cache."""
     if world_size() == 1:
         return cache.embeddings(identity, dataset, input_column, load_embed, **kwargs)
@@ -120,11 +108,17 @@ def cached_embeddings(
         if state.is_main_process:
             result = cache.embeddings(identity, dataset, input_column, load_embed, **kwargs)
     else:
+        from .cache import embed_window, embed_windows
+
+        embed, batch_size = load_embed(), kwargs.get("batch_size", 32)
+        windows = embed_windows(embed, todo, batch_size)  # the windows one process would embed, dealt round-robin
         first = (dealt[0] if dealt else 0) % state.num_processes
-        mine = todo[(state.process_index - first) % state.num_processes :: state.num_processes]
+        mine = windows[(state.process_index - first) % state.num_processes :: state.num_processes]
         if dealt:
-            dealt[0] += len(todo)
-        shards = _embed_shards(load_embed(), dataset, input_column, mine, kwargs.get("batch_size", 32)) if mine else {}
+            dealt[0] += len(windows)
+        shards = {}
+        for window in mine:
+            shards.update(embed_window(embed, dataset, input_column, window, batch_size))
         gathered = [None] * state.num_processes if state.is_main_process else None
         dist.gather_object(shards, gathered, dst=0)  # {first row: vectors} of every process, to the main one only
         if state.is_main_process:
