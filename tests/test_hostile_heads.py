@@ -304,8 +304,10 @@ print(json.dumps(rows))
 
 @pytest.mark.slow
 @pytest.mark.multiprocess
-def test_three_processes_attaching_through_a_torn_entry_agree(head, tiny_encoder_dir, tmp_path):
-    """The first landing: 2 of 18 attaches gave other logits while an entry was truncated (readers took no lock)."""
+def test_three_processes_attaching_through_a_torn_entry_agree(head, tiny_encoder_dir, tmp_path, one_thread):
+    """The first landing: 2 of 18 attaches gave other logits while an entry was truncated (readers took no lock).
+    Then, 1 run in 3: the entry checked, then used as a view of its memory map, whose second half the truncation
+    zeroed after the check (a reader now copies before it checks). One thread here as in the probes."""
     cache = tmp_path / "cache"
     reference = attach(head, tiny_encoder_dir, anchor_cache=False)
     with torch.no_grad():

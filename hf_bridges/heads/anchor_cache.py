@@ -110,7 +110,9 @@ class AnchorCache:
                 try:
                     with safe_open(str(path), framework="pt") as handle:
                         expected = (handle.metadata() or {}).get("sha256")
-                        embeddings = handle.get_tensor("embeddings")
+                        # a copy: the tensor would otherwise be a view of the file's memory map, and a file
+                        # changed in place after the check below (not by this package) would change it
+                        embeddings = handle.get_tensor("embeddings").clone()
                 except (SafetensorError, OSError, ValueError, KeyError) as error:
                     problem = f"unreadable ({type(error).__name__}: {error})"
                 else:
