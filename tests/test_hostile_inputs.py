@@ -162,6 +162,8 @@ def test_a_lone_surrogate_is_named(model):
     """The first landing: tokenizers' ``TextEncodeInput must be Union[...]``."""
     with pytest.raises(InputError, match=r"text 1 \('film \\ud800 star'\) is not valid Unicode text"):
         model.tokenize(["market", "film \ud800 star"])
+    with pytest.raises(InputError, match=r"text 1 \('film \\ud800 star'\) is not valid Unicode text"):
+        model.encode(["market", "film \ud800 star"])  # the text API tokenises through the same check
     texts, _ = topic_texts(2, seed=1)
     with pytest.raises(InputError, match="text 3 .* is not valid Unicode text"):
         BridgeForSequenceClassification.from_encoder(

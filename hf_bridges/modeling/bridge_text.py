@@ -157,8 +157,7 @@ class TextInference:
             raise ConfigError("this bridge has no tokenizer: set bridge.tokenizer, or build it with from_encoder")
         if len(texts) == 0:
             raise ValueError("nothing to encode: the list of texts is empty")
-        prefix = self.config.input_prefix or ""
-        rows = tokenizer([prefix + t for t in texts], truncation=True, max_length=self.config.max_seq_length)
+        rows = self.tokenize(texts, padding=False, return_tensors=None)  # as forward's inputs, unpadded, once
         rows = {key: rows[key] for key in tokenizer.model_input_names if key in rows}
         pad = {"input_ids": tokenizer.pad_token_id or 0, "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0)}
         name = self.config.name_or_path or self.config.encoder_name_or_path or type(self).__name__
