@@ -34,8 +34,8 @@ import torch
 
 from hf_bridges.heads.compatibility import align_head
 from hf_bridges.heads.estimate import RESIDUAL_SD, SLOPE, estimate_accuracy, expected_accuracy
+from hf_bridges.modeling.configuration_bridge import HeadConfig
 from hf_bridges.modeling.head import RelativeProductHead
-from hf_bridges.modeling.head_config import HeadConfig
 from hf_bridges.stitching.cache import EmbeddingCache, default_cache_root
 from hf_bridges.stitching.config import EncoderSpec
 from hf_bridges.stitching.encoder_kinds import get_encoder_kind
@@ -102,7 +102,7 @@ def mean_and_cls(cache, dataset, model_id: str) -> tuple[np.ndarray, np.ndarray]
     def load():
         from transformers import AutoModel, AutoTokenizer
 
-        from hf_bridges.modeling.pooling import get_pooling
+        from hf_bridges.modeling.head import get_pooling
 
         tokenizer, model = AutoTokenizer.from_pretrained(model_id), AutoModel.from_pretrained(model_id).eval()
         mean, cls = get_pooling("mean"), get_pooling("cls")
@@ -210,7 +210,7 @@ def train_head(emb: np.ndarray, labels: np.ndarray, cuts, num_labels: int, seed:
     torch.manual_seed(seed)
     anchors = torch.from_numpy(emb[cuts["anchors"].start : cuts["alignment"].stop])
     config = HeadConfig(relative_anchors=SIZES["anchors"])
-    head = RelativeProductHead.from_config(config, anchors.shape[0], num_labels, embedding_dim=emb.shape[1])
+    head = RelativeProductHead(config, anchors.shape[0], num_labels, embedding_dim=emb.shape[1])
     x, y = torch.from_numpy(emb[cuts["train"]]), torch.from_numpy(labels[cuts["train"]]).long()
     optimizer = torch.optim.Adam(head.parameters(), lr=1e-3, weight_decay=1e-4)
     g = torch.Generator().manual_seed(seed)

@@ -18,8 +18,8 @@ import time
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from hf_bridges.modeling.batching import embed_in_length_order
-from hf_bridges.modeling.pooling import mean_pooling
+from hf_bridges.modeling.head import mean_pooling
+from hf_bridges.modeling.modeling_bridge import embed_in_length_order
 
 
 def mixed_texts(rows: int, seed: int = 0) -> tuple[list[str], str]:

@@ -49,11 +49,14 @@ def timed(fn, device: torch.device, reps: int = 10) -> float:
 
 
 def head_throughput(args, device) -> list[dict]:
+    from hf_bridges.modeling.configuration_bridge import HeadConfig
     from hf_bridges.modeling.head import RelativeProductHead
 
     rows = []
     for dtype in (torch.float32, torch.bfloat16):
-        head = RelativeProductHead(args.anchors, PROJECTIONS, "mlp_sum", num_labels=5).to(device, dtype)
+        head = RelativeProductHead(HeadConfig.from_method("product-mlp_sum"), args.anchors, num_labels=5).to(
+            device, dtype
+        )
         anchors = torch.randn(args.anchors, 384, device=device, dtype=dtype)
         for batch in (64, 256, 1024):
             x = torch.randn(batch, 384, device=device, dtype=dtype)
@@ -84,8 +87,8 @@ def head_vs_encoder(args, device) -> list[dict]:
     from huggingface_hub import try_to_load_from_cache
     from transformers import AutoModel, BertConfig, BertModel
 
-    from hf_bridges.modeling.head import RelativeProductHead
-    from hf_bridges.modeling.pooling import mean_pooling
+    from hf_bridges.modeling.configuration_bridge import HeadConfig
+    from hf_bridges.modeling.head import RelativeProductHead, mean_pooling
 
     encoders = {
         "MiniLM-sized random": BertModel(
@@ -98,7 +101,11 @@ def head_vs_encoder(args, device) -> list[dict]:
     for label, encoder in encoders.items():
         for dtype in (torch.float32, torch.bfloat16):
             enc = encoder.to(device, dtype).eval()
-            head = RelativeProductHead(args.anchors, PROJECTIONS, "mlp_sum", num_labels=5).to(device, dtype).eval()
+            head = (
+                RelativeProductHead(HeadConfig.from_method("product-mlp_sum"), args.anchors, num_labels=5)
+                .to(device, dtype)
+                .eval()
+            )
             ids = torch.randint(1000, 20000, (64, 128), device=device)
             mask = torch.ones_like(ids)
             anchors = torch.randn(args.anchors, 384, device=device, dtype=dtype)

@@ -21,9 +21,10 @@ from pathlib import Path
 CHILD = """
 import json, time, torch
 torch.set_num_threads(1)
-from hf_bridges.modeling.head import HeadConfig, RelativeProductHead
+from hf_bridges.modeling.configuration_bridge import HeadConfig
+from hf_bridges.modeling.head import RelativeProductHead
 torch.manual_seed(0)
-head = RelativeProductHead.from_config(HeadConfig(relative_anchors=500), 1500, 5, embedding_dim=384)
+head = RelativeProductHead(HeadConfig(relative_anchors=500), 1500, 5, embedding_dim=384)
 anchors, x, y = torch.randn(1500, 384), torch.randn(64, 384), torch.randint(0, 5, (64,))
 def timed(fn, n):
     fn()

@@ -29,9 +29,8 @@ from collections.abc import Callable
 import torch
 from transformers import AutoModel, BertConfig, BertModel
 
-from hf_bridges.modeling.head import RelativeProductHead
-from hf_bridges.modeling.pooling import mean_pooling
-from hf_bridges.modeling.projections import get_projection
+from hf_bridges.modeling.configuration_bridge import HeadConfig
+from hf_bridges.modeling.head import RelativeProductHead, get_projection, mean_pooling
 
 PROJECTIONS = ["cosine", "euclidean", "l1", "linf"]
 REAL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -92,7 +91,7 @@ def bench(label: str, encoder: torch.nn.Module, args) -> None:
     input_ids = torch.randint(1000, min(20000, vocab), (args.batch, args.seq))
     mask = torch.ones_like(input_ids)
     dim = encoder.config.hidden_size
-    head = RelativeProductHead(args.anchors, PROJECTIONS, "mlp_sum", num_labels=5).eval()
+    head = RelativeProductHead(HeadConfig.from_method("product-mlp_sum"), args.anchors, num_labels=5).eval()
     ours = {name: get_projection(name).fn for name in PROJECTIONS}
     theirs = latentis_projections()
     with torch.inference_mode():

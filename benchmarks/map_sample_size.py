@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from hf_bridges.heads.compatibility import align_head
-from hf_bridges.modeling.translation import fit_affine
+from hf_bridges.heads.translation import fit_affine
 from hf_bridges.presets import resolve_preset
 from hf_bridges.stitching.cache import EmbeddingCache, default_cache_root
 from hf_bridges.stitching.config import load_config

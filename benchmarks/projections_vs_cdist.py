@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 
 from hf_bridges.modeling import pairwise
-from hf_bridges.modeling.projections import euclidean as _hf_euclidean
+from hf_bridges.modeling.head import euclidean as _hf_euclidean
 
 
 def _timers(fn: Callable, x: torch.Tensor, a: torch.Tensor, g: torch.Tensor) -> dict[str, Callable[[], float]]:

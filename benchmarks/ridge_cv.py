@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from hf_bridges.modeling.translation import RIDGE_ALPHAS, fit_affine, kfold_residual, ridge_cv_residuals
+from hf_bridges.heads.translation import RIDGE_ALPHAS, fit_affine, kfold_residual, ridge_cv_residuals
 
 SHAPES = [(384, 500), (384, 1500), (768, 1500), (1280, 300), (1280, 1000)]  # (width, pairs)
 

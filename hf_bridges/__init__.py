@@ -1,42 +1,47 @@
 """hf_bridges: relative "product of invariances" heads that move between encoders zero-shot.
 
-``import hf_bridges`` registers the bridge classes with the transformers Auto classes, so
-``AutoModelForSequenceClassification.from_pretrained(<bridge folder>)`` works without ``trust_remote_code``. That
-costs what importing transformers' ``PreTrainedModel`` costs (a few seconds, mostly torch and transformers).
-The ``hf-bridges`` command skips it: its light subcommands (``--help``, ``--version``, ``info``, ``offline-seed``)
-never touch the model stack, and the others import what they use. Every public name is resolved lazily (PEP 562).
+``import hf_bridges`` is light (no torch): the bridge classes are registered with the transformers Auto classes when
+those load (``hf_bridges._hooks``), so ``AutoModelForSequenceClassification.from_pretrained(<bridge folder>)`` works
+without ``trust_remote_code``. Every public name is resolved lazily (PEP 562).
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 from typing import TYPE_CHECKING, Any
+
+from . import _hooks
 
 __version__ = "0.3.0"
 
 # public name -> submodule that defines it
 _EXPORTS = {
-    "modeling.configuration_bridge": ["BRIDGE_FORMAT_VERSION", "BridgeConfig"],
-    "modeling.errors": ["ConfigError", "HfBridgesError", "UnknownNameError"],
-    "modeling.registry": ["Registry"],
+    "modeling.configuration_bridge": ["BRIDGE_FORMAT_VERSION", "BridgeConfig", "HeadConfig"],
+    "modeling.registry": ["ConfigError", "HfBridgesError", "Registry", "UnknownNameError"],
     "modeling.modeling_bridge": [
         "BridgeClassifierOutput",
+        "BridgeForImageClassification",
         "BridgeForSequenceClassification",
         "BridgeModel",
         "BridgeModelOutput",
         "BridgePreTrainedModel",
     ],
-    "modeling.modeling_bridge_vision": ["BridgeForImageClassification"],
-    "modeling.modeling_bridge_module": ["ModuleBridgeForClassification", "ModuleBridgeModel"],
-    "modeling.modeling_bridge_reconstruction": ["BridgeForReconstruction"],
-    "modeling.module_encoders": ["ImagePreprocess", "ModuleEncoder", "register_module_encoder"],
-    "modeling.head": ["HeadConfig", "RelativeProductHead"],
-    "modeling.aggregation": ["AGGREGATIONS", "register_aggregation"],
-    "modeling.pooling": ["POOLINGS", "register_pooling"],
-    "modeling.projections": ["PROJECTIONS", "register_projection"],
-    "modeling.transforms": ["ABS_TRANSFORMS", "SUBSPACE_NORMS", "register_abs_transform", "register_subspace_norm"],
+    "modeling.head": [
+        "ABS_TRANSFORMS",
+        "AGGREGATIONS",
+        "POOLINGS",
+        "PROJECTIONS",
+        "SUBSPACE_NORMS",
+        "RelativeProductHead",
+        "register_abs_transform",
+        "register_aggregation",
+        "register_pooling",
+        "register_projection",
+        "register_subspace_norm",
+    ],
+    "module_bridges.modeling": ["ModuleBridgeForClassification", "ModuleBridgeModel"],
+    "module_bridges.reconstruction": ["BridgeForReconstruction"],
+    "module_bridges.encoders": ["ImagePreprocess", "ModuleEncoder", "register_module_encoder"],
     "heads.format": ["HeadFormatError"],
     "heads.hub": ["HeadAttachError", "load_head", "pull_head", "push_head_folder"],
 }
@@ -49,6 +54,10 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'hf_bridges' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
+    if module.endswith("modeling"):  # a model class: registered with the Auto classes from now on
+        from ._hooks import _register_models
+
+        _register_models()
     globals()[name] = value
     return value
 
@@ -60,25 +69,31 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static names for type checkers and IDEs
     from .heads.format import HeadFormatError
     from .heads.hub import HeadAttachError, load_head, pull_head, push_head_folder
-    from .modeling.aggregation import AGGREGATIONS, register_aggregation
-    from .modeling.configuration_bridge import BRIDGE_FORMAT_VERSION, BridgeConfig
-    from .modeling.errors import ConfigError, HfBridgesError, UnknownNameError
-    from .modeling.head import HeadConfig, RelativeProductHead
+    from .modeling.configuration_bridge import BRIDGE_FORMAT_VERSION, BridgeConfig, HeadConfig
+    from .modeling.head import (
+        ABS_TRANSFORMS,
+        AGGREGATIONS,
+        POOLINGS,
+        PROJECTIONS,
+        SUBSPACE_NORMS,
+        RelativeProductHead,
+        register_abs_transform,
+        register_aggregation,
+        register_pooling,
+        register_projection,
+        register_subspace_norm,
+    )
     from .modeling.modeling_bridge import (
         BridgeClassifierOutput,
+        BridgeForImageClassification,
         BridgeForSequenceClassification,
         BridgeModel,
         BridgeModelOutput,
         BridgePreTrainedModel,
     )
-    from .modeling.modeling_bridge_module import ModuleBridgeForClassification, ModuleBridgeModel
-    from .modeling.modeling_bridge_reconstruction import BridgeForReconstruction
-    from .modeling.modeling_bridge_vision import BridgeForImageClassification
-    from .modeling.module_encoders import ImagePreprocess, ModuleEncoder, register_module_encoder
-    from .modeling.pooling import POOLINGS, register_pooling
-    from .modeling.projections import PROJECTIONS, register_projection
-    from .modeling.registry import Registry
-    from .modeling.transforms import ABS_TRANSFORMS, SUBSPACE_NORMS, register_abs_transform, register_subspace_norm
+    from .modeling.registry import ConfigError, HfBridgesError, Registry, UnknownNameError
+    from .module_bridges.encoders import ImagePreprocess, ModuleEncoder, register_module_encoder
+    from .module_bridges.modeling import ModuleBridgeForClassification, ModuleBridgeModel
+    from .module_bridges.reconstruction import BridgeForReconstruction
 
-if os.path.basename(sys.argv[0] if sys.argv else "") != "hf-bridges":
-    from . import auto
+_hooks.install()

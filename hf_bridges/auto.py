@@ -1,5 +1,5 @@
-"""Register the bridge classes with the transformers Auto classes (run by ``import hf_bridges``), and the packaged
-EfficientNet-Lite module encoders (their registry imports torch, so the CLI's light commands skip both).
+"""Register the bridge classes with the transformers Auto classes (run by ``hf_bridges._hooks`` when transformers'
+Auto modules load, and on the first ``hf_bridges.<model class>``).
 
 After this, ``AutoConfig`` / ``AutoModel`` / ``AutoModelForSequenceClassification`` /
 ``AutoModelForImageClassification`` load a saved bridge folder natively; ``register_for_auto_class`` makes
@@ -9,11 +9,14 @@ After this, ``AutoConfig`` / ``AutoModel`` / ``AutoModelForSequenceClassificatio
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoModelForSequenceClassification
 
 from .modeling.configuration_bridge import BridgeConfig
-from .modeling.modeling_bridge import BridgeForSequenceClassification, BridgeModel
-from .modeling.modeling_bridge_vision import BridgeForImageClassification
-from .offline import vision_encoders  # noqa: F401  (registers efficientnet-lite0/1/2 as module encoders)
+from .modeling.modeling_bridge import BridgeForImageClassification, BridgeForSequenceClassification, BridgeModel
 
-AutoConfig.register(BridgeConfig.model_type, BridgeConfig, exist_ok=True)
+
+def register_config() -> None:
+    AutoConfig.register(BridgeConfig.model_type, BridgeConfig, exist_ok=True)
+
+
+register_config()
 AutoModel.register(BridgeConfig, BridgeModel, exist_ok=True)
 AutoModelForSequenceClassification.register(BridgeConfig, BridgeForSequenceClassification, exist_ok=True)
 AutoModelForImageClassification.register(BridgeConfig, BridgeForImageClassification, exist_ok=True)

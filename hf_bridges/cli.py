@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__, commands
-from .modeling.errors import HfBridgesError
+from .modeling.registry import HfBridgesError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -110,3 +110,15 @@ def enable_progress_bar() -> None:
     from huggingface_hub.utils import enable_progress_bars
 
     enable_progress_bars(LIBRARY)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning issued by the caller point at the first line outside hf_bridges
+    (the user's call), however many package frames (model method, building layer, attach) lie between."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level

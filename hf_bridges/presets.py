@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .modeling.errors import UnknownNameError, did_you_mean
+from .modeling.registry import UnknownNameError, did_you_mean
 
 SUFFIXES = (".yaml", ".yml")
 KINDS = ("stitch", "train")

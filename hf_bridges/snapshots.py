@@ -8,7 +8,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from .modeling.errors import ConfigError, did_you_mean
+from .modeling.registry import ConfigError, did_you_mean
 
 
 def _local_fingerprint(path: Path) -> str:

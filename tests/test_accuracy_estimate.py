@@ -16,8 +16,8 @@ from hf_bridges.cli import main
 from hf_bridges.heads.compatibility import align_head
 from hf_bridges.heads.estimate import AccuracyEstimate, estimate_accuracy, estimate_for_attach, stored_accuracy
 from hf_bridges.heads.files import CONFIG_NAME, HeadFormatError
+from hf_bridges.modeling.configuration_bridge import HeadConfig
 from hf_bridges.modeling.head import RelativeProductHead
-from hf_bridges.modeling.head_config import HeadConfig
 
 
 def test_the_api_has_no_way_to_take_a_label():
@@ -51,7 +51,7 @@ def test_a_graded_degradation_lowers_the_estimate_monotonically(one_thread):
     torch.manual_seed(0)
     anchors, _ = _clustered(24, 4, 16, seed=1)  # 96 anchors
     x, y = _clustered(60, 4, 16, seed=2)
-    head = RelativeProductHead.from_config(HeadConfig(), len(anchors), 4, embedding_dim=16)
+    head = RelativeProductHead(HeadConfig(), len(anchors), 4, embedding_dim=16)
     optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
     head.train()
     for _ in range(60):
@@ -63,7 +63,7 @@ def test_a_graded_degradation_lowers_the_estimate_monotonically(one_thread):
     results = []
     for sigma in (0.0, 1.0, 2.0, 4.0):
         noisy = anchors + sigma * torch.randn(anchors.shape, generator=torch.Generator().manual_seed(3))
-        attached = RelativeProductHead.from_config(HeadConfig(), len(anchors), 4, embedding_dim=16)
+        attached = RelativeProductHead(HeadConfig(), len(anchors), 4, embedding_dim=16)
         attached.load_state_dict(head.state_dict())
         attached.eval()
         weights, _ = align_head(attached, anchors, noisy)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_bridges.modeling.aggregation import AGGREGATIONS, build_aggregation
-from hf_bridges.modeling.head import RelativeProductHead
-from hf_bridges.modeling.transforms import build_subspace_norm
+from hf_bridges.modeling.configuration_bridge import HeadConfig
+from hf_bridges.modeling.head import AGGREGATIONS, RelativeProductHead, build_aggregation, build_subspace_norm
 
 B, N, K = 5, 4, 6
 
@@ -63,7 +62,19 @@ def test_unknown_subspace_norm():
 
 
 def test_subspace_dropout_keeps_a_nonempty_subset_and_is_off_in_eval():
-    head = RelativeProductHead(K, ["cosine", "euclidean", "l1", "linf"], "sum", subspace_dropout=0.9, num_labels=2)
+    head = RelativeProductHead(
+        HeadConfig(
+            projections=["cosine", "euclidean", "l1", "linf"],
+            aggregation="sum",
+            abs_transform="none",
+            aligned=False,
+            combine="concat",
+            component_dropout=0.0,
+            subspace_dropout=0.9,
+        ),
+        K,
+        num_labels=2,
+    )
     torch.manual_seed(0)
     masks = {tuple(head._training_mask(4, torch.device("cpu")).tolist()) for _ in range(200)}
     assert all(sum(m) >= 1 for m in masks)
@@ -77,7 +88,7 @@ def test_from_encoder_and_reset_parameters_give_the_same_init_beyond_256_anchors
     """The bridge's _init_weights and MLPSumAggregation.reset_parameters used to differ (output width vs fan-in)
     whenever there were more than 256 anchors (aggregation_dim caps the width at 256)."""
     from hf_bridges import BridgeForSequenceClassification
-    from hf_bridges.modeling.aggregation import MLPSumAggregation
+    from hf_bridges.modeling.head import MLPSumAggregation
 
     anchors = [f"anchor text number {i} about topic {i % 7}" for i in range(1280)]
     model = BridgeForSequenceClassification.from_encoder(

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from hf_bridges.heads.compatibility import ALIGNED_THRESHOLD, align_head
-from hf_bridges.modeling.head import LEGACY_DEFAULTS, HeadConfig, RelativeProductHead, SummedClassifier
-from hf_bridges.modeling.translation import fit_affine, fit_orthogonal, fit_translation, standardise
+from hf_bridges.heads.translation import fit_affine, fit_orthogonal, fit_translation, standardise
+from hf_bridges.modeling.configuration_bridge import LEGACY_DEFAULTS, HeadConfig
+from hf_bridges.modeling.head import RelativeProductHead, SummedClassifier
 
 D, K, CLASSES = 24, 120, 4
 
@@ -23,7 +24,7 @@ def _data(seed: int = 0, n: int = 1200):
 
 def _train(config: HeadConfig, x, y, anchors, epochs: int = 30) -> RelativeProductHead:
     torch.manual_seed(0)
-    head = RelativeProductHead.from_config(config, K, CLASSES, embedding_dim=D)
+    head = RelativeProductHead(config, K, CLASSES, embedding_dim=D)
     opt = torch.optim.Adam(head.parameters(), lr=3e-3)
     xf, af = x.float(), anchors.float()
     head.train()
@@ -53,7 +54,7 @@ def _maps(seed: int = 1):
 
 # ---------------------------------------------------------------------------------------------- translation fits
 def test_orthogonal_fit_recovers_a_known_rotation_exactly():
-    from hf_bridges.modeling.transforms import whitening_map
+    from hf_bridges.modeling.head import whitening_map
 
     x, _ = _data()
     mean, w, _ = whitening_map(x[:K], shrinkage=0.0)
@@ -84,7 +85,7 @@ def test_affine_fit_recovers_an_affine_map_and_auto_picks_it():
 def test_wide_encoders_take_the_small_forms_and_get_the_same_maps(k, ds, dt):
     """k < D: ridge in its dual (k x k) form and Procrustes from QR factors, against the textbook forms (primal ridge
     with an unshrunk bias column; the full SVD of zs^T zt, thin over its non-null directions)."""
-    from hf_bridges.modeling.translation import NULL_TOLERANCE, anchor_stats, fit_affine, fit_orthogonal
+    from hf_bridges.heads.translation import NULL_TOLERANCE, anchor_stats, fit_affine, fit_orthogonal
 
     g = torch.Generator().manual_seed(k)
     source = torch.randn(k, ds, generator=g, dtype=torch.float64)
@@ -127,7 +128,7 @@ def test_default_config_is_the_aligned_product_and_old_configs_keep_their_meanin
     config = HeadConfig()
     assert config.aligned and config.projections == ["cosine"] and config.abs_transform == "standard"
     assert config.aggregation == "concat" and config.component_dropout > 0 and config.combine == "sum"
-    assert isinstance(RelativeProductHead.from_config(config, K, CLASSES, embedding_dim=D).classifier, SummedClassifier)
+    assert isinstance(RelativeProductHead(config, K, CLASSES, embedding_dim=D).classifier, SummedClassifier)
     old = HeadConfig.from_dict({"projections": ["cosine", "l1"], "aggregation": "mlp_sum"}, legacy=True)
     assert not old.aligned and old.component_dropout == LEGACY_DEFAULTS["component_dropout"]
     with pytest.raises(ValueError, match="aligned component"):
@@ -180,7 +181,7 @@ def test_unrelated_encoder_scores_under_the_threshold_and_keeps_every_component(
 def test_summed_head_averages_the_component_logits():
     x, _ = _data()
     torch.manual_seed(0)
-    head = RelativeProductHead.from_config(HeadConfig(), K, CLASSES, embedding_dim=D).eval()
+    head = RelativeProductHead(HeadConfig(), K, CLASSES, embedding_dim=D).eval()
     xf, af = x[:50].float(), x[:K].float()
     both = head(xf, af)
     r = head.represent(xf, af)
@@ -192,15 +193,15 @@ def test_summed_head_averages_the_component_logits():
     torch.testing.assert_close(head(xf, af, torch.tensor([0.0, 1.0])), al)
     keys = set(head.state_dict())
     assert {"mlp.relative.0.weight", "mlp.aligned.3.bias"} <= keys  # in memory; files keep classifier.*
-    concat = RelativeProductHead.from_config(HeadConfig(combine="concat"), K, CLASSES, embedding_dim=D)
+    concat = RelativeProductHead(HeadConfig(combine="concat"), K, CLASSES, embedding_dim=D)
     assert "mlp.0.weight" in concat.state_dict()
-    legacy = RelativeProductHead.from_config(HeadConfig.from_dict({}, legacy=True), K, CLASSES)
+    legacy = RelativeProductHead(HeadConfig.from_dict({}, legacy=True), K, CLASSES)
     assert not legacy.aligned and "mlp.0.weight" in legacy.state_dict()  # old heads too (files: classifier.*)
 
 
 def test_component_dropout_trains_each_component_alone():
     x, _ = _data()
-    head = RelativeProductHead.from_config(HeadConfig(component_dropout=0.5), K, CLASSES, embedding_dim=D).train()
+    head = RelativeProductHead(HeadConfig(component_dropout=0.5), K, CLASSES, embedding_dim=D).train()
     torch.manual_seed(0)
     r = head.represent(x[:400].float(), x[:K].float())
     width = head.aggregation.output_dim
@@ -233,7 +234,7 @@ def test_thin_orthogonal_fit_ignores_null_directions_and_is_float16_stable():
 
 @pytest.mark.parametrize("k,d", [(120, 24), (30, 64)], ids=["primal", "dual"])
 def test_ridge_cv_residuals_equal_one_fit_per_alpha(k, d):
-    from hf_bridges.modeling.translation import RIDGE_ALPHAS, kfold_residual, ridge_cv_residuals
+    from hf_bridges.heads.translation import RIDGE_ALPHAS, kfold_residual, ridge_cv_residuals
 
     g = torch.Generator().manual_seed(k)
     target = torch.randn(k, d, generator=g, dtype=torch.float64) * 3 + 1

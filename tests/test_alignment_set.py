@@ -16,8 +16,9 @@ from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.cli import main
 from hf_bridges.heads.compatibility import align_head
 from hf_bridges.heads.files import CONFIG_NAME, HEAD_FORMAT_VERSION
-from hf_bridges.modeling.errors import ConfigError
-from hf_bridges.modeling.head import HeadConfig, RelativeProductHead
+from hf_bridges.modeling.configuration_bridge import HeadConfig
+from hf_bridges.modeling.head import RelativeProductHead
+from hf_bridges.modeling.registry import ConfigError
 
 D, CLASSES, RELATIVE, EXTRA = 24, 4, 16, 240  # 16 relative anchors < 24 dimensions
 
@@ -34,7 +35,7 @@ def _data(n: int = 1200, seed: int = 0):
 
 def _train(config: HeadConfig, x, y, anchors) -> RelativeProductHead:
     torch.manual_seed(0)
-    head = RelativeProductHead.from_config(config, len(anchors), CLASSES, embedding_dim=D)
+    head = RelativeProductHead(config, len(anchors), CLASSES, embedding_dim=D)
     opt = torch.optim.Adam(head.parameters(), lr=3e-3)
     head.train()
     for _ in range(20):
@@ -68,13 +69,13 @@ def test_an_alignment_set_recovers_a_map_the_anchors_alone_cannot():
 
 
 def test_a_head_with_an_alignment_set_refuses_another_anchor_count():
-    head = RelativeProductHead.from_config(HeadConfig(relative_anchors=4), 10, CLASSES, embedding_dim=D)
+    head = RelativeProductHead(HeadConfig(relative_anchors=4), 10, CLASSES, embedding_dim=D)
     with pytest.raises(ValueError, match=r"reads 10 anchors \(4 relative \+ 6 for the aligned map\), got 4"):
         head(torch.randn(3, D), torch.randn(4, D))
     with pytest.raises(ConfigError, match="relative_anchors.*aligned is false"):
         HeadConfig(aligned=False, relative_anchors=4)
     with pytest.raises(ValueError, match=r"relative_anchors must be in \[2, num_anchors=10\]"):
-        RelativeProductHead.from_config(HeadConfig(relative_anchors=11), 10, CLASSES, embedding_dim=D)
+        RelativeProductHead(HeadConfig(relative_anchors=11), 10, CLASSES, embedding_dim=D)
 
 
 def test_from_encoder_alignment_inputs_save_attach_and_reload(tmp_path, tokenizer, anchor_texts, one_thread, capsys):

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_bridges.modeling.head import HeadConfig, RelativeProductHead
-from hf_bridges.modeling.transforms import get_abs_transform
+from hf_bridges.modeling.configuration_bridge import HeadConfig
+from hf_bridges.modeling.head import RelativeProductHead, get_abs_transform
 
 
 def _head(abs_transform: str = "standard", relative_anchors: int | None = 24, **extra) -> RelativeProductHead:
     torch.manual_seed(0)
     config = HeadConfig(abs_transform=abs_transform, relative_anchors=relative_anchors, **extra)
-    return RelativeProductHead.from_config(config, num_anchors=40, num_labels=3, embedding_dim=16)
+    return RelativeProductHead(config, num_anchors=40, num_labels=3, embedding_dim=16)
 
 
 def _old_represent(head: RelativeProductHead, x: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import make_encoder, make_tokenizer, topic_texts
 
-from hf_bridges.modeling.batching import embed_in_length_order, length_order
-from hf_bridges.modeling.pooling import mean_pooling
+from hf_bridges.modeling.head import mean_pooling
+from hf_bridges.modeling.modeling_bridge import embed_in_length_order, length_order
 
 
 def _mixed_texts(n: int) -> list[str]:
@@ -100,7 +100,7 @@ def test_refresh_anchors_sorts_by_length_and_names_the_anchors(tokenizer, one_th
     """from_encoder / refresh_anchors embed the anchors in length order (identical to one-by-one embedding) and the
     progress bar says what is embedded."""
     from hf_bridges import BridgeForSequenceClassification
-    from hf_bridges.modeling import batching
+    from hf_bridges.modeling import modeling_bridge as batching
 
     seen = []
     original = batching.embed_in_length_order
@@ -122,7 +122,7 @@ def test_refresh_anchors_sorts_by_length_and_names_the_anchors(tokenizer, one_th
 
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_pad_rows_pads_as_the_tokenizer_does(side):
-    from hf_bridges.modeling.batching import pad_rows
+    from hf_bridges.modeling.modeling_bridge import pad_rows
 
     tokenizer = make_tokenizer()
     tokenizer.padding_side = side
@@ -137,7 +137,7 @@ def test_pad_rows_pads_as_the_tokenizer_does(side):
 
 def test_whole_list_order_equals_padded_tensors(encoder_and_tokens):
     """The unpadded whole-list form (tokenised once) gives what the padded-tensor form gives, in input order."""
-    from hf_bridges.modeling.batching import embed_rows_in_length_order
+    from hf_bridges.modeling.modeling_bridge import embed_rows_in_length_order
 
     encoder, tokens = encoder_and_tokens
     fn, calls = _embed(encoder)

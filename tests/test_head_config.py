@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from hf_bridges import BridgeConfig
-from hf_bridges.modeling.errors import ConfigError, UnknownNameError
-from hf_bridges.modeling.head import HeadConfig, RelativeProductHead
+from hf_bridges.modeling.configuration_bridge import HeadConfig
+from hf_bridges.modeling.head import RelativeProductHead
+from hf_bridges.modeling.registry import ConfigError, UnknownNameError
 
 
 @pytest.mark.parametrize(
@@ -44,7 +45,7 @@ def test_unknown_names_are_unknown_name_errors():
 def test_round_trip_and_from_config_builds_the_head():
     config = HeadConfig.from_dict({"projections": ["cosine", "l1"], "aggregation": "sum", "classifier_hidden_size": 0})
     assert HeadConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    head = RelativeProductHead.from_config(config, num_anchors=6, num_labels=3, embedding_dim=5)  # aligned: its width
+    head = RelativeProductHead(config, num_anchors=6, num_labels=3, embedding_dim=5)  # aligned: its width
     assert head.projection_names == ["cosine", "l1"] and head.aligned_dim == config.aligned_dim == 5
     assert isinstance(head.classifier.relative, torch.nn.Linear)  # combine="sum": one linear classifier per component
     assert isinstance(head.classifier.aligned, torch.nn.Linear)

@@ -133,7 +133,7 @@ def test_attached_model_is_a_normal_model(trained, tokenizer, tmp_path, texts):
 
 
 def test_subspace_selection_auto_sets_config_weights(tokenizer, anchor_texts, tmp_path):
-    from hf_bridges.modeling.head import DEFAULT_PROJECTIONS, HeadConfig
+    from hf_bridges.modeling.configuration_bridge import DEFAULT_PROJECTIONS, HeadConfig
 
     # subspace selection is a relative-only head's attach option: pin that head (the pre-issue-9 default)
     relative = HeadConfig(

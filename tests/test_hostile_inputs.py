@@ -28,7 +28,7 @@ from transformers import PreTrainedTokenizerFast
 from hf_bridges import BridgeForSequenceClassification, HfBridgesError
 from hf_bridges._io import current_umask
 from hf_bridges.cli import main
-from hf_bridges.modeling.input_checks import InputError
+from hf_bridges.modeling.modeling_bridge import InputError
 
 TESTS = Path(__file__).parent
 
@@ -217,7 +217,7 @@ def test_max_seq_length_above_the_encoders_positions_is_clamped(caplog):
 def test_fit_max_seq_length_knows_robertas_offset():
     from transformers import RobertaConfig
 
-    from hf_bridges.modeling.input_checks import fit_max_seq_length
+    from hf_bridges.building.loading import fit_max_seq_length
 
     assert fit_max_seq_length(RobertaConfig(max_position_embeddings=514, pad_token_id=1), 1024) == 512
     assert fit_max_seq_length(RobertaConfig(max_position_embeddings=514, pad_token_id=1), 256) == 256

@@ -15,9 +15,9 @@ from peft import AutoPeftModelForSequenceClassification, LoraConfig, get_peft_mo
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
 from hf_bridges import BridgeForSequenceClassification, ModuleBridgeForClassification
-from hf_bridges.modeling import head_config
-from hf_bridges.modeling.errors import ConfigError, HfBridgesError
-from hf_bridges.modeling.head_config import HeadConfig
+from hf_bridges.building import methods as head_config
+from hf_bridges.modeling.configuration_bridge import HeadConfig
+from hf_bridges.modeling.registry import ConfigError, HfBridgesError
 from hf_bridges.presets import list_presets, resolve_preset
 from hf_bridges.stitching.config import load_config
 from hf_bridges.stitching.training import build_head

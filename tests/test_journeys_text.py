@@ -148,7 +148,7 @@ def test_object_pipeline_when_transformers_pipelines_is_imported_after_the_bridg
     module is executed. Re-executed here under a post-import hook, then the session's module is put back."""
     import transformers
 
-    from hf_bridges.modeling.bridge_pipelines import register_bridge_pipelines
+    from hf_bridges.pipelines import register_bridge_pipelines
 
     monkeypatch.delitem(sys.modules, "transformers.pipelines")
     monkeypatch.setattr(transformers, "pipelines", transformers.pipelines)  # restored afterwards

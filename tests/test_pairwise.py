@@ -179,7 +179,7 @@ PROJECTION_NAMES = ["cosine", "angular", "euclidean", "l1", "linf"]
 
 @pytest.mark.parametrize("name", ["l1", "linf"])
 def test_projections_use_the_kernel_and_match_cdist(name):
-    from hf_bridges.modeling.projections import get_projection
+    from hf_bridges.modeling.head import get_projection
 
     x, a = _pair(64, 40, 48, torch.float32)
     p = 1.0 if name == "l1" else INF
@@ -193,7 +193,7 @@ def test_projections_use_the_kernel_and_match_cdist(name):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
 @pytest.mark.parametrize("name", PROJECTION_NAMES)
 def test_every_projection_every_dtype_forward_backward(name, dtype):
-    from hf_bridges.modeling.projections import get_projection
+    from hf_bridges.modeling.head import get_projection
 
     x, a = _pair(8, 12, 16, dtype)
     x.requires_grad_(), a.requires_grad_()

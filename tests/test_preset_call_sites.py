@@ -8,7 +8,7 @@ import pytest
 
 import hf_bridges.stitching as stitching
 from hf_bridges.cli import main
-from hf_bridges.modeling.errors import UnknownNameError
+from hf_bridges.modeling.registry import UnknownNameError
 from hf_bridges.stitching import load_config as load_stitch_config
 from hf_bridges.training.config import load_config as load_train_config
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_bridges.modeling.errors import HfBridgesError, UnknownNameError
+from hf_bridges.modeling.registry import HfBridgesError, UnknownNameError
 from hf_bridges.presets import list_presets, presets_dir, resolve_preset
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

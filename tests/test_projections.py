@@ -5,9 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_bridges.modeling.head import RelativeProductHead
-from hf_bridges.modeling.projections import PROJECTIONS, get_projection, register_projection
-from hf_bridges.modeling.transforms import get_abs_transform
+from hf_bridges.modeling.configuration_bridge import HeadConfig
+from hf_bridges.modeling.head import (
+    PROJECTIONS,
+    RelativeProductHead,
+    get_abs_transform,
+    get_projection,
+    register_projection,
+)
 
 N, K, D = 16, 12, 24
 
@@ -109,10 +114,40 @@ def test_cosine_of_zero_vector_is_finite(data):
 def test_head_invariance_end_to_end(data):
     """The head (projection + LayerNorm + aggregation) inherits the projections' invariances."""
     x, anchors = data
-    head = RelativeProductHead(K, ["cosine", "euclidean"], aggregation="mlp_sum", num_labels=3).double().eval()
+    head = (
+        RelativeProductHead(
+            HeadConfig(
+                projections=["cosine", "euclidean"],
+                aggregation="mlp_sum",
+                abs_transform="none",
+                aligned=False,
+                combine="concat",
+                component_dropout=0.0,
+            ),
+            K,
+            num_labels=3,
+        )
+        .double()
+        .eval()
+    )
     q = orthogonal(5)
     assert torch.allclose(head(x, anchors), head(x @ q, anchors @ q), atol=1e-8)
-    l1_head = RelativeProductHead(K, ["l1"], aggregation="sum", num_labels=3).double().eval()
+    l1_head = (
+        RelativeProductHead(
+            HeadConfig(
+                projections=["l1"],
+                aggregation="sum",
+                abs_transform="none",
+                aligned=False,
+                combine="concat",
+                component_dropout=0.0,
+            ),
+            K,
+            num_labels=3,
+        )
+        .double()
+        .eval()
+    )
     assert not torch.allclose(l1_head(x, anchors), l1_head(x @ q, anchors @ q), atol=1e-4)
 
 
@@ -129,7 +164,18 @@ def test_registering_a_projection_is_one_decorator():
         return -(torch.cdist(x, anchors) ** 2)
 
     try:
-        head = RelativeProductHead(4, [name, "cosine"], aggregation="concat", num_labels=2)
+        head = RelativeProductHead(
+            HeadConfig(
+                projections=[name, "cosine"],
+                aggregation="concat",
+                abs_transform="none",
+                aligned=False,
+                combine="concat",
+                component_dropout=0.0,
+            ),
+            4,
+            num_labels=2,
+        )
         assert head(torch.randn(3, 5), torch.randn(4, 5)).shape == (3, 2)
         with pytest.raises(ValueError, match="already registered"):
             register_projection(name, invariant_to="x")(_fn)
@@ -138,7 +184,7 @@ def test_registering_a_projection_is_one_decorator():
 
 
 def _whitened_cosines(x, anchors, shrinkage):
-    from hf_bridges.modeling.transforms import whiten
+    from hf_bridges.modeling.head import whiten
 
     wx, wa = whiten(x, anchors, shrinkage=shrinkage)
     return torch.nn.functional.normalize(wx, dim=1) @ torch.nn.functional.normalize(wa, dim=1).T
@@ -161,7 +207,7 @@ def test_whiten_is_invariant_to_any_invertible_affine_map_without_shrinkage():
 
 
 def test_whiten_is_registered_and_ledoit_wolf_shrinks_when_anchors_are_few():
-    from hf_bridges.modeling.transforms import ABS_TRANSFORMS, ledoit_wolf_shrinkage, whitening_map
+    from hf_bridges.modeling.head import ABS_TRANSFORMS, ledoit_wolf_shrinkage, whitening_map
 
     assert "whiten" in ABS_TRANSFORMS
     few = torch.randn(10, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)

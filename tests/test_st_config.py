@@ -11,12 +11,12 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from hf_bridges.modeling.pooling import POOLINGS, get_pooling
-from hf_bridges.modeling.st_config import (
+from hf_bridges.building.sentence_transformers import (
     UnsupportedSentenceTransformer,
     resolve_prompt,
     st_encoder_settings,
 )
+from hf_bridges.modeling.head import POOLINGS, get_pooling
 from hf_bridges.stitching.cache import cache_key
 from hf_bridges.stitching.config import EncoderSpec
 from hf_bridges.stitching.encoder_kinds import HFTextEncoder, text_settings

@@ -51,7 +51,7 @@ def test_relative_features_stay_within_the_budget_and_give_the_same_predictions(
 
 
 def test_the_aligned_map_of_a_pair_is_fitted_once_for_every_seed(monkeypatch):
-    from hf_bridges.modeling import translation
+    from hf_bridges.heads import translation
 
     calls = []
     original = translation.fit_translation

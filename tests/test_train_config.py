@@ -117,7 +117,7 @@ def test_head_is_one_nested_group_and_old_spellings_warn(tmp_path):
     ],
 )
 def test_head_overrides_are_checked_strictly(override, message):
-    from hf_bridges.modeling.errors import ConfigError
+    from hf_bridges.modeling.registry import ConfigError
 
     with pytest.raises(ConfigError, match=message):
         load_config(None, ["encoder=x", override])

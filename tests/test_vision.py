@@ -25,7 +25,7 @@ from transformers.models.mobilenet_v2.image_processing_pil_mobilenet_v2 import M
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 from hf_bridges import BridgeForImageClassification, BridgeForSequenceClassification
-from hf_bridges.modeling.modeling_bridge_vision import to_uint8_images
+from hf_bridges.building.vision import to_uint8_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -105,8 +105,8 @@ def test_save_load_through_auto_class(bridge, tmp_path):
     bridge.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     auto_map = config["auto_map"]
-    assert auto_map["AutoModelForImageClassification"] == "modeling_bridge_vision.BridgeForImageClassification"
-    assert (tmp_path / "modeling_bridge_vision.py").is_file() and (tmp_path / "preprocessor_config.json").is_file()
+    assert auto_map["AutoModelForImageClassification"] == "modeling_bridge.BridgeForImageClassification"
+    assert (tmp_path / "modeling_bridge.py").is_file() and (tmp_path / "preprocessor_config.json").is_file()
     with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
         assert f.get_tensor("anchors.pixels").dtype == torch.uint8
     loaded = AutoModelForImageClassification.from_pretrained(tmp_path).eval()
@@ -232,7 +232,7 @@ def test_one_model_contract_image_bridge_only_declares(bridge):
     """The image bridge no longer derives from the text model nor replaces its anchor store: it declares its store,
     inputs and encoder call, and shares embed / refresh_anchors / forward_features with every bridge."""
     from hf_bridges import BridgeForSequenceClassification, BridgePreTrainedModel
-    from hf_bridges.modeling.anchor_stores import ImageAnchorStore
+    from hf_bridges.modeling.modeling_bridge import ImageAnchorStore
 
     assert not issubclass(BridgeForImageClassification, BridgeForSequenceClassification)
     for name in ("embed", "refresh_anchors", "set_anchor_embeddings", "forward_features", "forward_head"):

@@ -95,8 +95,8 @@ def test_zero_shot_stitching_mobilenet_to_efficientnet_lite(hub_cache, fmnist_te
     """A head trained on MobileNetV2's relative space classifies EfficientNet-Lite0/1/2 embeddings zero-shot."""
     from sklearn.linear_model import LogisticRegression
 
-    from hf_bridges import RelativeProductHead
-    from hf_bridges.modeling.module_encoders import build_module_encoder
+    from hf_bridges import HeadConfig, RelativeProductHead
+    from hf_bridges.module_bridges.encoders import build_module_encoder
     from hf_bridges.offline.vision import MOBILENET_V2_REPO
 
     tmp_path = hub_cache
@@ -114,7 +114,17 @@ def test_zero_shot_stitching_mobilenet_to_efficientnet_lite(hub_cache, fmnist_te
     assert out.logits.shape == (4, 10) and torch.isfinite(out.loss)
     with torch.no_grad():
         source = mobilenet.embed(mobilenet.preprocess(images))
-    head = RelativeProductHead(60, ["cosine"], aggregation="concat", subspace_norm="layernorm")
+    head = RelativeProductHead(
+        HeadConfig(
+            projections=["cosine"],
+            aggregation="concat",
+            abs_transform="none",
+            aligned=False,
+            combine="concat",
+            component_dropout=0.0,
+        ),
+        60,
+    )
     with torch.no_grad():
         rel = head.represent(source, mobilenet.anchor_embeddings)
     clf = LogisticRegression(max_iter=2000).fit(rel[train].numpy(), labels[train].numpy())

@@ -111,7 +111,7 @@ def run_attach(args) -> int:
     head = load_head(args.head, **_pull_kwargs(args))
     cls = BridgeForSequenceClassification if head.has_classifier else BridgeModel
     if head.config["modality"] == "image":
-        from ..modeling.modeling_bridge_vision import BridgeForImageClassification
+        from ..modeling.modeling_bridge import BridgeForImageClassification
 
         cls = BridgeForImageClassification
     tokenizer = None
@@ -190,7 +190,7 @@ def _print_estimate(head, args) -> None:
 
         cls = BridgeForSequenceClassification
         if head.config["modality"] == "image":
-            from ..modeling.modeling_bridge_vision import BridgeForImageClassification as cls
+            from ..modeling.modeling_bridge import BridgeForImageClassification as cls
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the lines below say what the estimate says
             report = cls.from_encoder(args.encoder, head=head).stitch_report
@@ -206,7 +206,7 @@ def run_recover(args) -> int:
     from pathlib import Path
 
     from .._io import restore_previous
-    from ..modeling.errors import HfBridgesError
+    from ..modeling.registry import HfBridgesError
 
     folder = Path(args.folder)
     if folder.is_dir() and restore_previous(folder):

@@ -11,10 +11,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..modeling.aggregation import AGGREGATIONS
-    from ..modeling.pooling import POOLINGS
-    from ..modeling.projections import PROJECTIONS
-    from ..modeling.transforms import ABS_TRANSFORMS, SUBSPACE_NORMS
+    from ..modeling.head import ABS_TRANSFORMS, AGGREGATIONS, POOLINGS, PROJECTIONS, SUBSPACE_NORMS
 
     print("projections:")
     for projection in PROJECTIONS.values():

@@ -70,7 +70,7 @@ def _load_files(format: str, files: dict[str, str], encoding: str | None) -> dat
     """``datasets.load_dataset`` with its failures on a user's files turned into one line naming the file and fix."""
     from datasets.exceptions import DatasetGenerationError
 
-    from ..modeling.errors import ConfigError
+    from ..modeling.registry import ConfigError
 
     kwargs = {"encoding": encoding} if encoding and format in ("csv", "json") else {}
     try:

@@ -184,7 +184,7 @@ def fill_anchor_embeddings(
 
 
 def _bridge_key(bridge, encoder: Any, revision: str | None, encoder_kwargs: dict | None) -> str | None:
-    from ..modeling.anchor_stores import AnchorStore, ImageAnchorStore
+    from ..modeling.modeling_bridge import AnchorStore, ImageAnchorStore
 
     if not isinstance(encoder, (str, os.PathLike)) or not isinstance(bridge.anchors, (AnchorStore, ImageAnchorStore)):
         return None  # an in-memory model (maybe trained since it was loaded), or module anchors

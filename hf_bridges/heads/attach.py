@@ -13,14 +13,16 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from ..modeling.anchor_stores import warn_degenerate_anchors
-from ..modeling.head import HeadConfig
+from ..building.arguments import warn_degenerate_anchors
+from ..logging import user_stacklevel
+from ..modeling.configuration_bridge import HeadConfig
 from .anchor_cache import fill_anchor_embeddings
 from .compatibility import (
     ALIGNED_THRESHOLD,
     DEFAULT_THRESHOLD,
     StitchReport,
     compute_stitch_report,
+    fit_bridge_alignment,
     select_subspaces,
     weighted_score,
 )
@@ -99,8 +101,8 @@ def attach_head(
     before gets its anchor embeddings from the cache (:mod:`hf_bridges.heads.anchor_cache`; ``False`` embeds
     anyway, a folder moves the cache).
     """
-    from ..modeling.loaders import load_encoder, load_tokenizer
-    from ..modeling.st_config import resolve_prompt, st_encoder_settings
+    from ..building.loading import load_encoder, load_tokenizer
+    from ..building.sentence_transformers import resolve_prompt, st_encoder_settings
 
     loaded_from = encoder  # what the cache keys on (an in-memory model is never cached)
     bundle = head if isinstance(head, BridgeHead) else load_head(head, revision=head_revision, token=token)
@@ -208,7 +210,7 @@ def attach_head(
         report.subspace_weights = weights
         report.score = weighted_score(report.per_projection, bridge.config.projections, weights)
         report.notes.append(f"subspace_selection={subspace_selection!r} set config.subspace_weights={weights}")
-    _publish_report(bridge, report, bundle, tokenizer, name, source, stacklevel=3, anchor_ids=anchor_ids)
+    _publish_report(bridge, report, bundle, tokenizer, name, source, anchor_ids=anchor_ids)
     return record_head_source(bridge, bundle)
 
 
@@ -236,7 +238,6 @@ def _publish_report(
     tokenizer,
     name: str,
     source: str,
-    stacklevel: int,
     anchor_ids: list | None = None,
 ) -> None:
     """Check how the new tokenizer maps the anchors, warn once when the report says so, attach it to the model."""
@@ -244,7 +245,7 @@ def _publish_report(
     estimate = estimate_for_attach(bridge, bundle)  # label-free expected accuracy (heads/estimate.py)
     report.estimate = estimate.to_dict() if estimate is not None else None
     if report.warning:
-        warnings.warn(report.warning, UserWarning, stacklevel=stacklevel + 1)
+        warnings.warn(report.warning, UserWarning, stacklevel=user_stacklevel())
     bridge.stitch_report = report
 
 
@@ -257,7 +258,7 @@ def _check_prefix(bundle: BridgeHead, overrides: dict, name: str, source: str) -
             f"no prefix was given for {name}: the anchors and inputs are embedded without one. Pass prefix=... with "
             "what this encoder expects (prefix='' for none, which silences this warning)",
             UserWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -304,8 +305,12 @@ def _attach_aligned(
     config = bridge.config
     n = len(config.projections)
     reference_map = (state["aligned_weight"], state["aligned_bias"]) if "aligned_weight" in state else None
-    info = bridge._fit_alignment(  # recorded: map, residuals, fit, relative space, stitch score
-        (bundle.anchor_embeddings, reference_map), translation, relative_space, gate=subspace_selection == "gate"
+    info = fit_bridge_alignment(  # recorded: map, residuals, fit, relative space, stitch score
+        bridge,
+        (bundle.anchor_embeddings, reference_map),
+        translation,
+        relative_space,
+        gate=subspace_selection == "gate",
     )
     weights = config.subspace_weights
     relative = weights[:n] if sum(weights[:n]) > 0 else None
@@ -322,7 +327,7 @@ def _attach_aligned(
         f"(held-out fit {info['fit']:.3f}), relative space {info['relative_space']}; "
         f"config.subspace_weights={weights} ({info['components']})"
     )
-    _publish_report(bridge, report, bundle, tokenizer, name, source, stacklevel=4, anchor_ids=anchor_ids)
+    _publish_report(bridge, report, bundle, tokenizer, name, source, anchor_ids=anchor_ids)
     return bridge
 
 
@@ -348,7 +353,7 @@ def _check_anchor_mapping(
 ) -> StitchReport:
     """Compare the new tokenizer's mapping of the anchors with the head's record; warn on degenerate anchors."""
     where = f"attaching {source} to {name}"  # duplicates are the head's: warned when it was built, not per attach
-    warn_degenerate_anchors(bundle.anchors, bridge.anchor_embeddings, where, stacklevel=4, check_duplicates=False)
+    warn_degenerate_anchors(bundle.anchors, bridge.anchor_embeddings, where, check_duplicates=False)
     recorded = bundle.config.get("tokenizer")
     if not recorded or tokenizer is None or bundle.config["modality"] != "text":
         return report  # an older head (no fingerprint), or no tokenizer involved

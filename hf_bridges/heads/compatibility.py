@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ..modeling.projections import cosine as _COSINE
-from ..modeling.projections import get_projection
-from ..modeling.transforms import get_abs_transform
+from ..logging import user_stacklevel
+from ..modeling.head import cosine as _COSINE
+from ..modeling.head import get_abs_transform, get_projection
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -317,7 +317,7 @@ def compute_stitch_report(
         num_anchors=int(training_anchor_embeddings.shape[0]),
     )
     if warn and report.warning:
-        warnings.warn(report.warning, UserWarning, stacklevel=3)
+        warnings.warn(report.warning, UserWarning, stacklevel=user_stacklevel())
     return report
 
 
@@ -421,7 +421,7 @@ def align_head(
 
     Returns (component weights, info): the JSON-safe record stored in ``HeadConfig.alignment``.
     """
-    from ..modeling.translation import fit_translation
+    from .translation import fit_translation
 
     if relative_space not in ("auto", "native", "translated"):
         raise ValueError(f"unknown relative_space {relative_space!r}; valid: ['auto', 'native', 'translated']")
@@ -431,7 +431,7 @@ def align_head(
         device = head.aligned_weight.device
         ref = reference_anchors.detach().float().to(device)
         new = new_anchors.detach().float().to(device)
-        stored = head._buffers.get("aligned_anchors")  # a stitched head saved in translated mode
+        stored = head.translated_anchors  # a stitched head saved in translated mode
         if reference_alignment is None:
             head.reset_alignment(ref.shape[1])
         else:
@@ -496,3 +496,55 @@ def align_head(
         return weights, {k: (float(v) if isinstance(v, float) else v) for k, v in info.items()}
     finally:
         head.train(was_training)
+
+
+def stitch_reference(bridge) -> tuple | None:
+    """What an aligned head's map is fitted against when the bridge switches encoder: the anchor embeddings held
+    now (the training encoder's, or the encoder the head was last attached to, with that map). None for a head
+    without an aligned component."""
+    head = bridge.head
+    if not getattr(head, "aligned", False):
+        return None
+    if not bool(bridge.anchors.is_fresh):
+        raise ValueError(
+            "this bridge's aligned head needs the anchor embeddings of the encoder it was trained on to fit the "
+            "new encoder's map, and it holds none: attach the training encoder first, or set them with "
+            "set_anchor_embeddings(...)"
+        )
+    return (
+        bridge.anchors.embeddings.detach().clone(),
+        (head.aligned_weight.detach().clone(), head.aligned_bias.detach().clone()),
+    )
+
+
+def fit_bridge_alignment(
+    bridge, reference: tuple | None, translation: str, relative_space: str, gate: bool = False
+) -> dict | None:
+    """Fit the bridge's aligned map from its current anchor embeddings into ``reference``'s space ((anchor
+    embeddings, their map or None), see :func:`stitch_reference`); the weights and the record go to its config."""
+    if reference is None:
+        return None
+    weights, info = align_head(
+        bridge.head,
+        reference[0],
+        bridge.anchors.embeddings,
+        reference[1],
+        base_weights=bridge.config.subspace_weights,
+        translation=translation,
+        relative_space=relative_space,
+        gate=gate,
+    )
+    bridge.config.subspace_weights = weights
+    bridge.config.head.alignment = info
+    bridge.config.check()
+    return info
+
+
+def stitch_anchor_embeddings(
+    bridge, embeddings: torch.Tensor, *, translation: str = "auto", relative_space: str = "auto"
+) -> dict | None:
+    """``bridge.stitch_anchor_embeddings``: another encoder's embeddings of the stored anchors replace the current
+    ones, and an aligned head's map is fitted on them."""
+    reference = stitch_reference(bridge)
+    bridge.set_anchor_embeddings(embeddings)
+    return fit_bridge_alignment(bridge, reference, translation, relative_space)

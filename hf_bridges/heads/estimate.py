@@ -105,7 +105,7 @@ def _temperature(logits: torch.Tensor, confidence: float, low: float = 1e-2, hig
 def _refitted_map(new: torch.Tensor, target: torch.Tensor, train: torch.Tensor, translation: str, alpha=None):
     """The translation fitted on the ``train`` rows only, rewritten in the head's standardisation (by all anchors),
     so that ``head(x, anchors)`` applies exactly the fold's map. ``alpha``: the attach's ridge strength (affine)."""
-    from ..modeling.translation import fit_affine, fit_translation
+    from ..heads.translation import fit_affine, fit_translation
 
     if translation == "affine" and alpha is not None:
         fitted = fit_affine(new[train].double(), target[train].double(), alpha=float(alpha))

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from .._io import PREVIOUS
-from ..modeling.errors import HfBridgesError
+from ..modeling.registry import HfBridgesError
 
 # 2: the aligned component (aligned / aligned_dim / component_dropout; the map's buffers in the weights). Heads of
 #    format 1 lack those keys and read them as the head's LEGACY_DEFAULTS (no aligned component). Later keys of

@@ -35,7 +35,7 @@ from .._io import (
     publish_files,
     sha256_file,
 )
-from ..logging import get_logger
+from ..logging import get_logger, user_stacklevel
 from .files import (
     ANCHOR_SPACE_NAME,
     ANCHORS_NAME,
@@ -122,7 +122,7 @@ class BridgeHead:
 
     def config_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``from_encoder`` / ``BridgeConfig`` that rebuild this head."""
-        from ..modeling.head import LEGACY_DEFAULTS, HeadConfig
+        from ..modeling.configuration_bridge import LEGACY_DEFAULTS, HeadConfig
 
         kwargs = {key: self.config[key] for key in HEAD_CONFIG_KEYS if key in self.config}
         # a key absent from an older head means what that release did, not today's default
@@ -144,7 +144,12 @@ def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
         raise ValueError(f"unknown weights_dtype {weights_dtype!r}; valid: {sorted(WEIGHT_DTYPES)}")
     config = model.config
     # Image bridges keep their anchors as uint8 tensors; a head stores them as PNG bytes (Parquet binary column).
-    raw_anchors = model.anchor_png_bytes() if hasattr(model, "anchor_png_bytes") else config.anchors
+    if getattr(model.anchors, "pixels", None) is not None:  # an image bridge: its uint8 anchors as PNG files
+        from ..building.vision import anchor_png_bytes
+
+        raw_anchors = anchor_png_bytes(model)
+    else:
+        raw_anchors = config.anchors
     if not raw_anchors:
         raise ValueError(
             "this model has no raw anchor inputs in its config, so its head cannot move to another encoder"
@@ -327,7 +332,7 @@ def head_files(folder: Path, source: str) -> dict[str, Path]:
         f"{source}: an interrupted save_head left the previous head's files in {folder / PREVIOUS}; reading that "
         f"version. `hf-bridges head recover {folder}` restores it on disk (the next save_head does too)",
         UserWarning,
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
     return {name: (where[name] or folder / PREVIOUS / name) if name in where else folder / name for name in names}
 

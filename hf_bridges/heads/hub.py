@@ -24,7 +24,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from ..modeling.errors import HfBridgesError
+from ..modeling.registry import HfBridgesError
 from .cards import head_card, retarget_head_card
 from .files import check_inside
 from .format import (

@@ -19,9 +19,7 @@ MAX_WIDTH = 1 << 16  # no head layer is wider: a larger value is an edited confi
 
 def validate_head_config(config: dict[str, Any], where: str) -> None:
     """Types, ranges and registered names of the fields a head is rebuilt from; each error names the field."""
-    from ..modeling.aggregation import AGGREGATIONS
-    from ..modeling.projections import PROJECTIONS
-    from ..modeling.transforms import ABS_TRANSFORMS, SUBSPACE_NORMS
+    from ..modeling.head import ABS_TRANSFORMS, AGGREGATIONS, PROJECTIONS, SUBSPACE_NORMS
 
     def bad(field: str, wanted: str) -> HeadFormatError:
         value = config.get(field)
@@ -73,7 +71,7 @@ def validate_head_config(config: dict[str, Any], where: str) -> None:
         raise bad("relative_anchors", f"null or an integer in [1, num_anchors={config['num_anchors']}]")
     pooling = config.get("pooling")
     if pooling is not None:
-        from ..modeling.pooling import POOLINGS
+        from ..modeling.head import POOLINGS
 
         if not isinstance(pooling, str) or pooling not in POOLINGS:
             raise bad("pooling", f"one of {sorted(POOLINGS)}")

@@ -1,38 +1,504 @@
-"""``RelativeProductHead``: anchors and embeddings in, product representation (and logits) out.
+"""The relative product head and its parts: what turns absolute embeddings and anchor embeddings into r(z).
 
-It knows nothing about encoders, tokenizers or files, so the same module serves the full transformers model,
-the head-only Hub format and the stitching benchmark that trains on cached embeddings.
+One file for the head and every pluggable part it is built from, each part a :class:`~.registry.Registry` entry
+added with one decorator: projections (similarity functions, each invariant to a class of maps), absolute transforms
+fitted on the anchors, subspace normalisations, aggregations, and the poolings that turn an encoder's output into one
+vector. The head knows nothing about encoders, tokenizers or files, so the same module serves the full model, the
+head-only format and training on cached embeddings. Remote code: only torch and sibling files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .aggregation import build_aggregation
-from .head_checks import check_anchor_embeddings, check_embeddings
-from .head_config import (  # noqa: F401  (re-exported: HeadConfig has always been importable from here)
-    COMBINES,
-    DEFAULT_PROJECTIONS,
-    LEGACY_DEFAULTS,
-    MAX_WIDTH,
-    RELATIVE_SPACES,
-    HeadConfig,
-)
-from .projections import get_projection
-from .transforms import (
-    FITTED_ABS_TRANSFORMS,
-    anchor_mean_std,
-    apply_fitted,
-    build_subspace_norm,
-    fitted_on_anchors,
-    get_abs_transform,
-)
+from .pairwise import l1_distance, linf_distance
+from .registry import Registry, registrar
 
 
+# -------------------------------------------------------------------------------------------------- input checks
+def _all_finite(tensor: torch.Tensor, message: str) -> bool:
+    """Eager: whether every value is finite. Under ``torch.compile``: an in-graph assertion (no data-dependent
+    branch, so no graph break), then True."""
+    if torch.compiler.is_compiling():
+        torch._assert_async(torch.isfinite(tensor).all(), message)
+        return True
+    return bool(torch.isfinite(tensor).all())
+
+
+def check_anchor_embeddings(anchors: torch.Tensor) -> None:
+    if anchors.dim() != 2 or anchors.shape[0] < 2:
+        raise ValueError(
+            f"anchor embeddings must be (num_anchors >= 2, dim), got shape {tuple(anchors.shape)}; "
+            "pass at least 2 anchors"
+        )
+    message = "anchor embeddings contain NaN or inf; check the encoder and the anchor inputs"
+    if not _all_finite(anchors, message):
+        raise ValueError(message)
+
+
+def check_embeddings(embeddings: torch.Tensor, anchor_dim: int) -> None:
+    if embeddings.dim() != 2:
+        raise ValueError(f"embeddings must be (batch, dim), got shape {tuple(embeddings.shape)}")
+    if embeddings.shape[0] == 0:
+        raise ValueError("empty batch: the head got 0 samples")
+    if embeddings.shape[1] != anchor_dim:
+        raise ValueError(
+            f"embedding width {embeddings.shape[1]} differs from the anchors' width {anchor_dim}: the anchors were "
+            "embedded by another encoder; call refresh_anchors() or attach the head to this encoder"
+        )
+    if not _all_finite(embeddings, "the encoder produced NaN or inf embeddings"):
+        bad = (~torch.isfinite(embeddings)).any(dim=1).nonzero().flatten().tolist()
+        raise ValueError(f"the encoder produced NaN or inf embeddings for batch rows {bad[:10]}")
+
+
+# --------------------------------------------------------------------------------------------------- projections
+ProjectionFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Projection:
+    name: str
+    fn: ProjectionFn
+    invariant_to: str
+
+
+PROJECTIONS: Registry[Projection] = Registry("projection")
+
+
+def register_projection(name: str, invariant_to: str, **metadata) -> Callable[[ProjectionFn], ProjectionFn]:
+    """Decorator: make ``fn(x, anchors) -> (B, k)`` available under ``name`` in every config."""
+
+    def wrap(fn: ProjectionFn) -> ProjectionFn:
+        PROJECTIONS.register(name, Projection(name, fn, invariant_to), invariant_to=invariant_to, **metadata)
+        return fn
+
+    return wrap
+
+
+def get_projection(name: str) -> Projection:
+    return PROJECTIONS.get(name)
+
+
+@register_projection("cosine", invariant_to="orthogonal maps (rotations, reflections) and isotropic scaling")
+def cosine(x: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    # F.normalize clamps the norm at eps, so a zero vector gives similarity 0 instead of a division by zero.
+    return F.normalize(x, dim=-1) @ F.normalize(anchors, dim=-1).mT
+
+
+@register_projection("angular", invariant_to="orthogonal maps and isotropic scaling (angle in [0, 1])")
+def angular(x: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    # clamp strictly inside [-1, 1]: arccos has an infinite gradient at the ends.
+    return torch.arccos(cosine(x, anchors).clamp(-1 + 1e-7, 1 - 1e-7)) / torch.pi
+
+
+@register_projection("euclidean", invariant_to="isometries: orthogonal maps and translations")
+def euclidean(x: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    # |x|^2 - 2 x.a + |a|^2 as one GEMM (on par with torch.cdist p=2, which takes the same path for > 25 rows:
+    # benchmarks/projections_vs_cdist.py); the clamp keeps the gradient finite where a sample is an anchor.
+    squared = (x * x).sum(-1, keepdim=True) - 2 * x @ anchors.mT + (anchors * anchors).sum(-1)
+    return squared.clamp_min(1e-12).sqrt()
+
+
+def _cdist(x: torch.Tensor, anchors: torch.Tensor, p: float) -> torch.Tensor:
+    """cdist for what the CPU kernel does not cover (batched inputs, other devices); half precision upcast."""
+    dtype = torch.promote_types(x.dtype, anchors.dtype)
+    if dtype in (torch.float16, torch.bfloat16):
+        return torch.cdist(x.float(), anchors.float(), p=p).to(dtype)
+    return torch.cdist(x, anchors, p=p)
+
+
+def _pairwise_cpu(x: torch.Tensor, anchors: torch.Tensor) -> bool:
+    return x.dim() == 2 and anchors.dim() == 2 and x.device.type == "cpu" and anchors.device.type == "cpu"
+
+
+@register_projection("l1", invariant_to="coordinate permutations with sign flips, and translations")
+def l1(x: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    # CPU: a chunked broadcast kernel (pairwise.py), 3x faster than torch.cdist p=1 in forward, never a (B, k, D)
+    # tensor; float16/bfloat16 are computed in float32 (x and anchors upcast: O((B + k) D) extra memory).
+    if _pairwise_cpu(x, anchors):
+        return l1_distance(x, anchors)
+    return _cdist(x, anchors, 1.0)
+
+
+@register_projection("linf", invariant_to="coordinate permutations with sign flips, and translations")
+def linf(x: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    if _pairwise_cpu(x, anchors):
+        return linf_distance(x, anchors)
+    return _cdist(x, anchors, float("inf"))
+
+
+# ------------------------------------------------------------------------ absolute transforms and subspace norms
+AbsTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+ABS_TRANSFORMS: Registry[AbsTransform] = Registry("abs_transform")
+SUBSPACE_NORMS: Registry[Callable[[int], nn.Module]] = Registry("subspace_norm")
+register_abs_transform = registrar(ABS_TRANSFORMS)
+register_subspace_norm = registrar(SUBSPACE_NORMS)
+
+
+def get_abs_transform(name: str) -> AbsTransform:
+    return ABS_TRANSFORMS.get(name)
+
+
+@register_abs_transform("none")
+def no_transform(x: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x, anchors
+
+
+@register_abs_transform("centering")
+def centering(x: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Subtract the anchor mean: adds translation invariance to cosine."""
+    mean = anchors.mean(dim=0, keepdim=True)
+    return x - mean, anchors - mean
+
+
+def anchor_scaler(anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and (unbiased) std of the anchors, (1, D) each: the one anchor standardisation (the
+    ``standard`` transform, the aligned component, the attach-time translation). A constant dimension keeps std 1,
+    as sklearn's ``StandardScaler`` does, so it is centred and never blown up."""
+    mean = anchors.mean(dim=0, keepdim=True)
+    std = anchors.std(dim=0, keepdim=True)
+    return mean, torch.where(std < 10 * torch.finfo(std.dtype).eps, torch.ones_like(std), std)
+
+
+@register_abs_transform("standard")
+def standard(x: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Anchor mean 0 and std 1 per dimension (:func:`anchor_scaler`)."""
+    mean, std = anchor_scaler(anchors)
+    return (x - mean) / std, (anchors - mean) / std
+
+
+def ledoit_wolf_shrinkage(centred: torch.Tensor) -> float:
+    """Ledoit-Wolf intensity towards ``(tr S / D) I`` for centred samples (n, D), in float64 (sklearn's formula)."""
+    x = centred.double()
+    n, p = x.shape
+    x2 = x**2
+    diag = x2.sum(0) / n
+    mu = diag.sum() / p
+    beta_ = (x2.T @ x2).sum()
+    delta_ = ((x.T @ x) ** 2).sum() / n**2
+    beta = (beta_ / n - delta_) / (p * n)
+    delta = (delta_ - 2 * mu * diag.sum() + p * mu**2) / p
+    return float(min(beta, delta) / delta) if delta > 0 else 1.0
+
+
+def whitening_map(anchors: torch.Tensor, shrinkage: float | str = "lw") -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(mean, W, shrinkage) with ``(x - mean) @ W`` whitened by the shrunk anchor covariance
+    ``((1 - a) S + a tr(S)/D I)^(-1/2)``; float64, fitted on the anchors only."""
+    a64 = anchors.double()
+    mean = a64.mean(0, keepdim=True)
+    centred = a64 - mean
+    k, d = centred.shape
+    cov = centred.T @ centred / max(k - 1, 1)
+    amount = ledoit_wolf_shrinkage(centred) if shrinkage == "lw" else float(shrinkage)
+    if not 0.0 <= amount <= 1.0:
+        raise ValueError(f"whitening shrinkage must be in [0, 1] or 'lw', got {shrinkage!r}")
+    scale = torch.trace(cov) / d
+    cov = (1 - amount) * cov + amount * scale * torch.eye(d, dtype=cov.dtype, device=cov.device)
+    values, vectors = torch.linalg.eigh(cov)
+    floor = values.max().clamp_min(1e-300) * 1e-12  # a singular covariance (k <= D without shrinkage) stays finite
+    return mean, (vectors * values.clamp_min(floor).rsqrt()) @ vectors.T, amount
+
+
+@register_abs_transform("whiten")
+def whiten(x: torch.Tensor, anchors: torch.Tensor, shrinkage: float | str = "lw") -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre with the anchor mean and whiten with the anchor covariance (Ledoit-Wolf shrinkage by default).
+
+    Without shrinkage (``shrinkage=0``, needs more anchors than dimensions) inner products and cosines of the
+    whitened vectors are invariant to any invertible affine map of the embeddings; shrinkage (needed when k is close
+    to or below D) trades part of that invariance for a stable inverse; ``shrinkage=1`` is centring + one isotropic
+    scale. Computed in float64, returned in ``x``'s dtype.
+    """
+    mean, w, _ = whitening_map(anchors, shrinkage)
+    return ((x.double() - mean) @ w).to(x.dtype), ((anchors.double() - mean) @ w).to(anchors.dtype)
+
+
+# ------------------------------------------------------------------------------- statistics of fixed anchors
+# The anchors are an argument of every forward, but fixed while a head trains on cached embeddings, predicts, or sits
+# in a bridge: their statistics (mean, std, whitening) and transformed copy are computed once per anchors tensor and
+# reused while that tensor is alive and unchanged (same version counter and storage). Anchors with a gradient (a
+# trainable encoder embedding them in the step) are never memoised, so gradients are exactly as before.
+_ANCHOR_FITS: dict[int, tuple[weakref.ref, tuple, dict]] = {}
+
+
+def fitted_on_anchors(anchors: torch.Tensor, tag: tuple, fit: Callable[[], Any]) -> Any:
+    """``fit()``, computed once per (anchors tensor, its version, ``tag``); ``fit`` must return new tensors only
+    (never ``anchors`` or a view of it, which would keep the tensor alive through its memo)."""
+    if torch.compiler.is_compiling() or (anchors.requires_grad and torch.is_grad_enabled()):
+        return fit()  # a compiled graph computes it in-graph (the memo's stamp reads would break the graph)
+    try:
+        stamp = (anchors._version, anchors.data_ptr(), tuple(anchors.shape), torch.is_inference_mode_enabled())
+    except RuntimeError:  # an inference tensor outside inference mode, or no storage (meta): nothing to key on
+        return fit()
+    key = id(anchors)
+    entry = _ANCHOR_FITS.get(key)
+    if entry is None or entry[0]() is not anchors or entry[1] != stamp:
+        entry = (weakref.ref(anchors, lambda _, key=key: _ANCHOR_FITS.pop(key, None)), stamp, {})
+        _ANCHOR_FITS[key] = entry
+    fits = entry[2]
+    if tag not in fits:
+        fits[tag] = fit()
+    return fits[tag]
+
+
+def _fit_centering(anchors: torch.Tensor) -> tuple[tuple, torch.Tensor]:
+    mean = anchors.mean(dim=0, keepdim=True)
+    return ("centering", mean), anchors - mean
+
+
+def _fit_standard(anchors: torch.Tensor) -> tuple[tuple, torch.Tensor]:
+    mean, std = anchor_scaler(anchors)
+    return ("standard", mean, std), (anchors - mean) / std
+
+
+def _fit_whiten(anchors: torch.Tensor) -> tuple[tuple, torch.Tensor]:
+    mean, w, _ = whitening_map(anchors)
+    return ("whiten", mean, w), ((anchors.double() - mean) @ w).to(anchors.dtype)
+
+
+def apply_fitted(params: tuple, x: torch.Tensor) -> torch.Tensor:
+    """The samples' side of a fitted absolute transform (the same formula as the transform itself)."""
+    if params[0] == "centering":
+        return x - params[1]
+    if params[0] == "standard":
+        return (x - params[1]) / params[2]
+    return ((x.double() - params[1]) @ params[2]).to(x.dtype)
+
+
+# Registered transforms whose anchor side can be fitted once: the function -> its fit (others run in full per call).
+FITTED_ABS_TRANSFORMS: dict[Callable, Callable[[torch.Tensor], tuple[tuple, torch.Tensor]]] = {
+    centering: _fit_centering,
+    standard: _fit_standard,
+    whiten: _fit_whiten,
+}
+
+
+register_subspace_norm("layernorm")(lambda k: nn.LayerNorm(k))
+register_subspace_norm("batchnorm")(lambda k: nn.BatchNorm1d(k))
+register_subspace_norm("none")(lambda k: nn.Identity())
+
+
+def build_subspace_norm(name: str, num_anchors: int) -> nn.Module:
+    return SUBSPACE_NORMS.get(name)(num_anchors)
+
+
+# -------------------------------------------------------------------------------------------------- aggregations
+AGGREGATIONS: Registry[type[nn.Module]] = Registry("aggregation")
+
+
+def register_aggregation(name: str, **metadata) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
+        AGGREGATIONS.register(name, cls, **metadata)
+        cls.aggregation_name = name
+        return cls
+
+    return wrap
+
+
+def build_aggregation(name: str, num_subspaces: int, subspace_dim: int, width: int | None = None) -> nn.Module:
+    """``width`` (default: ``subspace_dim``) caps the learned maps: the paper's k->k maps cost 4*k^2 weights per
+    aggregation, 26 MB at k=1280, while k->256 keeps a 1280-anchor head at 5 MB."""
+    cls = AGGREGATIONS.get(name)
+    return cls(num_subspaces, subspace_dim, min(width or subspace_dim, subspace_dim))
+
+
+def normalise_weights(weights: torch.Tensor | None, n: int, like: torch.Tensor) -> torch.Tensor:
+    """Weights rescaled so they average 1 over the n subspaces (all ones when None)."""
+    if weights is None:
+        return torch.ones(n, dtype=like.dtype, device=like.device)
+    weights = weights.to(dtype=like.dtype, device=like.device)
+    return weights * (n / weights.sum())
+
+
+@register_aggregation("concat")
+class ConcatAggregation(nn.Module):
+    """Cartesian product of the subspaces: output n*k."""
+
+    def __init__(self, num_subspaces: int, subspace_dim: int, width: int | None = None):
+        super().__init__()
+        self.output_dim = num_subspaces * subspace_dim
+
+    def forward(self, subspaces: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        w = normalise_weights(weights, subspaces.shape[1], subspaces)
+        return (subspaces * w[None, :, None]).flatten(1)
+
+
+@register_aggregation("sum")
+class SumAggregation(nn.Module):
+    """Sum of the normalised subspaces (a DeepSet without the inner network): output k."""
+
+    def __init__(self, num_subspaces: int, subspace_dim: int, width: int | None = None):
+        super().__init__()
+        self.output_dim = subspace_dim
+
+    def forward(self, subspaces: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        w = normalise_weights(weights, subspaces.shape[1], subspaces)
+        return torch.einsum("bnk,n->bk", subspaces, w)
+
+
+@register_aggregation("mlp_sum")
+class MLPSumAggregation(nn.Module):
+    """The paper's MLP+Sum: sum_i tanh(Linear_i(r_i)), one k->width map per subspace (k->k in the paper)."""
+
+    def __init__(self, num_subspaces: int, subspace_dim: int, width: int | None = None):
+        super().__init__()
+        width = width or subspace_dim
+        self.output_dim = width
+        self.weight = nn.Parameter(torch.empty(num_subspaces, subspace_dim, width))
+        self.bias = nn.Parameter(torch.zeros(num_subspaces, width))
+        self.reset_parameters()
+
+    def reset_parameters(self, init: Any = nn.init) -> None:
+        """The one place that owns this init (``_init_weights`` of the bridge models calls it with transformers'
+        guarded ``init``, which leaves loaded weights alone): uniform by fan-in (k), as ``nn.Linear``."""
+        bound = self.weight.shape[1] ** -0.5
+        init.uniform_(self.weight, -bound, bound)
+        init.zeros_(self.bias)
+
+    def forward(self, subspaces: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        w = normalise_weights(weights, subspaces.shape[1], subspaces)
+        # One batched matmul (subspaces as the batch dimension) instead of a Python loop of Linear layers.
+        hidden = torch.tanh(torch.baddbmm(self.bias[:, None, :], subspaces.transpose(0, 1), self.weight))
+        return torch.einsum("nbj,n->bj", hidden, w)
+
+
+@register_aggregation("self_attention")
+class SelfAttentionAggregation(nn.Module):
+    """The subspaces as n tokens, one attention layer, summed over tokens.
+
+    Tokens have width k as in the paper when ``width == k``; a smaller width first maps each subspace k->width
+    (one linear map per subspace), which keeps the attention's 4*width^2 weights small for many anchors.
+    """
+
+    def __init__(self, num_subspaces: int, subspace_dim: int, width: int | None = None):
+        super().__init__()
+        width = width or subspace_dim
+        self.output_dim = width
+        self.token_maps = MLPSumAggregation(num_subspaces, subspace_dim, width) if width < subspace_dim else None
+        self.attention = nn.MultiheadAttention(width, num_heads=1, batch_first=True)
+
+    def forward(self, subspaces: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        w = normalise_weights(weights, subspaces.shape[1], subspaces)
+        if self.token_maps is not None:
+            maps = self.token_maps
+            subspaces = torch.baddbmm(maps.bias[:, None, :], subspaces.transpose(0, 1), maps.weight).transpose(0, 1)
+        dropped = (w == 0).expand(subspaces.shape[0], -1)  # dropped subspaces are neither keys nor outputs
+        out, _ = self.attention(subspaces, subspaces, subspaces, key_padding_mask=dropped, need_weights=False)
+        return torch.einsum("bnk,n->bk", out, w)
+
+
+@register_aggregation("weighted")
+class WeightedAggregation(nn.Module):
+    """A learned softmax-weighted average of the normalised subspaces; output k."""
+
+    def __init__(self, num_subspaces: int, subspace_dim: int, width: int | None = None):
+        super().__init__()
+        self.output_dim = subspace_dim
+        self.logits = nn.Parameter(torch.zeros(num_subspaces))
+
+    def reset_parameters(self, init: Any = nn.init) -> None:
+        init.zeros_(self.logits)  # a plain average to start with
+
+    def forward(self, subspaces: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        w = normalise_weights(weights, subspaces.shape[1], subspaces)
+        mix = torch.softmax(self.logits, dim=0) * w
+        return torch.einsum("bnk,n->bk", subspaces, mix / mix.sum())
+
+
+# ------------------------------------------------------------------------------------------------------ poolings
+Pooler = Callable[[Any, torch.Tensor | None], torch.Tensor]
+POOLINGS: Registry[Pooler] = Registry("pooling")
+register_pooling = registrar(POOLINGS)
+
+
+def get_pooling(name: str) -> Pooler:
+    return POOLINGS.get(name)
+
+
+def _tokens(outputs: Any) -> torch.Tensor:
+    hidden = outputs.last_hidden_state
+    if hidden.dim() == 4:  # vision feature maps (B, C, H, W) -> tokens (B, H*W, C)
+        hidden = hidden.flatten(2).transpose(1, 2)
+    return hidden
+
+
+@register_pooling("mean")
+def mean_pooling(outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Average of the token states that the attention mask keeps (padding ignored)."""
+    hidden = _tokens(outputs)
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+@register_pooling("cls")
+def cls_pooling(outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    return _tokens(outputs)[:, 0]
+
+
+@register_pooling("max")
+def max_pooling(outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    hidden = _tokens(outputs)
+    if attention_mask is not None:
+        hidden = hidden.masked_fill(~attention_mask.bool().unsqueeze(-1), torch.finfo(hidden.dtype).min)
+    return hidden.max(dim=1).values
+
+
+@register_pooling("pooler")
+def pooler_output(outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    pooled = getattr(outputs, "pooler_output", None)
+    if pooled is None:
+        raise ValueError("pooling='pooler' but the encoder returns no pooler_output; use pooling='mean' or 'cls'")
+    return pooled.flatten(1)
+
+
+# sentence-transformers' other pooling modes (its Pooling module, padded path), so ST models reproduce exactly.
+def _mask_or_ones(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    if attention_mask is None:
+        return torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+    return attention_mask
+
+
+@register_pooling("mean_sqrt_len")
+def mean_sqrt_len_pooling(outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Sum of the kept token states divided by sqrt(number kept) (sentence-transformers ``mean_sqrt_len_tokens``)."""
+    hidden = _tokens(outputs)
+    mask = _mask_or_ones(hidden, attention_mask).unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0).sqrt()
+
+
+@register_pooling("weightedmean")
+def weightedmean_pooling(outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Position-weighted mean, weights 1..n counted from the first kept token (sentence-transformers
+    ``weightedmean``, as in SGPT): later tokens of a causal encoder have seen more of the text."""
+    hidden = _tokens(outputs)
+    mask = _mask_or_ones(hidden, attention_mask)
+    weights = torch.arange(1, hidden.shape[1] + 1, device=hidden.device, dtype=hidden.dtype).view(1, -1, 1)
+    weights = weights - mask.to(torch.int32).argmax(dim=1).view(-1, 1, 1).to(hidden.dtype)
+    weighted = mask.unsqueeze(-1).to(hidden.dtype) * weights
+    return (hidden * weighted).sum(dim=1) / weighted.sum(dim=1).clamp(min=1e-9)
+
+
+@register_pooling("lasttoken")
+def lasttoken_pooling(outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """State of the last kept token, for left or right padding (sentence-transformers ``lasttoken``; decoder
+    embedders such as e5-mistral or gte-Qwen)."""
+    hidden = _tokens(outputs)
+    mask = _mask_or_ones(hidden, attention_mask)
+    kept, flipped = mask.flip(1).max(dim=1)
+    last = torch.where(kept == 0, torch.zeros_like(flipped), hidden.shape[1] - 1 - flipped)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+# ------------------------------------------------------------------------------------------------------ the head
 def build_classifier(width: int, num_labels: int, hidden_size: int, dropout: float) -> nn.Module:
     """The MLP classifier on r(z) (a single linear layer when ``hidden_size`` is 0)."""
     if not hidden_size:
@@ -86,25 +552,20 @@ class RelativeProductHead(nn.Module):
 
     def __init__(
         self,
+        config: Any,
         num_anchors: int,
-        projections: Sequence[str],
-        aggregation: str = "mlp_sum",
-        aggregation_dim: int | None = 256,
-        abs_transform: str = "none",
-        subspace_norm: str = "layernorm",
         num_labels: int | None = None,
-        classifier_hidden_size: int = 256,
-        classifier_dropout: float = 0.1,
-        subspace_dropout: float = 0.0,
-        aligned: bool = False,
-        aligned_dim: int | None = None,
-        aligned_input_dim: int | None = None,
-        component_dropout: float = 0.0,
-        combine: str = "concat",
-        relative_space: str = "native",
-        relative_anchors: int | None = None,
+        embedding_dim: int | None = None,
     ):
+        """``config``: the :class:`~.configuration_bridge.HeadConfig` (its fields are the head's only spelling);
+        ``embedding_dim``: the current encoder's width (the aligned map's input). An aligned head whose config
+        has no ``aligned_dim`` takes ``embedding_dim`` and records it there (the training encoder's width)."""
         super().__init__()
+        if config.aligned and config.aligned_dim is None:
+            if embedding_dim is None:
+                raise ValueError("an aligned head needs aligned_dim (the training encoder's width) or embedding_dim")
+            config.aligned_dim = int(embedding_dim)
+        relative_anchors, aligned = config.relative_anchors, bool(config.aligned)
         if num_anchors < 2:
             raise ValueError(f"a relative space needs at least 2 anchors, got {num_anchors}")
         relative_anchors = num_anchors if relative_anchors is None else int(relative_anchors)
@@ -115,33 +576,32 @@ class RelativeProductHead(nn.Module):
                 f"relative_anchors={relative_anchors} < num_anchors={num_anchors}: the other anchors only fit the "
                 "aligned map, and this head has no aligned component (aligned=False); pass only the relative anchors"
             )
+        projections, abs_transform = config.projections, config.abs_transform
         self.projection_names = list(projections)
         self.abs_transform_name = abs_transform
         self._projections = [get_projection(name).fn for name in self.projection_names]
         self._abs_transform = get_abs_transform(abs_transform)
         k = relative_anchors  # the relative subspaces' width; the rest of the anchors only fit the aligned map
-        self.norms = nn.ModuleList(build_subspace_norm(subspace_norm, k) for _ in self.projection_names)
-        self.aggregation = build_aggregation(aggregation, len(self.projection_names), k, aggregation_dim)
-        self.subspace_dropout = subspace_dropout
-        self.component_dropout = component_dropout
+        self.norms = nn.ModuleList(build_subspace_norm(config.subspace_norm, k) for _ in self.projection_names)
+        self.aggregation = build_aggregation(config.aggregation, len(self.projection_names), k, config.aggregation_dim)
+        self.subspace_dropout = config.subspace_dropout
+        self.component_dropout = config.component_dropout
         self.num_anchors = num_anchors
         self.relative_anchors = k
         self.aligned = bool(aligned)
         self.aligned_dim = 0
         if self.aligned:
-            if not aligned_dim:
-                raise ValueError("an aligned head needs aligned_dim (the training encoder's width)")
-            self.aligned_dim = int(aligned_dim)
+            self.aligned_dim = int(config.aligned_dim)
             self.aligned_norm = nn.LayerNorm(self.aligned_dim)
-            self.reset_alignment(int(aligned_input_dim or aligned_dim))
+            self.reset_alignment(int(embedding_dim or self.aligned_dim))
         self.output_dim = self.aggregation.output_dim + self.aligned_dim
-        if combine not in COMBINES:
-            raise ValueError(f"unknown combine {combine!r}; valid: {list(COMBINES)}")
-        self.combine = combine if self.aligned else "concat"
+        self.combine = config.combine if self.aligned else "concat"
         self.relative_space = "native"
-        if self.aligned and relative_space == "translated":  # filled by load_state_dict (the stitched head's buffer)
+        if (
+            self.aligned and (config.alignment or {}).get("relative_space") == "translated"
+        ):  # filled by load_state_dict (the stitched head's buffer)
             self.set_relative_space(torch.zeros(k, self.aligned_dim))
-        self._classifier_shape = (classifier_hidden_size, classifier_dropout)
+        self._classifier_shape = (config.classifier_hidden_size, config.classifier_dropout)
         self.mlp: nn.Module | None = None
         self.register_load_state_dict_pre_hook(_rename_prefix("classifier.", "mlp."))
         if num_labels:
@@ -167,50 +627,6 @@ class RelativeProductHead(nn.Module):
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(self._MODULE_ALIASES.get(name, name), value)
-
-    @classmethod
-    def from_config(
-        cls,
-        config: Any,
-        num_anchors: int | None = None,
-        num_labels: int | None = None,
-        embedding_dim: int | None = None,
-    ) -> RelativeProductHead:
-        """Build from a :class:`HeadConfig` (or a ``BridgeConfig``, whose ``.head``, ``.num_anchors`` and
-        ``.hidden_size`` are used). ``embedding_dim``: the current encoder's width (the aligned map's input)."""
-        bridge = None
-        if hasattr(config, "num_anchors") and hasattr(config, "head"):
-            bridge = config  # a BridgeConfig (duck-typed: remote code
-            if num_anchors is None:
-                num_anchors = config.num_anchors
-            config = config.head  # loads these files as another module, so isinstance would miss)
-        if num_anchors is None:
-            raise TypeError("from_config(head_config, num_anchors, num_labels): num_anchors is required")
-        if embedding_dim is None and bridge is not None:
-            embedding_dim = bridge.hidden_size or None
-        if config.aligned and config.aligned_dim is None:
-            if embedding_dim is None:
-                raise ValueError("an aligned head needs aligned_dim (the training encoder's width) or embedding_dim")
-            config.aligned_dim = int(embedding_dim)  # recorded: the config now names the training encoder's width
-        return cls(
-            num_anchors=num_anchors,
-            projections=config.projections,
-            aggregation=config.aggregation,
-            aggregation_dim=config.aggregation_dim,
-            abs_transform=config.abs_transform,
-            subspace_norm=config.subspace_norm,
-            num_labels=num_labels,
-            classifier_hidden_size=config.classifier_hidden_size,
-            classifier_dropout=config.classifier_dropout,
-            subspace_dropout=config.subspace_dropout,
-            aligned=config.aligned,
-            aligned_dim=config.aligned_dim,
-            aligned_input_dim=embedding_dim,
-            component_dropout=config.component_dropout,
-            combine=config.combine,
-            relative_space=(config.alignment or {}).get("relative_space", "native"),
-            relative_anchors=config.relative_anchors,
-        )
 
     # ------------------------------------------------------------------------------------------ aligned component
     def reset_alignment(self, input_dim: int) -> None:
@@ -240,6 +656,11 @@ class RelativeProductHead(nn.Module):
         device = old.device if old is not None else None
         self.register_buffer("aligned_anchors", training_anchors.detach().float().to(device).contiguous())
         self.relative_space = "translated"
+
+    @property
+    def translated_anchors(self) -> torch.Tensor | None:
+        """The training encoder's relative anchors the translated relative space reads (None when native)."""
+        return self._buffers.get("aligned_anchors")
 
     def set_alignment(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """The map ``std(z) @ weight + bias`` from the current encoder's anchor-standardised space into the
@@ -276,7 +697,7 @@ class RelativeProductHead(nn.Module):
                 "attach_encoder(module) or stitch_anchor_embeddings(...))"
             )
         dtype = embeddings.dtype  # anchor statistics computed once per anchors tensor (transforms.fitted_on_anchors)
-        mean, std = fitted_on_anchors(anchors, ("aligned", dtype), lambda: anchor_mean_std(anchors.to(dtype)))
+        mean, std = fitted_on_anchors(anchors, ("aligned", dtype), lambda: anchor_scaler(anchors.to(dtype)))
         weight = self.aligned_weight.to(embeddings.dtype)
         return ((embeddings - mean) / std) @ weight + self.aligned_bias.to(embeddings.dtype)
 

@@ -1,53 +1,562 @@
-"""Bridge models: any Hugging Face encoder + a ``RelativeProductHead``, as native ``PreTrainedModel``s.
+"""The bridge models: any Hugging Face encoder + a :class:`~.head.RelativeProductHead`, as ``PreTrainedModel``s.
 
-The model contract (timm-style): :class:`BridgePreTrainedModel` implements ``embed`` / ``refresh_anchors`` /
-``set_anchor_embeddings`` / ``forward_features`` (represent) / ``forward_head`` (classify) and ``get_classifier`` /
-``reset_classifier`` once. A bridge kind (text here; image in ``modeling_bridge_vision``, plain module in
-``modeling_bridge_module``) only declares: ``main_input_name`` and ``input_names``, ``anchor_store_class``, how a
-slice of stored anchors becomes encoder inputs (``_anchor_inputs``) and how the encoder is called (``_encode``).
+One model family, in one file (as transformers keeps one per ``modeling_*.py``): :class:`BridgePreTrainedModel`
+implements the contract once (``embed`` / ``refresh_anchors`` / ``set_anchor_embeddings`` / ``forward_features``
+(represent) / ``forward_head`` (classify), the text API ``tokenize`` / ``encode`` / ``predict``, the training
+habits and the save / load details); a bridge kind (text: :class:`BridgeModel`,
+:class:`BridgeForSequenceClassification`; images: :class:`BridgeForImageClassification`) only declares its inputs,
+its anchor store, how stored anchors become encoder inputs (``_anchor_inputs``) and how the encoder is called
+(``_encode``).
 
-Only relative imports of sibling files: ``register_for_auto_class`` copies this folder's modules next to the
-weights, so ``trust_remote_code=True`` users need nothing but transformers and torch.
+This file *runs* a saved bridge; what *builds* one (``from_encoder``, attaching a head, head-only files, staged
+saves, cards) is a short lazy call into the installed package (``hf_bridges.building``), so the remote-code set
+next to the weights is these files and imports only torch and transformers.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
+import contextlib
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
-from transformers import AutoModel, PreTrainedModel
+from transformers import AutoImageProcessor, AutoTokenizer, PreTrainedModel
 from transformers import initialization as init
+from transformers.utils import ModelOutput, logging
 
-from .aggregation import MLPSumAggregation, WeightedAggregation
-from .anchor_stores import AnchorStore, encoder_fingerprint, warn_degenerate_anchors
-from .batching import embed_in_length_order, embed_in_slices
-from .bridge_arguments import _FROM_ENCODER_ARGS, _attach_arguments, _given, _hub, check_config_kwargs, resolve_head
-from .bridge_inputs import Tokenizing, encoder_settings, label_kwargs, truncate_rows, with_alignment, with_max_length
-from .bridge_io import HeadAsScore, StagedSaveLoad
-from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
-from .bridge_stitching import AnchorStitching
-from .bridge_training import TrainingHabits
 from .configuration_bridge import BridgeConfig
-from .head import RelativeProductHead, check_anchor_embeddings
-from .loaders import check_batch, check_features, load_fitted, load_tokenizer, text_checked
-from .pooling import get_pooling
+from .head import (
+    MLPSumAggregation,
+    RelativeProductHead,
+    WeightedAggregation,
+    _all_finite,
+    _rename_prefix,
+    check_anchor_embeddings,
+    get_pooling,
+)
+from .registry import ConfigError, HfBridgesError
 
-__all__ = [  # re-exported: their historic home
-    "AnchorStore",
-    "BridgeClassifierOutput",
-    "BridgeForSequenceClassification",
-    "BridgeModel",
-    "BridgeModelOutput",
-    "BridgePreTrainedModel",
-    "ClassifierMixin",
-    "check_config_kwargs",
-]
+logger = logging.get_logger(__name__)
+EmbedFn = Callable[..., torch.Tensor]
+PROGRESS_GROUP = "hf_bridges"  # huggingface_hub.utils.disable_progress_bars("hf_bridges") silences only ours
+OUTPUT_VALUES = ("sentence_embedding", "relative_representation")
+# from_pretrained arguments that say where the weights came from: the lazily loaded tokenizer comes from there too
+_TOKENIZER_SOURCE = ("revision", "subfolder", "token", "cache_dir", "local_files_only", "force_download", "proxies")
+_PUSH_ARGS = ("push_to_hub", "repo_id", "token", "private", "commit_message", "create_pr")
 
 
-class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokenizing, AnchorStitching, PreTrainedModel):
+def _building():
+    """The installed package's building layer: from_encoder, attach, head-only files, staged saves, cards."""
+    try:
+        from hf_bridges import building
+    except ImportError as error:
+        raise ImportError(
+            f"building a bridge, attaching a head and head-only files need the hf_bridges package ({error}): "
+            "pip install hf-bridges"
+        ) from None
+    return building
+
+
+def _building_if_installed():
+    """``hf_bridges.building`` when installed, else None (remote code: plain transformers saving and loading)."""
+    try:
+        from hf_bridges import building
+    except ImportError:
+        return None
+    return building
+
+
+# -------------------------------------------------------------------------------------------- errors and outputs
+class InputError(HfBridgesError, ValueError):
+    """Inputs a bridge cannot use (wrong dtype, empty rows, invalid text, mismatched labels); the message says why."""
+
+
+def check_features(features: torch.Tensor) -> torch.Tensor:
+    """Precomputed embeddings must be floating point: integer or boolean features are refused, never cast."""
+    if isinstance(features, torch.Tensor) and not features.is_floating_point():
+        raise InputError(
+            f"features must be floating-point embeddings (float32 / float16 / bfloat16), got {features.dtype}: pass "
+            "what model.embed(...) (or your encoder) returns; cast explicitly only if the numbers really are embeddings"
+        )
+    return features
+
+
+def check_finite(output: Any, what: str = "logits") -> Any:
+    """Refuse non-finite head outputs (e.g. finite features of magnitude 1e20 overflow float32 in the head); an
+    in-graph assertion under ``torch.compile``."""
+    message = (
+        f"the head produced non-finite {what} (NaN or inf) from its inputs: features far beyond the encoder's "
+        "scale overflow float32 (embeddings are O(1)-O(100)), or the inputs hold NaN/inf. Check the features "
+        "passed in, or run the encoder in float32"
+    )
+    if isinstance(output, torch.Tensor) and output.is_floating_point() and not _all_finite(output, message):
+        raise InputError(message)
+    return output
+
+
+def check_batch(input_ids: torch.Tensor | None) -> None:
+    """A batch with no rows, or no token at all (empty strings, and a tokenizer that adds no special tokens)."""
+    if input_ids is not None and input_ids.shape[0] == 0:
+        raise InputError("empty batch: input_ids has 0 rows")
+    if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2 and input_ids.shape[1] == 0:
+        raise InputError(
+            f"the {input_ids.shape[0]} input(s) hold no tokens (empty texts, and this tokenizer adds no special tokens "
+            "such as [CLS]): drop empty texts, or give every text at least one word"
+        )
+
+
+def text_checked(tokenizer: Any) -> Any:
+    """``tokenizer`` as a function that names an invalid text (see :func:`call_tokenizer`)."""
+    return lambda texts, **options: call_tokenizer(tokenizer, texts, **options)
+
+
+def call_tokenizer(tokenizer: Any, texts: Sequence[str], **options: Any) -> Any:
+    """``tokenizer(texts, **options)``; a text the tokenizer cannot take (a lone surrogate such as ``"\\ud800"``, which
+    is not valid Unicode text) is named instead of tokenizers' ``TextEncodeInput must be ...``."""
+    try:
+        return tokenizer(list(texts), **options)
+    except (TypeError, ValueError) as error:
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InputError(f"text {i} is a {type(text).__name__}, not a string: pass texts as str") from None
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as bad:
+                raise InputError(
+                    f"text {i} ({text[:40]!r}) is not valid Unicode text ({bad.reason} at character {bad.start}, "
+                    "e.g. a lone surrogate from a bad decode): clean it, e.g. "
+                    "text.encode('utf-8', 'replace').decode('utf-8')"
+                ) from None
+        raise error
+
+
+def check_class_labels(labels: torch.Tensor, logits: torch.Tensor, num_labels: int, problem_type: str | None) -> None:
+    """Float labels with one value per example for a multi-class head: class ids were meant (or multi-hot rows)."""
+    if not isinstance(labels, torch.Tensor) or problem_type == "regression" or num_labels < 2:
+        return
+    multi = problem_type == "multi_label_classification" or (problem_type is None and labels.is_floating_point())
+    if multi and labels.shape != logits.shape:
+        raise InputError(
+            f"labels of dtype {labels.dtype} and shape {list(labels.shape)} for {num_labels} classes: pass integer "
+            f"class ids (labels.long(), shape [batch]) for single-label classification, or float multi-hot rows of "
+            f"shape {list(logits.shape)} for multi-label classification"
+        )
+
+
+class TextInputError(HfBridgesError, TypeError):
+    """Texts given where token tensors are expected (or the reverse); the message names the method to call."""
+
+
+def refuse_texts(args: Sequence[Any], inputs: dict[str, Any]) -> None:
+    """Raise a clear error when ``embed``/``forward`` got strings instead of token tensors."""
+    for value in (*args, *inputs.values()):
+        is_text = isinstance(value, str) or (
+            isinstance(value, (list, tuple)) and len(value) > 0 and isinstance(value[0], str)
+        )
+        if is_text:
+            raise TextInputError(
+                "embed() takes token tensors (input_ids, attention_mask); for texts call model.encode(texts) "
+                "(pooled embeddings, sentence-transformers style) or model.tokenize(texts) first"
+            )
+
+
+@dataclass
+class BridgeModelOutput(ModelOutput):
+    """``relative_representation`` is r(z), the aggregated product of relative subspaces."""
+
+    relative_representation: torch.FloatTensor | None = None
+    embeddings: torch.FloatTensor | None = None
+    subspaces: torch.FloatTensor | None = None
+
+
+@dataclass
+class BridgeClassifierOutput(ModelOutput):
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    relative_representation: torch.FloatTensor | None = None
+    embeddings: torch.FloatTensor | None = None
+
+
+# -------------------------------------------------------------------------------------------------------- inputs
+def truncate_rows(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    extra: dict[str, Any],
+    limit: int,
+    get_tokenizer: Callable[[], Any] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+    """Cut token rows longer than ``limit`` (e.g. a pipeline call without ``truncation=True``) as the tokenizer
+    would have: the first ``limit - 1`` tokens and the closing special token ([SEP], </s>) when the row ends with
+    one (no tokenizer to tell: assumed), else the first ``limit``. Rows are re-padded on the right."""
+    if input_ids is None or input_ids.dim() != 2 or input_ids.shape[1] <= limit:
+        return input_ids, attention_mask, extra
+    logger.warning_once(
+        f"inputs longer than max_seq_length={limit} tokens are cut there (where the anchors were cut); "
+        "tokenize with bridge.tokenize(...) or truncation=True to avoid this"
+    )
+    tokenizer = get_tokenizer() if get_tokenizer is not None else None
+    special_ids = set(tokenizer.all_special_ids) if tokenizer is not None else None
+    mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+    rows, width = input_ids.shape
+    positions = torch.arange(width, device=input_ids.device)
+    index = torch.zeros(rows, limit, dtype=torch.long, device=input_ids.device)
+    new_mask = torch.zeros(rows, limit, dtype=mask.dtype, device=mask.device)
+    for row in range(rows):
+        valid = positions[mask[row].bool()]
+        if len(valid) > limit:
+            last = int(input_ids[row, valid[-1]])
+            keep_last = special_ids is None or last in special_ids
+            valid = torch.cat([valid[: limit - 1], valid[-1:]]) if keep_last else valid[:limit]
+        index[row, : len(valid)] = valid  # padded slots repeat position 0, masked out
+        new_mask[row, : len(valid)] = 1
+
+    def cut(tensor):
+        if isinstance(tensor, torch.Tensor) and tensor.shape[:2] == input_ids.shape:
+            return torch.gather(
+                tensor, 1, index.view(rows, limit, *([1] * (tensor.dim() - 2))).expand(rows, limit, *tensor.shape[2:])
+            )
+        return tensor
+
+    return cut(input_ids), new_mask, {key: cut(value) for key, value in extra.items()}
+
+
+def _one_image(image: Any) -> np.ndarray:
+    """One image -> HWC array (PIL and numpy are HWC/HW; a torch tensor is CHW/HW, the torch convention)."""
+    if hasattr(image, "convert") and hasattr(image, "mode"):  # PIL
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        image = np.asarray(image)
+    elif isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+        image = image.permute(1, 2, 0).numpy() if image.dim() == 3 else image.numpy()
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise ValueError(f"an image must be (H, W), (H, W, C) or a CHW tensor, got shape {array.shape}")
+    return array
+
+
+def _as_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"images must be numeric (uint8 0-255 or float 0-1), got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.integer):  # integers are 0-255 pixel values
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise ValueError(f"integer images must be in 0-255, got values from {array.min()} to {array.max()}")
+        return array.astype(np.uint8)
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise ValueError("images contain NaN or inf")
+    if array.size and array.max() <= 1.0:
+        array = array * 255.0
+    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
+
+
+def image_arrays(images: Any, decode: Callable[[Any], Any] | None = None) -> list[np.ndarray]:
+    """Images (a batch tensor N,C,H,W / N,H,W, an array N,H,W,C / N,H,W, or a list of PIL images, arrays or CHW
+    tensors) -> HWC ``uint8`` arrays; grayscale next to RGB becomes RGB. ``decode``: applied to each list item
+    first (the building layer's PNG bytes)."""
+    if isinstance(images, torch.Tensor) and images.dim() in (3, 4):
+        items = list(images.detach().cpu())
+    elif (isinstance(images, np.ndarray) and images.ndim in (3, 4)) or isinstance(images, (list, tuple)):
+        items = list(images)
+    else:
+        raise ValueError(
+            f"images must be a batch tensor (N, C, H, W), an array (N, H, W[, C]) or a list of images, got "
+            f"{type(images).__name__}" + (f" of shape {tuple(images.shape)}" if hasattr(images, "shape") else "")
+        )
+    if not items:
+        raise ValueError("no images given")
+    arrays = [_as_uint8(_one_image(decode(item) if decode else item)) for item in items]
+    channels = {a.shape[2] for a in arrays}
+    if not channels <= {1, 3}:
+        raise ValueError(f"images must have 1 (grayscale) or 3 (RGB) channels, got {sorted(channels)}")
+    if channels == {1, 3}:
+        arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
+    return arrays
+
+
+def processor_size(processor: Any) -> tuple[int, int] | None:
+    """The (H, W) an image processor feeds its model, when it says so."""
+    for attr in ("crop_size", "size"):
+        size = getattr(processor, attr, None)
+        if isinstance(size, int):
+            return size, size
+        if size is None:
+            continue
+        get = (
+            size.get if isinstance(size, dict) else lambda key, size=size: getattr(size, key, None)
+        )  # dict or SizeDict
+        if get("height") and get("width"):
+            return int(get("height")), int(get("width"))
+        if get("shortest_edge"):
+            return int(get("shortest_edge")), int(get("shortest_edge"))
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------ batching
+def progress_enabled(show: bool | None = None) -> bool:
+    """``show`` when given (a caller's ``show_progress_bar=``); else on unless disabled through transformers or
+    huggingface_hub (globally, by ``HF_HUB_DISABLE_PROGRESS_BARS``, or for the ``"hf_bridges"`` group)."""
+    if show is not None:
+        return bool(show)
+    if not logging.is_progress_bar_enabled():
+        return False
+    try:
+        from huggingface_hub.utils import are_progress_bars_disabled  # a transformers dependency
+    except ImportError:  # pragma: no cover
+        return True
+    return not are_progress_bars_disabled(PROGRESS_GROUP)
+
+
+def _bar(total: int, desc: str, show: bool | None):
+    """A ``tqdm.auto`` bar (a transformers dependency): a widget in a notebook, lines in a log file, where its
+    final state stays (on a terminal it is cleared when done)."""
+    from tqdm.auto import tqdm
+
+    leave = not bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return tqdm(total=total, desc=desc, unit="row", leave=leave, disable=not progress_enabled(show))
+
+
+def length_order(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Row indices sorted by token count, longest first (a stable sort, so ties keep input order)."""
+    lengths = attention_mask.sum(dim=1)
+    return torch.sort(lengths, descending=True, stable=True).indices
+
+
+def embed_in_slices(
+    embed_slice: Callable[[int, int], torch.Tensor],
+    n: int,
+    batch_size: int,
+    desc: str | None = None,
+    progress: bool | None = None,
+) -> torch.Tensor:
+    """``embed_slice(start, stop) -> (stop - start, dim)`` over ``n`` rows in stored order, with the same bar."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    desc = desc or f"embedding {n} rows"
+    logger.info(f"{desc} ({n} rows, batches of {batch_size})")
+    parts = []
+    with _bar(n, desc, progress) as bar:
+        for start in range(0, n, batch_size):
+            parts.append(embed_slice(start, min(start + batch_size, n)))
+            bar.update(parts[-1].shape[0])
+    return torch.cat(parts)
+
+
+def embed_in_length_order(
+    embed_fn: EmbedFn,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    batch_size: int,
+    desc: str | None = None,
+    progress: bool | None = None,
+    **extra_inputs: torch.Tensor,
+) -> torch.Tensor:
+    """``embed_fn(input_ids=..., attention_mask=...) -> (b, ...)`` over all rows of padded tensors, in
+    length-sorted batches.
+
+    Each batch is cut to its longest row (padding columns dropped); the output rows are in input order. ``desc``
+    names what is embedded in the progress bar and the log (e.g. "embedding 500 anchors with sentence-transformers/
+    ..."); ``progress``: force the bar on or off (``None``: the ecosystem switches). ``extra_inputs`` (e.g.
+    ``token_type_ids``, shaped like ``input_ids``) are cut and reordered the same way.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n = input_ids.shape[0]
+    if n == 0:
+        raise ValueError("nothing to embed: input_ids has 0 rows")
+    order = length_order(attention_mask)
+    lengths = attention_mask.sum(dim=1)
+    # trim only right padding: cutting left padding would shift the positions of the real tokens
+    right_padded = bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
+    desc = desc or f"embedding {n} rows"
+    logger.info(f"{desc} ({n} rows, longest {int(lengths.max())} tokens, batches of {batch_size})")
+    parts = []
+    with _bar(n, desc, progress) as bar:
+        for start in range(0, n, batch_size):
+            rows = order[start : start + batch_size]
+            width = max(int(lengths[rows].max()), 1) if right_padded else input_ids.shape[1]
+            extra = {name: value[rows, :width] for name, value in extra_inputs.items()}
+            parts.append(
+                embed_fn(input_ids=input_ids[rows, :width], attention_mask=attention_mask[rows, :width], **extra)
+            )
+            bar.update(len(rows))
+    return _restore(parts, order)
+
+
+def pad_rows(
+    rows: Mapping[str, Sequence[Sequence[int]]], pad_values: Mapping[str, int], padding_side: str = "right"
+) -> dict[str, torch.Tensor]:
+    """Token rows of different lengths (a tokenizer's output with ``padding=False``) as padded ``long`` tensors,
+    as ``tokenizer.pad`` would: each key filled with ``pad_values[key]`` (``attention_mask`` with 0, others
+    without an entry with 0) on ``padding_side``."""
+    width = max((len(row) for row in rows["input_ids"]), default=0)
+    out = {}
+    for key, values in rows.items():
+        fill = 0 if key == "attention_mask" else pad_values.get(key, 0)
+        tensor = torch.full((len(values), width), fill, dtype=torch.long)
+        for i, row in enumerate(values):
+            if len(row):
+                where = slice(width - len(row), width) if padding_side == "left" else slice(0, len(row))
+                tensor[i, where] = torch.as_tensor(row, dtype=torch.long)
+        out[key] = tensor
+    return out
+
+
+def embed_rows_in_length_order(
+    embed_fn: EmbedFn,
+    rows: Mapping[str, Sequence[Sequence[int]]],
+    batch_size: int,
+    pad_values: Mapping[str, int],
+    *,
+    padding_side: str = "right",
+    desc: str | None = None,
+    progress: bool | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """``embed_fn(**batch) -> (b, ...)`` over a WHOLE list of token rows, in length-sorted batches.
+
+    ``rows``: the tokenizer's output for every input at once, without padding (``tokenizer(texts,
+    truncation=True, max_length=...)``: tokenised once). All rows are sorted by length, longest first; each batch
+    of ``batch_size`` is padded to its own longest row (``pad_rows``: ``pad_values`` such as ``{"input_ids":
+    tokenizer.pad_token_id, "token_type_ids": tokenizer.pad_token_type_id}``) and moved to ``device``; the output
+    rows are in input order. ``desc`` / ``progress``: as in :func:`embed_in_length_order`.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    ids = rows["input_ids"]
+    n = len(ids)
+    if n == 0:
+        raise ValueError("nothing to embed: 0 rows")
+    lengths = torch.tensor([len(row) for row in ids])
+    order = torch.sort(lengths, descending=True, stable=True).indices
+    desc = desc or f"embedding {n} rows"
+    logger.info(f"{desc} ({n} rows, longest {int(lengths.max())} tokens, batches of {batch_size})")
+    parts = []
+    with _bar(n, desc, progress) as bar:
+        for start in range(0, n, batch_size):
+            picked = order[start : start + batch_size].tolist()
+            batch = pad_rows(
+                {key: [values[i] for i in picked] for key, values in rows.items()}, pad_values, padding_side
+            )
+            parts.append(embed_fn(**{key: value.to(device) for key, value in batch.items()}))
+            bar.update(len(picked))
+    return _restore(parts, order)
+
+
+def _restore(parts: list[torch.Tensor], order: torch.Tensor) -> torch.Tensor:
+    """The batches' rows (in ``order``) back in input order."""
+    embeddings = torch.cat(parts)
+    restored = torch.empty_like(embeddings)
+    restored[order.to(embeddings.device)] = embeddings
+    return restored
+
+
+# ------------------------------------------------------------------------------------------------- anchor stores
+class AnchorStore(nn.Module):
+    """The anchors as this model needs them: tokenised inputs (to re-embed) and their cached embeddings."""
+
+    def __init__(self, num_anchors: int, seq_length: int, hidden_size: int):
+        super().__init__()
+        self.register_buffer("input_ids", torch.zeros(num_anchors, seq_length, dtype=torch.long))
+        self.register_buffer("attention_mask", torch.zeros(num_anchors, seq_length, dtype=torch.long))
+        self.register_buffer("embeddings", torch.zeros(num_anchors, hidden_size))
+        # True once `embeddings` holds this encoder's anchor embeddings (saved, so a reload does not re-embed).
+        self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
+
+    @classmethod
+    def from_config(cls, config) -> AnchorStore:
+        return cls(config.num_anchors, config.anchor_seq_length, config.hidden_size)
+
+    def has_inputs(self) -> bool:
+        return self.input_ids.shape[0] >= 2 and bool(self.attention_mask.any())
+
+    def model_inputs(self, start: int, stop: int) -> dict[str, torch.Tensor]:
+        mask = self.attention_mask[start:stop]
+        length = max(int(mask.sum(dim=1).max()), 1)  # drop columns that are padding for every row
+        return {"input_ids": self.input_ids[start:stop, :length], "attention_mask": mask[:, :length]}
+
+
+class ImageAnchorStore(nn.Module):
+    """Anchor images as ``uint8`` (k, C, H, W) and their cached embeddings."""
+
+    def __init__(self, num_anchors: int, image_shape: Sequence[int], hidden_size: int):
+        super().__init__()
+        self.register_buffer("pixels", torch.zeros(num_anchors, *image_shape, dtype=torch.uint8))
+        self.register_buffer("embeddings", torch.zeros(num_anchors, hidden_size))
+        self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
+
+    @classmethod
+    def from_config(cls, config) -> ImageAnchorStore:
+        return cls(config.num_anchors, config.anchor_image_shape or [3, 1, 1], config.hidden_size)
+
+    def has_inputs(self) -> bool:
+        return self.pixels.shape[0] >= 2
+
+
+def is_tuner_layer(module: nn.Module) -> bool:
+    """A peft tuner layer (LoRA, IA3, ...), recognised without importing peft."""
+    return (
+        hasattr(module, "merged_adapters")
+        and hasattr(module, "disable_adapters")
+        and hasattr(module, "active_adapters")
+    )
+
+
+def encoder_fingerprint(encoder: nn.Module) -> tuple:
+    """Changes whenever what ``encoder`` computes may have changed: ``(id, _version)`` of every parameter (optimizer
+    steps, ``load_state_dict`` and in-place merges bump versions; injected or replaced modules bring new ids), and per
+    peft tuner layer its active adapters (``set_adapter``), ``disable_adapters`` and merged adapters."""
+    params = tuple((id(p), p._version) for p in encoder.parameters())
+    tuners = tuple(
+        (id(m), tuple(m.active_adapters), bool(m.disable_adapters), tuple(m.merged_adapters))
+        for m in encoder.modules()
+        if is_tuner_layer(m)
+    )
+    return params, tuners
+
+
+# ----------------------------------------------------------------------------------------------- checkpoint keys
+# The head is registered as ``score`` (peft's SEQ_CLS recipe then trains and saves all of it) and its MLP as
+# ``score.mlp``; files keep the historic names. Old key -> new key, first match wins (peft's adapter key_mapping):
+_KEY_RENAMES = {r"^head\.classifier\.": "score.mlp.", r"^head\.": "score."}
+# The same as a chain for the transformers >= 5 loader (each rename sees the previous one's output); the saver
+# applies it reversed, so model.safetensors keeps ``head.*`` / ``head.classifier.*`` and older releases read it.
+_LOADER_RENAMES = ((r"^head\.", "score."), (r"^score\.classifier\.", "score.mlp."))
+# from_pretrained arguments that say where the weights came from: the lazily loaded tokenizer comes from there too
+_PUSH_ARGS = ("push_to_hub", "repo_id", "token", "private", "commit_message", "create_pr")
+_TOKENIZER_SOURCE = ("revision", "subfolder", "token", "cache_dir", "local_files_only", "force_download", "proxies")
+
+
+def register_key_renames(class_name: str) -> None:
+    """Teach the transformers loader (and, reversed, the saver) the renames, by class name: that is what makes it
+    apply them to custom and remote-code classes."""
+    try:
+        from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+        from transformers.core_model_loading import WeightRenaming
+    except ImportError:  # transformers 4.x: reads the `_checkpoint_conversion_mapping` class attribute instead
+        return
+    register_checkpoint_conversion_mapping(
+        class_name, [WeightRenaming(source, target) for source, target in _LOADER_RENAMES], overwrite=True
+    )
+
+
+# ------------------------------------------------------------------------------------------------------- the model
+class BridgePreTrainedModel(PreTrainedModel):
+    """The bridge contract, written once; subclasses declare their inputs (see the module docstring).
+
+    The head is registered as ``score`` (the transformers name of a sequence classification head, which peft's
+    SEQ_CLS recipe wraps, trains and saves whole); ``model.head`` reads and assigns it. Files keep the historic
+    ``head.*`` keys (``_LOADER_RENAMES``), so older releases read what this one writes.
+    """
+
     config_class = BridgeConfig
     base_model_prefix = "bridge"
     main_input_name = "input_ids"
@@ -59,16 +568,24 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
     # The head and anchor embeddings stay float32 under from_pretrained(..., dtype=torch.bfloat16 / float16); the
     # head casts its inputs at the boundary (docs/method.md#precision). Regexes on the loaded (renamed) keys.
     _keep_in_fp32_modules_strict = [r"^score\.", r"^anchors\.embeddings$"]
+    _checkpoint_conversion_mapping = dict(_KEY_RENAMES)  # peft's PeftModel.from_pretrained default key_mapping
+    stitch_report = None  # set by from_encoder(..., head=...): how well this encoder's anchor space matches the head
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        register_key_renames(cls.__name__)
 
     def __init__(self, config: BridgeConfig, encoder: nn.Module | None = None):
         super().__init__(config)
         if encoder is None and config.encoder is not None:
+            from transformers import AutoModel  # here, not at import: hf_bridges registers when AutoModel loads
+
             dtype = config.dtype  # from_pretrained(..., dtype=...) sets it: build the encoder in it
             dtype = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
             encoder = AutoModel.from_config(config.encoder, **({"dtype": dtype} if dtype is not None else {}))
         self.encoder = encoder
         self.anchors = self.anchor_store_class.from_config(config)
-        self.head = RelativeProductHead.from_config(  # embedding_dim: the aligned component's input width
+        self.head = RelativeProductHead(  # embedding_dim: the aligned component's input width
             config.head,
             config.num_anchors,
             config.num_labels if self._with_classifier else None,
@@ -76,7 +593,8 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
         )
         self.tokenizer = None  # set by from_encoder; saved next to the weights when present
         self.add_model_tags(["hf-bridges", "relative-representations"])  # Trainer / push_to_hub cards
-        self._load_historic_keys()
+        # a raw load_state_dict of a file's keys (Trainer's best-model reload, Accelerate) finds ``score``
+        self.register_load_state_dict_pre_hook(_rename_prefix("head.", "score."))
         self._anchor_snapshot: tuple | None = None
         self._apply_freeze()
         self.post_init()
@@ -90,135 +608,150 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
         else:
             super()._init_weights(module)
 
-    # ----------------------------------------------------------------------------------------------- construction
-    @classmethod
-    def from_encoder(
-        cls,
-        encoder: str | PreTrainedModel,
-        anchors: Sequence[Any] | None = None,
-        *,
-        head: Any = None,
-        tokenizer: Any = None,
-        revision: str | None = None,
-        anchor_labels: Sequence[int] | None = None,
-        pooling: str | None = None,
-        max_seq_length: int | None = None,
-        normalize_embeddings: bool | None = None,
-        labels: Any = None,
-        projections: Sequence[str] | None = None,
-        aggregation: str | None = None,
-        head_config: Any = None,
-        method: str | None = None,
-        prefix: str | None = None,
-        encoder_kwargs: dict | None = None,
-        embed_anchors: bool = True,
-        alignment_inputs: Sequence[Any] | None = None,
-        **config_kwargs: Any,
-    ) -> BridgePreTrainedModel:
-        """Wrap ``encoder`` (Hub id, folder, loaded model or ``SentenceTransformer``) and embed ``anchors`` (texts).
+    @property
+    def head(self) -> RelativeProductHead:
+        return self._modules["score"]
 
-        ``pooling`` / ``max_seq_length`` / ``normalize_embeddings`` / ``prefix`` = ``None``: a sentence-transformers
-        model's own (``modules.json``; ``prefix`` may name a prompt), else ``mean`` / 128 / ``False`` / ``""``.
-        ``labels``: class names (a ``datasets.ClassLabel``, list or ``{id: name}``) -> ``num_labels``, ``id2label``.
-        Extra keyword arguments must be :class:`BridgeConfig` fields (``num_labels``, ``id2label``, ``abs_transform``,
-        ...); anything else raises ``TypeError``. ``head_config``: a :class:`~.head.HeadConfig` (or dict) for the head;
-        ``method``: a named head, exactly (``"paper"``, a stitch row name: ``HeadConfig.from_method``), fields on top.
-        ``prefix``: text the encoder expects before every input (e.g. ``"passage: "`` for E5-style retrieval
-        models); the anchors are embedded with it, it is saved as ``config.input_prefix`` and ``bridge.tokenize``
-        prepends it. With ``head=``, ``prefix`` is the NEW encoder's own (the head records its training prefix).
-        ``embed_anchors=False`` leaves the anchors un-embedded, to fill them with ``set_anchor_embeddings`` (e.g.
-        from a cache) or ``refresh_anchors()``. ``alignment_inputs``: unlabelled inputs stored after the anchors that
-        only fit the aligned map at attach time (the alignment set, docs/method.md); the relative part ignores them.
-        ``head=`` (a folder or Hub repo id written by ``save_head``/``push_head_to_hub``) attaches that trained head
-        instead: its anchors are embedded by this encoder and ``model.stitch_report`` says how well they match
-        (see ``hf_bridges.heads.attach.attach_head`` for ``head_revision``, ``token``, ``subspace_selection``).
-        """
-        if head is not None:
-            if anchors is not None or alignment_inputs is not None or method is not None:
-                raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
-            if not embed_anchors:
-                raise ValueError("embed_anchors=False is for a new head: an attach embeds (or reuses) its anchors")
-            hub = _hub()
-            check_config_kwargs(config_kwargs, "from_encoder", _FROM_ENCODER_ARGS, allowed=_attach_arguments(hub))
-            # prefix: the NEW encoder's (attach_head embeds the head's anchors with it, saved as input_prefix)
-            return hub.attach_head(
-                cls,
-                encoder,
-                head,
-                tokenizer=tokenizer,
-                revision=revision,
-                encoder_kwargs=encoder_kwargs,
-                **_given(
-                    prefix=prefix,
-                    pooling=pooling,
-                    max_seq_length=max_seq_length,
-                    labels=labels,
-                    normalize_embeddings=normalize_embeddings,
-                ),
-                **config_kwargs,
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__("score" if name == "head" else name, value)
+
+    # ------------------------------------------------------------------------ building: the installed package
+    @classmethod
+    def from_encoder(cls, encoder: Any, anchors: Sequence[Any] | None = None, **kwargs: Any) -> BridgePreTrainedModel:
+        """Wrap ``encoder`` (Hub id, folder, loaded model or ``SentenceTransformer``) and embed ``anchors`` with it,
+        or attach a trained head to it with ``head=`` (a folder or Hub repo written by ``save_head``).
+
+        The keyword arguments (``labels``, ``method``, ``head_config``, ``prefix``, ``pooling``, ...) are those of
+        ``hf_bridges.building.text.build_bridge`` (images: ``building.vision.build_bridge``), attach's those of
+        ``hf_bridges.heads.attach.attach_head``; any other must be a :class:`BridgeConfig` field."""
+        return _building().from_encoder(cls, encoder, anchors, **kwargs)
+
+    def save_head(self, save_directory: Any, **kwargs: Any) -> Any:
+        """Write only the head (weights, raw anchors, config, anchor space, card) to a folder, atomically."""
+        return _building().save_head(self, save_directory, **kwargs)
+
+    def push_head_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Push only the head to a Hub model repo; attach it anywhere with ``from_encoder(encoder, head=repo_id)``."""
+        return _building().push_head_to_hub(self, repo_id, **kwargs)
+
+    def stitch_anchor_embeddings(
+        self, embeddings: torch.Tensor, *, translation: str = "auto", relative_space: str = "auto"
+    ) -> dict[str, Any] | None:
+        """Switch to another encoder given only its embeddings of the stored anchors (k, D'), e.g. a features-only
+        bridge whose inputs now come from another model: they replace the current ones and an aligned head gets
+        its map into the training encoder's space, fitted on them. Returns the alignment record (None for a
+        relative-only head). ``set_anchor_embeddings`` is the plain setter: same encoder, no refit."""
+        return _building().stitch_anchor_embeddings(
+            self, embeddings, translation=translation, relative_space=relative_space
+        )
+
+    # ---------------------------------------------------------------------------------------- saving and loading
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:
+        """transformers' loader; with the package installed it also names a corrupted weights file and warns about
+        an interrupted save. The encoder is frozen as ``config.freeze_encoder`` says (adapters loaded with the
+        model are left alone), and the encoder state the saved anchors match is remembered."""
+        building = _building_if_installed()
+        load = super().from_pretrained
+        if building is not None:
+            model = building.checked_load(load, pretrained_model_name_or_path, args, kwargs)
+        else:
+            model = load(pretrained_model_name_or_path, *args, **kwargs)
+        bridge = model[0] if isinstance(model, tuple) else model  # output_loading_info=True
+        if bridge.encoder is not None and not any(is_tuner_layer(m) for m in bridge.encoder.modules()):
+            bridge._apply_freeze()
+        # its tokenizer is loaded on first use (tokenize, encode, save, push) from the same place and revision
+        bridge._tokenizer_source = {key: kwargs[key] for key in _TOKENIZER_SOURCE if kwargs.get(key) is not None}
+        if bridge.encoder is not None and bool(bridge.anchors.is_fresh):
+            bridge._anchor_snapshot = bridge._encoder_state()
+        return model
+
+    @staticmethod
+    def _finalize_model_loading(model, load_config, loading_info):
+        """transformers 5 replaces every parameter after ``__init__`` (``requires_grad=True`` again): freeze once
+        the weights are in, before ``from_pretrained`` sets eval mode, loads adapters or dispatches."""
+        loading_info = PreTrainedModel._finalize_model_loading(model, load_config, loading_info)
+        if hasattr(model, "_apply_freeze"):
+            model._apply_freeze()
+        return loading_info
+
+    def save_pretrained(self, save_directory: Any, *args: Any, **kwargs: Any) -> Any:
+        """The tokenizer saved too; with the package installed the save is staged (never a truncated file, config
+        last) and a card written. A bridge without a name takes the folder's (peft adapters then record a loadable
+        ``base_model_name_or_path``). Every Auto class is in ``auto_map``, for trust_remote_code users."""
+        self.config.auto_map = {
+            "AutoConfig": "configuration_bridge.BridgeConfig",
+            "AutoModel": "modeling_bridge.BridgeModel",
+            "AutoModelForSequenceClassification": "modeling_bridge.BridgeForSequenceClassification",
+            "AutoModelForImageClassification": "modeling_bridge.BridgeForImageClassification",
+        }
+        main, push = kwargs.get("is_main_process", True), kwargs.get("push_to_hub")
+        building = _building_if_installed()
+        if main and not push and building is not None:
+            result = building.staged_save(self, super().save_pretrained, save_directory, args, kwargs)
+        else:  # rank > 0 writes nothing of its own; a push names the repo after the folder
+            result = super().save_pretrained(save_directory, *args, **kwargs)
+            tokenizer = self._get_tokenizer() if main else None  # a reloaded bridge's is loaded lazily
+            if tokenizer is not None:  # a push is done by now: the tokenizer pushes its own files
+                tokenizer.save_pretrained(save_directory, **{k: kwargs[k] for k in _PUSH_ARGS if k in kwargs})
+        if not self.__dict__.get("name_or_path"):
+            import os
+
+            self.name_or_path = os.path.abspath(os.fspath(save_directory))  # peft reads __dict__["name_or_path"]
+        return result
+
+    def _upload_modified_files(self, working_dir, repo_id, *args, **kwargs):
+        """transformers' push step: the README it put in ``working_dir`` becomes the bridge's card first."""
+        building = _building_if_installed()
+        if building is not None:
+            building.write_model_card(self, working_dir, repo_id)
+        return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
+
+    # ------------------------------------------------------------------------------------------- training habits
+    def _apply_freeze(self) -> None:
+        """``config.freeze_encoder`` is the source of truth: no encoder parameter trains while it is set."""
+        if self.encoder is not None and self.config.freeze_encoder:
+            self.encoder.requires_grad_(False)
+
+    def unfreeze_encoder(self) -> None:
+        """Let gradients reach the encoder (anchors are then re-embedded whenever its weights change)."""
+        self.config.freeze_encoder = False
+        self.encoder.requires_grad_(True)
+
+    def train(self, mode: bool = True):
+        """A frozen encoder stays in eval mode (no dropout), so training sees the features inference sees and the
+        anchors were embedded with; a trainable or LoRA encoder follows ``mode``."""
+        super().train(mode)
+        if mode and self.encoder is not None and not any(p.requires_grad for p in self.encoder.parameters()):
+            self.encoder.eval()
+        return self
+
+    @property
+    def supports_gradient_checkpointing(self) -> bool:
+        """The encoder's: checkpointing is delegated to it (the head is small; its activations are kept)."""
+        encoder = self.__dict__.get("_modules", {}).get("encoder")
+        return bool(getattr(encoder, "supports_gradient_checkpointing", False))
+
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs):
+        """Checkpoint the encoder's layers (LoRA or an unfrozen encoder); Trainer's ``gradient_checkpointing``."""
+        if not self.supports_gradient_checkpointing:
+            encoder = type(self.encoder).__name__ if self.encoder is not None else "no encoder"
+            raise ConfigError(
+                f"activation checkpointing is delegated to the encoder, and {encoder} does not support it; "
+                "leave gradient_checkpointing off (a frozen encoder keeps no activations to save)"
             )
-        check_config_kwargs(config_kwargs, "from_encoder", _FROM_ENCODER_ARGS)
-        if prefix is not None and not isinstance(prefix, str):
-            raise TypeError(f"prefix must be a string such as 'passage: ', got {type(prefix).__name__}")
-        anchors = list(anchors) if anchors is not None else []
-        if len(anchors) < 2:
-            raise ValueError(f"a bridge needs at least 2 anchors (raw inputs such as texts), got {len(anchors)}")
-        head_config, projections, aggregation = resolve_head(
-            "from_encoder", method, head_config, projections, aggregation, config_kwargs
-        )
-        anchors, anchor_labels, head_config = with_alignment(anchors, anchor_labels, head_config, alignment_inputs)
-        config_kwargs.update(label_kwargs(labels, config_kwargs))
-        encoder, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix, subfolder = encoder_settings(
-            encoder, revision, tokenizer, pooling, max_seq_length, normalize_embeddings, prefix
-        )
-        model, max_seq_length = load_fitted(max_seq_length, encoder, revision, subfolder, **(encoder_kwargs or {}))
-        if getattr(model, "main_input_name", "input_ids") != "input_ids" and cls.main_input_name == "input_ids":
-            raise ValueError(
-                f"{type(model).__name__} takes {model.main_input_name!r}, not text: use BridgeForImageClassification "
-                "for image encoders, ModuleBridgeForClassification for other modules"
-            )
-        name = os.fspath(encoder) if isinstance(encoder, (str, os.PathLike)) else getattr(model, "name_or_path", None)
-        if tokenizer is None:
-            if not name:
-                raise ValueError("the encoder was passed as a model without name_or_path: pass tokenizer=...")
-            tokenizer = load_tokenizer(name, revision, subfolder)
-        tokenizer = with_max_length(tokenizer, max_seq_length)
-        tokens = text_checked(tokenizer)(
-            [prefix + str(a) for a in anchors],
-            padding=True,
-            truncation=True,
-            max_length=max_seq_length,
-            return_tensors="pt",
-        )
-        config = BridgeConfig(
-            encoder=model.config.to_dict(),
-            encoder_name_or_path=name,
-            encoder_revision=revision,
-            pooling=pooling,
-            max_seq_length=max_seq_length,
-            anchors=anchors,
-            anchor_labels=anchor_labels,
-            anchor_seq_length=tokens["input_ids"].shape[1],
-            head=head_config,
-            input_prefix=prefix,
-            normalize_embeddings=normalize_embeddings,
-            **_given(projections=projections, aggregation=aggregation),
-            **config_kwargs,
-        )
-        bridge = cls(config, encoder=model)
-        if name and not os.path.isdir(name):  # a Hub id: Trainer's card names it as base_model
-            bridge.config._name_or_path = name  # (not bridge.name_or_path: peft reads that as the base to reload)
-        bridge.tokenizer = tokenizer
-        bridge.anchors.input_ids.copy_(tokens["input_ids"])
-        bridge.anchors.attention_mask.copy_(tokens["attention_mask"])
-        warn_degenerate_anchors(anchors, bridge.refresh_anchors() if embed_anchors else None)  # duplicates: always
-        return bridge
+        return super().activation_checkpointing_enable(activation_checkpointing_kwargs, **kwargs)
+
+    def get_input_embeddings(self) -> nn.Module:
+        """The encoder's (peft and ``enable_input_require_grads`` look for them)."""
+        if self.encoder is None or not hasattr(self.encoder, "get_input_embeddings"):
+            raise NotImplementedError(f"{type(self).__name__} has no input embeddings (no transformers encoder)")
+        return self.encoder.get_input_embeddings()
 
     # ---------------------------------------------------------------------------------------------------- anchors
     def _encoder_state(self) -> tuple:
         return encoder_fingerprint(self.encoder)
 
-    # --------------------------------------------------------------------- what a bridge kind declares (text here)
     def _check_anchor_inputs(self) -> None:
         """Raise when the stored anchors cannot be re-embedded (none stored, no tokenizer / processor, ...)."""
         if self.config.num_anchors < 2 or not self.anchors.has_inputs():
@@ -228,16 +761,6 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
         """Encoder inputs for the stored anchors ``start:stop``."""
         return self.anchors.model_inputs(start, stop)
 
-    def _encode(self, input_ids=None, attention_mask=None, **encoder_inputs: Any) -> torch.Tensor:
-        """Call the encoder on one batch and pool: (B, D)."""
-        check_batch(input_ids)  # no rows, or no tokens
-        input_ids, attention_mask, encoder_inputs = truncate_rows(
-            input_ids, attention_mask, encoder_inputs, self.config.max_seq_length, self._get_tokenizer
-        )
-        outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **encoder_inputs)
-        return get_pooling(self.config.pooling)(outputs, attention_mask)
-
-    # ---------------------------------------------------------------------------------------------------- anchors
     @torch.no_grad()
     def refresh_anchors(self) -> torch.Tensor:
         """Embed the stored anchor inputs with the current encoder (in eval mode) and cache the result."""
@@ -247,20 +770,19 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
         was_training = self.encoder.training
         self.encoder.eval()
         name = self.config.encoder_name_or_path or self.config.encoder_class or type(self.encoder).__name__
+        desc, size = f"embedding {self.config.num_anchors} anchors with {name}", self.config.anchor_batch_size
         try:
-            embeddings = self._embed_stored_anchors(f"embedding {self.config.num_anchors} anchors with {name}")
+            if isinstance(self.anchors, AnchorStore):  # token ids: length-sorted batches, padding trimmed
+                embeddings = embed_in_length_order(
+                    self.embed, self.anchors.input_ids, self.anchors.attention_mask, size, desc
+                )
+            else:
+                embed = lambda i, j: self.embed(**self._anchor_inputs(i, j))
+                embeddings = embed_in_slices(embed, self.config.num_anchors, size, desc)
         finally:
             self.encoder.train(was_training)
         self.set_anchor_embeddings(embeddings)
         return self.anchors.embeddings
-
-    def _embed_stored_anchors(self, desc: str) -> torch.Tensor:
-        """All stored anchors through ``embed``, with a progress bar that names them: token ids in length-sorted
-        batches (padding trimmed, order restored); images and tensors in stored order."""
-        size, k = self.config.anchor_batch_size, self.config.num_anchors
-        if isinstance(self.anchors, AnchorStore):
-            return embed_in_length_order(self.embed, self.anchors.input_ids, self.anchors.attention_mask, size, desc)
-        return embed_in_slices(lambda i, j: self.embed(**self._anchor_inputs(i, j)), k, size, desc)
 
     def set_anchor_embeddings(self, embeddings: torch.Tensor) -> None:
         """Use precomputed anchor embeddings (k, dim), e.g. from a cache or a non-transformers encoder."""
@@ -294,10 +816,20 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
         return self.anchors.embeddings
 
     # ---------------------------------------------------------------------------------------------------- forward
+    def _encode(self, input_ids=None, attention_mask=None, **encoder_inputs: Any) -> torch.Tensor:
+        """Call the encoder on one batch and pool: (B, D)."""
+        check_batch(input_ids)  # no rows, or no tokens
+        input_ids, attention_mask, encoder_inputs = truncate_rows(
+            input_ids, attention_mask, encoder_inputs, self.config.max_seq_length, self._get_tokenizer
+        )
+        outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **encoder_inputs)
+        return get_pooling(self.config.pooling)(outputs, attention_mask)
+
     def embed(self, *args: Any, **inputs: Any) -> torch.Tensor:
         """Pooled absolute embeddings of a batch (positional arguments in ``input_names`` order); no graph is
         kept when the encoder is frozen."""
-        if self._refuse_texts(args, inputs) or len(args) > len(self.input_names):  # texts: an error naming encode()
+        refuse_texts(args, inputs)  # texts: an error naming encode()
+        if len(args) > len(self.input_names):
             raise TypeError(f"embed() takes at most {len(self.input_names)} positional inputs {self.input_names}")
         for name, value in zip(self.input_names, args):
             if name in inputs:
@@ -313,11 +845,6 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
         normalize = self.config.normalize_embeddings  # a sentence-transformers Normalize module
         return nn.functional.normalize(embeddings, p=2, dim=-1) if normalize else embeddings
 
-    def _subspace_weights(self, subspace_weights: torch.Tensor | None) -> torch.Tensor | None:
-        if subspace_weights is None and self.config.subspace_weights is not None:
-            subspace_weights = torch.tensor(self.config.subspace_weights)
-        return subspace_weights
-
     def forward_features(self, features=None, subspace_weights=None, return_subspaces: bool = False, **inputs):
         """(embeddings, r(z)): embed the inputs (unless ``features`` are given), then represent them relative to
         the anchors; with ``return_subspaces``, r(z) is ``(representation, normalised subspaces)``."""
@@ -330,8 +857,10 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
             if self.encoder is None:
                 raise ValueError("this bridge has no encoder: pass features=... (precomputed embeddings)")
             features = self.embed(**inputs)
-        weights, features = self._subspace_weights(subspace_weights), check_features(features)
-        return features, self.head.represent(features, self.anchor_embeddings, weights, return_subspaces)
+        if subspace_weights is None and self.config.subspace_weights is not None:
+            subspace_weights = torch.tensor(self.config.subspace_weights)
+        features = check_features(features)
+        return features, self.head.represent(features, self.anchor_embeddings, subspace_weights, return_subspaces)
 
     def forward_head(self, representation: torch.Tensor) -> torch.Tensor:
         """Logits from r(z)."""
@@ -353,6 +882,226 @@ class BridgePreTrainedModel(TrainingHabits, HeadAsScore, StagedSaveLoad, Tokeniz
     def _relative(self, input_ids, attention_mask, features, subspace_weights, encoder_inputs, return_subspaces=False):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, **encoder_inputs}
         return self.forward_features(features, subspace_weights, return_subspaces, **inputs)
+
+    def _classify(self, embeddings, representation, labels, output_representations: bool, return_dict) -> Any:
+        logits = check_finite(self.forward_head(representation))  # finite features x 1e20 overflow float32
+        loss = self.compute_loss(logits, labels) if labels is not None else None
+        output = BridgeClassifierOutput(
+            loss=loss,
+            logits=logits,
+            relative_representation=representation if output_representations else None,
+            embeddings=embeddings if output_representations else None,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        num_labels = self.config.num_labels
+        check_class_labels(labels, logits, num_labels, self.config.problem_type)
+        if self.config.problem_type is None:
+            if num_labels == 1:
+                self.config.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                self.config.problem_type = "single_label_classification"
+            else:
+                self.config.problem_type = "multi_label_classification"
+        if self.config.problem_type == "regression":
+            return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
+        if self.config.problem_type == "multi_label_classification":
+            return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        labels = labels.view(-1)
+        if labels.shape[0] != logits.shape[0]:
+            raise ValueError(f"got {labels.shape[0]} labels for a batch of {logits.shape[0]} samples")
+        if torch.compiler.is_compiling():  # checked inside the graph (no .item(), no graph break)
+            torch._assert_async(
+                ((labels >= 0) & (labels < num_labels)).all(), f"labels must be in [0, {num_labels - 1}]"
+            )
+        elif labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_labels):
+            raise ValueError(
+                f"labels must be in [0, {num_labels - 1}] for num_labels={num_labels}; got values from "
+                f"{int(labels.min())} to {int(labels.max())} (set num_labels or id2label to cover every class)"
+            )
+        return nn.functional.cross_entropy(logits, labels)
+
+    # ------------------------------------------------------------------------------------------------------- text in
+    def tokenize(self, texts: str | Sequence[str], **kwargs: Any):
+        """Tokenise ``texts`` as the anchors were: ``config.input_prefix`` prepended, padded, truncated to
+        ``max_seq_length``, as PyTorch tensors (``kwargs`` override these tokenizer arguments)."""
+        if self._get_tokenizer() is None:
+            raise ValueError("this bridge has no tokenizer: set bridge.tokenizer, or build it with from_encoder")
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        prefix = self.config.input_prefix
+        options = {
+            "padding": True,
+            "truncation": True,
+            "max_length": self.config.max_seq_length,
+            "return_tensors": "pt",
+            **kwargs,
+        }
+        return call_tokenizer(self.tokenizer, [prefix + str(t) for t in texts], **options)
+
+    def _get_tokenizer(self):
+        """``self.tokenizer``, else the one ``save_pretrained`` wrote next to the weights, from the revision the
+        weights came from (``None``: there is none). Loaded on first use, so an image bridge pays nothing."""
+        if self.tokenizer is None and self.name_or_path:
+            source = dict(getattr(self, "_tokenizer_source", None) or {})
+            if type(self).__module__.startswith("transformers_modules"):
+                source["trust_remote_code"] = True  # this code already runs from that repo; its tokenizer is plain
+            with contextlib.suppress(OSError, ValueError):
+                self.tokenizer = AutoTokenizer.from_pretrained(self.name_or_path, **source)
+        return self.tokenizer
+
+    @torch.no_grad()
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        output_value: str = "sentence_embedding",
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        normalize_embeddings: bool = False,
+    ) -> Any:
+        """Embed ``sentences`` as ``SentenceTransformer.encode`` does: one row per text (a 1-D result for one
+        string), a numpy array by default, a tensor with ``convert_to_tensor=True``, a list of tensors with both
+        conversions off.
+
+        ``output_value``: ``"sentence_embedding"`` (the pooled encoder embedding, as ``forward``'s ``embeddings``:
+        what the anchors are made of and what ``forward(features=...)`` takes, so a training set embedded once
+        trains the head for many epochs) or ``"relative_representation"`` (r(z), the head's anchor-relative
+        representation). ``normalize_embeddings``: L2-normalise the result (the bridge's own ``Normalize`` is
+        always applied, as in ``forward``). ``show_progress_bar``: ``None`` follows the transformers /
+        huggingface_hub progress-bar switches.
+        """
+        if output_value not in OUTPUT_VALUES:
+            raise ConfigError(f"output_value must be one of {OUTPUT_VALUES}, got {output_value!r}")
+        relative = output_value == "relative_representation"
+
+        def step(**batch: torch.Tensor) -> torch.Tensor:
+            if not relative:
+                return self.embed(**batch)
+            return self.forward_features(None, None, **batch)[1]
+
+        texts, single = _as_texts(sentences, "encode")
+        out = self._run_on_texts(texts, step, batch_size, show_progress_bar, output_value.replace("_", " "))
+        if normalize_embeddings:
+            out = torch.nn.functional.normalize(out, p=2, dim=-1)
+        return _convert(out, single, convert_to_numpy, convert_to_tensor)
+
+    @torch.no_grad()
+    def predict_proba(
+        self,
+        inputs: str | Sequence[str],
+        batch_size: int = 32,
+        as_numpy: bool = False,
+        show_progress_bar: bool | None = None,
+    ) -> Any:
+        """Class probabilities (n, num_labels), as SetFit's ``predict_proba``: softmax of the logits (sigmoid for a
+        multi-label bridge); a tensor, or numpy with ``as_numpy=True``; one row for one string."""
+        if self.config.problem_type == "regression" or self.config.num_labels == 1:
+            raise ConfigError("predict_proba needs a classifier; this bridge regresses: use predict(texts)")
+        logits = self._logits(inputs, batch_size, show_progress_bar)
+        probs = logits.sigmoid() if self.config.problem_type == "multi_label_classification" else logits.softmax(-1)
+        return _convert(probs, _is_single(inputs), as_numpy, not as_numpy)
+
+    @torch.no_grad()
+    def predict(
+        self,
+        inputs: str | Sequence[str],
+        batch_size: int = 32,
+        as_numpy: bool = False,
+        use_labels: bool = True,
+        show_progress_bar: bool | None = None,
+    ) -> Any:
+        """Predictions, as SetFit's ``predict``: label names from ``config.id2label`` (a list, one name for one
+        string) with ``use_labels=True``, else class ids as a tensor (numpy with ``as_numpy=True``); multi-hot rows
+        for a multi-label bridge, values for a regression bridge (both as tensor / numpy)."""
+        logits = self._logits(inputs, batch_size, show_progress_bar)
+        single = _is_single(inputs)
+        if self.config.problem_type == "regression" or self.config.num_labels == 1:
+            return _convert(logits.squeeze(-1), single, as_numpy, not as_numpy)
+        if self.config.problem_type == "multi_label_classification":
+            return _convert((logits.sigmoid() > 0.5).long(), single, as_numpy, not as_numpy)
+        ids = logits.argmax(-1)
+        if use_labels:
+            names = [self.config.id2label[int(i)] for i in ids]
+            return names[0] if single else names
+        return _convert(ids, single, as_numpy, not as_numpy)
+
+    def _logits(self, inputs: Any, batch_size: int, show_progress_bar: bool | None) -> torch.Tensor:
+        if getattr(self, "_with_classifier", False) is False or self.get_classifier() is None:
+            raise ConfigError(
+                "this bridge has no classifier (a representation model): use encode(texts), or "
+                "reset_classifier(num_labels) and train it"
+            )
+        texts, _ = _as_texts(inputs, "predict")
+        return self._run_on_texts(
+            texts, lambda **batch: self(**batch).logits, batch_size, show_progress_bar, "predictions"
+        )
+
+    def _run_on_texts(
+        self,
+        texts: list[str],
+        step: Callable[..., torch.Tensor],
+        batch_size: int,
+        show_progress_bar: bool | None,
+        what: str,
+    ) -> torch.Tensor:
+        """``step(**batch)`` over all texts in length-sorted batches, in eval mode, rows in input order."""
+        if self.main_input_name != "input_ids":
+            raise TextInputError(
+                f"{type(self).__name__} takes {self.main_input_name!r}, not texts: call it (or a pipeline) on "
+                "its own inputs"
+            )
+        tokenizer = self._get_tokenizer()
+        if tokenizer is None:
+            raise ConfigError("this bridge has no tokenizer: set bridge.tokenizer, or build it with from_encoder")
+        if len(texts) == 0:
+            raise ValueError("nothing to encode: the list of texts is empty")
+        rows = self.tokenize(texts, padding=False, return_tensors=None)  # as forward's inputs, unpadded, once
+        rows = {key: rows[key] for key in tokenizer.model_input_names if key in rows}
+        pad = {"input_ids": tokenizer.pad_token_id or 0, "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0)}
+        name = self.config.name_or_path or self.config.encoder_name_or_path or type(self).__name__
+        was_training = self.training
+        self.eval()
+        try:
+            return embed_rows_in_length_order(
+                step,
+                rows,
+                batch_size,
+                pad,
+                padding_side=tokenizer.padding_side,
+                desc=f"{what} of {len(texts)} texts with {name}",
+                progress=show_progress_bar,
+                device=self.device,
+            )
+        finally:
+            self.train(was_training)
+
+
+def _is_single(inputs: Any) -> bool:
+    return isinstance(inputs, str)
+
+
+def _as_texts(inputs: Any, method: str) -> tuple[list[str], bool]:
+    if isinstance(inputs, str):
+        return [inputs], True
+    if isinstance(inputs, torch.Tensor) or not hasattr(inputs, "__iter__"):
+        raise TextInputError(f"{method}() takes a text or a list of texts, got {type(inputs).__name__}")
+    texts = list(inputs)
+    bad = next((t for t in texts if not isinstance(t, str)), None)
+    if bad is not None:
+        raise TextInputError(f"{method}() takes texts, got an item of type {type(bad).__name__}: {bad!r:.60}")
+    return texts, False
+
+
+def _convert(out: torch.Tensor, single: bool, to_numpy: bool, to_tensor: bool) -> Any:
+    """sentence-transformers' conventions: tensor wins over numpy; neither -> a list of row tensors."""
+    out = out[0] if single else out
+    if to_tensor:
+        return out
+    if to_numpy:
+        return out.float().cpu().numpy() if out.is_floating_point() else out.cpu().numpy()
+    return out if single else list(out)
 
 
 class BridgeModel(BridgePreTrainedModel):
@@ -376,8 +1125,10 @@ class BridgeModel(BridgePreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
 
-class BridgeForSequenceClassification(ClassifierMixin, BridgePreTrainedModel):
+class BridgeForSequenceClassification(BridgePreTrainedModel):
     """Encoder + relative product head + MLP classifier; returns ``loss`` when given ``labels`` (Trainer-ready)."""
+
+    _with_classifier = True
 
     def forward(
         self,
@@ -394,3 +1145,115 @@ class BridgeForSequenceClassification(ClassifierMixin, BridgePreTrainedModel):
             input_ids, attention_mask, features, subspace_weights, encoder_inputs
         )
         return self._classify(embeddings, representation, labels, output_representations, return_dict)
+
+
+class BridgeForImageClassification(BridgePreTrainedModel):
+    """Vision encoder + relative product head + MLP classifier; ``forward(pixel_values, labels)`` (Trainer-ready).
+
+    Raw images go through :meth:`preprocess` (the encoder's image processor) to become ``pixel_values``. The anchor
+    images are stored as ``uint8`` (k, C, H, W) at their native size (``anchors.pixels``), not as processed pixels:
+    4x smaller, exact, and any encoder's processor runs on them when a head moves to another encoder.
+    """
+
+    main_input_name = "pixel_values"
+    input_names = ("pixel_values",)
+    anchor_store_class = ImageAnchorStore
+    _with_classifier = True
+
+    def __init__(self, config: BridgeConfig, encoder: nn.Module | None = None):
+        if config.modality != "image":
+            raise ValueError(
+                f"this config is a {config.modality!r} bridge, not an image one: load it with "
+                "BridgeForSequenceClassification (text) or ModuleBridgeForClassification (features)"
+            )
+        super().__init__(config, encoder=encoder)
+        self.image_processor = None  # set by from_encoder / from_pretrained; saved next to the weights
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, image_processor: Any = None, **kwargs):
+        bridge = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        if image_processor is None:
+            try:  # saved next to the weights by save_pretrained
+                image_processor = AutoImageProcessor.from_pretrained(
+                    pretrained_model_name_or_path, revision=kwargs.get("revision"), cache_dir=kwargs.get("cache_dir")
+                )
+            except (OSError, ValueError):
+                image_processor = None  # only needed to re-embed the anchors; refresh_anchors says so
+        bridge.image_processor = image_processor
+        return bridge
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if self.image_processor is not None and kwargs.get("is_main_process", True):
+            self.image_processor.save_pretrained(save_directory)
+        return result
+
+    @staticmethod
+    def _process(processor: Any, arrays: list[np.ndarray], channels: int) -> torch.Tensor:
+        """HWC uint8 arrays -> ``pixel_values`` through the encoder's processor (grayscale repeated to RGB)."""
+        if channels == 3:
+            arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
+        bad = next((a.shape[2] for a in arrays if a.shape[2] != channels), None)
+        if bad is not None:
+            raise ValueError(f"images have {bad} channels but the encoder takes {channels}; convert them first")
+        return processor(images=arrays, return_tensors="pt")["pixel_values"]
+
+    def preprocess(self, images: Any) -> torch.Tensor:
+        """Raw images (PIL, arrays, uint8 or 0-1 float tensors) -> ``pixel_values`` for this encoder."""
+        if self.image_processor is None:
+            raise ValueError("this bridge has no image processor: set bridge.image_processor = AutoImageProcessor...")
+        return self._process(self.image_processor, image_arrays(images), self.config.encoder.num_channels)
+
+    def _check_anchor_inputs(self) -> None:
+        if self.image_processor is None:
+            raise ValueError(
+                "re-embedding the anchor images needs the encoder's image processor: set bridge.image_processor "
+                "(AutoImageProcessor.from_pretrained(<encoder id>)) or pass image_processor= to from_pretrained"
+            )
+
+    def _anchor_inputs(self, start: int, stop: int) -> dict[str, Any]:
+        arrays = [image.permute(1, 2, 0).numpy() for image in self.anchors.pixels[start:stop].cpu()]
+        return {"pixel_values": self._process(self.image_processor, arrays, self.config.encoder.num_channels)}
+
+    def _encode(self, pixel_values: torch.Tensor | None = None, **encoder_inputs: Any) -> torch.Tensor:
+        """Pooled embeddings of a batch of ``pixel_values`` (B, C, H, W)."""
+        if pixel_values is None or encoder_inputs.get("input_ids") is not None:
+            raise ValueError("an image bridge takes pixel_values (see preprocess(images)), not input_ids")
+        if pixel_values.dim() != 4 or pixel_values.shape[0] == 0:
+            raise ValueError(
+                f"pixel_values must be a non-empty (batch, channels, height, width) tensor, got "
+                f"shape {tuple(pixel_values.shape)}"
+            )
+        channels = self.config.encoder.num_channels
+        if pixel_values.shape[1] != channels:
+            raise ValueError(
+                f"pixel_values have {pixel_values.shape[1]} channels, the encoder takes {channels}; "
+                "pass the images through bridge.preprocess(images)"
+            )
+        try:
+            pixel_values = pixel_values.to(self.encoder.device, self.encoder.dtype)  # processed anchors are on CPU
+            outputs = self.encoder(pixel_values=pixel_values, return_dict=True)
+        except (RuntimeError, ValueError) as error:
+            raise ValueError(
+                f"{type(self.encoder).__name__} failed on pixel_values of shape {tuple(pixel_values.shape)} "
+                f"(processor size {processor_size(self.image_processor)}): {error}; pass the images through "
+                "bridge.preprocess(images)"
+            ) from error
+        return get_pooling(self.config.pooling)(outputs, None)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+        subspace_weights: torch.Tensor | None = None,
+        output_representations: bool = False,
+        return_dict: bool | None = None,
+        input_ids: torch.Tensor | None = None,
+    ) -> BridgeClassifierOutput:
+        if input_ids is not None:
+            raise ValueError("an image bridge takes pixel_values (see preprocess(images)), not input_ids")
+        if features is None and pixel_values is None:
+            raise ValueError("pass pixel_values (see preprocess(images)) or features (precomputed embeddings)")
+        features, representation = self.forward_features(features, subspace_weights, pixel_values=pixel_values)
+        return self._classify(features, representation, labels, output_representations, return_dict)

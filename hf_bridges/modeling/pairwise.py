@@ -8,7 +8,7 @@ L-inf) and recomputes the differences chunk by chunk in backward, so memory stay
 
 With the installed package and numba (``hf_bridges[fast]``), CPU float32 / float64 inputs of >= 4 finite rows go
 through ``hf_bridges.fused_pairwise`` instead (one fused sweep, no difference tensor; L-inf records each pair's
-maximiser, so its backward is a scatter). It is looked up by name on first use: these files stay torch-only.
+maximiser, so its backward is a scatter), imported on first use only if installed: these files stay torch-only.
 
 Design notes (measured, docs/performance.md):
 * exact formulation ``sum |x - a|`` (sub, abs_, sum); ``u + v - 2 min(u, v)`` saves one pass but loses accuracy for
@@ -20,8 +20,6 @@ Design notes (measured, docs/performance.md):
 """
 
 from __future__ import annotations
-
-import importlib
 
 import torch
 
@@ -76,11 +74,11 @@ _FUSED: list = []  # [module] once looked up: hf_bridges.fused_pairwise (numba),
 
 def _fused(x: torch.Tensor, a: torch.Tensor):
     """The installed package's fused CPU kernels (``hf_bridges.fused_pairwise``, numba) when they apply: CPU,
-    float32 / float64, finite inputs (NaN / inf take the torch path, which propagates them like cdist). Looked up
-    by name on first use, so these remote-code files import nothing but torch."""
+    float32 / float64, finite inputs (NaN / inf take the torch path, which propagates them like cdist)."""
     if not _FUSED:
-        try:
-            module = importlib.import_module("hf_bridges.fused_pairwise")
+        try:  # only with the package installed (and numba): remote code without it takes the torch path
+            from hf_bridges import fused_pairwise as module
+
             _FUSED.append(module if module.available() else None)
         except ImportError:
             _FUSED.append(None)

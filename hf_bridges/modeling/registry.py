@@ -1,16 +1,42 @@
-"""``Registry``: the one mechanism for pluggable parts (projections, aggregations, poolings, datasets, ...).
+"""The error family and the registry of pluggable parts: the torch-free base of the remote-code set.
 
-Like peft's method registry or timm's model registry: a part registers under a name with a decorator, together
-with metadata (``invariant_to=...``, ``needs_embeddings=True``), and configs refer to it by that name. A duplicate
-name is refused (pass ``override=True`` to replace on purpose); an unknown name is answered with the closest one.
+Every error hf_bridges raises on bad input derives from :class:`HfBridgesError`; the specific classes also derive
+from the builtin a caller would catch without knowing this package (``ValueError`` for bad values), so
+``except ValueError`` keeps working. The CLI turns any ``HfBridgesError`` into one line.
+
+:class:`Registry` is the one mechanism for pluggable parts (projections, aggregations, poolings, datasets, ...),
+like peft's method registry or timm's model registry: a part registers under a name with a decorator and metadata
+(``invariant_to=...``), configs refer to it by that name, a duplicate is refused (``override=True`` replaces on
+purpose) and an unknown name is answered with the closest one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import difflib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
-from .errors import UnknownNameError, did_you_mean
+
+class HfBridgesError(Exception):
+    """Base of every error raised by hf_bridges for bad input, files or state; the message names the fix."""
+
+
+class ConfigError(HfBridgesError, ValueError):
+    """A config value (YAML preset, ``BridgeConfig`` field, head config) is missing, of the wrong type or unknown."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name that no registry holds; the message suggests the closest registered one."""
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+def did_you_mean(value: object, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` when a registered name is close to ``value``, else an empty string."""
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
 
 T = TypeVar("T")
 

@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._io import sha256_file
-from ..modeling.errors import HfBridgesError
-from ..modeling.registry import Registry
+from ..modeling.registry import HfBridgesError, Registry
 
 MARKER = ".hf_bridges_offline.json"  # at the repo-folder level, outside snapshots/: invisible to from_pretrained
 PLACER_VERSION = 1  # bump when a placer's output changes, so placed snapshots are rebuilt

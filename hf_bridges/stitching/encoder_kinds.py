@@ -68,7 +68,7 @@ def text_settings(spec: EncoderSpec) -> dict:
     """The effective pooling / max_length / prefix / normalize of a text encoder spec: an explicit config value wins,
     then what a sentence-transformers model says (modules.json, sentence_bert_config.json, prompts; a prefix that
     names one of its prompts, e.g. ``query``, becomes that prompt), then the config defaults."""
-    from ..modeling.st_config import resolve_prompt, st_encoder_settings
+    from ..building.sentence_transformers import resolve_prompt, st_encoder_settings
 
     st = st_encoder_settings(spec.id, None if os.path.isdir(spec.id) else spec.revision)
     settings = {  # a value set in the config (not None) wins, then the ST model's, then TEXT_DEFAULTS
@@ -131,7 +131,7 @@ class HFTextEncoder:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        from ..modeling.pooling import get_pooling
+        from ..modeling.head import get_pooling
 
         settings = text_settings(spec)
         revision = resolve_hf_revision(spec.id, spec.revision)
@@ -145,7 +145,7 @@ class HFTextEncoder:
         prefix, max_length, normalize = settings["prefix"], settings["max_length"], settings["normalize"]
         lowercase = settings["lowercase"]
 
-        from ..modeling.batching import embed_in_length_order
+        from ..modeling.modeling_bridge import embed_in_length_order
 
         def forward(**inputs):
             return pool(model(**inputs), inputs.get("attention_mask")).float()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import __version__
-from ..modeling.module_encoders import MODULE_ENCODERS
+from ..module_bridges.encoders import MODULE_ENCODERS
 from ..offline import vision_encoders  # noqa: F401  (registers the packaged EfficientNet-Lite variants)
 from ..snapshots import resolve_hf_revision
 from .config import ConfigError, EncoderSpec, did_you_mean
@@ -20,7 +20,7 @@ from .encoder_kinds import EmbedFn, register_encoder_kind
 
 
 def _uint8_batch(values):
-    from ..modeling.modeling_bridge_vision import to_uint8_images
+    from ..building.vision import to_uint8_images
 
     return to_uint8_images(np.asarray(values))
 
@@ -44,8 +44,8 @@ class HFImageEncoder:
         import torch
         from transformers import AutoImageProcessor, AutoModel
 
-        from ..modeling.modeling_bridge_vision import BridgeForImageClassification
-        from ..modeling.pooling import get_pooling
+        from ..modeling.head import get_pooling
+        from ..modeling.modeling_bridge import BridgeForImageClassification
 
         revision = resolve_hf_revision(spec.id, spec.revision)
         revision = None if revision.startswith("local-") else revision
@@ -91,7 +91,7 @@ class ModuleImageEncoder:
     def load(self, spec: EncoderSpec) -> EmbedFn:
         import torch
 
-        from ..modeling.module_encoders import build_module_encoder
+        from ..module_bridges.encoders import build_module_encoder
 
         try:
             encoder = build_module_encoder(spec.id, **spec.options).eval()

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from ..heads.compatibility import align_head, anchor_space, select_subspaces, subspace_scores
+from ..heads.translation import fit_orthogonal
 from ..metrics import classification_scores, latent_similarity
-from ..modeling.translation import fit_orthogonal
 from .config import LatentSpec, MethodSpec
 from .training import predict
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .._io import atomic_path
-from ..modeling.modeling_bridge_reconstruction import BridgeForReconstruction, ReconstructionOutput, _targets
+from ..module_bridges.reconstruction import BridgeForReconstruction, ReconstructionOutput, _targets
 from ..training.fit import fit
 
 

@@ -54,8 +54,8 @@ def build_head(
     if config.aligned and relative_anchors is not None and relative_anchors < num_anchors:
         config = config.replace(relative_anchors=relative_anchors)
     if config.aligned:  # the aligned component needs the embeddings themselves: no cached subspaces
-        return RelativeProductHead.from_config(config, num_anchors, num_labels, embedding_dim=dim)
-    return CachedSubspaceHead.from_config(config, num_anchors, num_labels)
+        return RelativeProductHead(config, num_anchors, num_labels, embedding_dim=dim)
+    return CachedSubspaceHead(config, num_anchors, num_labels)
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..modeling.errors import HfBridgesError
+from ..modeling.registry import HfBridgesError
 from .config import ConfigError
 
 

@@ -10,9 +10,9 @@ import datasets
 import torch
 from torch import nn
 
+from ..building.loading import load_encoder, load_tokenizer
 from ..data import load_labelled_dataset
 from ..data.anchors import select_alignment_set, select_anchors
-from ..modeling.loaders import load_encoder, load_tokenizer
 from ..modeling.modeling_bridge import BridgeForSequenceClassification
 from .config import TrainConfig
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from .._io import fault_point, make_readable, save_safetensors, tensors_sha256, write_text_atomic
-from ..modeling.errors import HfBridgesError
+from ..modeling.registry import HfBridgesError
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"

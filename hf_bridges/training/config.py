@@ -18,8 +18,8 @@ from typing import Any, Union
 
 import yaml
 
-from ..modeling.errors import ConfigError, did_you_mean
-from ..modeling.head_config import HeadConfig
+from ..modeling.configuration_bridge import HeadConfig
+from ..modeling.registry import ConfigError, did_you_mean
 
 # One vocabulary for every config (train and stitch): the old spellings are read for one release, with a warning.
 RENAMED_KEYS = {"max_length": "max_seq_length", "epochs": "num_epochs", "num": "num_anchors"}

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..modeling.errors import HfBridgesError
+from ..modeling.registry import HfBridgesError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

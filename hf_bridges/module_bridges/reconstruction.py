@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
-from .head_config import LEGACY_DEFAULTS
-from .modeling_bridge_module import ModuleBridgePreTrainedModel
+from ..modeling.configuration_bridge import LEGACY_DEFAULTS
+from .modeling import ModuleBridgePreTrainedModel
 
 
 @dataclass

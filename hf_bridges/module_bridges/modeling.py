@@ -20,15 +20,34 @@ from typing import Any
 import torch
 from torch import nn
 
-from .anchor_stores import TensorAnchorStore
-from .bridge_arguments import _given, check_config_kwargs, resolve_head
-from .bridge_inputs import with_alignment
-from .bridge_outputs import BridgeClassifierOutput, BridgeModelOutput, ClassifierMixin
-from .configuration_bridge import BridgeConfig
-from .modeling_bridge import BridgePreTrainedModel
-from .module_encoders import ModuleEncoder, as_module_encoder
+from ..building.arguments import check_config_kwargs, given, resolve_head, with_alignment
+from ..heads.compatibility import fit_bridge_alignment, stitch_reference
+from ..modeling.configuration_bridge import BridgeConfig
+from ..modeling.modeling_bridge import BridgeClassifierOutput, BridgeModelOutput, BridgePreTrainedModel
+from .encoders import ModuleEncoder, as_module_encoder
 
 __all__ = ["ModuleBridgeForClassification", "ModuleBridgeModel", "ModuleBridgePreTrainedModel", "TensorAnchorStore"]
+
+
+class TensorAnchorStore(nn.Module):
+    """Raw anchor inputs as one tensor (to re-embed with any encoder) and their cached embeddings."""
+
+    def __init__(self, num_anchors: int, input_shape: Sequence[int], input_dtype: str, hidden_size: int):
+        super().__init__()
+        dtype = getattr(torch, input_dtype, None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"unknown anchor input dtype {input_dtype!r}")
+        self.register_buffer("inputs", torch.zeros(num_anchors, *input_shape, dtype=dtype))
+        self.register_buffer("embeddings", torch.zeros(num_anchors, hidden_size))
+        self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
+
+    @classmethod
+    def from_config(cls, config) -> TensorAnchorStore:
+        shape = config.anchor_input_shape
+        return cls(config.num_anchors, [0] if shape is None else shape, config.anchor_input_dtype, config.hidden_size)
+
+    def has_inputs(self) -> bool:
+        return self.inputs.numel() > 0
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -136,7 +155,7 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
         if head_config is None:
             head_config = dict(cls.default_head) if cls.default_head is not None else {}
         head = dict(head_config) if isinstance(head_config, dict) else head_config.to_dict()
-        return {**head, **_given(projections=projections, aggregation=aggregation)}
+        return {**head, **given(projections=projections, aggregation=aggregation)}
 
     @classmethod
     def from_pretrained(
@@ -163,7 +182,7 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
         head=...)``): the anchor embeddings held before the swap are the reference, so a head attached twice
         maps the second encoder straight into the training encoder's space. Recorded in
         ``config.head.alignment``; the label-free fit and stitch score are there too."""
-        reference = self._stitch_reference()  # before the swap: the embeddings the map is fitted against
+        reference = stitch_reference(self)  # before the swap: the embeddings the map is fitted against
         encoder = as_module_encoder(module, **options)
         if self.config.freeze_encoder:
             encoder.requires_grad_(False)
@@ -171,7 +190,7 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
         self.config.encoder_class = encoder.name
         self._anchor_snapshot = None
         self.refresh_anchors()
-        self._fit_alignment(reference, translation, relative_space)
+        fit_bridge_alignment(self, reference, translation, relative_space)
         return self
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -221,8 +240,10 @@ class ModuleBridgeModel(ModuleBridgePreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
 
-class ModuleBridgeForClassification(ClassifierMixin, ModuleBridgePreTrainedModel):
+class ModuleBridgeForClassification(ModuleBridgePreTrainedModel):
     """Plain-module encoder + relative product head + MLP classifier; returns ``loss`` given ``labels``."""
+
+    _with_classifier = True
 
     def forward(
         self,

@@ -5,8 +5,6 @@ a module that returns a tuple, a dict or a tensor of the wrong rank fails with a
 instead. :class:`ImagePreprocess` turns raw ``uint8`` images into the module's normalised input inside the
 encoder, so image anchors can be stored as ``uint8`` at their native size (4x smaller than float pixels, and the
 same stored anchors serve encoders with different input sizes).
-
-Only relative imports: shipped next to the weights as remote code with the bridge modules.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .registry import Registry, registrar
+from ..modeling.registry import Registry, registrar
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -5,10 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging
 
-from .input_checks import check_batch, check_features, fit_max_seq_length, text_checked
+logger = logging.get_logger(__name__)
 
-__all__ = ["check_batch", "check_features", "load_encoder", "load_fitted", "load_tokenizer", "text_checked"]
+# Encoders whose position ids start after the padding index (RoBERTa's padding_idx + 1): 2 positions fewer usable.
+POSITION_OFFSET_TYPES = (
+    "roberta",
+    "xlm-roberta",
+    "xlm-roberta-xl",
+    "camembert",
+    "mpnet",
+    "longformer",
+    "data2vec-text",
+)
 
 
 def load_encoder(
@@ -55,3 +65,22 @@ def load_image_processor(name_or_path: str, revision: str | None = None):
             f"could not load an image processor for the encoder {name_or_path!r}: {error}\n"
             "Pass image_processor=... explicitly (e.g. the processor of the checkpoint the encoder came from)."
         ) from error
+
+
+def fit_max_seq_length(encoder_config: Any, max_seq_length: int, where: str = "from_encoder") -> int:
+    """``max_seq_length``, or the encoder's own limit (``max_position_embeddings``, less RoBERTa's offset) when that
+    is lower: position ids past it do not exist, so a longer input would crash the encoder. Logged when clamped."""
+    positions = getattr(encoder_config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or positions <= 0:
+        return max_seq_length
+    offset = 0
+    if getattr(encoder_config, "model_type", None) in POSITION_OFFSET_TYPES:
+        offset = int(getattr(encoder_config, "pad_token_id", 1) or 1) + 1
+    limit = positions - offset
+    if limit >= 1 and max_seq_length > limit:
+        logger.warning(
+            f"{where}: max_seq_length={max_seq_length} is above what the encoder takes (max_position_embeddings="
+            f"{positions}{f' less {offset}' if offset else ''}): clamped to {limit}"
+        )
+        return limit
+    return max_seq_length

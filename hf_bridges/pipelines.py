@@ -7,20 +7,14 @@ its tokenizer, so these two tasks get pipeline subclasses, registered in transfo
 try the usual guess softly (``_load_tokenizer = None``, as transformers' own optional components do) and then take
 the model's tokenizer. For any other model they behave as before: no guess possible -> the loader's own error.
 
-``transformers.pipelines`` takes seconds to import, so importing a bridge does not import it: the registration
-runs when something else imports it (a post-import hook on that one module name), or at once if it already is.
-Only torch/transformers and the standard library: shipped as remote code next to the weights.
+``transformers.pipelines`` takes seconds to import, so ``import hf_bridges`` does not import it: the registration
+runs when something else does (``hf_bridges._hooks``), or at once if it already is.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib.abc
-import importlib.util
-import sys
 from typing import Any
 
-_MODULE = "transformers.pipelines"
 _TASKS = {
     "text-classification": "TextClassificationPipeline",
     "feature-extraction": "FeatureExtractionPipeline",
@@ -77,39 +71,15 @@ def _register(pipelines: Any) -> None:
             continue
         impl = entry.get("impl")
         if getattr(impl, "_hf_bridges_pipeline", False):
-            continue  # already registered (the package and a remote-code copy both import this file)
+            continue  # already registered
         if impl is not stock and impl != f"{stock.__module__}.{class_name}":
             continue  # a user's own pipeline for the task: left alone
         entry["impl"] = _with_model_tokenizer(stock)
 
 
-class _RegisterOnImport(importlib.abc.MetaPathFinder):
-    """Runs ``_register`` right after ``transformers.pipelines`` is first executed, then steps aside."""
-
-    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-        if name != _MODULE:
-            return None
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        loader = getattr(spec, "loader", None)
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        exec_module = loader.exec_module
-
-        def exec_and_register(module: Any) -> None:
-            exec_module(module)
-            with contextlib.suppress(Exception):  # never break an import: without it, pass tokenizer=...
-                _register(module)
-
-        loader.exec_module = exec_and_register
-        return spec
-
-
-def register_bridge_pipelines() -> None:
-    """Register now if ``transformers.pipelines`` is imported, else when it is."""
-    module = sys.modules.get(_MODULE)
-    if module is not None:
-        _register(module)
-    elif not any(isinstance(finder, _RegisterOnImport) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _RegisterOnImport())
+def register_bridge_pipelines(pipelines: Any = None) -> None:
+    """Swap the stock pipeline of each task for its subclass (``pipelines``: the imported
+    ``transformers.pipelines``; ``hf_bridges._hooks`` calls this when it is first imported)."""
+    if pipelines is None:
+        import transformers.pipelines as pipelines
+    _register(pipelines)

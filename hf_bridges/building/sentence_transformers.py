@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from .errors import ConfigError
+from ..modeling.registry import ConfigError
 
 # sentence-transformers pooling mode (``pooling_mode`` string, or the legacy ``pooling_mode_*`` booleans)
 # -> hf_bridges pooling name (modeling/pooling.py)
