@@ -62,16 +62,17 @@ def _initializing(name: str) -> bool:
 
 
 def _register_models(_: Any = None) -> None:
-    from . import auto  # noqa: F401  (registers on import)
+    from .auto import BridgeConfig  # noqa: F401  (importing hf_bridges.auto registers every class)
 
 
-def _register_config(_: Any = None) -> None:
-    """transformers' config module loads while ours may be importing it (PretrainedConfig pulls it in): then the
-    model hook or ``hf_bridges.<Class>`` registers later."""
+def _register_config(configuration_auto: Any) -> None:
+    """The config alone (``AutoConfig.from_pretrained`` users): the model classes wait for ``modeling_auto``, which
+    the modeling files never import at import time. transformers' config module may load while ours is importing
+    (PretrainedConfig pulls it in): then ours registers when the model hook runs."""
     if not _initializing("hf_bridges.modeling.configuration_bridge"):
-        from .auto import register_config
+        from .modeling.configuration_bridge import BridgeConfig
 
-        register_config()
+        configuration_auto.AutoConfig.register(BridgeConfig.model_type, BridgeConfig, exist_ok=True)
 
 
 def _register_pipelines(module: Any) -> None:

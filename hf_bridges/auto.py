@@ -11,12 +11,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForImageClassification,
 from .modeling.configuration_bridge import BridgeConfig
 from .modeling.modeling_bridge import BridgeForImageClassification, BridgeForSequenceClassification, BridgeModel
 
-
-def register_config() -> None:
-    AutoConfig.register(BridgeConfig.model_type, BridgeConfig, exist_ok=True)
-
-
-register_config()
+AutoConfig.register(BridgeConfig.model_type, BridgeConfig, exist_ok=True)
 AutoModel.register(BridgeConfig, BridgeModel, exist_ok=True)
 AutoModelForSequenceClassification.register(BridgeConfig, BridgeForSequenceClassification, exist_ok=True)
 AutoModelForImageClassification.register(BridgeConfig, BridgeForImageClassification, exist_ok=True)

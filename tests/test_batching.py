@@ -67,7 +67,7 @@ def test_left_padding_is_not_trimmed(encoder_and_tokens):
 
 def test_order_is_longest_first_and_stable():
     mask = torch.tensor([[1, 0, 0], [1, 1, 1], [1, 1, 0], [1, 1, 1]])
-    assert length_order(mask).tolist() == [1, 3, 2, 0]
+    assert length_order(mask.sum(dim=1)).tolist() == [1, 3, 2, 0]
 
 
 def test_bad_arguments_are_named():
@@ -122,7 +122,7 @@ def test_refresh_anchors_sorts_by_length_and_names_the_anchors(tokenizer, one_th
 
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_pad_rows_pads_as_the_tokenizer_does(side):
-    from hf_bridges.modeling.modeling_bridge import pad_rows
+    from hf_bridges.building.text_api import pad_rows
 
     tokenizer = make_tokenizer()
     tokenizer.padding_side = side
@@ -137,7 +137,7 @@ def test_pad_rows_pads_as_the_tokenizer_does(side):
 
 def test_whole_list_order_equals_padded_tensors(encoder_and_tokens):
     """The unpadded whole-list form (tokenised once) gives what the padded-tensor form gives, in input order."""
-    from hf_bridges.modeling.modeling_bridge import embed_rows_in_length_order
+    from hf_bridges.building.text_api import embed_rows_in_length_order
 
     encoder, tokens = encoder_and_tokens
     fn, calls = _embed(encoder)

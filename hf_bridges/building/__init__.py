@@ -1,5 +1,5 @@
-"""The building layer: what makes, attaches and writes bridges, installed with the package and never shipped next
-to the weights. The model classes (``hf_bridges.modeling``, the remote-code set) reach it through these functions
+"""The building layer: what makes, attaches and writes bridges (and the text API over them), installed with the
+package and never shipped next to the weights. The model classes (``hf_bridges.modeling``, the remote-code set) reach it through these functions
 only, lazily, so an attach flows one way: attach -> build -> model -> alignment -> metrics.
 """
 
@@ -51,3 +51,27 @@ def write_model_card(model: Any, folder: Any, repo_id: str | None = None) -> Non
     from ..heads.cards import write_model_card as write
 
     write(model, folder, repo_id)
+
+
+def encode(model: Any, sentences: Any, **kwargs: Any) -> Any:
+    from .text_api import encode as run
+
+    return run(model, sentences, **kwargs)
+
+
+def predict(model: Any, inputs: Any, **kwargs: Any) -> Any:
+    from .text_api import predict as run
+
+    return run(model, inputs, **kwargs)
+
+
+def predict_proba(model: Any, inputs: Any, **kwargs: Any) -> Any:
+    from .text_api import predict_proba as run
+
+    return run(model, inputs, **kwargs)
+
+
+def preprocess(model: Any, images: Any) -> Any:
+    from .vision import preprocess as run
+
+    return run(model, images)

@@ -125,9 +125,9 @@ FROM_ENCODER_ARGS = (
 )
 
 
-def attach_arguments(hub: Any) -> tuple[str, ...]:
+def attach_arguments(attach_head: Any) -> tuple[str, ...]:
     """The keyword arguments ``attach_head`` takes itself (``head_revision``, ``token``, ``subspace_selection``...)."""
-    params = inspect.signature(hub.attach_head).parameters
+    params = inspect.signature(attach_head).parameters
     return tuple(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 

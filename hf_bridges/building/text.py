@@ -72,11 +72,11 @@ def build_bridge(
             raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
         if not embed_anchors:
             raise ValueError("embed_anchors=False is for a new head: an attach embeds (or reuses) its anchors")
-        from ..heads import hub
+        from ..heads.attach import attach_head
 
-        check_config_kwargs(config_kwargs, "from_encoder", FROM_ENCODER_ARGS, allowed=attach_arguments(hub))
+        check_config_kwargs(config_kwargs, "from_encoder", FROM_ENCODER_ARGS, allowed=attach_arguments(attach_head))
         # prefix: the NEW encoder's (attach_head embeds the head's anchors with it, saved as input_prefix)
-        return hub.attach_head(
+        return attach_head(
             cls,
             encoder,
             head,

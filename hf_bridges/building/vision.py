@@ -4,13 +4,13 @@ The anchor images are stored as ``uint8`` (k, C, H, W) at their native size when
 to the processor's input size), not as processed ``pixel_values``: processed float pixels of 1,280 anchors at 224 px
 take ~770 MB and belong to one encoder's processor, while raw ``uint8`` is 4x smaller at the same size, exact, loads
 with no decoding code (safetensors), and any encoder's processor runs on it when a head moves to another encoder.
-Head-only files store the same images as PNG bytes in Parquet (:func:`anchor_png_bytes`).
+Head-only files store the same images as PNG bytes in Parquet (``heads.format.anchor_png_bytes``).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,6 @@ from transformers import PreTrainedModel
 
 from ..modeling.configuration_bridge import BridgeConfig
 from ..modeling.head import get_pooling
-from ..modeling.modeling_bridge import image_arrays, processor_size
 from .arguments import check_config_kwargs, given, resolve_head, warn_degenerate_anchors, with_alignment
 from .loading import load_encoder, load_image_processor
 
@@ -128,6 +127,90 @@ def build_bridge(
     return bridge
 
 
+def _one_image(image: Any) -> np.ndarray:
+    """One image -> HWC array (PIL and numpy are HWC/HW; a torch tensor is CHW/HW, the torch convention)."""
+    if hasattr(image, "convert") and hasattr(image, "mode"):  # PIL
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        image = np.asarray(image)
+    elif isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+        image = image.permute(1, 2, 0).numpy() if image.dim() == 3 else image.numpy()
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise ValueError(f"an image must be (H, W), (H, W, C) or a CHW tensor, got shape {array.shape}")
+    return array
+
+
+def _as_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"images must be numeric (uint8 0-255 or float 0-1), got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.integer):  # integers are 0-255 pixel values
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise ValueError(f"integer images must be in 0-255, got values from {array.min()} to {array.max()}")
+        return array.astype(np.uint8)
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise ValueError("images contain NaN or inf")
+    if array.size and array.max() <= 1.0:
+        array = array * 255.0
+    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
+
+
+def image_arrays(images: Any, decode: Callable[[Any], Any] | None = None) -> list[np.ndarray]:
+    """Images (a batch tensor N,C,H,W / N,H,W, an array N,H,W,C / N,H,W, or a list of PIL images, arrays or CHW
+    tensors) -> HWC ``uint8`` arrays; grayscale next to RGB becomes RGB. ``decode``: applied to each list item
+    first (the building layer's PNG bytes)."""
+    if isinstance(images, torch.Tensor) and images.dim() in (3, 4):
+        items = list(images.detach().cpu())
+    elif (isinstance(images, np.ndarray) and images.ndim in (3, 4)) or isinstance(images, (list, tuple)):
+        items = list(images)
+    else:
+        raise ValueError(
+            f"images must be a batch tensor (N, C, H, W), an array (N, H, W[, C]) or a list of images, got "
+            f"{type(images).__name__}" + (f" of shape {tuple(images.shape)}" if hasattr(images, "shape") else "")
+        )
+    if not items:
+        raise ValueError("no images given")
+    arrays = [_as_uint8(_one_image(decode(item) if decode else item)) for item in items]
+    channels = {a.shape[2] for a in arrays}
+    if not channels <= {1, 3}:
+        raise ValueError(f"images must have 1 (grayscale) or 3 (RGB) channels, got {sorted(channels)}")
+    if channels == {1, 3}:
+        arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
+    return arrays
+
+
+def processor_size(processor: Any) -> tuple[int, int] | None:
+    """The (H, W) an image processor feeds its model, when it says so."""
+    for attr in ("crop_size", "size"):
+        size = getattr(processor, attr, None)
+        if isinstance(size, int):
+            return size, size
+        if size is None:
+            continue
+        get = (
+            size.get if isinstance(size, dict) else lambda key, size=size: getattr(size, key, None)
+        )  # dict or SizeDict
+        if get("height") and get("width"):
+            return int(get("height")), int(get("width"))
+        if get("shortest_edge"):
+            return int(get("shortest_edge")), int(get("shortest_edge"))
+    return None
+
+
+def preprocess(bridge: Any, images: Any) -> torch.Tensor:
+    """``bridge.preprocess(images)``: raw images -> ``pixel_values`` through the bridge's image processor."""
+    if bridge.image_processor is None:
+        raise ValueError("this bridge has no image processor: set bridge.image_processor = AutoImageProcessor...")
+    arrays = image_arrays(images, decode=_decode)
+    return bridge._process(bridge.image_processor, arrays, bridge.config.encoder.num_channels)
+
+
 def _decode(item: Any) -> Any:
     """PNG / JPEG bytes (a head's anchor images) -> a PIL image; anything else as it is."""
     if isinstance(item, (bytes, bytearray)):
@@ -155,14 +238,3 @@ def to_uint8_images(images: Any, size: Sequence[int] | None = None, force_size: 
         ]
         arrays = [a[:, :, None] if a.ndim == 2 else a for a in arrays]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-
-
-def anchor_png_bytes(bridge: Any) -> list[bytes]:
-    """The anchor images as PNG files (lossless, compact): how a head-only save stores them in Parquet."""
-    files = []
-    for image in bridge.anchors.pixels.cpu():
-        array = image.permute(1, 2, 0).numpy()
-        buffer = io.BytesIO()
-        Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(buffer, format="PNG")
-        files.append(buffer.getvalue())
-    return files

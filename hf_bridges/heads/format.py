@@ -145,8 +145,6 @@ def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
     config = model.config
     # Image bridges keep their anchors as uint8 tensors; a head stores them as PNG bytes (Parquet binary column).
     if getattr(model.anchors, "pixels", None) is not None:  # an image bridge: its uint8 anchors as PNG files
-        from ..building.vision import anchor_png_bytes
-
         raw_anchors = anchor_png_bytes(model)
     else:
         raw_anchors = config.anchors
@@ -466,3 +464,18 @@ def read_card(path: Path, folder: Path, source: str) -> str | None:
 def _file_names(state: dict) -> dict:
     """The head registers its classifier MLP as ``mlp`` (peft's SEQ_CLS recipe); head files keep ``classifier.*``."""
     return {("classifier." + k[4:] if k.startswith("mlp.") else k): v for k, v in state.items()}
+
+
+def anchor_png_bytes(bridge: Any) -> list[bytes]:
+    """The anchor images as PNG files (lossless, compact): how a head-only save stores them in Parquet."""
+    import io
+
+    from PIL import Image
+
+    files = []
+    for image in bridge.anchors.pixels.cpu():
+        array = image.permute(1, 2, 0).numpy()
+        buffer = io.BytesIO()
+        Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(buffer, format="PNG")
+        files.append(buffer.getvalue())
+    return files

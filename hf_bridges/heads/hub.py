@@ -237,16 +237,3 @@ def load_head(head: PathLike, **pull_kwargs: Any) -> BridgeHead:
     if not os.path.isdir(head) and folder.parent.name == "snapshots":  # the HF cache: snapshots/<commit sha>
         bundle.revision = folder.name
     return bundle
-
-
-# -------------------------------------------------------------------------------------------------------- attach
-
-
-def __getattr__(name: str) -> Any:
-    """``hub.attach_head``: the model classes reach every head-only operation through this module (a lazy import
-    from the remote-code files); attaching lives in ``attach.py``, which itself imports this module."""
-    if name == "attach_head":
-        from .attach import attach_head
-
-        return attach_head
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

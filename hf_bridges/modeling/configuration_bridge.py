@@ -1,11 +1,7 @@
 """The configurations: :class:`HeadConfig` (the head's hyper-parameters, the one list of head fields) and
-:class:`BridgeConfig` (everything needed to rebuild a bridge model, its raw anchor inputs included).
-
-``BridgeConfig`` is a declarative transformers 5 config (``@strict`` typed fields, the wrapped encoder's config as a
-sub-config, as ``EncoderDecoderConfig`` holds its two); ``HeadConfig`` is nested under ``head``. What older files
-wrote differently is read through one table per class (:data:`LEGACY_DEFAULTS` for the head, the flat format-1 keys
-for the bridge). Values are checked with errors of the ``ConfigError`` family (a ``ValueError``) that name the field
-and the fix. Remote code: only transformers and sibling files.
+:class:`BridgeConfig` (a declarative transformers 5 config: ``@strict`` typed fields, the encoder's config as a
+sub-config, the head nested under ``head``). What older files wrote differently is read through one table per
+class (:data:`LEGACY_DEFAULTS`, the flat format-1 head keys); bad values raise ``ConfigError`` naming the fix.
 """
 
 from __future__ import annotations
@@ -30,14 +26,13 @@ def _fail(where: str, field_name: str, problem: str, fix: str) -> ConfigError:
     return ConfigError(f"{where}.{field_name}: {problem}; {fix}")
 
 
+def _got(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
 def _check_name(where: str, field_name: str, value: Any, registry) -> str:
     if not isinstance(value, str):
-        raise _fail(
-            where,
-            field_name,
-            f"expected a name (string), got {type(value).__name__} {value!r}",
-            f"use one of {sorted(registry)}",
-        )
+        raise _fail(where, field_name, f"expected a name (string), got {_got(value)}", f"use one of {sorted(registry)}")
     try:
         return registry.check(value)
     except UnknownNameError as error:
@@ -48,12 +43,8 @@ def _check_int(where: str, field_name: str, value: Any, low: int, allow_none: bo
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(
-            where,
-            field_name,
-            f"expected an integer, got {type(value).__name__} {value!r}",
-            f"write a whole number in [{low}, {MAX_WIDTH}]" + (" or null" if allow_none else ""),
-        )
+        fix = f"write a whole number in [{low}, {MAX_WIDTH}]" + (" or null" if allow_none else "")
+        raise _fail(where, field_name, f"expected an integer, got {_got(value)}", fix)
     if not low <= value <= MAX_WIDTH:
         raise _fail(where, field_name, f"{value} is out of range", f"use a value in [{low}, {MAX_WIDTH}]")
     return value
@@ -61,12 +52,7 @@ def _check_int(where: str, field_name: str, value: Any, low: int, allow_none: bo
 
 def _check_probability(where: str, field_name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(
-            where,
-            field_name,
-            f"expected a number, got {type(value).__name__} {value!r}",
-            "write a probability in [0, 1)",
-        )
+        raise _fail(where, field_name, f"expected a number, got {_got(value)}", "write a probability in [0, 1)")
     if not (0.0 <= float(value) < 1.0):  # also refuses NaN
         raise _fail(where, field_name, f"{value} is out of range", "use a probability in [0, 1)")
     return float(value)
@@ -84,7 +70,7 @@ class HeadConfig:
         aggregation: ``concat``, ``sum``, ``mlp_sum``, ``self_attention`` or ``weighted``.
         aggregation_dim: width of the learned per-subspace maps (capped at num_anchors); ``None``: the paper's k->k.
         subspace_dropout: probability of dropping each subspace per training batch (one always survives).
-        subspace_weights: per-projection weights at inference (0 drops a subspace); ``None`` keeps all.
+        subspace_weights: one weight per projection (then one for the aligned component) at inference; 0 drops it.
         classifier_hidden_size: hidden width of the MLP classifier (0: a single linear layer).
         classifier_dropout: dropout inside the classifier.
         aligned: add the aligned component ``LayerNorm(std(z) @ R + b)`` (the training encoder's anchor-standardised
@@ -104,12 +90,9 @@ class HeadConfig:
             ``stitch_score``); ``None`` on the training encoder. ``relative_space: translated`` makes the relative
             component read the mapped embeddings against the training encoder's anchors (stored with the weights).
 
-    The defaults are the default head (issue 9, "aligned product, summed"): one cosine subspace on
-    anchor-standardised embeddings plus the aligned component, one classifier each, logits averaged, trained with
-    component dropout 0.3. Configs saved before a field existed read it from :data:`LEGACY_DEFAULTS`
-    (``from_dict(..., legacy=True)``). ``subspace_weights`` holds one weight per projection, then one for the
-    aligned component when ``aligned``.
-    """
+    The defaults are the default head: one cosine subspace on anchor-standardised embeddings plus the aligned
+    component, one classifier each, logits averaged, component dropout 0.3. Configs saved before a field existed read
+    it from :data:`LEGACY_DEFAULTS` (``from_dict(..., legacy=True)``)."""
 
     projections: list = field(default_factory=lambda: ["cosine"])
     abs_transform: str = "standard"
@@ -171,14 +154,12 @@ class HeadConfig:
     def validate(self, where: str = "head") -> None:
         projections = self.projections
         if isinstance(projections, str) or not isinstance(projections, (list, tuple)):
-            raise _fail(
-                where,
-                "projections",
-                f"expected a list of names, got {type(projections).__name__} {projections!r}",
+            fix = (
                 f"write a list, e.g. [{projections!r}]"
                 if isinstance(projections, str)
-                else f"choose one or more of {sorted(PROJECTIONS)}",
+                else f"choose one or more of {sorted(PROJECTIONS)}"
             )
+            raise _fail(where, "projections", f"expected a list of names, got {_got(projections)}", fix)
         if not projections:
             raise ConfigError(f"{where}: projections is empty; choose one or more of {sorted(PROJECTIONS)}")
         for i, name in enumerate(projections):
@@ -186,60 +167,48 @@ class HeadConfig:
         if len(set(projections)) != len(projections):
             raise _fail(where, "projections", f"has duplicates: {list(projections)}", "list each projection once")
         self.projections = list(projections)
-        _check_name(where, "abs_transform", self.abs_transform, ABS_TRANSFORMS)
-        _check_name(where, "subspace_norm", self.subspace_norm, SUBSPACE_NORMS)
-        _check_name(where, "aggregation", self.aggregation, AGGREGATIONS)
-        _check_int(where, "aggregation_dim", self.aggregation_dim, 1, allow_none=True)
+        for name, registry in (
+            ("abs_transform", ABS_TRANSFORMS),
+            ("subspace_norm", SUBSPACE_NORMS),
+            ("aggregation", AGGREGATIONS),
+        ):
+            _check_name(where, name, getattr(self, name), registry)
+        for name, low in (("aggregation_dim", 1), ("aligned_dim", 1), ("relative_anchors", 2)):
+            _check_int(where, name, getattr(self, name), low, allow_none=True)
         _check_int(where, "classifier_hidden_size", self.classifier_hidden_size, 0)
-        self.subspace_dropout = _check_probability(where, "subspace_dropout", self.subspace_dropout)
-        self.classifier_dropout = _check_probability(where, "classifier_dropout", self.classifier_dropout)
-        self.component_dropout = _check_probability(where, "component_dropout", self.component_dropout)
+        for name in ("subspace_dropout", "classifier_dropout", "component_dropout"):
+            setattr(self, name, _check_probability(where, name, getattr(self, name)))
         if not isinstance(self.aligned, bool):
             raise _fail(where, "aligned", f"expected true or false, got {self.aligned!r}", "write true or false")
-        _check_int(where, "aligned_dim", self.aligned_dim, 1, allow_none=True)
         if self.combine not in COMBINES:
-            raise _fail(
-                where,
-                "combine",
-                f"unknown value {self.combine!r}{did_you_mean(str(self.combine), COMBINES)}",
-                f"use one of {list(COMBINES)}",
-            )
-        _check_int(where, "relative_anchors", self.relative_anchors, 2, allow_none=True)
+            problem = f"unknown value {self.combine!r}{did_you_mean(str(self.combine), COMBINES)}"
+            raise _fail(where, "combine", problem, f"use one of {list(COMBINES)}")
         if self.relative_anchors is not None and not self.aligned:
-            raise _fail(
-                where,
-                "relative_anchors",
-                "an alignment set (anchors beyond relative_anchors) only fits the aligned map, and aligned is false",
-                "set aligned: true or drop relative_anchors",
+            problem = (
+                "an alignment set (anchors beyond relative_anchors) only fits the aligned map, and aligned is false"
             )
+            raise _fail(where, "relative_anchors", problem, "set aligned: true or drop relative_anchors")
         self.alignment = _check_alignment(where, self.alignment)
+        self.subspace_weights = self._checked_weights(where)
+
+    def _checked_weights(self, where: str) -> list[float] | None:
         weights = self.subspace_weights
-        if weights is not None:
-            if (
-                isinstance(weights, (str, bytes))
-                or not isinstance(weights, (list, tuple))
-                or any(isinstance(w, bool) or not isinstance(w, (int, float)) for w in weights)
-            ):
-                raise _fail(
-                    where,
-                    "subspace_weights",
-                    f"expected a list of numbers, got {weights!r}",
-                    "write one weight per projection, or null",
-                )
-            if len(weights) != self.num_components:
-                what = f"{len(projections)} projections" + (" + the aligned component" if self.aligned else "")
-                raise _fail(
-                    where,
-                    "subspace_weights",
-                    f"has {len(weights)} values for {what}",
-                    "write one weight per projection"
-                    + (", then one for the aligned component" if self.aligned else ""),
-                )
-            if min(weights) < 0 or sum(weights) <= 0 or any(w != w for w in weights):
-                raise _fail(
-                    where, "subspace_weights", f"{list(weights)} is invalid", "use weights >= 0 with a positive sum"
-                )
-            self.subspace_weights = [float(w) for w in weights]
+        if weights is None:
+            return None
+        fix = "write one weight per projection" + (", then one for the aligned component" if self.aligned else "")
+        numbers = isinstance(weights, (list, tuple)) and all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights
+        )
+        if not numbers:
+            raise _fail(where, "subspace_weights", f"expected a list of numbers, got {weights!r}", fix + ", or null")
+        if len(weights) != self.num_components:
+            what = f"{len(self.projections)} projections" + (" + the aligned component" if self.aligned else "")
+            raise _fail(where, "subspace_weights", f"has {len(weights)} values for {what}", fix)
+        if min(weights) < 0 or sum(weights) <= 0 or any(w != w for w in weights):
+            raise _fail(
+                where, "subspace_weights", f"{list(weights)} is invalid", "use weights >= 0 with a positive sum"
+            )
+        return [float(w) for w in weights]
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
@@ -263,24 +232,16 @@ def _check_alignment(where: str, record: Any) -> dict | None:
     """The attach record: a flat JSON mapping; ``relative_space`` (if given) is ``native`` or ``translated``."""
     if record is None:
         return None
-    if (
-        not isinstance(record, Mapping)
-        or any(not isinstance(key, str) for key in record)
-        or any(value is not None and not isinstance(value, (str, int, float, bool)) for value in record.values())
-    ):
-        raise _fail(
-            where,
-            "alignment",
-            f"expected a flat mapping of names to values, got {record!r}",
-            "leave it to the attach (null on the training encoder)",
-        )
+    flat = isinstance(record, Mapping) and all(
+        isinstance(key, str) and (value is None or isinstance(value, (str, int, float, bool)))
+        for key, value in record.items()
+    )
+    if not flat:
+        problem, fix = f"expected a flat mapping of names to values, got {record!r}", "leave it to the attach"
+        raise _fail(where, "alignment", problem, fix + " (null on the training encoder)")
     if record.get("relative_space", "native") not in RELATIVE_SPACES:
-        raise _fail(
-            where,
-            "alignment.relative_space",
-            f"unknown value {record.get('relative_space')!r}",
-            f"use one of {list(RELATIVE_SPACES)}",
-        )
+        problem = f"unknown value {record.get('relative_space')!r}"
+        raise _fail(where, "alignment.relative_space", problem, f"use one of {list(RELATIVE_SPACES)}")
     return dict(record)
 
 
@@ -457,14 +418,11 @@ class BridgeConfig(PretrainedConfig):
 
 def _head_alias(name: str) -> property:
     """``config.<name>`` reads and writes ``config.head.<name>`` (the flat spelling of format 1 keeps working)."""
-
-    def get(self):
-        return getattr(self.head, name)
-
-    def set_(self, value):
-        self.head = self.head.replace(**{name: value})
-
-    return property(get, set_, doc=f"Alias of ``head.{name}``.")
+    return property(
+        lambda self: getattr(self.head, name),
+        lambda self, value: setattr(self, "head", self.head.replace(**{name: value})),
+        doc=f"Alias of ``head.{name}``.",
+    )
 
 
 HEAD_FIELDS = HeadConfig.field_names()

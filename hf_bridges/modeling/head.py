@@ -1,10 +1,7 @@
-"""The relative product head and its parts: what turns absolute embeddings and anchor embeddings into r(z).
-
-One file for the head and every pluggable part it is built from, each part a :class:`~.registry.Registry` entry
-added with one decorator: projections (similarity functions, each invariant to a class of maps), absolute transforms
-fitted on the anchors, subspace normalisations, aggregations, and the poolings that turn an encoder's output into one
-vector. The head knows nothing about encoders, tokenizers or files, so the same module serves the full model, the
-head-only format and training on cached embeddings. Remote code: only torch and sibling files.
+"""The relative product head and every pluggable part it is built from, each a :class:`~.registry.Registry` entry:
+projections, absolute transforms fitted on the anchors, subspace norms, aggregations, and the poolings that turn an
+encoder's output into one vector. It knows nothing about encoders or files: the full model, the head-only format
+and training on cached embeddings share it.
 """
 
 from __future__ import annotations
@@ -221,10 +218,8 @@ def whiten(x: torch.Tensor, anchors: torch.Tensor, shrinkage: float | str = "lw"
 
 
 # ------------------------------------------------------------------------------- statistics of fixed anchors
-# The anchors are an argument of every forward, but fixed while a head trains on cached embeddings, predicts, or sits
-# in a bridge: their statistics (mean, std, whitening) and transformed copy are computed once per anchors tensor and
-# reused while that tensor is alive and unchanged (same version counter and storage). Anchors with a gradient (a
-# trainable encoder embedding them in the step) are never memoised, so gradients are exactly as before.
+# Fixed anchors' statistics are computed once per anchors tensor, reused while it is alive and unchanged (same
+# version and storage); anchors with a gradient (a trainable encoder) are never memoised.
 _ANCHOR_FITS: dict[int, tuple[weakref.ref, tuple, dict]] = {}
 
 
@@ -519,11 +514,8 @@ def _rename_prefix(old: str, new: str):
 
 
 class SummedClassifier(nn.Module):
-    """One MLP per component of ``r(z) = [relative, aligned]``; the logits of the present components are averaged.
-
-    A component is absent for a sample when its part of ``r(z)`` is exactly zero (``represent`` zeroes a dropped
-    component), so ``classifier(head.represent(...))`` equals ``head(...)`` and the model's forward_head contract
-    holds. Averaging (not summing) keeps one component alone on the scale the classifiers were trained on."""
+    """One MLP per component of ``r(z) = [relative, aligned]``; the logits of the present components (a dropped one
+    is exactly zero in r(z)) are averaged, so one component alone stays on the scale it was trained on."""
 
     def __init__(self, relative_dim: int, aligned_dim: int, num_labels: int, hidden_size: int, dropout: float):
         super().__init__()
@@ -542,11 +534,9 @@ class SummedClassifier(nn.Module):
 class RelativeProductHead(nn.Module):
     """Product of relative subspaces, one per projection, aggregated, then an optional MLP classifier.
 
-    The classifier MLP is registered as ``mlp`` (``classifier`` is an alias for reading and assigning): peft's
-    SEQ_CLS recipe wraps every module whose path ends in ``classifier``/``score``, and the bridge registers this
-    whole head as ``score``, so one wrapper must cover it (a nested ``score.classifier`` would be wrapped twice).
-    Head-only files keep the historic ``classifier.*`` names; ``load_state_dict`` accepts both.
-    """
+    The MLP is registered as ``mlp`` (``classifier`` is an alias): peft's SEQ_CLS recipe wraps every module whose path
+    ends in ``classifier`` / ``score``, and the bridge registers this head as ``score``, so one wrapper covers it.
+    Head-only files keep the historic ``classifier.*`` names; ``load_state_dict`` accepts both."""
 
     _MODULE_ALIASES = {"classifier": "mlp"}
 

@@ -1,30 +1,23 @@
-"""The bridge models: any Hugging Face encoder + a :class:`~.head.RelativeProductHead`, as ``PreTrainedModel``s.
-
-One model family, in one file (as transformers keeps one per ``modeling_*.py``): :class:`BridgePreTrainedModel`
-implements the contract once (``embed`` / ``refresh_anchors`` / ``set_anchor_embeddings`` / ``forward_features``
-(represent) / ``forward_head`` (classify), the text API ``tokenize`` / ``encode`` / ``predict``, the training
-habits and the save / load details); a bridge kind (text: :class:`BridgeModel`,
-:class:`BridgeForSequenceClassification`; images: :class:`BridgeForImageClassification`) only declares its inputs,
-its anchor store, how stored anchors become encoder inputs (``_anchor_inputs``) and how the encoder is called
-(``_encode``).
-
-This file *runs* a saved bridge; what *builds* one (``from_encoder``, attaching a head, head-only files, staged
-saves, cards) is a short lazy call into the installed package (``hf_bridges.building``), so the remote-code set
-next to the weights is these files and imports only torch and transformers.
+"""The bridge models: any Hugging Face encoder + a :class:`~.head.RelativeProductHead`, one model family in one
+file. :class:`BridgePreTrainedModel` implements the contract once (``embed``, ``refresh_anchors``,
+``forward_features`` to represent, ``forward_head`` to classify, training habits, saving and loading); a bridge kind
+only declares its inputs, anchor store, ``_anchor_inputs`` and ``_encode``. This file *runs* a saved bridge: what
+*builds* one (``from_encoder``, attach, head-only files, staged saves, cards, the text API) is a lazy call into the
+installed package (``hf_bridges.building``), so the files next to the weights need only torch and transformers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoImageProcessor, AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
@@ -43,30 +36,20 @@ from .registry import ConfigError, HfBridgesError
 logger = logging.get_logger(__name__)
 EmbedFn = Callable[..., torch.Tensor]
 PROGRESS_GROUP = "hf_bridges"  # huggingface_hub.utils.disable_progress_bars("hf_bridges") silences only ours
-OUTPUT_VALUES = ("sentence_embedding", "relative_representation")
 # from_pretrained arguments that say where the weights came from: the lazily loaded tokenizer comes from there too
 _TOKENIZER_SOURCE = ("revision", "subfolder", "token", "cache_dir", "local_files_only", "force_download", "proxies")
 _PUSH_ARGS = ("push_to_hub", "repo_id", "token", "private", "commit_message", "create_pr")
 
 
-def _building():
-    """The installed package's building layer: from_encoder, attach, head-only files, staged saves, cards."""
+def _building(required: bool = True):
+    """The installed package's building layer (from_encoder, attach, head-only files, staged saves, cards, the text
+    API); without the package: an ImportError naming it, or None where plain transformers behaviour serves."""
     try:
         from hf_bridges import building
     except ImportError as error:
-        raise ImportError(
-            f"building a bridge, attaching a head and head-only files need the hf_bridges package ({error}): "
-            "pip install hf-bridges"
-        ) from None
-    return building
-
-
-def _building_if_installed():
-    """``hf_bridges.building`` when installed, else None (remote code: plain transformers saving and loading)."""
-    try:
-        from hf_bridges import building
-    except ImportError:
-        return None
+        if not required:
+            return None
+        raise ImportError(f"this needs the hf_bridges package ({error}): pip install hf-bridges") from None
     return building
 
 
@@ -109,11 +92,6 @@ def check_batch(input_ids: torch.Tensor | None) -> None:
         )
 
 
-def text_checked(tokenizer: Any) -> Any:
-    """``tokenizer`` as a function that names an invalid text (see :func:`call_tokenizer`)."""
-    return lambda texts, **options: call_tokenizer(tokenizer, texts, **options)
-
-
 def call_tokenizer(tokenizer: Any, texts: Sequence[str], **options: Any) -> Any:
     """``tokenizer(texts, **options)``; a text the tokenizer cannot take (a lone surrogate such as ``"\\ud800"``, which
     is not valid Unicode text) is named instead of tokenizers' ``TextEncodeInput must be ...``."""
@@ -153,15 +131,12 @@ class TextInputError(HfBridgesError, TypeError):
 
 def refuse_texts(args: Sequence[Any], inputs: dict[str, Any]) -> None:
     """Raise a clear error when ``embed``/``forward`` got strings instead of token tensors."""
-    for value in (*args, *inputs.values()):
-        is_text = isinstance(value, str) or (
-            isinstance(value, (list, tuple)) and len(value) > 0 and isinstance(value[0], str)
+    texts = (v for v in (*args, *inputs.values()) if isinstance(v, (list, tuple)) and v and isinstance(v[0], str))
+    if any(isinstance(v, str) for v in (*args, *inputs.values())) or next(texts, None) is not None:
+        raise TextInputError(
+            "embed() takes token tensors (input_ids, attention_mask); for texts call model.encode(texts) "
+            "(pooled embeddings, sentence-transformers style) or model.tokenize(texts) first"
         )
-        if is_text:
-            raise TextInputError(
-                "embed() takes token tensors (input_ids, attention_mask); for texts call model.encode(texts) "
-                "(pooled embeddings, sentence-transformers style) or model.tokenize(texts) first"
-            )
 
 
 @dataclass
@@ -224,82 +199,6 @@ def truncate_rows(
     return cut(input_ids), new_mask, {key: cut(value) for key, value in extra.items()}
 
 
-def _one_image(image: Any) -> np.ndarray:
-    """One image -> HWC array (PIL and numpy are HWC/HW; a torch tensor is CHW/HW, the torch convention)."""
-    if hasattr(image, "convert") and hasattr(image, "mode"):  # PIL
-        if image.mode not in ("L", "RGB"):
-            image = image.convert("RGB")
-        image = np.asarray(image)
-    elif isinstance(image, torch.Tensor):
-        image = image.detach().cpu()
-        image = image.permute(1, 2, 0).numpy() if image.dim() == 3 else image.numpy()
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.ndim != 3:
-        raise ValueError(f"an image must be (H, W), (H, W, C) or a CHW tensor, got shape {array.shape}")
-    return array
-
-
-def _as_uint8(array: np.ndarray) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
-        raise ValueError(f"images must be numeric (uint8 0-255 or float 0-1), got dtype {array.dtype}")
-    if np.issubdtype(array.dtype, np.integer):  # integers are 0-255 pixel values
-        if array.size and (array.min() < 0 or array.max() > 255):
-            raise ValueError(f"integer images must be in 0-255, got values from {array.min()} to {array.max()}")
-        return array.astype(np.uint8)
-    array = array.astype(np.float32)
-    if not np.isfinite(array).all():
-        raise ValueError("images contain NaN or inf")
-    if array.size and array.max() <= 1.0:
-        array = array * 255.0
-    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
-
-
-def image_arrays(images: Any, decode: Callable[[Any], Any] | None = None) -> list[np.ndarray]:
-    """Images (a batch tensor N,C,H,W / N,H,W, an array N,H,W,C / N,H,W, or a list of PIL images, arrays or CHW
-    tensors) -> HWC ``uint8`` arrays; grayscale next to RGB becomes RGB. ``decode``: applied to each list item
-    first (the building layer's PNG bytes)."""
-    if isinstance(images, torch.Tensor) and images.dim() in (3, 4):
-        items = list(images.detach().cpu())
-    elif (isinstance(images, np.ndarray) and images.ndim in (3, 4)) or isinstance(images, (list, tuple)):
-        items = list(images)
-    else:
-        raise ValueError(
-            f"images must be a batch tensor (N, C, H, W), an array (N, H, W[, C]) or a list of images, got "
-            f"{type(images).__name__}" + (f" of shape {tuple(images.shape)}" if hasattr(images, "shape") else "")
-        )
-    if not items:
-        raise ValueError("no images given")
-    arrays = [_as_uint8(_one_image(decode(item) if decode else item)) for item in items]
-    channels = {a.shape[2] for a in arrays}
-    if not channels <= {1, 3}:
-        raise ValueError(f"images must have 1 (grayscale) or 3 (RGB) channels, got {sorted(channels)}")
-    if channels == {1, 3}:
-        arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
-    return arrays
-
-
-def processor_size(processor: Any) -> tuple[int, int] | None:
-    """The (H, W) an image processor feeds its model, when it says so."""
-    for attr in ("crop_size", "size"):
-        size = getattr(processor, attr, None)
-        if isinstance(size, int):
-            return size, size
-        if size is None:
-            continue
-        get = (
-            size.get if isinstance(size, dict) else lambda key, size=size: getattr(size, key, None)
-        )  # dict or SizeDict
-        if get("height") and get("width"):
-            return int(get("height")), int(get("width"))
-        if get("shortest_edge"):
-            return int(get("shortest_edge")), int(get("shortest_edge"))
-    return None
-
-
 # ------------------------------------------------------------------------------------------------------ batching
 def progress_enabled(show: bool | None = None) -> bool:
     """``show`` when given (a caller's ``show_progress_bar=``); else on unless disabled through transformers or
@@ -324,139 +223,64 @@ def _bar(total: int, desc: str, show: bool | None):
     return tqdm(total=total, desc=desc, unit="row", leave=leave, disable=not progress_enabled(show))
 
 
-def length_order(attention_mask: torch.Tensor) -> torch.Tensor:
+def length_order(lengths: torch.Tensor) -> torch.Tensor:
     """Row indices sorted by token count, longest first (a stable sort, so ties keep input order)."""
-    lengths = attention_mask.sum(dim=1)
     return torch.sort(lengths, descending=True, stable=True).indices
 
 
-def embed_in_slices(
-    embed_slice: Callable[[int, int], torch.Tensor],
-    n: int,
-    batch_size: int,
-    desc: str | None = None,
-    progress: bool | None = None,
-) -> torch.Tensor:
-    """``embed_slice(start, stop) -> (stop - start, dim)`` over ``n`` rows in stored order, with the same bar."""
+def _embed_batches(embed_fn: EmbedFn, n: int, batch_size: int, make_batch, desc, progress, order=None) -> torch.Tensor:
+    """``embed_fn(**make_batch(rows))`` over ``n`` rows in batches (in ``order`` when given, the output rows then
+    put back in input order), with one progress bar and one INFO line naming what is embedded."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    desc = desc or f"embedding {n} rows"
-    logger.info(f"{desc} ({n} rows, batches of {batch_size})")
-    parts = []
-    with _bar(n, desc, progress) as bar:
-        for start in range(0, n, batch_size):
-            parts.append(embed_slice(start, min(start + batch_size, n)))
-            bar.update(parts[-1].shape[0])
-    return torch.cat(parts)
-
-
-def embed_in_length_order(
-    embed_fn: EmbedFn,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    batch_size: int,
-    desc: str | None = None,
-    progress: bool | None = None,
-    **extra_inputs: torch.Tensor,
-) -> torch.Tensor:
-    """``embed_fn(input_ids=..., attention_mask=...) -> (b, ...)`` over all rows of padded tensors, in
-    length-sorted batches.
-
-    Each batch is cut to its longest row (padding columns dropped); the output rows are in input order. ``desc``
-    names what is embedded in the progress bar and the log (e.g. "embedding 500 anchors with sentence-transformers/
-    ..."); ``progress``: force the bar on or off (``None``: the ecosystem switches). ``extra_inputs`` (e.g.
-    ``token_type_ids``, shaped like ``input_ids``) are cut and reordered the same way.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n = input_ids.shape[0]
-    if n == 0:
-        raise ValueError("nothing to embed: input_ids has 0 rows")
-    order = length_order(attention_mask)
-    lengths = attention_mask.sum(dim=1)
-    # trim only right padding: cutting left padding would shift the positions of the real tokens
-    right_padded = bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
-    desc = desc or f"embedding {n} rows"
-    logger.info(f"{desc} ({n} rows, longest {int(lengths.max())} tokens, batches of {batch_size})")
-    parts = []
-    with _bar(n, desc, progress) as bar:
-        for start in range(0, n, batch_size):
-            rows = order[start : start + batch_size]
-            width = max(int(lengths[rows].max()), 1) if right_padded else input_ids.shape[1]
-            extra = {name: value[rows, :width] for name, value in extra_inputs.items()}
-            parts.append(
-                embed_fn(input_ids=input_ids[rows, :width], attention_mask=attention_mask[rows, :width], **extra)
-            )
-            bar.update(len(rows))
-    return _restore(parts, order)
-
-
-def pad_rows(
-    rows: Mapping[str, Sequence[Sequence[int]]], pad_values: Mapping[str, int], padding_side: str = "right"
-) -> dict[str, torch.Tensor]:
-    """Token rows of different lengths (a tokenizer's output with ``padding=False``) as padded ``long`` tensors,
-    as ``tokenizer.pad`` would: each key filled with ``pad_values[key]`` (``attention_mask`` with 0, others
-    without an entry with 0) on ``padding_side``."""
-    width = max((len(row) for row in rows["input_ids"]), default=0)
-    out = {}
-    for key, values in rows.items():
-        fill = 0 if key == "attention_mask" else pad_values.get(key, 0)
-        tensor = torch.full((len(values), width), fill, dtype=torch.long)
-        for i, row in enumerate(values):
-            if len(row):
-                where = slice(width - len(row), width) if padding_side == "left" else slice(0, len(row))
-                tensor[i, where] = torch.as_tensor(row, dtype=torch.long)
-        out[key] = tensor
-    return out
-
-
-def embed_rows_in_length_order(
-    embed_fn: EmbedFn,
-    rows: Mapping[str, Sequence[Sequence[int]]],
-    batch_size: int,
-    pad_values: Mapping[str, int],
-    *,
-    padding_side: str = "right",
-    desc: str | None = None,
-    progress: bool | None = None,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """``embed_fn(**batch) -> (b, ...)`` over a WHOLE list of token rows, in length-sorted batches.
-
-    ``rows``: the tokenizer's output for every input at once, without padding (``tokenizer(texts,
-    truncation=True, max_length=...)``: tokenised once). All rows are sorted by length, longest first; each batch
-    of ``batch_size`` is padded to its own longest row (``pad_rows``: ``pad_values`` such as ``{"input_ids":
-    tokenizer.pad_token_id, "token_type_ids": tokenizer.pad_token_type_id}``) and moved to ``device``; the output
-    rows are in input order. ``desc`` / ``progress``: as in :func:`embed_in_length_order`.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    ids = rows["input_ids"]
-    n = len(ids)
     if n == 0:
         raise ValueError("nothing to embed: 0 rows")
-    lengths = torch.tensor([len(row) for row in ids])
-    order = torch.sort(lengths, descending=True, stable=True).indices
     desc = desc or f"embedding {n} rows"
-    logger.info(f"{desc} ({n} rows, longest {int(lengths.max())} tokens, batches of {batch_size})")
+    logger.info(f"{desc} ({n} rows, batches of {batch_size})")
+    rows = order if order is not None else torch.arange(n)
     parts = []
     with _bar(n, desc, progress) as bar:
         for start in range(0, n, batch_size):
-            picked = order[start : start + batch_size].tolist()
-            batch = pad_rows(
-                {key: [values[i] for i in picked] for key, values in rows.items()}, pad_values, padding_side
-            )
-            parts.append(embed_fn(**{key: value.to(device) for key, value in batch.items()}))
+            picked = rows[start : start + batch_size]
+            parts.append(embed_fn(**make_batch(picked)))
             bar.update(len(picked))
-    return _restore(parts, order)
-
-
-def _restore(parts: list[torch.Tensor], order: torch.Tensor) -> torch.Tensor:
-    """The batches' rows (in ``order``) back in input order."""
     embeddings = torch.cat(parts)
+    if order is None:
+        return embeddings
     restored = torch.empty_like(embeddings)
     restored[order.to(embeddings.device)] = embeddings
     return restored
+
+
+def embed_in_slices(embed_slice, n: int, batch_size: int, desc=None, progress=None) -> torch.Tensor:
+    """``embed_slice(start, stop) -> (stop - start, dim)`` over ``n`` rows in stored order (images, tensors)."""
+    return _embed_batches(
+        lambda start, stop: embed_slice(start, stop),
+        n,
+        batch_size,
+        lambda rows: {"start": int(rows[0]), "stop": int(rows[-1]) + 1},
+        desc,
+        progress,
+    )
+
+
+def embed_in_length_order(
+    embed_fn: EmbedFn, input_ids, attention_mask, batch_size: int, desc=None, progress=None, **extra_inputs
+) -> torch.Tensor:
+    """``embed_fn(input_ids=..., attention_mask=..., **extra_inputs)`` over all rows of padded tensors, in
+    length-sorted batches: texts of very different lengths padded to the longest pay attention over padding, so
+    ALL rows are sorted by length first and each batch is cut to its longest row (only right padding is trimmed:
+    cutting left padding would shift the real tokens). Rows are independent under an attention mask, so the result
+    equals unsorted batching up to float reduction order; the output rows are in input order."""
+    lengths = attention_mask.sum(dim=1)
+    right_padded = bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
+    tensors = {"input_ids": input_ids, "attention_mask": attention_mask, **extra_inputs}
+
+    def make_batch(rows: torch.Tensor) -> dict:
+        width = max(int(lengths[rows].max()), 1) if right_padded else input_ids.shape[1]
+        return {name: value[rows, :width] for name, value in tensors.items()}
+
+    return _embed_batches(embed_fn, input_ids.shape[0], batch_size, make_batch, desc, progress, length_order(lengths))
 
 
 # ------------------------------------------------------------------------------------------------- anchor stores
@@ -503,11 +327,7 @@ class ImageAnchorStore(nn.Module):
 
 def is_tuner_layer(module: nn.Module) -> bool:
     """A peft tuner layer (LoRA, IA3, ...), recognised without importing peft."""
-    return (
-        hasattr(module, "merged_adapters")
-        and hasattr(module, "disable_adapters")
-        and hasattr(module, "active_adapters")
-    )
+    return all(hasattr(module, name) for name in ("merged_adapters", "disable_adapters", "active_adapters"))
 
 
 def encoder_fingerprint(encoder: nn.Module) -> tuple:
@@ -578,7 +398,7 @@ class BridgePreTrainedModel(PreTrainedModel):
     def __init__(self, config: BridgeConfig, encoder: nn.Module | None = None):
         super().__init__(config)
         if encoder is None and config.encoder is not None:
-            from transformers import AutoModel  # here, not at import: hf_bridges registers when AutoModel loads
+            from transformers import AutoModel  # here, not at import: hf_bridges registers when Auto classes load
 
             dtype = config.dtype  # from_pretrained(..., dtype=...) sets it: build the encoder in it
             dtype = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
@@ -618,12 +438,9 @@ class BridgePreTrainedModel(PreTrainedModel):
     # ------------------------------------------------------------------------ building: the installed package
     @classmethod
     def from_encoder(cls, encoder: Any, anchors: Sequence[Any] | None = None, **kwargs: Any) -> BridgePreTrainedModel:
-        """Wrap ``encoder`` (Hub id, folder, loaded model or ``SentenceTransformer``) and embed ``anchors`` with it,
-        or attach a trained head to it with ``head=`` (a folder or Hub repo written by ``save_head``).
-
-        The keyword arguments (``labels``, ``method``, ``head_config``, ``prefix``, ``pooling``, ...) are those of
-        ``hf_bridges.building.text.build_bridge`` (images: ``building.vision.build_bridge``), attach's those of
-        ``hf_bridges.heads.attach.attach_head``; any other must be a :class:`BridgeConfig` field."""
+        """Wrap ``encoder`` (Hub id, folder, model or ``SentenceTransformer``) and embed ``anchors`` with it, or attach a
+        trained head with ``head=``. Keyword arguments: ``hf_bridges.building.text.build_bridge`` (images:
+        ``building.vision.build_bridge``; ``head=``: ``hf_bridges.heads.attach.attach_head``)."""
         return _building().from_encoder(cls, encoder, anchors, **kwargs)
 
     def save_head(self, save_directory: Any, **kwargs: Any) -> Any:
@@ -637,10 +454,8 @@ class BridgePreTrainedModel(PreTrainedModel):
     def stitch_anchor_embeddings(
         self, embeddings: torch.Tensor, *, translation: str = "auto", relative_space: str = "auto"
     ) -> dict[str, Any] | None:
-        """Switch to another encoder given only its embeddings of the stored anchors (k, D'), e.g. a features-only
-        bridge whose inputs now come from another model: they replace the current ones and an aligned head gets
-        its map into the training encoder's space, fitted on them. Returns the alignment record (None for a
-        relative-only head). ``set_anchor_embeddings`` is the plain setter: same encoder, no refit."""
+        """Switch to another encoder given only its embeddings of the stored anchors (k, D'): they replace the current
+        ones and an aligned head's map is fitted on them (``set_anchor_embeddings``: same encoder, no refit)."""
         return _building().stitch_anchor_embeddings(
             self, embeddings, translation=translation, relative_space=relative_space
         )
@@ -651,7 +466,7 @@ class BridgePreTrainedModel(PreTrainedModel):
         """transformers' loader; with the package installed it also names a corrupted weights file and warns about
         an interrupted save. The encoder is frozen as ``config.freeze_encoder`` says (adapters loaded with the
         model are left alone), and the encoder state the saved anchors match is remembered."""
-        building = _building_if_installed()
+        building = _building(required=False)
         load = super().from_pretrained
         if building is not None:
             model = building.checked_load(load, pretrained_model_name_or_path, args, kwargs)
@@ -686,7 +501,7 @@ class BridgePreTrainedModel(PreTrainedModel):
             "AutoModelForImageClassification": "modeling_bridge.BridgeForImageClassification",
         }
         main, push = kwargs.get("is_main_process", True), kwargs.get("push_to_hub")
-        building = _building_if_installed()
+        building = _building(required=False)
         if main and not push and building is not None:
             result = building.staged_save(self, super().save_pretrained, save_directory, args, kwargs)
         else:  # rank > 0 writes nothing of its own; a push names the repo after the folder
@@ -702,7 +517,7 @@ class BridgePreTrainedModel(PreTrainedModel):
 
     def _upload_modified_files(self, working_dir, repo_id, *args, **kwargs):
         """transformers' push step: the README it put in ``working_dir`` becomes the bridge's card first."""
-        building = _building_if_installed()
+        building = _building(required=False)
         if building is not None:
             building.write_model_card(self, working_dir, repo_id)
         return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
@@ -897,13 +712,9 @@ class BridgePreTrainedModel(PreTrainedModel):
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         num_labels = self.config.num_labels
         check_class_labels(labels, logits, num_labels, self.config.problem_type)
-        if self.config.problem_type is None:
-            if num_labels == 1:
-                self.config.problem_type = "regression"
-            elif labels.dtype in (torch.long, torch.int):
-                self.config.problem_type = "single_label_classification"
-            else:
-                self.config.problem_type = "multi_label_classification"
+        if self.config.problem_type is None:  # inferred as transformers' sequence classifiers do
+            kind = "single_label" if labels.dtype in (torch.long, torch.int) else "multi_label"
+            self.config.problem_type = "regression" if num_labels == 1 else f"{kind}_classification"
         if self.config.problem_type == "regression":
             return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
         if self.config.problem_type == "multi_label_classification":
@@ -947,161 +758,26 @@ class BridgePreTrainedModel(PreTrainedModel):
             if type(self).__module__.startswith("transformers_modules"):
                 source["trust_remote_code"] = True  # this code already runs from that repo; its tokenizer is plain
             with contextlib.suppress(OSError, ValueError):
+                from transformers import AutoTokenizer  # here: hf_bridges registers when transformers' Auto loads
+
                 self.tokenizer = AutoTokenizer.from_pretrained(self.name_or_path, **source)
         return self.tokenizer
 
-    @torch.no_grad()
-    def encode(
-        self,
-        sentences: str | Sequence[str],
-        batch_size: int = 32,
-        show_progress_bar: bool | None = None,
-        output_value: str = "sentence_embedding",
-        convert_to_numpy: bool = True,
-        convert_to_tensor: bool = False,
-        normalize_embeddings: bool = False,
-    ) -> Any:
-        """Embed ``sentences`` as ``SentenceTransformer.encode`` does: one row per text (a 1-D result for one
-        string), a numpy array by default, a tensor with ``convert_to_tensor=True``, a list of tensors with both
-        conversions off.
+    # The sentence-transformers / SetFit text API, implemented once in the installed package (hf_bridges.building.
+    # text_api) over forward: texts tokenised once, length-sorted batches, rows back in input order.
+    def encode(self, sentences: str | Sequence[str], **kwargs: Any) -> Any:
+        """Embed texts as ``SentenceTransformer.encode`` does (``batch_size``, ``output_value``:
+        ``"sentence_embedding"`` or ``"relative_representation"``, ``convert_to_numpy`` / ``convert_to_tensor``,
+        ``normalize_embeddings``, ``show_progress_bar``)."""
+        return _building().encode(self, sentences, **kwargs)
 
-        ``output_value``: ``"sentence_embedding"`` (the pooled encoder embedding, as ``forward``'s ``embeddings``:
-        what the anchors are made of and what ``forward(features=...)`` takes, so a training set embedded once
-        trains the head for many epochs) or ``"relative_representation"`` (r(z), the head's anchor-relative
-        representation). ``normalize_embeddings``: L2-normalise the result (the bridge's own ``Normalize`` is
-        always applied, as in ``forward``). ``show_progress_bar``: ``None`` follows the transformers /
-        huggingface_hub progress-bar switches.
-        """
-        if output_value not in OUTPUT_VALUES:
-            raise ConfigError(f"output_value must be one of {OUTPUT_VALUES}, got {output_value!r}")
-        relative = output_value == "relative_representation"
+    def predict(self, inputs: str | Sequence[str], **kwargs: Any) -> Any:
+        """Predictions as SetFit's ``predict``: label names (``use_labels=True``) or class ids (``as_numpy``)."""
+        return _building().predict(self, inputs, **kwargs)
 
-        def step(**batch: torch.Tensor) -> torch.Tensor:
-            if not relative:
-                return self.embed(**batch)
-            return self.forward_features(None, None, **batch)[1]
-
-        texts, single = _as_texts(sentences, "encode")
-        out = self._run_on_texts(texts, step, batch_size, show_progress_bar, output_value.replace("_", " "))
-        if normalize_embeddings:
-            out = torch.nn.functional.normalize(out, p=2, dim=-1)
-        return _convert(out, single, convert_to_numpy, convert_to_tensor)
-
-    @torch.no_grad()
-    def predict_proba(
-        self,
-        inputs: str | Sequence[str],
-        batch_size: int = 32,
-        as_numpy: bool = False,
-        show_progress_bar: bool | None = None,
-    ) -> Any:
-        """Class probabilities (n, num_labels), as SetFit's ``predict_proba``: softmax of the logits (sigmoid for a
-        multi-label bridge); a tensor, or numpy with ``as_numpy=True``; one row for one string."""
-        if self.config.problem_type == "regression" or self.config.num_labels == 1:
-            raise ConfigError("predict_proba needs a classifier; this bridge regresses: use predict(texts)")
-        logits = self._logits(inputs, batch_size, show_progress_bar)
-        probs = logits.sigmoid() if self.config.problem_type == "multi_label_classification" else logits.softmax(-1)
-        return _convert(probs, _is_single(inputs), as_numpy, not as_numpy)
-
-    @torch.no_grad()
-    def predict(
-        self,
-        inputs: str | Sequence[str],
-        batch_size: int = 32,
-        as_numpy: bool = False,
-        use_labels: bool = True,
-        show_progress_bar: bool | None = None,
-    ) -> Any:
-        """Predictions, as SetFit's ``predict``: label names from ``config.id2label`` (a list, one name for one
-        string) with ``use_labels=True``, else class ids as a tensor (numpy with ``as_numpy=True``); multi-hot rows
-        for a multi-label bridge, values for a regression bridge (both as tensor / numpy)."""
-        logits = self._logits(inputs, batch_size, show_progress_bar)
-        single = _is_single(inputs)
-        if self.config.problem_type == "regression" or self.config.num_labels == 1:
-            return _convert(logits.squeeze(-1), single, as_numpy, not as_numpy)
-        if self.config.problem_type == "multi_label_classification":
-            return _convert((logits.sigmoid() > 0.5).long(), single, as_numpy, not as_numpy)
-        ids = logits.argmax(-1)
-        if use_labels:
-            names = [self.config.id2label[int(i)] for i in ids]
-            return names[0] if single else names
-        return _convert(ids, single, as_numpy, not as_numpy)
-
-    def _logits(self, inputs: Any, batch_size: int, show_progress_bar: bool | None) -> torch.Tensor:
-        if getattr(self, "_with_classifier", False) is False or self.get_classifier() is None:
-            raise ConfigError(
-                "this bridge has no classifier (a representation model): use encode(texts), or "
-                "reset_classifier(num_labels) and train it"
-            )
-        texts, _ = _as_texts(inputs, "predict")
-        return self._run_on_texts(
-            texts, lambda **batch: self(**batch).logits, batch_size, show_progress_bar, "predictions"
-        )
-
-    def _run_on_texts(
-        self,
-        texts: list[str],
-        step: Callable[..., torch.Tensor],
-        batch_size: int,
-        show_progress_bar: bool | None,
-        what: str,
-    ) -> torch.Tensor:
-        """``step(**batch)`` over all texts in length-sorted batches, in eval mode, rows in input order."""
-        if self.main_input_name != "input_ids":
-            raise TextInputError(
-                f"{type(self).__name__} takes {self.main_input_name!r}, not texts: call it (or a pipeline) on "
-                "its own inputs"
-            )
-        tokenizer = self._get_tokenizer()
-        if tokenizer is None:
-            raise ConfigError("this bridge has no tokenizer: set bridge.tokenizer, or build it with from_encoder")
-        if len(texts) == 0:
-            raise ValueError("nothing to encode: the list of texts is empty")
-        rows = self.tokenize(texts, padding=False, return_tensors=None)  # as forward's inputs, unpadded, once
-        rows = {key: rows[key] for key in tokenizer.model_input_names if key in rows}
-        pad = {"input_ids": tokenizer.pad_token_id or 0, "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0)}
-        name = self.config.name_or_path or self.config.encoder_name_or_path or type(self).__name__
-        was_training = self.training
-        self.eval()
-        try:
-            return embed_rows_in_length_order(
-                step,
-                rows,
-                batch_size,
-                pad,
-                padding_side=tokenizer.padding_side,
-                desc=f"{what} of {len(texts)} texts with {name}",
-                progress=show_progress_bar,
-                device=self.device,
-            )
-        finally:
-            self.train(was_training)
-
-
-def _is_single(inputs: Any) -> bool:
-    return isinstance(inputs, str)
-
-
-def _as_texts(inputs: Any, method: str) -> tuple[list[str], bool]:
-    if isinstance(inputs, str):
-        return [inputs], True
-    if isinstance(inputs, torch.Tensor) or not hasattr(inputs, "__iter__"):
-        raise TextInputError(f"{method}() takes a text or a list of texts, got {type(inputs).__name__}")
-    texts = list(inputs)
-    bad = next((t for t in texts if not isinstance(t, str)), None)
-    if bad is not None:
-        raise TextInputError(f"{method}() takes texts, got an item of type {type(bad).__name__}: {bad!r:.60}")
-    return texts, False
-
-
-def _convert(out: torch.Tensor, single: bool, to_numpy: bool, to_tensor: bool) -> Any:
-    """sentence-transformers' conventions: tensor wins over numpy; neither -> a list of row tensors."""
-    out = out[0] if single else out
-    if to_tensor:
-        return out
-    if to_numpy:
-        return out.float().cpu().numpy() if out.is_floating_point() else out.cpu().numpy()
-    return out if single else list(out)
+    def predict_proba(self, inputs: str | Sequence[str], **kwargs: Any) -> Any:
+        """Class probabilities (n, num_labels) as SetFit's ``predict_proba`` (sigmoid for multi-label)."""
+        return _building().predict_proba(self, inputs, **kwargs)
 
 
 class BridgeModel(BridgePreTrainedModel):
@@ -1149,11 +825,7 @@ class BridgeForSequenceClassification(BridgePreTrainedModel):
 
 class BridgeForImageClassification(BridgePreTrainedModel):
     """Vision encoder + relative product head + MLP classifier; ``forward(pixel_values, labels)`` (Trainer-ready).
-
-    Raw images go through :meth:`preprocess` (the encoder's image processor) to become ``pixel_values``. The anchor
-    images are stored as ``uint8`` (k, C, H, W) at their native size (``anchors.pixels``), not as processed pixels:
-    4x smaller, exact, and any encoder's processor runs on them when a head moves to another encoder.
-    """
+    Anchor images are stored as ``uint8`` (k, C, H, W), so any encoder's processor runs on them (docs/method.md)."""
 
     main_input_name = "pixel_values"
     input_names = ("pixel_values",)
@@ -1173,6 +845,8 @@ class BridgeForImageClassification(BridgePreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *args, image_processor: Any = None, **kwargs):
         bridge = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         if image_processor is None:
+            from transformers import AutoImageProcessor  # here: see _encode's AutoModel
+
             try:  # saved next to the weights by save_pretrained
                 image_processor = AutoImageProcessor.from_pretrained(
                     pretrained_model_name_or_path, revision=kwargs.get("revision"), cache_dir=kwargs.get("cache_dir")
@@ -1199,10 +873,9 @@ class BridgeForImageClassification(BridgePreTrainedModel):
         return processor(images=arrays, return_tensors="pt")["pixel_values"]
 
     def preprocess(self, images: Any) -> torch.Tensor:
-        """Raw images (PIL, arrays, uint8 or 0-1 float tensors) -> ``pixel_values`` for this encoder."""
-        if self.image_processor is None:
-            raise ValueError("this bridge has no image processor: set bridge.image_processor = AutoImageProcessor...")
-        return self._process(self.image_processor, image_arrays(images), self.config.encoder.num_channels)
+        """Raw images (PIL, arrays, uint8 or 0-1 float tensors, encoded bytes) -> ``pixel_values`` for this encoder
+        (``hf_bridges.building.vision.preprocess``; without the package, call the image processor yourself)."""
+        return _building().preprocess(self, images)
 
     def _check_anchor_inputs(self) -> None:
         if self.image_processor is None:
@@ -1235,9 +908,8 @@ class BridgeForImageClassification(BridgePreTrainedModel):
             outputs = self.encoder(pixel_values=pixel_values, return_dict=True)
         except (RuntimeError, ValueError) as error:
             raise ValueError(
-                f"{type(self.encoder).__name__} failed on pixel_values of shape {tuple(pixel_values.shape)} "
-                f"(processor size {processor_size(self.image_processor)}): {error}; pass the images through "
-                "bridge.preprocess(images)"
+                f"{type(self.encoder).__name__} failed on pixel_values of shape {tuple(pixel_values.shape)}: {error}; "
+                "pass the images through bridge.preprocess(images)"
             ) from error
         return get_pooling(self.config.pooling)(outputs, None)
 

@@ -1,22 +1,7 @@
-"""Fast pairwise L1 and L-infinity distances in plain PyTorch (no imports beyond ``torch``).
-
-``torch.cdist(x, a, p=1 / p=inf)`` runs a generic scalar kernel on CPU (~0.5-1 G pair-dims/s). Here the (B, k, D)
-difference tensor is built block by block in a reused buffer of bounded size (``chunk_bytes``, default 4 MiB, tuned
-for L2/L3 on a 2-core EPYC) and reduced with PyTorch's vectorised elementwise / ``sum`` / ``amax`` kernels, which are
-several times faster. A custom ``torch.autograd.Function`` saves only ``x`` and ``a`` (plus the (B, k) distances for
-L-inf) and recomputes the differences chunk by chunk in backward, so memory stays O(B*k + B*D + k*D + chunk).
-
-With the installed package and numba (``hf_bridges[fast]``), CPU float32 / float64 inputs of >= 4 finite rows go
-through ``hf_bridges.fused_pairwise`` instead (one fused sweep, no difference tensor; L-inf records each pair's
-maximiser, so its backward is a scatter), imported on first use only if installed: these files stay torch-only.
-
-Design notes (measured, docs/performance.md):
-* exact formulation ``sum |x - a|`` (sub, abs_, sum); ``u + v - 2 min(u, v)`` saves one pass but loses accuracy for
-  near-coincident pairs (a sample that is also an anchor), so it is not used;
-* ``max(dim)`` / ``argmax`` / ``vector_norm`` / broadcast ``eq`` are slow on CPU (not vectorised), so L-inf uses
-  ``amax`` and recovers the argmax in backward as the first coordinate equal to the distance, via an ``amax`` over
-  ``reverse_index + (D+1) * sign(|d| - dist)`` -- ties go deterministically to the lowest index;
-* float16 / bfloat16 inputs are upcast to float32 (x and a only, O((B + k) D)); the result is cast back.
+"""Pairwise L1 and L-infinity distances in plain PyTorch: the (B, k, D) differences are built block by block in a
+bounded buffer and reduced with vectorised kernels; a custom autograd function recomputes them in backward, so
+memory stays O(B*k + B*D + k*D + chunk). With the package and numba installed, CPU float32 / float64 inputs go
+through ``hf_bridges.fused_pairwise`` instead. Design choices and measurements: docs/performance.md (l1 / linf).
 """
 
 from __future__ import annotations

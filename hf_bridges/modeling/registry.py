@@ -1,13 +1,9 @@
-"""The error family and the registry of pluggable parts: the torch-free base of the remote-code set.
+"""The error family and the registry of pluggable parts, torch-free (the CLI imports them without the model stack).
 
-Every error hf_bridges raises on bad input derives from :class:`HfBridgesError`; the specific classes also derive
-from the builtin a caller would catch without knowing this package (``ValueError`` for bad values), so
-``except ValueError`` keeps working. The CLI turns any ``HfBridgesError`` into one line.
-
-:class:`Registry` is the one mechanism for pluggable parts (projections, aggregations, poolings, datasets, ...),
-like peft's method registry or timm's model registry: a part registers under a name with a decorator and metadata
-(``invariant_to=...``), configs refer to it by that name, a duplicate is refused (``override=True`` replaces on
-purpose) and an unknown name is answered with the closest one.
+Every error raised on bad input is an :class:`HfBridgesError` and also the builtin a caller would catch
+(``ValueError`` for bad values). :class:`Registry` is the one mechanism for pluggable parts (projections,
+aggregations, poolings, datasets, ...), as peft registers methods and timm models: a decorator adds a named part
+with metadata, a duplicate is refused and an unknown name is answered with the closest one.
 """
 
 from __future__ import annotations

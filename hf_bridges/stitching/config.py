@@ -18,6 +18,7 @@ from ..building.methods import method_head
 from ..modeling.configuration_bridge import HeadConfig
 from ..modeling.registry import ConfigError, did_you_mean
 from ..training.config import accept_old_spellings
+from .encoder_kinds import ENCODER_KINDS, EncoderSpec, load_plugins
 
 
 def check_choice(where: str, value: str, choices: Iterable[str]) -> None:
@@ -80,25 +81,6 @@ def _check_scalars(cls, data: dict, where: str) -> dict:
                 f"({type(value).__name__})"
             )
     return data
-
-
-@dataclass
-class EncoderSpec:
-    id: str
-    name: str | None = None  # short label in tables (default: the part after the last '/')
-    kind: str = "hf_text"  # resolved through stitching.encoders.ENCODER_KINDS
-    revision: str = "main"
-    # None: what a sentence-transformers model says (its pooling, max_seq_length, default prompt, Normalize
-    # module), else mean / 128 / "" / off. A value set in the config always wins.
-    pooling: str | None = None
-    max_seq_length: int | None = None  # was max_length (still read, with a FutureWarning)
-    prefix: str | None = None  # prepended to every input text, e.g. e5's "passage: " (or an ST prompt name)
-    normalize: bool | None = None  # L2-normalise the pooled embeddings
-    batch_size: int = 32
-    options: dict = field(default_factory=dict)  # free-form, for other encoder kinds
-
-    def __post_init__(self):
-        self.name = self.name or self.id.rstrip("/").split("/")[-1]
 
 
 @dataclass
@@ -225,7 +207,6 @@ def parse_config(data: dict, source: str = "config") -> StitchConfig:
     """Parse and check everything that needs no files, models or data."""
     from ..data.anchors import ANCHOR_STRATEGIES
     from ..modeling.head import POOLINGS
-    from .encoder_kinds import ENCODER_KINDS, load_plugins
 
     load_plugins()
     if not isinstance(data, dict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -16,7 +17,26 @@ import numpy as np
 
 from ..modeling.registry import Registry
 from ..snapshots import resolve_hf_revision
-from .config import EncoderSpec
+
+
+@dataclass
+class EncoderSpec:
+    id: str
+    name: str | None = None  # short label in tables (default: the part after the last '/')
+    kind: str = "hf_text"  # resolved through stitching.encoders.ENCODER_KINDS
+    revision: str = "main"
+    # None: what a sentence-transformers model says (its pooling, max_seq_length, default prompt, Normalize
+    # module), else mean / 128 / "" / off. A value set in the config always wins.
+    pooling: str | None = None
+    max_seq_length: int | None = None  # was max_length (still read, with a FutureWarning)
+    prefix: str | None = None  # prepended to every input text, e.g. e5's "passage: " (or an ST prompt name)
+    normalize: bool | None = None  # L2-normalise the pooled embeddings
+    batch_size: int = 32
+    options: dict = field(default_factory=dict)  # free-form, for other encoder kinds
+
+    def __post_init__(self):
+        self.name = self.name or self.id.rstrip("/").split("/")[-1]
+
 
 EmbedFn = Callable[[dict], np.ndarray]
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..modeling.registry import HfBridgesError
-from .config import ConfigError
+from ..modeling.registry import ConfigError, HfBridgesError
 
 
 class CacheError(HfBridgesError, OSError):
