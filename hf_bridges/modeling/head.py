@@ -149,11 +149,16 @@ def no_transform(x: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, 
     return x, anchors
 
 
-@register_abs_transform("centering")
-def centering(x: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Subtract the anchor mean: adds translation invariance to cosine."""
-    mean = anchors.mean(dim=0, keepdim=True)
-    return x - mean, anchors - mean
+class FittedTransform:
+    """An absolute transform fitted on the anchors alone: ``fit(anchors) -> params``, ``apply(params, x)``. Called
+    as ``(x, anchors) -> (x', anchors')`` like any registered transform; the head fits it once per anchors tensor."""
+
+    def __init__(self, fit: Callable[[torch.Tensor], Any], apply: Callable[[Any, torch.Tensor], torch.Tensor]):
+        self.fit, self.apply = fit, apply
+
+    def __call__(self, x: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        params = self.fit(anchors)
+        return self.apply(params, x), self.apply(params, anchors)
 
 
 def anchor_scaler(anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,11 +170,13 @@ def anchor_scaler(anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, torch.where(std < 10 * torch.finfo(std.dtype).eps, torch.ones_like(std), std)
 
 
-@register_abs_transform("standard")
-def standard(x: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Anchor mean 0 and std 1 per dimension (:func:`anchor_scaler`)."""
-    mean, std = anchor_scaler(anchors)
-    return (x - mean) / std, (anchors - mean) / std
+def _shift_scale(params: tuple, x: torch.Tensor) -> torch.Tensor:
+    return (x - params[0]) / params[1]
+
+
+# centering adds translation invariance to cosine; standard: anchor mean 0 and std 1 per dimension
+centering = register_abs_transform("centering")(FittedTransform(lambda a: (a.mean(0, keepdim=True), 1.0), _shift_scale))
+standard = register_abs_transform("standard")(FittedTransform(anchor_scaler, _shift_scale))
 
 
 def ledoit_wolf_shrinkage(centred: torch.Tensor) -> float:
@@ -204,7 +211,6 @@ def whitening_map(anchors: torch.Tensor, shrinkage: float | str = "lw") -> tuple
     return mean, (vectors * values.clamp_min(floor).rsqrt()) @ vectors.T, amount
 
 
-@register_abs_transform("whiten")
 def whiten(x: torch.Tensor, anchors: torch.Tensor, shrinkage: float | str = "lw") -> tuple[torch.Tensor, torch.Tensor]:
     """Centre with the anchor mean and whiten with the anchor covariance (Ledoit-Wolf shrinkage by default).
 
@@ -243,36 +249,9 @@ def fitted_on_anchors(anchors: torch.Tensor, tag: tuple, fit: Callable[[], Any])
     return fits[tag]
 
 
-def _fit_centering(anchors: torch.Tensor) -> tuple[tuple, torch.Tensor]:
-    mean = anchors.mean(dim=0, keepdim=True)
-    return ("centering", mean), anchors - mean
-
-
-def _fit_standard(anchors: torch.Tensor) -> tuple[tuple, torch.Tensor]:
-    mean, std = anchor_scaler(anchors)
-    return ("standard", mean, std), (anchors - mean) / std
-
-
-def _fit_whiten(anchors: torch.Tensor) -> tuple[tuple, torch.Tensor]:
-    mean, w, _ = whitening_map(anchors)
-    return ("whiten", mean, w), ((anchors.double() - mean) @ w).to(anchors.dtype)
-
-
-def apply_fitted(params: tuple, x: torch.Tensor) -> torch.Tensor:
-    """The samples' side of a fitted absolute transform (the same formula as the transform itself)."""
-    if params[0] == "centering":
-        return x - params[1]
-    if params[0] == "standard":
-        return (x - params[1]) / params[2]
-    return ((x.double() - params[1]) @ params[2]).to(x.dtype)
-
-
-# Registered transforms whose anchor side can be fitted once: the function -> its fit (others run in full per call).
-FITTED_ABS_TRANSFORMS: dict[Callable, Callable[[torch.Tensor], tuple[tuple, torch.Tensor]]] = {
-    centering: _fit_centering,
-    standard: _fit_standard,
-    whiten: _fit_whiten,
-}
+register_abs_transform("whiten")(
+    FittedTransform(lambda a: whitening_map(a)[:2], lambda p, x: ((x.double() - p[0]) @ p[1]).to(x.dtype))
+)
 
 
 register_subspace_norm("layernorm")(lambda k: nn.LayerNorm(k))
@@ -703,14 +682,17 @@ class RelativeProductHead(nn.Module):
         if self.relative_space == "translated":  # mapped samples against the training encoder's anchors
             embeddings = self.aligned_inputs(embeddings, anchors) if mapped is None else mapped
             given = anchors = self.aligned_anchors
-        fit, dtype = FITTED_ABS_TRANSFORMS.get(self._abs_transform), embeddings.dtype
-        if fit is None:
-            x, a = self._abs_transform(embeddings, anchors.to(dtype))
+        transform, dtype = self._abs_transform, embeddings.dtype
+        if not isinstance(transform, FittedTransform):
+            x, a = transform(embeddings, anchors.to(dtype))
         else:  # the anchors' side fitted once per anchors tensor, the samples' side applied per call
-            params, a = fitted_on_anchors(
-                given, ("abs", fit, self.relative_anchors, dtype), lambda: fit(anchors.to(dtype))
-            )
-            x = apply_fitted(params, embeddings)
+
+            def fit() -> tuple:
+                params = transform.fit(anchors.to(dtype))
+                return params, transform.apply(params, anchors.to(dtype))
+
+            params, a = fitted_on_anchors(given, ("abs", transform, self.relative_anchors, dtype), fit)
+            x = transform.apply(params, embeddings)
         return torch.stack([project(x, a) for project in self._projections], dim=1)
 
     def relative_slice(self, anchors: torch.Tensor) -> torch.Tensor:
