@@ -76,22 +76,9 @@ def build_bridge(
 
         check_config_kwargs(config_kwargs, "from_encoder", FROM_ENCODER_ARGS, allowed=attach_arguments(attach_head))
         # prefix: the NEW encoder's (attach_head embeds the head's anchors with it, saved as input_prefix)
-        return attach_head(
-            cls,
-            encoder,
-            head,
-            tokenizer=tokenizer,
-            revision=revision,
-            encoder_kwargs=encoder_kwargs,
-            **given(
-                prefix=prefix,
-                pooling=pooling,
-                max_seq_length=max_seq_length,
-                labels=labels,
-                normalize_embeddings=normalize_embeddings,
-            ),
-            **config_kwargs,
-        )
+        settings = given(prefix=prefix, pooling=pooling, max_seq_length=max_seq_length, labels=labels)
+        settings.update(given(normalize_embeddings=normalize_embeddings), tokenizer=tokenizer, revision=revision)
+        return attach_head(cls, encoder, head, encoder_kwargs=encoder_kwargs, **settings, **config_kwargs)
     check_config_kwargs(config_kwargs, "from_encoder", FROM_ENCODER_ARGS)
     if prefix is not None and not isinstance(prefix, str):
         raise TypeError(f"prefix must be a string such as 'passage: ', got {type(prefix).__name__}")

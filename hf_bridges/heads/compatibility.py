@@ -102,20 +102,17 @@ def _cosine_factors(anchors: torch.Tensor, subspace_norm: str | None) -> tuple[t
 
 
 def projection_scores(
-    source_embeddings: torch.Tensor,
-    target_embeddings: torch.Tensor,
-    projections: Sequence[str],
-    abs_transform: str = "none",
-    subspace_norm: str = "layernorm",
+    source: torch.Tensor, target: torch.Tensor, names: Sequence[str], transform: str = "none", norm: str = "layernorm"
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """(selection scores: CKA of the raw anchor matrices, per-projection scores: as the head sees them), memory and
-    time linear in the anchor count (see ``REPORT_MAX_ANCHORS``)."""
-    transform = get_abs_transform(abs_transform)
-    _, source = transform(source_embeddings.double(), source_embeddings.double())
-    _, target = transform(target_embeddings.double(), target_embeddings.double())
+    """(selection scores: CKA of the raw anchor matrices, per-projection scores: as the head sees them, after the
+    absolute ``transform`` and the subspace ``norm``) of the projections ``names``, memory and time linear in the
+    anchor count."""
+    subspace_norm = norm
+    _, source = get_abs_transform(transform)(source.double(), source.double())
+    _, target = get_abs_transform(transform)(target.double(), target.double())
     subset = report_subset(source.shape[0], DENSE_REPORT_ANCHORS)
     selection, per_projection = {}, {}
-    for name in projections:
+    for name in names:
         if name == "cosine" and get_projection(name).fn is _COSINE:
             selection[name] = lowrank_cka(*_cosine_factors(source, None), *_cosine_factors(target, None))
             per_projection[name] = lowrank_cka(

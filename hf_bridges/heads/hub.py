@@ -7,6 +7,7 @@ the installed package (huggingface_hub, pyarrow). The model methods import this 
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import tempfile
@@ -71,32 +72,16 @@ def save_head(
     return write_head(head, save_directory, card=text)
 
 
-def push_head_to_hub(
-    model,
-    repo_id: str,
-    *,
-    private: bool | None = None,
-    token: str | bool | None = None,
-    revision: str | None = None,
-    commit_message: str = "Upload bridge head",
-    endpoint: str | None = None,
-    **save_kwargs: Any,
-):
+def push_head_to_hub(model, repo_id: str, **kwargs: Any):
     """Push the head as a Hub model repo (created if needed); returns the ``CommitInfo`` (``.oid`` is the commit).
-
-    Only the head files (and the card) are uploaded, so a head can share a repo with a full model.
-    """
+    ``kwargs``: :func:`push_head_folder`'s (``private``, ``token``, ``revision``, ``commit_message``, ``endpoint``),
+    the rest go to :func:`save_head`. Only the head files (and the card) are uploaded, so a head can share a repo
+    with a full model."""
+    push = inspect.signature(push_head_folder).parameters
+    push_kwargs = {key: kwargs.pop(key) for key in list(kwargs) if key in push and key not in ("folder", "repo_id")}
     with tempfile.TemporaryDirectory(prefix="bridge-head-") as tmp:
-        folder = save_head(model, Path(tmp) / "head", repo_id=repo_id, **save_kwargs)
-        return push_head_folder(
-            folder,
-            repo_id,
-            private=private,
-            token=token,
-            revision=revision,
-            commit_message=commit_message,
-            endpoint=endpoint,
-        )
+        folder = save_head(model, Path(tmp) / "head", repo_id=repo_id, **kwargs)
+        return push_head_folder(folder, repo_id, **push_kwargs)
 
 
 def push_head_folder(

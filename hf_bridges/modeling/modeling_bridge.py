@@ -698,6 +698,11 @@ class BridgePreTrainedModel(PreTrainedModel):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, **encoder_inputs}
         return self.forward_features(features, subspace_weights, return_subspaces, **inputs)
 
+    def _represent(self, embeddings, rel, output_subspaces: bool, return_dict) -> Any:
+        representation, subspaces = rel if output_subspaces else (rel, None)
+        output = BridgeModelOutput(relative_representation=representation, embeddings=embeddings, subspaces=subspaces)
+        return output if return_dict is not False else output.to_tuple()
+
     def _classify(self, embeddings, representation, labels, output_representations: bool, return_dict) -> Any:
         logits = check_finite(self.forward_head(representation))  # finite features x 1e20 overflow float32
         loss = self.compute_loss(logits, labels) if labels is not None else None
@@ -796,9 +801,7 @@ class BridgeModel(BridgePreTrainedModel):
         embeddings, rel = self._relative(
             input_ids, attention_mask, features, subspace_weights, encoder_inputs, return_subspaces=output_subspaces
         )
-        representation, subspaces = rel if output_subspaces else (rel, None)
-        output = BridgeModelOutput(relative_representation=representation, embeddings=embeddings, subspaces=subspaces)
-        return output if return_dict is not False else output.to_tuple()
+        return self._represent(embeddings, rel, output_subspaces, return_dict)
 
 
 class BridgeForSequenceClassification(BridgePreTrainedModel):

@@ -235,9 +235,7 @@ class ModuleBridgeModel(ModuleBridgePreTrainedModel):
         return_dict: bool | None = None,
     ) -> BridgeModelOutput:
         embeddings, rel = self._module_relative(inputs, features, subspace_weights, output_subspaces)
-        representation, subspaces = rel if output_subspaces else (rel, None)
-        output = BridgeModelOutput(relative_representation=representation, embeddings=embeddings, subspaces=subspaces)
-        return output if return_dict is not False else output.to_tuple()
+        return self._represent(embeddings, rel, output_subspaces, return_dict)
 
 
 class ModuleBridgeForClassification(ModuleBridgePreTrainedModel):
