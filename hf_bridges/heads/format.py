@@ -36,6 +36,7 @@ from .._io import (
     sha256_file,
 )
 from ..logging import get_logger, user_stacklevel
+from ..modeling.configuration_bridge import HeadConfig
 from .files import (
     ANCHOR_SPACE_NAME,
     ANCHORS_NAME,
@@ -62,31 +63,18 @@ from .validation import check_weights_header, tokenizer_fingerprint, validate_he
 
 logger = get_logger(__name__)
 
-# BridgeConfig fields a head needs to be rebuilt on any encoder (everything but the encoder and the anchors).
-HEAD_CONFIG_KEYS = (
+# What a head needs to be rebuilt on any encoder: these BridgeConfig fields (input_prefix: the training prefix,
+# recorded, not passed on) and every HeadConfig field, written flat (the shape formats 2 and 3 share).
+BRIDGE_KEYS = (
     "modality",
     "pooling",
     "max_seq_length",
     "num_anchors",
-    "projections",
-    "abs_transform",
-    "subspace_norm",
-    "aggregation",
-    "aggregation_dim",
-    "subspace_dropout",
-    "subspace_weights",
-    "classifier_hidden_size",
-    "classifier_dropout",
     "anchor_batch_size",
     "problem_type",
-    "aligned",
-    "aligned_dim",
-    "component_dropout",
-    "combine",
-    "relative_anchors",
-    "alignment",
-    "input_prefix",  # the training prefix: recorded, not passed on (the new encoder takes its own prefix=)
+    "input_prefix",
 )
+HEAD_CONFIG_KEYS = BRIDGE_KEYS + HeadConfig.field_names()
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -122,7 +110,7 @@ class BridgeHead:
 
     def config_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``from_encoder`` / ``BridgeConfig`` that rebuild this head."""
-        from ..modeling.configuration_bridge import LEGACY_DEFAULTS, HeadConfig
+        from ..modeling.configuration_bridge import LEGACY_DEFAULTS
 
         kwargs = {key: self.config[key] for key in HEAD_CONFIG_KEYS if key in self.config}
         # a key absent from an older head means what that release did, not today's default

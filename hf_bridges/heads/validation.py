@@ -7,19 +7,22 @@ safetensors header (no tensor loaded): an edited ``bridge_head_config.json`` get
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..modeling.configuration_bridge import HeadConfig
+from ..modeling.registry import ConfigError
 from .files import DATA_FILES, MAX_ANCHORS, MODALITIES, WEIGHTS_NAME, HeadFormatError
 
 MAX_WIDTH = 1 << 16  # no head layer is wider: a larger value is an edited config, refused before any allocation
 
 
 def validate_head_config(config: dict[str, Any], where: str) -> None:
-    """Types, ranges and registered names of the fields a head is rebuilt from; each error names the field."""
-    from ..modeling.head import ABS_TRANSFORMS, AGGREGATIONS, PROJECTIONS, SUBSPACE_NORMS
+    """Types, ranges and registered names of the fields a head is rebuilt from; each error names the field. The
+    head's own fields are checked by :class:`HeadConfig` itself (the one place that lists them)."""
 
     def bad(field: str, wanted: str) -> HeadFormatError:
         value = config.get(field)
@@ -39,23 +42,9 @@ def validate_head_config(config: dict[str, Any], where: str) -> None:
         raise bad("tokenizer", "an object (vocab_size, anchor_ids_sha256)")
     if config.get("input_prefix") is not None and not isinstance(config["input_prefix"], str):
         raise bad("input_prefix", "a string (the text prepended to every input in training)")
-    projections = config["projections"]
-    if not isinstance(projections, list) or not projections or not all(isinstance(n, str) for n in projections):
-        raise bad("projections", "a non-empty list of projection names")
-    for field, registry, values in (
-        ("projections", PROJECTIONS, projections),
-        ("aggregation", AGGREGATIONS, [config.get("aggregation")]),
-        ("abs_transform", ABS_TRANSFORMS, [config.get("abs_transform")]),
-        ("subspace_norm", SUBSPACE_NORMS, [config.get("subspace_norm")]),
-    ):
-        for name in values:
-            if name is not None and (not isinstance(name, str) or name not in registry):
-                raise bad(field, f"one of {sorted(registry)}")
     for field, low, high in (
         ("num_anchors", 1, MAX_ANCHORS),
         ("anchor_batch_size", 1, 1 << 20),
-        ("classifier_hidden_size", 0, MAX_WIDTH),
-        ("aggregation_dim", 1, MAX_WIDTH),
         ("max_seq_length", 1, 1 << 20),
         ("num_labels", 0, 1 << 20),
     ):
@@ -75,15 +64,13 @@ def validate_head_config(config: dict[str, Any], where: str) -> None:
 
         if not isinstance(pooling, str) or pooling not in POOLINGS:
             raise bad("pooling", f"one of {sorted(POOLINGS)}")
-    if config.get("aligned") is not None and not isinstance(config.get("aligned"), bool):
-        raise bad("aligned", "true or false")
-    value = config.get("aligned_dim")
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_WIDTH):
-        raise bad("aligned_dim", f"an integer in [1, {MAX_WIDTH}]")
-    for field in ("classifier_dropout", "subspace_dropout", "component_dropout"):
-        value = config.get(field)
-        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1):
-            raise bad(field, "a number in [0, 1)")
+    head = {key: config[key] for key in HeadConfig.field_names() if key in config}
+    try:  # absent keys: what the release that wrote the head meant
+        HeadConfig.from_dict(head, where="head", legacy=True)
+    except ConfigError as error:  # "head.<field>[i]: problem" or "head: <field> problem"
+        found = re.match(r"head(?:\.(\w+)(?:\[\d+\])?:|: (\w+))\s*(.*)", str(error), re.S)
+        field, problem = (found.group(1) or found.group(2), found.group(3)) if found else ("head", str(error))
+        raise HeadFormatError(f"{where}: field {field!r}: {problem}; fix the field or save the head again") from None
     hidden = config["encoder"].get("hidden_size")
     if hidden is not None and (not isinstance(hidden, int) or isinstance(hidden, bool) or not 1 <= hidden <= MAX_WIDTH):
         raise HeadFormatError(
