@@ -3,7 +3,6 @@ precision, checkpoint and compile it, ask for a named head. Tiny random encoders
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import pytest
@@ -183,7 +182,7 @@ def test_named_heads_are_the_benchmark_heads(anchor_texts, tmp_path):
     checked = set()
     for preset in list_presets("stitch"):
         config = load_config(resolve_preset(preset))
-        shared = dataclasses.asdict(config.head)
+        shared = dict(config.head)
         for row in config.methods:
             if row.name in head_config.METHODS and row.kind in ("relative", "default"):
                 assert row.head_config(config.head) == HeadConfig.from_method(row.name, **shared), (preset, row.name)

@@ -104,15 +104,15 @@ class AnchorSpec:
     alignment: int = 0
 
 
-@dataclass
-class HeadSpec:
-    """The head settings every method shares (HeadConfig fields; the method sets projections, aggregation,
-    abs_transform and subspace_dropout)."""
+class HeadSpec(dict):
+    """The head settings every method shares, as :class:`HeadConfig` fields by name (HeadConfig is the one list of
+    them; a field not given is HeadConfig's default). The method sets projections, aggregation, abs_transform and
+    subspace_dropout. Reading a field (``spec.subspace_norm``) gives the resolved value."""
 
-    subspace_norm: str = "layernorm"
-    classifier_hidden_size: int = 256
-    classifier_dropout: float = 0.1
-    aggregation_dim: int | None = 256
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(HeadConfig.from_dict(dict(self), where="head"), name)
 
 
 @dataclass
@@ -146,7 +146,7 @@ class MethodSpec:
         definition as ``HeadConfig.from_method`` / ``from_encoder(method=...)`` (``head_config.method_head``)."""
         kind = "default" if self.kind == "default" else "relative"  # default: HeadConfig() + the shared settings
         fields = (self.projections, self.aggregation, self.abs_transform, self.subspace_dropout)
-        return method_head(kind, *fields, where=where, **dataclasses.asdict(head))
+        return method_head(kind, *fields, where=where, **head)
 
 
 @dataclass
@@ -236,16 +236,18 @@ def parse_config(data: dict, source: str = "config") -> StitchConfig:
         "best_head": BestHeadSpec,
         "dataset": DatasetSpec,
         "anchors": AnchorSpec,
-        "head": HeadSpec,
         "training": TrainingSpec,
         "latent": LatentSpec,
     }
     for key, cls in nested.items():
         if key in raw and not (key == "best_head" and raw[key] is None):
             raw[key] = _build(cls, raw[key], f"{source}: {key}")
+    head = raw.get("head") or {}
+    if not isinstance(head, dict):
+        raise ConfigError(f"{source}: head: expected a mapping of HeadConfig fields, got {type(head).__name__}")
+    HeadConfig.from_dict(head, where=f"{source}: head")  # unknown fields, types, ranges
+    raw["head"] = HeadSpec(head)
     config = _build(StitchConfig, {**raw, "encoders": encoders, "methods": methods}, source)
-
-    HeadConfig.from_dict(dataclasses.asdict(config.head), where=f"{source}: head")
     names = [e.name for e in encoders]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: encoder names must be unique, got {names}; set 'name' on each encoder")
