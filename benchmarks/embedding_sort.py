@@ -1,7 +1,7 @@
 """Length-sorted vs input-order batching for embedding short mixed-length texts (anchors, the stitch cache).
 
 Input order (today's stitch cache and anchor embedding): each batch of ``--batch`` rows padded to its own longest
-row. Sorted: ``hf_bridges.modeling.batching.embed_in_length_order`` over the same rows. Timed interleaved (each round
+row. Sorted: ``hf_bridges.modeling.modeling_bridge.embed_in_length_order`` over the same rows. Timed interleaved (each round
 runs both on the same texts, in alternating order); prints the median per-round ratio and its min-max, and checks
 that the embeddings agree to 1e-5.
 

@@ -16,7 +16,7 @@ from typing import Any
 from ..modeling.registry import ConfigError
 
 # sentence-transformers pooling mode (``pooling_mode`` string, or the legacy ``pooling_mode_*`` booleans)
-# -> hf_bridges pooling name (modeling/pooling.py)
+# -> hf_bridges pooling name (modeling/head.py)
 ST_POOLING_TO_BRIDGE = {
     "cls": "cls",
     "mean": "mean",

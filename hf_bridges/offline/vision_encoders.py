@@ -1,7 +1,7 @@
 """Registers the packaged EfficientNet-Lite variants as module encoders (``kind: module_image``, id
 ``efficientnet-lite0``...).
 
-Its own module because the registry lives in ``modeling.module_encoders``, which imports torch: ``hf_bridges.offline``
+Its own module because the registry lives in ``module_bridges.encoders``, which imports torch: ``hf_bridges.offline``
 is imported by the CLI's light commands (``--help``, ``--version``, ``info``), which must not pay for it. The stitch
 benchmark's ``module_image`` kind imports this module before it looks a name up.
 """
