@@ -33,8 +33,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    if not getattr(args, "light", False) and getattr(args, "auto_classes", True):
-        from . import auto  # noqa: F401  (Auto classes, for the subcommands that load models)
     try:
         return int(args.func(args) or 0)
     except (HfBridgesError, ValueError, OSError, KeyError, RuntimeError, FloatingPointError) as error:

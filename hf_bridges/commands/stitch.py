@@ -41,7 +41,7 @@ def register(subparsers) -> None:
     best.add_argument("--token", default=None, help="Hub token for the push (default: the stored login / HF_TOKEN)")
     # the run never loads a bridge through the Auto classes: skipping their registration saves the model stack's
     # import (2.5 s of CPU, issue 21.7); the best head imports the bridge class it builds
-    parser.set_defaults(func=run, auto_classes=False)
+    parser.set_defaults(func=run)
 
 
 def run(args) -> int:
