@@ -10,14 +10,14 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from ..building.methods import method_head
 from ..modeling.configuration_bridge import HeadConfig
 from ..modeling.registry import ConfigError, did_you_mean
-from ..training.config import accept_old_spellings
+from ..renames import reads_old_keys
 from .encoder_kinds import ENCODER_KINDS, EncoderSpec, load_plugins
 
 
@@ -34,7 +34,7 @@ def _build(cls, data: Any, where: str):
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
     names = {f.name for f in dataclasses.fields(cls)}
-    old = _OLD_KEYS.get(cls, set())
+    old = set(getattr(cls, "RENAMES", {}))
     for key in data:
         if key in old:
             continue  # renamed: the class warns and reads it
@@ -93,8 +93,10 @@ class DatasetSpec:
     max_test: int | None = None
 
 
+@reads_old_keys("anchors")
 @dataclass
 class AnchorSpec:
+    RENAMES: ClassVar[dict[str, str]] = {"num": "num_anchors"}
     num_anchors: int = 500  # was num (still read, with a FutureWarning)
     strategy: str = "stratified"
     seed: int = 0
@@ -115,8 +117,10 @@ class HeadSpec(dict):
         return getattr(HeadConfig.from_dict(dict(self), where="head"), name)
 
 
+@reads_old_keys("training")
 @dataclass
 class TrainingSpec:
+    RENAMES: ClassVar[dict[str, str]] = {"epochs": "num_epochs"}
     num_epochs: int = 40  # was epochs (still read, with a FutureWarning)
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -189,11 +193,6 @@ class StitchConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-
-accept_old_spellings(EncoderSpec, {"max_length": "max_seq_length"}, "encoders[]")
-accept_old_spellings(AnchorSpec, {"num": "num_anchors"}, "anchors")
-accept_old_spellings(TrainingSpec, {"epochs": "num_epochs"}, "training")
-_OLD_KEYS = {EncoderSpec: {"max_length"}, AnchorSpec: {"num"}, TrainingSpec: {"epochs"}}
 
 # relative: a RelativeProductHead (no aligned component); absolute: the MLP on absolute embeddings; translation: that
 # absolute head attached through an orthogonal map fitted on the anchors (and the alignment set); default: the head

@@ -11,16 +11,19 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
 from ..modeling.registry import Registry
+from ..renames import reads_old_keys
 from ..snapshots import resolve_hf_revision
 
 
+@reads_old_keys("encoders[]")
 @dataclass
 class EncoderSpec:
+    RENAMES: ClassVar[dict[str, str]] = {"max_length": "max_seq_length"}
     id: str
     name: str | None = None  # short label in tables (default: the part after the last '/')
     kind: str = "hf_text"  # resolved through stitching.encoders.ENCODER_KINDS

@@ -10,56 +10,18 @@ import hashlib
 import json
 import types
 import typing
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 import yaml
 
 from ..modeling.configuration_bridge import HeadConfig
 from ..modeling.registry import ConfigError, did_you_mean
+from ..renames import read_keys, reads_old_keys, renamed
 
-# One vocabulary for every config (train and stitch): the old spellings are read for one release, with a warning.
-RENAMED_KEYS = {"max_length": "max_seq_length", "epochs": "num_epochs", "num": "num_anchors"}
 HEAD_KEYS = HeadConfig.field_names()
-
-
-def renamed(old: str, new: str, where: str = "config") -> None:
-    warnings.warn(
-        f"{where}: {old!r} is deprecated and will be removed in the next release; write {new!r}",
-        FutureWarning,
-        stacklevel=4,
-    )
-
-
-def accept_old_spellings(cls, aliases: dict[str, str], where: str):
-    """Let ``cls(old=...)`` and ``obj.old`` keep working (with a FutureWarning at construction) after a rename."""
-    init = cls.__init__
-
-    def __init__(self, *args, **kwargs):
-        for old, new in aliases.items():
-            if old in kwargs:
-                if new in kwargs:
-                    raise ConfigError(f"{where}: both {old!r} (deprecated) and {new!r} given; keep only {new!r}")
-                renamed(old, new, where)
-                kwargs[new] = kwargs.pop(old)
-        init(self, *args, **kwargs)
-
-    __init__.__wrapped__ = init  # type: ignore[attr-defined]
-    cls.__init__ = __init__
-    for old, new in aliases.items():
-        setattr(
-            cls,
-            old,
-            property(
-                lambda self, n=new: getattr(self, n),
-                lambda self, value, n=new: setattr(self, n, value),
-                doc=f"Deprecated: ``{new}``.",
-            ),
-        )
-    return cls
 
 
 def fold_head_keys(data: dict[str, Any], where: str = "config") -> dict[str, Any]:
@@ -78,17 +40,6 @@ def fold_head_keys(data: dict[str, Any], where: str = "config") -> dict[str, Any
     return data
 
 
-def normalise_keys(data: dict[str, Any], where: str = "config") -> dict[str, Any]:
-    data = dict(data)
-    for old, new in RENAMED_KEYS.items():
-        if old in data and old != "num":
-            if new in data:
-                raise ConfigError(f"{where}: both {old!r} (deprecated) and {new!r} given; keep only {new!r}")
-            renamed(old, new, where)
-            data[new] = data.pop(old)
-    return fold_head_keys(data, where)
-
-
 # Keys that may change between a run and its resume: they do not change what is trained, only where/how it is logged.
 # cache_features only changes where a frozen encoder's features come from (same batches, same head updates).
 RUN_KEYS = frozenset(
@@ -97,10 +48,14 @@ RUN_KEYS = frozenset(
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules", "bias")
 
 
+@reads_old_keys("TrainConfig")
 @dataclass
 class TrainConfig:
     """A training run. ``batch_size`` is the GLOBAL batch (split over processes), so a 1- and an N-process run
     with the same config see the same batches."""
+
+    RENAMES: ClassVar[dict[str, str]] = {"max_length": "max_seq_length", "epochs": "num_epochs"}
+    fold_old_keys = staticmethod(lambda data, where: fold_head_keys(data, where))
 
     # --- model: a pretrained encoder (Hub id or folder), or a random one built from `encoder_config` (tiny/CI runs)
     encoder: str | None = None
@@ -239,14 +194,6 @@ def _flat_head(head: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in head.items() if k in FORMAT1_HEAD_KEYS or v != default.get(k)}
 
 
-_init = TrainConfig.__init__
-
-
-def _train_config_init(self, *args, **kwargs):
-    _init(self, *args, **normalise_keys(kwargs, "TrainConfig"))
-
-
-TrainConfig.__init__ = _train_config_init  # old spellings (flat head keys, epochs, max_length) still accepted
 for _key in HEAD_KEYS:  # cfg.projections reads and writes cfg.head.projections
     setattr(
         TrainConfig,
@@ -256,9 +203,7 @@ for _key in HEAD_KEYS:  # cfg.projections reads and writes cfg.head.projections
             lambda self, value, k=_key: setattr(self, "head", self.head.replace(**{k: value})),
         ),
     )
-for _old, _new in (("max_length", "max_seq_length"), ("epochs", "num_epochs")):
-    setattr(TrainConfig, _old, property(lambda self, n=_new: getattr(self, n)))
-del _key, _old, _new
+del _key
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
@@ -315,9 +260,9 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         key = key.strip()
         value = yaml.safe_load(raw) if raw.strip() else None
         top, _, sub = key.partition(".")
-        if top in RENAMED_KEYS and RENAMED_KEYS[top] in FIELDS:
-            renamed(top, RENAMED_KEYS[top], "override")
-            top = RENAMED_KEYS[top]
+        if top in TrainConfig.RENAMES:
+            renamed(top, TrainConfig.RENAMES[top], "override")
+            top = TrainConfig.RENAMES[top]
         elif top in HEAD_KEYS and not sub:
             renamed(top, f"head.{top}", "override")
             top, sub = "head", top
@@ -359,7 +304,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
-        data = normalise_keys(data, f"config ({path.name})")
+        data = read_keys(TrainConfig, data, f"config ({path.name})")
         for key in data:
             if key not in FIELDS:
                 raise _unknown_key(key, FIELDS, f"config ({path.name})")
