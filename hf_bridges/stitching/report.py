@@ -3,9 +3,12 @@ path first and renamed, so an interrupted run never leaves a half-written report
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -278,10 +281,37 @@ def write_outputs(results: dict, config: StitchConfig, output_dir: Path) -> dict
         "summary_plot": str(summary_path),
     }
     write_text_atomic(output_dir / "report.md", "\n".join(report))
-    results["outputs"] = outputs
-    write_results(results, output_dir)
     return outputs
 
 
-def write_results(results: dict, output_dir: Path) -> None:
-    write_text_atomic(Path(output_dir) / "results.json", json.dumps(results, indent=2))
+@dataclass
+class StitchResults:
+    """What a stitch run measured, built once at its end and written once (:meth:`write`: ``results.json``).
+    Reads like the JSON it becomes (``results["summary"]``)."""
+
+    config: dict
+    encoders: dict
+    dataset: dict
+    anchors: dict
+    cache: dict
+    runs: list
+    processes: int
+    timing_s: dict
+    summary: dict = field(default_factory=dict)
+    best_head: dict | None = None
+    outputs: dict = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if data["best_head"] is None:
+            del data["best_head"]
+        return data
+
+    def write(self, output_dir: Path) -> None:
+        write_text_atomic(Path(output_dir) / "results.json", json.dumps(self.to_dict(), indent=2))

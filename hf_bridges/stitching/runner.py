@@ -164,7 +164,7 @@ def run_stitch(
     from ..data.anchors import select_alignment_set
     from .best_head import BestHeadTracker, push_best_head, save_best_head
     from .evaluation import evaluate_pair
-    from .report import summarise, write_outputs, write_results
+    from .report import StitchResults, summarise, write_outputs
     from .training import train_head
 
     output_dir = Path(output_dir)
@@ -249,38 +249,39 @@ def run_stitch(
                         tracker.offer(method, seed, source, head, runs[-len(names) :])
     torch.set_num_threads(threads)
     timing["total"] = time.perf_counter() - t0
-    results = {
-        "config": config.to_dict(),
-        "encoders": identities,
-        "dataset": {
+    results = StitchResults(
+        config=config.to_dict(),
+        encoders=identities,
+        dataset={
             "name": config.dataset.name,
             "train": len(train),
             "test": len(test),
             "num_labels": num_labels,
             "label_names": train.features["label"].names,
         },
-        "anchors": {
+        anchors={
             "indices": anchor_idx,
             "strategy": config.anchors.strategy,
             "encoder_space": space,
             "alignment_indices": alignment_idx,
         },
-        "cache": {"root": str(cache.root), "per_encoder": cache_stats},
-        "runs": runs,
-        "processes": world_size(),
-        "timing_s": timing,
-    }
-    results["summary"] = summarise(results, config)
+        cache={"root": str(cache.root), "per_encoder": cache_stats},
+        runs=runs,
+        processes=world_size(),
+        timing_s=timing,
+    )
+    results.summary = summarise(results, config)
     if tracker is not None:
         t = time.perf_counter()
         labels = [int(train_labels[i]) for i in anchor_idx]
         column = get_encoder_kind(config.encoders[0].kind).input_column
         texts = list(train.select([int(i) for i in anchor_idx])[column])
-        results["best_head"] = save_best_head(tracker, results, config, texts, labels, anchors, output_dir)
+        results.best_head = save_best_head(tracker, results, config, texts, labels, anchors, output_dir)
         timing["best_head"] = time.perf_counter() - t
-    results["outputs"] = write_outputs(results, config, output_dir)
-    if tracker is not None and config.best_head.repo_id:
-        # results.json and the head folder are on disk before the upload, so a failed push loses nothing
-        results["best_head"]["hub"] = push_best_head(results["best_head"], config, hub_token, hub_endpoint)
-        write_results(results, output_dir)
+    results.outputs = write_outputs(results, config, output_dir)
+    try:  # the head folder is on disk before the upload, and results.json is written whatever the push does
+        if tracker is not None and config.best_head.repo_id:
+            results.best_head["hub"] = push_best_head(results.best_head, config, hub_token, hub_endpoint)
+    finally:
+        results.write(output_dir)
     return results
