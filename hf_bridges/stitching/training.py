@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..modeling.head import RelativeProductHead
+from ..training.fit import fit_epochs
 from .config import HeadSpec, MethodSpec, TrainingSpec
 
 
@@ -105,17 +106,15 @@ def train_head(
         head, optimizer, loader = accelerator.prepare(head, optimizer, loader)
         anchor_tensor = anchor_tensor_of(anchors, accelerator.device, feature_cache)
         loss_fn = nn.CrossEntropyLoss()
-        head.train()
-        for _ in range(training.num_epochs):
-            for x, y in loader:
-                loss = loss_fn(head(x, anchor_tensor), y)
-                optimizer.zero_grad(set_to_none=True)
-                accelerator.backward(loss)
-                optimizer.step()
-            if progress is not None:
-                progress.update(1)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training {method.name} (seed {seed}) diverged: loss {loss.item()}")
+
+        def batch_loss(head: nn.Module, batch: tuple) -> tuple[torch.Tensor, int]:
+            x, y = batch
+            return loss_fn(head(x, anchor_tensor), y), len(y)
+
+        try:
+            fit_epochs(head, loader, optimizer, accelerator, training.num_epochs, batch_loss, progress)
+        except FloatingPointError as error:
+            raise FloatingPointError(f"training {method.name} (seed {seed}): {error}") from None
         return accelerator.unwrap_model(head).eval()
 
 

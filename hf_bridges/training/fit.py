@@ -1,13 +1,45 @@
-"""``fit``: a minimal Accelerate loop for any module whose ``forward(inputs=, labels=)`` returns ``.loss``.
-
-For the small from-scratch models of the examples (autoencoders, graph networks) and the module bridges trained
-on them; text bridges have the full training stack in :mod:`hf_bridges.training`.
+"""The fitting loop of the small models: :func:`fit_epochs` (Adam steps over an Accelerate-prepared loader), used by
+:func:`fit` (any module whose ``forward(inputs=, labels=)`` returns ``.loss``: the examples' autoencoders and graph
+networks, module bridges) and by the stitch benchmark's heads (``stitching.training.train_head``). Text bridges
+have the full training stack (checkpoints, resume, trackers) in :mod:`hf_bridges.training.loop`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 import torch
 from torch import nn
+
+
+def fit_epochs(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    accelerator: Any,
+    epochs: int,
+    batch_loss: Callable[[nn.Module, Any], tuple[torch.Tensor, int]],
+    progress: Any = None,
+) -> list[float]:
+    """``epochs`` passes of ``loss, rows = batch_loss(model, batch)``, zero_grad / backward / step; returns the mean
+    loss of each epoch (kept as a tensor until the epoch ends: no per-step sync). Raises on a non-finite loss."""
+    model.train()
+    history = []
+    for _ in range(epochs):
+        total, count = torch.zeros(()), 0
+        for batch in loader:
+            loss, rows = batch_loss(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            optimizer.step()
+            total, count = total + loss.detach().float().cpu() * rows, count + rows
+        history.append(float(total) / max(count, 1))
+        if progress is not None:
+            progress.update(1)
+    if history and not torch.isfinite(torch.tensor(history[-1])):
+        raise FloatingPointError(f"training diverged: mean loss {history[-1]} in the last epoch")
+    return history
 
 
 class _Pairs(torch.utils.data.Dataset):
@@ -47,16 +79,10 @@ def fit(
     )
     optimizer = torch.optim.Adam(params, lr=learning_rate)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    model.train()
-    history = []
-    for _ in range(epochs):
-        total, count = 0.0, 0
-        for batch in loader:
-            loss = model(inputs=batch["inputs"], labels=batch["labels"]).loss
-            accelerator.backward(loss)
-            optimizer.step()
-            optimizer.zero_grad()
-            total, count = total + float(loss.detach()) * len(batch["inputs"]), count + len(batch["inputs"])
-        history.append(total / count)
+
+    def batch_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, int]:
+        return model(inputs=batch["inputs"], labels=batch["labels"]).loss, len(batch["inputs"])
+
+    history = fit_epochs(model, loader, optimizer, accelerator, epochs, batch_loss)
     model.eval()
     return history
