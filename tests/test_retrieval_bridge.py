@@ -361,3 +361,29 @@ def test_the_estimate_searches_a_fixed_size_held_out_corpus():
     small, large = (cross_fitted_retention(new[:n], old[:n], fit, "query").estimate for n in (250, 2000))
     whole = cross_fitted_retention(new, old, fit, "query", corpus=10**6).estimate
     assert abs(large - small) < 0.06 and whole < large - 0.1, (small, large, whole)
+
+
+def test_a_format_1_bridge_loads_as_it_was_saved_and_a_newer_one_is_refused(tmp_path):
+    """A bridge saved before maps recorded ``unit_input`` / ``length`` (format 1) applies ``x @ W + b``, normalised
+    as recorded; a format newer than this hf_bridges reads is an error naming the upgrade."""
+    rng = np.random.default_rng(3)
+    old = rng.normal(size=(120, 12)) * rng.uniform(0.5, 3.0, size=(120, 1))
+    new = old @ rng.normal(size=(12, 12))
+    new /= np.linalg.norm(new, axis=1, keepdims=True)
+    folder = IndexBridge.fit_embeddings(old, new, texts=[f"t{i}" for i in range(120)]).save_pretrained(tmp_path / "b")
+    config_path = Path(folder, CONFIG_NAME)
+    config = json.loads(config_path.read_text())
+    record = config["index_bridge"]
+    record["format"] = 1
+    for name in ("query_map", "migrate_map"):
+        record[name].pop("unit_input"), record[name].pop("length")
+    config_path.write_text(json.dumps(config))
+    loaded = IndexBridge.from_pretrained(str(folder))
+    assert not loaded.migrate_map.unit_input and loaded.migrate_map.length == 1.0
+    x = (3 * old[:5]).astype(np.float32)
+    plain = x @ loaded.migrate_map.weight + loaded.migrate_map.bias
+    np.testing.assert_allclose(loaded.migrate(x), plain / np.linalg.norm(plain, axis=1, keepdims=True), atol=1e-5)
+    record["format"] = 3
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(IndexBridgeError, match=r"format 3, newer than this hf_bridges reads \(2\)"):
+        IndexBridge.from_pretrained(str(folder))

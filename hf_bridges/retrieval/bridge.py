@@ -1,9 +1,10 @@
 """Keep your vector index, change your encoder: :class:`IndexBridge`.
 
 Fitted on texts embedded by both encoders (the old one that built the index, the new one that replaces it), it
-holds two maps, each a ridge map shrunk toward a prior (zero, Procrustes or the identity), prior and alpha chosen by
-k-fold on the pairs (``maps.py``; ``translation="auto" / "orthogonal" / "affine"`` use the heads' attach-time
-``modeling.translation.fit_translation`` instead, which docs/retrieval.md compares):
+holds two maps, each the rotation of unit vectors or a ridge map shrunk toward a prior (``maps.py``), the ridge kept
+only when it retrieves significantly better on cross-fitted held-out pairs (``_fit_side``;
+``translation="auto" / "orthogonal" / "affine"`` use the heads' attach-time ``modeling.translation.fit_translation``
+instead, which docs/retrieval.md compares):
 
 * the query map, new -> old: ``encode(queries)`` embeds with the new encoder and returns vectors that search the
   index the old encoder built;

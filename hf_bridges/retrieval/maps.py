@@ -1,4 +1,5 @@
-"""The index bridge's map: a ridge map shrunk toward a prior map, prior and strength chosen by k-fold.
+"""The index bridge's two candidate maps: the rotation of unit vectors (``fit_rotation``) and a ridge map shrunk
+toward a prior map, prior and strength chosen by k-fold (``fit_prior_ridge``); ``bridge._fit_side`` keeps one.
 
 ``modeling.translation`` (the attach-time map of a head) fits orthogonal Procrustes or ridge shrunk toward zero in
 anchor-standardised spaces, chosen by the k-fold residual over every standardised dimension. For retrieval that
