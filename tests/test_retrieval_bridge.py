@@ -161,7 +161,7 @@ def test_saved_files_and_card_name_both_encoders(bridge, saved, encoders):
     assert record["old_encoder"]["pooling"] == "mean" and record["old_encoder"]["normalize"] is True
     card = Path(saved, "README.md").read_text()
     assert encoders["old"] in card and encoders["new"] in card and PROMPTS["query"] in card
-    assert "Expected retention, query side" in card
+    assert "Expected retention, query side" in card and "each searching 50 of them" in card
     loaded = IndexBridge.from_pretrained(saved)
     assert loaded.texts == TEXTS and loaded.query_map.info["map"] == bridge.query_map.info["map"]
 
