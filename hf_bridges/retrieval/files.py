@@ -26,6 +26,16 @@ def _jsonable(info: dict) -> dict:
     return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in info.items()}
 
 
+def _map_record(linear: LinearMap) -> dict:
+    """The map's fit record and how it is applied (read back by ``from_head``)."""
+    return {
+        **_jsonable(linear.info),
+        "normalize": linear.normalize,
+        "unit_input": linear.unit_input,
+        "length": linear.length,
+    }
+
+
 def to_head(bridge: IndexBridge) -> BridgeHead:
     if bridge.texts is None or bridge.old_vectors is None:
         raise IndexBridgeError(
@@ -54,8 +64,8 @@ def to_head(bridge: IndexBridge) -> BridgeHead:
             "format": FORMAT,
             "old_encoder": {k: old.get(k) for k in ("name_or_path", "revision", "hidden_size", *SETTINGS)},
             "new_encoder": {k: bridge.new.get(k) for k in ("name_or_path", "revision", "hidden_size", *SETTINGS)},
-            "query_map": {**_jsonable(bridge.query_map.info), "normalize": bridge.query_map.normalize},
-            "migrate_map": {**_jsonable(bridge.migrate_map.info), "normalize": bridge.migrate_map.normalize},
+            "query_map": _map_record(bridge.query_map),
+            "migrate_map": _map_record(bridge.migrate_map),
             "expected_retention": {side: est.to_dict() for side, est in bridge.retention.items()},
         },
     }
@@ -98,7 +108,9 @@ def from_head(head: BridgeHead) -> IndexBridge:
                 f"({side_in['hidden_size']} -> {side_out['hidden_size']}); save the bridge again"
             )
         info = dict(record[f"{name}_map"])
-        maps[name] = LinearMap(weight.numpy(), bias.numpy(), bool(info.pop("normalize")), info)
+        normalize, unit_input = bool(info.pop("normalize")), bool(info.pop("unit_input", False))  # format 1: no
+        length = float(info.pop("length", 1.0))  # input normalisation, unit output length
+        maps[name] = LinearMap(weight.numpy(), bias.numpy(), normalize, info, unit_input=unit_input, length=length)
     return IndexBridge(
         maps["query"],
         maps["migrate"],

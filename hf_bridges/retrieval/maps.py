@@ -1,4 +1,5 @@
-"""The index bridge's map: a ridge map shrunk toward a prior map, prior and strength chosen by k-fold.
+"""The index bridge's two candidate maps: the rotation of unit vectors (``fit_rotation``) and a ridge map shrunk
+toward a prior map, prior and strength chosen by k-fold (``fit_prior_ridge``); ``bridge._fit_side`` keeps one.
 
 ``modeling.translation`` (the attach-time map of a head) fits orthogonal Procrustes or ridge shrunk toward zero in
 anchor-standardised spaces, chosen by the k-fold residual over every standardised dimension. For retrieval that
@@ -102,10 +103,22 @@ def fit_prior_ridge(
     return w, mt - ms @ w, {**info, "cv_scores": scores}
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def fit_rotation(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Orthogonal Procrustes on the raw (uncentred) vectors of two encoders of one width (aecp's Procrustes map):
-    ``x @ R``. Between the two MiniLMs it often retrieves better than any ridge (docs/retrieval.md)."""
-    if source.shape[1] != target.shape[1]:
-        raise ValueError(f"a rotation needs one width on both sides, got {source.shape[1]} and {target.shape[1]}")
-    u, _, vt = np.linalg.svd(np.asarray(source, np.float64).T @ np.asarray(target, np.float64))
-    return u @ vt, np.zeros(target.shape[1]), {"map": "rotation (uncentred Procrustes)"}
+    """Orthogonal Procrustes between the two encoders' *directions*: ``unit(x) @ R`` with ``R`` the rotation that
+    best carries the L2-normalised source rows onto the L2-normalised target rows (uncentred, as aecp's Procrustes
+    map, which it equals on encoders that normalise). Widths may differ: the narrower side is zero-padded, so ``R``
+    is semi-orthogonal (orthonormal rows or columns). A cosine encoder's vector length carries no meaning its
+    similarities use, and fitting on directions keeps long vectors of an encoder that does not normalise (e.g.
+    paraphrase-MiniLM-L3-v2) from weighing more in the fit. It has no parameter to tune, and on the two MiniLMs and
+    all-mpnet-base-v2 it retrieves at least as well as any ridge in most cells (docs/retrieval.md)."""
+    a, b = unit_rows(np.asarray(source, np.float64)), unit_rows(np.asarray(target, np.float64))
+    ds, dt = a.shape[1], b.shape[1]
+    width = max(ds, dt)
+    u, _, vt = np.linalg.svd(np.pad(a, ((0, 0), (0, width - ds))).T @ np.pad(b, ((0, 0), (0, width - dt))))
+    rotation = (u @ vt)[:ds, :dt]
+    return rotation, np.zeros(dt), {"map": "rotation (Procrustes of unit vectors)", "unit_input": True}
