@@ -3,7 +3,7 @@
 Fitted on texts embedded by both encoders (the old one that built the index, the new one that replaces it), it
 holds two maps, each the rotation of unit vectors or a ridge map shrunk toward a prior (``maps.py``), the ridge kept
 only when it retrieves significantly better on cross-fitted held-out pairs (``_fit_side``;
-``translation="auto" / "orthogonal" / "affine"`` use the heads' attach-time ``modeling.translation.fit_translation``
+``translation="auto" / "orthogonal" / "affine"`` use the heads' attach-time ``heads.translation.fit_translation``
 instead, which docs/retrieval.md compares):
 
 * the query map, new -> old: ``encode(queries)`` embeds with the new encoder and returns vectors that search the
@@ -24,79 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from ..heads.translation import fit_translation
 from .encoders import IndexBridgeError, TextEncoder, load_text_encoder
 from .estimate import CORPUS, RetentionEstimate, cross_fitted_hits, paired_gain, retention_from_hits
-from .maps import fit_prior_ridge, fit_rotation
+from .maps import FORMAT, KIND, LinearMap, _finite  # noqa: F401  (FORMAT, KIND: re-exported)
 
-KIND = "IndexBridge"
-FORMAT = 2  # 2: a map may L2-normalise its input (``unit_input``) and scale its output to ``length``
 MIN_PAIRS = 40
-
-
-def _finite(name: str, x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2:
-        raise IndexBridgeError(f"{name} must be a 2-D array (rows, width), got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise IndexBridgeError(f"{name} holds NaN or inf values: embed those texts again")
-    return x
-
-
-class LinearMap:
-    """``x @ weight + bias`` in float32 (a fitted translation with its source standardisation folded in); with
-    ``unit_input`` the rows of ``x`` are L2-normalised first (the rotation map works on directions); with
-    ``normalize`` every output row is scaled to ``length`` (1 for a target encoder that normalises, else its
-    vectors' mean length): a map's output length reflects its shrinkage, not the text, and an inner-product index
-    would otherwise rank a document by how confidently it was mapped."""
-
-    def __init__(
-        self,
-        weight: np.ndarray,
-        bias: np.ndarray,
-        normalize: bool,
-        info: dict | None = None,
-        *,
-        unit_input: bool = False,
-        length: float = 1.0,
-    ):
-        self.weight = np.ascontiguousarray(weight, dtype=np.float32)
-        self.bias = np.ascontiguousarray(bias, dtype=np.float32)
-        self.normalize = bool(normalize)
-        self.unit_input = bool(unit_input)
-        self.length = float(length)
-        self.info = dict(info or {})
-
-    @classmethod
-    def fit(
-        cls, source: np.ndarray, target: np.ndarray, normalize: bool, translation: str = "prior", folds: int = 5
-    ) -> LinearMap:
-        """``normalize``: the target encoder normalises its vectors (outputs unit length; else its mean length)."""
-        length = 1.0 if normalize else float(np.linalg.norm(np.asarray(target, np.float64), axis=1).mean())
-        if translation in ("prior", "rotation"):
-            fit = fit_prior_ridge(source, target, folds) if translation == "prior" else fit_rotation(source, target)
-            info = dict(fit[2])
-            unit_input = bool(info.pop("unit_input", False))
-            return cls(*fit[:2], True, info, unit_input=unit_input, length=length)
-        t = fit_translation(torch.from_numpy(source), torch.from_numpy(target), translation, folds)
-        weight = t.weight / t.source_std[:, None]
-        bias = t.bias - (t.source_mean / t.source_std) @ t.weight
-        return cls(weight.numpy(), bias.numpy(), normalize, t.info)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
-        if self.unit_input:
-            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        y = x @ self.weight + self.bias
-        if self.normalize:
-            y *= self.length / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
-        return y
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.weight.shape
 
 
 class IndexBridge:
@@ -338,7 +271,7 @@ class IndexBridge:
         from ..heads.hub import load_head
         from .files import from_head
 
-        loaded = from_head(load_head(bridge, revision=revision, token=token))
+        loaded = from_head(load_head(bridge, revision=revision, token=token), cls)
         if encoder is None:
             return loaded
         encoder = load_text_encoder(encoder)

@@ -10,14 +10,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from ..heads.files import PLAIN_HEAD_FORMAT, _package_version
 from ..heads.format import BridgeHead
-from .bridge import FORMAT, KIND, IndexBridge, LinearMap
 from .encoders import IndexBridgeError
 from .estimate import RetentionEstimate
+from .maps import FORMAT, KIND, LinearMap
 
 SETTINGS = ("pooling", "normalize", "max_seq_length", "prompts", "default_prompt_name", "query_space")
 
@@ -36,7 +38,7 @@ def _map_record(linear: LinearMap) -> dict:
     }
 
 
-def to_head(bridge: IndexBridge) -> BridgeHead:
+def to_head(bridge: Any) -> BridgeHead:
     if bridge.texts is None or bridge.old_vectors is None:
         raise IndexBridgeError(
             "this bridge was fitted from vectors alone: pass texts=... to fit_embeddings to save it (a saved bridge "
@@ -84,7 +86,7 @@ def to_head(bridge: IndexBridge) -> BridgeHead:
     )
 
 
-def from_head(head: BridgeHead) -> IndexBridge:
+def from_head(head: BridgeHead, cls: type) -> Any:
     config = head.config
     source = head.source or "the folder"
     if config.get("head_class") != KIND or "index_bridge" not in config:
@@ -111,7 +113,7 @@ def from_head(head: BridgeHead) -> IndexBridge:
         normalize, unit_input = bool(info.pop("normalize")), bool(info.pop("unit_input", False))  # format 1: no
         length = float(info.pop("length", 1.0))  # input normalisation, unit output length
         maps[name] = LinearMap(weight.numpy(), bias.numpy(), normalize, info, unit_input=unit_input, length=length)
-    return IndexBridge(
+    return cls(
         maps["query"],
         maps["migrate"],
         old,

@@ -1,7 +1,7 @@
 """The index bridge's two candidate maps: the rotation of unit vectors (``fit_rotation``) and a ridge map shrunk
 toward a prior map, prior and strength chosen by k-fold (``fit_prior_ridge``); ``bridge._fit_side`` keeps one.
 
-``modeling.translation`` (the attach-time map of a head) fits orthogonal Procrustes or ridge shrunk toward zero in
+``heads.translation`` (the attach-time map of a head) fits orthogonal Procrustes or ridge shrunk toward zero in
 anchor-standardised spaces, chosen by the k-fold residual over every standardised dimension. For retrieval that
 standardisation and criterion cost recall (docs/retrieval.md: 0.25 vs 0.41 Recall@10 at 250 pairs on one task):
 low-variance dimensions weigh as much as the ones a cosine ranks by, and heavy shrinkage toward the target's mean
@@ -20,6 +20,10 @@ every alpha, as in ``translation.ridge_cv_residuals``.
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from ..heads.translation import fit_translation
+from .encoders import IndexBridgeError
 
 ALPHAS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)  # times the mean eigenvalue of Xs^T Xs
 PRIORS = ("zero", "procrustes", "identity")
@@ -122,3 +126,70 @@ def fit_rotation(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np
     u, _, vt = np.linalg.svd(np.pad(a, ((0, 0), (0, width - ds))).T @ np.pad(b, ((0, 0), (0, width - dt))))
     rotation = (u @ vt)[:ds, :dt]
     return rotation, np.zeros(dt), {"map": "rotation (Procrustes of unit vectors)", "unit_input": True}
+
+
+KIND = "IndexBridge"
+FORMAT = 2  # 2: a map may L2-normalise its input (``unit_input``) and scale its output to ``length``
+
+
+def _finite(name: str, x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise IndexBridgeError(f"{name} must be a 2-D array (rows, width), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise IndexBridgeError(f"{name} holds NaN or inf values: embed those texts again")
+    return x
+
+
+class LinearMap:
+    """``x @ weight + bias`` in float32 (a fitted translation with its source standardisation folded in); with
+    ``unit_input`` the rows of ``x`` are L2-normalised first (the rotation map works on directions); with
+    ``normalize`` every output row is scaled to ``length`` (1 for a target encoder that normalises, else its
+    vectors' mean length): a map's output length reflects its shrinkage, not the text, and an inner-product index
+    would otherwise rank a document by how confidently it was mapped."""
+
+    def __init__(
+        self,
+        weight: np.ndarray,
+        bias: np.ndarray,
+        normalize: bool,
+        info: dict | None = None,
+        *,
+        unit_input: bool = False,
+        length: float = 1.0,
+    ):
+        self.weight = np.ascontiguousarray(weight, dtype=np.float32)
+        self.bias = np.ascontiguousarray(bias, dtype=np.float32)
+        self.normalize = bool(normalize)
+        self.unit_input = bool(unit_input)
+        self.length = float(length)
+        self.info = dict(info or {})
+
+    @classmethod
+    def fit(
+        cls, source: np.ndarray, target: np.ndarray, normalize: bool, translation: str = "prior", folds: int = 5
+    ) -> LinearMap:
+        """``normalize``: the target encoder normalises its vectors (outputs unit length; else its mean length)."""
+        length = 1.0 if normalize else float(np.linalg.norm(np.asarray(target, np.float64), axis=1).mean())
+        if translation in ("prior", "rotation"):
+            fit = fit_prior_ridge(source, target, folds) if translation == "prior" else fit_rotation(source, target)
+            info = dict(fit[2])
+            unit_input = bool(info.pop("unit_input", False))
+            return cls(*fit[:2], True, info, unit_input=unit_input, length=length)
+        t = fit_translation(torch.from_numpy(source), torch.from_numpy(target), translation, folds)
+        weight = t.weight / t.source_std[:, None]
+        bias = t.bias - (t.source_mean / t.source_std) @ t.weight
+        return cls(weight.numpy(), bias.numpy(), normalize, t.info)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if self.unit_input:
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        y = x @ self.weight + self.bias
+        if self.normalize:
+            y *= self.length / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+        return y
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.weight.shape
