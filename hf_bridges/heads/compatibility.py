@@ -12,14 +12,11 @@ encoder's stored anchor embeddings and from the new encoder's, normalised the wa
 CKA over the subspaces the head will use (weighted by the subspace weights), so choosing subspaces at attach time
 (``subspace_selection="auto"``) raises it when one projection transfers much worse than the others.
 
-Two CKA readings, each used where it was measured to work: the *score* compares the matrices as the head sees them
-(after its per-subspace normalisation; it ranks encoder pairs like stitched accuracy, Spearman 0.97), while the
-*selection* of subspaces compares the raw anchor-vs-anchor matrices (the benchmark's rule: on MiniLM-L6 <-> L3 it
-keeps cosine, 0.80 vs 0.27-0.35 for the others, and cosine is the subspace that stitches best, 0.937 vs 0.896 /
-0.887 / 0.747; the normalised reading rates euclidean and l1 above cosine there).
-
-The threshold below which a warning is issued comes from measurements on real encoders (README, "Stitchable heads
-on the Hub"): stitched accuracy on BBC News stays close to the same-encoder accuracy above it and falls apart below.
+Two CKA readings, each used where it was measured to work (docs/heads-and-hub.md): the *score* compares the
+matrices as the head sees them (after its per-subspace normalisation: it ranks encoder pairs like stitched accuracy),
+while the *selection* of subspaces compares the raw anchor-vs-anchor matrices (the benchmark's rule: it keeps the
+subspace that stitches best, where the normalised reading would not). The warning thresholds below come from the
+same measurements on real encoders.
 """
 
 from __future__ import annotations
@@ -153,9 +150,8 @@ def select_subspaces(
     raise ValueError(f"unknown selection mode {mode!r}; valid: ['hard', 'soft']")
 
 
-# Measured (README, benchmarks/stitch_report_ranking.py; BBC News, MiniLM-L6/L3, noised L6, random BERT; 14 pairs):
-# every pair scoring >= 0.685 kept >= 82% of its same-encoder accuracy, every pair that kept < 80% scored <= 0.551.
-# 0.6 sits in that gap, on the cautious side (one pair at 0.586 still kept 85%): a false warning costs a check.
+# In the gap between the pairs that kept their accuracy and those that did not, on the cautious side (a false warning
+# costs a check): docs/heads-and-hub.md, benchmarks/stitch_report_ranking.py.
 DEFAULT_THRESHOLD = 0.6
 
 
@@ -318,9 +314,8 @@ def compute_stitch_report(
     return report
 
 
-# Aligned heads (issue 9, the default head). Calibrated on 36 (head, target) pairs (FINDINGS, docs/method.md):
-# a randomly initialised encoder scores 0.04-0.07, every real pretrained pair >= 0.25; Spearman with the kept share
-# of accuracy 0.59 over all pairs, 0.19 within the 8 real pairs: a compatibility gate, not an accuracy predictor.
+# Aligned heads (the default head): between random encoders and every real pretrained pair (docs/method.md); a
+# compatibility gate, not an accuracy predictor (that is heads/estimate.py).
 ALIGNED_THRESHOLD = 0.15
 AFFINE_EQUIVALENT = 0.9  # held-out fit above which the new encoder is an affine image of the training one
 KNN = 10
