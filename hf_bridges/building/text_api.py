@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..modeling.modeling_bridge import EmbedFn, TextInputError, _embed_batches, length_order
+from ..modeling.modeling_bridge import EmbedFn, TextInputError, embed_batches, length_order
 from ..modeling.registry import ConfigError
 
 OUTPUT_VALUES = ("sentence_embedding", "relative_representation")
@@ -206,4 +206,4 @@ def embed_rows_in_length_order(
         )
         return {key: value.to(device) for key, value in batch.items()}
 
-    return _embed_batches(embed_fn, len(lengths), batch_size, make_batch, desc, progress, length_order(lengths))
+    return embed_batches(embed_fn, len(lengths), batch_size, make_batch, desc, progress, length_order(lengths))

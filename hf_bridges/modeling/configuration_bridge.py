@@ -73,22 +73,17 @@ class HeadConfig:
         subspace_weights: one weight per projection (then one for the aligned component) at inference; 0 drops it.
         classifier_hidden_size: hidden width of the MLP classifier (0: a single linear layer).
         classifier_dropout: dropout inside the classifier.
-        aligned: add the aligned component ``LayerNorm(std(z) @ R + b)`` (the training encoder's anchor-standardised
-            absolute embedding; ``R``/``b`` are identity/zero on the training encoder and fitted on the anchors
-            when the head is attached to another encoder). It joins the product AFTER the aggregation of the
-            relative subspaces: ``r(z) = [aggregation(subspaces), aligned]``, so any aggregation works.
+        aligned: add the aligned component ``LayerNorm(std(z) @ R + b)`` (``R``/``b``: identity/zero on the training
+            encoder, fitted on the anchors on another), after the aggregation: ``r(z) = [aggregation, aligned]``.
         aligned_dim: width of the aligned component (the training encoder's width); ``None``: set from the encoder.
         component_dropout: per-sample probability of dropping each component (each relative subspace and the
             aligned one; one always survives) while training, so the head accepts any non-empty subset.
-        combine: how the two components of an aligned head meet the classifier. ``sum`` (default): each component
-            has its own MLP classifier and the logits of the kept components are averaged (a weight of 0 drops a
-            component); ``concat``: one MLP on ``r(z)``. Heads without the aligned component have one classifier.
-        relative_anchors: how many of the anchors (the first ones) the relative subspaces read; the others, the
-            *alignment set*, only add pairs to the aligned map's fit at attach time (they cost an attach more
-            embeddings; at inference only the aligned standardisation reads them). ``None``: all. Needs ``aligned``.
-        alignment: the record of the attach-time fit (``map``, residuals, ``fit``, ``relative_space``,
-            ``stitch_score``); ``None`` on the training encoder. ``relative_space: translated`` makes the relative
-            component read the mapped embeddings against the training encoder's anchors (stored with the weights).
+        combine: ``sum``: one MLP classifier per component, the logits of the kept components averaged; ``concat``:
+            one MLP on ``r(z)`` (always, without the aligned component).
+        relative_anchors: how many anchors (the first) the relative subspaces read; the others, the *alignment set*,
+            only add pairs to the aligned map's attach-time fit. ``None``: all. Needs ``aligned``.
+        alignment: the attach-time fit's record (``map``, ``fit``, ``relative_space``, ``stitch_score``, ...); ``None``
+            on the training encoder. ``relative_space: translated``: the relative part reads the mapped embeddings.
 
     The defaults are the default head: one cosine subspace on anchor-standardised embeddings plus the aligned
     component, one classifier each, logits averaged, component dropout 0.3. Configs saved before a field existed read

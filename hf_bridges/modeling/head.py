@@ -69,7 +69,7 @@ class Projection:
 PROJECTIONS: Registry[Projection] = Registry("projection")
 
 
-def register_projection(name: str, invariant_to: str, **metadata) -> Callable[[ProjectionFn], ProjectionFn]:
+def register_projection(name: str, invariant_to: str, **metadata: Any) -> Callable[[ProjectionFn], ProjectionFn]:
     """Decorator: make ``fn(x, anchors) -> (B, k)`` available under ``name`` in every config."""
 
     def wrap(fn: ProjectionFn) -> ProjectionFn:
@@ -267,7 +267,7 @@ def build_subspace_norm(name: str, num_anchors: int) -> nn.Module:
 AGGREGATIONS: Registry[type[nn.Module]] = Registry("aggregation")
 
 
-def register_aggregation(name: str, **metadata) -> Callable[[type[nn.Module]], type[nn.Module]]:
+def register_aggregation(name: str, **metadata: Any) -> Callable[[type[nn.Module]], type[nn.Module]]:
     def wrap(cls: type[nn.Module]) -> type[nn.Module]:
         AGGREGATIONS.register(name, cls, **metadata)
         cls.aggregation_name = name
@@ -731,7 +731,7 @@ class RelativeProductHead(nn.Module):
         anchors: torch.Tensor,
         subspace_weights: torch.Tensor | None = None,
         return_subspaces: bool = False,
-    ):
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """r(z): normalise each subspace, then aggregate with the (optional) subspace weights. Computed in
         :attr:`compute_dtype` whatever the embeddings' dtype (bf16 / fp16 / float64 features included)."""
         dtype = self.compute_dtype

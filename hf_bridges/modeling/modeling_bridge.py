@@ -223,12 +223,19 @@ def _bar(total: int, desc: str, show: bool | None):
     return tqdm(total=total, desc=desc, unit="row", leave=leave, disable=not progress_enabled(show))
 
 
-def length_order(lengths: torch.Tensor) -> torch.Tensor:
-    """Row indices sorted by token count, longest first (a stable sort, so ties keep input order)."""
+def length_order(lengths: torch.Tensor) -> torch.Tensor:  # longest first; a stable sort keeps ties in input order
     return torch.sort(lengths, descending=True, stable=True).indices
 
 
-def _embed_batches(embed_fn: EmbedFn, n: int, batch_size: int, make_batch, desc, progress, order=None) -> torch.Tensor:
+def embed_batches(
+    embed_fn: EmbedFn,
+    n: int,
+    batch_size: int,
+    make_batch: Callable,
+    desc: str | None,
+    progress: bool | None,
+    order: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``embed_fn(**make_batch(rows))`` over ``n`` rows in batches (in ``order`` when given, the output rows then
     put back in input order), with one progress bar and one INFO line naming what is embedded."""
     if batch_size < 1:
@@ -252,20 +259,14 @@ def _embed_batches(embed_fn: EmbedFn, n: int, batch_size: int, make_batch, desc,
     return restored
 
 
-def embed_in_slices(embed_slice, n: int, batch_size: int, desc=None, progress=None) -> torch.Tensor:
-    """``embed_slice(start, stop) -> (stop - start, dim)`` over ``n`` rows in stored order (images, tensors)."""
-    return _embed_batches(
-        lambda start, stop: embed_slice(start, stop),
-        n,
-        batch_size,
-        lambda rows: {"start": int(rows[0]), "stop": int(rows[-1]) + 1},
-        desc,
-        progress,
-    )
-
-
 def embed_in_length_order(
-    embed_fn: EmbedFn, input_ids, attention_mask, batch_size: int, desc=None, progress=None, **extra_inputs
+    embed_fn: EmbedFn,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    batch_size: int,
+    desc: str | None = None,
+    progress: bool | None = None,
+    **extra_inputs: torch.Tensor,
 ) -> torch.Tensor:
     """``embed_fn(input_ids=..., attention_mask=..., **extra_inputs)`` over all rows of padded tensors, in
     length-sorted batches: texts of very different lengths padded to the longest pay attention over padding, so
@@ -280,7 +281,7 @@ def embed_in_length_order(
         width = max(int(lengths[rows].max()), 1) if right_padded else input_ids.shape[1]
         return {name: value[rows, :width] for name, value in tensors.items()}
 
-    return _embed_batches(embed_fn, input_ids.shape[0], batch_size, make_batch, desc, progress, length_order(lengths))
+    return embed_batches(embed_fn, input_ids.shape[0], batch_size, make_batch, desc, progress, length_order(lengths))
 
 
 # ------------------------------------------------------------------------------------------------- anchor stores
@@ -296,7 +297,7 @@ class AnchorStore(nn.Module):
         self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
 
     @classmethod
-    def from_config(cls, config) -> AnchorStore:
+    def from_config(cls, config: BridgeConfig) -> AnchorStore:
         return cls(config.num_anchors, config.anchor_seq_length, config.hidden_size)
 
     def has_inputs(self) -> bool:
@@ -318,7 +319,7 @@ class ImageAnchorStore(nn.Module):
         self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
 
     @classmethod
-    def from_config(cls, config) -> ImageAnchorStore:
+    def from_config(cls, config: BridgeConfig) -> ImageAnchorStore:
         return cls(config.num_anchors, config.anchor_image_shape or [3, 1, 1], config.hidden_size)
 
     def has_inputs(self) -> bool:
@@ -533,7 +534,7 @@ class BridgePreTrainedModel(PreTrainedModel):
         self.config.freeze_encoder = False
         self.encoder.requires_grad_(True)
 
-    def train(self, mode: bool = True):
+    def train(self, mode: bool = True) -> BridgePreTrainedModel:
         """A frozen encoder stays in eval mode (no dropout), so training sees the features inference sees and the
         anchors were embedded with; a trainable or LoRA encoder follows ``mode``."""
         super().train(mode)
@@ -547,7 +548,9 @@ class BridgePreTrainedModel(PreTrainedModel):
         encoder = self.__dict__.get("_modules", {}).get("encoder")
         return bool(getattr(encoder, "supports_gradient_checkpointing", False))
 
-    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs):
+    def activation_checkpointing_enable(
+        self, activation_checkpointing_kwargs: dict | None = None, **kwargs: Any
+    ) -> Any:
         """Checkpoint the encoder's layers (LoRA or an unfrozen encoder); Trainer's ``gradient_checkpointing``."""
         if not self.supports_gradient_checkpointing:
             encoder = type(self.encoder).__name__ if self.encoder is not None else "no encoder"
@@ -591,9 +594,9 @@ class BridgePreTrainedModel(PreTrainedModel):
                 embeddings = embed_in_length_order(
                     self.embed, self.anchors.input_ids, self.anchors.attention_mask, size, desc
                 )
-            else:
-                embed = lambda i, j: self.embed(**self._anchor_inputs(i, j))
-                embeddings = embed_in_slices(embed, self.config.num_anchors, size, desc)
+            else:  # images, tensors: in stored order
+                inputs = lambda rows: self._anchor_inputs(int(rows[0]), int(rows[-1]) + 1)
+                embeddings = embed_batches(self.embed, self.config.num_anchors, size, inputs, desc, None)
         finally:
             self.encoder.train(was_training)
         self.set_anchor_embeddings(embeddings)
@@ -660,7 +663,13 @@ class BridgePreTrainedModel(PreTrainedModel):
         normalize = self.config.normalize_embeddings  # a sentence-transformers Normalize module
         return nn.functional.normalize(embeddings, p=2, dim=-1) if normalize else embeddings
 
-    def forward_features(self, features=None, subspace_weights=None, return_subspaces: bool = False, **inputs):
+    def forward_features(
+        self,
+        features: torch.Tensor | None = None,
+        subspace_weights: torch.Tensor | None = None,
+        return_subspaces: bool = False,
+        **inputs: Any,
+    ) -> tuple[torch.Tensor, Any]:
         """(embeddings, r(z)): embed the inputs (unless ``features`` are given), then represent them relative to
         the anchors; with ``return_subspaces``, r(z) is ``(representation, normalised subspaces)``."""
         inputs = {key: value for key, value in inputs.items() if value is not None}
@@ -739,7 +748,7 @@ class BridgePreTrainedModel(PreTrainedModel):
         return nn.functional.cross_entropy(logits, labels)
 
     # ------------------------------------------------------------------------------------------------------- text in
-    def tokenize(self, texts: str | Sequence[str], **kwargs: Any):
+    def tokenize(self, texts: str | Sequence[str], **kwargs: Any) -> Any:
         """Tokenise ``texts`` as the anchors were: ``config.input_prefix`` prepended, padded, truncated to
         ``max_seq_length``, as PyTorch tensors (``kwargs`` override these tokenizer arguments)."""
         if self._get_tokenizer() is None:
@@ -845,7 +854,9 @@ class BridgeForImageClassification(BridgePreTrainedModel):
         self.image_processor = None  # set by from_encoder / from_pretrained; saved next to the weights
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, image_processor: Any = None, **kwargs):
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: Any, *args: Any, image_processor: Any = None, **kwargs: Any
+    ) -> Any:
         bridge = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         if image_processor is None:
             from transformers import AutoImageProcessor  # here: see _encode's AutoModel
@@ -859,7 +870,7 @@ class BridgeForImageClassification(BridgePreTrainedModel):
         bridge.image_processor = image_processor
         return bridge
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    def save_pretrained(self, save_directory: Any, *args: Any, **kwargs: Any) -> Any:
         result = super().save_pretrained(save_directory, *args, **kwargs)
         if self.image_processor is not None and kwargs.get("is_main_process", True):
             self.image_processor.save_pretrained(save_directory)

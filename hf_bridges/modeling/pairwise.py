@@ -21,11 +21,8 @@ def _compute_dtype(x: torch.Tensor, a: torch.Tensor) -> tuple[torch.dtype, torch
 
 
 def _blocks(B: int, k: int, D: int, elem: int, chunk_bytes: int, keep: str = "k"):
-    """Yield (i0, i1, j0, j1) blocks with (i1-i0)*(j1-j0)*D*elem <= chunk_bytes (at least one pair per block).
-
-    ``keep="k"``: blocks of whole rows of x (contiguous output rows, used in forward); ``keep="B"``: blocks of whole
-    columns (all samples against a slab of anchors, used in backward so grad_a is written once per slab and only the
-    small (B, D) grad_x is accumulated)."""
+    """(i0, i1, j0, j1) blocks of at most ``chunk_bytes`` (one pair at least): whole rows of x (``keep="k"``, forward)
+    or whole columns (``keep="B"``, backward: grad_a written once per slab of anchors)."""
     pair = max(1, D * elem)
     if keep == "k":
         if k * pair <= chunk_bytes:

@@ -45,7 +45,7 @@ class Registry(Mapping[str, T], Generic[T]):
         self._items: dict[str, T] = {}
         self._metadata: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str, item: T | None = None, *, override: bool = False, **metadata: Any):
+    def register(self, name: str, item: T | None = None, *, override: bool = False, **metadata: Any) -> Any:
         """Register ``item`` under ``name``; without ``item``, return a decorator that does."""
 
         def add(obj: T) -> T:
