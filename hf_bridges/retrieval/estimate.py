@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -162,23 +163,17 @@ def paired_gain(better: np.ndarray, base: np.ndarray, z: float = 1.645) -> tuple
 
 
 def cross_fitted_retention(
-    source: np.ndarray,
-    target: np.ndarray,
-    fit: Fitter,
-    side: str,
-    *,
-    k: int = 10,
-    folds: int = 5,
-    seed: int = 0,
-    confidence: float = 0.95,
-    resamples: int = 1000,
-    corpus: int = CORPUS,
+    source: np.ndarray, target: np.ndarray, fit: Fitter, side: str, **options: Any
 ) -> RetentionEstimate:
-    """Expected retention of the map ``source -> target`` on the paired rows, cross-fitted over ``folds``.
+    """Expected retention of the map ``source -> target`` on the paired rows, cross-fitted (``options``: the ``k``,
+    ``folds``, ``seed`` and ``corpus`` of :func:`cross_fitted_hits`, the ``confidence`` and ``resamples`` of
+    :func:`retention_from_hits`).
 
     ``side="query"``: source = new encoder, target = old (stored) vectors: the bridge ranks mapped new vectors
     against the stored old ones. ``side="migrate"``: source = old, target = new: new vectors rank migrated ones.
     Either way the reference is the new encoder on both sides (full re-embedding)."""
+    k, folds, seed, corpus = (options.get(n, d) for n, d in (("k", 10), ("folds", 5), ("seed", 0), ("corpus", CORPUS)))
+    confidence, resamples = options.get("confidence", 0.95), options.get("resamples", 1000)
     hit = cross_fitted_hits(source, target, fit, side, k=k, folds=folds, seed=seed, corpus=corpus)["new"]
     folds = max(2, min(folds, source.shape[0] // max(2 * k, 10)))
     est = retention_from_hits(hit, k=k, folds=folds, seed=seed, confidence=confidence, resamples=resamples)
