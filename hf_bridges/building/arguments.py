@@ -42,7 +42,9 @@ _RESERVED = frozenset(
 )
 
 
-def check_config_kwargs(kwargs: dict[str, Any], where: str, named: Sequence[str] = (), allowed: Sequence[str] = ()):
+def check_config_kwargs(
+    kwargs: dict[str, Any], where: str, named: Sequence[str] = (), allowed: Sequence[str] = ()
+) -> None:
     """Refuse keyword arguments that are no ``BridgeConfig`` field (a typo would otherwise land in the config and
     be silently ignored); the error names them and the closest valid name."""
     fields = {f.name for f in dataclasses.fields(BridgeConfig)} | set(HeadConfig.field_names()) | {"num_labels"}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging
+
+if TYPE_CHECKING:
+    from transformers import BaseImageProcessor, PreTrainedTokenizerBase
 
 logger = logging.get_logger(__name__)
 
@@ -22,7 +25,7 @@ POSITION_OFFSET_TYPES = (
 
 
 def load_encoder(
-    encoder: str | PreTrainedModel, revision: str | None = None, subfolder: str = "", **kwargs
+    encoder: str | PreTrainedModel, revision: str | None = None, subfolder: str = "", **kwargs: Any
 ) -> PreTrainedModel:
     """``subfolder``: where a sentence-transformers folder keeps its Transformer module (``kwargs`` win)."""
     if isinstance(encoder, PreTrainedModel):
@@ -38,13 +41,21 @@ def load_encoder(
         ) from error
 
 
-def load_fitted(max_seq_length: int, encoder, revision=None, subfolder: str = "", **kwargs) -> tuple:
+def load_fitted(
+    max_seq_length: int,
+    encoder: str | PreTrainedModel,
+    revision: str | None = None,
+    subfolder: str = "",
+    **kwargs: Any,
+) -> tuple[PreTrainedModel, int]:
     """``(encoder, max_seq_length)``: :func:`load_encoder`, the length clamped to what the encoder takes."""
     model = load_encoder(encoder, revision, subfolder, **kwargs)
     return model, fit_max_seq_length(model.config, max_seq_length)
 
 
-def load_tokenizer(name_or_path: str, revision: str | None = None, subfolder: str = "", **hub_kwargs: Any):
+def load_tokenizer(
+    name_or_path: str, revision: str | None = None, subfolder: str = "", **hub_kwargs: Any
+) -> PreTrainedTokenizerBase:
     """``hub_kwargs``: ``token``, ``cache_dir``, ``local_files_only``, ... as ``from_pretrained`` takes them."""
     try:
         return AutoTokenizer.from_pretrained(
@@ -57,7 +68,7 @@ def load_tokenizer(name_or_path: str, revision: str | None = None, subfolder: st
         ) from error
 
 
-def load_image_processor(name_or_path: str, revision: str | None = None):
+def load_image_processor(name_or_path: str, revision: str | None = None) -> BaseImageProcessor:
     try:
         return AutoImageProcessor.from_pretrained(name_or_path, revision=revision)
     except (OSError, ValueError) as error:

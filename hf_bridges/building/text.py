@@ -137,7 +137,15 @@ def build_bridge(
     return bridge
 
 
-def encoder_settings(encoder, revision, tokenizer, pooling, max_seq_length, normalize, prefix) -> tuple:
+def encoder_settings(
+    encoder: Any,
+    revision: str | None,
+    tokenizer: Any,
+    pooling: str | None,
+    max_seq_length: int | None,
+    normalize: bool | None,
+    prefix: str | None,
+) -> tuple:
     """``(encoder, tokenizer, pooling, max_seq_length, normalize, prefix, subfolder)`` with ``None`` resolved: a
     sentence-transformers model's own settings (a loaded ``SentenceTransformer`` gives its transformers model and
     tokenizer; a prompt name becomes its text; ``subfolder``: where its Transformer module keeps the weights and

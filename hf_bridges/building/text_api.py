@@ -177,7 +177,9 @@ def _convert(out: torch.Tensor, single: bool, to_numpy: bool, to_tensor: bool) -
     return out if single else list(out)
 
 
-def pad_rows(rows: Mapping[str, Sequence[Sequence[int]]], pad_values: Mapping[str, int], padding_side: str = "right"):
+def pad_rows(
+    rows: Mapping[str, Sequence[Sequence[int]]], pad_values: Mapping[str, int], padding_side: str = "right"
+) -> dict[str, torch.Tensor]:
     """Token rows of different lengths (a tokenizer's output with ``padding=False``) as padded ``long`` tensors, as
     ``tokenizer.pad`` would: each key filled with ``pad_values[key]`` (``attention_mask`` and others with 0)."""
     width = max((len(row) for row in rows["input_ids"]), default=0)
@@ -194,7 +196,15 @@ def pad_rows(rows: Mapping[str, Sequence[Sequence[int]]], pad_values: Mapping[st
 
 
 def embed_rows_in_length_order(
-    embed_fn: EmbedFn, rows, batch_size: int, pad_values, *, padding_side="right", desc=None, progress=None, device=None
+    embed_fn: EmbedFn,
+    rows: Mapping[str, Sequence[Sequence[int]]],
+    batch_size: int,
+    pad_values: Mapping[str, int],
+    *,
+    padding_side: str = "right",
+    desc: str | None = None,
+    progress: bool | None = None,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """``embed_fn(**batch)`` over a WHOLE list of unpadded token rows (tokenised once), in length-sorted batches,
     each padded to its own longest row (:func:`pad_rows`) and moved to ``device``; output rows in input order."""

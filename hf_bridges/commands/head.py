@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("head", help="push, pull, attach or inspect a head-only bridge (see README)")
     actions = parser.add_subparsers(dest="head_command", metavar="ACTION", required=True)
 
@@ -66,7 +70,7 @@ def _pull_kwargs(args) -> dict:
     return {"revision": getattr(args, "revision", None), "token": args.token, "endpoint": args.endpoint}
 
 
-def run_push(args) -> int:
+def run_push(args: argparse.Namespace) -> int:
     from ..heads.hub import push_head_folder
 
     info = push_head_folder(
@@ -82,7 +86,7 @@ def run_push(args) -> int:
     return 0
 
 
-def run_pull(args) -> int:
+def run_pull(args: argparse.Namespace) -> int:
     import shutil
     from pathlib import Path
 
@@ -102,7 +106,7 @@ def run_pull(args) -> int:
     return 0
 
 
-def run_attach(args) -> int:
+def run_attach(args: argparse.Namespace) -> int:
     import warnings
 
     from .. import BridgeForSequenceClassification, BridgeModel
@@ -136,7 +140,7 @@ def run_attach(args) -> int:
     return 0
 
 
-def run_inspect(args) -> int:
+def run_inspect(args: argparse.Namespace) -> int:
     from ..heads.hub import load_head
 
     head = load_head(args.head, **_pull_kwargs(args))
@@ -200,7 +204,7 @@ def _print_estimate(head, args) -> None:
             print(f"  WARNING: {report.warning}")
 
 
-def run_recover(args) -> int:
+def run_recover(args: argparse.Namespace) -> int:
     """Put back the version an interrupted save replaced (``.hf_bridges-previous/``, or an old ``.NAME.old-*``)."""
     import os
     from pathlib import Path

@@ -7,11 +7,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 GATE_EXIT = 3
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "index", help="fit, inspect or apply an index bridge (keep the index, change the encoder)"
     )
@@ -92,7 +96,7 @@ def _gate(bridge, minimum: float | None, side: str = "query", bound: str = "esti
     return 0
 
 
-def run_fit(args) -> int:
+def run_fit(args: argparse.Namespace) -> int:
     from ..retrieval import IndexBridge
 
     texts = _texts(args)
@@ -102,7 +106,7 @@ def run_fit(args) -> int:
     return _gate(bridge, args.min_retention)
 
 
-def run_inspect(args) -> int:
+def run_inspect(args: argparse.Namespace) -> int:
     from ..retrieval import IndexBridge
 
     bridge = IndexBridge.from_pretrained(args.bridge, revision=args.revision)
@@ -124,7 +128,7 @@ def run_inspect(args) -> int:
     return _gate(bridge, args.min_retention, args.side, args.bound)
 
 
-def run_migrate(args) -> int:
+def run_migrate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .._io import atomic_path

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def register(subparsers) -> None:
+if TYPE_CHECKING:
+    import argparse
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "info", help="list the registered projections, aggregations and poolings, and the l1 / linf kernel in use"
     )
     parser.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..modeling.head import ABS_TRANSFORMS, AGGREGATIONS, POOLINGS, PROJECTIONS, SUBSPACE_NORMS
 
     print("projections:")

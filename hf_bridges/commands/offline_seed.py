@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def register(subparsers) -> None:
+if TYPE_CHECKING:
+    import argparse
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from ..offline import ASSETS, asset_groups  # light: no torch/transformers at import time
 
     parser = subparsers.add_parser(
@@ -33,7 +38,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..offline import ASSETS, NotOursError, default_cache_dir, place_asset
 
     if args.only:

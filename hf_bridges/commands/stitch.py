@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def register(subparsers) -> None:
+if TYPE_CHECKING:
+    import argparse
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "stitch",
         help="train heads on cached embeddings of each encoder and score them zero-shot on every other encoder",
@@ -44,7 +49,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..stitching import load_config, run_stitch
     from ..stitching.config import BestHeadSpec, check_best_head
     from ..stitching.report import summary_table

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def register(subparsers) -> None:
+if TYPE_CHECKING:
+    import argparse
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from ..training.run import add_arguments
 
     parser = subparsers.add_parser("train", help="train a bridge model from a YAML config (Accelerate, LoRA)")
@@ -11,7 +16,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..training.run import run as train_run
 
     train_run(args)

@@ -9,6 +9,7 @@ encoders, so anchors stay parallel).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,13 +63,13 @@ def select_anchors(
 
 
 @register_anchor_strategy("random")
-def random_anchors(k: int, rng: np.random.Generator, *, num_candidates: int, **_) -> list[int]:
+def random_anchors(k: int, rng: np.random.Generator, *, num_candidates: int, **_: Any) -> list[int]:
     """Uniform without replacement (the relreps default)."""
     return rng.choice(num_candidates, size=k, replace=False).tolist()
 
 
 @register_anchor_strategy("stratified")
-def stratified_anchors(k: int, rng: np.random.Generator, *, labels: Sequence[int], **_) -> list[int]:
+def stratified_anchors(k: int, rng: np.random.Generator, *, labels: Sequence[int], **_: Any) -> list[int]:
     """Per-class quotas proportional to class frequency (largest remainder), random within each class."""
     labels = np.asarray(labels)
     classes, counts = np.unique(labels, return_counts=True)
@@ -87,7 +88,7 @@ def stratified_anchors(k: int, rng: np.random.Generator, *, labels: Sequence[int
 
 
 @register_anchor_strategy("kmeans", needs_embeddings=True)
-def kmeans_anchors(k: int, rng: np.random.Generator, *, embeddings: np.ndarray, **_) -> list[int]:
+def kmeans_anchors(k: int, rng: np.random.Generator, *, embeddings: np.ndarray, **_: Any) -> list[int]:
     """k-means on the L2-normalised embeddings; each centroid's nearest unused sample is an anchor."""
     from sklearn.cluster import KMeans
 
@@ -108,7 +109,7 @@ def kmeans_anchors(k: int, rng: np.random.Generator, *, embeddings: np.ndarray, 
 
 
 @register_anchor_strategy("farthest_point", needs_embeddings=True)
-def farthest_point_anchors(k: int, rng: np.random.Generator, *, embeddings: np.ndarray, **_) -> list[int]:
+def farthest_point_anchors(k: int, rng: np.random.Generator, *, embeddings: np.ndarray, **_: Any) -> list[int]:
     """Greedy farthest-point sampling (cosine distance) from a seeded random start: covers the space evenly."""
     x = embeddings / np.clip(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12, None)
     chosen = [int(rng.integers(len(x)))]

@@ -13,12 +13,16 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .._io import atomic_path
+
+if TYPE_CHECKING:
+    from ..modeling.modeling_bridge import BridgePreTrainedModel
+    from .format import BridgeHead
 
 HEAD_TEMPLATE = "head_card.md"
 MODEL_TEMPLATE = "model_card.md"
@@ -163,7 +167,7 @@ def _eval_results(modality: str, classifier: bool, dataset: str | None, rows: Se
 
 
 def head_card(
-    head,
+    head: BridgeHead,
     repo_id: str | None = None,
     dataset: str | None = None,
     metrics: dict[str, float] | None = None,
@@ -265,7 +269,7 @@ AUTO_CLASSES = {
 
 
 def model_card(
-    model,
+    model: BridgePreTrainedModel,
     repo_id: str | None = None,
     dataset: str | None = None,
     metrics: dict[str, float] | None = None,
@@ -358,7 +362,9 @@ def is_generated(card: ModelCard) -> bool:
     return bool(meta.get("kind")) or "# Model Card for Model ID" in card.text
 
 
-def write_model_card(model, folder: str | os.PathLike, repo_id: str | None = None) -> Path | None:
+def write_model_card(
+    model: BridgePreTrainedModel, folder: str | os.PathLike, repo_id: str | None = None
+) -> Path | None:
     """``README.md`` of a saved / pushed full model: the bridge's card, unless the folder holds the user's own."""
     path = Path(folder) / "README.md"
     if path.is_file():
@@ -397,7 +403,7 @@ def _section(text: str, heading: str) -> str:
     return text[start : end if end >= 0 else len(text)].rstrip() + "\n"
 
 
-def merge_into_card(path: str | os.PathLike, model, repo_id: str | None = None) -> ModelCard:
+def merge_into_card(path: str | os.PathLike, model: BridgePreTrainedModel, repo_id: str | None = None) -> ModelCard:
     """Add the bridge's metadata and load lines to a card another tool wrote (``Trainer.create_model_card``: its
     training summary, hyper-parameters and results stay): ``pipeline_tag``, ``base_model`` /
     ``base_model_relation``, the ``hf_bridges`` block (anchors' hash, encoder revision / prompt / pooling), tags."""

@@ -24,12 +24,17 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..logging import user_stacklevel
 from ..modeling.head import cosine as _COSINE
 from ..modeling.head import get_abs_transform, get_projection
+
+if TYPE_CHECKING:
+    from ..modeling.head import RelativeProductHead
+    from ..modeling.modeling_bridge import BridgePreTrainedModel
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -382,7 +387,7 @@ def component_subsets(names: Sequence[str], base: Sequence[float]) -> dict[str, 
 
 @torch.no_grad()
 def align_head(
-    head,
+    head: RelativeProductHead,
     reference_anchors: torch.Tensor,
     new_anchors: torch.Tensor,
     reference_alignment: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -490,7 +495,7 @@ def align_head(
         head.train(was_training)
 
 
-def stitch_reference(bridge) -> tuple | None:
+def stitch_reference(bridge: BridgePreTrainedModel) -> tuple | None:
     """What an aligned head's map is fitted against when the bridge switches encoder: the anchor embeddings held
     now (the training encoder's, or the encoder the head was last attached to, with that map). None for a head
     without an aligned component."""
@@ -510,7 +515,7 @@ def stitch_reference(bridge) -> tuple | None:
 
 
 def fit_bridge_alignment(
-    bridge, reference: tuple | None, translation: str, relative_space: str, gate: bool = False
+    bridge: BridgePreTrainedModel, reference: tuple | None, translation: str, relative_space: str, gate: bool = False
 ) -> dict | None:
     """Fit the bridge's aligned map from its current anchor embeddings into ``reference``'s space ((anchor
     embeddings, their map or None), see :func:`stitch_reference`); the weights and the record go to its config."""
@@ -533,7 +538,7 @@ def fit_bridge_alignment(
 
 
 def stitch_anchor_embeddings(
-    bridge, embeddings: torch.Tensor, *, translation: str = "auto", relative_space: str = "auto"
+    bridge: BridgePreTrainedModel, embeddings: torch.Tensor, *, translation: str = "auto", relative_space: str = "auto"
 ) -> dict | None:
     """``bridge.stitch_anchor_embeddings``: another encoder's embeddings of the stored anchors replace the current
     ones, and an aligned head's map is fitted on them."""

@@ -28,8 +28,14 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from ..modeling.head import RelativeProductHead
+    from ..modeling.modeling_bridge import BridgePreTrainedModel
+    from .format import BridgeHead
 
 # Fitted on benchmarks/accuracy_estimate.py (docs/estimate.md, 88 triples): the share of the calibrated-agreement
 # drop that is lost on new inputs, the RMS residual around the measured accuracy, and the interval's z (95 %).
@@ -143,7 +149,7 @@ def _phi(x: float) -> float:
 
 @torch.no_grad()
 def estimate_accuracy(
-    head,
+    head: RelativeProductHead,
     reference_embeddings: torch.Tensor,
     new_embeddings: torch.Tensor,
     *,
@@ -287,7 +293,7 @@ def stored_accuracy(config: dict, source: str | None = None) -> float | None:
     return float(value)
 
 
-def estimate_for_attach(bridge, bundle) -> AccuracyEstimate | None:
+def estimate_for_attach(bridge: BridgePreTrainedModel, bundle: BridgeHead) -> AccuracyEstimate | None:
     """The estimate of an attach (``from_encoder(encoder, head=...)``): the head as attached, the training
     encoder's stored anchor embeddings and the new encoder's; None for a representation head."""
     head = bridge.head

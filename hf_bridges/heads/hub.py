@@ -13,7 +13,7 @@ import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, snapshot_download
@@ -40,6 +40,11 @@ from .format import (
     write_head,
 )
 
+if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo
+
+    from ..modeling.modeling_bridge import BridgePreTrainedModel
+
 PathLike = str | os.PathLike
 
 
@@ -49,7 +54,7 @@ class HeadAttachError(HfBridgesError, ValueError):
 
 # -------------------------------------------------------------------------------------------------- save / push
 def save_head(
-    model,
+    model: BridgePreTrainedModel,
     save_directory: PathLike,
     *,
     weights_dtype: str = "float32",
@@ -72,7 +77,7 @@ def save_head(
     return write_head(head, save_directory, card=text)
 
 
-def push_head_to_hub(model, repo_id: str, **kwargs: Any):
+def push_head_to_hub(model: BridgePreTrainedModel, repo_id: str, **kwargs: Any) -> CommitInfo:
     """Push the head as a Hub model repo (created if needed); returns the ``CommitInfo`` (``.oid`` is the commit).
     ``kwargs``: :func:`push_head_folder`'s (``private``, ``token``, ``revision``, ``commit_message``, ``endpoint``),
     the rest go to :func:`save_head`. Only the head files (and the card) are uploaded, so a head can share a repo
@@ -93,7 +98,7 @@ def push_head_folder(
     revision: str | None = None,
     commit_message: str = "Upload bridge head",
     endpoint: str | None = None,
-):
+) -> CommitInfo:
     """Upload a head folder written by ``save_head`` (checked first, so a broken head is never published)."""
     read_head(folder)
     folder = Path(folder)

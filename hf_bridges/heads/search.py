@@ -9,9 +9,14 @@ matching server-side; the card data then says how each head relates to the encod
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cards import encoder_tag
+
+if TYPE_CHECKING:
+    import argparse
+
+    from huggingface_hub import HfApi
 
 HEAD_TAGS = ("hf-bridges", "bridge-head")
 
@@ -60,7 +65,7 @@ def _info(model) -> HeadInfo:
 def search_heads(
     encoder: str | None = None,
     *,
-    api=None,
+    api: HfApi | None = None,
     limit: int = 50,
     author: str | None = None,
     search: str | None = None,
@@ -105,7 +110,7 @@ def format_heads(heads: list[HeadInfo], encoder: str | None = None) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def register_search(head_subparsers) -> None:
+def register_search(head_subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``hf-bridges head search [--encoder ID]`` to the ``head`` command's sub-parsers."""
     parser = head_subparsers.add_parser("search", help="list published heads (optionally: that fit an encoder)")
     parser.add_argument("--encoder", help="Hub id of your encoder: heads trained or measured on it")
@@ -117,7 +122,7 @@ def register_search(head_subparsers) -> None:
     parser.set_defaults(func=run_search)
 
 
-def run_search(args) -> int:
+def run_search(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 

@@ -14,6 +14,7 @@ the encoder cannot be rebuilt from a config, so it is *not* saved; what is saved
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,7 +43,7 @@ class TensorAnchorStore(nn.Module):
         self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
 
     @classmethod
-    def from_config(cls, config) -> TensorAnchorStore:
+    def from_config(cls, config: BridgeConfig) -> TensorAnchorStore:
         shape = config.anchor_input_shape
         return cls(config.num_anchors, [0] if shape is None else shape, config.anchor_input_dtype, config.hidden_size)
 
@@ -160,12 +161,12 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
     @classmethod
     def from_pretrained(
         cls,
-        pretrained_model_name_or_path,
-        *args,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *args: Any,
         module: nn.Module | None = None,
         module_options: dict | None = None,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> ModuleBridgePreTrainedModel:
         """Load a saved module bridge; ``module=`` attaches an encoder (anchors re-embedded with it)."""
         bridge = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         if module is not None:
@@ -193,7 +194,7 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
         fit_bridge_alignment(self, reference, translation, relative_space)
         return self
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
         # The module cannot be rebuilt from the config: save head + anchors only (the encoder travels as code).
         encoder, self.encoder = self.encoder, None
         try:
@@ -228,9 +229,9 @@ class ModuleBridgeModel(ModuleBridgePreTrainedModel):
 
     def forward(
         self,
-        inputs=None,
-        features=None,
-        subspace_weights=None,
+        inputs: Any = None,
+        features: torch.Tensor | None = None,
+        subspace_weights: torch.Tensor | None = None,
         output_subspaces: bool = False,
         return_dict: bool | None = None,
     ) -> BridgeModelOutput:
@@ -245,10 +246,10 @@ class ModuleBridgeForClassification(ModuleBridgePreTrainedModel):
 
     def forward(
         self,
-        inputs=None,
-        labels=None,
-        features=None,
-        subspace_weights=None,
+        inputs: Any = None,
+        labels: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+        subspace_weights: torch.Tensor | None = None,
         output_representations: bool = False,
         return_dict: bool | None = None,
     ) -> BridgeClassifierOutput:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..modeling.configuration_bridge import LEGACY_DEFAULTS
+from ..modeling.configuration_bridge import LEGACY_DEFAULTS, BridgeConfig
 from .modeling import ModuleBridgePreTrainedModel
 
 
@@ -49,7 +49,7 @@ class BridgeForReconstruction(ModuleBridgePreTrainedModel):
     # a decoder reads one relative representation r(z): the relative product head of 0.1.0 (no aligned component)
     default_head = {key: value for key, value in LEGACY_DEFAULTS.items() if key != "combine"}
 
-    def __init__(self, config, encoder: nn.Module | None = None):
+    def __init__(self, config: BridgeConfig, encoder: nn.Module | None = None):
         shape = config.output_shape
         if not shape or any(int(s) < 1 for s in shape):
             raise ValueError("BridgeForReconstruction needs output_shape=[C, H, W] (or [D]) in its config")

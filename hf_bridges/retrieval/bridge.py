@@ -21,13 +21,16 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .encoders import IndexBridgeError, TextEncoder, load_text_encoder
 from .estimate import CORPUS, RetentionEstimate, cross_fitted_hits, paired_gain, retention_from_hits
 from .maps import FORMAT, KIND, LinearMap, _finite  # noqa: F401  (FORMAT, KIND: re-exported)
+
+if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo
 
 MIN_PAIRS = 40
 
@@ -245,7 +248,7 @@ class IndexBridge:
         head = to_head(self)
         return write_head(head, folder, card=str(index_card(self, head, repo_id)))
 
-    def push_to_hub(self, repo_id: str, **kwargs: Any):
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> CommitInfo:
         """Upload the bridge's files to a Hub model repo (created if needed); returns the ``CommitInfo``."""
         from ..heads.hub import push_head_folder
 

@@ -3,9 +3,14 @@ its expected retention; metadata from ``heads.cards`` (library tags, one searcha
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from huggingface_hub import ModelCard, ModelCardData
 
 from ..heads.cards import HEAD_PLACEHOLDER, LIBRARY_TAGS, _hub_id, anchors_sha256, encoder_tag
+
+if TYPE_CHECKING:
+    from ..heads.format import BridgeHead
 
 TEMPLATE = """---
 {{ card_data }}
@@ -49,7 +54,8 @@ hf-bridges index migrate {{ repo_id }} old.npy new.npy
 """
 
 
-def index_card(bridge, head, repo_id: str | None = None) -> ModelCard:
+def index_card(bridge: Any, head: BridgeHead, repo_id: str | None = None) -> ModelCard:
+    # bridge: an IndexBridge, typed Any because importing it here (even for type checking) is a bridge <-> card cycle
     old, new = bridge.old, bridge.new
     names = sorted({n for n in (_hub_id(old.get("name_or_path")), _hub_id(new.get("name_or_path"))) if n})
     base = _hub_id(old.get("name_or_path"))  # the index's encoder: what the bridge adapts to

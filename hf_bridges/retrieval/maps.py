@@ -19,6 +19,8 @@ every alpha, as in ``translation.ridge_cv_residuals``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -53,7 +55,12 @@ def _centred_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def select_prior_ridge(
-    source: np.ndarray, target: np.ndarray, alphas=ALPHAS, priors=PRIORS, folds: int = 5, seed: int = 0
+    source: np.ndarray,
+    target: np.ndarray,
+    alphas: Sequence[float] = ALPHAS,
+    priors: Sequence[str] = PRIORS,
+    folds: int = 5,
+    seed: int = 0,
 ) -> tuple[str, float, dict]:
     """(prior, relative alpha, scores): the best k-fold held-out centred cosine."""
     k = source.shape[0]

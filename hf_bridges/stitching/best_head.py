@@ -4,14 +4,18 @@ head folder whose card carries the run's results, and pushed to the Hub on reque
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .._io import atomic_path
 from .config import MethodSpec, StitchConfig
+
+if TYPE_CHECKING:
+    from ..modeling.modeling_bridge import BridgeForSequenceClassification
 
 RULE = (
     "relative methods only (never the absolute baseline); the method with the highest mean stitched accuracy "
@@ -78,11 +82,11 @@ def rebuild_bridge(
     config: StitchConfig,
     encoder_name: str,
     anchor_texts: list,
-    anchor_labels,
+    anchor_labels: Sequence[int],
     label_names: list[str],
     state: dict,
     anchor_embeddings: np.ndarray,
-):
+) -> BridgeForSequenceClassification:
     """The trained head on its training encoder, as a bridge model; refuses if the bridge embeds the anchors
     differently from the benchmark's cache (the head would then not be the one that was measured)."""
     from ..modeling.modeling_bridge import BridgeForSequenceClassification

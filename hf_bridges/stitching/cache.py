@@ -18,12 +18,15 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._io import fault_point, write_text_atomic
 from .validate import check_shard_widths
+
+if TYPE_CHECKING:
+    import datasets
 
 SHARD_ROWS = 256
 CACHE_FORMAT = 1
@@ -56,7 +59,7 @@ def embed_windows(embed: Callable[[dict], np.ndarray], todo: list[int], batch_si
 
 def embed_window(
     embed: Callable[[dict], np.ndarray],
-    dataset,
+    dataset: datasets.Dataset,
     column: str,
     window: list[int],
     batch_size: int,
@@ -93,7 +96,7 @@ class EmbeddingCache:
     def embeddings(
         self,
         identity: dict,
-        dataset,
+        dataset: datasets.Dataset,
         input_column: str,
         load_embed: Callable[[], Callable[[dict], np.ndarray]],
         desc: str = "embedding",

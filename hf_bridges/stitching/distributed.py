@@ -17,9 +17,18 @@ end would not help either: they would idle in a barrier past the process group's
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import datasets
+    import torch
+    from accelerate import PartialState
+    from torch import nn
+
+    from .cache import EmbeddingCache
 
 
 def world_size() -> int:
@@ -27,7 +36,7 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def partial_state():
+def partial_state() -> PartialState:
     """accelerate's process state; ``cpu=True`` where there is no GPU (or ACCELERATE_USE_CPU is set), else a CPU
     torchrun silently becomes N unconnected worlds of one process (each writing the cache)."""
     import torch
@@ -77,13 +86,13 @@ def _feeder(dataset, column: str, starts: list[int], shards: dict[int, np.ndarra
 
 
 def cached_embeddings(
-    cache,
+    cache: EmbeddingCache,
     identity: dict,
-    dataset,
+    dataset: datasets.Dataset,
     input_column: str,
     load_embed: Callable[[], Callable[[dict], np.ndarray]],
     dealt: list[int] | None = None,
-    **kwargs,
+    **kwargs: Any,
 ) -> np.ndarray:
     """``cache.embeddings(...)`` split across the processes of this launch; the same array on every process.
 
@@ -153,17 +162,19 @@ class LocalAccelerator:
     multi-process launch training heads alone once the others have left: the model on this process's device, the
     whole loader (no per-process split), no DDP wrap (its constructor would broadcast over the departed world)."""
 
-    def __init__(self, device):
+    def __init__(self, device: torch.device):
         self.device = device
 
-    def prepare(self, model, optimizer, loader):
+    def prepare(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, loader: Iterable
+    ) -> tuple[nn.Module, torch.optim.Optimizer, _OnDevice]:
         model.to(self.device)  # in place: the optimizer keeps its parameters
         return model, optimizer, _OnDevice(loader, self.device)
 
-    def backward(self, loss) -> None:
+    def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
 
-    def unwrap_model(self, model):
+    def unwrap_model(self, model: nn.Module) -> nn.Module:
         return model
 
 

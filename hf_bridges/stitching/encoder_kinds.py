@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, TypeVar
 
 import numpy as np
 
@@ -67,10 +67,13 @@ def load_plugins() -> None:
             importlib.import_module(f"{__package__}.{info.name}")
 
 
-def register_encoder_kind(name: str):
+T = TypeVar("T", bound=type)
+
+
+def register_encoder_kind(name: str) -> Callable[[T], T]:
     """Class decorator: instances of the class serve every encoder spec with ``kind: <name>``."""
 
-    def wrap(cls):
+    def wrap(cls: T) -> T:
         ENCODER_KINDS.register(name, cls())
         return cls
 

@@ -48,7 +48,7 @@ def attach_weights(
 
 
 def evaluate_pair(
-    head,
+    head: torch.nn.Module,
     method: MethodSpec,
     train_embeddings_test: np.ndarray,
     train_anchors: np.ndarray,

@@ -7,6 +7,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from .config import MAPPED_KINDS, ConfigError, StitchConfig, check_best_head, di
 from .distributed import cached_embeddings, head_accelerator, is_main_process, rank_note, world_size
 from .encoder_kinds import get_encoder_kind
 from .validate import validate_split
+
+if TYPE_CHECKING:
+    import datasets
 
 
 def check_output_dir(path: Path) -> None:
@@ -32,7 +36,7 @@ def _subset(split, limit: int | None, seed: int):
     return split.train_test_split(train_size=limit, seed=seed, stratify_by_column="label")["train"]
 
 
-def load_splits(config: StitchConfig, input_column: str):
+def load_splits(config: StitchConfig, input_column: str) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Train/test ``datasets`` splits with the configured columns renamed to (input_column, label)."""
     from ..data import DATASETS, load_labelled_dataset
 
@@ -71,7 +75,7 @@ def load_splits(config: StitchConfig, input_column: str):
     return _subset(data["train"], spec.max_train, 0), _subset(data["test"], spec.max_test, 0)
 
 
-def prepare(config: StitchConfig, output_dir: Path):
+def prepare(config: StitchConfig, output_dir: Path) -> tuple[dict[str, dict], datasets.Dataset, datasets.Dataset]:
     """Every check that needs the world but no model: run before any embedding or training."""
     check_output_dir(output_dir)
     if config.best_head is not None:
@@ -103,7 +107,14 @@ def prepare(config: StitchConfig, output_dir: Path):
     return identities, train, test
 
 
-def embed_splits(config: StitchConfig, identities: dict, train, test, cache: EmbeddingCache, quiet: bool = False):
+def embed_splits(
+    config: StitchConfig,
+    identities: dict,
+    train: datasets.Dataset,
+    test: datasets.Dataset,
+    cache: EmbeddingCache,
+    quiet: bool = False,
+) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, dict]]:
     """Every encoder's train and test embeddings, from the cache or embedded into it: ``{(name, split): array}``
     and the cache hits / misses per encoder."""
     embeddings, cache_stats = {}, {}

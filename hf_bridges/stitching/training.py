@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,6 +13,12 @@ from torch import nn
 from ..modeling.head import RelativeProductHead
 from ..training.fit import fit_epochs
 from .config import HeadSpec, MethodSpec, TrainingSpec
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from tqdm import tqdm
+
+    from .distributed import LocalAccelerator
 
 
 class AbsoluteHead(nn.Module):
@@ -24,12 +31,16 @@ class AbsoluteHead(nn.Module):
             nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_labels)
         )
 
-    def forward(self, embeddings: torch.Tensor, anchors: torch.Tensor, subspace_weights=None) -> torch.Tensor:
+    def forward(
+        self, embeddings: torch.Tensor, anchors: torch.Tensor, subspace_weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if embeddings.shape[1] != self.dim:
             raise ValueError(f"absolute head trained on width {self.dim}, got {embeddings.shape[1]}")
         return self.classifier(embeddings)
 
-    def represent(self, embeddings: torch.Tensor, anchors: torch.Tensor, subspace_weights=None) -> torch.Tensor:
+    def represent(
+        self, embeddings: torch.Tensor, anchors: torch.Tensor, subspace_weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.classifier[0](embeddings)
 
 
@@ -38,7 +49,9 @@ class CachedSubspaceHead(RelativeProductHead):
     (B, n, k), computed once per split: encoders are frozen and anchors fixed, so recomputing the l1/linf
     distances every step would only burn CPU."""
 
-    def relative_subspaces(self, embeddings: torch.Tensor, anchors: torch.Tensor, mapped=None) -> torch.Tensor:
+    def relative_subspaces(
+        self, embeddings: torch.Tensor, anchors: torch.Tensor, mapped: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if embeddings.dim() == 3:
             return embeddings
         return super().relative_subspaces(embeddings, anchors, mapped)
@@ -81,8 +94,8 @@ def train_head(
     anchors: np.ndarray,
     num_labels: int,
     seed: int,
-    accelerator=None,
-    progress=None,
+    accelerator: Accelerator | LocalAccelerator | None = None,
+    progress: tqdm | None = None,
     feature_cache: dict | None = None,
     relative_anchors: int | None = None,
 ) -> nn.Module:
@@ -118,7 +131,9 @@ def train_head(
         return accelerator.unwrap_model(head).eval()
 
 
-def anchor_tensor_of(anchors: np.ndarray, device, feature_cache: dict | None = None) -> torch.Tensor:
+def anchor_tensor_of(
+    anchors: np.ndarray, device: torch.device | str, feature_cache: dict | None = None
+) -> torch.Tensor:
     """One tensor per anchor array and device for the run (kept in ``feature_cache``): the head fits the statistics
     of fixed anchors once per anchors tensor (``transforms.fitted_on_anchors``), so every head, seed and
     evaluation on these anchors shares that fit."""

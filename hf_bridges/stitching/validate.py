@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..modeling.registry import ConfigError, HfBridgesError
+
+if TYPE_CHECKING:
+    import datasets
 
 
 class CacheError(HfBridgesError, OSError):
@@ -30,7 +34,11 @@ def _example(values, rows) -> str:
 
 
 def validate_split(
-    split, input_column: str, label_column: str = "label", name: str = "train", shown: tuple[str, str] | None = None
+    split: datasets.Dataset,
+    input_column: str,
+    label_column: str = "label",
+    name: str = "train",
+    shown: tuple[str, str] | None = None,
 ) -> None:
     """Missing / empty / non-integer labels, empty or non-string texts; each error names the column, the count of
     bad rows and an example row."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import torch
@@ -15,6 +15,9 @@ from ..data import load_labelled_dataset
 from ..data.anchors import select_alignment_set, select_anchors
 from ..modeling.modeling_bridge import BridgeForSequenceClassification
 from .config import TrainConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -30,7 +33,7 @@ def load_data(cfg: TrainConfig) -> datasets.DatasetDict:
     return data
 
 
-def build_word_tokenizer(texts: list[str], vocab_size: int):
+def build_word_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
     """A BERT-style word-level tokenizer over the most frequent training words.
 
     Built in pure Python with a deterministic order (count, then word), so every process of a distributed run
@@ -61,7 +64,7 @@ def build_word_tokenizer(texts: list[str], vocab_size: int):
     )
 
 
-def build_tokenizer(cfg: TrainConfig, train_texts: list[str]):
+def build_tokenizer(cfg: TrainConfig, train_texts: list[str]) -> PreTrainedTokenizerBase:
     if cfg.tokenizer:
         return load_tokenizer(cfg.tokenizer)
     if cfg.encoder:
@@ -69,7 +72,7 @@ def build_tokenizer(cfg: TrainConfig, train_texts: list[str]):
     return build_word_tokenizer(train_texts, cfg.tokenizer_vocab_size)
 
 
-def build_encoder(cfg: TrainConfig, tokenizer) -> nn.Module:
+def build_encoder(cfg: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> nn.Module:
     if cfg.encoder:
         return load_encoder(cfg.encoder)
     from transformers import AutoConfig, AutoModel
@@ -81,7 +84,7 @@ def build_encoder(cfg: TrainConfig, tokenizer) -> nn.Module:
     return AutoModel.from_config(AutoConfig.for_model(**kwargs))
 
 
-def build_model(cfg: TrainConfig, train: datasets.Dataset, tokenizer) -> nn.Module:
+def build_model(cfg: TrainConfig, train: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> nn.Module:
     """A ``BridgeForSequenceClassification`` whose anchors are a seeded stratified pick of the training texts
     (and, with ``alignment_inputs``, whose alignment set is a seeded pick of the others)."""
     labels = list(train["label"])

@@ -13,12 +13,15 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .._io import fault_point, make_readable, save_safetensors, tensors_sha256, write_text_atomic
 from ..modeling.registry import HfBridgesError
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -31,20 +34,20 @@ class CheckpointError(HfBridgesError, OSError):
     """A checkpoint could not be written (e.g. no space left); the previous ``latest`` is intact."""
 
 
-def strip_prefix_hook(models, weights, output_dir) -> None:
+def strip_prefix_hook(models: list[torch.nn.Module], weights: list[dict[str, torch.Tensor]], output_dir: str) -> None:
     """``register_save_state_pre_hook``: drop the DDP wrapper's ``module.`` prefix from the saved keys."""
     for i, state in enumerate(weights):
         weights[i] = type(state)((k[len(PREFIX) :] if k.startswith(PREFIX) else k, v) for k, v in state.items())
 
 
-def add_prefix_on_load(module, state_dict, prefix, *args) -> None:
+def add_prefix_on_load(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any) -> None:
     """``load_state_dict`` pre-hook on a DDP wrapper: unprefixed checkpoint keys get ``module.`` back."""
     for key in list(state_dict):
         if key.startswith(prefix) and not key.startswith(prefix + PREFIX):
             state_dict[prefix + PREFIX + key[len(prefix) :]] = state_dict.pop(key)
 
 
-def install_prefix_hooks(accelerator, model) -> None:
+def install_prefix_hooks(accelerator: Accelerator, model: torch.nn.Module) -> None:
     accelerator.register_save_state_pre_hook(strip_prefix_hook)
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         model.register_load_state_dict_pre_hook(add_prefix_on_load)
@@ -189,7 +192,12 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
 
 
 def save_checkpoint(
-    accelerator, output_dir: str | os.PathLike, step: int, state: dict[str, Any], keep: int = 2, suffix: str = ""
+    accelerator: Accelerator,
+    output_dir: str | os.PathLike,
+    step: int,
+    state: dict[str, Any],
+    keep: int = 2,
+    suffix: str = "",
 ) -> Path:
     """``accelerator.save_state`` into ``.tmp-step-N``, then rename to ``step-N`` and move ``latest``.
 

@@ -7,11 +7,16 @@ Stored as a ``datasets.Dataset`` (``features``, ``labels``) in torch format, so 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import datasets
 import torch
 from torch.utils.data import DataLoader
 
 from .config import TrainConfig
+
+if TYPE_CHECKING:
+    from ..modeling.modeling_bridge import BridgeForSequenceClassification
 
 
 def use_feature_cache(cfg: TrainConfig, train_batches: int | None = None) -> bool:
@@ -27,7 +32,7 @@ def use_feature_cache(cfg: TrainConfig, train_batches: int | None = None) -> boo
 
 
 @torch.no_grad()
-def embed_split(model, loader: DataLoader, device: torch.device) -> datasets.Dataset:
+def embed_split(model: BridgeForSequenceClassification, loader: DataLoader, device: torch.device) -> datasets.Dataset:
     """Pooled embeddings of every row of ``loader`` (unshuffled), in eval mode, in the loader's row order."""
     was_training = model.training
     model.eval()
@@ -41,7 +46,13 @@ def embed_split(model, loader: DataLoader, device: torch.device) -> datasets.Dat
     return datasets.Dataset.from_dict(table).with_format("torch")
 
 
-def feature_loaders(cfg: TrainConfig, model, train: DataLoader, evaluation: DataLoader, device: torch.device):
+def feature_loaders(
+    cfg: TrainConfig,
+    model: BridgeForSequenceClassification,
+    train: DataLoader,
+    evaluation: DataLoader,
+    device: torch.device,
+) -> tuple[DataLoader, DataLoader]:
     """Feature DataLoaders replacing the token ones: same batch size, shuffle and row order, so the seeded
     sampler yields the same batches (as row indices) as the token loader would."""
     model.to(device)

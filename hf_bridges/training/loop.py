@@ -9,8 +9,9 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import datasets
 import torch
 from torch.utils.data import DataLoader
 
@@ -27,17 +28,23 @@ from .config import TrainConfig
 from .features import feature_loaders, use_feature_cache
 from .trackers import build_trackers
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
+
 
 def base_bridge(model: torch.nn.Module) -> torch.nn.Module:
     """The ``BridgeForSequenceClassification`` inside a peft wrapper (or the model itself)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def encoder_is_trained(bridge) -> bool:
+def encoder_is_trained(bridge: torch.nn.Module) -> bool:
     return any(p.requires_grad for p in bridge.encoder.parameters())
 
 
-def make_loaders(cfg: TrainConfig, data, tokenizer) -> tuple[DataLoader, DataLoader]:
+def make_loaders(
+    cfg: TrainConfig, data: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase
+) -> tuple[DataLoader, DataLoader]:
     from transformers import DataCollatorWithPadding
 
     def tokenize(batch):
@@ -52,7 +59,7 @@ def make_loaders(cfg: TrainConfig, data, tokenizer) -> tuple[DataLoader, DataLoa
     return train, evaluation
 
 
-def param_groups(cfg: TrainConfig, model) -> list[dict[str, Any]]:
+def param_groups(cfg: TrainConfig, model: torch.nn.Module) -> list[dict[str, Any]]:
     bridge = base_bridge(model)
     encoder_ids = {id(p) for p in bridge.encoder.parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -65,7 +72,7 @@ def param_groups(cfg: TrainConfig, model) -> list[dict[str, Any]]:
 
 
 @torch.no_grad()
-def evaluate(accelerator, model, loader) -> dict[str, float]:
+def evaluate(accelerator: Accelerator, model: torch.nn.Module, loader: DataLoader) -> dict[str, float]:
     """Accuracy, macro-F1 and loss over the whole eval split (gathered across processes, no duplicates)."""
     from ..metrics import classification_scores
 
@@ -89,7 +96,9 @@ def _flat(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v, default=str) for k, v in values.items()}
 
 
-def save_final(accelerator, model, out: Path, metrics: dict | None = None) -> dict[str, str]:
+def save_final(
+    accelerator: Accelerator, model: torch.nn.Module, out: Path, metrics: dict | None = None
+) -> dict[str, str]:
     """The full model (``save_pretrained``, LoRA merged), the adapter when LoRA, the head when the model can."""
     saved: dict[str, str] = {}
     if not accelerator.is_main_process:
