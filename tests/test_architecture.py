@@ -82,3 +82,32 @@ def test_no_import_cycles():
 def test_nothing_reads_sys_argv_to_decide_what_to_import():
     offenders = [str(p) for p in PACKAGE.rglob("*.py") if "sys.argv" in p.read_text() and p.name != "cli.py"]
     assert offenders == []
+
+
+def _public_functions_without_annotations() -> list[str]:
+    """Module-level functions and methods of public classes, not starting with ``_`` (``__init__`` / ``__call__``
+    included), whose arguments or return lack a type hint. The ``evaluate`` metric scripts are left as evaluate's."""
+    missing = []
+    for path in PACKAGE.rglob("*.py"):
+        if "metrics" in path.parts[len(PACKAGE.parts) :]:
+            continue
+
+        def visit(node: ast.AST, public: bool, path: Path = path) -> None:
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.ClassDef):
+                    visit(child, public and not child.name.startswith("_"), path)
+                elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and public:
+                    if child.name.startswith("_") and child.name not in ("__init__", "__call__"):
+                        continue
+                    a = child.args
+                    args = [x for x in (*a.posonlyargs, *a.args, *a.kwonlyargs) if x.arg not in ("self", "cls")]
+                    args += [x for x in (a.vararg, a.kwarg) if x is not None]
+                    if any(x.annotation is None for x in args) or (child.returns is None and child.name != "__init__"):
+                        missing.append(f"{path.relative_to(PACKAGE.parent)}:{child.lineno} {child.name}")
+
+        visit(ast.parse(path.read_text()), True)
+    return missing
+
+
+def test_public_functions_are_annotated():
+    assert _public_functions_without_annotations() == []
