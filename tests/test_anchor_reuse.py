@@ -203,3 +203,23 @@ def test_a_cached_reattach_tokenises_the_anchors_once(tmp_path, monkeypatch, one
 
     _, calls = attach(tokenizer=AutoTokenizer.from_pretrained(MINILM))
     assert calls == 2 * len(texts)  # a tokenizer object passed in is not pinned by the snapshot: tokenised
+
+
+def test_a_bad_token_record_is_dropped_and_written_again(tokenizer, anchor_texts, tiny_encoder_dir, tmp_path, caplog):
+    from hf_bridges.heads.anchor_cache import TokenRecord
+
+    folder = _head(tokenizer, anchor_texts, tmp_path)
+    cache = tmp_path / "cache"
+    first = BridgeForSequenceClassification.from_encoder(tiny_encoder_dir, head=folder, anchor_cache=cache)
+    (path,) = cache.glob("tokens-*.json")
+    good = path.read_text()
+    for bad in ("{not json", good.replace('"store_sha256\\":\\"', '"store_sha256\\":\\"0')):  # garbage; edited body
+        path.write_text(bad)
+        with caplog.at_level("WARNING", logger="hf_bridges.heads.anchor_cache"):
+            again = BridgeForSequenceClassification.from_encoder(tiny_encoder_dir, head=folder, anchor_cache=cache)
+        assert "anchor token record" in caplog.text and "is bad" in caplog.text
+        assert torch.equal(again.anchors.input_ids, first.anchors.input_ids)
+        assert TokenRecord.from_json(path.read_text(), len(anchor_texts)) == TokenRecord.from_json(
+            good, len(anchor_texts)
+        )
+        caplog.clear()

@@ -195,7 +195,9 @@ def attach_head(
 
     ``anchor_cache``: a text encoder loaded here from a Hub id or folder that embedded these exact anchor inputs
     before gets its anchor embeddings from the cache (:mod:`hf_bridges.heads.anchor_cache`; ``False`` embeds
-    anyway, a folder moves the cache).
+    anyway, a folder moves the cache). With a tokenizer loaded here (not passed in), the cache's token record of
+    these anchors gives the fingerprint and the unknown-token counts, and the bridge tokenises only the characters
+    of each anchor that reach its inputs, checked against the record (:class:`AnchorTokens`).
     """
     from ..building.loading import load_encoder, load_tokenizer
     from ..building.sentence_transformers import resolve_prompt, st_encoder_settings
