@@ -131,3 +131,95 @@ def test_image_heads_reuse_their_anchor_embeddings_too(tmp_path, monkeypatch, on
     other.image_mean = [0.4, 0.4, 0.4]
     attach(other)
     assert calls["n"] > embedded
+
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _tokenised_texts(monkeypatch):
+    """Count the texts every tokenizer is called on: a wrapper around the real ``__call__``, which does the work."""
+    from transformers import PreTrainedTokenizerBase
+
+    seen = {"texts": 0}
+    original = PreTrainedTokenizerBase.__call__
+
+    def counted(self, text=None, *args, **kwargs):
+        seen["texts"] += len(text) if isinstance(text, (list, tuple)) else 1
+        return original(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedTokenizerBase, "__call__", counted)
+    return seen
+
+
+def test_a_cached_reattach_tokenises_the_anchors_once(tmp_path, monkeypatch, one_thread):
+    """Issue 21: a re-attach whose tokenizer the encoder's snapshot pins reads the fingerprint and the unknown-token
+    counts from the anchor cache's token record and tokenises the anchors once, cut to what reaches the model, for
+    the bridge's inputs: the same inputs, embeddings, logits and report as the first attach; a record whose cuts
+    give other inputs is caught and replaced; a tokenizer passed in is never pinned (tokenised twice)."""
+    from transformers import AutoTokenizer
+
+    from hf_bridges.heads.anchor_cache import TokenRecord, read_tokens, write_tokens
+
+    texts, labels = topic_texts(4, seed=11, topic_words=40)  # 40+ words each: longer than max_seq_length=16
+    texts = [f"{t}. {t.upper()}" if i % 3 else t[:30] for i, t in enumerate(texts)]  # and a few short ones
+    model = BridgeForSequenceClassification.from_encoder(
+        MINILM, anchors=texts, anchor_labels=labels, num_labels=5, max_seq_length=16
+    )
+    folder = model.save_head(tmp_path / "head")
+    cache = tmp_path / "cache"
+    seen = _tokenised_texts(monkeypatch)
+    first = BridgeForSequenceClassification.from_encoder(MINILM, head=folder, anchor_cache=cache)
+    assert seen["texts"] == 2 * len(texts)  # not cached yet: the fingerprint's and the bridge's tokenisation
+    (path,) = cache.glob("tokens-*.json")
+    record = TokenRecord.from_json(path.read_text(), len(texts))
+    assert record.cuts is not None and sum(c is not None for c in record.cuts) > len(texts) // 2
+
+    def attach(**kwargs):
+        seen["texts"] = 0
+        bridge = BridgeForSequenceClassification.from_encoder(MINILM, head=folder, anchor_cache=cache, **kwargs)
+        return bridge, seen["texts"]
+
+    def same_as_first(bridge):
+        assert torch.equal(bridge.anchors.input_ids, first.anchors.input_ids)
+        assert torch.equal(bridge.anchors.attention_mask, first.anchors.attention_mask)
+        assert bridge.config.anchors == first.config.anchors == texts  # the whole texts are kept
+        assert torch.equal(bridge.anchor_embeddings, first.anchor_embeddings)
+        batch = first.tokenize(texts[:5])
+        with torch.no_grad():
+            assert torch.equal(bridge(**batch).logits, first(**batch).logits)
+        assert bridge.stitch_report.to_dict() == first.stitch_report.to_dict()
+
+    second, calls = attach()
+    assert calls == len(texts)  # once: the bridge's inputs, from the cut texts
+    same_as_first(second)
+    assert any("same token ids as the training tokenizer" in note for note in second.stitch_report.notes)
+
+    record = read_tokens(cache, path.stem, len(texts))
+    write_tokens(cache, path.stem, TokenRecord(**{**record.__dict__, "cuts": [3] * len(texts)}))  # cut too short
+    third, calls = attach()
+    assert calls == 3 * len(texts)  # the cut inputs differ from the record: fingerprint and whole texts again
+    same_as_first(third)
+    assert read_tokens(cache, path.stem, len(texts)).cuts == record.cuts  # the record is replaced
+
+    _, calls = attach(tokenizer=AutoTokenizer.from_pretrained(MINILM))
+    assert calls == 2 * len(texts)  # a tokenizer object passed in is not pinned by the snapshot: tokenised
+
+
+def test_a_bad_token_record_is_dropped_and_written_again(tokenizer, anchor_texts, tiny_encoder_dir, tmp_path, caplog):
+    from hf_bridges.heads.anchor_cache import TokenRecord
+
+    folder = _head(tokenizer, anchor_texts, tmp_path)
+    cache = tmp_path / "cache"
+    first = BridgeForSequenceClassification.from_encoder(tiny_encoder_dir, head=folder, anchor_cache=cache)
+    (path,) = cache.glob("tokens-*.json")
+    good = path.read_text()
+    for bad in ("{not json", good.replace('"store_sha256\\":\\"', '"store_sha256\\":\\"0')):  # garbage; edited body
+        path.write_text(bad)
+        with caplog.at_level("WARNING", logger="hf_bridges.heads.anchor_cache"):
+            again = BridgeForSequenceClassification.from_encoder(tiny_encoder_dir, head=folder, anchor_cache=cache)
+        assert "anchor token record" in caplog.text and "is bad" in caplog.text
+        assert torch.equal(again.anchors.input_ids, first.anchors.input_ids)
+        assert TokenRecord.from_json(path.read_text(), len(anchor_texts)) == TokenRecord.from_json(
+            good, len(anchor_texts)
+        )
+        caplog.clear()

@@ -11,12 +11,23 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..building.arguments import warn_degenerate_anchors
-from ..logging import user_stacklevel
+from ..logging import get_logger, user_stacklevel
 from ..modeling.configuration_bridge import HeadConfig
-from .anchor_cache import fill_anchor_embeddings
+from .anchor_cache import (
+    TokenRecord,
+    anchor_cuts,
+    cache_root,
+    fill_anchor_embeddings,
+    read_tokens,
+    store_digest,
+    tokenizer_identity,
+    tokens_key,
+    write_tokens,
+)
 from .compatibility import (
     ALIGNED_THRESHOLD,
     DEFAULT_THRESHOLD,
@@ -31,6 +42,8 @@ from .format import BridgeHead, HeadFormatError, tokenizer_fingerprint
 from .hub import HeadAttachError, PathLike, load_head
 
 # What an encoder takes as its main input tells its modality (transformers' ``main_input_name``).
+logger = get_logger(__name__)
+
 INPUT_MODALITY = {"input_ids": "text", "pixel_values": "image", "input_values": "audio", "input_features": "audio"}
 
 
@@ -38,31 +51,114 @@ def encoder_modality(encoder) -> str:
     return INPUT_MODALITY.get(getattr(encoder, "main_input_name", "input_ids"), "unknown")
 
 
-def anchor_token_ids(tokenizer, anchors) -> list[list[int]]:
+def anchor_token_ids(tokenizer, anchors, offsets: bool = False):
     """The raw anchors' token ids as the head's tokenizer fingerprint reads them (no prefix, no special tokens, at
-    most 512): computed once per attach, for the unknown-token check and the fingerprint (issue 21.2: the anchors
-    were tokenised for each)."""
-    return tokenizer([str(a) for a in anchors], add_special_tokens=False, truncation=True, max_length=512)["input_ids"]
+    most 512); with ``offsets``, also their character spans (a fast tokenizer's ``offset_mapping``)."""
+    encoded = tokenizer(
+        [str(a) for a in anchors],
+        add_special_tokens=False,
+        truncation=True,
+        max_length=512,
+        **({"return_offsets_mapping": True} if offsets else {}),
+    )
+    return (encoded["input_ids"], encoded["offset_mapping"]) if offsets else encoded["input_ids"]
+
+
+def _unknown_counts(tokenizer, ids: list) -> tuple[int | None, int | None]:
+    """``(unknown tokens, tokens)`` in the first 256 anchors' ``ids``; ``(None, None)``: no unknown token."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return None, None
+    ids = ids[:256]
+    return sum(row.count(unk) for row in map(list, ids)), sum(len(row) for row in ids)
 
 
 def _check_tokenizer(
-    tokenizer, anchors, name: str, source: str, max_unknown: float = 0.5, ids: list | None = None
+    tokenizer, unknown: int | None, total: int | None, name: str, source: str, max_unknown: float = 0.5
 ) -> None:
     """Refuse a tokenizer that cannot represent the anchors (e.g. transformers' empty fallback tokenizer for an
-    encoder folder without tokenizer files, which maps every word to the unknown token). ``ids``: the anchors'
-    :func:`anchor_token_ids`, when already computed."""
-    unk = getattr(tokenizer, "unk_token_id", None)
-    if unk is None:
+    encoder folder without tokenizer files, which maps every word to the unknown token): ``unknown`` of ``total``
+    tokens of the first 256 anchors (:func:`_unknown_counts`; None: the tokenizer has no unknown token)."""
+    if unknown is None or total is None:
         return
-    ids = (ids if ids is not None else anchor_token_ids(tokenizer, anchors[:256]))[:256]
-    total = sum(len(row) for row in ids)
-    unknown = sum(token == unk for row in ids for token in row)
     if total == 0 or unknown / total > max_unknown:
         raise HeadAttachError(
             f"cannot attach {source} to {name}: its tokenizer ({type(tokenizer).__name__}, {len(tokenizer)} tokens) "
             f"maps {unknown} of {total} anchor tokens to the unknown token, so the anchors cannot be embedded. The "
             "encoder's tokenizer files are probably missing: pass tokenizer=... (the tokenizer the encoder was trained with)"
         )
+
+
+@dataclass
+class AnchorTokens:
+    """How the attach's tokenizer maps the head's anchors, known before the bridge is built: the fingerprint (None:
+    the head records none), checked against the unknown token; from the anchor cache's :class:`TokenRecord` when
+    one is there for this pinned tokenizer (no tokenizer call), else from one tokenizer call (issue 21: the anchors
+    were tokenised once for this and once for the bridge's inputs; a record leaves only the bridge's, of the
+    characters that reach its inputs)."""
+
+    fingerprint: dict | None
+    record: TokenRecord | None  # read from the cache (None: tokenised here)
+    counts: tuple  # (unknown, total) of the unknown-token check
+    offsets: list | None  # the raw tokens' character spans (tokenised here, to record the cuts)
+    root: Path | None
+    key: str | None
+
+    @classmethod
+    def read(cls, tokenizer, bundle: BridgeHead, name: str, source: str, root, key, fresh: bool = False):
+        recorded = bool(bundle.config.get("tokenizer"))
+        record = None if fresh else read_tokens(root, key, len(bundle.anchors))
+        if record is not None and (record.anchor_ids_sha256 is not None or not recorded):
+            _check_tokenizer(tokenizer, record.unknown, record.total, name, source)
+            fingerprint = {"vocab_size": len(tokenizer), "anchor_ids_sha256": record.anchor_ids_sha256}
+            return cls(fingerprint if recorded else None, record, (record.unknown, record.total), None, root, key)
+        offsets = fingerprint = None
+        if recorded:  # the fingerprint reads every anchor: tokenise them once, for it and the unknown tokens
+            with_offsets = key is not None and bool(getattr(tokenizer, "is_fast", False))
+            ids = anchor_token_ids(tokenizer, bundle.anchors, offsets=with_offsets)
+            ids, offsets = ids if with_offsets else (ids, None)
+            fingerprint = tokenizer_fingerprint(tokenizer, bundle.anchors, ids=ids)
+        else:
+            ids = anchor_token_ids(tokenizer, bundle.anchors[:256])
+        counts = _unknown_counts(tokenizer, ids)
+        _check_tokenizer(tokenizer, *counts, name, source)
+        return cls(fingerprint, None, counts, offsets, root, key)
+
+    def cut_texts(self, anchors: list) -> list:
+        """The anchors as the bridge tokenises them: cut where the record says their inputs end, else whole."""
+        cuts = self.record.cuts if self.record is not None else None
+        if cuts is None:
+            return anchors
+        return [text if cut is None else str(text)[:cut] for text, cut in zip(anchors, cuts)]
+
+    def confirm(self, bridge, anchors: list) -> bool:
+        """After the bridge is built: its anchor inputs are the record's (else False: build it from the whole texts
+        with a fresh :class:`AnchorTokens`); it keeps the whole texts; a new record is written."""
+        config = bridge.config
+        digest = store_digest(bridge.anchors.input_ids, bridge.anchors.attention_mask)
+        config.anchors = list(anchors)
+        record = self.record
+        if record is not None:
+            same = (digest, config.max_seq_length, config.input_prefix or "") == (
+                record.store_sha256,
+                record.max_seq_length,
+                record.prefix,
+            )
+            if not same:
+                logger.info("the anchor token record %s does not match the anchor inputs: tokenising again", self.key)
+            return same
+        cuts = anchor_cuts(anchors, self.offsets, config.max_seq_length) if self.offsets is not None else None
+        record = TokenRecord(
+            anchor_ids_sha256=self.fingerprint["anchor_ids_sha256"] if self.fingerprint else None,
+            unknown=self.counts[0],
+            total=self.counts[1],
+            prefix=config.input_prefix or "",
+            max_seq_length=int(config.max_seq_length),
+            store_sha256=digest,
+            cuts=cuts,
+        )
+        write_tokens(self.root, self.key, record)
+        return True
 
 
 def attach_head(
@@ -99,12 +195,15 @@ def attach_head(
 
     ``anchor_cache``: a text encoder loaded here from a Hub id or folder that embedded these exact anchor inputs
     before gets its anchor embeddings from the cache (:mod:`hf_bridges.heads.anchor_cache`; ``False`` embeds
-    anyway, a folder moves the cache).
+    anyway, a folder moves the cache). With a tokenizer loaded here (not passed in), the cache's token record of
+    these anchors gives the fingerprint and the unknown-token counts, and the bridge tokenises only the characters
+    of each anchor that reach its inputs, checked against the record (:class:`AnchorTokens`).
     """
     from ..building.loading import load_encoder, load_tokenizer
     from ..building.sentence_transformers import resolve_prompt, st_encoder_settings
 
     loaded_from = encoder  # what the cache keys on (an in-memory model is never cached)
+    tokenizer_loaded_here = tokenizer is None  # only such a tokenizer is pinned by the encoder's snapshot
     bundle = head if isinstance(head, BridgeHead) else load_head(head, revision=head_revision, token=token)
     source = bundle.source or "the head"
     if bundle.config.get("head_class") == "IndexBridge":  # hf_bridges.retrieval: maps vectors, has no head to attach
@@ -134,11 +233,6 @@ def attach_head(
             tokenizer = load_tokenizer(name, revision, subfolder)
         except OSError as error:
             raise HeadAttachError(f"cannot attach {source} to {name}: {error}") from None
-    anchor_ids = None
-    if tokenizer is not None and want == "text":
-        if bundle.config.get("tokenizer"):  # the fingerprint below reads every anchor: tokenise them once, here
-            anchor_ids = anchor_token_ids(tokenizer, bundle.anchors)
-        _check_tokenizer(tokenizer, bundle.anchors, name, source, ids=anchor_ids)
     _check_prefix(bundle, overrides, name, source)
     st_kwargs = {}
     if st:  # its pooling / Normalize / max_seq_length / prompts win over the training encoder's recorded ones
@@ -155,18 +249,36 @@ def attach_head(
     if head_overrides:
         kwargs["head_config"] = kwargs["head_config"].replace(**head_overrides)
     kwargs.update(overrides)
+    tokens = None
+    if tokenizer is not None and want == "text":
+        identity = tokenizer_identity(loaded_from, revision, subfolder, tokenizer, tokenizer_loaded_here)
+        root = cache_root(anchor_cache) if identity is not None else None
+        key = (
+            None
+            if root is None
+            else tokens_key(identity, bundle.anchors, kwargs.get("prefix"), kwargs.get("max_seq_length"))
+        )
+        tokens = AnchorTokens.read(tokenizer, bundle, name, source, root, key)
+
+    def build(anchors):
+        return cls.from_encoder(
+            model,
+            anchors=anchors,
+            anchor_labels=bundle.anchor_labels,
+            tokenizer=tokenizer,
+            revision=revision,
+            embed_anchors=False,
+            **kwargs,
+        )
+
     try:
         with warnings.catch_warnings():  # the degenerate-anchor warnings come below, naming the head
             warnings.filterwarnings("ignore", message=r"from_encoder: .*(duplicates|degenerate anchors)")
-            bridge = cls.from_encoder(
-                model,
-                anchors=bundle.anchors,
-                anchor_labels=bundle.anchor_labels,
-                tokenizer=tokenizer,
-                revision=revision,
-                embed_anchors=False,
-                **kwargs,
-            )
+            bridge = build(tokens.cut_texts(bundle.anchors) if tokens is not None else bundle.anchors)
+            if tokens is not None and not tokens.confirm(bridge, bundle.anchors):  # cut texts, other inputs
+                tokens = AnchorTokens.read(tokenizer, bundle, name, source, tokens.root, tokens.key, fresh=True)
+                bridge = build(bundle.anchors)
+                tokens.confirm(bridge, bundle.anchors)
             fill_anchor_embeddings(bridge, loaded_from, revision, encoder_kwargs, anchor_cache)
     except (IndexError, RuntimeError, ValueError) as error:
         raise HeadAttachError(
@@ -195,7 +307,7 @@ def attach_head(
             relative_space,
             tokenizer=tokenizer,
             source=source,
-            anchor_ids=anchor_ids,
+            fingerprint=tokens.fingerprint if tokens is not None else None,
         )
         return record_head_source(bridge, bundle)
     threshold = DEFAULT_THRESHOLD if stitch_threshold is None else stitch_threshold
@@ -210,7 +322,8 @@ def attach_head(
         report.subspace_weights = weights
         report.score = weighted_score(report.per_projection, bridge.config.projections, weights)
         report.notes.append(f"subspace_selection={subspace_selection!r} set config.subspace_weights={weights}")
-    _publish_report(bridge, report, bundle, tokenizer, name, source, anchor_ids=anchor_ids)
+    fingerprint = tokens.fingerprint if tokens is not None else None
+    _publish_report(bridge, report, bundle, tokenizer, name, source, fingerprint=fingerprint)
     return record_head_source(bridge, bundle)
 
 
@@ -238,10 +351,10 @@ def _publish_report(
     tokenizer,
     name: str,
     source: str,
-    anchor_ids: list | None = None,
+    fingerprint: dict | None = None,
 ) -> None:
     """Check how the new tokenizer maps the anchors, warn once when the report says so, attach it to the model."""
-    report = _check_anchor_mapping(report, bundle, tokenizer, bridge, name, source, anchor_ids)
+    report = _check_anchor_mapping(report, bundle, tokenizer, bridge, name, source, fingerprint)
     estimate = estimate_for_attach(bridge, bundle)  # label-free expected accuracy (heads/estimate.py)
     report.estimate = estimate.to_dict() if estimate is not None else None
     if report.warning:
@@ -293,7 +406,7 @@ def _attach_aligned(
     *,
     tokenizer=None,
     source: str = "the head",
-    anchor_ids: list | None = None,
+    fingerprint: dict | None = None,
 ):
     """Fit the aligned map on the anchors, choose the relative space, score and report (see ``attach_head``)."""
     if subspace_selection not in (None, "none", "auto", "gate"):
@@ -327,7 +440,7 @@ def _attach_aligned(
         f"(held-out fit {info['fit']:.3f}), relative space {info['relative_space']}; "
         f"config.subspace_weights={weights} ({info['components']})"
     )
-    _publish_report(bridge, report, bundle, tokenizer, name, source, anchor_ids=anchor_ids)
+    _publish_report(bridge, report, bundle, tokenizer, name, source, fingerprint=fingerprint)
     return bridge
 
 
@@ -349,15 +462,16 @@ class MismatchedAnchorsReport(StitchReport):
 
 
 def _check_anchor_mapping(
-    report: StitchReport, bundle: BridgeHead, tokenizer, bridge, name: str, source: str, anchor_ids: list | None = None
+    report: StitchReport, bundle: BridgeHead, tokenizer, bridge, name: str, source: str, fingerprint: dict | None = None
 ) -> StitchReport:
-    """Compare the new tokenizer's mapping of the anchors with the head's record; warn on degenerate anchors."""
+    """Compare the new tokenizer's mapping of the anchors with the head's record; warn on degenerate anchors.
+    ``fingerprint``: :func:`tokenizer_fingerprint` of the anchors with this tokenizer, when the attach has it."""
     where = f"attaching {source} to {name}"  # duplicates are the head's: warned when it was built, not per attach
     warn_degenerate_anchors(bundle.anchors, bridge.anchor_embeddings, where, check_duplicates=False)
     recorded = bundle.config.get("tokenizer")
     if not recorded or tokenizer is None or bundle.config["modality"] != "text":
         return report  # an older head (no fingerprint), or no tokenizer involved
-    now = tokenizer_fingerprint(tokenizer, bundle.anchors, ids=anchor_ids)
+    now = fingerprint or tokenizer_fingerprint(tokenizer, bundle.anchors)
     if now["anchor_ids_sha256"] == recorded.get("anchor_ids_sha256"):
         report.notes.append("the tokenizer maps the anchors to the same token ids as the training tokenizer")
         return report
