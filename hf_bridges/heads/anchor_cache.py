@@ -32,11 +32,14 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..logging import get_logger
+
+if TYPE_CHECKING:
+    from ..modeling.modeling_bridge import BridgePreTrainedModel
 
 TOKENS_FORMAT = 1  # the JSON token records (TokenRecord)
 FORMAT = 2  # 2: entries carry the sha256 of their tensor (format-1 entries have other keys: never read)
@@ -173,7 +176,11 @@ class AnchorCache:
 
 
 def fill_anchor_embeddings(
-    bridge, encoder: Any, revision: str | None, encoder_kwargs: dict | None, cache: bool | os.PathLike = True
+    bridge: BridgePreTrainedModel,
+    encoder: Any,
+    revision: str | None,
+    encoder_kwargs: dict | None,
+    cache: bool | os.PathLike = True,
 ) -> str:
     """Give a freshly built text or image bridge its anchor embeddings: from the cache when this encoder snapshot embedded
     these exact anchor inputs before, else embedded (and stored). Returns ``"cache"`` or ``"embedded"``.

@@ -12,7 +12,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..building.arguments import warn_degenerate_anchors
 from ..logging import get_logger, user_stacklevel
@@ -41,17 +41,20 @@ from .estimate import estimate_for_attach
 from .format import BridgeHead, HeadFormatError, tokenizer_fingerprint
 from .hub import HeadAttachError, PathLike, load_head
 
+if TYPE_CHECKING:
+    from ..modeling.modeling_bridge import BridgePreTrainedModel
+
 # What an encoder takes as its main input tells its modality (transformers' ``main_input_name``).
 logger = get_logger(__name__)
 
 INPUT_MODALITY = {"input_ids": "text", "pixel_values": "image", "input_values": "audio", "input_features": "audio"}
 
 
-def encoder_modality(encoder) -> str:
+def encoder_modality(encoder: Any) -> str:
     return INPUT_MODALITY.get(getattr(encoder, "main_input_name", "input_ids"), "unknown")
 
 
-def anchor_token_ids(tokenizer, anchors, offsets: bool = False):
+def anchor_token_ids(tokenizer: Any, anchors: list, offsets: bool = False) -> Any:
     """The raw anchors' token ids as the head's tokenizer fingerprint reads them (no prefix, no special tokens, at
     most 512); with ``offsets``, also their character spans (a fast tokenizer's ``offset_mapping``)."""
     encoded = tokenizer(
@@ -105,7 +108,16 @@ class AnchorTokens:
     key: str | None
 
     @classmethod
-    def read(cls, tokenizer, bundle: BridgeHead, name: str, source: str, root, key, fresh: bool = False):
+    def read(
+        cls,
+        tokenizer: Any,
+        bundle: BridgeHead,
+        name: str,
+        source: str,
+        root: Path | None,
+        key: str | None,
+        fresh: bool = False,
+    ) -> AnchorTokens:
         recorded = bool(bundle.config.get("tokenizer"))
         record = None if fresh else read_tokens(root, key, len(bundle.anchors))
         if record is not None and (record.anchor_ids_sha256 is not None or not recorded):
@@ -131,7 +143,7 @@ class AnchorTokens:
             return anchors
         return [text if cut is None else str(text)[:cut] for text, cut in zip(anchors, cuts)]
 
-    def confirm(self, bridge, anchors: list) -> bool:
+    def confirm(self, bridge: BridgePreTrainedModel, anchors: list) -> bool:
         """After the bridge is built: its anchor inputs are the record's (else False: build it from the whole texts
         with a fresh :class:`AnchorTokens`); it keeps the whole texts; a new record is written."""
         config = bridge.config
@@ -162,8 +174,8 @@ class AnchorTokens:
 
 
 def attach_head(
-    cls,
-    encoder,
+    cls: type[BridgePreTrainedModel],
+    encoder: Any,
     head: PathLike | BridgeHead,
     *,
     tokenizer: Any = None,
@@ -177,7 +189,7 @@ def attach_head(
     relative_space: str = "auto",
     anchor_cache: bool | os.PathLike = True,
     **overrides: Any,
-):
+) -> BridgePreTrainedModel:
     """Embed the head's stored anchors with ``encoder``, rebuild the same head on top and load its weights.
 
     ``subspace_selection``: ``None`` keeps the head's subspace weights; ``"auto"`` (= ``"hard"``) keeps only the
@@ -375,7 +387,7 @@ def _check_prefix(bundle: BridgeHead, overrides: dict, name: str, source: str) -
         )
 
 
-def record_head_source(bridge, bundle: BridgeHead):
+def record_head_source(bridge: BridgePreTrainedModel, bundle: BridgeHead) -> BridgePreTrainedModel:
     """Write where the head came from into the stitched model (``config.head_source``, saved in config.json and
     shown by its card): the repo id (None for a local folder), the commit, the stitch report, the training prefix."""
     report = bridge.stitch_report

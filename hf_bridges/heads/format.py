@@ -22,7 +22,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -60,6 +60,9 @@ from .files import (
 )
 from .parquet_anchors import read_anchors
 from .validation import check_weights_header, tokenizer_fingerprint, validate_head_config
+
+if TYPE_CHECKING:
+    from ..modeling.modeling_bridge import BridgePreTrainedModel
 
 logger = get_logger(__name__)
 
@@ -126,7 +129,7 @@ class BridgeHead:
 
 
 # ------------------------------------------------------------------------------------------------------- build
-def head_from_model(model, weights_dtype: str = "float32") -> BridgeHead:
+def head_from_model(model: BridgePreTrainedModel, weights_dtype: str = "float32") -> BridgeHead:
     """Collect what a head needs from a bridge model (the training encoder's anchors are embedded if stale)."""
     if weights_dtype not in WEIGHT_DTYPES:
         raise ValueError(f"unknown weights_dtype {weights_dtype!r}; valid: {sorted(WEIGHT_DTYPES)}")

@@ -148,7 +148,7 @@ def check_weights_header(path: Path, config: dict[str, Any], where: str) -> None
         raise HeadFormatError(f"{where}: {WEIGHTS_NAME} declares a tensor over 2^28 elements; not a bridge head")
 
 
-def tokenizer_fingerprint(tokenizer, anchors, ids: list | None = None) -> dict[str, Any]:
+def tokenizer_fingerprint(tokenizer: Any, anchors: list, ids: list | None = None) -> dict[str, Any]:
     """How ``tokenizer`` maps the raw anchors (no prefix, no special tokens): its size and a sha256 of the token ids.
     Stored with a head, it tells at attach a tokenizer that maps the anchors differently (e.g. a permuted
     vocabulary of the same size) apart from the training one."""
