@@ -98,3 +98,12 @@ def test_every_model_field_is_declared_and_documented():
     config = BridgeConfig(output_shape=(1, 4, 4), anchor_input_shape=(3,), features_dim=7)
     again = BridgeConfig.from_dict(json.loads(config.to_json_string()))
     assert again.output_shape == [1, 4, 4] and again.anchor_input_shape == [3] and again.hidden_size == 7
+
+
+def test_no_head_field_shadows_a_generation_parameter():
+    """BridgeConfig exposes every head field flat (``config.projections``); transformers refuses to save a config
+    holding a generation parameter (``temperature``, ``top_k``, ...), so a head field must never take such a name."""
+    from transformers import GenerationConfig
+
+    generation = set(GenerationConfig._get_default_generation_params())
+    assert generation and not generation & set(HeadConfig.field_names())

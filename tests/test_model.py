@@ -137,7 +137,8 @@ def test_cls_pooling_differs_from_mean(tiny_encoder_dir, anchor_texts, batch):
 
 @pytest.mark.subprocess
 def test_remote_code_loads_without_the_package(model, batch, tmp_path):
-    """A fresh interpreter that cannot import hf_bridges loads the model through trust_remote_code."""
+    """A fresh interpreter that cannot import hf_bridges loads the model through trust_remote_code, saves it again
+    and reloads it (same logits); what needs the package (``encode``) raises an ImportError naming it."""
     model.save_pretrained(tmp_path / "m")
     (tmp_path / "inputs.json").write_text(json.dumps({k: v.tolist() for k, v in batch.items() if k != "labels"}))
     expected = model(**batch).logits
@@ -156,6 +157,14 @@ def test_remote_code_loads_without_the_package(model, batch, tmp_path):
         from transformers import AutoModelForSequenceClassification
         m = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / "m")!r}, trust_remote_code=True).eval()
         inputs = {{k: torch.tensor(v) for k, v in json.load(open({str(tmp_path / "inputs.json")!r})).items()}}
+        try:  # what needs the package says so (the model classes reach it lazily)
+            m.encode(["a text"])
+            raise SystemExit("encode ran without hf_bridges")
+        except ImportError as error:
+            assert "pip install hf-bridges" in str(error), error
+        m.save_pretrained({str(tmp_path / "again")!r})  # plain transformers saving without the package
+        again = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / "again")!r}, trust_remote_code=True)
+        assert torch.equal(again.eval()(**inputs).logits, m(**inputs).logits)
         print(type(m).__module__)
         print(json.dumps(m(**inputs).logits.tolist()))
         """
