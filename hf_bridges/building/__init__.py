@@ -1,6 +1,6 @@
 """The building layer: what makes, attaches and writes bridges (and the text API over them), installed with the
-package and never shipped next to the weights. The model classes (``hf_bridges.modeling``, the remote-code set) reach it through these functions
-only, lazily, so an attach flows one way: attach -> build -> model -> alignment -> metrics.
+package and never shipped next to the weights. The model classes (``hf_bridges.modeling``, the remote-code set)
+reach it through these functions only, lazily, so an attach flows one way: attach -> build -> model -> alignment.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import numpy as np
 
 from .encoders import IndexBridgeError, TextEncoder, load_text_encoder
 from .estimate import CORPUS, RetentionEstimate, cross_fitted_hits, paired_gain, retention_from_hits
-from .maps import FORMAT, KIND, LinearMap, _finite  # noqa: F401  (FORMAT, KIND: re-exported)
+from .maps import LinearMap, _finite
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
