@@ -671,7 +671,8 @@ class BridgePreTrainedModel(PreTrainedModel):
         **inputs: Any,
     ) -> tuple[torch.Tensor, Any]:
         """(embeddings, r(z)): embed the inputs (unless ``features`` are given), then represent them relative to
-        the anchors; with ``return_subspaces``, r(z) is ``(representation, normalised subspaces)``."""
+        the anchors; with ``return_subspaces``, r(z) is ``(representation, normalised subspaces)``. Unlike timm's
+        ``forward_features`` (unpooled backbone features), this returns the pooled embedding and r(z)."""
         inputs = {key: value for key, value in inputs.items() if value is not None}
         if features is None:
             if not inputs:
@@ -687,7 +688,7 @@ class BridgePreTrainedModel(PreTrainedModel):
         return features, self.head.represent(features, self.anchor_embeddings, subspace_weights, return_subspaces)
 
     def forward_head(self, representation: torch.Tensor) -> torch.Tensor:
-        """Logits from r(z)."""
+        """Logits from r(z) (timm's ``forward_head`` pools features first; r(z) is already one vector per input)."""
         classifier = self.get_classifier()
         if classifier is None:
             raise ValueError("this bridge has no classifier (a representation model); use reset_classifier(num_labels)")
