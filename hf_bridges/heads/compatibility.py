@@ -109,7 +109,6 @@ def projection_scores(
     """(selection scores: CKA of the raw anchor matrices, per-projection scores: as the head sees them, after the
     absolute ``transform`` and the subspace ``norm``) of the projections ``names``, memory and time linear in the
     anchor count."""
-    subspace_norm = norm
     _, source = get_abs_transform(transform)(source.double(), source.double())
     _, target = get_abs_transform(transform)(target.double(), target.double())
     subset = report_subset(source.shape[0], DENSE_REPORT_ANCHORS)
@@ -117,15 +116,13 @@ def projection_scores(
     for name in names:
         if name == "cosine" and get_projection(name).fn is _COSINE:
             selection[name] = lowrank_cka(*_cosine_factors(source, None), *_cosine_factors(target, None))
-            per_projection[name] = lowrank_cka(
-                *_cosine_factors(source, subspace_norm), *_cosine_factors(target, subspace_norm)
-            )
+            per_projection[name] = lowrank_cka(*_cosine_factors(source, norm), *_cosine_factors(target, norm))
             continue
         a, b = (source, target) if subset is None else (source[subset], target[subset])
         fn = get_projection(name).fn
         x, y = fn(a, a), fn(b, b)
         selection[name] = linear_cka(x, y)
-        per_projection[name] = linear_cka(as_head_sees(x, subspace_norm), as_head_sees(y, subspace_norm))
+        per_projection[name] = linear_cka(as_head_sees(x, norm), as_head_sees(y, norm))
         del x, y
     return selection, per_projection
 

@@ -27,13 +27,13 @@ def fit_epochs(
     model.train()
     history = []
     for _ in range(epochs):
-        total, count = torch.zeros(()), 0
+        total, count = 0.0, 0  # a tensor on the loss's device after the first step: no per-step sync
         for batch in loader:
             loss, rows = batch_loss(model, batch)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()
-            total, count = total + loss.detach().float().cpu() * rows, count + rows
+            total, count = total + loss.detach().float() * rows, count + rows
         history.append(float(total) / max(count, 1))
         if progress is not None:
             progress.update(1)
