@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from hf_bridges.heads.compatibility import align_head
-from hf_bridges.heads.estimate import RESIDUAL_SD, SLOPE, estimate_accuracy, expected_accuracy
+from hf_bridges.heads.estimate import AgreementPoints, agreement_points, summarise
 from hf_bridges.modeling.configuration_bridge import HeadConfig
 from hf_bridges.modeling.head import RelativeProductHead
 from hf_bridges.stitching.cache import EmbeddingCache, default_cache_root
@@ -46,36 +46,45 @@ MPNET = "sentence-transformers/all-mpnet-base-v2"
 TASKS = ("bbc_news", "rotten_tomatoes")
 MAX_LENGTH = 96
 SIZES = {"anchors": 256, "alignment": 256, "train": 768, "val": 300}
-SIZES_TEST = 500
+FIRST_TEST = 500  # test rows in the first release's text list (kept first: their embeddings are cached)
 
 
 # ------------------------------------------------------------------------------------------------ data + cache
 def task_texts(name: str):
-    """(texts, labels, slices): one list per task: anchors, alignment set, train, val (train split), test."""
+    """(texts, labels, cuts, scratch training set, classes) of a text task.
+
+    Rows: anchors, alignment set and the heads' training rows from the shuffled train split, then every other row
+    of the task (the rest of the train split and the whole test split) shuffled together and halved into the
+    heads' validation rows (their stored accuracy) and the test rows (the measured accuracy): one distribution
+    (BBC's test split is easier than its train split), and as many rows as the task has, so that the two
+    accuracies' own sampling noise stays small next to the estimate's error. ``texts`` lists the rows of the
+    first release of this benchmark first (their embeddings are cached), then the others.
+    """
     from hf_bridges.data import load_labelled_dataset
 
     data = load_labelled_dataset(name)
     pool = data["train"].shuffle(seed=0)
-    test = data["test"].shuffle(seed=0).select(range(min(SIZES_TEST, len(data["test"]))))
-    cuts, start = {}, 0
-    for part, size in SIZES.items():
-        cuts[part] = slice(start, start + size)
-        start += size
-    texts = list(pool["text"][:start]) + list(test["text"])
-    labels = np.array(list(pool["label"][:start]) + list(test["label"]))
-    # the from-scratch encoders train on the train split less the anchors, alignment set and val rows: an encoder
-    # that saw the anchors with their labels agrees with the head on them far more than on new inputs (measured:
-    # a CNN trained on them kept 96 % of the anchor predictions and lost 8 points of test accuracy)
-    seen = range(cuts["anchors"].start, cuts["alignment"].stop), range(cuts["val"].start, cuts["val"].stop)
-    scratch_train = [t for i, t in enumerate(pool["text"]) if not any(i in r for r in seen)]
-    scratch_labels = [y for i, y in enumerate(pool["label"]) if not any(i in r for r in seen)]
-    # val and test from one distribution: the held-out train rows and the test split, shuffled together (BBC's
-    # test split is easier than its train split: the head's validation accuracy would then miss every test score)
-    held_out = np.random.default_rng(0).permutation(
-        np.r_[np.arange(cuts["val"].start, start), start + np.arange(len(test))]
+    test = data["test"].shuffle(seed=0)
+    first = sum(SIZES.values())  # anchors + alignment + train + the first release's val rows
+    texts = list(pool["text"][:first]) + list(test["text"][:FIRST_TEST]) + list(pool["text"][first:])
+    texts += list(test["text"][FIRST_TEST:])
+    labels = np.array(
+        list(pool["label"][:first])
+        + list(test["label"][:FIRST_TEST])
+        + list(pool["label"][first:])
+        + list(test["label"][FIRST_TEST:])
     )
-    cuts["val"], cuts["test"] = held_out[: SIZES["val"]], held_out[SIZES["val"] :]
-    return texts, labels, cuts, (scratch_train, scratch_labels), len(data["train"].features["label"].names)
+    cuts, start = {}, 0
+    for part in ("anchors", "alignment", "train"):
+        cuts[part] = slice(start, start + SIZES[part])
+        start += SIZES[part]
+    held_out = np.random.default_rng(0).permutation(np.arange(start, len(texts)))
+    cuts["val"], cuts["test"] = held_out[: len(held_out) // 2], held_out[len(held_out) // 2 :]
+    # the from-scratch encoders train on the heads' training rows only: an encoder that saw the anchors (or the
+    # validation / test rows) with their labels agrees with the head on them far more than on new inputs
+    # (measured: a CNN trained on the anchors kept 96 % of the anchor predictions and lost 8 points of accuracy)
+    scratch = list(texts[cuts["train"]]), list(labels[cuts["train"]])
+    return texts, labels, cuts, scratch, len(data["train"].features["label"].names)
 
 
 def as_dataset(texts: list[str]):
@@ -192,7 +201,7 @@ def scratch_embeddings(cache, dataset, task: str, arch: str, seed: int, training
         texts, labels = training
         labels = torch.tensor(labels)
         g = torch.Generator().manual_seed(seed)
-        for _ in range(4 if arch == "boe" else 3):
+        for _ in range(10 if arch == "boe" else 6):  # 768 rows: more passes than the first release's ~1,900
             for idx in torch.randperm(len(texts), generator=g).split(32):
                 loss = torch.nn.functional.cross_entropy(classifier(encoder(tok([texts[i] for i in idx]))), labels[idx])
                 optimizer.zero_grad()
@@ -201,8 +210,156 @@ def scratch_embeddings(cache, dataset, task: str, arch: str, seed: int, training
         encoder.eval()
         return lambda batch: encoder(tok(batch["text"])).detach().numpy()
 
-    identity = {"kind": "accuracy-estimate/scratch", "id": f"{arch}-s{seed}-{task}", "version": 2, "len": MAX_LENGTH}
+    identity = {"kind": "accuracy-estimate/scratch", "id": f"{arch}-s{seed}-{task}", "version": 3, "len": MAX_LENGTH}
     return cache.embeddings(identity, dataset, "text", load, progress=False)
+
+
+# ----------------------------------------------------------------------------------------------------- vision
+VISION = {"anchors": 256, "alignment": 256, "train": 1024, "held_out": 3000, "scratch": 10000}
+IMAGE_SIZE = 128
+
+
+def vision_world(cache) -> dict:
+    """Fashion-MNIST: packaged ImageNet encoders (MobileNetV2, EfficientNet-Lite0 / Lite1 at 128 px), raw pixels,
+    small CNNs trained from scratch (two seeds), an autoencoder's code and a randomly initialised CNN."""
+    from hf_bridges.data import load_labelled_dataset
+    from hf_bridges.data.vision import images_dataset
+
+    data = load_labelled_dataset("fashion_mnist")
+    train, test = data["train"].shuffle(seed=0).with_format("numpy"), data["test"].shuffle(seed=0).with_format("numpy")
+    first = VISION["anchors"] + VISION["alignment"] + VISION["train"]
+    half = VISION["held_out"] // 2
+    images = np.concatenate([train["image"][: first + half], test["image"][:half]])
+    labels = np.concatenate([train["label"][: first + half], test["label"][:half]]).astype(np.int64)
+    scratch = train[first + half : first + half + VISION["scratch"]]  # rows no head, anchor or score touches
+    cuts, start = {}, 0
+    for part in ("anchors", "alignment", "train"):
+        cuts[part] = slice(start, start + VISION[part])
+        start += VISION[part]
+    held_out = np.random.default_rng(0).permutation(np.arange(start, len(images)))
+    cuts["val"], cuts["test"] = held_out[:half], held_out[half:]
+    names = data["train"].features["label"].names
+    dataset = images_dataset(images, np.zeros(len(images), dtype=np.int64), names)  # no label reaches an encoder
+    encoders = {}
+    for name, kind_name, model_id, options in (
+        ("MobileNetV2", "hf_image", "hf-bridges-offline/mobilenet_v2_1.0_224-torchvision", {"image_size": IMAGE_SIZE}),
+        ("EffNet-Lite0", "module_image", "efficientnet-lite0", {"size": IMAGE_SIZE}),
+        ("EffNet-Lite1", "module_image", "efficientnet-lite1", {"size": IMAGE_SIZE}),
+    ):
+        kind = get_encoder_kind(kind_name)
+        spec = EncoderSpec(
+            id=model_id,
+            kind=kind_name,
+            pooling="pooler" if kind_name == "hf_image" else None,
+            batch_size=64,
+            options=options,
+        )
+        encoders[name] = cache.embeddings(
+            kind.identity(spec), dataset, "image", lambda: kind.load(spec), batch_size=64, progress=False
+        )
+    pixels = images.reshape(len(images), -1).astype(np.float32) / 255.0
+    encoders["pixels"] = pixels
+    for seed in (0, 1):
+        encoders[f"cnn-s{seed}"] = small_cnn(scratch["image"], scratch["label"], images, seed)
+    encoders["autoencoder"] = autoencoder(scratch["image"], images)
+    encoders["random-CNN"] = small_cnn(None, None, images, 0)
+    return {
+        "task": "fashion_mnist",
+        "encoders": encoders,
+        "labels": labels,
+        "cuts": cuts,
+        "classes": len(names),
+        "heads": ["MobileNetV2", "EffNet-Lite0", "cnn-s0", "autoencoder"],
+        "synthetic": "MobileNetV2",
+        "random": {"random-CNN"},
+    }
+
+
+def _images(batch: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(batch, dtype=np.float32) / 255.0).unsqueeze(1)
+
+
+def small_cnn(train_images, train_labels, images: np.ndarray, seed: int, epochs: int = 2) -> np.ndarray:
+    """A 2-block CNN (64-d code) trained from scratch on ``train_images`` (None: left at its random init)."""
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(16, 32, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32 * 7 * 7, 64),
+        torch.nn.ReLU(),
+    )
+    if train_images is not None:
+        classifier = torch.nn.Linear(64, 10)
+        optimizer = torch.optim.Adam([*net.parameters(), *classifier.parameters()], lr=2e-3)
+        x, y = _images(train_images), torch.from_numpy(np.asarray(train_labels, dtype=np.int64))
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(epochs):
+            for idx in torch.randperm(len(y), generator=g).split(64):
+                loss = torch.nn.functional.cross_entropy(classifier(net(x[idx])), y[idx])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    net.eval()
+    with torch.no_grad():
+        return torch.cat([net(_images(images[i : i + 512])) for i in range(0, len(images), 512)]).numpy()
+
+
+def autoencoder(train_images, images: np.ndarray, seed: int = 0, epochs: int = 5) -> np.ndarray:
+    """An MLP autoencoder's 32-d code, trained without labels."""
+    torch.manual_seed(seed)
+    enc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 32))
+    dec = torch.nn.Sequential(torch.nn.Linear(32, 256), torch.nn.ReLU(), torch.nn.Linear(256, 784))
+    optimizer = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=1e-3)
+    x = _images(train_images)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=g).split(64):
+            loss = torch.nn.functional.mse_loss(dec(enc(x[idx])), x[idx].flatten(1))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        return enc(_images(images)).numpy()
+
+
+# ------------------------------------------------------------------------------------------------------- text
+def text_world(cache, task: str, mpnet: bool) -> dict:
+    """A text task: the real sentence-transformers (mean and CLS pooling), a model2vec static model, encoders
+    trained from scratch on the task, a random BERT."""
+    texts, labels, cuts, scratch, num_labels = task_texts(task)
+    split = sum(SIZES.values()) + min(FIRST_TEST, len(texts) - sum(SIZES.values()))
+    parts = [as_dataset(texts[:split]), as_dataset(texts[split:])]  # the first one is the first release's (cached)
+
+    def each(fn):
+        return np.concatenate([fn(part) for part in parts if len(part)])
+
+    encoders = {}
+    both = [each(lambda d, m=m: np.concatenate(mean_and_cls(cache, d, m), 1)) for m in (L6, L3)]
+    for name, emb in zip(("MiniLM-L6", "MiniLM-L3"), both):
+        encoders[name], encoders[f"{name}-cls"] = np.split(emb, 2, axis=1)
+    if mpnet:
+        encoders["mpnet"] = each(lambda d: hf_embeddings(cache, d, MPNET))
+    encoders["m2v-L6"] = each(lambda d: model2vec_embeddings(cache, d))
+    for arch, seed in (("boe", 0), ("boe", 1), ("cnn", 0)):
+        encoders[f"{arch}-s{seed}"] = each(
+            lambda d, a=arch, s=seed: scratch_embeddings(cache, d, task, a, s, scratch, num_labels)
+        )
+    encoders["random-BERT"] = each(lambda d: random_bert_embeddings(cache, d))
+    return {
+        "task": task,
+        "encoders": encoders,
+        "labels": labels,
+        "cuts": cuts,
+        "classes": num_labels,
+        "heads": [n for n in ("MiniLM-L6", "MiniLM-L3", "mpnet", "m2v-L6", "boe-s0") if n in encoders],
+        "synthetic": "MiniLM-L6",
+        "random": {"random-BERT"},
+    }
 
 
 # ------------------------------------------------------------------------------------------------------ heads
@@ -227,27 +384,26 @@ def train_head(emb: np.ndarray, labels: np.ndarray, cuts, num_labels: int, seed:
     return head, float((val == labels[cuts["val"]]).mean())
 
 
-def attach_and_measure(head, source: np.ndarray, target: np.ndarray, labels, cuts, source_accuracy: float):
+def attach_and_measure(head, source: np.ndarray, target: np.ndarray, labels, cuts):
     """``from_encoder(encoder, head=...)`` on embeddings: fit the map on anchors + alignment set, score the test
-    split (labels read only here, for the measurement), estimate from the anchors alone."""
+    rows (labels read only here, for the measurement); the estimate's evidence comes from the anchors alone."""
     import copy
 
     span = slice(cuts["anchors"].start, cuts["alignment"].stop)
     ref, new = torch.from_numpy(source[span]), torch.from_numpy(target[span])
     attached = copy.deepcopy(head)
     weights, info = align_head(attached, ref, new)
-    estimate = estimate_accuracy(
+    points = agreement_points(
         attached,
         ref,
         new,
-        source_accuracy=source_accuracy,
         subspace_weights=weights,
         translation=info.get("map") if info.get("map") in ("orthogonal", "affine") else "auto",
     )
     with torch.no_grad():
         logits = attached(torch.from_numpy(target[cuts["test"]]), new, torch.tensor(weights))
     measured = float((logits.argmax(-1).numpy() == labels[cuts["test"]]).mean())
-    return estimate, measured, info
+    return points, measured, info
 
 
 # ------------------------------------------------------------------------------------------------- synthetic
@@ -299,97 +455,88 @@ def fit_calibration(rows: list[dict]) -> tuple[float, float]:
     return slope, float(np.sqrt(((y - slope * x) ** 2).mean()))
 
 
-def calibrated(rows: list[dict], slope: float = SLOPE, sd: float = RESIDUAL_SD) -> list[dict]:
-    """The rows estimated with the given constants (default: the package's) from their stored signals."""
-    out = []
-    for r in rows:
-        est, low, high = expected_accuracy(
-            r["source_accuracy"],
-            r["signal_calibrated_agreement"],
-            r.get("signal_calibrated_agreement_sd", r["signal_kept_sd"]),  # rows of runs before it was recorded
-            slope,
-            sd,
+def estimated(row: dict, points: AgreementPoints, **constants) -> dict:
+    """The row with the package's estimate (or one with other constants) from the stored evidence."""
+    est = summarise(points, row["source_accuracy"], **constants)
+    return dict(
+        {k: v for k, v in row.items() if not k.startswith("signal_")},
+        estimate=est.expected,
+        low=est.low,
+        high=est.high,
+        kept=est.kept,
+        **{f"signal_{k}": v for k, v in est.signals.items()},
+    )
+
+
+def save_points(path: str, store: dict[str, AgreementPoints]) -> None:
+    arrays = {}
+    for key, p in store.items():
+        arrays[f"{key}|source_logits"] = p.source_logits.float().numpy()
+        arrays[f"{key}|new_logits"] = p.new_logits.float().numpy()
+        for side, parts in (("source", p.source_components), ("new", p.new_components)):
+            if parts is not None:
+                arrays[f"{key}|{side}_components"] = torch.stack(parts).numpy()
+    np.savez_compressed(path, **arrays)
+
+
+def load_points(path: str) -> dict[str, AgreementPoints]:
+    store: dict[str, dict] = {}
+    with np.load(path) as data:
+        for name in data.files:
+            key, part = name.rsplit("|", 1)
+            store.setdefault(key, {})[part] = torch.from_numpy(data[name])
+    out = {}
+    for key, parts in store.items():
+        comps = {s: tuple(parts[f"{s}_components"]) if f"{s}_components" in parts else None for s in ("source", "new")}
+        out[key] = AgreementPoints(
+            parts["source_logits"].double(), parts["new_logits"].double(), comps["source"], comps["new"]
         )
-        out.append(dict(r, estimate=est, low=low, high=high))
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default="outputs/accuracy_estimate.json")
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
-    parser.add_argument(
-        "--mpnet-tasks",
-        nargs="*",
-        default=[],
-        help="tasks also embedded by all-mpnet-base-v2 (slow: >25 min per task on a shared 2-core CPU)",
+def row_key(row: dict) -> str:
+    return f"{row['task']}/{row['head']}/{row['encoder']}"
+
+
+def print_row(r: dict) -> None:
+    print(
+        f"{r['task'][:5]:<6}{r['head']:>12} -> {r['encoder']:<16}{r['kind']:<10} est {r['estimate']:.3f} "
+        f"({r['low']:.3f}-{r['high']:.3f}) measured {r['measured']:.3f}  kept {r['kept']:.3f} "
+        f"src {r['source_accuracy']:.3f} score {r['stitch_score']:.2f}",
+        flush=True,
     )
-    parser.add_argument(
-        "--rows", nargs="+", help="summarise the rows of earlier runs (their JSON) with the package's constants"
-    )
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    warnings.filterwarnings("ignore")
-    cache = EmbeddingCache(default_cache_root())
-    rows, started = [], time.time()
-    if args.rows:
-        for path in args.rows:
-            with open(path) as handle:
-                rows += json.load(handle)["rows"]
-        rows = calibrated(rows)
-        args.tasks = sorted({r["task"] for r in rows})
-        for r in rows:
-            print(
-                f"{r['task'][:4]:<5}{r['head']:>10} -> {r['encoder']:<16}{r['kind']:<10} est {r['estimate']:.3f} "
-                f"({r['low']:.3f}-{r['high']:.3f}) measured {r['measured']:.3f}  kept {r['kept']:.3f} "
-                f"src {r['source_accuracy']:.3f} score {r['stitch_score']:.2f}"
-            )
-    for task in [] if args.rows else args.tasks:
-        texts, labels, cuts, scratch, num_labels = task_texts(task)
-        dataset = as_dataset(texts)
-        encoders = {}
-        encoders["MiniLM-L6"], encoders["MiniLM-L6-cls"] = mean_and_cls(cache, dataset, L6)
-        encoders["MiniLM-L3"], encoders["MiniLM-L3-cls"] = mean_and_cls(cache, dataset, L3)
-        if task in args.mpnet_tasks:
-            encoders["mpnet"] = hf_embeddings(cache, dataset, MPNET)
-        encoders["m2v-L6"] = model2vec_embeddings(cache, dataset)
-        for arch, seed in (("boe", 0), ("boe", 1), ("cnn", 0)):
-            encoders[f"{arch}-s{seed}"] = scratch_embeddings(cache, dataset, task, arch, seed, scratch, num_labels)
-        encoders["random-BERT"] = random_bert_embeddings(cache, dataset)
-        print(f"[{task}] embeddings ready ({time.time() - started:.0f}s): {list(encoders)}", flush=True)
-        head_encoders = [n for n in ("MiniLM-L6", "MiniLM-L3", "mpnet", "m2v-L6", "boe-s0") if n in encoders]
-        for source in head_encoders:
-            head, source_accuracy = train_head(encoders[source], labels, cuts, num_labels)
-            targets = {source: ("same", encoders[source])}  # its own encoder: the val -> test gap alone
-            targets.update({name: ("real", emb) for name, emb in encoders.items() if name != source})
-            if source == "MiniLM-L6":
-                targets.update({n: ("synthetic", e) for n, e in degradations(encoders[source]).items()})
-            for target, (kind, emb) in targets.items():
-                est, measured, info = attach_and_measure(head, encoders[source], emb, labels, cuts, source_accuracy)
-                kind = "random" if target == "random-BERT" else kind
-                row = {
-                    "task": task,
-                    "head": source,
-                    "encoder": target,
-                    "kind": kind,
-                    "source_accuracy": source_accuracy,
-                    "measured": measured,
-                    "estimate": est.expected,
-                    "low": est.low,
-                    "high": est.high,
-                    "kept": est.kept,
-                    "classes": num_labels,
-                    "stitch_score": info["stitch_score"],
-                    **{f"signal_{k}": v for k, v in est.signals.items()},
-                }
-                rows.append(row)
-                print(
-                    f"{task[:4]:<5}{source:>10} -> {target:<16}{kind:<10} est {est.expected:.3f} "
-                    f"({est.low:.3f}-{est.high:.3f}) measured {measured:.3f}  kept {est.kept:.3f} "
-                    f"src {source_accuracy:.3f} score {info['stitch_score']:.2f}",
-                    flush=True,
-                )
-    print(f"\n{len(rows)} triples in {time.time() - started:.0f}s")
+
+
+def run_world(world: dict, rows: list[dict], store: dict) -> None:
+    encoders, labels, cuts, task = world["encoders"], world["labels"], world["cuts"], world["task"]
+    for source in world["heads"]:
+        head, source_accuracy = train_head(encoders[source], labels, cuts, world["classes"])
+        targets = {source: ("same", encoders[source])}  # its own encoder: the val -> test gap alone
+        targets.update(
+            {n: ("random" if n in world["random"] else "real", e) for n, e in encoders.items() if n != source}
+        )
+        if source == world["synthetic"]:
+            targets.update({n: ("synthetic", e) for n, e in degradations(encoders[source]).items()})
+        for target, (kind, emb) in targets.items():
+            points, measured, info = attach_and_measure(head, encoders[source], emb, labels, cuts)
+            row = {
+                "task": task,
+                "head": source,
+                "encoder": target,
+                "kind": kind,
+                "source_accuracy": source_accuracy,
+                "measured": measured,
+                "classes": world["classes"],
+                "stitch_score": info["stitch_score"],
+                "test_rows": len(cuts["test"]),
+                "val_rows": len(cuts["val"]),
+            }
+            store[row_key(row)] = points
+            rows.append(estimated(row, points))
+            print_row(rows[-1])
+
+
+def report(rows: list[dict], tasks: list[str]) -> dict:
     figures = {"estimate": summary(rows, "estimate", "low", "high")}
     for name in (
         "signal_calibrated_agreement",
@@ -401,21 +548,74 @@ def main() -> None:
     ):
         usable = [dict(r, _v=r[name]) for r in rows if r.get(name) is not None]
         figures[name] = summary(usable, "_v")
+    for task in tasks:
+        figures[f"estimate, {task} only"] = summary([r for r in rows if r["task"] == task], "estimate", "low", "high")
+    for kind in ("same", "real", "synthetic", "random"):
+        part = [r for r in rows if r["kind"] == kind]
+        if part:
+            err = np.array([r["estimate"] - r["measured"] for r in part])
+            cover = np.mean([r["low"] <= r["measured"] <= r["high"] for r in part])
+            figures[f"kind {kind} ({len(part)})"] = {
+                "mae": float(np.abs(err).mean()),
+                "bias": float(err.mean()),
+                "coverage": float(cover),
+            }
+    noise = [
+        math.sqrt(
+            r["measured"] * (1 - r["measured"]) / r["test_rows"]
+            + r["source_accuracy"] * (1 - r["source_accuracy"]) / r["val_rows"]
+        )
+        for r in rows
+    ]
+    figures["sampling noise"] = {"expected_abs_error": float(np.mean(noise) * math.sqrt(2 / math.pi))}
+    for name, values in figures.items():
+        print(f"{name:<34} " + "  ".join(f"{k} {v:.3f}" for k, v in values.items()))
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default="outputs/accuracy_estimate.json")
+    parser.add_argument("--tasks", nargs="+", default=[*TASKS, "fashion_mnist"])
+    parser.add_argument(
+        "--mpnet-tasks",
+        nargs="*",
+        default=[],
+        help="tasks also embedded by all-mpnet-base-v2 (slow: >25 min per task on a shared 2-core CPU)",
+    )
+    parser.add_argument(
+        "--rows", help="re-estimate the triples of an earlier run (its JSON + .npz) with the package's estimator"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    rows, store, started = [], {}, time.time()
+    if args.rows:
+        with open(args.rows) as handle:
+            stored = json.load(handle)["rows"]
+        store = load_points(args.rows.removesuffix(".json") + ".npz")
+        rows = [estimated(r, store[row_key(r)]) for r in stored]
+        args.tasks = sorted({r["task"] for r in rows})
+        for r in rows:
+            print_row(r)
+    else:
+        cache = EmbeddingCache(default_cache_root())
+        for task in args.tasks:
+            world = (
+                vision_world(cache) if task == "fashion_mnist" else text_world(cache, task, task in args.mpnet_tasks)
+            )
+            print(f"[{task}] embeddings ready ({time.time() - started:.0f}s): {list(world['encoders'])}", flush=True)
+            run_world(world, rows, store)
+    print(f"\n{len(rows)} triples in {time.time() - started:.0f}s")
+    figures = report(rows, args.tasks)
     slope, sd = fit_calibration(rows)
     print(f"calibration over all triples: SLOPE {slope:.3f}  RESIDUAL_SD {sd:.4f}")
-    for held_out in args.tasks:
-        fit_rows = [r for r in rows if r["task"] != held_out] or rows
-        s_, sd_ = fit_calibration(fit_rows)
-        test_rows = [r for r in rows if r["task"] == held_out]
-        figures[f"estimate, constants fitted without {held_out}"] = summary(
-            calibrated(test_rows, s_, sd_), "estimate", "low", "high"
-        )
-    for name, values in figures.items():
-        print(f"{name:<22} " + "  ".join(f"{k} {v:.3f}" for k, v in values.items()))
-    os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
-    with open(args.output, "w") as handle:
-        json.dump({"args": vars(args), "rows": rows, "figures": figures}, handle, indent=2)
-    print("wrote", args.output)
+    if not args.rows:
+        os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
+        with open(args.output, "w") as handle:
+            json.dump({"args": vars(args), "rows": rows, "figures": figures}, handle, indent=2)
+        save_points(args.output.removesuffix(".json") + ".npz", store)
+        print("wrote", args.output)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ accuracy + macro-F1 in evaluate(), optimizer scope."""
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +108,10 @@ def test_trainer_best_model_limit_resume_and_metrics(anchor_texts, tmp_path, lor
     metrics = t.evaluate()
     assert {"eval_accuracy", "eval_macro_f1", "eval_loss"} <= set(metrics)
     assert metrics["eval_macro_f1"] == pytest.approx(best_f1)
+    if not lora:  # the Trainer's metrics name the accuracy eval_accuracy: the head stores it for the estimate
+        model.save_head(tmp_path / "head", metrics=metrics)
+        stored = json.loads((tmp_path / "head" / "bridge_head_config.json").read_text())
+        assert stored["validation_accuracy"] == pytest.approx(metrics["eval_accuracy"])
     eval_logits = logits_of(model, t.eval_dataset)
     if lora:
         reloaded = PeftModel.from_pretrained(bridge(anchor_texts, lora=False), best)

@@ -89,12 +89,6 @@ class AccuracyEstimate:
         return asdict(self)
 
 
-def _softmax(head, embeddings: torch.Tensor, anchors: torch.Tensor, weights) -> torch.Tensor:
-    w = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
-    out = head(embeddings.float(), anchors.float(), w)
-    return out.float().softmax(-1)
-
-
 def _temperature(logits: torch.Tensor, confidence: float, low: float = 1e-2, high: float = 1e2) -> float:
     """The temperature T at which the mean top softmax probability of ``logits / T`` equals ``confidence``
     (bisection in log T): the source side's probabilities calibrated to the head's stored accuracy."""
@@ -133,8 +127,8 @@ def _component_predictions(head, embeddings, anchors, weights) -> tuple[torch.Te
     base = list(weights[:n]) if weights is not None else [1.0] * n
     if sum(base) <= 0:
         return None
-    relative = _softmax(head, embeddings, anchors, [*base, 0.0]).argmax(-1)
-    aligned = _softmax(head, embeddings, anchors, [0.0] * n + [1.0]).argmax(-1)
+    relative = _logits(head, embeddings, anchors, [*base, 0.0]).argmax(-1)
+    aligned = _logits(head, embeddings, anchors, [0.0] * n + [1.0]).argmax(-1)
     return relative, aligned
 
 
@@ -145,6 +139,80 @@ def _probit(p: float) -> float:
 
 def _phi(x: float) -> float:
     return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+
+@dataclass
+class AgreementPoints:
+    """The per-point evidence of an estimate: the head's logits on the training encoder's embeddings of the
+    anchors (+ alignment set) and its cross-fitted logits on the new encoder's embeddings of the same inputs (each
+    fold scored by a map fitted without it), plus each component's predictions (None for a head without two)."""
+
+    source_logits: torch.Tensor
+    new_logits: torch.Tensor
+    source_components: tuple[torch.Tensor, torch.Tensor] | None = None
+    new_components: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+def _logits(head, embeddings: torch.Tensor, anchors: torch.Tensor, weights) -> torch.Tensor:
+    w = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+    return head(embeddings.float(), anchors.float(), w).double()
+
+
+@torch.no_grad()
+def agreement_points(
+    head: RelativeProductHead,
+    reference_embeddings: torch.Tensor,
+    new_embeddings: torch.Tensor,
+    *,
+    reference_alignment: tuple[torch.Tensor, torch.Tensor] | None = None,
+    subspace_weights: Sequence[float] | None = None,
+    translation: str = "auto",
+    alpha: float | None = None,
+    folds: int = FOLDS,
+    seed: int = 0,
+) -> AgreementPoints:
+    """The head's logits on both sides of the same inputs, cross-fitted (arguments as :func:`estimate_accuracy`)."""
+    if head.classifier is None:
+        raise ValueError("an accuracy estimate needs a head with a classifier (this one is a representation head)")
+    ref, new = reference_embeddings.detach().float().cpu(), new_embeddings.detach().float().cpu()
+    if ref.shape[0] != new.shape[0]:
+        raise ValueError(f"the two encoders embedded different inputs ({ref.shape[0]} vs {new.shape[0]} rows)")
+    n = ref.shape[0]
+    was_training = head.training
+    head.eval()
+    try:
+        attached = copy.deepcopy(head).cpu().eval()
+        reference = copy.deepcopy(head).cpu().eval()
+        if getattr(reference, "aligned", False):
+            if reference_alignment is None:
+                reference.reset_alignment(ref.shape[1])
+            else:
+                reference.set_alignment(*reference_alignment)
+                reference.set_relative_space(None)  # as align_head reads the reference
+        weights = list(subspace_weights) if subspace_weights is not None else None
+        source_logits = _logits(reference, ref, ref, weights)
+        source_components = _component_predictions(reference, ref, ref, weights)
+        identical = new.shape == ref.shape and torch.allclose(new, ref, rtol=2e-3, atol=2e-3)
+        if identical:  # the training encoder itself (its stored anchors are float16): nothing changes
+            return AgreementPoints(source_logits, source_logits.clone(), source_components, source_components)
+        if not getattr(attached, "aligned", False):  # a relative head: nothing is fitted on the anchors
+            return AgreementPoints(source_logits, _logits(attached, new, new, weights))
+        new_logits = torch.empty_like(source_logits)
+        parts = [torch.empty(n, dtype=torch.long), torch.empty(n, dtype=torch.long)]
+        target = reference.aligned_inputs(ref, ref).double()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        for fold in order.chunk(max(2, min(folds, n // 2))):
+            train = torch.ones(n, dtype=torch.bool)
+            train[fold] = False
+            attached.set_alignment(*_refitted_map(new, target, train, translation, alpha))
+            new_logits[fold] = _logits(attached, new[fold], new, weights)
+            fold_parts = _component_predictions(attached, new[fold], new, weights)
+            if fold_parts is not None:
+                parts[0][fold], parts[1][fold] = fold_parts
+        new_components = tuple(parts) if source_components is not None else None
+        return AgreementPoints(source_logits, new_logits, source_components, new_components)
+    finally:
+        head.train(was_training)
 
 
 @torch.no_grad()
@@ -168,97 +236,68 @@ def estimate_accuracy(
     training encoder. ``reference_alignment``: the map a stitched head was saved with (None: the training encoder).
     ``translation`` / ``alpha``: the attach's map kind and ridge strength, refitted per fold.
     """
-    if head.classifier is None:
-        raise ValueError("an accuracy estimate needs a head with a classifier (this one is a representation head)")
-    ref, new = reference_embeddings.detach().float().cpu(), new_embeddings.detach().float().cpu()
-    if ref.shape[0] != new.shape[0]:
-        raise ValueError(f"the two encoders embedded different inputs ({ref.shape[0]} vs {new.shape[0]} rows)")
     if source_accuracy is not None and not 0.0 <= float(source_accuracy) <= 1.0:
         raise ValueError(f"source_accuracy must be in [0, 1], got {source_accuracy!r}")
-    n = ref.shape[0]
-    was_training = head.training
-    head.eval()
-    try:
-        attached = copy.deepcopy(head).cpu().eval()
-        reference = copy.deepcopy(head).cpu().eval()
-        if getattr(reference, "aligned", False):
-            if reference_alignment is None:
-                reference.reset_alignment(ref.shape[1])
-            else:
-                reference.set_alignment(*reference_alignment)
-                reference.set_relative_space(None)  # as align_head reads the reference
-        weights = list(subspace_weights) if subspace_weights is not None else None
-        p_src = _softmax(reference, ref, ref, weights)
-        components_src = _component_predictions(reference, ref, ref, weights)
-        identical = new.shape == ref.shape and torch.allclose(new, ref, rtol=2e-3, atol=2e-3)
-        if identical:  # the training encoder itself (its stored anchors are float16): nothing changes
-            p_new, components_new = p_src.clone(), components_src
-        elif getattr(attached, "aligned", False):
-            p_new = torch.empty_like(p_src)
-            parts = [torch.empty(n, dtype=torch.long), torch.empty(n, dtype=torch.long)]
-            target = reference.aligned_inputs(ref, ref).double()
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-            for fold in order.chunk(max(2, min(folds, n // 2))):
-                train = torch.ones(n, dtype=torch.bool)
-                train[fold] = False
-                attached.set_alignment(*_refitted_map(new, target, train, translation, alpha))
-                p_new[fold] = _softmax(attached, new[fold], new, weights)
-                fold_parts = _component_predictions(attached, new[fold], new, weights)
-                if fold_parts is not None:
-                    parts[0][fold], parts[1][fold] = fold_parts
-            components_new = parts if components_src is not None else None
-        else:  # a relative head: nothing is fitted on the anchors, so nothing to cross-fit
-            p_new, components_new = _softmax(attached, new, new, weights), None
-        agree = (p_src.argmax(-1) == p_new.argmax(-1)).double()
-        kept = float(agree.mean())
-        draws = torch.randint(n, (BOOTSTRAP, n), generator=torch.Generator().manual_seed(seed + 1))
-        boot = agree[draws].mean(1)
-        signals = {
-            "kept": kept,
-            "kept_sd": float(boot.std()),
-            "confidence_source": float(p_src.max(-1).values.mean()),
-            "confidence_new": float(p_new.max(-1).values.mean()),
-        }
-        signals["doc"] = signals["confidence_source"] - signals["confidence_new"]
-        if components_src is not None and components_new is not None:
-            # agreement of the head's two components (relative only vs aligned only), on each side
-            signals["components_source"] = float((components_src[0] == components_src[1]).double().mean())
-            signals["components_new"] = float((components_new[0] == components_new[1]).double().mean())
-        estimate = AccuracyEstimate(
-            kept=kept,
-            kept_low=max(0.0, kept - Z * signals["kept_sd"]),
-            kept_high=min(1.0, kept + Z * signals["kept_sd"]),
-            points=n,
-            signals=signals,
+    points = agreement_points(
+        head,
+        reference_embeddings,
+        new_embeddings,
+        reference_alignment=reference_alignment,
+        subspace_weights=subspace_weights,
+        translation=translation,
+        alpha=alpha,
+        folds=folds,
+        seed=seed,
+    )
+    return summarise(points, source_accuracy, seed=seed)
+
+
+def summarise(points: AgreementPoints, source_accuracy: float | None = None, seed: int = 0) -> AccuracyEstimate:
+    """The estimate (and the other estimators' signals) from the per-point evidence."""
+    p_src, p_new = points.source_logits.softmax(-1), points.new_logits.softmax(-1)
+    n = p_src.shape[0]
+    agree = (p_src.argmax(-1) == p_new.argmax(-1)).double()
+    kept = float(agree.mean())
+    draws = torch.randint(n, (BOOTSTRAP, n), generator=torch.Generator().manual_seed(seed + 1))
+    boot = agree[draws].mean(1)
+    signals = {
+        "kept": kept,
+        "kept_sd": float(boot.std()),
+        "confidence_source": float(p_src.max(-1).values.mean()),
+        "confidence_new": float(p_new.max(-1).values.mean()),
+    }
+    signals["doc"] = signals["confidence_source"] - signals["confidence_new"]
+    if points.source_components is not None and points.new_components is not None:
+        # agreement of the head's two components (relative only vs aligned only), on each side
+        signals["components_source"] = float(
+            (points.source_components[0] == points.source_components[1]).double().mean()
         )
-        if source_accuracy is not None:
-            a = float(source_accuracy)
-            conf_src, conf_new = p_src.max(-1).values, p_new.max(-1).values
-            threshold = float(torch.quantile(conf_src.double(), min(max(1.0 - a, 0.0), 1.0)))
-            signals["atc"] = (
-                float((conf_new.double() > threshold).double().mean())
-                - float((conf_src.double() > threshold).double().mean())
-                + a
-            )
-            signals["doc_estimate"] = a - signals["doc"]
-            # the source side's calibrated probability of the class the new side predicts, per point: a changed
-            # prediction on a borderline point costs little, on a confident one it costs the whole point
-            logits = reference(ref, ref, None if weights is None else torch.as_tensor(weights)).double()
-            q = (logits / _temperature(logits, a)).softmax(-1)
-            per_point = q.gather(1, p_new.argmax(-1, keepdim=True)).squeeze(1)
-            signals["calibrated_agreement"] = float(per_point.mean())
-            signals["calibrated_agreement_sd"] = float(per_point[draws].mean(1).std())
-            if "components_new" in signals:
-                signals["aline"] = _phi(
-                    _probit(a) + _probit(signals["components_new"]) - _probit(signals["components_source"])
-                )
-            expected, low, high = expected_accuracy(
-                a, signals["calibrated_agreement"], signals["calibrated_agreement_sd"]
-            )
-            estimate.source_accuracy, estimate.expected, estimate.low, estimate.high = a, expected, low, high
+        signals["components_new"] = float((points.new_components[0] == points.new_components[1]).double().mean())
+    estimate = AccuracyEstimate(
+        kept=kept,
+        kept_low=max(0.0, kept - Z * signals["kept_sd"]),
+        kept_high=min(1.0, kept + Z * signals["kept_sd"]),
+        points=n,
+        signals=signals,
+    )
+    if source_accuracy is None:
         return estimate
-    finally:
-        head.train(was_training)
+    a = float(source_accuracy)
+    conf_src, conf_new = p_src.max(-1).values, p_new.max(-1).values
+    threshold = float(torch.quantile(conf_src, min(max(1.0 - a, 0.0), 1.0)))
+    signals["atc"] = float((conf_new > threshold).double().mean()) - float((conf_src > threshold).double().mean()) + a
+    signals["doc_estimate"] = a - signals["doc"]
+    # the source side's calibrated probability of the class the new side predicts, per point: a changed
+    # prediction on a borderline point costs little, on a confident one it costs the whole point
+    q = (points.source_logits / _temperature(points.source_logits, a)).softmax(-1)
+    per_point = q.gather(1, p_new.argmax(-1, keepdim=True)).squeeze(1)
+    signals["calibrated_agreement"] = float(per_point.mean())
+    signals["calibrated_agreement_sd"] = float(per_point[draws].mean(1).std())
+    if "components_new" in signals:
+        signals["aline"] = _phi(_probit(a) + _probit(signals["components_new"]) - _probit(signals["components_source"]))
+    expected, low, high = expected_accuracy(a, signals["calibrated_agreement"], signals["calibrated_agreement_sd"])
+    estimate.source_accuracy, estimate.expected, estimate.low, estimate.high = a, expected, low, high
+    return estimate
 
 
 def expected_accuracy(

@@ -69,12 +69,22 @@ def save_head(
     ``weights_dtype="float16"`` halves the file (logits then differ from the original by float16 rounding).
     """
     head = head_from_model(model, weights_dtype)
-    if metrics and metrics.get("accuracy") is not None:  # the source accuracy of the attach-time estimate
-        head.config["validation_accuracy"] = float(metrics["accuracy"])
+    accuracy = validation_accuracy(metrics)
+    if accuracy is not None:  # the source accuracy of the attach-time estimate
+        head.config["validation_accuracy"] = accuracy
     text = None
     if card:
         text = str(head_card(head, repo_id, dataset, metrics, stitching_results, location=save_directory))
     return write_head(head, save_directory, card=text)
+
+
+def validation_accuracy(metrics: dict[str, float] | None) -> float | None:
+    """The head's validation accuracy in ``metrics``: ``accuracy``, or ``eval_accuracy`` as ``Trainer.evaluate()``
+    names it (so ``save_head(dir, metrics=trainer.evaluate())`` stores it)."""
+    if not metrics:
+        return None
+    value = metrics.get("accuracy", metrics.get("eval_accuracy"))
+    return None if value is None else float(value)
 
 
 def push_head_to_hub(model: BridgePreTrainedModel, repo_id: str, **kwargs: Any) -> CommitInfo:
