@@ -24,6 +24,7 @@ import math
 import os
 import time
 import warnings
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -51,7 +52,7 @@ FIRST_TEST = 500  # test rows in the first release's text list (kept first: thei
 
 # ------------------------------------------------------------------------------------------------ data + cache
 def task_texts(name: str):
-    """(texts, labels, cuts, scratch training set, classes) of a text task.
+    """(texts, labels, cuts, scratch training set, classes, end of the first release's rows) of a text task.
 
     Rows: anchors, alignment set and the heads' training rows from the shuffled train split, then every other row
     of the task (the rest of the train split and the whole test split) shuffled together and halved into the
@@ -84,7 +85,8 @@ def task_texts(name: str):
     # validation / test rows) with their labels agrees with the head on them far more than on new inputs
     # (measured: a CNN trained on the anchors kept 96 % of the anchor predictions and lost 8 points of accuracy)
     scratch = list(texts[cuts["train"]]), list(labels[cuts["train"]])
-    return texts, labels, cuts, scratch, len(data["train"].features["label"].names)
+    split = first + min(FIRST_TEST, len(test))  # where the first release's rows end
+    return texts, labels, cuts, scratch, len(data["train"].features["label"].names), split
 
 
 def as_dataset(texts: list[str]):
@@ -331,8 +333,7 @@ def autoencoder(train_images, images: np.ndarray, seed: int = 0, epochs: int = 5
 def text_world(cache, task: str, mpnet: bool) -> dict:
     """A text task: the real sentence-transformers (mean and CLS pooling), a model2vec static model, encoders
     trained from scratch on the task, a random BERT."""
-    texts, labels, cuts, scratch, num_labels = task_texts(task)
-    split = sum(SIZES.values()) + min(FIRST_TEST, len(texts) - sum(SIZES.values()))
+    texts, labels, cuts, scratch, num_labels, split = task_texts(task)
     parts = [as_dataset(texts[:split]), as_dataset(texts[split:])]  # the first one is the first release's (cached)
 
     def each(fn):
@@ -379,9 +380,17 @@ def train_head(emb: np.ndarray, labels: np.ndarray, cuts, num_labels: int, seed:
             loss.backward()
             optimizer.step()
     head.eval()
+    return head, halves_accuracy(head, emb, anchors, None, labels, cuts)
+
+
+def halves_accuracy(head, emb: np.ndarray, anchors, weights, labels, cuts) -> dict[str, float]:
+    """Accuracy on the validation and on the test rows (labels read only here, for the measurement)."""
+    out = {}
     with torch.no_grad():
-        val = head(torch.from_numpy(emb[cuts["val"]]), anchors).argmax(-1).numpy()
-    return head, float((val == labels[cuts["val"]]).mean())
+        for half in ("val", "test"):
+            logits = head(torch.from_numpy(emb[cuts[half]]), anchors, weights)
+            out[half] = float((logits.argmax(-1).numpy() == labels[cuts[half]]).mean())
+    return out
 
 
 def attach_and_measure(head, source: np.ndarray, target: np.ndarray, labels, cuts):
@@ -400,10 +409,7 @@ def attach_and_measure(head, source: np.ndarray, target: np.ndarray, labels, cut
         subspace_weights=weights,
         translation=info.get("map") if info.get("map") in ("orthogonal", "affine") else "auto",
     )
-    with torch.no_grad():
-        logits = attached(torch.from_numpy(target[cuts["test"]]), new, torch.tensor(weights))
-    measured = float((logits.argmax(-1).numpy() == labels[cuts["test"]]).mean())
-    return points, measured, info
+    return points, halves_accuracy(attached, target, new, torch.tensor(weights), labels, cuts), info
 
 
 # ------------------------------------------------------------------------------------------------- synthetic
@@ -445,17 +451,26 @@ def summary(rows: list[dict], key: str, low: str | None = None, high: str | None
     return out
 
 
-def fit_calibration(rows: list[dict]) -> tuple[float, float]:
-    """Least-squares SLOPE of ``expected = a - SLOPE * (a - calibrated agreement)`` and the RMS residual
-    (RESIDUAL_SD): the two constants of hf_bridges.heads.estimate."""
+def fit_calibration(rows: list[dict]) -> tuple[tuple[float, float], float]:
+    """Least-squares weights of ``expected = a - w1 * (a - c) - w2 * (a - d)`` (c: calibrated agreement, d:
+    calibrated confidence) and the RMS residual: the constants of hf_bridges.heads.estimate."""
     a = np.array([r["source_accuracy"] for r in rows])
-    x = a - np.array([r["signal_calibrated_agreement"] for r in rows])
+    x = np.stack([a - np.array([r[f"signal_calibrated_{k}"] for r in rows]) for k in ("agreement", "confidence")], 1)
     y = a - np.array([r["measured"] for r in rows])
-    slope = float((x * y).sum() / (x * x).sum())
-    return slope, float(np.sqrt(((y - slope * x) ** 2).mean()))
+    w = np.linalg.lstsq(x, y, rcond=None)[0]
+    return (float(w[0]), float(w[1])), float(np.sqrt(((y - x @ w) ** 2).mean()))
 
 
-def estimated(row: dict, points: AgreementPoints, **constants) -> dict:
+def held_out_tasks(rows: list[dict], store: dict, tasks: list[str]) -> list[dict]:
+    """Every row estimated with constants fitted on the other tasks' rows only."""
+    out = []
+    for task in tasks:
+        weights, sd = fit_calibration([r for r in rows if r["task"] != task])
+        out += [estimated(r, store[row_key(r)], weights=weights, residual_sd=sd) for r in rows if r["task"] == task]
+    return out
+
+
+def estimated(row: dict, points: AgreementPoints, **constants: Any) -> dict:
     """The row with the package's estimate (or one with other constants) from the stored evidence."""
     est = summarise(points, row["source_accuracy"], **constants)
     return dict(
@@ -509,8 +524,9 @@ def print_row(r: dict) -> None:
 
 def run_world(world: dict, rows: list[dict], store: dict) -> None:
     encoders, labels, cuts, task = world["encoders"], world["labels"], world["cuts"], world["task"]
+    sizes = {half: len(cuts[half]) for half in ("val", "test")}
     for source in world["heads"]:
-        head, source_accuracy = train_head(encoders[source], labels, cuts, world["classes"])
+        head, own = train_head(encoders[source], labels, cuts, world["classes"])
         targets = {source: ("same", encoders[source])}  # its own encoder: the val -> test gap alone
         targets.update(
             {n: ("random" if n in world["random"] else "real", e) for n, e in encoders.items() if n != source}
@@ -518,25 +534,47 @@ def run_world(world: dict, rows: list[dict], store: dict) -> None:
         if source == world["synthetic"]:
             targets.update({n: ("synthetic", e) for n, e in degradations(encoders[source]).items()})
         for target, (kind, emb) in targets.items():
-            points, measured, info = attach_and_measure(head, encoders[source], emb, labels, cuts)
+            points, stitched, info = attach_and_measure(head, encoders[source], emb, labels, cuts)
             row = {
                 "task": task,
                 "head": source,
                 "encoder": target,
                 "kind": kind,
-                "source_accuracy": source_accuracy,
-                "measured": measured,
+                # split design: the head's accuracy on the validation rows, the stitched accuracy on the test rows
+                "source_accuracy": own["val"],
+                "measured": stitched["test"],
+                # paired design: both on all held-out rows (their sampling noise cancels in the difference)
+                "source_accuracy_paired": paired(own, sizes),
+                "measured_paired": paired(stitched, sizes),
                 "classes": world["classes"],
                 "stitch_score": info["stitch_score"],
-                "test_rows": len(cuts["test"]),
-                "val_rows": len(cuts["val"]),
+                "test_rows": sizes["test"],
+                "val_rows": sizes["val"],
             }
             store[row_key(row)] = points
             rows.append(estimated(row, points))
             print_row(rows[-1])
 
 
-def report(rows: list[dict], tasks: list[str]) -> dict:
+def paired(accuracy: dict[str, float], sizes: dict[str, int]) -> float:
+    return sum(accuracy[h] * sizes[h] for h in sizes) / sum(sizes.values())
+
+
+def paired_rows(rows: list[dict], store: dict) -> list[dict]:
+    """The paired design's rows (the trivial same-encoder triples left out: there the two are equal by design).
+    The split design (validation rows for the stored accuracy, test rows for the measured one) adds both halves'
+    sampling noise (binomial, ~1.4 points of MAE here) to the estimator's own error; the paired design measures both
+    accuracies on all held-out rows, so that noise cancels in the difference the estimate predicts."""
+    out = []
+    for r in rows:
+        if r["kind"] != "same":
+            row = dict(r, source_accuracy=r["source_accuracy_paired"], measured=r["measured_paired"])
+            row["test_rows"] = row["val_rows"] = r["test_rows"] + r["val_rows"]
+            out.append(estimated(row, store[row_key(r)]))
+    return out
+
+
+def report(rows: list[dict], tasks: list[str], split: bool = True) -> dict:
     figures = {"estimate": summary(rows, "estimate", "low", "high")}
     for name in (
         "signal_calibrated_agreement",
@@ -560,14 +598,19 @@ def report(rows: list[dict], tasks: list[str]) -> dict:
                 "bias": float(err.mean()),
                 "coverage": float(cover),
             }
-    noise = [
-        math.sqrt(
-            r["measured"] * (1 - r["measured"]) / r["test_rows"]
-            + r["source_accuracy"] * (1 - r["source_accuracy"]) / r["val_rows"]
-        )
-        for r in rows
-    ]
-    figures["sampling noise"] = {"expected_abs_error": float(np.mean(noise) * math.sqrt(2 / math.pi))}
+    noise = (
+        []
+        if not split
+        else [
+            math.sqrt(
+                r["measured"] * (1 - r["measured"]) / r["test_rows"]
+                + r["source_accuracy"] * (1 - r["source_accuracy"]) / r["val_rows"]
+            )
+            for r in rows
+        ]
+    )
+    if noise:  # what the two accuracies' own sampling noise alone adds to the MAE (binomial, independent rows)
+        figures["sampling noise"] = {"expected_abs_error": float(np.mean(noise) * math.sqrt(2 / math.pi))}
     for name, values in figures.items():
         print(f"{name:<34} " + "  ".join(f"{k} {v:.3f}" for k, v in values.items()))
     return figures
@@ -607,9 +650,20 @@ def main() -> None:
             print(f"[{task}] embeddings ready ({time.time() - started:.0f}s): {list(world['encoders'])}", flush=True)
             run_world(world, rows, store)
     print(f"\n{len(rows)} triples in {time.time() - started:.0f}s")
-    figures = report(rows, args.tasks)
-    slope, sd = fit_calibration(rows)
-    print(f"calibration over all triples: SLOPE {slope:.3f}  RESIDUAL_SD {sd:.4f}")
+    paired = paired_rows(rows, store)
+    weights, sd = fit_calibration(paired)
+    print(
+        f"constants fitted on the paired design's {len(paired)} triples: W_AGREEMENT {weights[0]:.3f}  "
+        f"W_CONFIDENCE {weights[1]:.3f}  RESIDUAL_SD {sd:.4f} (the package's: see hf_bridges/heads/estimate.py)"
+    )
+    figures = {}
+    for design, design_rows, split in (("split", rows, True), ("paired", paired, False)):
+        print(f"\n{design} design, the package's constants:")
+        figures[design] = report(design_rows, args.tasks, split=split)
+        print(f"\n{design} design, constants fitted without the task scored (leave one task out):")
+        figures[f"{design}, leave one task out"] = report(
+            held_out_tasks(design_rows, store, args.tasks), args.tasks, split
+        )
     if not args.rows:
         os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
         with open(args.output, "w") as handle:

@@ -175,3 +175,48 @@ def test_the_warning_says_what_the_estimate_says():
     assert report.warning is None  # within 5 points of the head's own accuracy: no warning
     report.score = 0.1  # under the gate: the unrelated-encoder warning, with the estimate appended
     assert "looks unrelated" in report.warning and "Label-free estimate: expected accuracy 0.93" in report.warning
+
+
+def test_a_cleaner_encoder_raises_the_estimate_a_noisier_one_lowers_it(one_thread):
+    """A head trained on noisy embeddings moved to the clean ones gains accuracy, which no agreement sees (the
+    calibrated agreement falls under the head's accuracy); the new side's calibrated confidence lifts the estimate
+    over it. Moved to a noisier encoder, the estimate falls, close to the measured accuracy."""
+    torch.manual_seed(0)
+
+    def noisy(t, sigma, seed):
+        return t + sigma * torch.randn(t.shape, generator=torch.Generator().manual_seed(seed))
+
+    anchors, _ = _clustered(40, 4, 16, seed=1)
+    x, y = _clustered(100, 4, 16, seed=2)
+    x_val, y_val = _clustered(100, 4, 16, seed=4)
+    source_anchors, source_val = noisy(anchors, 2.5, 6), noisy(x_val, 2.5, 7)
+    head = RelativeProductHead(HeadConfig(), len(anchors), 4, embedding_dim=16)
+    optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
+    head.train()
+    x_train = noisy(x, 2.5, 5)
+    for _ in range(80):
+        loss = torch.nn.functional.cross_entropy(head(x_train, source_anchors), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    head.eval()
+    with torch.no_grad():
+        accuracy = float((head(source_val, source_anchors).argmax(-1) == y_val).double().mean())
+    cases = {"cleaner": (anchors, x_val), "noisier": (noisy(source_anchors, 2.0, 8), noisy(source_val, 2.0, 9))}
+    for name, (new_anchors, new_val) in cases.items():
+        attached = RelativeProductHead(HeadConfig(), len(anchors), 4, embedding_dim=16)
+        attached.load_state_dict(head.state_dict())
+        attached.eval()
+        weights, _ = align_head(attached, source_anchors, new_anchors)
+        estimate = estimate_accuracy(
+            attached, source_anchors, new_anchors, source_accuracy=accuracy, subspace_weights=weights
+        )
+        with torch.no_grad():
+            logits = attached(new_val, new_anchors, torch.tensor(weights))
+        measured = float((logits.argmax(-1) == y_val).double().mean())
+        if name == "cleaner":
+            assert measured > accuracy + 0.1 and estimate.signals["calibrated_agreement"] < accuracy
+            assert estimate.expected > accuracy, (estimate.expected, accuracy, measured)
+        else:
+            assert measured < accuracy and estimate.expected < accuracy
+            assert abs(estimate.expected - measured) < 0.03, (estimate.expected, measured)

@@ -5,17 +5,21 @@ predictions on the training encoder's embeddings are compared with its predictio
 of the same inputs, *cross-fitted*: the translation new -> training space is refitted on k-1 folds and scored on
 the held-out fold, so no point is scored by a map fitted on it. ``kept`` is the share of agreeing predictions.
 
-The expected accuracy weighs each changed prediction by what it costs: the head's validation accuracy ``a``
-(stored by ``save_head(metrics={"accuracy": ...})``) sets a temperature T at which the head's mean top softmax
-probability on the training side equals ``a``; with those calibrated probabilities q, the *calibrated agreement*
-``c = mean_i q_i[prediction on the new side]`` is ``a`` when every prediction is kept, drops little when only
-borderline points change and by a whole point per confident point changed. Then::
+The expected accuracy weighs each changed prediction by what it costs, from both sides. The head's validation
+accuracy ``a`` (stored by ``save_head(metrics={"accuracy": ...})``) sets a temperature T at which the head's mean top
+softmax probability on the training side equals ``a``. With the logits of both sides divided by T:
 
-    expected = a - SLOPE * (a - c)
+- the *calibrated agreement* ``c = mean_i q_i[prediction on the new side]`` (q: the training side's probabilities)
+  is ``a`` when every prediction is kept, drops little when only borderline points change and by a whole point
+  per confident point changed: what the new encoder loses, seen from the training side;
+- the *calibrated confidence* ``d = mean_i max p_i`` (p: the new side's probabilities at the same T) is what the
+  new side would claim with the training side's calibration: under ``a`` for a noisier or unrelated encoder, over
+  it for a stronger one, which no agreement can see. Then::
 
-``SLOPE`` < 1 and the residual spread ``RESIDUAL_SD`` are fitted on ``benchmarks/accuracy_estimate.py`` (docs/estimate.md:
-a changed anchor prediction costs less than the calibrated probabilities say, and a stronger encoder can gain,
-which no agreement sees). The interval adds a bootstrap of ``c`` over the scored points to that spread. Other
+    expected = a - W_AGREEMENT * (a - c) - W_CONFIDENCE * (a - d)
+
+The two weights and the residual spread ``RESIDUAL_SD`` are fitted on ``benchmarks/accuracy_estimate.py``
+(docs/estimate.md). The interval adds a bootstrap of the two means over the scored points to that spread. Other
 signals are computed alongside for the benchmark (kept, difference of confidences, ATC, agreement-on-the-line over
 the head's two components).
 
@@ -37,10 +41,12 @@ if TYPE_CHECKING:
     from ..modeling.modeling_bridge import BridgePreTrainedModel
     from .format import BridgeHead
 
-# Fitted on benchmarks/accuracy_estimate.py (docs/estimate.md, 88 triples): the share of the calibrated-agreement
-# drop that is lost on new inputs, the RMS residual around the measured accuracy, and the interval's z (95 %).
-SLOPE = 0.726
-RESIDUAL_SD = 0.042
+# Fitted on benchmarks/accuracy_estimate.py (docs/estimate.md: least squares over its triples of 3 tasks and 4
+# families of encoders): the weights of the calibrated agreement's and confidence's drops, the RMS residual around
+# the measured accuracy, and the interval's z (95 %).
+W_AGREEMENT = 0.63
+W_CONFIDENCE = 0.54
+RESIDUAL_SD = 0.027
 Z = 1.96
 FOLDS = 10
 BOOTSTRAP = 200
@@ -252,8 +258,15 @@ def estimate_accuracy(
     return summarise(points, source_accuracy, seed=seed)
 
 
-def summarise(points: AgreementPoints, source_accuracy: float | None = None, seed: int = 0) -> AccuracyEstimate:
-    """The estimate (and the other estimators' signals) from the per-point evidence."""
+def summarise(
+    points: AgreementPoints,
+    source_accuracy: float | None = None,
+    seed: int = 0,
+    weights: tuple[float, float] = (W_AGREEMENT, W_CONFIDENCE),
+    residual_sd: float = RESIDUAL_SD,
+) -> AccuracyEstimate:
+    """The estimate (and the other estimators' signals) from the per-point evidence; ``weights`` /
+    ``residual_sd``: the constants (the benchmark refits them without the task it scores)."""
     p_src, p_new = points.source_logits.softmax(-1), points.new_logits.softmax(-1)
     n = p_src.shape[0]
     agree = (p_src.argmax(-1) == p_new.argmax(-1)).double()
@@ -269,10 +282,9 @@ def summarise(points: AgreementPoints, source_accuracy: float | None = None, see
     signals["doc"] = signals["confidence_source"] - signals["confidence_new"]
     if points.source_components is not None and points.new_components is not None:
         # agreement of the head's two components (relative only vs aligned only), on each side
-        signals["components_source"] = float(
-            (points.source_components[0] == points.source_components[1]).double().mean()
-        )
-        signals["components_new"] = float((points.new_components[0] == points.new_components[1]).double().mean())
+        source, new = points.source_components, points.new_components
+        signals["components_source"] = float((source[0] == source[1]).double().mean())
+        signals["components_new"] = float((new[0] == new[1]).double().mean())
     estimate = AccuracyEstimate(
         kept=kept,
         kept_low=max(0.0, kept - Z * signals["kept_sd"]),
@@ -287,15 +299,22 @@ def summarise(points: AgreementPoints, source_accuracy: float | None = None, see
     threshold = float(torch.quantile(conf_src, min(max(1.0 - a, 0.0), 1.0)))
     signals["atc"] = float((conf_new > threshold).double().mean()) - float((conf_src > threshold).double().mean()) + a
     signals["doc_estimate"] = a - signals["doc"]
-    # the source side's calibrated probability of the class the new side predicts, per point: a changed
-    # prediction on a borderline point costs little, on a confident one it costs the whole point
-    q = (points.source_logits / _temperature(points.source_logits, a)).softmax(-1)
-    per_point = q.gather(1, p_new.argmax(-1, keepdim=True)).squeeze(1)
-    signals["calibrated_agreement"] = float(per_point.mean())
-    signals["calibrated_agreement_sd"] = float(per_point[draws].mean(1).std())
     if "components_new" in signals:
         signals["aline"] = _phi(_probit(a) + _probit(signals["components_new"]) - _probit(signals["components_source"]))
-    expected, low, high = expected_accuracy(a, signals["calibrated_agreement"], signals["calibrated_agreement_sd"])
+    # both sides' logits at the training side's calibrated temperature; per point, the training side's probability
+    # of the class the new side predicts (a changed borderline point costs little, a confident one a whole point)
+    # and the new side's top probability (its calibrated claim)
+    temperature = _temperature(points.source_logits, a)
+    q = (points.source_logits / temperature).softmax(-1)
+    agreement = q.gather(1, p_new.argmax(-1, keepdim=True)).squeeze(1)
+    confidence = (points.new_logits / temperature).softmax(-1).max(-1).values
+    signals["calibrated_agreement"] = float(agreement.mean())
+    signals["calibrated_confidence"] = float(confidence.mean())
+    combined = weights[0] * agreement + weights[1] * confidence  # the estimate is a linear function of its mean
+    spread = float(combined[draws].mean(1).std())
+    expected, low, high = expected_accuracy(
+        a, signals["calibrated_agreement"], signals["calibrated_confidence"], spread, weights, residual_sd
+    )
     estimate.source_accuracy, estimate.expected, estimate.low, estimate.high = a, expected, low, high
     return estimate
 
@@ -303,15 +322,16 @@ def summarise(points: AgreementPoints, source_accuracy: float | None = None, see
 def expected_accuracy(
     source_accuracy: float,
     calibrated_agreement: float,
-    agreement_sd: float,
-    slope: float = SLOPE,
-    sd: float = RESIDUAL_SD,
+    calibrated_confidence: float,
+    spread: float = 0.0,
+    weights: tuple[float, float] = (W_AGREEMENT, W_CONFIDENCE),
+    residual_sd: float = RESIDUAL_SD,
 ) -> tuple[float, float, float]:
-    """(expected, low, high): ``a - slope * (a - c)`` with a ``Z``-sigma interval (bootstrap sd of ``c`` and the
-    benchmark's residual spread), clipped to [0, 1]."""
+    """(expected, low, high): ``a - w1 * (a - c) - w2 * (a - d)`` with a ``Z``-sigma interval (``spread``: the
+    bootstrap sd of the estimate's mean over the scored points, plus the benchmark's residual spread), in [0, 1]."""
     a = float(source_accuracy)
-    expected = a - slope * (a - float(calibrated_agreement))
-    half = Z * math.sqrt((slope * agreement_sd) ** 2 + sd**2)
+    expected = a - weights[0] * (a - float(calibrated_agreement)) - weights[1] * (a - float(calibrated_confidence))
+    half = Z * math.sqrt(spread**2 + residual_sd**2)
     clip = lambda v: min(max(v, 0.0), 1.0)
     return clip(expected), clip(expected - half), clip(expected + half)
 
