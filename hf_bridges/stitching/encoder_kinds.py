@@ -15,7 +15,7 @@ from typing import ClassVar, Protocol, TypeVar
 
 import numpy as np
 
-from ..modeling.registry import Registry
+from ..modeling.registry import ConfigError, Registry
 from ..renames import reads_old_keys
 from ..snapshots import resolve_hf_revision
 
@@ -138,6 +138,10 @@ class HFTextEncoder:
     input_column = "text"
 
     def identity(self, spec: EncoderSpec) -> dict:
+        from .encoder_kinds_static import is_model2vec, model_config
+
+        if is_model2vec(model_config(spec.id, spec.revision)):  # AutoModel would fail on its config.json
+            raise ConfigError(f"encoder {spec.id!r} is a model2vec static model: set kind: model2vec")
         settings = text_settings(spec)
         identity = {
             "kind": "hf_text",
