@@ -63,7 +63,8 @@ def _settings(spec: EncoderSpec, revision: str) -> dict:
             f"{spec.pooling!r} is not available (remove it, or set pooling: mean)"
         )
     config = model_config(spec.id, revision)
-    if config is not None and not is_model2vec(config):
+    # a StaticModel built by hand saves a config.json without model_type; every transformers config has one
+    if config is not None and config.get("model_type", "model2vec") != "model2vec":
         raise ConfigError(
             f"encoder {spec.id!r} is not a model2vec static model (config.json model_type "
             f"{config.get('model_type')!r}); use kind: hf_text"
