@@ -161,3 +161,21 @@ def test_report_names_where_the_default_loses_per_direction(tmp_path):
     assert "| **mean over pairs** | | 0.850 | 0.800 | 0.850 | |" in section
     assert "| **worst pair** | | 0.600 (enc2 → enc0) |" in section
     assert "mine is at or above every other method in 5 of 6 directions; below in: enc2 → enc0 (translation" in section
+
+
+@pytest.mark.slow
+def test_placed_static_model_embeds_as_sentence_transformers_loads_it():
+    """The model placed by ``offline-seed --model2vec`` under its namespaced id: the kind's vectors are what
+    sentence-transformers' StaticEmbedding gives for the same id (to float16 rounding)."""
+    from hf_bridges.offline.assets import is_placed
+    from hf_bridges.offline.static import M2V_REPO
+
+    if not is_placed(M2V_REPO):
+        pytest.skip("run `hf-bridges offline-seed --model2vec` first")
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["Shares in the bank fell after the profit warning.", "A warm, funny and moving film."]
+    vectors = get_encoder_kind("model2vec").load(EncoderSpec(id=M2V_REPO, kind="model2vec"))({"text": texts})
+    reference = SentenceTransformer(M2V_REPO, device="cpu").encode(texts).astype(np.float32)
+    assert vectors.shape == (2, 256)
+    np.testing.assert_allclose(vectors, reference, atol=2e-3)
