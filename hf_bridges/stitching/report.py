@@ -200,7 +200,8 @@ def reference_vs_methods(summary: dict, reference: str) -> str:
     means, worsts = [], []
     for m in methods:
         values = [v for a, b in pairs if (v := _mean_acc(summary[m]["matrix"][a][b])) is not None]
-        means.append(f"{np.mean(values):.3f}" if values else "n/a")
+        counted = f" ({len(values)} of {len(pairs)} pairs)" if len(values) < len(pairs) else ""  # n/a: widths
+        means.append(f"{np.mean(values):.3f}{counted}" if values else "n/a")
         worst = worst_pair(summary[m])
         worsts.append(f"{worst[2]:.3f} ({worst[0]} → {worst[1]})" if worst else "n/a")
     lines.append("| **mean over pairs** | | " + " | ".join(means) + " | |")
