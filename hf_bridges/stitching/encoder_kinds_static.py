@@ -11,41 +11,16 @@ model's ``config.json``; ``prefix`` is prepended to every text; ``pooling`` can 
 from __future__ import annotations
 
 import importlib.metadata as metadata
-import json
 import os
-from pathlib import Path
 
 import numpy as np
 
 from ..snapshots import resolve_hf_revision
 from .config import ConfigError, EncoderSpec
-from .encoder_kinds import EmbedFn, register_encoder_kind
+from .encoder_kinds import EmbedFn, model_config, register_encoder_kind
 
 INSTALL = "pip install 'model2vec>=0.10,<0.11'"
 DEFAULT_MAX_LENGTH = 512  # model2vec's own default when config.json has none
-
-
-def model_config(model_id: str, revision: str = "main") -> dict | None:
-    """The ``config.json`` of a local folder or of a cached Hub snapshot; None when it is not available locally."""
-    if os.path.isdir(model_id):
-        path = Path(model_id) / "config.json"
-        found = str(path) if path.is_file() else None
-    else:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(model_id, "config.json", revision=revision)
-    if not isinstance(found, str):
-        return None
-    try:
-        return json.loads(Path(found).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def is_model2vec(config: dict | None) -> bool:
-    return bool(config) and (
-        config.get("model_type") == "model2vec" or "StaticModel" in config.get("architectures", [])
-    )
 
 
 def _model2vec_version() -> str:
