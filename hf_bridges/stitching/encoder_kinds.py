@@ -7,6 +7,7 @@ ConfigError when the encoder is unavailable, before any heavy work) and ``load(s
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import ClassVar, Protocol, TypeVar
 
 import numpy as np
 
-from ..modeling.registry import Registry
+from ..modeling.registry import ConfigError, Registry
 from ..renames import reads_old_keys
 from ..snapshots import resolve_hf_revision
 
@@ -86,6 +87,30 @@ def get_encoder_kind(name: str) -> EncoderKind:
     return ENCODER_KINDS.get(name)
 
 
+def model_config(model_id: str, revision: str = "main") -> dict | None:
+    """The ``config.json`` of a local folder or of a cached Hub snapshot; None when it is not available locally."""
+    if os.path.isdir(model_id):
+        path = Path(model_id) / "config.json"
+        found = str(path) if path.is_file() else None
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(model_id, "config.json", revision=revision)
+    if not isinstance(found, str):
+        return None
+    try:
+        return json.loads(Path(found).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_model2vec(config: dict | None) -> bool:
+    """A model2vec static model's config.json (``kind: model2vec``), which transformers' AutoModel cannot load."""
+    return bool(config) and (
+        config.get("model_type") == "model2vec" or "StaticModel" in config.get("architectures", [])
+    )
+
+
 # What a text encoder spec that sets nothing gets from a model that is no sentence-transformers model.
 TEXT_DEFAULTS = {"pooling": "mean", "max_length": 128, "prefix": ""}
 
@@ -138,6 +163,8 @@ class HFTextEncoder:
     input_column = "text"
 
     def identity(self, spec: EncoderSpec) -> dict:
+        if is_model2vec(model_config(spec.id, spec.revision)):  # AutoModel would fail on its config.json
+            raise ConfigError(f"encoder {spec.id!r} is a model2vec static model: set kind: model2vec")
         settings = text_settings(spec)
         identity = {
             "kind": "hf_text",

@@ -167,6 +167,54 @@ def worst_pair(row: dict) -> tuple[str, str, float] | None:
     return min(pairs, key=lambda p: p[2]) if pairs else None
 
 
+def _mean_acc(cell: dict) -> float | None:
+    return None if "skipped" in cell or not cell.get("accuracy") else cell["accuracy"]["mean"]
+
+
+def reference_vs_methods(summary: dict, reference: str) -> str:
+    """``reference`` (the default head) against every other method, per direction (train -> test: a head moved to
+    a stronger encoder can beat its own same-encoder accuracy, so both directions are shown), then the mean over
+    pairs and the worst pair of each method, and where the reference loses to a single method."""
+    names = list(summary[reference]["matrix"])
+    methods = [reference, *(m for m in summary if m != reference)]
+    pairs = [(a, b) for a in names for b in names if a != b]
+    lines = [
+        f"Rows: train → test encoder; cells: stitched accuracy (mean over seeds), the best of each row in bold; "
+        f"'same' is {reference}'s accuracy on the encoder it was trained on.",
+        "",
+        "| train → test | same | " + " | ".join(methods) + f" | {reference} − best other |",
+        "|---" * (len(methods) + 3) + "|",
+    ]
+    losses = []
+    for a, b in pairs:
+        values = {m: _mean_acc(summary[m]["matrix"][a][b]) for m in methods}
+        best = max((v for v in values.values() if v is not None), default=None)
+        cells = ["n/a" if v is None else (f"**{v:.3f}**" if v == best else f"{v:.3f}") for v in values.values()]
+        others = {m: v for m, v in values.items() if m != reference and v is not None}
+        ref, rival = values[reference], max(others, key=others.get) if others else None
+        gap = "n/a" if ref is None or rival is None else f"{ref - others[rival]:+.3f} ({rival})"
+        if ref is not None and rival is not None and ref < others[rival]:
+            losses.append(f"{a} → {b} ({rival} {others[rival]:.3f} vs {ref:.3f})")
+        same = _mean_acc(summary[reference]["matrix"][a][a])
+        lines.append(f"| {a} → {b} | {'n/a' if same is None else f'{same:.3f}'} | " + " | ".join(cells) + f" | {gap} |")
+    means, worsts = [], []
+    for m in methods:
+        values = [v for a, b in pairs if (v := _mean_acc(summary[m]["matrix"][a][b])) is not None]
+        counted = f" ({len(values)} of {len(pairs)} pairs)" if len(values) < len(pairs) else ""  # n/a: widths
+        means.append(f"{np.mean(values):.3f}{counted}" if values else "n/a")
+        worst = worst_pair(summary[m])
+        worsts.append(f"{worst[2]:.3f} ({worst[0]} → {worst[1]})" if worst else "n/a")
+    lines.append("| **mean over pairs** | | " + " | ".join(means) + " | |")
+    lines.append("| **worst pair** | | " + " | ".join(worsts) + " | |")
+    won = len(pairs) - len(losses)
+    lines += [
+        "",
+        f"{reference} is at or above every other method in {won} of {len(pairs)} directions"
+        + (f"; below in: {'; '.join(losses)}." if losses else "."),
+    ]
+    return "\n".join(lines)
+
+
 def summary_figure(path: Path, summary: dict) -> None:
     """One figure per run: same vs stitched accuracy per method (error bars: std over seeds), the worst stitched
     pair of each method marked and named."""
@@ -252,9 +300,12 @@ def write_outputs(results: dict, config: StitchConfig, output_dir: Path) -> dict
         "",
         f"![same vs stitched accuracy per method, worst pair marked]({summary_path.name})",
         "",
-        "## Full matrices",
-        "",
     ]
+    reference = next((m.name for m in config.methods if m.kind == "default" and m.name in summary), None)
+    if reference and len(summary) > 1 and len(config.encoders) > 1:
+        report += ["## Default head vs each single bridge, per direction", ""]
+        report += [reference_vs_methods(summary, reference), ""]
+    report += ["## Full matrices", ""]
     for name, row in summary.items():
         report += [matrix_table(name, row), "", f"![{name}]({Path(plots[name]).name})", ""]
     report += [
