@@ -187,3 +187,21 @@ def test_logits_and_representation_in_one_pass_equal_the_two_calls(name, limit):
     assert np.array_equal(logits, predict(head, rows, anchors, weights, feature_cache=cache))
     want = predict(head, rows, anchors, weights, represent=True, feature_cache=cache, limit=limit)
     assert np.array_equal(representation, want)
+
+
+def test_subspace_selection_past_the_dense_limit_reads_the_attach_scores_and_builds_no_anchor_matrix(monkeypatch):
+    from hf_bridges.heads.compatibility import projection_scores
+
+    x, (y, _), _ = _pair()
+    anchors_a, anchors_b = x[:40].copy(), y[:40].copy()
+    method = MethodSpec(name="sel", projections=["cosine", "euclidean", "l1"], select=SelectSpec())
+    dense, _ = evaluation.attach_weights(method, anchors_a, anchors_b)  # 40 anchors: the k x k matrices
+    built = []
+    original = evaluation.anchor_space
+    monkeypatch.setattr(evaluation, "anchor_space", lambda *a: built.append(1) or original(*a))
+    monkeypatch.setattr(evaluation, "DENSE_REPORT_ANCHORS", 30)  # 40 anchors are past it
+    weights, scores = evaluation.attach_weights(method, anchors_a, anchors_b)
+    assert not built
+    want, _ = projection_scores(torch.from_numpy(anchors_a), torch.from_numpy(anchors_b), method.projections)
+    assert scores == want
+    assert weights == dense  # the same choice here: the scores differ by float rounding and the anchor subset

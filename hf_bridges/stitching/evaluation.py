@@ -7,7 +7,14 @@ import weakref
 import numpy as np
 import torch
 
-from ..heads.compatibility import align_head, anchor_space, select_subspaces, subspace_scores
+from ..heads.compatibility import (
+    DENSE_REPORT_ANCHORS,
+    align_head,
+    anchor_space,
+    projection_scores,
+    select_subspaces,
+    subspace_scores,
+)
 from ..heads.translation import fit_orthogonal
 from ..metrics import classification_scores, latent_similarity
 from ..metrics.latent import LatentSpace, latent_space
@@ -33,14 +40,20 @@ def attach_weights(
 ) -> tuple[list[float] | None, dict[str, float] | None]:
     """Subspace weights chosen from the anchors alone (no labels of the new encoder): CKA per projection between
     the two encoders' anchor-vs-anchor matrices, then ``select_subspaces``. (None, None) when the method has no
-    ``select``. ``memo``: see :func:`pair_memo`."""
+    ``select``. ``memo``: see :func:`pair_memo`. Past ``DENSE_REPORT_ANCHORS`` anchors, the scores an attach
+    computes (``projection_scores``: the cosine CKA from D x D products, the others on that many evenly spaced
+    anchors), so that the cost stays linear in the anchor count."""
     if method.kind != "relative" or method.select is None:
         return None, None
     key = ("subspace_scores", tuple(method.projections), method.abs_transform)
     if memo is None or key not in memo:
-        source = anchor_space(torch.from_numpy(train_anchors), method.projections, method.abs_transform)
-        target = anchor_space(torch.from_numpy(test_anchors), method.projections, method.abs_transform)
-        scores = subspace_scores(source, target)
+        if len(train_anchors) > DENSE_REPORT_ANCHORS:  # k x k matrices, k^3 CKA: an attach's linear-time scores
+            source, target = torch.from_numpy(train_anchors), torch.from_numpy(test_anchors)
+            scores, _ = projection_scores(source, target, method.projections, method.abs_transform)
+        else:
+            source = anchor_space(torch.from_numpy(train_anchors), method.projections, method.abs_transform)
+            target = anchor_space(torch.from_numpy(test_anchors), method.projections, method.abs_transform)
+            scores = subspace_scores(source, target)
         if memo is not None:
             memo[key] = scores
     else:
