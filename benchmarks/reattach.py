@@ -75,6 +75,11 @@ def main() -> None:
     parser.add_argument("--cached-only", action="store_true")
     parser.add_argument("--profile", type=int, default=0)
     parser.add_argument("--head", help="reuse a head folder saved by an earlier run (same texts)")
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="only cold attaches (anchor_cache=False), each split into the anchors' embedding and the rest",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = args.anchors + args.alignment
@@ -95,6 +100,9 @@ def main() -> None:
                 )
             folder = head.save_head(args.head or Path(tmp) / "head")
         cache = Path(tmp) / "anchor-cache"
+        if args.cold:
+            cold_split(args, folder)
+            return
 
         def attach(anchor_cache) -> tuple[float, BridgeForSequenceClassification]:
             start = time.process_time()
@@ -152,6 +160,57 @@ def main() -> None:
             f"uncached / cached: {statistics.median(ratios):.1f}x (min {min(ratios):.1f}, max {max(ratios):.1f}); "
             f"identical anchor embeddings: {same}, identical logits: {same_logits}"
         )
+
+
+def cold_split(args, folder: Path) -> None:
+    """Cold attaches: CPU seconds of the whole attach and of the anchors' embedding in it (the bridge's
+    ``refresh_anchors``: the encoder forward over every anchor), the rest as a share of the embedding."""
+    from hf_bridges.modeling.modeling_bridge import BridgePreTrainedModel
+
+    original = BridgePreTrainedModel.refresh_anchors
+    spent = []
+
+    def timed(self, *a, **k):
+        start = time.process_time()
+        try:
+            return original(self, *a, **k)
+        finally:
+            spent.append(time.process_time() - start)
+
+    BridgePreTrainedModel.refresh_anchors = timed
+    from hf_bridges.heads import attach as attach_module
+
+    estimate = attach_module.estimate_for_attach
+    estimated = []
+
+    def timed_estimate(*a, **k):
+        start = time.process_time()
+        try:
+            return estimate(*a, **k)
+        finally:
+            estimated.append(time.process_time() - start)
+
+    attach_module.estimate_for_attach = timed_estimate
+    rows = []
+    for _ in range(args.rounds):
+        spent.clear()
+        estimated.clear()
+        start = time.process_time()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = BridgeForSequenceClassification.from_encoder(args.model, head=folder, anchor_cache=False)
+        total, embedding = time.process_time() - start, sum(spent)
+        rows.append((total, embedding))
+        digest = hashlib.sha256(model.anchors.input_ids.numpy().tobytes()).hexdigest()[:16]
+        print(
+            f"cold attach {total:.2f} s CPU, embedding {embedding:.2f} s, rest {total - embedding:.2f} s = "
+            f"{100 * (total - embedding) / embedding:.1f} % of the embedding, of which the accuracy estimate "
+            f"{sum(estimated):.2f} s (anchor inputs sha256 {digest})"
+        )
+    BridgePreTrainedModel.refresh_anchors = original
+    attach_module.estimate_for_attach = estimate
+    shares = [100 * (t - e) / e for t, e in rows]
+    print(f"median rest / embedding: {statistics.median(shares):.1f} % ({args.rounds} rounds)")
 
 
 if __name__ == "__main__":

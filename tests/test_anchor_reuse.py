@@ -169,7 +169,11 @@ def test_a_cached_reattach_tokenises_the_anchors_once(tmp_path, monkeypatch, one
     cache = tmp_path / "cache"
     seen = _tokenised_texts(monkeypatch)
     first = BridgeForSequenceClassification.from_encoder(MINILM, head=folder, anchor_cache=cache)
-    assert seen["texts"] == 2 * len(texts)  # not cached yet: the fingerprint's and the bridge's tokenisation
+    # not cached yet: the whole texts once (the fingerprint's call), the bridge's inputs from the cut texts, checked
+    # against those derived from the whole texts' tokens and, on the 8 longest + 4 shortest, the real max_length call
+    assert seen["texts"] == 2 * len(texts) + 12
+    assert torch.equal(first.anchors.input_ids, model.anchors.input_ids)  # what the whole texts give
+    assert torch.equal(first.anchors.attention_mask, model.anchors.attention_mask)
     (path,) = cache.glob("tokens-*.json")
     record = TokenRecord.from_json(path.read_text(), len(texts))
     assert record.cuts is not None and sum(c is not None for c in record.cuts) > len(texts) // 2
@@ -201,8 +205,17 @@ def test_a_cached_reattach_tokenises_the_anchors_once(tmp_path, monkeypatch, one
     same_as_first(third)
     assert read_tokens(cache, path.stem, len(texts)).cuts == record.cuts  # the record is replaced
 
-    _, calls = attach(tokenizer=AutoTokenizer.from_pretrained(MINILM))
-    assert calls == 2 * len(texts)  # a tokenizer object passed in is not pinned by the snapshot: tokenised
+    passed, calls = attach(tokenizer=AutoTokenizer.from_pretrained(MINILM))
+    assert calls == 2 * len(texts) + 12  # a tokenizer passed in is not pinned by the snapshot: as a first attach
+    same_as_first(passed)
+    # a tokenizer whose inputs are not the derived ones (it cuts the left end): the whole texts, as it cuts them
+    left = AutoTokenizer.from_pretrained(MINILM, truncation_side="left")
+    bridge, calls = attach(tokenizer=left)
+    whole = BridgeForSequenceClassification.from_encoder(
+        MINILM, anchors=texts, anchor_labels=labels, num_labels=5, max_seq_length=16, tokenizer=left
+    )
+    assert torch.equal(bridge.anchors.input_ids, whole.anchors.input_ids)
+    assert not torch.equal(bridge.anchors.input_ids, first.anchors.input_ids)
 
 
 def test_a_bad_token_record_is_dropped_and_written_again(tokenizer, anchor_texts, tiny_encoder_dir, tmp_path, caplog):

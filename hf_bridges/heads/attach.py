@@ -54,17 +54,23 @@ def encoder_modality(encoder: Any) -> str:
     return INPUT_MODALITY.get(getattr(encoder, "main_input_name", "input_ids"), "unknown")
 
 
+FINGERPRINT_TOKENS = 512  # the head's tokenizer fingerprint reads at most this many raw tokens per anchor
+
+
 def anchor_token_ids(tokenizer: Any, anchors: list, offsets: bool = False) -> Any:
     """The raw anchors' token ids as the head's tokenizer fingerprint reads them (no prefix, no special tokens, at
-    most 512); with ``offsets``, also their character spans (a fast tokenizer's ``offset_mapping``)."""
+    most 512); with ``offsets``, also their character spans (a fast tokenizer's ``offset_mapping``) and its
+    ``Encoding`` objects (what :class:`AnchorTokens` derives the bridge's inputs from)."""
     encoded = tokenizer(
         [str(a) for a in anchors],
         add_special_tokens=False,
         truncation=True,
-        max_length=512,
+        max_length=FINGERPRINT_TOKENS,
         **({"return_offsets_mapping": True} if offsets else {}),
     )
-    return (encoded["input_ids"], encoded["offset_mapping"]) if offsets else encoded["input_ids"]
+    if not offsets:
+        return encoded["input_ids"]
+    return encoded["input_ids"], encoded["offset_mapping"], encoded.encodings
 
 
 def _unknown_counts(tokenizer, ids: list) -> tuple[int | None, int | None]:
@@ -106,6 +112,8 @@ class AnchorTokens:
     offsets: list | None  # the raw tokens' character spans (tokenised here, to record the cuts)
     root: Path | None
     key: str | None
+    encodings: list | None = None  # the fast tokenizer's raw encodings of the whole texts (tokenised here)
+    cuts: list | None = None  # where :meth:`cut_texts` cut the texts without a record (checked by :meth:`confirm`)
 
     @classmethod
     def read(
@@ -124,30 +132,40 @@ class AnchorTokens:
             _check_tokenizer(tokenizer, record.unknown, record.total, name, source)
             fingerprint = {"vocab_size": len(tokenizer), "anchor_ids_sha256": record.anchor_ids_sha256}
             return cls(fingerprint if recorded else None, record, (record.unknown, record.total), None, root, key)
-        offsets = fingerprint = None
+        offsets = fingerprint = encodings = None
         if recorded:  # the fingerprint reads every anchor: tokenise them once, for it and the unknown tokens
-            with_offsets = key is not None and bool(getattr(tokenizer, "is_fast", False))
+            with_offsets = bool(getattr(tokenizer, "is_fast", False))
             ids = anchor_token_ids(tokenizer, bundle.anchors, offsets=with_offsets)
-            ids, offsets = ids if with_offsets else (ids, None)
+            ids, offsets, encodings = ids if with_offsets else (ids, None, None)
             fingerprint = tokenizer_fingerprint(tokenizer, bundle.anchors, ids=ids)
         else:
             ids = anchor_token_ids(tokenizer, bundle.anchors[:256])
         counts = _unknown_counts(tokenizer, ids)
         _check_tokenizer(tokenizer, *counts, name, source)
-        return cls(fingerprint, None, counts, offsets, root, key)
+        return cls(fingerprint, None, counts, offsets, root, key, encodings)
 
-    def cut_texts(self, anchors: list) -> list:
-        """The anchors as the bridge tokenises them: cut where the record says their inputs end, else whole."""
+    def cut_texts(self, anchors: list, max_seq_length: int | None = None, prefix: str | None = None) -> list:
+        """The anchors as the bridge tokenises them: cut where the record says their inputs end; without a record,
+        where the whole texts' raw tokens say (``max_seq_length``; no prefix: the raw tokens are those of the text
+        alone), checked by :meth:`confirm` against the inputs derived from those tokens; else whole."""
         cuts = self.record.cuts if self.record is not None else None
+        fresh = self.record is None and self.encodings is not None and not prefix
+        if fresh and max_seq_length and max_seq_length < FINGERPRINT_TOKENS:  # raw tokens reach past every input
+            cuts = anchor_cuts(anchors, self.offsets, max_seq_length)
+            cuts = self.cuts = cuts if any(cut is not None for cut in cuts) else None
         if cuts is None:
             return anchors
         return [text if cut is None else str(text)[:cut] for text, cut in zip(anchors, cuts)]
 
     def confirm(self, bridge: BridgePreTrainedModel, anchors: list) -> bool:
-        """After the bridge is built: its anchor inputs are the record's (else False: build it from the whole texts
-        with a fresh :class:`AnchorTokens`); it keeps the whole texts; a new record is written."""
+        """After the bridge is built: its anchor inputs are the record's, or those derived from the whole texts'
+        tokens when it was built from cut texts without a record (else False: build it from the whole texts with a
+        fresh :class:`AnchorTokens`); it keeps the whole texts; a new record is written."""
         config = bridge.config
         digest = store_digest(bridge.anchors.input_ids, bridge.anchors.attention_mask)
+        if self.cuts is not None and not self._derived_inputs_match(bridge, anchors):
+            logger.info("the cut anchors' inputs differ from the whole texts' tokens: tokenising the whole texts")
+            return False
         config.anchors = list(anchors)
         record = self.record
         if record is not None:
@@ -159,6 +177,8 @@ class AnchorTokens:
             if not same:
                 logger.info("the anchor token record %s does not match the anchor inputs: tokenising again", self.key)
             return same
+        if self.root is None or self.key is None:
+            return True  # nothing to record: no cache, or a tokenizer it cannot pin
         cuts = anchor_cuts(anchors, self.offsets, config.max_seq_length) if self.offsets is not None else None
         record = TokenRecord(
             anchor_ids_sha256=self.fingerprint["anchor_ids_sha256"] if self.fingerprint else None,
@@ -171,6 +191,36 @@ class AnchorTokens:
         )
         write_tokens(self.root, self.key, record)
         return True
+
+    def _derived_inputs_match(self, bridge: BridgePreTrainedModel, anchors: list, sample: int = 8) -> bool:
+        """A cold attach tokenises the whole texts once (the fingerprint's call) and builds the bridge from cut
+        texts. The inputs the whole texts give are derived from that call's encodings the way a fast tokenizer makes
+        them (its raw tokens cut to ``max_seq_length`` less the special tokens, then its own post-processor); the
+        bridge's inputs must equal them, and the tokenizer's real ``max_length`` call on the ``sample`` longest and
+        shortest anchors must give the derived rows (a tokenizer that truncates or adds tokens otherwise is caught
+        here and tokenises the whole texts)."""
+        tokenizer, config = bridge.tokenizer, bridge.config
+        if config.input_prefix or getattr(tokenizer, "truncation_side", "right") != "right":
+            return False
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        length = int(config.max_seq_length) - tokenizer.num_special_tokens_to_add(pair=False)
+        if backend is None or length <= 0:
+            return False
+        derived = []
+        for encoding in self.encodings:  # consumed: cut in place (the ids and offsets were read before)
+            encoding.truncate(length)
+            derived.append(backend.post_process(encoding, None, True).ids)
+        self.encodings = None
+        ids, mask = bridge.anchors.input_ids, bridge.anchors.attention_mask
+        lengths = mask.sum(1).tolist()
+        if [len(row) for row in derived] != lengths or int(mask.shape[1]) != max(lengths):
+            return False
+        if any(ids[i, :n].tolist() != row for i, (n, row) in enumerate(zip(lengths, derived))):
+            return False
+        by_length = sorted(range(len(derived)), key=lambda i: len(self.offsets[i]))
+        picked = sorted(set(by_length[-sample:] + by_length[: sample // 2]))
+        real = tokenizer([str(anchors[i]) for i in picked], truncation=True, max_length=int(config.max_seq_length))
+        return [list(row) for row in real["input_ids"]] == [derived[i] for i in picked]
 
 
 def attach_head(
@@ -286,7 +336,10 @@ def attach_head(
     try:
         with warnings.catch_warnings():  # the degenerate-anchor warnings come below, naming the head
             warnings.filterwarnings("ignore", message=r"from_encoder: .*(duplicates|degenerate anchors)")
-            bridge = build(tokens.cut_texts(bundle.anchors) if tokens is not None else bundle.anchors)
+            texts = bundle.anchors
+            if tokens is not None:
+                texts = tokens.cut_texts(bundle.anchors, kwargs.get("max_seq_length"), kwargs.get("prefix"))
+            bridge = build(texts)
             if tokens is not None and not tokens.confirm(bridge, bundle.anchors):  # cut texts, other inputs
                 tokens = AnchorTokens.read(tokenizer, bundle, name, source, tokens.root, tokens.key, fresh=True)
                 bridge = build(bundle.anchors)

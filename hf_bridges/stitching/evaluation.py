@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-import copy
+import weakref
 
 import numpy as np
 import torch
 
-from ..heads.compatibility import align_head, anchor_space, select_subspaces, subspace_scores
+from ..heads.compatibility import (
+    DENSE_REPORT_ANCHORS,
+    align_head,
+    anchor_space,
+    projection_scores,
+    select_subspaces,
+    subspace_scores,
+)
 from ..heads.translation import fit_orthogonal
 from ..metrics import classification_scores, latent_similarity
+from ..metrics.latent import LatentSpace, latent_space
 from .config import LatentSpec, MethodSpec
-from .training import predict
+from .training import predict, predict_with_representation
 
 
 def pair_memo(feature_cache: dict | None, train_anchors: np.ndarray, test_anchors: np.ndarray) -> dict | None:
     """What depends on one (training anchors, test anchors) pair alone (subspace scores, the aligned map, the stitch
-    signals), kept for the run in ``feature_cache``: every seed and method re-attaches to the same pairs."""
+    signals, the translation's map), kept for the run in ``feature_cache``: every seed and method re-attaches to the
+    same pairs."""
     if feature_cache is None:
         return None
     store = feature_cache.setdefault("evaluation", {})
@@ -31,20 +40,72 @@ def attach_weights(
 ) -> tuple[list[float] | None, dict[str, float] | None]:
     """Subspace weights chosen from the anchors alone (no labels of the new encoder): CKA per projection between
     the two encoders' anchor-vs-anchor matrices, then ``select_subspaces``. (None, None) when the method has no
-    ``select``. ``memo``: see :func:`pair_memo`."""
+    ``select``. ``memo``: see :func:`pair_memo`. Past ``DENSE_REPORT_ANCHORS`` anchors, the scores an attach
+    computes (``projection_scores``: the cosine CKA from D x D products, the others on that many evenly spaced
+    anchors), so that the cost stays linear in the anchor count."""
     if method.kind != "relative" or method.select is None:
         return None, None
     key = ("subspace_scores", tuple(method.projections), method.abs_transform)
     if memo is None or key not in memo:
-        source = anchor_space(torch.from_numpy(train_anchors), method.projections, method.abs_transform)
-        target = anchor_space(torch.from_numpy(test_anchors), method.projections, method.abs_transform)
-        scores = subspace_scores(source, target)
+        if len(train_anchors) > DENSE_REPORT_ANCHORS:  # k x k matrices, k^3 CKA: an attach's linear-time scores
+            source, target = torch.from_numpy(train_anchors), torch.from_numpy(test_anchors)
+            scores, _ = projection_scores(source, target, method.projections, method.abs_transform)
+        else:
+            source = anchor_space(torch.from_numpy(train_anchors), method.projections, method.abs_transform)
+            target = anchor_space(torch.from_numpy(test_anchors), method.projections, method.abs_transform)
+            scores = subspace_scores(source, target)
         if memo is not None:
             memo[key] = scores
     else:
         scores = memo[key]
     weights = select_subspaces(scores, method.projections, method.select.tolerance, method.select.mode)
     return weights, dict(scores)
+
+
+def translated(
+    test_embeddings: np.ndarray, test_anchors: np.ndarray, train_anchors: np.ndarray, memo: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The translation baseline's inputs: the test encoder's embeddings and anchors through the orthogonal map
+    fitted on the anchors (Procrustes onto the training encoder's). Both depend on the pair alone: ``memo``."""
+    key = ("translated", id(test_embeddings))
+    if memo is not None and key in memo and memo[key][0] is test_embeddings:
+        return memo[key][1], memo[key][2]
+    mapped = fit_orthogonal(torch.from_numpy(test_anchors), torch.from_numpy(train_anchors))
+    embeddings = mapped(torch.from_numpy(test_embeddings)).float().numpy()
+    anchors = mapped(torch.from_numpy(test_anchors)).float().numpy()
+    if memo is not None:  # the array is kept alongside, so its id cannot be reused while cached
+        memo[key] = (test_embeddings, embeddings, anchors)
+    return embeddings, anchors
+
+
+def reference_space(
+    head: torch.nn.Module,
+    embeddings: np.ndarray,
+    anchors: np.ndarray,
+    weights: list[float] | None,
+    limit: int,
+    feature_cache: dict | None,
+) -> LatentSpace:
+    """r(z) of the head on its own encoder's test rows, prepared for the latent scores: the same for every new encoder
+    it is compared with (with the same weights), so it is kept per head for the run (weakly: a head that is dropped
+    takes it along) and rebuilt if the head's parameters changed since (their version counters)."""
+    key = (
+        id(embeddings),
+        id(anchors),
+        None if weights is None else tuple(weights),
+        limit,
+        tuple(p._version for p in head.parameters()),
+    )
+    store = None
+    if feature_cache is not None:
+        store = feature_cache.setdefault("references", weakref.WeakKeyDictionary()).setdefault(head, {})
+        if key in store and store[key][0] is embeddings and store[key][1] is anchors:
+            return store[key][2]
+    rows = predict(head, embeddings, anchors, weights, represent=True, feature_cache=feature_cache, limit=limit)
+    space = latent_space(torch.from_numpy(rows))
+    if store is not None:  # the arrays are kept alongside, so their ids cannot be reused while cached
+        store[key] = (embeddings, anchors, space)
+    return space
 
 
 def evaluate_pair(
@@ -66,20 +127,22 @@ def evaluate_pair(
         }
     memo = pair_memo(feature_cache, train_anchors, test_anchors)
     weights, scores = attach_weights(method, train_anchors, test_anchors, memo)
-    alignment = None
+    alignment, reference = None, None
     same = train_embeddings_test is test_embeddings
+    n = min(latent.max_samples, len(labels))
     if method.kind == "translation" and not same:  # absolute head + orthogonal map fitted on the anchors
-        mapped = fit_orthogonal(torch.from_numpy(test_anchors), torch.from_numpy(train_anchors))
-        test_embeddings = mapped(torch.from_numpy(test_embeddings)).float().numpy()
-        test_anchors = mapped(torch.from_numpy(test_anchors)).float().numpy()
+        test_embeddings, test_anchors = translated(test_embeddings, test_anchors, train_anchors, memo)
     elif getattr(head, "aligned", False):  # the default head: map + components from the anchors (identity on A)
-        if same:
-            head.reset_alignment(train_anchors.shape[1])
-        else:
+        head.reset_alignment(train_anchors.shape[1])
+        if not same:  # r(z) on A with A's own (identity) map and native relative space, before the map is fitted
+            reference = reference_space(head, train_embeddings_test, train_anchors, None, n, feature_cache)
             weights, alignment = align_head(
                 head, torch.from_numpy(train_anchors), torch.from_numpy(test_anchors), memo=memo
             )
-    logits = predict(head, test_embeddings, test_anchors, weights, feature_cache=feature_cache)
+    if same:  # same encoder: r(z) is compared with itself, every latent score is 1 by construction
+        logits = predict(head, test_embeddings, test_anchors, weights, feature_cache=feature_cache)
+    else:
+        logits, new = predict_with_representation(head, test_embeddings, test_anchors, weights, n, feature_cache)
     result = classification_scores(logits.argmax(axis=1), labels)
     if alignment is not None:
         result["alignment"] = alignment  # map, residuals, fit, relative space, stitch score (label-free)
@@ -88,22 +151,8 @@ def evaluate_pair(
         result["subspace_weights"] = dict(zip(method.projections, weights))
         result["subspace_scores"] = scores
     if same:
-        return result  # same encoder: r(z) is compared with itself, every latent score is 1 by construction
-    n = min(latent.max_samples, len(labels))
-    ref_weights = None if alignment is not None else weights
-    reference_head = head
-    if alignment is not None:  # r(z) on A with A's own (identity) map and native relative space
-        reference_head = copy.deepcopy(head)
-        reference_head.reset_alignment(train_anchors.shape[1])
-    ref = predict(
-        reference_head,
-        train_embeddings_test,
-        train_anchors,
-        ref_weights,
-        represent=True,
-        feature_cache=feature_cache,
-        limit=n,
-    )
-    new = predict(head, test_embeddings, test_anchors, weights, represent=True, feature_cache=feature_cache, limit=n)
-    result["latent"] = latent_similarity(torch.from_numpy(ref), torch.from_numpy(new), k=min(latent.k, n - 1))
+        return result
+    if reference is None:
+        reference = reference_space(head, train_embeddings_test, train_anchors, weights, n, feature_cache)
+    result["latent"] = latent_similarity(reference, torch.from_numpy(new), k=min(latent.k, n - 1))
     return result

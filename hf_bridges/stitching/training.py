@@ -43,6 +43,10 @@ class AbsoluteHead(nn.Module):
     ) -> torch.Tensor:
         return self.classifier[0](embeddings)
 
+    def classify(self, representation: torch.Tensor) -> torch.Tensor:
+        """Logits from :meth:`represent`'s output: the rest of ``forward``."""
+        return self.classifier[1:](representation)
+
 
 class CachedSubspaceHead(RelativeProductHead):
     """A ``RelativeProductHead`` (same weights, same state dict) that also accepts its raw relative subspaces
@@ -206,3 +210,40 @@ def predict(
     fn = head.represent if represent else head
     outs = [fn(inputs[i : i + batch_size].to(device), a, w).float().cpu() for i in range(0, len(inputs), batch_size)]
     return torch.cat(outs).numpy()
+
+
+def _classify(head: nn.Module, representation: torch.Tensor) -> torch.Tensor:
+    """The rest of the head's ``forward`` after its representation (the same operations, so the same logits)."""
+    if isinstance(head, AbsoluteHead):
+        return head.classify(representation)
+    return head.classifier(representation) if head.classifier is not None else representation
+
+
+@torch.inference_mode()
+def predict_with_representation(
+    head: nn.Module,
+    embeddings: np.ndarray,
+    anchors: np.ndarray,
+    subspace_weights: list[float] | None,
+    limit: int,
+    feature_cache: dict | None = None,
+    batch_size: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``predict``'s logits of every row and r(z) of the first ``limit`` rows. When ``limit`` covers every row, one
+    pass: the forward computes r(z) anyway, the classifier reads it (the same batches and operations as the two
+    calls, so the same numbers). Otherwise the two calls, so that r(z) comes from the same batches as before."""
+    if limit < len(embeddings):
+        return (
+            predict(head, embeddings, anchors, subspace_weights, batch_size, feature_cache=feature_cache),
+            predict(head, embeddings, anchors, subspace_weights, batch_size, True, feature_cache, limit),
+        )
+    device = next(head.parameters()).device
+    inputs = head_inputs(head, embeddings, anchors, feature_cache)
+    a = anchor_tensor_of(anchors, device, feature_cache)
+    w = torch.tensor(subspace_weights, dtype=torch.float32, device=device) if subspace_weights is not None else None
+    logits, representations = [], []
+    for i in range(0, len(inputs), batch_size):
+        representation = head.represent(inputs[i : i + batch_size].to(device), a, w)
+        logits.append(_classify(head, representation).float().cpu())
+        representations.append(representation.float().cpu())
+    return torch.cat(logits).numpy(), torch.cat(representations).numpy()

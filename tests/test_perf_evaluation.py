@@ -1,0 +1,207 @@
+"""Issue 21.3: a stitch run's evaluation does only what the scores need. Accuracy / macro-F1 without importing
+``evaluate`` or scikit-learn (the same numbers as the shipped modules), latent scores from three n x n products with
+a head's reference space prepared once, the translation's map fitted once per pair, logits and r(z) from one pass;
+every score equal to the formulas it replaces."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from hf_bridges.heads.compatibility import linear_cka
+from hf_bridges.metrics.latent import gram_cka, jaccard_at_k, latent_similarity, latent_space, mrr
+from hf_bridges.stitching import evaluation
+from hf_bridges.stitching.config import HeadSpec, LatentSpec, MethodSpec, SelectSpec, TrainingSpec
+from hf_bridges.stitching.evaluation import evaluate_pair
+from hf_bridges.stitching.training import predict, predict_with_representation, train_head
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.subprocess
+def test_classification_scores_equal_the_shipped_modules_without_importing_evaluate_or_sklearn():
+    g = np.random.default_rng(0)
+    cases = []
+    for i in range(300):  # 1-14 classes (numpy's pairwise mean changes order past 8), absent / extra / negative labels
+        classes, n = int(g.integers(1, 15)), int(g.integers(1, 300))
+        references = g.integers(0, classes, n)
+        predictions = g.integers(0, classes + int(g.integers(0, 3)), n) - int(g.integers(0, 2))
+        if i % 3 == 0:
+            predictions = np.where(g.random(n) < 0.8, references, predictions)
+        cases.append((predictions.tolist(), references.tolist()))
+    code = (
+        "import json, sys\nfrom hf_bridges.metrics import classification_scores\n"
+        "cases = json.load(sys.stdin)\n"
+        "scores = [classification_scores(p, r) for p, r in cases]\n"
+        "print(json.dumps({'scores': scores, 'evaluate': 'evaluate' in sys.modules, 'sklearn': 'sklearn' in sys.modules}))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(cases), capture_output=True, text=True, check=True
+    )
+    out = json.loads(run.stdout)
+    assert not out["evaluate"] and not out["sklearn"]
+    from hf_bridges.metrics import load_metric
+
+    accuracy, f1 = load_metric("accuracy"), load_metric("f1")
+    for (predictions, references), got in zip(cases, out["scores"]):
+        assert got["accuracy"] == accuracy._compute(predictions=predictions, references=references)["accuracy"]
+        want = f1._compute(predictions=predictions, references=references, average="macro")["f1"]
+        assert got["macro_f1"] == want  # bit for bit, through JSON's shortest round-trip repr
+
+
+def _old_scores(x: torch.Tensor, y: torch.Tensor, k: int) -> dict:
+    """The formulas before: each score its own normalised products."""
+
+    def cosine(a, b):
+        return torch.nn.functional.normalize(a.double(), dim=-1) @ torch.nn.functional.normalize(b.double(), dim=-1).T
+
+    eye = torch.eye(x.shape[0], dtype=torch.bool)
+    nx = cosine(x, x).masked_fill(eye, -torch.inf).topk(k, dim=1).indices.tolist()
+    ny = cosine(y, y).masked_fill(eye, -torch.inf).topk(k, dim=1).indices.tolist()
+    jaccard = [len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in zip(nx, ny)]
+    sim = cosine(x, y)
+    ranks = 1 + (sim > sim.diagonal().unsqueeze(1)).sum(dim=1)
+    return {
+        "cka": linear_cka(x, y),
+        "jaccard": float(sum(jaccard) / len(jaccard)),
+        "mrr": float((1.0 / ranks.double()).mean()),
+    }
+
+
+@pytest.mark.parametrize(("n", "d"), [(60, 200), (120, 16), (40, 3)])
+def test_latent_scores_equal_the_formulas_they_replace(n, d):
+    g = torch.Generator().manual_seed(n)
+    shared = torch.randn(n, 4, generator=g)
+    x = shared @ torch.randn(4, d, generator=g) + 0.5 * torch.randn(n, d, generator=g)
+    y = shared @ torch.randn(4, d, generator=g) + 0.5 * torch.randn(n, d, generator=g)
+    x[3], y[3] = x[7], y[7]  # duplicate rows: tied neighbours break the same way
+    x[5] = 0.0  # a zero row: normalised to zeros, as before
+    old, new = _old_scores(x, y, 5), latent_similarity(x, y, k=5)
+    assert new["jaccard"] == old["jaccard"] and new["mrr"] == old["mrr"]  # the same products, bit for bit
+    assert new["cka"] == pytest.approx(old["cka"], abs=1e-13)  # H X X^T H from the cosine matrix: float64 rounding
+    assert gram_cka(x, 3 * x @ torch.linalg.qr(torch.randn(d, d, generator=g))[0]) == pytest.approx(1.0)
+
+
+def test_a_prepared_space_is_reused_against_every_other(monkeypatch):
+    x, y, z = (torch.randn(50, 30, generator=torch.Generator().manual_seed(s)) for s in range(3))
+    reference = latent_space(x)
+    first = latent_similarity(reference, y, k=4)
+    products = []
+    original = torch.Tensor.__matmul__
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: products.append(1) or original(a, b))
+    second = latent_similarity(reference, z, k=4)
+    assert len(products) == 2  # z z^T and x z^T: x x^T is kept in the reference space
+    monkeypatch.undo()
+    assert second == latent_similarity(x, z, k=4) and first == latent_similarity(x, y, k=4)
+    assert jaccard_at_k(reference, y, 4) == first["jaccard"] and mrr(reference, y) == first["mrr"]
+
+
+def _pair(n: int = 300, d: int = 16):
+    g = np.random.default_rng(0)
+    labels = g.integers(0, 3, n)
+    x = (g.normal(size=(3, d))[labels] * 2 + g.normal(size=(n, d))).astype(np.float32)
+    rotation = np.linalg.qr(g.normal(size=(d, d)))[0]
+    others = [(x @ rotation + 0.1 * s * g.normal(size=(n, d))).astype(np.float32) for s in (1, 2)]
+    return x, others, labels
+
+
+METHODS = {
+    "absolute": MethodSpec(name="absolute", kind="absolute"),
+    "translation": MethodSpec(name="translation", kind="translation"),
+    "select": MethodSpec(name="sel", projections=["cosine", "euclidean"], select=SelectSpec()),
+    "default": MethodSpec(name="default", kind="default"),
+}
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_one_head_against_two_encoders_prepares_its_reference_once_and_scores_as_without_the_cache(name, monkeypatch):
+    method = METHODS[name]
+    x, others, labels = _pair()
+    anchors = [x[:60].copy()] + [o[:60].copy() for o in others]
+    tests = [x[200:].copy()] + [o[200:].copy() for o in others]
+    cache: dict = {}
+    head = train_head(
+        method, HeadSpec(), TrainingSpec(num_epochs=1), x[:200], labels[:200], anchors[0], 3, 0, feature_cache=cache
+    )
+    calls = {"represent": 0, "orthogonal": 0}
+    original_predict, original_fit = evaluation.predict, evaluation.fit_orthogonal
+
+    def counted_predict(*args, **kwargs):
+        calls["represent"] += bool(kwargs.get("represent"))
+        return original_predict(*args, **kwargs)
+
+    def counted_fit(*args):
+        calls["orthogonal"] += 1
+        return original_fit(*args)
+
+    monkeypatch.setattr(evaluation, "predict", counted_predict)
+    monkeypatch.setattr(evaluation, "fit_orthogonal", counted_fit)
+    cached = [
+        evaluate_pair(head, method, tests[0], anchors[0], tests[t], anchors[t], labels[200:], LatentSpec(), cache)
+        for _ in range(2)
+        for t in (0, 1, 2)
+    ]
+    # r(z) of the head on its own encoder once (the select method: once per chosen weights), the new encoders' r(z)
+    # from the logits' pass; the translation's map once per pair
+    weights = {json.dumps(r.get("subspace_weights")) for r in cached[1:3]}
+    assert calls["represent"] == (len(weights) if name == "select" else 1)
+    assert calls["orthogonal"] == (2 if name == "translation" else 0)
+    monkeypatch.undo()
+    fresh = [
+        evaluate_pair(head, method, tests[0], anchors[0], tests[t], anchors[t], labels[200:], LatentSpec())
+        for t in (0, 1, 2)
+    ]
+    assert cached[:3] == fresh and cached[3:] == fresh
+
+
+@pytest.mark.parametrize("name", ["absolute", "select", "default"])
+@pytest.mark.parametrize("limit", [100, 60])
+def test_logits_and_representation_in_one_pass_equal_the_two_calls(name, limit):
+    x, _, labels = _pair()
+    cache: dict = {}
+    head = train_head(
+        METHODS[name],
+        HeadSpec(),
+        TrainingSpec(num_epochs=1),
+        x[:200],
+        labels[:200],
+        x[:60].copy(),
+        3,
+        0,
+        feature_cache=cache,
+    )
+    anchors, rows = x[:60].copy(), x[200:].copy()
+    weights = [0.0, 1.0] if name == "default" else ([0.0, 1.0] if name == "select" else None)
+    logits, representation = predict_with_representation(head, rows, anchors, weights, limit, cache)
+    assert np.array_equal(logits, predict(head, rows, anchors, weights, feature_cache=cache))
+    want = predict(head, rows, anchors, weights, represent=True, feature_cache=cache, limit=limit)
+    assert np.array_equal(representation, want)
+
+
+def test_subspace_selection_past_the_dense_limit_reads_the_attach_scores_and_builds_no_anchor_matrix(monkeypatch):
+    from hf_bridges.heads.compatibility import projection_scores
+
+    x, (y, _), _ = _pair()
+    anchors_a, anchors_b = x[:40].copy(), y[:40].copy()
+    method = MethodSpec(name="sel", projections=["cosine", "euclidean", "l1"], select=SelectSpec())
+    dense, _ = evaluation.attach_weights(method, anchors_a, anchors_b)  # 40 anchors: the k x k matrices
+    built = []
+    original = evaluation.anchor_space
+    monkeypatch.setattr(evaluation, "anchor_space", lambda *a: built.append(1) or original(*a))
+    monkeypatch.setattr(evaluation, "DENSE_REPORT_ANCHORS", 30)  # 40 anchors are past it
+    weights, scores = evaluation.attach_weights(method, anchors_a, anchors_b)
+    assert not built
+    want, _ = projection_scores(torch.from_numpy(anchors_a), torch.from_numpy(anchors_b), method.projections)
+    assert scores == want
+    assert weights == dense  # the same choice here: the scores differ by float rounding and the anchor subset
