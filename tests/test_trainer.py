@@ -4,7 +4,6 @@ accuracy + macro-F1 in evaluate(), optimizer scope."""
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from helpers import make_encoder, make_tokenizer, topic_texts
 from peft import PeftModel
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
+import hf_bridges
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.metrics import classification_scores
 from hf_bridges.training.build import apply_lora
@@ -112,6 +112,7 @@ def test_trainer_best_model_limit_resume_and_metrics(anchor_texts, tmp_path, lor
         model.save_head(tmp_path / "head", metrics=metrics)
         stored = json.loads((tmp_path / "head" / "bridge_head_config.json").read_text())
         assert stored["validation_accuracy"] == pytest.approx(metrics["eval_accuracy"])
+        assert stored["hf_bridges_version"] == hf_bridges.__version__  # the running code's, not stale metadata
     eval_logits = logits_of(model, t.eval_dataset)
     if lora:
         reloaded = PeftModel.from_pretrained(bridge(anchor_texts, lora=False), best)

@@ -70,12 +70,10 @@ def check_inside(path: Path, folder: Path, source: str) -> Path:
 
 
 def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    """The running code's version (an editable install's metadata keeps the version it was installed at)."""
+    from .. import __version__
 
-    try:
-        return version("hf_bridges")
-    except PackageNotFoundError:
-        return "unknown"
+    return __version__
 
 
 def head_card_name(folder: Path) -> str:
