@@ -11,8 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from . import _hooks
-
-__version__ = "0.3.0"
+from ._version import __version__
 
 # public name -> submodule that defines it
 _EXPORTS = {

@@ -71,7 +71,7 @@ def check_inside(path: Path, folder: Path, source: str) -> Path:
 
 def _package_version() -> str:
     """The running code's version (an editable install's metadata keeps the version it was installed at)."""
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
 
