@@ -247,11 +247,11 @@ def evaluate_pair(
             label = f"bridge ({translation})"
             for side, est in bridge.retention.items():
                 extra = {"expected": est.estimate, "expected_low": est.low, "expected_high": est.high, "fit_s": fit_s}
+                info = bridge.query_map.info if side == "query" else bridge.migrate_map.info
+                extra["candidates"] = info.get("candidates")
                 if side == "query":
-                    info = bridge.query_map.info
                     row(label, "query", n, bridge.map_queries(q_new), d_old, map=info.get("map"), **extra)
                 else:
-                    info = bridge.migrate_map.info
                     row(label, "migrate", n, q_new, bridge.migrate(d_old), map=info.get("map"), **extra)
             if translation == translations[0]:
                 mapped = bridge.map_queries(q_new)
@@ -315,6 +315,42 @@ def print_tables(task_name: str, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def summary(rows: list[dict]) -> dict:
+    """Per side: the bridge (first translation) against aecp's best map (cells at or above it, mean and worst
+    difference) and its expected retention against the measured one (mean absolute miss, worst, within 3 points,
+    measured inside the interval)."""
+    out = {}
+    for side in ("query", "migrate"):
+        cells = {}
+        for r in rows:
+            if r["side"] != side or r["pairs"] is None:
+                continue
+            key = (r.get("task"), r["old"], r["new"], r["pairs"])
+            cell = cells.setdefault(key, {})
+            if r["system"].startswith("aecp"):
+                cell["aecp"] = max(cell.get("aecp", 0.0), r["retention"])
+            elif "expected" in r and "bridge" not in cell:
+                cell["bridge"], cell["row"] = r["retention"], r
+        both = [c for c in cells.values() if "aecp" in c and "bridge" in c]
+        diff = np.array([c["bridge"] - c["aecp"] for c in both])
+        miss = np.array([c["row"]["expected"] - c["bridge"] for c in cells.values() if "row" in c])
+        inside = [
+            c["row"]["expected_low"] <= c["bridge"] <= c["row"]["expected_high"] for c in cells.values() if "row" in c
+        ]
+        out[side] = {
+            "cells": len(both),
+            "at_or_above_aecp": int((diff >= -1e-9).sum()),
+            "mean_vs_aecp": float(diff.mean()) if diff.size else None,
+            "worst_vs_aecp": float(diff.min()) if diff.size else None,
+            "estimate_mae": float(np.abs(miss).mean()) if miss.size else None,
+            "estimate_worst": float(np.abs(miss).max()) if miss.size else None,
+            "estimate_within_3": int((np.abs(miss) <= 0.03).sum()),
+            "estimate_cells": int(miss.size),
+            "interval_coverage": float(np.mean(inside)) if inside else None,
+        }
+    return out
+
+
 def embed_all(args) -> None:
     cache = Path(args.cache)
     for encoder in args.encoders.split(","):
@@ -357,6 +393,8 @@ def main(args) -> None:
             bridge = IndexBridge.fit_embeddings(emb[old]["pool"][:n], emb[new]["pool"][:n], estimate=False)
             results["overhead"].append(overhead(new, task["queries"], bridge))
             print(results["overhead"][-1], flush=True)
+    results["summary"] = summary(results["rows"])
+    print(json.dumps(results["summary"], indent=1), flush=True)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
