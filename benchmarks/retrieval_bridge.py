@@ -315,6 +315,48 @@ def print_tables(task_name: str, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def short_map(name: str | None) -> str:
+    """The kept map's short name: rot (rotation), prior (ridge toward a prior), ridge (plain ridge, GCV)."""
+    name = name or ""
+    return "rot" if name.startswith("rotation") else "prior" if name.startswith("ridge toward") else "ridge"
+
+
+def compact_tables(rows: list[dict]) -> str:
+    """One markdown table per task: retention of the bridge (kept map; its expected retention) / aecp's best map,
+    per index <- encoder, side and pair count; bold where the bridge is at or above aecp's best."""
+    lines = []
+    for task in dict.fromkeys(r.get("task") for r in rows):
+        sub = [r for r in rows if r.get("task") == task]
+        counts = sorted({r["pairs"] for r in sub if r["pairs"] is not None})
+        lines += [
+            f"**{task}** (retention: bridge (kept map; exp.) / aecp's best)",
+            "",
+            "| index <- encoder, side | ceiling A / B (R@10) | " + " | ".join(map(str, counts)) + " |",
+            "|---|---|" + "---|" * len(counts),
+        ]
+        for old, new in dict.fromkeys((r["old"], r["new"]) for r in sub):
+            pair = [r for r in sub if (r["old"], r["new"]) == (old, new)]
+            ceil = {r["system"][:9]: r["recall@10"] for r in pair if r["system"].startswith("ceiling")}
+            for side in ("query", "migrate"):
+                cells = []
+                for n in counts:
+                    here = [r for r in pair if r["side"] == side and r["pairs"] == n]
+                    bridge = next((r for r in here if "expected" in r), None)
+                    aecp = max((r["retention"] for r in here if r["system"].startswith("aecp")), default=None)
+                    if bridge is None:
+                        cells.append("–")
+                        continue
+                    value = f"{bridge['retention']:.3f}"
+                    if aecp is not None and bridge["retention"] >= aecp - 1e-9:
+                        value = f"**{value}**"
+                    note = f"({short_map(bridge.get('map'))}; exp. {bridge['expected']:.2f})"
+                    cells.append(f"{value} {note}" + (f" / {aecp:.3f}" if aecp is not None else ""))
+                a, b = ceil.get("ceiling A"), ceil.get("ceiling B")
+                lines.append(f"| {old} <- {new}, {side} | {a:.3f} / {b:.3f} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def summary(rows: list[dict]) -> dict:
     """Per side: the bridge (first translation) against aecp's best map (cells at or above it, mean and worst
     difference) and its expected retention against the measured one (mean absolute miss, worst, within 3 points,
@@ -361,6 +403,11 @@ def embed_all(args) -> None:
 
 
 def main(args) -> None:
+    if args.report:  # the compact tables and summary of saved runs (no fitting)
+        rows = [r for path in args.report.split(",") for r in json.loads(Path(path).read_text())["rows"]]
+        print(compact_tables(rows))
+        print(json.dumps(summary(rows), indent=1))
+        return
     if args.embed_only:
         embed_all(args)
         return
@@ -394,6 +441,7 @@ def main(args) -> None:
             results["overhead"].append(overhead(new, task["queries"], bridge))
             print(results["overhead"][-1], flush=True)
     results["summary"] = summary(results["rows"])
+    print(compact_tables(results["rows"]), flush=True)
     print(json.dumps(results["summary"], indent=1), flush=True)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -417,4 +465,5 @@ if __name__ == "__main__":
     parser.add_argument("--limits", default="", help="per-encoder caps, e.g. mpnet=200:600 (docs:pool)")
     parser.add_argument("--overhead", action="store_true", help="time the query map against the encoder")
     parser.add_argument("--json", help="write every row here")
+    parser.add_argument("--report", help="comma-separated --json files: print their compact tables and summary")
     main(parser.parse_args())
