@@ -328,24 +328,26 @@ def test_three_candidate_maps_compete_and_the_best_scored_is_kept(bridge):
         assert side.info["candidates"][side.info["selection"]["kept"]] == max(side.info["candidates"].values())
 
 
-def test_plain_ridge_is_scikit_learns_ridge_at_the_gcv_alpha():
+def test_plain_ridge_is_scikit_learns_leave_one_out_ridge():
     """``fit_ridge`` (the candidate aecp's ``RidgeMapping`` stands for) is ridge regression with an unshrunk
-    intercept: at the alpha its GCV picked it equals scikit-learn's ``Ridge``; the alpha is interior on data with
-    noise (not the grid's edge)."""
-    from sklearn.linear_model import Ridge
+    intercept and its strength by exact leave-one-out error: the same alpha and map as scikit-learn's ``RidgeCV``
+    on the same grid, also with fewer pairs than dimensions (where GCV's approximation picks the interpolating map);
+    the alpha is interior on data with noise (not the grid's edge)."""
+    from sklearn.linear_model import RidgeCV
 
     from hf_bridges.retrieval.maps import RIDGE_ALPHAS, fit_ridge
 
     rng = np.random.default_rng(7)
-    source = rng.normal(size=(300, 20)) * np.geomspace(3.0, 0.1, 20)
-    target = source @ rng.normal(size=(20, 12)) + 0.5 * rng.normal(size=(300, 12)) + 2.0
-    weight, bias, info = fit_ridge(source, target)
-    centred = source - source.mean(0)
-    scale = (centred**2).sum() / source.shape[1]
-    reference = Ridge(alpha=info["alpha"] * scale, fit_intercept=True).fit(source, target)
-    np.testing.assert_allclose(weight, reference.coef_.T, atol=1e-8)
-    np.testing.assert_allclose(bias, reference.intercept_, atol=1e-8)
-    assert RIDGE_ALPHAS[0] < info["alpha"] < RIDGE_ALPHAS[-1]
+    for rows, width in ((300, 20), (60, 100)):
+        source = rng.normal(size=(rows, width)) * np.geomspace(3.0, 0.1, width)
+        target = source @ rng.normal(size=(width, 12)) + 0.5 * rng.normal(size=(rows, 12)) + 2.0
+        weight, bias, info = fit_ridge(source, target)
+        scale = ((source - source.mean(0)) ** 2).sum() / width
+        reference = RidgeCV(alphas=np.array(RIDGE_ALPHAS) * scale, fit_intercept=True).fit(source, target)
+        assert reference.alpha_ == pytest.approx(info["alpha"] * scale, rel=1e-9)
+        np.testing.assert_allclose(weight, reference.coef_.T, atol=1e-8)
+        np.testing.assert_allclose(bias, reference.intercept_, atol=1e-8)
+        assert RIDGE_ALPHAS[0] < info["alpha"] < RIDGE_ALPHAS[-1]
 
 
 def test_the_rotation_reads_directions_and_outputs_the_targets_length(tmp_path):

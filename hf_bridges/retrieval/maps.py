@@ -122,25 +122,26 @@ def fit_ridge(
     source: np.ndarray, target: np.ndarray, alphas: Sequence[float] = RIDGE_ALPHAS
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Plain ridge regression ``source -> target`` in the encoders' own coordinates (intercept not shrunk), alpha
-    by generalised cross-validation of the squared error: the map aecp's ``RidgeMapping`` fits, on the same pairs,
-    with no output-length correction. It is the candidate that imitates the target encoder most closely (where the
-    target encoder's own geometry retrieves better, e.g. a static encoder's index migrated into a transformer's
-    space); one SVD serves every alpha."""
+    by exact leave-one-out squared error (scikit-learn's ``RidgeCV``): the map aecp's ``RidgeMapping`` fits, on the
+    same pairs, with no output-length correction. It is the candidate that imitates the target encoder most closely
+    (what retrieves better where the target encoder's own geometry is the better one). Leave-one-out, not GCV's
+    approximation: with fewer pairs than dimensions GCV's denominator vanishes as alpha -> 0 and it picks the
+    interpolating map. One SVD serves every alpha."""
     s, t = np.asarray(source, np.float64), np.asarray(target, np.float64)
     ms, mt = s.mean(0), t.mean(0)
     xs, xt = s - ms, t - mt
     u, sv, vt = np.linalg.svd(xs, full_matrices=False)
     uty = u.T @ xt
     scale = max(float((sv**2).sum()) / xs.shape[1], 1e-12)
-    outside = float((xt**2).sum() - (uty**2).sum())  # the part of the target no map of the source reaches
-    gcv = {}
+    loo = {}
     for alpha in alphas:
         shrink = sv**2 / (sv**2 + alpha * scale)
-        residual = outside + float((((1 - shrink)[:, None] * uty) ** 2).sum())
-        gcv[alpha] = residual / max(xs.shape[0] - 1 - shrink.sum(), 1.0) ** 2
-    alpha = min(gcv, key=gcv.__getitem__)
+        leverage = (u**2) @ shrink + 1.0 / xs.shape[0]  # the intercept's share of the hat matrix
+        residual = (xt - u @ (shrink[:, None] * uty)) / np.maximum(1.0 - leverage, 1e-12)[:, None]
+        loo[alpha] = float((residual**2).sum())
+    alpha = min(loo, key=loo.__getitem__)
     w = vt.T @ ((sv / (sv**2 + alpha * scale))[:, None] * uty)
-    return w, mt - ms @ w, {"map": "ridge (GCV)", "alpha": float(alpha)}
+    return w, mt - ms @ w, {"map": "ridge (leave-one-out)", "alpha": float(alpha)}
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
