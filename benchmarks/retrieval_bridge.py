@@ -271,6 +271,33 @@ def evaluate_pair(
     return rows
 
 
+def candidate_rows(emb: dict, old: str, new: str, counts: list[int]) -> list[dict]:
+    """Each of the default's candidate maps (rotation, ridge toward a prior, plain ridge) fitted on all the pairs
+    and scored on the labelled task, per side and pair count (no selection, no estimate): how much the label-free
+    choice loses against the best candidate (``summary``'s regret)."""
+    from hf_bridges.retrieval import LinearMap, retrieval_metrics
+    from hf_bridges.retrieval.bridge import CANDIDATES
+
+    m = min(len(emb[old]["corpus"]), len(emb[new]["corpus"]))
+    q_new, d_new, d_old = emb[new]["queries"][:m], emb[new]["corpus"][:m], emb[old]["corpus"][:m]
+    p_old, p_new = emb[old]["pool"], emb[new]["pool"]
+    pool = min(len(p_old), len(p_new))
+    ceiling = retrieval_metrics(q_new, d_new)["recall@10"]
+    norm = {
+        key: bool(np.allclose(np.linalg.norm(v[:50], axis=1), 1, atol=1e-3)) for key, v in ((old, p_old), (new, p_new))
+    }
+    rows = []
+    for n in (c for c in counts if c <= pool):
+        for kind in CANDIDATES:
+            to_old = LinearMap.fit(p_new[:n], p_old[:n], norm[old], kind)
+            to_new = LinearMap.fit(p_old[:n], p_new[:n], norm[new], kind)
+            for side, (q, d) in {"query": (to_old(q_new), d_old), "migrate": (q_new, to_new(d_old))}.items():
+                r = retrieval_metrics(q, d)
+                rows.append({"old": old, "new": new, "system": f"candidate {kind}", "side": side, "pairs": n, **r})
+                rows[-1]["retention"] = r["recall@10"] / ceiling
+    return rows
+
+
 def overhead(encoder_key: str, new_queries: list[str], bridge) -> dict:
     """Median seconds of the new encoder on a batch of 64 queries, and of the query map on its vectors."""
     from sentence_transformers import SentenceTransformer
@@ -337,6 +364,8 @@ def compact_tables(rows: list[dict]) -> str:
         for old, new in dict.fromkeys((r["old"], r["new"]) for r in sub):
             pair = [r for r in sub if (r["old"], r["new"]) == (old, new)]
             ceil = {r["system"][:9]: r["recall@10"] for r in pair if r["system"].startswith("ceiling")}
+            if len(ceil) < 2:  # candidate rows only (--candidates)
+                continue
             for side in ("query", "migrate"):
                 cells = []
                 for n in counts:
@@ -371,6 +400,8 @@ def summary(rows: list[dict]) -> dict:
             cell = cells.setdefault(key, {})
             if r["system"].startswith("aecp"):
                 cell["aecp"] = max(cell.get("aecp", 0.0), r["retention"])
+            elif r["system"].startswith("candidate"):
+                cell["best_candidate"] = max(cell.get("best_candidate", 0.0), r["retention"])
             elif "expected" in r and "bridge" not in cell:
                 cell["bridge"], cell["row"] = r["retention"], r
         both = [c for c in cells.values() if "aecp" in c and "bridge" in c]
@@ -379,6 +410,9 @@ def summary(rows: list[dict]) -> dict:
         inside = [
             c["row"]["expected_low"] <= c["bridge"] <= c["row"]["expected_high"] for c in cells.values() if "row" in c
         ]
+        scored = [c for c in cells.values() if "best_candidate" in c and "bridge" in c]
+        regret = np.array([c["best_candidate"] - c["bridge"] for c in scored])
+        oracle = [c["best_candidate"] - c["aecp"] >= -1e-9 for c in scored if "aecp" in c]
         out[side] = {
             "cells": len(both),
             "at_or_above_aecp": int((diff >= -1e-9).sum()),
@@ -389,6 +423,9 @@ def summary(rows: list[dict]) -> dict:
             "estimate_within_3": int((np.abs(miss) <= 0.03).sum()),
             "estimate_cells": int(miss.size),
             "interval_coverage": float(np.mean(inside)) if inside else None,
+            "regret_mean": float(regret.mean()) if regret.size else None,  # best candidate minus the kept map
+            "regret_worst": float(regret.max()) if regret.size else None,
+            "oracle_at_or_above_aecp": int(np.sum(oracle)) if oracle else None,
         }
     return out
 
@@ -421,7 +458,10 @@ def main(args) -> None:
         rows = []
         for pair in args.pairs.split(","):
             old, new = pair.split("-")
-            rows += evaluate_pair(emb, old, new, counts, weights, args.translations.split(","))
+            if args.candidates:
+                rows += candidate_rows(emb, old, new, counts)
+            else:
+                rows += evaluate_pair(emb, old, new, counts, weights, args.translations.split(","))
         for r in rows:
             r["task"] = name
         results["rows"] += rows
@@ -465,5 +505,6 @@ if __name__ == "__main__":
     parser.add_argument("--limits", default="", help="per-encoder caps, e.g. mpnet=200:600 (docs:pool)")
     parser.add_argument("--overhead", action="store_true", help="time the query map against the encoder")
     parser.add_argument("--json", help="write every row here")
+    parser.add_argument("--candidates", action="store_true", help="score each candidate map only (for --report)")
     parser.add_argument("--report", help="comma-separated --json files: print their compact tables and summary")
     main(parser.parse_args())
