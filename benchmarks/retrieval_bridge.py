@@ -24,6 +24,10 @@ label-free expected retention (cross-fitted on the pairs) next to the measured o
 encoder time for one batch of 64 queries.
 
     python benchmarks/retrieval_bridge.py --pairs-sweep 250,500,1000,2000 --json docs/results/retrieval.json
+
+``--candidates`` scores each of the default's candidate maps on the labelled task instead (the regret of the kept
+map); ``--report a.json,b.json`` prints the compact tables (bridge / aecp's best) and the per-side summary of saved
+runs: cells at or above aecp, the expected retention's mean and worst miss, cells within 3 points, interval coverage.
 """
 
 from __future__ import annotations
@@ -247,11 +251,11 @@ def evaluate_pair(
             label = f"bridge ({translation})"
             for side, est in bridge.retention.items():
                 extra = {"expected": est.estimate, "expected_low": est.low, "expected_high": est.high, "fit_s": fit_s}
+                info = bridge.query_map.info if side == "query" else bridge.migrate_map.info
+                extra["candidates"] = info.get("candidates")
                 if side == "query":
-                    info = bridge.query_map.info
                     row(label, "query", n, bridge.map_queries(q_new), d_old, map=info.get("map"), **extra)
                 else:
-                    info = bridge.migrate_map.info
                     row(label, "migrate", n, q_new, bridge.migrate(d_old), map=info.get("map"), **extra)
             if translation == translations[0]:
                 mapped = bridge.map_queries(q_new)
@@ -268,6 +272,33 @@ def evaluate_pair(
     for r in rows:
         r["retention"] = r["recall@10"] / ceiling["recall@10"]
         r["retention_ndcg"] = r["ndcg@10"] / ceiling["ndcg@10"]
+    return rows
+
+
+def candidate_rows(emb: dict, old: str, new: str, counts: list[int]) -> list[dict]:
+    """Each of the default's candidate maps (rotation, ridge toward a prior, plain ridge) fitted on all the pairs
+    and scored on the labelled task, per side and pair count (no selection, no estimate): how much the label-free
+    choice loses against the best candidate (``summary``'s regret)."""
+    from hf_bridges.retrieval import LinearMap, retrieval_metrics
+    from hf_bridges.retrieval.bridge import CANDIDATES
+
+    m = min(len(emb[old]["corpus"]), len(emb[new]["corpus"]))
+    q_new, d_new, d_old = emb[new]["queries"][:m], emb[new]["corpus"][:m], emb[old]["corpus"][:m]
+    p_old, p_new = emb[old]["pool"], emb[new]["pool"]
+    pool = min(len(p_old), len(p_new))
+    ceiling = retrieval_metrics(q_new, d_new)["recall@10"]
+    norm = {
+        key: bool(np.allclose(np.linalg.norm(v[:50], axis=1), 1, atol=1e-3)) for key, v in ((old, p_old), (new, p_new))
+    }
+    rows = []
+    for n in (c for c in counts if c <= pool):
+        for kind in CANDIDATES:
+            to_old = LinearMap.fit(p_new[:n], p_old[:n], norm[old], kind)
+            to_new = LinearMap.fit(p_old[:n], p_new[:n], norm[new], kind)
+            for side, (q, d) in {"query": (to_old(q_new), d_old), "migrate": (q_new, to_new(d_old))}.items():
+                r = retrieval_metrics(q, d)
+                rows.append({"old": old, "new": new, "system": f"candidate {kind}", "side": side, "pairs": n, **r})
+                rows[-1]["retention"] = r["recall@10"] / ceiling
     return rows
 
 
@@ -315,6 +346,94 @@ def print_tables(task_name: str, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def short_map(name: str | None) -> str:
+    """The kept map's short name: rot (rotation), prior (ridge toward a prior), ridge (plain ridge, GCV)."""
+    name = name or ""
+    return "rot" if name.startswith("rotation") else "prior" if name.startswith("ridge toward") else "ridge"
+
+
+def compact_tables(rows: list[dict]) -> str:
+    """One markdown table per task: retention of the bridge (kept map; its expected retention) / aecp's best map,
+    per index <- encoder, side and pair count; bold where the bridge is at or above aecp's best."""
+    lines = []
+    for task in dict.fromkeys(r.get("task") for r in rows):
+        sub = [r for r in rows if r.get("task") == task]
+        counts = sorted({r["pairs"] for r in sub if r["pairs"] is not None})
+        lines += [
+            f"**{task}** (retention: bridge (kept map; exp.) / aecp's best)",
+            "",
+            "| index <- encoder, side | ceiling A / B (R@10) | " + " | ".join(map(str, counts)) + " |",
+            "|---|---|" + "---|" * len(counts),
+        ]
+        for old, new in dict.fromkeys((r["old"], r["new"]) for r in sub):
+            pair = [r for r in sub if (r["old"], r["new"]) == (old, new)]
+            ceil = {r["system"][:9]: r["recall@10"] for r in pair if r["system"].startswith("ceiling")}
+            if len(ceil) < 2:  # candidate rows only (--candidates)
+                continue
+            for side in ("query", "migrate"):
+                cells = []
+                for n in counts:
+                    here = [r for r in pair if r["side"] == side and r["pairs"] == n]
+                    bridge = next((r for r in here if "expected" in r), None)
+                    aecp = max((r["retention"] for r in here if r["system"].startswith("aecp")), default=None)
+                    if bridge is None:
+                        cells.append("–")
+                        continue
+                    value = f"{bridge['retention']:.3f}"
+                    if aecp is not None and bridge["retention"] >= aecp - 1e-9:
+                        value = f"**{value}**"
+                    note = f"({short_map(bridge.get('map'))}; exp. {bridge['expected']:.2f})"
+                    cells.append(f"{value} {note}" + (f" / {aecp:.3f}" if aecp is not None else ""))
+                a, b = ceil.get("ceiling A"), ceil.get("ceiling B")
+                lines.append(f"| {old} <- {new}, {side} | {a:.3f} / {b:.3f} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def summary(rows: list[dict]) -> dict:
+    """Per side: the bridge (first translation) against aecp's best map (cells at or above it, mean and worst
+    difference) and its expected retention against the measured one (mean absolute miss, worst, within 3 points,
+    measured inside the interval)."""
+    out = {}
+    for side in ("query", "migrate"):
+        cells = {}
+        for r in rows:
+            if r["side"] != side or r["pairs"] is None:
+                continue
+            key = (r.get("task"), r["old"], r["new"], r["pairs"])
+            cell = cells.setdefault(key, {})
+            if r["system"].startswith("aecp"):
+                cell["aecp"] = max(cell.get("aecp", 0.0), r["retention"])
+            elif r["system"].startswith("candidate"):
+                cell["best_candidate"] = max(cell.get("best_candidate", 0.0), r["retention"])
+            elif "expected" in r and "bridge" not in cell:
+                cell["bridge"], cell["row"] = r["retention"], r
+        both = [c for c in cells.values() if "aecp" in c and "bridge" in c]
+        diff = np.array([c["bridge"] - c["aecp"] for c in both])
+        miss = np.array([c["row"]["expected"] - c["bridge"] for c in cells.values() if "row" in c])
+        inside = [
+            c["row"]["expected_low"] <= c["bridge"] <= c["row"]["expected_high"] for c in cells.values() if "row" in c
+        ]
+        scored = [c for c in cells.values() if "best_candidate" in c and "bridge" in c]
+        regret = np.array([c["best_candidate"] - c["bridge"] for c in scored])
+        oracle = [c["best_candidate"] - c["aecp"] >= -1e-9 for c in scored if "aecp" in c]
+        out[side] = {
+            "cells": len(both),
+            "at_or_above_aecp": int((diff >= -1e-9).sum()),
+            "mean_vs_aecp": float(diff.mean()) if diff.size else None,
+            "worst_vs_aecp": float(diff.min()) if diff.size else None,
+            "estimate_mae": float(np.abs(miss).mean()) if miss.size else None,
+            "estimate_worst": float(np.abs(miss).max()) if miss.size else None,
+            "estimate_within_3": int((np.abs(miss) <= 0.03).sum()),
+            "estimate_cells": int(miss.size),
+            "interval_coverage": float(np.mean(inside)) if inside else None,
+            "regret_mean": float(regret.mean()) if regret.size else None,  # best candidate minus the kept map
+            "regret_worst": float(regret.max()) if regret.size else None,
+            "oracle_at_or_above_aecp": int(np.sum(oracle)) if oracle else None,
+        }
+    return out
+
+
 def embed_all(args) -> None:
     cache = Path(args.cache)
     for encoder in args.encoders.split(","):
@@ -325,6 +444,11 @@ def embed_all(args) -> None:
 
 
 def main(args) -> None:
+    if args.report:  # the compact tables and summary of saved runs (no fitting)
+        rows = [r for path in args.report.split(",") for r in json.loads(Path(path).read_text())["rows"]]
+        print(compact_tables(rows))
+        print(json.dumps(summary(rows), indent=1))
+        return
     if args.embed_only:
         embed_all(args)
         return
@@ -338,7 +462,10 @@ def main(args) -> None:
         rows = []
         for pair in args.pairs.split(","):
             old, new = pair.split("-")
-            rows += evaluate_pair(emb, old, new, counts, weights, args.translations.split(","))
+            if args.candidates:
+                rows += candidate_rows(emb, old, new, counts)
+            else:
+                rows += evaluate_pair(emb, old, new, counts, weights, args.translations.split(","))
         for r in rows:
             r["task"] = name
         results["rows"] += rows
@@ -357,6 +484,9 @@ def main(args) -> None:
             bridge = IndexBridge.fit_embeddings(emb[old]["pool"][:n], emb[new]["pool"][:n], estimate=False)
             results["overhead"].append(overhead(new, task["queries"], bridge))
             print(results["overhead"][-1], flush=True)
+    results["summary"] = summary(results["rows"])
+    print(compact_tables(results["rows"]), flush=True)
+    print(json.dumps(results["summary"], indent=1), flush=True)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
@@ -379,4 +509,6 @@ if __name__ == "__main__":
     parser.add_argument("--limits", default="", help="per-encoder caps, e.g. mpnet=200:600 (docs:pool)")
     parser.add_argument("--overhead", action="store_true", help="time the query map against the encoder")
     parser.add_argument("--json", help="write every row here")
+    parser.add_argument("--candidates", action="store_true", help="score each candidate map only (for --report)")
+    parser.add_argument("--report", help="comma-separated --json files: print their compact tables and summary")
     main(parser.parse_args())

@@ -1,8 +1,8 @@
 """Keep your vector index, change your encoder: :class:`IndexBridge`.
 
 Fitted on texts embedded by both encoders (the old one that built the index, the new one that replaces it), it
-holds two maps, each the rotation of unit vectors or a ridge map shrunk toward a prior (``maps.py``), the ridge kept
-only when it retrieves significantly better on cross-fitted held-out pairs (``_fit_side``;
+holds two maps, each the rotation of unit vectors, a ridge map shrunk toward a prior or plain ridge (``maps.py``),
+the one that retrieves best on cross-fitted held-out pairs (``_fit_side``;
 ``translation="auto" / "orthogonal" / "affine"`` use the heads' attach-time ``heads.translation.fit_translation``
 instead, which docs/retrieval.md compares):
 
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .encoders import IndexBridgeError, TextEncoder, load_text_encoder
-from .estimate import CORPUS, RetentionEstimate, cross_fitted_hits, paired_gain, retention_from_hits
+from .estimate import RetentionEstimate, corpus_size, cross_fitted_hits, paired_gain, retention_from_hits
 from .maps import LinearMap, _finite
 
 if TYPE_CHECKING:
@@ -315,15 +315,17 @@ class IndexBridge:
         )
 
 
+CANDIDATES = ("rotation", "prior", "ridge")  # ties go to the earlier, simpler map
+
+
 def _fit_side(
     src: np.ndarray, tgt: np.ndarray, norm: bool, side: str, translation: str, folds: int, k: int, seed: int, estimate
 ) -> tuple[LinearMap, RetentionEstimate | None]:
-    """One side's map and its expected retention. ``translation="prior"``: the rotation (no parameter) and the
-    ridge shrunk toward a prior are scored on the same cross-fitted held-out texts against the pseudo-relevance of
-    both encoders (``estimate.cross_fitted_hits``, reference "both"); the ridge is kept only when its per-text gain
-    over the rotation is positive at 95 % (one-sided paired bound), else the rotation, the simpler map: a gain of
-    a few held-out texts is within the noise of the comparison."""
-    kinds = ["rotation", "prior"] if translation == "prior" else [translation]
+    """One side's map and its expected retention. ``translation="prior"``: the rotation (no parameter), the ridge
+    shrunk toward a prior and plain ridge (aecp's map) are scored on the same cross-fitted paired texts against the
+    pseudo-relevance of both encoders (``estimate.cross_fitted_hits``, reference "both"), and the best mean is kept.
+    The expected retention is the kept map's score over re-embedding's on those texts."""
+    kinds = list(CANDIDATES) if translation == "prior" else [translation]
     if not estimate:
         return LinearMap.fit(src, tgt, norm, kinds[0], folds), None  # "prior" unscored: the rotation
     hits = {}
@@ -333,18 +335,20 @@ def _fit_side(
             return LinearMap.fit(s, t, norm, kind, folds)
 
         hits[kind] = cross_fitted_hits(src, tgt, fitter, side, k=k, folds=folds, seed=seed)
-    kind, selection = kinds[0], None
-    if len(kinds) > 1:
-        gain, bound = paired_gain(hits["prior"]["both"], hits["rotation"]["both"])
-        kind = "prior" if bound > 0 else "rotation"
-        selection = {"gain_of_prior": round(gain, 4), "gain_lower_bound": round(bound, 4)}
+    scores = {c: float(h["both"].mean()) for c, h in hits.items()}
+    kind = max(kinds, key=lambda c: (scores[c], -kinds.index(c)))
     fitted = LinearMap.fit(src, tgt, norm, kind, folds)
     n_folds = max(2, min(folds, src.shape[0] // max(2 * k, 10)))
-    if selection is not None:
-        fitted.info["candidates"] = {c: round(float(h["new"].mean()), 4) for c, h in hits.items()}
-        fitted.info["selection"] = selection
-    est = retention_from_hits(hits[kind]["new"], k=k, folds=n_folds, seed=seed)
-    est.corpus = max(CORPUS, 2 * k)
+    if len(kinds) > 1:
+        fitted.info["candidates"] = {c: round(v, 4) for c, v in scores.items()}
+        gain, bound = paired_gain(hits[kind]["both"], hits["rotation"]["both"])
+        fitted.info["selection"] = {
+            "kept": kind,
+            "gain_over_rotation": round(gain, 4),
+            "gain_lower_bound": round(bound, 4),
+        }
+    est = retention_from_hits(hits[kind]["both"], reembed=hits[kind]["reembed_both"], k=k, folds=n_folds, seed=seed)
+    est.corpus, est.reference = corpus_size(src.shape[0]), "both / reembed"
     return fitted, est
 
 

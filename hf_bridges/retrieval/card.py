@@ -33,7 +33,7 @@ encoder to `{{ new.name_or_path }}`. Queries embedded by the new encoder are map
 
 Fitted on {{ num_pairs }} paired texts: query map (new -> old) {{ query_map.map }}{% if query_map.alpha %} (ridge alpha {{ query_map.alpha }}){% endif %}, migrate map (old -> new) {{ migrate_map.map }}.
 {% for side, est in retention.items() %}
-- Expected retention, {{ side }} side: {{ "%.3f" | format(est.estimate) }} ({{ (100 * est.confidence) | round | int }}% interval {{ "%.3f" | format(est.low) }}-{{ "%.3f" | format(est.high) }}), label-free: the share of full re-embedding's top hit kept in the top {{ est.k }}, cross-fitted on {{ est.n }} held-out paired texts{% if est.corpus %}, each searching {{ est.corpus }} of them{% endif %}.
+- Expected retention, {{ side }} side: {{ "%.3f" | format(est.estimate) }} ({{ (100 * est.confidence) | round | int }}% interval {{ "%.3f" | format(est.low) }}-{{ "%.3f" | format(est.high) }}), label-free: {% if est.reference == "new" %}the share of full re-embedding's top hit kept in the top {{ est.k }}{% else %}the bridge's top-{{ est.k }} hits over full re-embedding's, against both encoders' nearest neighbours{% endif %}, cross-fitted on {{ est.n }} held-out paired texts{% if est.corpus %}, each searching {{ est.corpus }} of them{% endif %}.
 {% endfor %}
 
 ## Use

@@ -1,12 +1,12 @@
 """Label-free expected retention of an index bridge, cross-fitted on its paired texts, and the gate a CI uses.
 
 Retention is what the bridge keeps of full re-embedding (the new encoder on both sides, "ceiling B"). Without
-queries or relevance labels, the paired texts stand in for both: they are split into folds, the map is fitted on
-the others, and each held-out text is a query against ``corpus`` (50) held-out texts of its fold. Ceiling B's best result for
-it (its nearest other text, new encoder on both sides) is taken as the relevant one, and the bridge's ranking
-(mapped query vs stored vectors, or new query vs migrated vectors) is scored on whether that result is in its
-top ``k``: the share of re-embedding's top hit the bridge keeps. The interval is a percentile bootstrap over the
-held-out queries.
+queries or relevance labels, the paired texts stand in for both: they are split into folds, each text is mapped by
+the map fitted on the other folds, and each text is a query against ``corpus`` (200) other paired texts. The
+relevant one is its nearest other text under the sum of both encoders' cosines (a pseudo-relevance neither encoder
+owns); the estimate is the share of those the bridge finds in its top ``k`` (mapped query vs stored vectors, or new
+query vs migrated vectors) over the share re-embedding finds. The interval is a paired percentile bootstrap over the
+texts. docs/retrieval.md measures it against labelled retention.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ class RetentionGateError(IndexBridgeError):
 
 @dataclass
 class RetentionEstimate:
-    """Expected retention at ``k`` (share of re-embedding's top hit kept in the bridge's top ``k``), with a
-    ``confidence`` interval, from ``n`` held-out queries over ``folds`` folds."""
+    """Expected retention at ``k`` (the bridge's top-``k`` hits over re-embedding's, against both encoders'
+    pseudo-relevance), with a ``confidence`` interval, from ``n`` held-out queries over ``folds`` folds."""
 
     estimate: float
     low: float
@@ -38,7 +38,8 @@ class RetentionEstimate:
     n: int = 0
     folds: int = 5
     confidence: float = 0.95
-    corpus: int | None = None  # held-out texts each pseudo-query searched (None: all of its fold, format 1)
+    corpus: int | None = None  # texts each pseudo-query searched (None: all of its fold, format 1)
+    reference: str = "new"  # "both / reembed": the ratio against both encoders' pseudo-relevance; "new": a share
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,7 +82,7 @@ def _hits(reference: np.ndarray, sys_q: np.ndarray, sys_d: np.ndarray, k: int) -
     return (best == target[:, None]).any(1)
 
 
-CORPUS = 50  # texts each held-out pseudo-query searches (the held-out fold's size at 250 paired texts)
+CORPUS = 200  # texts each held-out pseudo-query searches (drawn from all the paired texts, each mapped held out)
 REFERENCES = ("new", "both")
 
 
@@ -96,17 +97,20 @@ def cross_fitted_hits(
     seed: int = 0,
     corpus: int = CORPUS,
 ) -> dict[str, np.ndarray]:
-    """Per paired text (row order; each scored once, held out), for each reference: 1.0 when the bridge's top
-    ``k`` holds the reference's best other text, else 0.0. Each held-out text searches ``corpus`` held-out texts of
-    its fold (at least ``2 k``), however many texts were passed. References:
+    """Per paired text (row order): 1.0 when a search's top ``k`` holds the reference's best other text, else 0.0.
+    Every text is mapped by the map fitted on the other folds (out of fold), so a pseudo-query searches ``corpus``
+    texts drawn from *all* the paired texts (``min(corpus, n)``), not from its fold only: the estimate then refers to
+    the same corpus size at 250 paired texts as at 2,000. References:
 
     * ``"new"``: the new encoder on both sides (full re-embedding): the share of re-embedding's top hit the bridge
-      keeps, the expected retention (:func:`cross_fitted_retention`);
+      keeps;
     * ``"both"``: the sum of both encoders' cosines, the pseudo-relevance neither encoder owns. It ranks maps:
       against the new encoder alone, a map that imitates it (a ridge) beats one that keeps the old encoder's
       geometry (a rotation) even where the old geometry retrieves better (RT, L6 index: docs/retrieval.md).
 
-    Two maps scored with one seed can be compared text by text (:func:`paired_gain`)."""
+    ``"reembed_both"`` (not a map's score): re-embedding's own hits against ``"both"``, the denominator of the
+    expected retention (:func:`retention_from_hits`). Two maps scored with one seed can be compared text by text
+    (:func:`paired_gain`)."""
     if side not in ("query", "migrate"):
         raise ValueError(f"side must be 'query' or 'migrate', got {side!r}")
     n = source.shape[0]
@@ -117,34 +121,50 @@ def cross_fitted_hits(
     folds = max(2, min(folds, n // max(2 * k, 10)))
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
-    new_vectors, old_vectors = (source, target) if side == "query" else (target, source)
-    hits = {ref: np.zeros(n) for ref in REFERENCES}
+    mapped = None
     for i in range(folds):
         held = np.sort(order[i::folds])
         keep = np.setdiff1d(np.arange(n), held)
-        mapped = fit(source[keep], target[keep])(source[held])
-        # a fixed-size held-out corpus: with all held-out texts as one corpus, the pseudo-search gets harder as the
-        # user passes more texts, and the estimate fell while the measured retention rose (docs/retrieval.md)
-        for chunk in np.array_split(rng.permutation(held.size), max(1, held.size // max(corpus, 2 * k))):
-            rows = held[chunk]
-            new, old = _unit(new_vectors[rows]), _unit(old_vectors[rows])
-            reference = {"new": new @ new.T, "both": new @ new.T + old @ old.T}
-            # query side: mapped new query vs the stored old vectors; migrate side: new query vs migrated vectors
-            sys_q, sys_d = (mapped[chunk], old) if side == "query" else (new, mapped[chunk])
-            for ref in REFERENCES:
-                hits[ref][rows] = _hits(reference[ref], sys_q, sys_d, k)
+        out = np.asarray(fit(source[keep], target[keep])(source[held]), np.float64)
+        mapped = np.zeros((n, out.shape[1])) if mapped is None else mapped
+        mapped[held] = out
+    new_vectors, old_vectors = (source, target) if side == "query" else (target, source)
+    hits = {ref: np.zeros(n) for ref in (*REFERENCES, "reembed_both")}
+    for rows in np.array_split(rng.permutation(n), max(1, n // max(corpus, 2 * k))):
+        new, old = _unit(new_vectors[rows]), _unit(old_vectors[rows])
+        reference = {"new": new @ new.T, "both": new @ new.T + old @ old.T}
+        # query side: mapped new query vs the stored old vectors; migrate side: new query vs migrated vectors
+        sys_q, sys_d = (mapped[rows], old) if side == "query" else (new, mapped[rows])
+        for ref in REFERENCES:
+            hits[ref][rows] = _hits(reference[ref], sys_q, sys_d, k)
+        hits["reembed_both"][rows] = _hits(reference["both"], new, new, k)
     return hits
 
 
 def retention_from_hits(
-    hit: np.ndarray, *, k: int = 10, folds: int = 5, seed: int = 0, confidence: float = 0.95, resamples: int = 1000
+    hit: np.ndarray,
+    *,
+    reembed: np.ndarray | None = None,
+    k: int = 10,
+    folds: int = 5,
+    seed: int = 0,
+    confidence: float = 0.95,
+    resamples: int = 1000,
 ) -> RetentionEstimate:
-    """The estimate (mean hit) and its percentile-bootstrap interval over the held-out texts."""
+    """The estimate and its percentile-bootstrap interval over the held-out texts: the mean hit, or with
+    ``reembed`` (re-embedding's hits on the same texts and reference) the ratio of the two means, resampled in
+    pairs: what the bridge keeps of what full re-embedding finds, as the measured retention (bridge / ceiling B)."""
     rng = np.random.default_rng(seed + 1)
-    boot = hit[rng.integers(0, hit.size, size=(resamples, hit.size))].mean(1)
+    draws = rng.integers(0, hit.size, size=(resamples, hit.size))
+
+    def ratio(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        return a if b is None else a / np.maximum(b, 1.0 / hit.size)
+
+    boot = ratio(hit[draws].mean(1), None if reembed is None else reembed[draws].mean(1))
     tail = (1 - confidence) / 2
+    point = ratio(np.array([hit.mean()]), None if reembed is None else np.array([reembed.mean()]))[0]
     return RetentionEstimate(
-        estimate=float(hit.mean()),
+        estimate=float(point),
         low=float(np.quantile(boot, tail)),
         high=float(np.quantile(boot, 1 - tail)),
         k=k,
@@ -171,11 +191,26 @@ def cross_fitted_retention(
 
     ``side="query"``: source = new encoder, target = old (stored) vectors: the bridge ranks mapped new vectors
     against the stored old ones. ``side="migrate"``: source = old, target = new: new vectors rank migrated ones.
-    Either way the reference is the new encoder on both sides (full re-embedding)."""
+    The estimate is the bridge's hits over re-embedding's (the new encoder on both sides), both against the
+    pseudo-relevance of the two encoders together, so it can exceed 1 where the old index keeps more of that
+    reference than re-embedding does."""
     k, folds, seed, corpus = (options.get(n, d) for n, d in (("k", 10), ("folds", 5), ("seed", 0), ("corpus", CORPUS)))
     confidence, resamples = options.get("confidence", 0.95), options.get("resamples", 1000)
-    hit = cross_fitted_hits(source, target, fit, side, k=k, folds=folds, seed=seed, corpus=corpus)["new"]
+    hits = cross_fitted_hits(source, target, fit, side, k=k, folds=folds, seed=seed, corpus=corpus)
     folds = max(2, min(folds, source.shape[0] // max(2 * k, 10)))
-    est = retention_from_hits(hit, k=k, folds=folds, seed=seed, confidence=confidence, resamples=resamples)
-    est.corpus = max(corpus, 2 * k)
+    est = retention_from_hits(
+        hits["both"],
+        reembed=hits["reembed_both"],
+        k=k,
+        folds=folds,
+        seed=seed,
+        confidence=confidence,
+        resamples=resamples,
+    )
+    est.corpus, est.reference = corpus_size(source.shape[0], corpus, k), "both / reembed"
     return est
+
+
+def corpus_size(n: int, corpus: int = CORPUS, k: int = 10) -> int:
+    """The number of texts each pseudo-query searched (:func:`cross_fitted_hits`' chunks, the smallest)."""
+    return n // max(1, n // max(corpus, 2 * k))

@@ -1,5 +1,6 @@
-"""The index bridge's two candidate maps: the rotation of unit vectors (``fit_rotation``) and a ridge map shrunk
-toward a prior map, prior and strength chosen by k-fold (``fit_prior_ridge``); ``bridge._fit_side`` keeps one.
+"""The index bridge's candidate maps: the rotation of unit vectors (``fit_rotation``), a ridge map shrunk toward a
+prior map, prior and strength chosen by k-fold (``fit_prior_ridge``), and plain ridge with its strength by GCV
+(``fit_ridge``, aecp's map); ``bridge._fit_side`` keeps one.
 
 ``heads.translation`` (the attach-time map of a head) fits orthogonal Procrustes or ridge shrunk toward zero in
 anchor-standardised spaces, chosen by the k-fold residual over every standardised dimension. For retrieval that
@@ -114,6 +115,35 @@ def fit_prior_ridge(
     return w, mt - ms @ w, {**info, "cv_scores": scores}
 
 
+RIDGE_ALPHAS = tuple(np.logspace(-4, 2, 25))  # times the mean eigenvalue of the centred source's Gram matrix
+
+
+def fit_ridge(
+    source: np.ndarray, target: np.ndarray, alphas: Sequence[float] = RIDGE_ALPHAS
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Plain ridge regression ``source -> target`` in the encoders' own coordinates (intercept not shrunk), alpha
+    by exact leave-one-out squared error (scikit-learn's ``RidgeCV``): the map aecp's ``RidgeMapping`` fits, on the
+    same pairs, with no output-length correction. It is the candidate that imitates the target encoder most closely
+    (what retrieves better where the target encoder's own geometry is the better one). Leave-one-out, not GCV's
+    approximation: with fewer pairs than dimensions GCV's denominator vanishes as alpha -> 0 and it picks the
+    interpolating map. One SVD serves every alpha."""
+    s, t = np.asarray(source, np.float64), np.asarray(target, np.float64)
+    ms, mt = s.mean(0), t.mean(0)
+    xs, xt = s - ms, t - mt
+    u, sv, vt = np.linalg.svd(xs, full_matrices=False)
+    uty = u.T @ xt
+    scale = max(float((sv**2).sum()) / xs.shape[1], 1e-12)
+    loo = {}
+    for alpha in alphas:
+        shrink = sv**2 / (sv**2 + alpha * scale)
+        leverage = (u**2) @ shrink + 1.0 / xs.shape[0]  # the intercept's share of the hat matrix
+        residual = (xt - u @ (shrink[:, None] * uty)) / np.maximum(1.0 - leverage, 1e-12)[:, None]
+        loo[alpha] = float((residual**2).sum())
+    alpha = min(loo, key=loo.__getitem__)
+    w = vt.T @ ((sv / (sv**2 + alpha * scale))[:, None] * uty)
+    return w, mt - ms @ w, {"map": "ridge (leave-one-out)", "alpha": float(alpha)}
+
+
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -178,8 +208,12 @@ class LinearMap:
     ) -> LinearMap:
         """``normalize``: the target encoder normalises its vectors (outputs unit length; else its mean length)."""
         length = 1.0 if normalize else float(np.linalg.norm(np.asarray(target, np.float64), axis=1).mean())
-        if translation in ("prior", "rotation"):
-            fit = fit_prior_ridge(source, target, folds) if translation == "prior" else fit_rotation(source, target)
+        if translation in ("prior", "rotation", "ridge"):
+            fitters = {
+                "prior": lambda: fit_prior_ridge(source, target, folds),
+                "ridge": lambda: fit_ridge(source, target),
+            }
+            fit = fitters.get(translation, lambda: fit_rotation(source, target))()
             info = dict(fit[2])
             unit_input = bool(info.pop("unit_input", False))
             return cls(*fit[:2], True, info, unit_input=unit_input, length=length)
