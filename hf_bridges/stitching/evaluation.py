@@ -52,7 +52,9 @@ def attach_weights(
             scores, _ = projection_scores(source, target, method.projections, method.abs_transform)
         else:
             source = anchor_space(torch.from_numpy(train_anchors), method.projections, method.abs_transform)
-            target = anchor_space(torch.from_numpy(test_anchors), method.projections, method.abs_transform)
+            target = source  # the same encoder: the same anchors give the same matrices (computed once)
+            if test_anchors is not train_anchors:
+                target = anchor_space(torch.from_numpy(test_anchors), method.projections, method.abs_transform)
             scores = subspace_scores(source, target)
         if memo is not None:
             memo[key] = scores
