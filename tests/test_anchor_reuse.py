@@ -155,7 +155,7 @@ def test_a_cached_reattach_tokenises_the_anchors_once(tmp_path, monkeypatch, one
     """Issue 21: a re-attach whose tokenizer the encoder's snapshot pins reads the fingerprint and the unknown-token
     counts from the anchor cache's token record and tokenises the anchors once, cut to what reaches the model, for
     the bridge's inputs: the same inputs, embeddings, logits and report as the first attach; a record whose cuts
-    give other inputs is caught and replaced; a tokenizer passed in is never pinned (tokenised twice)."""
+    give other inputs is caught and replaced; a tokenizer passed in is never pinned (no record: as a first attach)."""
     from transformers import AutoTokenizer
 
     from hf_bridges.heads.anchor_cache import TokenRecord, read_tokens, write_tokens
