@@ -81,7 +81,7 @@ def main() -> None:
     kind = {True: "representations r(z)", False: "logits (predict)"}
     timed(evaluation, "predict", totals, lambda a, kw: kind[bool(kw.get("represent"))])
     parts = ("latent_similarity", "classification_scores", "align_head", "attach_weights", "fit_orthogonal")
-    parts += ("reference_space", "predict_with_representation", "translated")
+    parts += ("reference_space", "predict_with_representation", "translated", "latent_scores")  # the latter: the memo
     for name in parts:
         if hasattr(evaluation, name):
             timed(evaluation, name, totals)

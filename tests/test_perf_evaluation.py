@@ -205,3 +205,37 @@ def test_subspace_selection_past_the_dense_limit_reads_the_attach_scores_and_bui
     want, _ = projection_scores(torch.from_numpy(anchors_a), torch.from_numpy(anchors_b), method.projections)
     assert scores == want
     assert weights == dense  # the same choice here: the scores differ by float rounding and the anchor subset
+
+
+def test_a_representation_that_reads_no_trained_state_is_scored_once_for_every_seed(monkeypatch):
+    """Issue 21.3: r(z) of a relative head whose subspace norm and aggregation have no weights (``subspace_norm:
+    none``, concat) is the same for every seed, so its latent scores are computed once per distinct pair of spaces
+    (keyed on their content) and equal the uncached ones; with trained LayerNorms (the presets) r(z) is per head,
+    scored every time."""
+    from hf_bridges.stitching.evaluation import reads_no_trained_state
+
+    x, others, labels = _pair()
+    anchors, tests = [x[:60].copy(), others[0][:60].copy()], [x[200:].copy(), others[0][200:].copy()]
+    calls = {"n": 0}
+    original = evaluation.latent_similarity
+
+    def counted(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "latent_similarity", counted)
+    computed = {}
+    for norm in ("none", "layernorm"):
+        method, cache = MethodSpec(name=norm, projections=["cosine", "euclidean"]), {}
+        for seed in (0, 1, 2):
+            head = train_head(
+                method, HeadSpec(subspace_norm=norm), TrainingSpec(num_epochs=1), x[:200], labels[:200], anchors[0], 3,
+                seed, feature_cache=cache,
+            )  # fmt: skip
+            assert reads_no_trained_state(head) == (norm == "none")
+            before = calls["n"]
+            args = (head, method, tests[0], anchors[0], tests[1], anchors[1], labels[200:], LatentSpec())
+            cached = evaluate_pair(*args, cache)
+            computed.setdefault(norm, []).append(calls["n"] - before)
+            assert cached == evaluate_pair(*args)  # no cache: scored again, the same numbers
+    assert computed == {"none": [1, 0, 0], "layernorm": [1, 1, 1]}

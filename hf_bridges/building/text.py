@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from transformers import PreTrainedModel
@@ -47,6 +47,7 @@ def build_bridge(
     encoder_kwargs: dict | None = None,
     embed_anchors: bool = True,
     alignment_inputs: Sequence[Any] | None = None,
+    anchor_inputs: Callable[[Any, int, str], dict | None] | None = None,
     **config_kwargs: Any,
 ) -> Any:
     """Wrap ``encoder`` (Hub id, folder, loaded model or ``SentenceTransformer``) and embed ``anchors`` (texts).
@@ -66,6 +67,9 @@ def build_bridge(
     ``head=`` (a folder or Hub repo id written by ``save_head``/``push_head_to_hub``) attaches that trained head
     instead: its anchors are embedded by this encoder and ``model.stitch_report`` says how well they match
     (see ``hf_bridges.heads.attach.attach_head`` for ``head_revision``, ``token``, ``subspace_selection``).
+    ``anchor_inputs``: what an attach that has tokenised the anchors already passes (``heads.attach.AnchorTokens``):
+    called with the bridge's tokenizer, ``max_seq_length`` and prefix, it returns the anchors' padded
+    ``input_ids`` / ``attention_mask`` (checked by the caller against the tokenizer), or None to tokenise them here.
     """
     if head is not None:
         if anchors is not None or alignment_inputs is not None or method is not None:
@@ -105,12 +109,17 @@ def build_bridge(
             raise ValueError("the encoder was passed as a model without name_or_path: pass tokenizer=...")
         tokenizer = load_tokenizer(name, revision, subfolder)
     tokenizer = with_max_length(tokenizer, max_seq_length)
-    tokens = _checked(tokenizer)(
-        [prefix + str(a) for a in anchors],
-        padding=True,
-        truncation=True,
-        max_length=max_seq_length,
-        return_tensors="pt",
+    tokens = anchor_inputs(tokenizer, max_seq_length, prefix) if anchor_inputs is not None else None
+    tokens = (
+        tokens
+        if tokens is not None
+        else _checked(tokenizer)(
+            [prefix + str(a) for a in anchors],
+            padding=True,
+            truncation=True,
+            max_length=max_seq_length,
+            return_tensors="pt",
+        )
     )
     config = BridgeConfig(
         encoder=model.config.to_dict(),

@@ -104,7 +104,8 @@ class AnchorTokens:
     the head records none), checked against the unknown token; from the anchor cache's :class:`TokenRecord` when
     one is there for this pinned tokenizer (no tokenizer call), else from one tokenizer call (issue 21: the anchors
     were tokenised once for this and once for the bridge's inputs; a record leaves only the bridge's, of the
-    characters that reach its inputs)."""
+    characters that reach its inputs; without one, the bridge's inputs are derived from this call's encodings,
+    :meth:`derived_inputs`, and the texts are not tokenised again)."""
 
     fingerprint: dict | None
     record: TokenRecord | None  # read from the cache (None: tokenised here)
@@ -113,7 +114,6 @@ class AnchorTokens:
     root: Path | None
     key: str | None
     encodings: list | None = None  # the fast tokenizer's raw encodings of the whole texts (tokenised here)
-    cuts: list | None = None  # where :meth:`cut_texts` cut the texts without a record (checked by :meth:`confirm`)
 
     @classmethod
     def read(
@@ -144,28 +144,32 @@ class AnchorTokens:
         _check_tokenizer(tokenizer, *counts, name, source)
         return cls(fingerprint, None, counts, offsets, root, key, encodings)
 
-    def cut_texts(self, anchors: list, max_seq_length: int | None = None, prefix: str | None = None) -> list:
-        """The anchors as the bridge tokenises them: cut where the record says their inputs end; without a record,
-        where the whole texts' raw tokens say (``max_seq_length``; no prefix: the raw tokens are those of the text
-        alone), checked by :meth:`confirm` against the inputs derived from those tokens; else whole."""
+    def cut_texts(self, anchors: list) -> list:
+        """The anchors as the bridge tokenises them when the record says where their inputs end (the rest of each
+        text never reaches the model); without a record, whole."""
         cuts = self.record.cuts if self.record is not None else None
-        fresh = self.record is None and self.encodings is not None and not prefix
-        if fresh and max_seq_length and max_seq_length < FINGERPRINT_TOKENS:  # raw tokens reach past every input
-            cuts = anchor_cuts(anchors, self.offsets, max_seq_length)
-            cuts = self.cuts = cuts if any(cut is not None for cut in cuts) else None
         if cuts is None:
             return anchors
         return [text if cut is None else str(text)[:cut] for text, cut in zip(anchors, cuts)]
 
+    def prepared_inputs(self, anchors: list, prefix: str | None = None) -> Any:
+        """Without a record (a first attach, or a tokenizer passed in) and without a prefix: a callable that
+        ``build_bridge`` asks for the anchors' inputs instead of tokenising them again (:meth:`derived_inputs`, from
+        the fingerprint's encodings of the whole texts); None: the bridge tokenises the texts itself."""
+        if self.record is not None or self.encodings is None or prefix:
+            return None
+
+        def inputs(tokenizer: Any, max_seq_length: int, bridge_prefix: str) -> dict | None:
+            return None if bridge_prefix else self.derived_inputs(tokenizer, anchors, max_seq_length)
+
+        return inputs
+
     def confirm(self, bridge: BridgePreTrainedModel, anchors: list) -> bool:
-        """After the bridge is built: its anchor inputs are the record's, or those derived from the whole texts'
-        tokens when it was built from cut texts without a record (else False: build it from the whole texts with a
-        fresh :class:`AnchorTokens`); it keeps the whole texts; a new record is written."""
+        """After the bridge is built: with a record, its anchor inputs (from the record's cut texts) must be the
+        record's (else False: build it again with a fresh :class:`AnchorTokens`); it keeps the whole texts; without
+        a record, one is written (the cuts, the inputs' digest) for the next attach."""
         config = bridge.config
         digest = store_digest(bridge.anchors.input_ids, bridge.anchors.attention_mask)
-        if self.cuts is not None and not self._derived_inputs_match(bridge, anchors):
-            logger.info("the cut anchors' inputs differ from the whole texts' tokens: tokenising the whole texts")
-            return False
         config.anchors = list(anchors)
         record = self.record
         if record is not None:
@@ -192,35 +196,51 @@ class AnchorTokens:
         write_tokens(self.root, self.key, record)
         return True
 
-    def _derived_inputs_match(self, bridge: BridgePreTrainedModel, anchors: list, sample: int = 8) -> bool:
-        """A cold attach tokenises the whole texts once (the fingerprint's call) and builds the bridge from cut
-        texts. The inputs the whole texts give are derived from that call's encodings the way a fast tokenizer makes
-        them (its raw tokens cut to ``max_seq_length`` less the special tokens, then its own post-processor); the
-        bridge's inputs must equal them, and the tokenizer's real ``max_length`` call on the ``sample`` longest and
-        shortest anchors must give the derived rows (a tokenizer that truncates or adds tokens otherwise is caught
-        here and tokenises the whole texts)."""
-        tokenizer, config = bridge.tokenizer, bridge.config
-        if config.input_prefix or getattr(tokenizer, "truncation_side", "right") != "right":
-            return False
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        length = int(config.max_seq_length) - tokenizer.num_special_tokens_to_add(pair=False)
-        if backend is None or length <= 0:
-            return False
-        derived = []
-        for encoding in self.encodings:  # consumed: cut in place (the ids and offsets were read before)
+    def derived_inputs(self, tokenizer: Any, anchors: list, max_seq_length: int, sample: int = 8) -> dict | None:
+        """The bridge's anchor inputs (``input_ids`` / ``attention_mask``, padded) without a second tokenizer call:
+        derived from the fingerprint's encodings of the whole texts the way a fast tokenizer makes them (its raw
+        tokens cut to ``max_seq_length`` less the special tokens, its own post-processor, padding with its pad
+        token on its padding side), then checked: the tokenizer's real ``max_length`` call (padded, as the bridge
+        makes it) on the ``sample`` longest, ``sample // 2`` shortest and ``sample // 2`` evenly spaced anchors
+        must give exactly the derived rows and width. None (the bridge tokenises the whole texts): a left-cutting
+        or slow tokenizer, raw tokens that may not reach ``max_seq_length``, or any difference. The encodings are
+        consumed (cut in place)."""
+        encodings, self.encodings = self.encodings, None
+        if encodings is None or getattr(tokenizer, "truncation_side", "right") != "right":
+            return None
+        backend, pad = getattr(tokenizer, "backend_tokenizer", None), getattr(tokenizer, "pad_token_id", None)
+        side = getattr(tokenizer, "padding_side", "right")
+        length = int(max_seq_length) - tokenizer.num_special_tokens_to_add(pair=False)
+        if backend is None or pad is None or side not in ("left", "right") or not 0 < length <= FINGERPRINT_TOKENS:
+            return None
+        rows = []
+        for encoding in encodings:
             encoding.truncate(length)
-            derived.append(backend.post_process(encoding, None, True).ids)
-        self.encodings = None
-        ids, mask = bridge.anchors.input_ids, bridge.anchors.attention_mask
-        lengths = mask.sum(1).tolist()
-        if [len(row) for row in derived] != lengths or int(mask.shape[1]) != max(lengths):
-            return False
-        if any(ids[i, :n].tolist() != row for i, (n, row) in enumerate(zip(lengths, derived))):
-            return False
-        by_length = sorted(range(len(derived)), key=lambda i: len(self.offsets[i]))
-        picked = sorted(set(by_length[-sample:] + by_length[: sample // 2]))
-        real = tokenizer([str(anchors[i]) for i in picked], truncation=True, max_length=int(config.max_seq_length))
-        return [list(row) for row in real["input_ids"]] == [derived[i] for i in picked]
+            rows.append(backend.post_process(encoding, None, True).ids)
+        width = max(len(row) for row in rows)
+        ids, mask = [], []
+        for row in rows:
+            fill = width - len(row)
+            ids.append(row + [pad] * fill if side == "right" else [pad] * fill + row)
+            mask.append([1] * len(row) + [0] * fill if side == "right" else [0] * fill + [1] * len(row))
+        import torch
+
+        derived = {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
+        by_length = sorted(range(len(rows)), key=lambda i: len(self.offsets[i]))  # raw length: the longest rows
+        spread = by_length[:: max(1, len(rows) // max(1, sample // 2))][: sample // 2]
+        picked = sorted(set(by_length[-sample:] + by_length[: sample // 2] + spread))
+        real = tokenizer(
+            [str(anchors[i]) for i in picked],
+            padding=True,
+            truncation=True,
+            max_length=int(max_seq_length),
+            return_tensors="pt",
+        )
+        for key, values in derived.items():
+            if real[key].shape != values[picked].shape or not torch.equal(real[key], values[picked]):
+                logger.info("the anchors' derived inputs differ from the tokenizer's: tokenising the whole texts")
+                return None
+        return derived
 
 
 def attach_head(
@@ -322,7 +342,9 @@ def attach_head(
         )
         tokens = AnchorTokens.read(tokenizer, bundle, name, source, root, key)
 
-    def build(anchors):
+    def build(tokens: AnchorTokens | None):
+        prepared = tokens.prepared_inputs(bundle.anchors, kwargs.get("prefix")) if tokens is not None else None
+        anchors = bundle.anchors if tokens is None or prepared is not None else tokens.cut_texts(bundle.anchors)
         return cls.from_encoder(
             model,
             anchors=anchors,
@@ -330,19 +352,17 @@ def attach_head(
             tokenizer=tokenizer,
             revision=revision,
             embed_anchors=False,
+            **({"anchor_inputs": prepared} if prepared is not None else {}),  # text bridges only
             **kwargs,
         )
 
     try:
         with warnings.catch_warnings():  # the degenerate-anchor warnings come below, naming the head
             warnings.filterwarnings("ignore", message=r"from_encoder: .*(duplicates|degenerate anchors)")
-            texts = bundle.anchors
-            if tokens is not None:
-                texts = tokens.cut_texts(bundle.anchors, kwargs.get("max_seq_length"), kwargs.get("prefix"))
-            bridge = build(texts)
-            if tokens is not None and not tokens.confirm(bridge, bundle.anchors):  # cut texts, other inputs
+            bridge = build(tokens)
+            if tokens is not None and not tokens.confirm(bridge, bundle.anchors):  # the record's cuts, other inputs
                 tokens = AnchorTokens.read(tokenizer, bundle, name, source, tokens.root, tokens.key, fresh=True)
-                bridge = build(bundle.anchors)
+                bridge = build(tokens)
                 tokens.confirm(bridge, bundle.anchors)
             fill_anchor_embeddings(bridge, loaded_from, revision, encoder_kwargs, anchor_cache)
     except (IndexError, RuntimeError, ValueError) as error:

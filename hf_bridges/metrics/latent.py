@@ -33,7 +33,7 @@ class LatentSpace:
     unit: torch.Tensor
     norms: torch.Tensor  # the divisors of ``unit``: rows = norms[:, None] * unit
     _cosine: torch.Tensor | None = field(default=None, repr=False)
-    _neighbours: dict[int, list[list[int]]] = field(default_factory=dict, repr=False)
+    _neighbours: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
     _centred: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
@@ -43,11 +43,10 @@ class LatentSpace:
             self._cosine = self.unit @ self.unit.T
         return self._cosine
 
-    def neighbours(self, k: int) -> list[list[int]]:
-        """Each row's k most similar rows (cosine), itself excluded."""
+    def neighbours(self, k: int) -> torch.Tensor:
+        """(n, k): each row's k most similar rows (cosine), itself excluded."""
         if k not in self._neighbours:
-            eye = torch.eye(self.unit.shape[0], dtype=torch.bool)
-            self._neighbours[k] = self.cosine.masked_fill(eye, -torch.inf).topk(k, dim=1).indices.tolist()
+            self._neighbours[k] = self.cosine.clone().fill_diagonal_(-torch.inf).topk(k, dim=1).indices
         return self._neighbours[k]
 
     def centred_gram(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,11 +73,11 @@ def jaccard_at_k(x: torch.Tensor | LatentSpace, y: torch.Tensor | LatentSpace, k
     x, y = latent_space(x), latent_space(y)
     if k >= x.unit.shape[0]:
         raise ValueError(f"Jaccard@{k} needs more than {k} samples, got {x.unit.shape[0]}")
-    scores = []
-    for a, b in zip(x.neighbours(k), y.neighbours(k)):
-        a, b = set(a), set(b)
-        scores.append(len(a & b) / len(a | b))
-    return float(sum(scores) / len(scores))
+    n = x.unit.shape[0]  # each row's neighbour sets as (n, n) masks: |A & B| per row, |A | B| = 2k - |A & B|
+    a = torch.zeros(n, n, dtype=torch.bool).scatter_(1, x.neighbours(k), True)
+    shared = (a & torch.zeros(n, n, dtype=torch.bool).scatter_(1, y.neighbours(k), True)).sum(1)
+    scores = (shared.double() / (2 * k - shared).double()).tolist()  # int / int, correctly rounded, as in Python
+    return float(sum(scores) / len(scores))  # summed in row order, as before
 
 
 def mrr(x: torch.Tensor | LatentSpace, y: torch.Tensor | LatentSpace) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import weakref
 
 import numpy as np
@@ -52,7 +53,9 @@ def attach_weights(
             scores, _ = projection_scores(source, target, method.projections, method.abs_transform)
         else:
             source = anchor_space(torch.from_numpy(train_anchors), method.projections, method.abs_transform)
-            target = anchor_space(torch.from_numpy(test_anchors), method.projections, method.abs_transform)
+            target = source  # the same encoder: the same anchors give the same matrices (computed once)
+            if test_anchors is not train_anchors:
+                target = anchor_space(torch.from_numpy(test_anchors), method.projections, method.abs_transform)
             scores = subspace_scores(source, target)
         if memo is not None:
             memo[key] = scores
@@ -154,5 +157,40 @@ def evaluate_pair(
         return result
     if reference is None:
         reference = reference_space(head, train_embeddings_test, train_anchors, weights, n, feature_cache)
-    result["latent"] = latent_similarity(reference, torch.from_numpy(new), k=min(latent.k, n - 1))
+    result["latent"] = latent_scores(head, reference, new, min(latent.k, n - 1), feature_cache)
     return result
+
+
+def reads_no_trained_state(head: torch.nn.Module) -> bool:
+    """Whether r(z) of ``head`` reads none of its trained parameters or buffers (all are the classifier's, e.g.
+    ``subspace_norm: none`` with a concat / sum aggregation): r(z) is then a function of the embeddings, anchors
+    and subspace weights alone, so the heads of every seed give the same rows. A LayerNorm / BatchNorm subspace
+    norm, an aggregation with weights, the aligned component or the absolute head's LayerNorm make it per head."""
+    classifier = getattr(head, "classifier", None)
+    if getattr(head, "aligned", False) or not hasattr(head, "norms") or classifier is None:
+        return False
+    own = {id(t) for t in (*classifier.parameters(), *classifier.buffers())}
+    return all(id(t) in own for t in (*head.parameters(), *head.buffers()))
+
+
+def _digest(rows: np.ndarray) -> str:
+    rows = np.ascontiguousarray(rows)
+    return f"{rows.dtype}{rows.shape}" + hashlib.sha256(rows.view(np.uint8)).hexdigest()
+
+
+def latent_scores(
+    head: torch.nn.Module, reference: LatentSpace, new: np.ndarray, k: int, feature_cache: dict | None
+) -> dict:
+    """The latent similarity of the reference r(z) and the new encoder's. When the head's r(z) reads no trained
+    state (:func:`reads_no_trained_state`) the same two spaces recur for every seed: their scores are kept for the
+    run, keyed on the content of both (sha256 of the rows) and ``k``; other heads' rows are not hashed."""
+    store = key = None
+    if feature_cache is not None and reads_no_trained_state(head):
+        store = feature_cache.setdefault("latent_scores", {})
+        key = (_digest(reference.rows.numpy()), _digest(new), k)
+        if key in store:
+            return dict(store[key])
+    scores = latent_similarity(reference, torch.from_numpy(new), k=k)
+    if store is not None:
+        store[key] = dict(scores)
+    return scores
