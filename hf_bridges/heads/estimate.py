@@ -44,9 +44,9 @@ if TYPE_CHECKING:
 # Fitted on benchmarks/accuracy_estimate.py (docs/estimate.md: least squares over its triples of 3 tasks and 4
 # families of encoders): the weights of the calibrated agreement's and confidence's drops, the RMS residual around
 # the measured accuracy, and the interval's z (95 %).
-W_AGREEMENT = 0.63
-W_CONFIDENCE = 0.54
-RESIDUAL_SD = 0.027
+W_AGREEMENT = 0.61
+W_CONFIDENCE = 0.57
+RESIDUAL_SD = 0.029
 Z = 1.96
 FOLDS = 10
 BOOTSTRAP = 200
