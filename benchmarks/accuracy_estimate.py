@@ -445,6 +445,7 @@ def attach_and_measure(head, source: np.ndarray, target: np.ndarray, labels, cut
         new,
         subspace_weights=weights,
         translation=info.get("map") if info.get("map") in ("orthogonal", "affine") else "auto",
+        alpha=info.get("alpha") if info.get("map") == "affine" else None,  # the attach's, as estimate_for_attach
     )
     return points, halves_accuracy(attached, target, new, torch.tensor(weights), labels, cuts), info
 

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 # families of encoders): the weights of the calibrated agreement's and confidence's drops, the RMS residual around
 # the measured accuracy, and the interval's z (95 %).
 W_AGREEMENT = 0.61
-W_CONFIDENCE = 0.57
+W_CONFIDENCE = 0.60
 RESIDUAL_SD = 0.029
 Z = 1.96
 FOLDS = 10
