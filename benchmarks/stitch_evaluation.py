@@ -63,19 +63,10 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from hf_bridges import metrics
+    from hf_bridges.commands.stitch import apply_run_overrides
     from hf_bridges.stitching import evaluation, load_config, run_stitch
 
-    config = load_config(args.config)
-    if args.max_train:
-        config.dataset.max_train = args.max_train
-    if args.max_test:
-        config.dataset.max_test = args.max_test
-    if args.anchors:
-        config.anchors.num_anchors = args.anchors
-    if args.alignment is not None:
-        config.anchors.alignment = args.alignment
-    config.training.num_epochs = args.epochs or config.training.num_epochs
-    config.seeds = args.seeds or config.seeds
+    config = apply_run_overrides(load_config(args.config), args)
 
     totals: dict = defaultdict(float)
     kind = {True: "representations r(z)", False: "logits (predict)"}

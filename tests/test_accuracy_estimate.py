@@ -45,27 +45,37 @@ def _clustered(n_per_class: int, classes: int, dim: int, seed: int) -> tuple[tor
     return centres[labels] + torch.randn(len(labels), dim, generator=g), labels
 
 
+def _trained_head(x: torch.Tensor, y: torch.Tensor, anchors: torch.Tensor, steps: int) -> RelativeProductHead:
+    """The default head (4 classes, 16 dims) trained full-batch with Adam, in eval mode."""
+    head = RelativeProductHead(HeadConfig(), len(anchors), 4, embedding_dim=16)
+    optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
+    head.train()
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(head(x, anchors), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return head.eval()
+
+
+def _copy(head: RelativeProductHead, num_anchors: int) -> RelativeProductHead:
+    """A fresh head with ``head``'s weights, to attach to another encoder."""
+    attached = RelativeProductHead(HeadConfig(), num_anchors, 4, embedding_dim=16)
+    attached.load_state_dict(head.state_dict())
+    return attached.eval()
+
+
 def test_a_graded_degradation_lowers_the_estimate_monotonically(one_thread):
     """Gaussian noise of growing size on the new encoder's embeddings: the estimate (and the share of kept
     predictions) falls step by step, and stays at the source accuracy for the same encoder."""
     torch.manual_seed(0)
     anchors, _ = _clustered(24, 4, 16, seed=1)  # 96 anchors
     x, y = _clustered(60, 4, 16, seed=2)
-    head = RelativeProductHead(HeadConfig(), len(anchors), 4, embedding_dim=16)
-    optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
-    head.train()
-    for _ in range(60):
-        loss = torch.nn.functional.cross_entropy(head(x, anchors), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    head.eval()
+    head = _trained_head(x, y, anchors, steps=60)
     results = []
     for sigma in (0.0, 1.0, 2.0, 4.0):
         noisy = anchors + sigma * torch.randn(anchors.shape, generator=torch.Generator().manual_seed(3))
-        attached = RelativeProductHead(HeadConfig(), len(anchors), 4, embedding_dim=16)
-        attached.load_state_dict(head.state_dict())
-        attached.eval()
+        attached = _copy(head, len(anchors))
         weights, _ = align_head(attached, anchors, noisy)
         results.append(estimate_accuracy(attached, anchors, noisy, source_accuracy=0.95, subspace_weights=weights))
     expected = [r.expected for r in results]
@@ -190,23 +200,12 @@ def test_a_cleaner_encoder_raises_the_estimate_a_noisier_one_lowers_it(one_threa
     x, y = _clustered(100, 4, 16, seed=2)
     x_val, y_val = _clustered(100, 4, 16, seed=4)
     source_anchors, source_val = noisy(anchors, 2.5, 6), noisy(x_val, 2.5, 7)
-    head = RelativeProductHead(HeadConfig(), len(anchors), 4, embedding_dim=16)
-    optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
-    head.train()
-    x_train = noisy(x, 2.5, 5)
-    for _ in range(80):
-        loss = torch.nn.functional.cross_entropy(head(x_train, source_anchors), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    head.eval()
+    head = _trained_head(noisy(x, 2.5, 5), y, source_anchors, steps=80)
     with torch.no_grad():
         accuracy = float((head(source_val, source_anchors).argmax(-1) == y_val).double().mean())
     cases = {"cleaner": (anchors, x_val), "noisier": (noisy(source_anchors, 2.0, 8), noisy(source_val, 2.0, 9))}
     for name, (new_anchors, new_val) in cases.items():
-        attached = RelativeProductHead(HeadConfig(), len(anchors), 4, embedding_dim=16)
-        attached.load_state_dict(head.state_dict())
-        attached.eval()
+        attached = _copy(head, len(anchors))
         weights, _ = align_head(attached, source_anchors, new_anchors)
         estimate = estimate_accuracy(
             attached, source_anchors, new_anchors, source_accuracy=accuracy, subspace_weights=weights

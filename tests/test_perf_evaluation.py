@@ -20,13 +20,7 @@ from hf_bridges.stitching.config import HeadSpec, LatentSpec, MethodSpec, Select
 from hf_bridges.stitching.evaluation import evaluate_pair
 from hf_bridges.stitching.training import predict, predict_with_representation, train_head
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest's
 
 
 @pytest.mark.subprocess

@@ -97,9 +97,4 @@ def test_subspace_scores_of_a_pair_are_computed_once(monkeypatch):
     assert len(calls) == 1
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest's

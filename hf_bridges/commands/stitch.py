@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import argparse
 
+    from ..stitching.config import StitchConfig
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
@@ -49,24 +51,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..stitching import load_config, run_stitch
-    from ..stitching.config import BestHeadSpec, check_best_head
-    from ..stitching.report import summary_table
-
-    config = load_config(args.config)
+def apply_run_overrides(config: StitchConfig, args: argparse.Namespace) -> StitchConfig:
+    """The quick-run flags (``--seeds --epochs --max-train --max-test --anchors --alignment``) over a loaded config:
+    one place for the CLI and the benchmarks that take the same flags."""
     if args.seeds:
         config.seeds = args.seeds
     if args.epochs:
         config.training.num_epochs = args.epochs
     if args.max_train:
         config.dataset.max_train = args.max_train
+    if args.max_test:
+        config.dataset.max_test = args.max_test
     if args.anchors:
         config.anchors.num_anchors = args.anchors
     if args.alignment is not None:
         config.anchors.alignment = args.alignment
-    if args.max_test:
-        config.dataset.max_test = args.max_test
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..stitching import load_config, run_stitch
+    from ..stitching.config import BestHeadSpec, check_best_head
+    from ..stitching.report import summary_table
+
+    config = apply_run_overrides(load_config(args.config), args)
     if args.save_best_head or args.push_best_head or args.best_head_method or args.private:
         config.best_head = config.best_head or BestHeadSpec()
         if args.push_best_head:
