@@ -96,6 +96,10 @@ def write_text_atomic(path: PathLike, text: str) -> None:
         os.fsync(handle.fileno())
 
 
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_file(path: PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -72,6 +72,36 @@ def test_corrupted_file(head_copy, name):
         read_head(head_copy)
 
 
+def test_a_file_replaced_while_the_head_is_read_is_never_loaded(head_copy, monkeypatch):
+    """The bytes that are loaded are the bytes whose checksum was verified: a weights file swapped for another
+    valid one of the same size during the read (here: right after the header check) is an error, not a silent
+    load of unverified weights (it was: the file was hashed, then opened again by path)."""
+    import hf_bridges.heads.format as head_format
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    original = load_file(str(head_copy / WEIGHTS_NAME))
+    with safe_open(str(head_copy / WEIGHTS_NAME), framework="pt") as handle:
+        metadata = handle.metadata()
+    swapped = head_copy.parent / "swapped.safetensors"
+    save_file({k: v + 1 if v.is_floating_point() else v for k, v in original.items()}, str(swapped), metadata)
+    assert swapped.stat().st_size == (head_copy / WEIGHTS_NAME).stat().st_size
+    checked = head_format.check_weights_header
+
+    def check_then_swap(path, config, where):
+        checked(path, config, where)
+        swapped.replace(head_copy / WEIGHTS_NAME)
+
+    monkeypatch.setattr(head_format, "check_weights_header", check_then_swap)
+    try:
+        head = read_head(head_copy)
+    except HeadFormatError as error:
+        assert f"{WEIGHTS_NAME} is corrupted" in str(error)
+    else:
+        for key, tensor in original.items():
+            assert torch.equal(head.state_dict[key], tensor.float() if tensor.is_floating_point() else tensor), key
+
+
 def test_unreadable_file_with_matching_checksum(head_copy):
     """A file broken before its checksum was written (or checks skipped) still fails with a clear message."""
     (head_copy / WEIGHTS_NAME).write_bytes(b"not safetensors at all")

@@ -33,6 +33,7 @@ from .._io import (
     make_readable,
     previous_version,
     publish_files,
+    sha256_bytes,
     sha256_file,
 )
 from ..logging import get_logger, user_stacklevel
@@ -381,28 +382,24 @@ def read_head(folder: os.PathLike | str, source: str | None = None, verify: bool
     """Read a head folder; every file is checked against the checksums recorded in its config."""
     import pyarrow as pa
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load as safetensors_load
 
     folder = Path(folder)
     source = source or str(folder)
     files = head_files(folder, source) if folder.is_dir() else None
     config = read_head_config(folder, source, files)
     for name in DATA_FILES:
-        path = files[name]
-        if not path.is_file():
+        if not files[name].is_file():
             raise HeadFormatError(f"{source} is missing {name}: the head is incomplete; save or push it again")
-        check_inside(path, folder, source)
-        expected = (config["files"].get(name) or {}).get("sha256")
-        if verify and expected and sha256_file(path) != expected:
-            raise HeadFormatError(
-                f"{source}/{name} is corrupted (its sha256 differs from the one in {CONFIG_NAME}); "
-                "download it again (hf-bridges head pull --force) or save the head again"
-            )
+        check_inside(files[name], folder, source)
     try:
-        check_weights_header(files[WEIGHTS_NAME], config, source)
-        state = load_file(str(files[WEIGHTS_NAME]))
-        space = load_file(str(files[ANCHOR_SPACE_NAME]))
-        anchors, labels = read_anchors(files[ANCHORS_NAME], config, source)
+        check_weights_header(files[WEIGHTS_NAME], config, source)  # shapes from the header, before any tensor
+        # each file is read once and parsed from the bytes its checksum verified: a file replaced after the check
+        # cannot be loaded in its place
+        data = {name: _verified_bytes(files[name], config, name, source, verify) for name in DATA_FILES}
+        state = safetensors_load(data[WEIGHTS_NAME])
+        space = safetensors_load(data[ANCHOR_SPACE_NAME])
+        anchors, labels = read_anchors(pa.BufferReader(data[ANCHORS_NAME]), config, source)
     except (SafetensorError, pa.ArrowException, OSError) as error:
         raise HeadFormatError(f"{source} has a corrupted file ({error}); save or push the head again") from None
     for key, tensor in state.items():
@@ -432,6 +429,21 @@ def read_head(folder: os.PathLike | str, source: str | None = None, verify: bool
         card=read_card(card_path, folder, source),
         source=source,
     )
+
+
+def _verified_bytes(path: Path, config: dict, name: str, source: str, verify: bool) -> bytes:
+    """The file's bytes, read once; with ``verify``, their sha256 must be the one recorded in the config, and no more
+    than the recorded size is read (a file grown or swapped since is an error, not an allocation)."""
+    entry = config["files"].get(name) or {}
+    size, expected = entry.get("size"), entry.get("sha256")
+    with open(path, "rb") as handle:
+        data = handle.read() if size is None or not verify else handle.read(size + 1)
+    if verify and ((size is not None and len(data) != size) or (expected and sha256_bytes(data) != expected)):
+        raise HeadFormatError(
+            f"{source}/{name} is corrupted (its size or sha256 differs from the ones in {CONFIG_NAME}); "
+            "download it again (hf-bridges head pull --force) or save the head again"
+        )
+    return data
 
 
 def read_card(path: Path, folder: Path, source: str) -> str | None:
