@@ -76,9 +76,10 @@ def test_a_file_replaced_while_the_head_is_read_is_never_loaded(head_copy, monke
     """The bytes that are loaded are the bytes whose checksum was verified: a weights file swapped for another
     valid one of the same size during the read (here: right after the header check) is an error, not a silent
     load of unverified weights (it was: the file was hashed, then opened again by path)."""
-    import hf_bridges.heads.format as head_format
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
+
+    import hf_bridges.heads.format as head_format
 
     original = load_file(str(head_copy / WEIGHTS_NAME))
     with safe_open(str(head_copy / WEIGHTS_NAME), framework="pt") as handle:

@@ -39,7 +39,9 @@ def _anchor_type_ok(modality: str, kind) -> bool:
     return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
 
 
-def read_anchors(source_file: Path | Any, config: dict[str, Any], source: str) -> tuple[list[Any], list[int | None] | None]:
+def read_anchors(
+    source_file: Path | Any, config: dict[str, Any], source: str
+) -> tuple[list[Any], list[int | None] | None]:
     """The anchors and their labels (None: unlabelled), or one :class:`HeadFormatError` naming what is wrong."""
     import pyarrow as pa
     import pyarrow.parquet as pq
