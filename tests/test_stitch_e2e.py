@@ -64,3 +64,22 @@ def test_alignment_set_reaches_the_maps_of_translation_and_default(tmp_path):
     assert stitched and all(r["alignment"]["pairs"] == 90 for r in stitched)
     assert results["summary"]["default"]["stitched_accuracy"]["mean"] > 0.5
     assert results["summary"]["translation"]["stitched_accuracy"]["mean"] > 0.5
+
+
+def test_absolute_and_translation_share_one_trained_head(tmp_path):
+    """The translation baseline trains the absolute head with the same seed and rows: the run trains it once and
+    evaluates it under both methods (same-encoder cells identical, one training time reported for both)."""
+    from hf_bridges.stitching.config import MethodSpec
+
+    config = small_bbc_config()
+    config.seeds = [0]
+    config.methods = [MethodSpec(name="absolute", kind="absolute"), MethodSpec(name="translation", kind="translation")]
+    results = run_stitch(config, tmp_path / "out", cache_dir=str(tmp_path / "cache"), quiet=True)
+    runs = {(r["method"], r["train"], r["test"]): r for r in results["runs"]}
+    translation = [key for key in runs if key[0] == "translation"]
+    assert len(translation) == 4
+    for _, train, test in translation:
+        twin, run = runs["absolute", train, test], runs["translation", train, test]
+        assert run["train_seconds"] == twin["train_seconds"]  # one head, trained once
+        if train == test:
+            assert run["accuracy"] == twin["accuracy"] and run["macro_f1"] == twin["macro_f1"]
