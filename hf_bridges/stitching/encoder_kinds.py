@@ -267,4 +267,6 @@ class HFTextEncoder:
             return embeddings.cpu().numpy()
 
         embed.sorts_rows = True  # the cache may pass thousands of rows per call: they are sorted and batched here
+        if backend == "onnx":
+            embed.onnx_file = model.path  # the file the session runs (benchmarks time a bare session on it)
         return embed
