@@ -112,6 +112,30 @@ def test_export_killed_before_its_rename_leaves_no_model_file(onnx_cache, minilm
     assert encoder.path == path and path.is_file()
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_two_processes_export_once(onnx_cache):
+    """Two processes that need the same export at once: the file lock lets one export, the other opens its file."""
+    script = (
+        "from transformers import AutoTokenizer\n"
+        "from hf_bridges.stitching.onnx_backend import load_onnx_encoder\n"
+        f"tokenizer = AutoTokenizer.from_pretrained({MINILM!r})\n"
+        f"print(load_onnx_encoder({MINILM!r}, 'r4', tokenizer)(**tokenizer(['two processes'], return_tensors='pt'))"
+        ".sum().item())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_BRIDGES_VERBOSITY": "info"}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    results = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in results]
+    assert sum("to ONNX (torch.onnx.export" in err for _, err in results) == 1
+    assert results[0][0] == results[1][0]  # both ran the one file
+
+
 def _stitch_spec(backend: str, **changes) -> EncoderSpec:
     raw = yaml.safe_load((REPO / "configs" / "stitch-bbc.yaml").read_text())
     raw["encoders"][0].update(backend=backend, **changes)
