@@ -94,6 +94,7 @@ def test_corrupt_cached_export_is_exported_again(minilm, onnx_cache, caplog):
     assert path.stat().st_size > 10_000_000  # the real export replaced the bad file
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 def test_export_killed_before_its_rename_leaves_no_model_file(onnx_cache, minilm):
     """A process killed between writing and renaming the export leaves only a temporary file; the next load
@@ -163,6 +164,8 @@ def test_bad_backend_is_one_clear_error():
         parse_config(raw)
     with pytest.raises(ConfigError, match="unknown backend 'openvino'"):
         HFTextEncoder().load(EncoderSpec(id=MINILM, backend="openvino"))
+    with pytest.raises(ConfigError, match="onnx_threads must be an integer >= 1"):
+        HFTextEncoder().load(EncoderSpec(id=MINILM, backend="onnx", options={"onnx_threads": "two"}))
     with pytest.raises(ConfigError, match="token states only"):
         HFTextEncoder().load(EncoderSpec(id=MINILM, backend="onnx", pooling="pooler"))
 

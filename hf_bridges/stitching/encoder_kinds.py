@@ -217,13 +217,16 @@ class HFTextEncoder:
                 raise ConfigError(f"encoder {spec.id!r}: backend onnx gives token states only; use pooling mean or cls")
             from .onnx_backend import ONNX_FILE, load_onnx_encoder
 
+            threads = spec.options.get("onnx_threads", 1)
+            if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+                raise ConfigError(f"encoder {spec.id!r}: options.onnx_threads must be an integer >= 1, got {threads!r}")
             model = load_onnx_encoder(
                 spec.id,
                 revision_key,
                 tokenizer,
                 revision=revision,
                 subfolder=settings["subfolder"],
-                threads=int(spec.options.get("onnx_threads", 1)),
+                threads=threads,
                 onnx_file=spec.options.get("onnx_file", ONNX_FILE),
             )
             device = torch.device("cpu")
