@@ -169,7 +169,7 @@ class OnnxTextEncoder:
         self.inputs = {i.name: dtypes.get(i.type, np.int64) for i in session.get_inputs()}
         outputs = session.get_outputs()
         named = [o.name for o in outputs if o.name in ("last_hidden_state", "token_embeddings")]
-        states = named or [o.name for o in outputs if len(o.shape) == 3]
+        states = named or [o.name for o in outputs if o.shape is not None and len(o.shape) == 3]
         if not states:
             raise OnnxBackendError(
                 f"{path} has no output of token states (rank 3; outputs: {[o.name for o in outputs]}): set the "
