@@ -18,7 +18,7 @@ from ..building.methods import method_head
 from ..modeling.configuration_bridge import HeadConfig
 from ..modeling.registry import ConfigError, did_you_mean
 from ..renames import reads_old_keys
-from .encoder_kinds import ENCODER_KINDS, EncoderSpec, load_plugins
+from .encoder_kinds import BACKENDS, ENCODER_KINDS, EncoderSpec, check_backend, load_plugins
 
 
 def check_choice(where: str, value: str, choices: Iterable[str]) -> None:
@@ -252,6 +252,8 @@ def parse_config(data: dict, source: str = "config") -> StitchConfig:
         raise ConfigError(f"{source}: encoder names must be unique, got {names}; set 'name' on each encoder")
     for i, enc in enumerate(encoders):
         check_choice(f"{source}: encoders[{i}].kind", enc.kind, ENCODER_KINDS)
+        check_choice(f"{source}: encoders[{i}].backend", enc.backend, BACKENDS)
+        check_backend(enc)  # onnx serves kind: hf_text only
         if enc.pooling is not None:
             check_choice(f"{source}: encoders[{i}].pooling", enc.pooling, POOLINGS)
         if (enc.max_seq_length is not None and enc.max_seq_length < 1) or enc.batch_size < 1:

@@ -12,11 +12,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import ClassVar, Protocol, TypeVar
 
 import numpy as np
 
-from ..modeling.registry import ConfigError, Registry
+from ..modeling.registry import ConfigError, Registry, did_you_mean
 from ..renames import reads_old_keys
 from ..snapshots import resolve_hf_revision
 
@@ -36,6 +37,9 @@ class EncoderSpec:
     prefix: str | None = None  # prepended to every input text, e.g. e5's "passage: " (or an ST prompt name)
     normalize: bool | None = None  # L2-normalise the pooled embeddings
     batch_size: int = 32
+    # hf_text: what runs the transformer forward; onnx: onnxruntime (options onnx_threads, default 1, and onnx_file,
+    # default onnx/model.onnx if the repo ships it, else a cached torch.onnx.export; "export": always export)
+    backend: str = "torch"
     options: dict = field(default_factory=dict)  # free-form, for other encoder kinds
 
     def __post_init__(self):
@@ -109,6 +113,21 @@ def is_model2vec(config: dict | None) -> bool:
     return bool(config) and (
         config.get("model_type") == "model2vec" or "StaticModel" in config.get("architectures", [])
     )
+
+
+BACKENDS = ("torch", "onnx")
+
+
+def check_backend(spec: EncoderSpec) -> str:
+    """The spec's backend, or ConfigError naming the valid ones (onnx serves only ``kind: hf_text``)."""
+    if spec.backend not in BACKENDS:
+        raise ConfigError(
+            f"encoder {spec.id!r}: unknown backend {spec.backend!r}{did_you_mean(spec.backend, BACKENDS)} "
+            f"(valid: {list(BACKENDS)})"
+        )
+    if spec.backend != "torch" and spec.kind != "hf_text":
+        raise ConfigError(f"encoder {spec.id!r}: backend {spec.backend!r} serves kind: hf_text only; remove it")
+    return spec.backend
 
 
 # What a text encoder spec that sets nothing gets from a model that is no sentence-transformers model.
@@ -186,22 +205,46 @@ class HFTextEncoder:
 
         from ..modeling.head import get_pooling
 
+        backend = check_backend(spec)
         settings = text_settings(spec)
-        revision = resolve_hf_revision(spec.id, spec.revision)
-        revision = None if revision.startswith("local-") else revision
+        revision_key = resolve_hf_revision(spec.id, spec.revision)
+        revision = None if revision_key.startswith("local-") else revision_key
         where = {"revision": revision, **({"subfolder": settings["subfolder"]} if settings["subfolder"] else {})}
         tokenizer = AutoTokenizer.from_pretrained(spec.id, **where)
-        model = AutoModel.from_pretrained(spec.id, **where).eval()
-        device = _embedding_device()
-        model.to(device)
         pool = get_pooling(settings["pooling"])
+        if backend == "onnx":  # only the transformer forward changes: tokens, sort, windows, pooling are the same
+            if settings["pooling"] == "pooler":
+                raise ConfigError(f"encoder {spec.id!r}: backend onnx gives token states only; use pooling mean or cls")
+            from .onnx_backend import ONNX_FILE, load_onnx_encoder
+
+            threads = spec.options.get("onnx_threads", 1)
+            if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+                raise ConfigError(f"encoder {spec.id!r}: options.onnx_threads must be an integer >= 1, got {threads!r}")
+            model = load_onnx_encoder(
+                spec.id,
+                revision_key,
+                tokenizer,
+                revision=revision,
+                subfolder=settings["subfolder"],
+                threads=threads,
+                onnx_file=spec.options.get("onnx_file", ONNX_FILE),
+            )
+            device = torch.device("cpu")
+
+            def states(**inputs):
+                return SimpleNamespace(last_hidden_state=model(**inputs))
+        else:
+            model = AutoModel.from_pretrained(spec.id, **where).eval()
+            device = _embedding_device()
+            model.to(device)
+            states = model
         prefix, max_length, normalize = settings["prefix"], settings["max_length"], settings["normalize"]
         lowercase = settings["lowercase"]
 
         from ..modeling.modeling_bridge import embed_in_length_order
 
         def forward(**inputs):
-            return pool(model(**inputs), inputs.get("attention_mask")).float()
+            return pool(states(**inputs), inputs.get("attention_mask")).float()
 
         @torch.inference_mode()
         def embed(batch: dict) -> np.ndarray:
@@ -227,4 +270,6 @@ class HFTextEncoder:
             return embeddings.cpu().numpy()
 
         embed.sorts_rows = True  # the cache may pass thousands of rows per call: they are sorted and batched here
+        if backend == "onnx":
+            embed.onnx_file = model.path  # the file the session runs (benchmarks time a bare session on it)
         return embed
