@@ -49,6 +49,9 @@ TASKS = ("bbc_news", "rotten_tomatoes")
 MAX_LENGTH = 96
 SIZES = {"anchors": 256, "alignment": 256, "train": 768, "val": 300}
 FIRST_TEST = 500  # test rows in the first release's text list (kept first: their embeddings are cached)
+# more held-out rows where the package's loader caps a task: Rotten Tomatoes' loader samples 3,000 of the 12,808
+# snippets; at 860 validation / test rows the measured accuracy alone carried ~1.5 points of sampling noise
+MORE_HELD_OUT = {"rotten_tomatoes": {"max_examples": 20_000}}
 
 
 # ------------------------------------------------------------------------------------------------ data + cache
@@ -76,6 +79,14 @@ def task_texts(name: str):
         + list(pool["label"][first:])
         + list(test["label"][FIRST_TEST:])
     )
+    bounds = [first + min(FIRST_TEST, len(test)), len(texts)]  # where the first and second release's rows end
+    if name in MORE_HELD_OUT:  # the rest of the task's corpus: more held-out rows, less sampling noise
+        seen = set(texts)
+        for split in load_labelled_dataset(name, **MORE_HELD_OUT[name]).values():
+            extra = [(t, y) for t, y in zip(split["text"], split["label"]) if t not in seen]
+            texts += [t for t, _ in extra]
+            labels = np.concatenate([labels, np.array([y for _, y in extra], dtype=labels.dtype)])
+            seen.update(t for t, _ in extra)
     cuts, start = {}, 0
     for part in ("anchors", "alignment", "train"):
         cuts[part] = slice(start, start + SIZES[part])
@@ -86,8 +97,7 @@ def task_texts(name: str):
     # validation / test rows) with their labels agrees with the head on them far more than on new inputs
     # (measured: a CNN trained on the anchors kept 96 % of the anchor predictions and lost 8 points of accuracy)
     scratch = list(texts[cuts["train"]]), list(labels[cuts["train"]])
-    split = first + min(FIRST_TEST, len(test))  # where the first release's rows end
-    return texts, labels, cuts, scratch, len(data["train"].features["label"].names), split
+    return texts, labels, cuts, scratch, len(data["train"].features["label"].names), bounds
 
 
 def as_dataset(texts: list[str]):
@@ -368,8 +378,9 @@ def autoencoder(train_images, images: np.ndarray, seed: int = 0, epochs: int = 5
 def text_world(cache, task: str, mpnet: bool) -> dict:
     """A text task: the real sentence-transformers (mean and CLS pooling), a model2vec static model, encoders
     trained from scratch on the task, a random BERT."""
-    texts, labels, cuts, scratch, num_labels, split = task_texts(task)
-    parts = [as_dataset(texts[:split]), as_dataset(texts[split:])]  # the first one is the first release's (cached)
+    texts, labels, cuts, scratch, num_labels, bounds = task_texts(task)
+    # embedded and cached part by part, so that rows added by a later release leave the earlier parts' cache valid
+    parts = [as_dataset(texts[a:b]) for a, b in zip([0, *bounds], [*bounds, len(texts)])]
 
     def each(fn):
         return np.concatenate([fn(part) for part in parts if len(part)])
