@@ -1,8 +1,8 @@
 """Keep your vector index, change your encoder: :class:`IndexBridge`.
 
 Fitted on texts embedded by both encoders (the old one that built the index, the new one that replaces it), it
-holds two maps, each the rotation of unit vectors, a ridge map shrunk toward a prior or plain ridge (``maps.py``),
-the one that retrieves best on cross-fitted held-out pairs (``_fit_side``;
+holds two maps, each the rotation of unit vectors, a ridge map shrunk toward a prior, plain ridge or a blend of the
+rotation and plain ridge (``maps.py``), the one that retrieves best on cross-fitted held-out pairs (``_fit_side``;
 ``translation="auto" / "orthogonal" / "affine"`` use the heads' attach-time ``heads.translation.fit_translation``
 instead, which docs/retrieval.md compares):
 

@@ -1,6 +1,7 @@
 """The index bridge's candidate maps: the rotation of unit vectors (``fit_rotation``), a ridge map shrunk toward a
-prior map, prior and strength chosen by k-fold (``fit_prior_ridge``), and plain ridge with its strength by GCV
-(``fit_ridge``, aecp's map); ``bridge._fit_side`` keeps one.
+prior map, prior and strength chosen by k-fold (``fit_prior_ridge``), plain ridge with its strength by leave-one-out
+(``fit_ridge``, aecp's map) and blends of the rotation with plain ridge (``BlendedMap``); ``bridge._fit_side`` keeps
+one.
 
 ``heads.translation`` (the attach-time map of a head) fits orthogonal Procrustes or ridge shrunk toward zero in
 anchor-standardised spaces, chosen by the k-fold residual over every standardised dimension. For retrieval that
