@@ -276,11 +276,12 @@ def evaluate_pair(
 
 
 def candidate_rows(emb: dict, old: str, new: str, counts: list[int]) -> list[dict]:
-    """Each of the default's candidate maps (rotation, ridge toward a prior, plain ridge) fitted on all the pairs
-    and scored on the labelled task, per side and pair count (no selection, no estimate): how much the label-free
-    choice loses against the best candidate (``summary``'s regret)."""
-    from hf_bridges.retrieval import LinearMap, retrieval_metrics
+    """Each of the default's candidate maps (rotation, ridge toward a prior, plain ridge, the blends of the rotation
+    and plain ridge) fitted on all the pairs and scored on the labelled task, per side and pair count (no selection,
+    no estimate): how much the label-free choice loses against the best candidate (``summary``'s regret)."""
+    from hf_bridges.retrieval import retrieval_metrics
     from hf_bridges.retrieval.bridge import CANDIDATES
+    from hf_bridges.retrieval.maps import fit_candidate
 
     m = min(len(emb[old]["corpus"]), len(emb[new]["corpus"]))
     q_new, d_new, d_old = emb[new]["queries"][:m], emb[new]["corpus"][:m], emb[old]["corpus"][:m]
@@ -293,8 +294,8 @@ def candidate_rows(emb: dict, old: str, new: str, counts: list[int]) -> list[dic
     rows = []
     for n in (c for c in counts if c <= pool):
         for kind in CANDIDATES:
-            to_old = LinearMap.fit(p_new[:n], p_old[:n], norm[old], kind)
-            to_new = LinearMap.fit(p_old[:n], p_new[:n], norm[new], kind)
+            to_old = fit_candidate(p_new[:n], p_old[:n], norm[old], kind)
+            to_new = fit_candidate(p_old[:n], p_new[:n], norm[new], kind)
             for side, (q, d) in {"query": (to_old(q_new), d_old), "migrate": (q_new, to_new(d_old))}.items():
                 r = retrieval_metrics(q, d)
                 rows.append({"old": old, "new": new, "system": f"candidate {kind}", "side": side, "pairs": n, **r})
@@ -347,8 +348,11 @@ def print_tables(task_name: str, rows: list[dict]) -> str:
 
 
 def short_map(name: str | None) -> str:
-    """The kept map's short name: rot (rotation), prior (ridge toward a prior), ridge (plain ridge, GCV)."""
+    """The kept map's short name: rot (rotation), prior (ridge toward a prior), ridge (plain ridge, leave-one-out),
+    blend w (the rotation's weight w in a blend with plain ridge)."""
     name = name or ""
+    if name.startswith("blend"):
+        return f"blend {name.split(': ', 1)[1].split(' ', 1)[0]}"
     return "rot" if name.startswith("rotation") else "prior" if name.startswith("ridge toward") else "ridge"
 
 

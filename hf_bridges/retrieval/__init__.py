@@ -8,9 +8,11 @@ an interval and a gate, saved and pushed in the head-only format. See docs/retri
 from .bridge import IndexBridge, LinearMap
 from .encoders import IndexBridgeError, TextEncoder, load_text_encoder
 from .estimate import RetentionEstimate, RetentionGateError, cross_fitted_retention
+from .maps import BlendedMap
 from .metrics import retrieval_metrics
 
 __all__ = [
+    "BlendedMap",
     "IndexBridge",
     "IndexBridgeError",
     "LinearMap",

@@ -1,8 +1,8 @@
 """Keep your vector index, change your encoder: :class:`IndexBridge`.
 
 Fitted on texts embedded by both encoders (the old one that built the index, the new one that replaces it), it
-holds two maps, each the rotation of unit vectors, a ridge map shrunk toward a prior or plain ridge (``maps.py``),
-the one that retrieves best on cross-fitted held-out pairs (``_fit_side``;
+holds two maps, each the rotation of unit vectors, a ridge map shrunk toward a prior, plain ridge or a blend of the
+rotation and plain ridge (``maps.py``), the one that retrieves best on cross-fitted held-out pairs (``_fit_side``;
 ``translation="auto" / "orthogonal" / "affine"`` use the heads' attach-time ``heads.translation.fit_translation``
 instead, which docs/retrieval.md compares):
 
@@ -26,8 +26,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .encoders import IndexBridgeError, TextEncoder, load_text_encoder
-from .estimate import RetentionEstimate, corpus_size, cross_fitted_hits, paired_gain, retention_from_hits
-from .maps import LinearMap, _finite
+from .estimate import (
+    RetentionEstimate,
+    _unit,
+    corpus_size,
+    cross_fitted_mapped,
+    hits_of_mapped,
+    paired_gain,
+    retention_from_hits,
+)
+from .maps import BLEND_MEMBERS, BlendedMap, LinearMap, _finite, blend_kind, fit_candidate
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
@@ -42,8 +50,8 @@ class IndexBridge:
 
     def __init__(
         self,
-        query_map: LinearMap,
-        migrate_map: LinearMap,
+        query_map: LinearMap | BlendedMap,
+        migrate_map: LinearMap | BlendedMap,
         old: dict,
         new: dict,
         *,
@@ -315,29 +323,38 @@ class IndexBridge:
         )
 
 
-CANDIDATES = ("rotation", "prior", "ridge")  # ties go to the earlier, simpler map
+BLENDS = (0.25, 0.5, 0.75)  # the rotation's weight in a blend with plain ridge (``maps.BlendedMap``)
+CANDIDATES = ("rotation", "prior", "ridge", *(blend_kind(w) for w in BLENDS))  # ties go to the earlier, simpler map
 
 
 def _fit_side(
     src: np.ndarray, tgt: np.ndarray, norm: bool, side: str, translation: str, folds: int, k: int, seed: int, estimate
-) -> tuple[LinearMap, RetentionEstimate | None]:
+) -> tuple[LinearMap | BlendedMap, RetentionEstimate | None]:
     """One side's map and its expected retention. ``translation="prior"``: the rotation (no parameter), the ridge
-    shrunk toward a prior and plain ridge (aecp's map) are scored on the same cross-fitted paired texts against the
-    pseudo-relevance of both encoders (``estimate.cross_fitted_hits``, reference "both"), and the best mean is kept.
-    The expected retention is the kept map's score over re-embedding's on those texts."""
+    shrunk toward a prior, plain ridge (aecp's map) and blends of the rotation with plain ridge are scored on the
+    same cross-fitted paired texts against the pseudo-relevance of both encoders (``estimate.cross_fitted_hits``,
+    reference "both"), and the best mean is kept. A blend's held-out vectors are the blend of its members' held-out
+    vectors (one set of fits serves every weight). The expected retention is the kept map's score over
+    re-embedding's on those texts."""
     kinds = list(CANDIDATES) if translation == "prior" else [translation]
     if not estimate:
-        return LinearMap.fit(src, tgt, norm, kinds[0], folds), None  # "prior" unscored: the rotation
-    hits = {}
-    for kind in kinds:
+        return fit_candidate(src, tgt, norm, kinds[0], folds), None  # "prior" unscored: the rotation
+    blends = [c for c in kinds if c.startswith("blend ")]
+    members = [c for c in kinds if c not in blends] + [m for m in BLEND_MEMBERS if blends and m not in kinds]
+    mapped = {}
+    for kind in members:
 
         def fitter(s, t, kind=kind):
             return LinearMap.fit(s, t, norm, kind, folds)
 
-        hits[kind] = cross_fitted_hits(src, tgt, fitter, side, k=k, folds=folds, seed=seed)
+        mapped[kind] = _unit(cross_fitted_mapped(src, tgt, fitter, k=k, folds=folds, seed=seed))
+    for kind in blends:
+        weight = float(kind.split(" ", 1)[1])
+        mapped[kind] = _unit(weight * mapped[BLEND_MEMBERS[0]] + (1 - weight) * mapped[BLEND_MEMBERS[1]])
+    hits = {c: hits_of_mapped(mapped[c], src, tgt, side, k=k, seed=seed) for c in kinds}
     scores = {c: float(h["both"].mean()) for c, h in hits.items()}
     kind = max(kinds, key=lambda c: (scores[c], -kinds.index(c)))
-    fitted = LinearMap.fit(src, tgt, norm, kind, folds)
+    fitted = fit_candidate(src, tgt, norm, kind, folds)
     n_folds = max(2, min(folds, src.shape[0] // max(2 * k, 10)))
     if len(kinds) > 1:
         fitted.info["candidates"] = {c: round(v, 4) for c, v in scores.items()}

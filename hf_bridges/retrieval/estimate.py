@@ -110,17 +110,29 @@ def cross_fitted_hits(
 
     ``"reembed_both"`` (not a map's score): re-embedding's own hits against ``"both"``, the denominator of the
     expected retention (:func:`retention_from_hits`). Two maps scored with one seed can be compared text by text
-    (:func:`paired_gain`)."""
+    (:func:`paired_gain`). The same as :func:`hits_of_mapped` of :func:`cross_fitted_mapped`."""
     if side not in ("query", "migrate"):
         raise ValueError(f"side must be 'query' or 'migrate', got {side!r}")
-    n = source.shape[0]
+    mapped = cross_fitted_mapped(source, target, fit, k=k, folds=folds, seed=seed)
+    return hits_of_mapped(mapped, source, target, side, k=k, seed=seed, corpus=corpus)
+
+
+def _check_pairs(n: int, k: int) -> None:
     if n < 2 * max(2 * k, 10):
         raise IndexBridgeError(
             f"{n} paired texts are too few to estimate retention at {k} (need at least {4 * k}); pass more texts"
         )
+
+
+def cross_fitted_mapped(
+    source: np.ndarray, target: np.ndarray, fit: Fitter, *, k: int = 10, folds: int = 5, seed: int = 0
+) -> np.ndarray:
+    """Every source row mapped by the map ``fit`` fitted on the other folds (the folds of :func:`cross_fitted_hits`
+    with the same ``k``, ``folds`` and ``seed``), so candidates and their blends can share one set of fits."""
+    n = source.shape[0]
+    _check_pairs(n, k)
     folds = max(2, min(folds, n // max(2 * k, 10)))
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
+    order = np.random.default_rng(seed).permutation(n)
     mapped = None
     for i in range(folds):
         held = np.sort(order[i::folds])
@@ -128,6 +140,26 @@ def cross_fitted_hits(
         out = np.asarray(fit(source[keep], target[keep])(source[held]), np.float64)
         mapped = np.zeros((n, out.shape[1])) if mapped is None else mapped
         mapped[held] = out
+    return mapped
+
+
+def hits_of_mapped(
+    mapped: np.ndarray,
+    source: np.ndarray,
+    target: np.ndarray,
+    side: str,
+    *,
+    k: int = 10,
+    seed: int = 0,
+    corpus: int = CORPUS,
+) -> dict[str, np.ndarray]:
+    """:func:`cross_fitted_hits` of out-of-fold ``mapped`` rows (:func:`cross_fitted_mapped`, same ``seed``)."""
+    if side not in ("query", "migrate"):
+        raise ValueError(f"side must be 'query' or 'migrate', got {side!r}")
+    n = source.shape[0]
+    _check_pairs(n, k)
+    rng = np.random.default_rng(seed)
+    rng.permutation(n)  # the folds' order (cross_fitted_mapped): the texts searched together come after it
     new_vectors, old_vectors = (source, target) if side == "query" else (target, source)
     hits = {ref: np.zeros(n) for ref in (*REFERENCES, "reembed_both")}
     for rows in np.array_split(rng.permutation(n), max(1, n // max(corpus, 2 * k))):

@@ -3,7 +3,8 @@
 * ``anchors.parquet``: the paired texts; ``anchor_space.safetensors``: the old encoder's vectors of them (so the
   bridge can be refitted for another new encoder without the old one);
 * ``bridge_head.safetensors``: ``query.weight`` / ``query.bias`` (new -> old) and ``migrate.weight`` /
-  ``migrate.bias`` (old -> new), float32, the standardisation folded in;
+  ``migrate.bias`` (old -> new), float32, the standardisation folded in; a blended map (format 3) holds
+  ``query.0.weight``, ``query.0.bias``, ``query.1.weight``... per member instead, its record the members' weights;
 * ``bridge_head_config.json``: ``head_class: IndexBridge``, the old encoder as the head's ``encoder``, and
   ``index_bridge``: both encoder records, the maps' fit records, the expected retention.
 """
@@ -19,7 +20,7 @@ from ..heads.files import PLAIN_HEAD_FORMAT, _package_version
 from ..heads.format import BridgeHead
 from .encoders import IndexBridgeError
 from .estimate import RetentionEstimate
-from .maps import FORMAT, KIND, LinearMap
+from .maps import FORMAT, KIND, PLAIN_FORMAT, BlendedMap, LinearMap
 
 SETTINGS = ("pooling", "normalize", "max_seq_length", "prompts", "default_prompt_name", "query_space")
 
@@ -28,14 +29,30 @@ def _jsonable(info: dict) -> dict:
     return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in info.items()}
 
 
-def _map_record(linear: LinearMap) -> dict:
+def _map_record(linear: LinearMap | BlendedMap) -> dict:
     """The map's fit record and how it is applied (read back by ``from_head``)."""
+    if isinstance(linear, BlendedMap):
+        members = [
+            {"weight": w, "unit_input": m.unit_input, "map": m.info.get("map")}
+            for w, m in zip(linear.weights, linear.members)
+        ]
+        return {**_jsonable(linear.info), "normalize": True, "length": linear.length, "blend": members}
     return {
         **_jsonable(linear.info),
         "normalize": linear.normalize,
         "unit_input": linear.unit_input,
         "length": linear.length,
     }
+
+
+def _map_tensors(name: str, linear: LinearMap | BlendedMap) -> dict:
+    if isinstance(linear, BlendedMap):
+        return {
+            f"{name}.{i}.{part}": torch.from_numpy(getattr(member, part))
+            for i, member in enumerate(linear.members)
+            for part in ("weight", "bias")
+        }
+    return {f"{name}.weight": torch.from_numpy(linear.weight), f"{name}.bias": torch.from_numpy(linear.bias)}
 
 
 def to_head(bridge: Any) -> BridgeHead:
@@ -45,6 +62,7 @@ def to_head(bridge: Any) -> BridgeHead:
             "keeps its paired texts, so it can be refitted for another encoder)"
         )
     old = bridge.old
+    maps = (bridge.query_map, bridge.migrate_map)
     config = {
         "library_name": "hf_bridges",
         "bridge_head_format_version": PLAIN_HEAD_FORMAT,
@@ -63,7 +81,8 @@ def to_head(bridge: Any) -> BridgeHead:
             "hidden_size": old["hidden_size"],
         },
         "index_bridge": {
-            "format": FORMAT,
+            # the oldest format that holds these maps: a bridge without a blend stays readable by older releases
+            "format": FORMAT if any(isinstance(m, BlendedMap) for m in maps) else PLAIN_FORMAT,
             "old_encoder": {k: old.get(k) for k in ("name_or_path", "revision", "hidden_size", *SETTINGS)},
             "new_encoder": {k: bridge.new.get(k) for k in ("name_or_path", "revision", "hidden_size", *SETTINGS)},
             "query_map": _map_record(bridge.query_map),
@@ -71,12 +90,7 @@ def to_head(bridge: Any) -> BridgeHead:
             "expected_retention": {side: est.to_dict() for side, est in bridge.retention.items()},
         },
     }
-    state = {
-        "query.weight": torch.from_numpy(bridge.query_map.weight),
-        "query.bias": torch.from_numpy(bridge.query_map.bias),
-        "migrate.weight": torch.from_numpy(bridge.migrate_map.weight),
-        "migrate.bias": torch.from_numpy(bridge.migrate_map.bias),
-    }
+    state = {**_map_tensors("query", bridge.query_map), **_map_tensors("migrate", bridge.migrate_map)}
     return BridgeHead(
         config=config,
         state_dict={k: v.contiguous() for k, v in state.items()},
@@ -103,16 +117,26 @@ def from_head(head: BridgeHead, cls: type) -> Any:
     old, new = dict(record["old_encoder"]), dict(record["new_encoder"])
     maps = {}
     for name, side_in, side_out in (("query", new, old), ("migrate", old, new)):
-        weight, bias = head.state_dict.get(f"{name}.weight"), head.state_dict.get(f"{name}.bias")
-        if weight is None or bias is None or tuple(weight.shape) != (side_in["hidden_size"], side_out["hidden_size"]):
-            raise IndexBridgeError(
-                f"{source}: the {name} map in its weights does not match the encoders in its config "
-                f"({side_in['hidden_size']} -> {side_out['hidden_size']}); save the bridge again"
-            )
         info = dict(record[f"{name}_map"])
-        normalize, unit_input = bool(info.pop("normalize")), bool(info.pop("unit_input", False))  # format 1: no
-        length = float(info.pop("length", 1.0))  # input normalisation, unit output length
-        maps[name] = LinearMap(weight.numpy(), bias.numpy(), normalize, info, unit_input=unit_input, length=length)
+        blend = info.pop("blend", None)
+        if blend is None:
+            weight, bias = _weights(head, name, side_in, side_out, source)
+            normalize, unit_input = bool(info.pop("normalize")), bool(info.pop("unit_input", False))  # format 1: no
+            length = float(info.pop("length", 1.0))  # input normalisation, unit output length
+            maps[name] = LinearMap(weight, bias, normalize, info, unit_input=unit_input, length=length)
+            continue
+        members = [
+            LinearMap(
+                *_weights(head, f"{name}.{i}", side_in, side_out, source),
+                True,
+                {"map": m.get("map")},
+                unit_input=bool(m["unit_input"]),
+            )
+            for i, m in enumerate(blend)
+        ]
+        info.pop("normalize", None)
+        length = float(info.pop("length", 1.0))
+        maps[name] = BlendedMap(members, [float(m["weight"]) for m in blend], length, info)
     return cls(
         maps["query"],
         maps["migrate"],
@@ -124,3 +148,13 @@ def from_head(head: BridgeHead, cls: type) -> Any:
         source=head.source,
         revision=head.revision,
     )
+
+
+def _weights(head: BridgeHead, name: str, side_in: dict, side_out: dict, source: str) -> tuple[np.ndarray, np.ndarray]:
+    weight, bias = head.state_dict.get(f"{name}.weight"), head.state_dict.get(f"{name}.bias")
+    if weight is None or bias is None or tuple(weight.shape) != (side_in["hidden_size"], side_out["hidden_size"]):
+        raise IndexBridgeError(
+            f"{source}: the {name} map in its weights does not match the encoders in its config "
+            f"({side_in['hidden_size']} -> {side_out['hidden_size']}); save the bridge again"
+        )
+    return weight.numpy(), bias.numpy()

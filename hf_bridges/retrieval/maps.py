@@ -1,6 +1,7 @@
 """The index bridge's candidate maps: the rotation of unit vectors (``fit_rotation``), a ridge map shrunk toward a
-prior map, prior and strength chosen by k-fold (``fit_prior_ridge``), and plain ridge with its strength by GCV
-(``fit_ridge``, aecp's map); ``bridge._fit_side`` keeps one.
+prior map, prior and strength chosen by k-fold (``fit_prior_ridge``), plain ridge with its strength by leave-one-out
+(``fit_ridge``, aecp's map) and blends of the rotation with plain ridge (``BlendedMap``); ``bridge._fit_side`` keeps
+one.
 
 ``heads.translation`` (the attach-time map of a head) fits orthogonal Procrustes or ridge shrunk toward zero in
 anchor-standardised spaces, chosen by the k-fold residual over every standardised dimension. For retrieval that
@@ -166,7 +167,10 @@ def fit_rotation(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np
 
 
 KIND = "IndexBridge"
-FORMAT = 2  # 2: a map may L2-normalise its input (``unit_input``) and scale its output to ``length``
+# 2: a map may L2-normalise its input (``unit_input``) and scale its output to ``length``; 3: a map may be a blend
+# (``BlendedMap``: ``{side}.{i}.weight`` / ``.bias`` per member). A bridge without a blend is still written as 2.
+FORMAT = 3
+PLAIN_FORMAT = 2
 
 
 def _finite(name: str, x: np.ndarray) -> np.ndarray:
@@ -234,3 +238,59 @@ class LinearMap:
     @property
     def shape(self) -> tuple[int, int]:
         return self.weight.shape
+
+
+BLEND_MEMBERS = ("rotation", "ridge")
+
+
+class BlendedMap:
+    """``length * unit(sum_i w_i unit(member_i(x)))``: the normalised weighted mean of its members' unit outputs
+    (the rotation and plain ridge, ``blend_weight`` on the rotation). The two keep different geometries (the
+    source's directions vs the target encoder's), their errors are partly independent, and where neither is clearly
+    better the mean of their directions retrieves better than either (docs/retrieval.md). Two small matmuls per batch;
+    the output is plain float32 rows of the target's length, as a ``LinearMap`` with ``normalize``."""
+
+    normalize = True
+
+    def __init__(self, members: Sequence[LinearMap], weights: Sequence[float], length: float = 1.0, info=None):
+        if len(members) != len(weights) or not members:
+            raise IndexBridgeError(f"a blended map needs one weight per member: {len(members)} vs {len(weights)}")
+        self.members = list(members)
+        self.weights = [float(w) for w in weights]
+        self.length = float(length)
+        self.info = dict(info or {})
+
+    @classmethod
+    def fit(cls, source: np.ndarray, target: np.ndarray, normalize: bool, weight: float, folds: int = 5) -> BlendedMap:
+        """The rotation (``weight``) and plain ridge (``1 - weight``), each fitted on all the pairs."""
+        length = 1.0 if normalize else float(np.linalg.norm(np.asarray(target, np.float64), axis=1).mean())
+        members = [LinearMap.fit(source, target, True, kind, folds) for kind in BLEND_MEMBERS]  # unit outputs
+        ridge = members[1].info
+        info = {
+            "map": f"blend of unit outputs: {weight:g} rotation + {1 - weight:g} plain ridge",
+            "blend_weight": float(weight),
+            "alpha": ridge.get("alpha"),
+        }
+        return cls(members, [weight, 1.0 - weight], length, info)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = sum(w * member(x) for w, member in zip(self.weights, self.members))  # members output unit rows
+        return y * (self.length / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.members[0].shape
+
+
+def blend_kind(weight: float) -> str:
+    """The candidate name of a blend (``_fit_side``'s ``info["candidates"]`` keys)."""
+    return f"blend {weight:g}"
+
+
+def fit_candidate(
+    source: np.ndarray, target: np.ndarray, normalize: bool, kind: str, folds: int = 5
+) -> LinearMap | BlendedMap:
+    """A candidate map by name: a ``LinearMap.fit`` translation or ``blend <weight>`` (``BlendedMap``)."""
+    if kind.startswith("blend "):
+        return BlendedMap.fit(source, target, normalize, float(kind.split(" ", 1)[1]), folds)
+    return LinearMap.fit(source, target, normalize, kind, folds)
