@@ -252,7 +252,9 @@ class BlendedMap:
 
     normalize = True
 
-    def __init__(self, members: Sequence[LinearMap], weights: Sequence[float], length: float = 1.0, info=None):
+    def __init__(
+        self, members: Sequence[LinearMap], weights: Sequence[float], length: float = 1.0, info: dict | None = None
+    ) -> None:
         if len(members) != len(weights) or not members:
             raise IndexBridgeError(f"a blended map needs one weight per member: {len(members)} vs {len(weights)}")
         self.members = list(members)
