@@ -219,26 +219,3 @@ def test_a_cleaner_encoder_raises_the_estimate_a_noisier_one_lowers_it(one_threa
         else:
             assert measured < accuracy and estimate.expected < accuracy
             assert abs(estimate.expected - measured) < 0.03, (estimate.expected, measured)
-
-
-def test_the_separation_gap_reads_crowded_decisions_and_ignores_the_logits_scale():
-    """The third signal: the head's top-2 margin over its spread on each side. A map that only shrinks the logits
-    leaves it unchanged (the calibrated confidence drops, the gap stays 0); decisions that crowd the boundary on the
-    new side (a share of points with a near-zero margin) open a gap, which lowers the estimate by exactly ``W_SEPARATION`` per unit."""
-    from hf_bridges.heads.estimate import W_SEPARATION, AgreementPoints, expected_accuracy, summarise
-
-    g = torch.Generator().manual_seed(0)
-    source = torch.randn(400, 3, generator=g, dtype=torch.float64) * 3
-    shrunk = summarise(AgreementPoints(source, source * 0.3), 0.9)
-    assert shrunk.signals["separation_new"] == pytest.approx(shrunk.signals["separation_source"], rel=1e-9)
-    assert shrunk.signals["calibrated_confidence"] < 0.9 - 0.1
-    crowded_logits = source.clone()
-    rows = torch.arange(0, 400, 2)  # half of the points moved onto the boundary: their top-2 margin near 0
-    crowded_logits[rows, crowded_logits[rows].argmax(-1)] = crowded_logits[rows].topk(2, -1).values[:, 1] + 0.01
-    crowded = summarise(AgreementPoints(source, crowded_logits), 0.9)
-    gap = crowded.signals["separation_source"] - crowded.signals["separation_new"]
-    assert gap > 0.5
-    without = expected_accuracy(0.9, crowded.signals["calibrated_agreement"], crowded.signals["calibrated_confidence"])[
-        0
-    ]
-    assert crowded.expected == pytest.approx(without - W_SEPARATION * gap, abs=1e-12)

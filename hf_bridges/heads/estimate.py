@@ -14,15 +14,11 @@ softmax probability on the training side equals ``a``. With the logits of both s
   per confident point changed: what the new encoder loses, seen from the training side;
 - the *calibrated confidence* ``d = mean_i max p_i`` (p: the new side's probabilities at the same T) is what the
   new side would claim with the training side's calibration: under ``a`` for a noisier or unrelated encoder, over
-  it for a stronger one, which no agreement can see;
-- the *separation gap* ``g = s_source - s_new``, with ``s`` the mean over the points of the head's top-2 logit
-  margin divided by its standard deviation: how far its decisions sit from the boundary in units of their own
-  spread. It is free of the logits' scale (a shrinking map or a temperature leaves it unchanged), so it reads what
-  ``d`` cannot: decisions that crowd the boundary on the new side. Then::
+  it for a stronger one, which no agreement can see. Then::
 
-    expected = a - W_AGREEMENT * (a - c) - W_CONFIDENCE * (a - d) - W_SEPARATION * g
+    expected = a - W_AGREEMENT * (a - c) - W_CONFIDENCE * (a - d)
 
-The three weights and the residual spread ``RESIDUAL_SD`` are fitted on ``benchmarks/accuracy_estimate.py``
+The two weights and the residual spread ``RESIDUAL_SD`` are fitted on ``benchmarks/accuracy_estimate.py``
 (docs/estimate.md). The interval adds a bootstrap of the two means over the scored points to that spread. Other
 signals are computed alongside for the benchmark (kept, difference of confidences, ATC, agreement-on-the-line over
 the head's two components).
@@ -45,13 +41,12 @@ if TYPE_CHECKING:
     from ..modeling.modeling_bridge import BridgePreTrainedModel
     from .format import BridgeHead
 
-# Fitted on benchmarks/accuracy_estimate.py (docs/estimate.md: least squares over its 160 paired triples of 4 tasks,
-# 2 modalities and 4 families of encoders): the weights of the calibrated agreement's and confidence's drops and of
-# the separation gap, the RMS residual around the measured accuracy, and the interval's z (95 %).
-W_AGREEMENT = 0.555
-W_CONFIDENCE = 0.341
-W_SEPARATION = 0.073
-RESIDUAL_SD = 0.027
+# Fitted on benchmarks/accuracy_estimate.py (docs/estimate.md: least squares over its triples of 3 tasks and 4
+# families of encoders): the weights of the calibrated agreement's and confidence's drops, the RMS residual around
+# the measured accuracy, and the interval's z (95 %).
+W_AGREEMENT = 0.61
+W_CONFIDENCE = 0.60
+RESIDUAL_SD = 0.029
 Z = 1.96
 FOLDS = 10
 BOOTSTRAP = 200
@@ -141,15 +136,6 @@ def _component_predictions(head, embeddings, anchors, weights) -> tuple[torch.Te
     relative = _logits(head, embeddings, anchors, [*base, 0.0]).argmax(-1)
     aligned = _logits(head, embeddings, anchors, [0.0] * n + [1.0]).argmax(-1)
     return relative, aligned
-
-
-def _separations(logits: torch.Tensor, draws: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean over the points of the top-2 logit margin over its standard deviation (one value, or one per bootstrap
-    draw of the points): scale-free, so the training side's temperature or a shrinking map does not move it."""
-    top = logits.topk(2, -1).values
-    margin = top[:, 0] - top[:, 1]
-    margin = margin.unsqueeze(0) if draws is None else margin[draws]
-    return margin.mean(1) / margin.std(1).clamp_min(1e-12)
 
 
 def _probit(p: float) -> float:
@@ -276,7 +262,7 @@ def summarise(
     points: AgreementPoints,
     source_accuracy: float | None = None,
     seed: int = 0,
-    weights: tuple[float, float, float] = (W_AGREEMENT, W_CONFIDENCE, W_SEPARATION),
+    weights: tuple[float, float] = (W_AGREEMENT, W_CONFIDENCE),
     residual_sd: float = RESIDUAL_SD,
 ) -> AccuracyEstimate:
     """The estimate (and the other estimators' signals) from the per-point evidence; ``weights`` /
@@ -324,20 +310,10 @@ def summarise(
     confidence = (points.new_logits / temperature).softmax(-1).max(-1).values
     signals["calibrated_agreement"] = float(agreement.mean())
     signals["calibrated_confidence"] = float(confidence.mean())
-    separations = [_separations(logits) for logits in (points.source_logits, points.new_logits)]
-    signals["separation_source"], signals["separation_new"] = (float(v) for v in separations)
-    # the bootstrap spread of the whole estimate over the points (the same draws for every term)
-    gap = _separations(points.source_logits, draws) - _separations(points.new_logits, draws)
-    combined = weights[0] * agreement[draws].mean(1) + weights[1] * confidence[draws].mean(1) + weights[2] * gap
-    spread = float(combined.std())
+    combined = weights[0] * agreement + weights[1] * confidence  # the estimate is a linear function of its mean
+    spread = float(combined[draws].mean(1).std())
     expected, low, high = expected_accuracy(
-        a,
-        signals["calibrated_agreement"],
-        signals["calibrated_confidence"],
-        spread,
-        weights,
-        residual_sd,
-        separation_gap=signals["separation_source"] - signals["separation_new"],
+        a, signals["calibrated_agreement"], signals["calibrated_confidence"], spread, weights, residual_sd
     )
     estimate.source_accuracy, estimate.expected, estimate.low, estimate.high = a, expected, low, high
     return estimate
@@ -348,15 +324,13 @@ def expected_accuracy(
     calibrated_agreement: float,
     calibrated_confidence: float,
     spread: float = 0.0,
-    weights: tuple[float, float, float] = (W_AGREEMENT, W_CONFIDENCE, W_SEPARATION),
+    weights: tuple[float, float] = (W_AGREEMENT, W_CONFIDENCE),
     residual_sd: float = RESIDUAL_SD,
-    separation_gap: float = 0.0,
 ) -> tuple[float, float, float]:
-    """(expected, low, high): ``a - w1 * (a - c) - w2 * (a - d) - w3 * g`` with a ``Z``-sigma interval (``spread``:
-    the bootstrap sd of the estimate over the scored points, plus the benchmark's residual spread), in [0, 1]."""
+    """(expected, low, high): ``a - w1 * (a - c) - w2 * (a - d)`` with a ``Z``-sigma interval (``spread``: the
+    bootstrap sd of the estimate's mean over the scored points, plus the benchmark's residual spread), in [0, 1]."""
     a = float(source_accuracy)
     expected = a - weights[0] * (a - float(calibrated_agreement)) - weights[1] * (a - float(calibrated_confidence))
-    expected -= weights[2] * float(separation_gap)
     half = Z * math.sqrt(spread**2 + residual_sd**2)
     clip = lambda v: min(max(v, 0.0), 1.0)
     return clip(expected), clip(expected - half), clip(expected + half)
