@@ -205,6 +205,32 @@ def test_cli_fit_from_a_text_file(encoders, tmp_path, capsys, one_thread):
     assert IndexBridge.from_pretrained(str(out)).new["name_or_path"] == encoders["other"]
 
 
+@pytest.mark.parametrize("choice", ["ridge", "blend-0.5"])
+def test_cli_fit_keeps_the_map_named(encoders, tmp_path, choice, one_thread):
+    """``--translation`` names one map of the default's candidates (plain ridge, a blend) instead of the choice."""
+    from hf_bridges.commands.index import BLEND_CHOICES
+    from hf_bridges.retrieval.bridge import BLENDS
+
+    assert tuple(f"blend-{w:g}" for w in BLENDS) == BLEND_CHOICES
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS[:120]))
+    out = tmp_path / "fitted"
+    argv = [
+        "index",
+        "fit",
+        "--old",
+        encoders["old"],
+        "--new",
+        encoders["other"],
+        "--texts",
+        str(tmp_path / "texts.txt"),
+    ]
+    assert cli([*argv, "--translation", choice, "--output", str(out)]) == 0
+    loaded = IndexBridge.from_pretrained(str(out))
+    expected = "plain ridge" if choice.startswith("blend") else "ridge (leave-one-out)"
+    for side in (loaded.query_map, loaded.migrate_map):
+        assert expected in side.info["map"], side.info
+
+
 # ------------------------------------------------------------------------------------------------------ errors
 def test_width_mismatches_name_the_encoders(bridge):
     with pytest.raises(IndexBridgeError, match=r"stored vectors are 48-d but .*old encoder .* is 32-d.*look like"):

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     import argparse
 
 GATE_EXIT = 3
+# the blends' names on the command line (retrieval.bridge.BLENDS, not imported: the CLI's parser loads no numpy)
+BLEND_CHOICES = ("blend-0.25", "blend-0.5", "blend-0.75")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,7 +31,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     source.add_argument("--dataset", help="a registered dataset (hf_bridges.data), e.g. bbc_news")
     fit.add_argument("--text-column", default="text", help="the column of --texts / --dataset holding the texts")
     fit.add_argument("--num-texts", type=int, default=2000, help="use at most this many texts (seeded sample)")
-    fit.add_argument("--translation", choices=["prior", "rotation", "auto", "orthogonal", "affine"], default="prior")
+    fit.add_argument(
+        "--translation",
+        choices=["prior", "rotation", "ridge", *BLEND_CHOICES, "auto", "orthogonal", "affine"],
+        default="prior",
+        help="prior (default): the best of the rotation, the prior ridge, plain ridge and the blends, by the "
+        "label-free score; or one map by name (blend-W: W rotation + 1-W plain ridge)",
+    )
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--output", required=True, help="folder to save the bridge into")
     fit.add_argument("--min-retention", type=float, help="exit 3 when the expected retention is below this")
@@ -100,7 +108,12 @@ def run_fit(args: argparse.Namespace) -> int:
     from ..retrieval import IndexBridge
 
     texts = _texts(args)
-    bridge = IndexBridge.fit(args.old, args.new, texts, translation=args.translation, seed=args.seed)
+    translation = args.translation
+    if translation.startswith("blend-"):  # the candidate's name in the library: "blend 0.5"
+        from ..retrieval.maps import blend_kind
+
+        translation = blend_kind(float(translation.removeprefix("blend-")))
+    bridge = IndexBridge.fit(args.old, args.new, texts, translation=translation, seed=args.seed)
     folder = bridge.save_pretrained(args.output)
     print(f"{bridge}\nsaved to {folder}")
     return _gate(bridge, args.min_retention)
