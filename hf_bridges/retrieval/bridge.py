@@ -35,7 +35,7 @@ from .estimate import (
     paired_gain,
     retention_from_hits,
 )
-from .maps import BLEND_MEMBERS, BlendedMap, LinearMap, _finite, blend_kind, fit_candidate
+from .maps import BLEND_MEMBERS, BlendedMap, LinearMap, _finite, blend_kind, blend_weight, fit_candidate
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
@@ -339,7 +339,7 @@ def _fit_side(
     kinds = list(CANDIDATES) if translation == "prior" else [translation]
     if not estimate:
         return fit_candidate(src, tgt, norm, kinds[0], folds), None  # "prior" unscored: the rotation
-    blends = [c for c in kinds if c.startswith("blend ")]
+    blends = {c: blend_weight(c) for c in kinds if blend_weight(c) is not None}
     members = [c for c in kinds if c not in blends] + [m for m in BLEND_MEMBERS if blends and m not in kinds]
     mapped = {}
     for kind in members:
@@ -348,8 +348,7 @@ def _fit_side(
             return LinearMap.fit(s, t, norm, kind, folds)
 
         mapped[kind] = _unit(cross_fitted_mapped(src, tgt, fitter, k=k, folds=folds, seed=seed))
-    for kind in blends:
-        weight = float(kind.split(" ", 1)[1])
+    for kind, weight in blends.items():
         mapped[kind] = _unit(weight * mapped[BLEND_MEMBERS[0]] + (1 - weight) * mapped[BLEND_MEMBERS[1]])
     hits = {c: hits_of_mapped(mapped[c], src, tgt, side, k=k, seed=seed) for c in kinds}
     scores = {c: float(h["both"].mean()) for c, h in hits.items()}

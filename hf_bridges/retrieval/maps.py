@@ -289,10 +289,16 @@ def blend_kind(weight: float) -> str:
     return f"blend {weight:g}"
 
 
+def blend_weight(kind: str) -> float | None:
+    """The rotation's weight of a blend's candidate name (``blend_kind``'s inverse); None for any other map."""
+    return float(kind.split(" ", 1)[1]) if kind.startswith("blend ") else None
+
+
 def fit_candidate(
     source: np.ndarray, target: np.ndarray, normalize: bool, kind: str, folds: int = 5
 ) -> LinearMap | BlendedMap:
     """A candidate map by name: a ``LinearMap.fit`` translation or ``blend <weight>`` (``BlendedMap``)."""
-    if kind.startswith("blend "):
-        return BlendedMap.fit(source, target, normalize, float(kind.split(" ", 1)[1]), folds)
+    weight = blend_weight(kind)
+    if weight is not None:
+        return BlendedMap.fit(source, target, normalize, weight, folds)
     return LinearMap.fit(source, target, normalize, kind, folds)

@@ -119,7 +119,8 @@ BACKENDS = ("torch", "onnx")
 
 
 def check_backend(spec: EncoderSpec) -> str:
-    """The spec's backend, or ConfigError naming the valid ones (onnx serves only ``kind: hf_text``)."""
+    """The spec's backend, or ConfigError naming the valid ones (onnx serves only ``kind: hf_text``; its
+    ``options.onnx_threads`` is a positive integer)."""
     if spec.backend not in BACKENDS:
         raise ConfigError(
             f"encoder {spec.id!r}: unknown backend {spec.backend!r}{did_you_mean(spec.backend, BACKENDS)} "
@@ -127,6 +128,9 @@ def check_backend(spec: EncoderSpec) -> str:
         )
     if spec.backend != "torch" and spec.kind != "hf_text":
         raise ConfigError(f"encoder {spec.id!r}: backend {spec.backend!r} serves kind: hf_text only; remove it")
+    threads = spec.options.get("onnx_threads", 1)  # checked with the config, before any embedding starts
+    if spec.backend == "onnx" and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ConfigError(f"encoder {spec.id!r}: options.onnx_threads must be an integer >= 1, got {threads!r}")
     return spec.backend
 
 
@@ -217,16 +221,13 @@ class HFTextEncoder:
                 raise ConfigError(f"encoder {spec.id!r}: backend onnx gives token states only; use pooling mean or cls")
             from .onnx_backend import ONNX_FILE, load_onnx_encoder
 
-            threads = spec.options.get("onnx_threads", 1)
-            if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-                raise ConfigError(f"encoder {spec.id!r}: options.onnx_threads must be an integer >= 1, got {threads!r}")
             model = load_onnx_encoder(
                 spec.id,
                 revision_key,
                 tokenizer,
                 revision=revision,
                 subfolder=settings["subfolder"],
-                threads=threads,
+                threads=spec.options.get("onnx_threads", 1),
                 onnx_file=spec.options.get("onnx_file", ONNX_FILE),
             )
             device = torch.device("cpu")
