@@ -41,10 +41,14 @@ class TextEncoder:
         return None
 
     def encode(self, texts: list[str], role: str = "document", batch_size: int = 32) -> np.ndarray:
-        """float32 (n, dim) vectors of ``texts`` for ``role``, exactly as the model embeds them."""
+        """float32 (n, dim) vectors of ``texts`` for ``role``, exactly as the model embeds them; a progress bar past
+        one batch (a fit embeds thousands of paired texts per encoder), hidden as every hf_bridges bar is."""
+        from ..modeling.modeling_bridge import progress_enabled
+
         prompt = self.prompt_name(role)
+        show = progress_enabled() and len(texts) > batch_size
         vectors = self.model.encode(
-            list(texts), batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False, prompt_name=prompt
+            list(texts), batch_size=batch_size, convert_to_numpy=True, show_progress_bar=show, prompt_name=prompt
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
