@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from hf_bridges.heads.compatibility import align_head
-from hf_bridges.heads.estimate import AgreementPoints, agreement_points, summarise
+from hf_bridges.heads.estimate import CONSTANTS, AgreementPoints, Constants, agreement_points, summarise
 from hf_bridges.modeling.configuration_bridge import HeadConfig
 from hf_bridges.modeling.head import RelativeProductHead
 from hf_bridges.stitching.cache import EmbeddingCache, default_cache_root
@@ -500,6 +500,7 @@ def summary(rows: list[dict], key: str, low: str | None = None, high: str | None
     real = [r for r in rows if r["kind"] == "real"]
     out = {
         "mae": float(np.abs(est - meas).mean()),
+        "bias": float((est - meas).mean()),
         "spearman_all": spearman(est, meas),
         "spearman_real": spearman([r[key] for r in real], [r["measured"] for r in real]),
     }
@@ -508,28 +509,39 @@ def summary(rows: list[dict], key: str, low: str | None = None, high: str | None
     return out
 
 
-def fit_calibration(rows: list[dict]) -> tuple[tuple[float, float], float]:
-    """Least-squares weights of ``expected = a - w1 * (a - c) - w2 * (a - d)`` (c: calibrated agreement, d:
-    calibrated confidence) and the RMS residual: the constants of hf_bridges.heads.estimate."""
+def fit_calibration(rows: list[dict], gap: bool = True) -> Constants:
+    """Least-squares weights of ``expected = a - w_c * (a - c) - w_d * (a - d) + w_g * g`` (c: calibrated
+    agreement, d: calibrated confidence, g: raw difference of confidences; ``gap=False``: w_g = 0, the held-out
+    heads' form) and the RMS residual: the constants of hf_bridges.heads.estimate (CONSTANTS)."""
     a = np.array([r["source_accuracy"] for r in rows])
-    x = np.stack([a - np.array([r[f"signal_calibrated_{k}"] for r in rows]) for k in ("agreement", "confidence")], 1)
+    columns = [a - np.array([r[f"signal_calibrated_{k}"] for r in rows]) for k in ("agreement", "confidence")]
+    if gap:
+        columns.append(-np.array([r["signal_doc"] for r in rows]))
+    x = np.stack(columns, 1)
     y = a - np.array([r["measured"] for r in rows])
     w = np.linalg.lstsq(x, y, rcond=None)[0]
-    return (float(w[0]), float(w[1])), float(np.sqrt(((y - x @ w) ** 2).mean()))
+    sd = float(np.sqrt(((y - x @ w) ** 2).mean()))
+    return Constants(float(w[0]), float(w[1]), float(w[2]) if gap else 0.0, sd)
 
 
-def held_out_tasks(rows: list[dict], store: dict, tasks: list[str]) -> list[dict]:
-    """Every row estimated with constants fitted on the other tasks' rows only."""
-    out = []
+def held_out_tasks(rows: list[dict], store: dict, tasks: list[str], fit_rows: list[dict] | None = None) -> list[dict]:
+    """Every row estimated with constants fitted on the other tasks' rows only (of ``fit_rows``, by default the
+    rows themselves), in the form of the rows' kind of head (the gap term only where the anchors may be training
+    rows)."""
+    out, fit_rows = [], rows if fit_rows is None else fit_rows
     for task in tasks:
-        weights, sd = fit_calibration([r for r in rows if r["task"] != task])
-        out += [estimated(r, store[row_key(r)], weights=weights, residual_sd=sd) for r in rows if r["task"] == task]
+        for regime in sorted({r["anchors_in_training"] for r in rows}, key=str):
+            part = [r for r in rows if r["task"] == task and r["anchors_in_training"] is regime]
+            if part:
+                constants = fit_calibration([r for r in fit_rows if r["task"] != task], gap=regime is not False)
+                out += [estimated(r, store[point_key(r)], constants=constants) for r in part]
     return out
 
 
 def estimated(row: dict, points: AgreementPoints, **constants: Any) -> dict:
-    """The row with the package's estimate (or one with other constants) from the stored evidence."""
-    est = summarise(points, row["source_accuracy"], **constants)
+    """The row with the package's estimate (or one with other constants) from the stored evidence, for the row's
+    kind of head (``anchors_in_training``: True, False, or None for the constants of heads that do not say)."""
+    est = summarise(points, row["source_accuracy"], anchors_in_training=row["anchors_in_training"], **constants)
     return dict(
         {k: v for k, v in row.items() if not k.startswith("signal_")},
         estimate=est.expected,
@@ -570,6 +582,11 @@ def row_key(row: dict) -> str:
     return f"{row['task']}/{row['head']}/{row['encoder']}"
 
 
+def point_key(row: dict) -> tuple[bool, str]:
+    """The evidence's key in memory: the run's kind of head (two runs hold the same triples) and the triple."""
+    return row["run_anchors_in_training"], row_key(row)
+
+
 def print_row(r: dict) -> None:
     print(
         f"{r['task'][:5]:<6}{r['head']:>12} -> {r['encoder']:<16}{r['kind']:<10} est {r['estimate']:.3f} "
@@ -607,8 +624,11 @@ def run_world(world: dict, rows: list[dict], store: dict) -> None:
                 "stitch_score": info["stitch_score"],
                 "test_rows": sizes["test"],
                 "val_rows": sizes["val"],
+                # how the head was trained (the run's), and the constants its estimate uses (the same here)
+                "run_anchors_in_training": ANCHORS_IN_TRAINING,
+                "anchors_in_training": ANCHORS_IN_TRAINING,
             }
-            store[row_key(row)] = points
+            store[point_key(row)] = points
             rows.append(estimated(row, points))
             print_row(rows[-1])
 
@@ -627,7 +647,7 @@ def paired_rows(rows: list[dict], store: dict) -> list[dict]:
         if r["kind"] != "same":
             row = dict(r, source_accuracy=r["source_accuracy_paired"], measured=r["measured_paired"])
             row["test_rows"] = row["val_rows"] = r["test_rows"] + r["val_rows"]
-            out.append(estimated(row, store[row_key(r)]))
+            out.append(estimated(row, store[point_key(r)]))
     return out
 
 
@@ -673,6 +693,38 @@ def report(rows: list[dict], tasks: list[str], split: bool = True) -> dict:
     return figures
 
 
+FIT_TASKS = ("bbc_news", "rotten_tomatoes", "fashion_mnist")  # the package's constants' triples; MNIST: a check
+REGIMES = {False: "anchors new to the heads", True: "heads trained on their anchors", None: "heads that do not say"}
+
+
+def print_constants(label: str, constants: Constants) -> None:
+    print(
+        f"{label}: agreement {constants.agreement:.3f}  confidence {constants.confidence:.3f}  confidence_gap "
+        f"{constants.confidence_gap:.3f}  residual_sd {constants.residual_sd:.4f}"
+    )
+
+
+def regime_figures(rows: list[dict], paired: list[dict], store: dict, tasks: list[str], regime: bool) -> dict:
+    """One run's figures: its kind of head's constants (the package's, and fitted without the task scored), and
+    the constants a head that does not say gets, on the same triples."""
+    figures, name = {}, REGIMES[regime]
+    fitted = [r for r in paired if r["task"] in FIT_TASKS]
+    print_constants(
+        f"\n[{name}] fitted on the paired triples of {', '.join(FIT_TASKS)}", fit_calibration(fitted, regime)
+    )
+    print_constants(f"[{name}] fitted on all its paired triples", fit_calibration(paired, regime is not False))
+    print_constants(f"[{name}] the package's", CONSTANTS[regime])
+    for design, design_rows, split in (("split", rows, True), ("paired", paired, False)):
+        print(f"\n[{name}] {design} design, the package's constants:")
+        figures[design] = report(design_rows, tasks, split=split)
+        print(f"\n[{name}] {design} design, constants fitted without the task scored (leave one task out):")
+        figures[f"{design}, leave one task out"] = report(held_out_tasks(design_rows, store, tasks), tasks, split)
+    unknown = [estimated(dict(r, anchors_in_training=None), store[point_key(r)]) for r in paired]
+    print(f"\n[{name}] paired design, the constants of heads that do not say (CONSTANTS[None]):")
+    figures["paired, unknown-head constants"] = report(unknown, tasks, split=False)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="outputs/accuracy_estimate.json")
@@ -684,17 +736,28 @@ def main() -> None:
         help="tasks also embedded by all-mpnet-base-v2 (slow: >25 min per task on a shared 2-core CPU)",
     )
     parser.add_argument(
-        "--rows", help="re-estimate the triples of an earlier run (its JSON + .npz) with the package's estimator"
+        "--rows",
+        nargs="+",
+        help="re-estimate the triples of earlier runs (JSON + .npz each) with the package's estimator; one run of "
+        "each kind of head also fits and scores the constants of heads that do not say",
     )
+    parser.add_argument("--summary", help="with --rows: write the figures to this JSON")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     rows, store, started = [], {}, time.time()
     if args.rows:
-        with open(args.rows) as handle:
-            stored = json.load(handle)["rows"]
-        store = load_points(args.rows.removesuffix(".json") + ".npz")
-        rows = [estimated(r, store[row_key(r)]) for r in stored]
+        for path in args.rows:
+            with open(path) as handle:
+                run = json.load(handle)
+            # runs written before the key: the kind of head the environment says (HF_BRIDGES_BENCH_...)
+            regime = run["args"].get("anchors_in_training", ANCHORS_IN_TRAINING)
+            points = load_points(path.removesuffix(".json") + ".npz")
+            for r in run["rows"]:
+                r = dict(r, run_anchors_in_training=r.get("run_anchors_in_training", regime))
+                r["anchors_in_training"] = r["run_anchors_in_training"]
+                store[point_key(r)] = points[row_key(r)]
+                rows.append(estimated(r, store[point_key(r)]))
         args.tasks = sorted({r["task"] for r in rows})
         for r in rows:
             print_row(r)
@@ -708,24 +771,41 @@ def main() -> None:
             run_world(world, rows, store)
     print(f"\n{len(rows)} triples in {time.time() - started:.0f}s")
     paired = paired_rows(rows, store)
-    weights, sd = fit_calibration(paired)
-    print(
-        f"constants fitted on the paired design's {len(paired)} triples: W_AGREEMENT {weights[0]:.3f}  "
-        f"W_CONFIDENCE {weights[1]:.3f}  RESIDUAL_SD {sd:.4f} (the package's: see hf_bridges/heads/estimate.py)"
-    )
+    regimes = sorted({r["run_anchors_in_training"] for r in rows})
     figures = {}
-    for design, design_rows, split in (("split", rows, True), ("paired", paired, False)):
-        print(f"\n{design} design, the package's constants:")
-        figures[design] = report(design_rows, args.tasks, split=split)
-        print(f"\n{design} design, constants fitted without the task scored (leave one task out):")
-        figures[f"{design}, leave one task out"] = report(
-            held_out_tasks(design_rows, store, args.tasks), args.tasks, split
+    for regime in regimes:
+        figures[REGIMES[regime]] = regime_figures(
+            [r for r in rows if r["run_anchors_in_training"] is regime],
+            [r for r in paired if r["run_anchors_in_training"] is regime],
+            store,
+            args.tasks,
+            regime,
         )
+    if len(regimes) == 2:  # both kinds of head: the constants of heads that do not say, fitted on both runs
+        fitted = [r for r in paired if r["task"] in FIT_TASKS]
+        print_constants(
+            f"\n[both runs] fitted on the paired triples of {', '.join(FIT_TASKS)}", fit_calibration(fitted)
+        )
+        unknown = [dict(r, anchors_in_training=None) for r in paired]
+        out = held_out_tasks(unknown, store, args.tasks, fit_rows=paired)
+        for regime in regimes:
+            print(
+                f"\n[{REGIMES[regime]}] paired, heads that do not say, constants fitted on both runs without the task:"
+            )
+            part = [r for r in out if r["run_anchors_in_training"] is regime]
+            figures[REGIMES[regime]]["paired, unknown-head constants, leave one task out"] = report(
+                part, args.tasks, False
+            )
+    if args.rows and args.summary:
+        with open(args.summary, "w") as handle:
+            json.dump({"runs": args.rows, "figures": figures}, handle, indent=2)
+        print("wrote", args.summary)
     if not args.rows:
         os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
         with open(args.output, "w") as handle:
-            json.dump({"args": vars(args), "rows": rows, "figures": figures}, handle, indent=2)
-        save_points(args.output.removesuffix(".json") + ".npz", store)
+            run_args = dict(vars(args), anchors_in_training=ANCHORS_IN_TRAINING)
+            json.dump({"args": run_args, "rows": rows, "figures": figures}, handle, indent=2)
+        save_points(args.output.removesuffix(".json") + ".npz", {row_key(r): store[point_key(r)] for r in rows})
         print("wrote", args.output)
 
 

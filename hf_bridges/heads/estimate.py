@@ -14,14 +14,21 @@ softmax probability on the training side equals ``a``. With the logits of both s
   per confident point changed: what the new encoder loses, seen from the training side;
 - the *calibrated confidence* ``d = mean_i max p_i`` (p: the new side's probabilities at the same T) is what the
   new side would claim with the training side's calibration: under ``a`` for a noisier or unrelated encoder, over
-  it for a stronger one, which no agreement can see. Then::
+  it for a stronger one, which no agreement can see;
+- the raw *difference of confidences* ``g`` (the two sides' mean top softmax probability at T = 1, training minus
+  new side). When the anchors are among the head's training rows, its raw confidence there is that of memorised
+  rows, and part of the new side's fall in confidence (through ``d``) is only the loss of that memory, not a loss of
+  accuracy on new inputs; ``g`` gives that part back. Then::
 
-    expected = a - W_AGREEMENT * (a - c) - W_CONFIDENCE * (a - d)
+    expected = a - w_c * (a - c) - w_d * (a - d) + w_g * g
 
-The two weights and the residual spread ``RESIDUAL_SD`` are fitted on ``benchmarks/accuracy_estimate.py``
-(docs/estimate.md). The interval adds a bootstrap of the two means over the scored points to that spread. Other
-signals are computed alongside for the benchmark (kept, difference of confidences, ATC, agreement-on-the-line over
-the head's two components).
+The weights and the residual spread depend on whether the head trained on its anchors and alignment set
+(``anchors_in_training`` in ``bridge_head_config.json``, written by ``save_head(anchors_in_training=...)``, the
+train CLI and the stitch runner): ``CONSTANTS[True]`` / ``CONSTANTS[False]``, and for a head that does not say
+(``None``: older heads, a user's loop that did not pass it) constants fitted on both kinds of heads together. All
+are fitted on ``benchmarks/accuracy_estimate.py`` (docs/estimate.md). The interval adds a bootstrap of the
+estimate's mean over the scored points to that spread. Other signals are computed alongside for the benchmark
+(kept, ATC, agreement-on-the-line over the head's two components).
 
 The API takes embeddings, a head and a number: it has no parameter through which a label could reach it.
 """
@@ -41,12 +48,27 @@ if TYPE_CHECKING:
     from ..modeling.modeling_bridge import BridgePreTrainedModel
     from .format import BridgeHead
 
-# Fitted on benchmarks/accuracy_estimate.py (docs/estimate.md: least squares over its triples of 3 tasks and 4
-# families of encoders): the weights of the calibrated agreement's and confidence's drops, the RMS residual around
-# the measured accuracy, and the interval's z (95 %).
-W_AGREEMENT = 0.61
-W_CONFIDENCE = 0.60
-RESIDUAL_SD = 0.029
+
+@dataclass(frozen=True)
+class Constants:
+    """The weights of ``expected = a - agreement * (a - c) - confidence * (a - d) + confidence_gap * g`` and the RMS
+    residual around the measured accuracy (the interval's spread beyond the bootstrap)."""
+
+    agreement: float
+    confidence: float
+    confidence_gap: float
+    residual_sd: float
+
+
+# Least squares over the paired triples of benchmarks/accuracy_estimate.py's three first tasks (MNIST left out as a
+# check), one run per kind of head (docs/estimate.md), keyed by ``anchors_in_training``: False, heads whose anchors
+# and alignment set are new to them; True, heads that trained on them (the quickstart's, `hf-bridges train`'s and
+# the stitch runner's); None, a head that does not say: fitted on both runs' triples together.
+CONSTANTS: dict[bool | None, Constants] = {
+    False: Constants(agreement=0.61, confidence=0.60, confidence_gap=0.0, residual_sd=0.029),
+    True: Constants(agreement=0.695, confidence=0.92, confidence_gap=0.95, residual_sd=0.025),
+    None: Constants(agreement=0.615, confidence=1.017, confidence_gap=0.83, residual_sd=0.028),
+}
 Z = 1.96
 FOLDS = 10
 BOOTSTRAP = 200
@@ -65,6 +87,7 @@ class AccuracyEstimate:
     expected: float | None = None
     low: float | None = None
     high: float | None = None
+    anchors_in_training: bool | None = None  # the constants used: CONSTANTS[anchors_in_training]
     signals: dict[str, float] = field(default_factory=dict)
 
     def line(self) -> str:
@@ -234,6 +257,7 @@ def estimate_accuracy(
     alpha: float | None = None,
     folds: int = FOLDS,
     seed: int = 0,
+    anchors_in_training: bool | None = None,
 ) -> AccuracyEstimate:
     """Estimate the accuracy of ``head`` (attached to the new encoder: its map and relative space set) there.
 
@@ -241,6 +265,7 @@ def estimate_accuracy(
     anchors (+ alignment set), same rows, same order. ``source_accuracy``: the head's validation accuracy on its
     training encoder. ``reference_alignment``: the map a stitched head was saved with (None: the training encoder).
     ``translation`` / ``alpha``: the attach's map kind and ridge strength, refitted per fold.
+    ``anchors_in_training``: whether the head trained on those inputs (None: unknown), which picks the constants.
     """
     if source_accuracy is not None and not 0.0 <= float(source_accuracy) <= 1.0:
         raise ValueError(f"source_accuracy must be in [0, 1], got {source_accuracy!r}")
@@ -255,18 +280,21 @@ def estimate_accuracy(
         folds=folds,
         seed=seed,
     )
-    return summarise(points, source_accuracy, seed=seed)
+    return summarise(points, source_accuracy, seed=seed, anchors_in_training=anchors_in_training)
 
 
 def summarise(
     points: AgreementPoints,
     source_accuracy: float | None = None,
     seed: int = 0,
-    weights: tuple[float, float] = (W_AGREEMENT, W_CONFIDENCE),
-    residual_sd: float = RESIDUAL_SD,
+    constants: Constants | None = None,
+    anchors_in_training: bool | None = None,
 ) -> AccuracyEstimate:
-    """The estimate (and the other estimators' signals) from the per-point evidence; ``weights`` /
-    ``residual_sd``: the constants (the benchmark refits them without the task it scores)."""
+    """The estimate (and the other estimators' signals) from the per-point evidence; ``constants``: by default
+    ``CONSTANTS[anchors_in_training]`` (the benchmark refits them without the task it scores)."""
+    if anchors_in_training not in CONSTANTS:
+        raise ValueError(f"anchors_in_training must be True, False or None, got {anchors_in_training!r}")
+    constants = constants or CONSTANTS[anchors_in_training]
     p_src, p_new = points.source_logits.softmax(-1), points.new_logits.softmax(-1)
     n = p_src.shape[0]
     agree = (p_src.argmax(-1) == p_new.argmax(-1)).double()
@@ -290,6 +318,7 @@ def summarise(
         kept_low=max(0.0, kept - Z * signals["kept_sd"]),
         kept_high=min(1.0, kept + Z * signals["kept_sd"]),
         points=n,
+        anchors_in_training=anchors_in_training,
         signals=signals,
     )
     if source_accuracy is None:
@@ -310,10 +339,12 @@ def summarise(
     confidence = (points.new_logits / temperature).softmax(-1).max(-1).values
     signals["calibrated_agreement"] = float(agreement.mean())
     signals["calibrated_confidence"] = float(confidence.mean())
-    combined = weights[0] * agreement + weights[1] * confidence  # the estimate is a linear function of its mean
+    gap = conf_src - conf_new  # the raw difference of confidences, per point (its mean: signals["doc"])
+    # the estimate is a linear function of the three means: its bootstrap spread is that of the combined point
+    combined = constants.agreement * agreement + constants.confidence * confidence + constants.confidence_gap * gap
     spread = float(combined[draws].mean(1).std())
     expected, low, high = expected_accuracy(
-        a, signals["calibrated_agreement"], signals["calibrated_confidence"], spread, weights, residual_sd
+        a, signals["calibrated_agreement"], signals["calibrated_confidence"], signals["doc"], spread, constants
     )
     estimate.source_accuracy, estimate.expected, estimate.low, estimate.high = a, expected, low, high
     return estimate
@@ -323,15 +354,21 @@ def expected_accuracy(
     source_accuracy: float,
     calibrated_agreement: float,
     calibrated_confidence: float,
+    confidence_gap: float = 0.0,
     spread: float = 0.0,
-    weights: tuple[float, float] = (W_AGREEMENT, W_CONFIDENCE),
-    residual_sd: float = RESIDUAL_SD,
+    constants: Constants = CONSTANTS[None],
 ) -> tuple[float, float, float]:
-    """(expected, low, high): ``a - w1 * (a - c) - w2 * (a - d)`` with a ``Z``-sigma interval (``spread``: the
-    bootstrap sd of the estimate's mean over the scored points, plus the benchmark's residual spread), in [0, 1]."""
-    a = float(source_accuracy)
-    expected = a - weights[0] * (a - float(calibrated_agreement)) - weights[1] * (a - float(calibrated_confidence))
-    half = Z * math.sqrt(spread**2 + residual_sd**2)
+    """(expected, low, high): ``a - w_c * (a - c) - w_d * (a - d) + w_g * g`` with a ``Z``-sigma interval
+    (``spread``: the bootstrap sd of the estimate's mean over the scored points, plus the benchmark's residual
+    spread), in [0, 1]."""
+    a, k = float(source_accuracy), constants
+    expected = (
+        a
+        - k.agreement * (a - float(calibrated_agreement))
+        - k.confidence * (a - float(calibrated_confidence))
+        + k.confidence_gap * float(confidence_gap)
+    )
+    half = Z * math.sqrt(spread**2 + k.residual_sd**2)
     clip = lambda v: min(max(v, 0.0), 1.0)
     return clip(expected), clip(expected - half), clip(expected + half)
 
@@ -352,6 +389,20 @@ def stored_accuracy(config: dict, source: str | None = None) -> float | None:
     return float(value)
 
 
+def stored_anchors_in_training(config: dict, source: str | None = None) -> bool | None:
+    """Whether the head trained on its anchors and alignment set (``anchors_in_training``, written by
+    ``save_head(anchors_in_training=...)``, the train CLI and the stitch runner); None: the head does not say."""
+    value = config.get("anchors_in_training")
+    if value is None or isinstance(value, bool):
+        return value
+    from .files import HeadFormatError
+
+    raise HeadFormatError(
+        f"{source or 'head'}: field 'anchors_in_training' must be true, false or null, got {value!r} "
+        f"({type(value).__name__}); fix the field or save the head again with save_head(anchors_in_training=...)"
+    )
+
+
 def estimate_for_attach(bridge: BridgePreTrainedModel, bundle: BridgeHead) -> AccuracyEstimate | None:
     """The estimate of an attach (``from_encoder(encoder, head=...)``): the head as attached, the training
     encoder's stored anchor embeddings and the new encoder's; None for a representation head."""
@@ -367,6 +418,7 @@ def estimate_for_attach(bridge: BridgePreTrainedModel, bundle: BridgeHead) -> Ac
         bundle.anchor_embeddings,
         bridge.anchor_embeddings,
         source_accuracy=stored_accuracy(bundle.config, bundle.source),
+        anchors_in_training=stored_anchors_in_training(bundle.config, bundle.source),
         reference_alignment=reference_map if getattr(head, "aligned", False) else None,
         subspace_weights=bridge.config.subspace_weights,
         translation=kind if kind in ("orthogonal", "affine") else "auto",

@@ -25,7 +25,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from ..modeling.registry import HfBridgesError
+from ..modeling.registry import ConfigError, HfBridgesError
 from .cards import head_card, retarget_head_card
 from .files import check_inside
 from .format import (
@@ -63,15 +63,25 @@ def save_head(
     metrics: dict[str, float] | None = None,
     stitching_results: list[dict[str, Any]] | None = None,
     card: bool = True,
+    anchors_in_training: bool | None = None,
 ) -> Path:
     """Write only the head of ``model`` (weights, raw anchors, config, anchor space, card), atomically.
 
     ``weights_dtype="float16"`` halves the file (logits then differ from the original by float16 rounding).
+    ``anchors_in_training``: whether the head trained on its anchors and alignment set (they were among its
+    training rows); the attach-time expected accuracy uses constants fitted on such heads (None: not recorded).
     """
+    if anchors_in_training is not None and not isinstance(anchors_in_training, bool):
+        raise ConfigError(
+            f"save_head: anchors_in_training must be True (the head trained on its anchors and alignment set), False "
+            f"or None (not recorded), got {anchors_in_training!r}"
+        )
     head = head_from_model(model, weights_dtype)
     accuracy = validation_accuracy(metrics)
     if accuracy is not None:  # the source accuracy of the attach-time estimate
         head.config["validation_accuracy"] = accuracy
+    if anchors_in_training is not None:  # which constants the estimate uses (heads/estimate.py)
+        head.config["anchors_in_training"] = anchors_in_training
     text = None
     if card:
         text = str(head_card(head, repo_id, dataset, metrics, stitching_results, location=save_directory))

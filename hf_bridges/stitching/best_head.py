@@ -238,6 +238,7 @@ def save_best_head(
         dataset=config.dataset.name,
         stitching_results=stitching_results,
         metrics={"accuracy": per_encoder[source]["accuracy"], "macro_f1": per_encoder[source]["macro_f1"]},
+        anchors_in_training=True,  # the heads train on the whole train split, anchors and alignment set included
     )
     _append_to_card(folder, _card_section(results, config, method, info))
     info["folder"] = str(folder)

@@ -121,7 +121,8 @@ def save_final(
         bridge = unwrapped
     atomic("model", bridge.save_pretrained)
     if hasattr(bridge, "save_head"):
-        atomic("head", lambda folder: bridge.save_head(folder, metrics=metrics))  # last eval: validation accuracy
+        # last eval: validation accuracy; the anchors and alignment set are picks of the training split
+        atomic("head", lambda folder: bridge.save_head(folder, metrics=metrics, anchors_in_training=True))
     return saved
 
 
