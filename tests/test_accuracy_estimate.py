@@ -34,6 +34,7 @@ def test_the_api_has_no_way_to_take_a_label():
         "alpha",
         "folds",
         "seed",
+        "anchors_in_training",  # how the head was trained (picks the constants), not a label
     }
     assert set(inspect.signature(estimate_for_attach).parameters) == {"bridge", "bundle"}
 

@@ -87,6 +87,7 @@ def test_stitch_pushes_its_best_head(hub, snapshots, tmp_path):
 
     # written locally, pushed, and results.json says where
     assert read_head(tmp_path / "out" / "best-head").config["num_anchors"] == 30
+    assert read_head(tmp_path / "out" / "best-head").config["anchors_in_training"] is True  # trained on them
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["best_head"]["hub"]["commit"] == hub.state.repos[REPO].branches["main"]
     files = sorted(f.rfilename for f in HfApi(token=TOKEN).model_info(REPO).siblings)

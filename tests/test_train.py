@@ -98,6 +98,7 @@ def test_run_writes_model_head_logs_and_checkpoints(finished_run):
         assert (out / "head" / "bridge_head.safetensors").is_file()
         head_config = json.loads((out / "head" / "bridge_head_config.json").read_text())
         assert head_config["validation_accuracy"] == results["history"][-1]["accuracy"]  # the estimate's source
+        assert head_config["anchors_in_training"] is True  # anchors + alignment set: picks of the training split
 
 
 def test_resume_mid_epoch_matches_the_uninterrupted_run(finished_run, tmp_path):

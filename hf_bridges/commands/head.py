@@ -181,13 +181,22 @@ def _print_estimate(head, args) -> None:
     import warnings
 
     from .. import BridgeForSequenceClassification
-    from ..heads.estimate import stored_accuracy
+    from ..heads.estimate import stored_accuracy, stored_anchors_in_training
 
     accuracy = stored_accuracy(head.config, args.head)
     print(
         f"  validation:   accuracy {accuracy:.3f} on the training encoder"
         if accuracy is not None
         else "  validation:   no accuracy stored (save_head(..., metrics={'accuracy': ...}))"
+    )
+    trained_on = stored_anchors_in_training(head.config, args.head)  # picks the estimate's constants
+    print(
+        "  anchors:      "
+        + {
+            True: "among the head's training rows (anchors_in_training: true)",
+            False: "new to the head (anchors_in_training: false)",
+            None: "not recorded whether the head trained on them (save_head(..., anchors_in_training=...))",
+        }[trained_on]
     )
     if getattr(args, "encoder", None) and head.has_classifier:
         from ..heads.estimate import AccuracyEstimate
