@@ -14,6 +14,11 @@ test accuracy; then MAE, Spearman (all and within real encoder pairs), interval 
 the other estimators (DoC, ATC, agreement-on-the-line over the head's two components).
 
     OMP_NUM_THREADS=1 python benchmarks/accuracy_estimate.py            # ~6 min cached, ~40 min the first time
+
+Heads whose anchors and alignment set are new to them by default; with HF_BRIDGES_BENCH_ANCHORS_IN_TRAINING=1 the
+heads train on them too (the quickstart's, ``hf-bridges train``'s and the stitch runner's kind). Each kind has its
+constants (``anchors_in_training`` in the head config); ``--rows RUN.json OTHER.json`` re-scores stored runs and,
+given one of each kind, fits and scores the constants of heads that do not say on both (docs/estimate.md).
 """
 
 from __future__ import annotations
