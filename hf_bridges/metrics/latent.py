@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 _EPS = 1e-12  # F.normalize's default
+_COSINE_EPS = 1e-8  # F.cosine_similarity's default
 
 
 def _cosine_matrix(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -90,7 +91,11 @@ def mrr(x: torch.Tensor | LatentSpace, y: torch.Tensor | LatentSpace) -> float:
 
 def mean_cosine(x: torch.Tensor | LatentSpace, y: torch.Tensor | LatentSpace) -> float:
     x, y = latent_space(x), latent_space(y)
-    return float(F.cosine_similarity(x.rows, y.rows, dim=-1).mean())
+    if bool((x.norms < _COSINE_EPS).any()) or bool((y.norms < _COSINE_EPS).any()):
+        return float(F.cosine_similarity(x.rows, y.rows, dim=-1).mean())
+    # F.cosine_similarity is sum((x / |x|) * (y / |y|)) with each norm clamped at 1e-8: above it, the unit rows'
+    # products, bit for bit, without normalising both (n, d) matrices again
+    return float((x.unit * y.unit).sum(dim=-1).mean())
 
 
 def gram_cka(x: torch.Tensor | LatentSpace, y: torch.Tensor | LatentSpace) -> float:

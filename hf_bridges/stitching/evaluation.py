@@ -36,14 +36,32 @@ def pair_memo(feature_cache: dict | None, train_anchors: np.ndarray, test_anchor
     return store[key][2]
 
 
+def _anchor_space(anchors: np.ndarray, method: MethodSpec, feature_cache: dict | None) -> dict[str, torch.Tensor]:
+    """``anchor_space`` of one anchor array, kept for the run in ``feature_cache``: an encoder's anchor matrices are
+    scored against itself and against every other encoder."""
+    if feature_cache is None:
+        return anchor_space(torch.from_numpy(anchors), method.projections, method.abs_transform)
+    store = feature_cache.setdefault("anchor_spaces", {})
+    key = (id(anchors), tuple(method.projections), method.abs_transform)
+    if key not in store or store[key][0] is not anchors:  # the array is kept alongside: its id cannot be reused
+        store[key] = (anchors, anchor_space(torch.from_numpy(anchors), method.projections, method.abs_transform))
+    return store[key][1]
+
+
 def attach_weights(
-    method: MethodSpec, train_anchors: np.ndarray, test_anchors: np.ndarray, memo: dict | None = None
+    method: MethodSpec,
+    train_anchors: np.ndarray,
+    test_anchors: np.ndarray,
+    memo: dict | None = None,
+    feature_cache: dict | None = None,
 ) -> tuple[list[float] | None, dict[str, float] | None]:
     """Subspace weights chosen from the anchors alone (no labels of the new encoder): CKA per projection between
     the two encoders' anchor-vs-anchor matrices, then ``select_subspaces``. (None, None) when the method has no
-    ``select``. ``memo``: see :func:`pair_memo`. Past ``DENSE_REPORT_ANCHORS`` anchors, the scores an attach
-    computes (``projection_scores``: the cosine CKA from D x D products, the others on that many evenly spaced
-    anchors), so that the cost stays linear in the anchor count."""
+    ``select``. ``memo``: see :func:`pair_memo`; ``feature_cache``: each encoder's anchor matrices, centred, with
+    their self-products, kept for the run (the same scores, computed once per encoder instead of once per pair).
+    Past ``DENSE_REPORT_ANCHORS`` anchors, the scores an attach computes (``projection_scores``: the cosine CKA from
+    D x D products, the others on that many evenly spaced anchors), so that the cost stays linear in the anchor
+    count."""
     if method.kind != "relative" or method.select is None:
         return None, None
     key = ("subspace_scores", tuple(method.projections), method.abs_transform)
@@ -52,11 +70,12 @@ def attach_weights(
             source, target = torch.from_numpy(train_anchors), torch.from_numpy(test_anchors)
             scores, _ = projection_scores(source, target, method.projections, method.abs_transform)
         else:
-            source = anchor_space(torch.from_numpy(train_anchors), method.projections, method.abs_transform)
+            source = _anchor_space(train_anchors, method, feature_cache)
             target = source  # the same encoder: the same anchors give the same matrices (computed once)
             if test_anchors is not train_anchors:
-                target = anchor_space(torch.from_numpy(test_anchors), method.projections, method.abs_transform)
-            scores = subspace_scores(source, target)
+                target = _anchor_space(test_anchors, method, feature_cache)
+            prepared = None if feature_cache is None else feature_cache.setdefault("cka_operands", {})
+            scores = subspace_scores(source, target, prepared)
         if memo is not None:
             memo[key] = scores
     else:
@@ -129,7 +148,7 @@ def evaluate_pair(
             f"{test_embeddings.shape[1]}), a head cannot even be applied"
         }
     memo = pair_memo(feature_cache, train_anchors, test_anchors)
-    weights, scores = attach_weights(method, train_anchors, test_anchors, memo)
+    weights, scores = attach_weights(method, train_anchors, test_anchors, memo, feature_cache)
     alignment, reference = None, None
     same = train_embeddings_test is test_embeddings
     n = min(latent.max_samples, len(labels))
