@@ -128,28 +128,35 @@ def test_one_head_against_two_encoders_prepares_its_reference_once_and_scores_as
     head = train_head(
         method, HeadSpec(), TrainingSpec(num_epochs=1), x[:200], labels[:200], anchors[0], 3, 0, feature_cache=cache
     )
-    calls = {"represent": 0, "orthogonal": 0}
+    calls = {"own": 0, "orthogonal": 0}
     original_predict, original_fit = evaluation.predict, evaluation.fit_orthogonal
+    original_both = evaluation.predict_with_representation
 
     def counted_predict(*args, **kwargs):
-        calls["represent"] += bool(kwargs.get("represent"))
+        calls["own"] += args[1] is tests[0]  # a pass over the head's own encoder's rows
         return original_predict(*args, **kwargs)
+
+    def counted_both(*args, **kwargs):
+        calls["own"] += args[1] is tests[0]
+        return original_both(*args, **kwargs)
 
     def counted_fit(*args):
         calls["orthogonal"] += 1
         return original_fit(*args)
 
     monkeypatch.setattr(evaluation, "predict", counted_predict)
+    monkeypatch.setattr(evaluation, "predict_with_representation", counted_both)
     monkeypatch.setattr(evaluation, "fit_orthogonal", counted_fit)
     cached = [
         evaluate_pair(head, method, tests[0], anchors[0], tests[t], anchors[t], labels[200:], LatentSpec(), cache)
         for _ in range(2)
         for t in (0, 1, 2)
     ]
-    # r(z) of the head on its own encoder once (the select method: once per chosen weights), the new encoders' r(z)
-    # from the logits' pass; the translation's map once per pair
-    weights = {json.dumps(r.get("subspace_weights")) for r in cached[1:3]}
-    assert calls["represent"] == (len(weights) if name == "select" else 1)
+    # one pass over the head's own encoder's rows for its same-encoder logits and the reference r(z) of its latent
+    # scores (the select method: one per chosen weights), the new encoders' r(z) from the logits' pass; the
+    # translation's map once per pair
+    weights = {json.dumps(r.get("subspace_weights")) for r in cached[:3]}
+    assert calls["own"] == (len(weights) if name == "select" else 1)
     assert calls["orthogonal"] == (2 if name == "translation" else 0)
     monkeypatch.undo()
     fresh = [

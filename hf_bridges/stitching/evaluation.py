@@ -100,17 +100,33 @@ def translated(
     return embeddings, anchors
 
 
-def reference_space(
+class _OwnPass:
+    """A head on its own encoder's test rows (with given weights), for the run: the logits of its same-encoder cell
+    and r(z), the reference its latent scores compare every other encoder with (prepared when first asked for)."""
+
+    def __init__(self, embeddings: np.ndarray, anchors: np.ndarray, logits: np.ndarray | None, rows: np.ndarray):
+        self.embeddings, self.anchors, self.logits, self.rows = embeddings, anchors, logits, rows
+        self.spaces: dict[str, LatentSpace] = {}
+
+    def space(self, precision: str) -> LatentSpace:
+        if precision not in self.spaces:
+            self.spaces[precision] = latent_space(torch.from_numpy(self.rows), precision)
+        return self.spaces[precision]
+
+
+def _own_pass(
     head: torch.nn.Module,
     embeddings: np.ndarray,
     anchors: np.ndarray,
     weights: list[float] | None,
     limit: int,
     feature_cache: dict | None,
-) -> LatentSpace:
-    """r(z) of the head on its own encoder's test rows, prepared for the latent scores: the same for every new encoder
-    it is compared with (with the same weights), so it is kept per head for the run (weakly: a head that is dropped
-    takes it along) and rebuilt if the head's parameters changed since (their version counters)."""
+    need_logits: bool,
+) -> _OwnPass:
+    """The head on its own encoder's test rows, kept per head for the run (weakly: a head that is dropped takes it
+    along) and redone if the head's parameters changed since (their version counters). When ``limit`` covers every
+    row, one pass gives both the logits and r(z) (:func:`predict_with_representation`: the same numbers as the two
+    calls), so a head's same-encoder cell and the reference of its latent scores share it, whichever comes first."""
     key = (
         id(embeddings),
         id(anchors),
@@ -121,13 +137,33 @@ def reference_space(
     store = None
     if feature_cache is not None:
         store = feature_cache.setdefault("references", weakref.WeakKeyDictionary()).setdefault(head, {})
-        if key in store and store[key][0] is embeddings and store[key][1] is anchors:
-            return store[key][2]
-    rows = predict(head, embeddings, anchors, weights, represent=True, feature_cache=feature_cache, limit=limit)
-    space = latent_space(torch.from_numpy(rows))
+        found = store.get(key)
+        same_rows = found is not None and found.embeddings is embeddings and found.anchors is anchors
+        if same_rows and (found.logits is not None or not need_logits):
+            return found
+    if limit >= len(embeddings):
+        logits, rows = predict_with_representation(head, embeddings, anchors, weights, limit, feature_cache)
+    else:
+        logits = predict(head, embeddings, anchors, weights, feature_cache=feature_cache) if need_logits else None
+        rows = predict(head, embeddings, anchors, weights, represent=True, feature_cache=feature_cache, limit=limit)
+    done = _OwnPass(embeddings, anchors, logits, rows)
     if store is not None:  # the arrays are kept alongside, so their ids cannot be reused while cached
-        store[key] = (embeddings, anchors, space)
-    return space
+        store[key] = done
+    return done
+
+
+def reference_space(
+    head: torch.nn.Module,
+    embeddings: np.ndarray,
+    anchors: np.ndarray,
+    weights: list[float] | None,
+    limit: int,
+    feature_cache: dict | None,
+    precision: str = "float64",
+) -> LatentSpace:
+    """r(z) of the head on its own encoder's test rows, prepared for the latent scores: the same for every new encoder
+    it is compared with (with the same weights), so it is kept per head for the run (:func:`_own_pass`)."""
+    return _own_pass(head, embeddings, anchors, weights, limit, feature_cache, False).space(precision)
 
 
 def evaluate_pair(
@@ -157,12 +193,16 @@ def evaluate_pair(
     elif getattr(head, "aligned", False):  # the default head: map + components from the anchors (identity on A)
         head.reset_alignment(train_anchors.shape[1])
         if not same:  # r(z) on A with A's own (identity) map and native relative space, before the map is fitted
-            reference = reference_space(head, train_embeddings_test, train_anchors, None, n, feature_cache)
+            reference = reference_space(
+                head, train_embeddings_test, train_anchors, None, n, feature_cache, latent.precision
+            )
             weights, alignment = align_head(
                 head, torch.from_numpy(train_anchors), torch.from_numpy(test_anchors), memo=memo
             )
-    if same:  # same encoder: r(z) is compared with itself, every latent score is 1 by construction
+    if same and (feature_cache is None or n < len(test_embeddings)):
         logits = predict(head, test_embeddings, test_anchors, weights, feature_cache=feature_cache)
+    elif same:  # r(z) is compared with itself (every latent score is 1): kept as the head's reference for the run
+        logits = _own_pass(head, test_embeddings, test_anchors, weights, n, feature_cache, True).logits
     else:
         logits, new = predict_with_representation(head, test_embeddings, test_anchors, weights, n, feature_cache)
     result = classification_scores(logits.argmax(axis=1), labels)
@@ -175,7 +215,9 @@ def evaluate_pair(
     if same:
         return result
     if reference is None:
-        reference = reference_space(head, train_embeddings_test, train_anchors, weights, n, feature_cache)
+        reference = reference_space(
+            head, train_embeddings_test, train_anchors, weights, n, feature_cache, latent.precision
+        )
     result["latent"] = latent_scores(head, reference, new, min(latent.k, n - 1), feature_cache)
     return result
 
@@ -206,10 +248,10 @@ def latent_scores(
     store = key = None
     if feature_cache is not None and reads_no_trained_state(head):
         store = feature_cache.setdefault("latent_scores", {})
-        key = (_digest(reference.rows.numpy()), _digest(new), k)
+        key = (_digest(reference.rows.numpy()), _digest(new), k, reference.precision)
         if key in store:
             return dict(store[key])
-    scores = latent_similarity(reference, torch.from_numpy(new), k=k)
+    scores = latent_similarity(reference, torch.from_numpy(new), k=k)  # in the reference's precision
     if store is not None:
         store[key] = dict(scores)
     return scores
