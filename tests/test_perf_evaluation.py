@@ -83,6 +83,11 @@ def test_latent_scores_equal_the_formulas_they_replace(n, d):
     x[5] = 0.0  # a zero row: normalised to zeros, as before
     old, new = _old_scores(x, y, 5), latent_similarity(x, y, k=5)
     assert new["jaccard"] == old["jaccard"] and new["mrr"] == old["mrr"]  # the same products, bit for bit
+    # the mean cosine from the unit rows: F.cosine_similarity's operations above its 1e-8 norm clamp, bit for bit
+    assert new["mean_cosine"] == float(torch.nn.functional.cosine_similarity(x.double(), y.double(), dim=-1).mean())
+    y[6] *= 1e-10  # under the clamp: F.cosine_similarity's own value
+    tiny = float(torch.nn.functional.cosine_similarity(x.double(), y.double(), dim=-1).mean())
+    assert latent_similarity(x, y, k=5)["mean_cosine"] == tiny
     assert new["cka"] == pytest.approx(old["cka"], abs=1e-13)  # H X X^T H from the cosine matrix: float64 rounding
     assert gram_cka(x, 3 * x @ torch.linalg.qr(torch.randn(d, d, generator=g))[0]) == pytest.approx(1.0)
 
