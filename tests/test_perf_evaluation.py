@@ -314,7 +314,8 @@ def test_the_run_passes_its_latent_precision_and_float64_gives_the_scores_before
 def test_each_encoders_anchor_matrices_are_built_and_centred_once_for_every_pair(monkeypatch):
     """Issue 21.3: the select methods' subspace scores compare each encoder's anchor-vs-anchor matrices with its own
     and with every other encoder's: with the run cache, each encoder's matrices are built once, centred once, their
-    self-product computed once, and the scores equal ``linear_cka``'s bit for bit."""
+    self-product computed once (``cka_operand``), and the scores equal ``linear_cka``'s bit for bit; only the
+    variant being scored is held."""
     x, others, _ = _pair()
     anchors = [x[:80].copy(), others[0][:80].copy(), others[1][:80].copy()]
     method = MethodSpec(name="sel", projections=["cosine", "euclidean", "l1"], select=SelectSpec())
@@ -333,3 +334,8 @@ def test_each_encoders_anchor_matrices_are_built_and_centred_once_for_every_pair
     # per projection: ||X_c^T X_c|| once per encoder (3) and ||Y_c^T X_c|| once per ordered pair of two encoders
     # (6); before: three per score, 9 scores
     assert len(norms) == len(method.projections) * (3 + 6)
+    # held while the run scores this variant (projections, transform) only: the next one replaces them
+    assert cache["anchor_operands"][0] == (("cosine", "euclidean", "l1"), "none")
+    other = MethodSpec(name="std", projections=["cosine"], abs_transform="standard", select=SelectSpec())
+    evaluation.attach_weights(other, anchors[0], anchors[1], None, cache)
+    assert cache["anchor_operands"][0] == (("cosine",), "standard") and len(cache["anchor_operands"][1]) == 2

@@ -10,8 +10,10 @@ import torch
 
 from ..heads.compatibility import (
     DENSE_REPORT_ANCHORS,
+    CkaOperand,
     align_head,
     anchor_space,
+    cka_operand,
     projection_scores,
     select_subspaces,
     subspace_scores,
@@ -36,16 +38,25 @@ def pair_memo(feature_cache: dict | None, train_anchors: np.ndarray, test_anchor
     return store[key][2]
 
 
-def _anchor_space(anchors: np.ndarray, method: MethodSpec, feature_cache: dict | None) -> dict[str, torch.Tensor]:
-    """``anchor_space`` of one anchor array, kept for the run in ``feature_cache``: an encoder's anchor matrices are
-    scored against itself and against every other encoder."""
+def _anchor_operands(
+    anchors: np.ndarray, method: MethodSpec, feature_cache: dict | None
+) -> dict[str, torch.Tensor | CkaOperand]:
+    """One encoder's anchor-vs-anchor matrices for ``method`` (``anchor_space``), prepared for the CKA once per run
+    (``cka_operand``: centred, with their self-product) and kept in ``feature_cache`` while the run scores methods
+    with the same projections and transform: each encoder's matrices are scored against its own and every other
+    encoder's. Only that variant's are kept (the run goes method by method): at most encoders x projections
+    float64 k x k matrices, k <= ``DENSE_REPORT_ANCHORS``."""
     if feature_cache is None:
         return anchor_space(torch.from_numpy(anchors), method.projections, method.abs_transform)
-    store = feature_cache.setdefault("anchor_spaces", {})
-    key = (id(anchors), tuple(method.projections), method.abs_transform)
-    if key not in store or store[key][0] is not anchors:  # the array is kept alongside: its id cannot be reused
-        store[key] = (anchors, anchor_space(torch.from_numpy(anchors), method.projections, method.abs_transform))
-    return store[key][1]
+    variant = (tuple(method.projections), method.abs_transform)
+    held = feature_cache.get("anchor_operands")
+    if held is None or held[0] != variant:
+        held = feature_cache["anchor_operands"] = (variant, {})
+    store = held[1]
+    if id(anchors) not in store or store[id(anchors)][0] is not anchors:  # kept alongside: the id is not reused
+        matrices = anchor_space(torch.from_numpy(anchors), method.projections, method.abs_transform)
+        store[id(anchors)] = (anchors, {name: cka_operand(matrix) for name, matrix in matrices.items()})
+    return store[id(anchors)][1]
 
 
 def attach_weights(
@@ -70,12 +81,11 @@ def attach_weights(
             source, target = torch.from_numpy(train_anchors), torch.from_numpy(test_anchors)
             scores, _ = projection_scores(source, target, method.projections, method.abs_transform)
         else:
-            source = _anchor_space(train_anchors, method, feature_cache)
+            source = _anchor_operands(train_anchors, method, feature_cache)
             target = source  # the same encoder: the same anchors give the same matrices (computed once)
             if test_anchors is not train_anchors:
-                target = _anchor_space(test_anchors, method, feature_cache)
-            prepared = None if feature_cache is None else feature_cache.setdefault("cka_operands", {})
-            scores = subspace_scores(source, target, prepared)
+                target = _anchor_operands(test_anchors, method, feature_cache)
+            scores = subspace_scores(source, target)
         if memo is not None:
             memo[key] = scores
     else:
