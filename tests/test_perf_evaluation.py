@@ -83,6 +83,11 @@ def test_latent_scores_equal_the_formulas_they_replace(n, d):
     x[5] = 0.0  # a zero row: normalised to zeros, as before
     old, new = _old_scores(x, y, 5), latent_similarity(x, y, k=5)
     assert new["jaccard"] == old["jaccard"] and new["mrr"] == old["mrr"]  # the same products, bit for bit
+    # the mean cosine from the unit rows: F.cosine_similarity's operations above its 1e-8 norm clamp, bit for bit
+    assert new["mean_cosine"] == float(torch.nn.functional.cosine_similarity(x.double(), y.double(), dim=-1).mean())
+    y[6] *= 1e-10  # under the clamp: F.cosine_similarity's own value
+    tiny = float(torch.nn.functional.cosine_similarity(x.double(), y.double(), dim=-1).mean())
+    assert latent_similarity(x, y, k=5)["mean_cosine"] == tiny
     assert new["cka"] == pytest.approx(old["cka"], abs=1e-13)  # H X X^T H from the cosine matrix: float64 rounding
     assert gram_cka(x, 3 * x @ torch.linalg.qr(torch.randn(d, d, generator=g))[0]) == pytest.approx(1.0)
 
@@ -128,28 +133,35 @@ def test_one_head_against_two_encoders_prepares_its_reference_once_and_scores_as
     head = train_head(
         method, HeadSpec(), TrainingSpec(num_epochs=1), x[:200], labels[:200], anchors[0], 3, 0, feature_cache=cache
     )
-    calls = {"represent": 0, "orthogonal": 0}
+    calls = {"own": 0, "orthogonal": 0}
     original_predict, original_fit = evaluation.predict, evaluation.fit_orthogonal
+    original_both = evaluation.predict_with_representation
 
     def counted_predict(*args, **kwargs):
-        calls["represent"] += bool(kwargs.get("represent"))
+        calls["own"] += args[1] is tests[0]  # a pass over the head's own encoder's rows
         return original_predict(*args, **kwargs)
+
+    def counted_both(*args, **kwargs):
+        calls["own"] += args[1] is tests[0]
+        return original_both(*args, **kwargs)
 
     def counted_fit(*args):
         calls["orthogonal"] += 1
         return original_fit(*args)
 
     monkeypatch.setattr(evaluation, "predict", counted_predict)
+    monkeypatch.setattr(evaluation, "predict_with_representation", counted_both)
     monkeypatch.setattr(evaluation, "fit_orthogonal", counted_fit)
     cached = [
         evaluate_pair(head, method, tests[0], anchors[0], tests[t], anchors[t], labels[200:], LatentSpec(), cache)
         for _ in range(2)
         for t in (0, 1, 2)
     ]
-    # r(z) of the head on its own encoder once (the select method: once per chosen weights), the new encoders' r(z)
-    # from the logits' pass; the translation's map once per pair
-    weights = {json.dumps(r.get("subspace_weights")) for r in cached[1:3]}
-    assert calls["represent"] == (len(weights) if name == "select" else 1)
+    # one pass over the head's own encoder's rows for its same-encoder logits and the reference r(z) of its latent
+    # scores (the select method: one per chosen weights), the new encoders' r(z) from the logits' pass; the
+    # translation's map once per pair
+    weights = {json.dumps(r.get("subspace_weights")) for r in cached[:3]}
+    assert calls["own"] == (len(weights) if name == "select" else 1)
     assert calls["orthogonal"] == (2 if name == "translation" else 0)
     monkeypatch.undo()
     fresh = [
@@ -233,3 +245,97 @@ def test_a_representation_that_reads_no_trained_state_is_scored_once_for_every_s
             computed.setdefault(norm, []).append(calls["n"] - before)
             assert cached == evaluate_pair(*args)  # no cache: scored again, the same numbers
     assert computed == {"none": [1, 0, 0], "layernorm": [1, 1, 1]}
+
+
+def _relative_pair(n: int = 445, d: int = 384, k: int = 500, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two r(z)-like spaces of the same rows: LayerNorm of the cosine to k anchors, for clustered embeddings and a
+    noisy linear image of them (the latent scores' inputs in a stitch run)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 5, (n + k,), generator=g)
+    z = torch.randn(5, d, generator=g)[labels] * 1.5 + torch.randn(n + k, d, generator=g)
+    w = z @ torch.randn(d, d, generator=g) / d**0.5 + 0.5 * torch.randn(n + k, d, generator=g)
+
+    def relative(e: torch.Tensor) -> torch.Tensor:
+        e = torch.nn.functional.normalize(e, dim=-1)
+        return torch.nn.functional.layer_norm(e[:n] @ e[n:].T, (k,))
+
+    return relative(z), relative(w)
+
+
+def test_float32_products_stay_within_1e_6_of_float64_on_relative_representations():
+    """Issue 21.3: a stitch run's latent scores take their n x n x d products in float32 (``latent.precision``,
+    default float32): the CKA and mean cosine within 1e-6 of float64, Jaccard@10 and MRR within one tie of it; the
+    float32 spaces hold no float64 copy of the rows, and the two precisions are not mixed."""
+    x, y = _relative_pair()
+    exact = latent_similarity(x, y, k=10)
+    fast = latent_similarity(x, y, k=10, precision="float32")
+    assert exact == latent_similarity(x, y, k=10, precision="float64")  # the default: float64
+    assert fast["cka"] == pytest.approx(exact["cka"], abs=1e-6) and fast["cka"] != exact["cka"]
+    assert fast["mean_cosine"] == pytest.approx(exact["mean_cosine"], abs=1e-6)
+    assert fast["jaccard"] == pytest.approx(exact["jaccard"], abs=1 / 445)  # a neighbour tie may break otherwise
+    assert fast["mrr"] == pytest.approx(exact["mrr"], abs=1 / 445)
+    space = latent_space(x, "float32")
+    assert space.rows.dtype == torch.float32 and space.product.dtype == torch.float32 and space._unit is None
+    assert latent_similarity(space, y, k=10) == fast  # the precision of a prepared space
+    with pytest.raises(ValueError, match="a float64 latent space was given where float32"):
+        latent_similarity(space, latent_space(y), k=10)
+    with pytest.raises(ValueError, match="unknown latent precision"):
+        latent_space(x, "float16")
+
+
+def test_the_run_passes_its_latent_precision_and_float64_gives_the_scores_before(tmp_path):
+    """``latent.precision`` reaches the scores (float64: the exact scores, as every release before), is checked
+    with the config, and the run's report says which."""
+    from hf_bridges.stitching import ConfigError, load_config
+
+    x, others, labels = _pair(445, 16)
+    method = METHODS["absolute"]
+    head = train_head(method, HeadSpec(), TrainingSpec(num_epochs=1), x[:200], labels[:200], x[:60], 3, 0)
+    rows = {p: evaluate_pair(head, method, x[200:], x[:60], others[0][200:], others[0][:60], labels[200:],
+                             LatentSpec(precision=p), {}) for p in ("float32", "float64")}  # fmt: skip
+    want = latent_similarity(
+        torch.from_numpy(predict(head, x[200:], x[:60], represent=True)),
+        torch.from_numpy(predict(head, others[0][200:], others[0][:60], represent=True)),
+        k=10,
+    )
+    assert rows["float64"]["latent"] == want
+    assert rows["float32"]["latent"] != want and rows["float32"]["accuracy"] == rows["float64"]["accuracy"]
+    for key in ("cka", "mean_cosine"):
+        assert rows["float32"]["latent"][key] == pytest.approx(want[key], abs=1e-6)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "encoders: [{id: a, kind: hf_text}]\nmethods: [{name: absolute, kind: absolute}]\n"
+        "latent: {precision: float16}\n"
+    )
+    with pytest.raises(ConfigError, match="latent.precision"):
+        load_config(config)
+
+
+def test_each_encoders_anchor_matrices_are_built_and_centred_once_for_every_pair(monkeypatch):
+    """Issue 21.3: the select methods' subspace scores compare each encoder's anchor-vs-anchor matrices with its own
+    and with every other encoder's: with the run cache, each encoder's matrices are built once, centred once, their
+    self-product computed once (``cka_operand``), and the scores equal ``linear_cka``'s bit for bit; only the
+    variant being scored is held."""
+    x, others, _ = _pair()
+    anchors = [x[:80].copy(), others[0][:80].copy(), others[1][:80].copy()]
+    method = MethodSpec(name="sel", projections=["cosine", "euclidean", "l1"], select=SelectSpec())
+    want = {(i, j): evaluation.attach_weights(method, anchors[i], anchors[j]) for i in range(3) for j in range(3)}
+    built = []
+    original = evaluation.anchor_space
+    monkeypatch.setattr(evaluation, "anchor_space", lambda *a: built.append(1) or original(*a))
+    norms = []
+    original_norm = torch.linalg.matrix_norm
+    monkeypatch.setattr(torch.linalg, "matrix_norm", lambda *a, **k: norms.append(1) or original_norm(*a, **k))
+    cache: dict = {}
+    got = {(i, j): evaluation.attach_weights(method, anchors[i], anchors[j], None, cache) for (i, j) in want}
+    monkeypatch.undo()
+    assert got == want  # the same weights and scores, bit for bit
+    assert len(built) == 3  # one anchor space per encoder
+    # per projection: ||X_c^T X_c|| once per encoder (3) and ||Y_c^T X_c|| once per ordered pair of two encoders
+    # (6); before: three per score, 9 scores
+    assert len(norms) == len(method.projections) * (3 + 6)
+    # held while the run scores this variant (projections, transform) only: the next one replaces them
+    assert cache["anchor_operands"][0] == (("cosine", "euclidean", "l1"), "none")
+    other = MethodSpec(name="std", projections=["cosine"], abs_transform="standard", select=SelectSpec())
+    evaluation.attach_weights(other, anchors[0], anchors[1], None, cache)
+    assert cache["anchor_operands"][0] == (("cosine",), "standard") and len(cache["anchor_operands"][1]) == 2

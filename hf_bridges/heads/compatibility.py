@@ -127,12 +127,50 @@ def projection_scores(
     return selection, per_projection
 
 
-def subspace_scores(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """Per-projection linear CKA between two encoders' anchor spaces (same anchors, same order)."""
+@dataclass(frozen=True)
+class CkaOperand:
+    """A matrix (rows >= columns, e.g. a k x k anchor matrix) as :func:`linear_cka` uses it: centred in float64, with
+    ``||X_c^T X_c||_F``. A stitch run scores each encoder's anchor matrices against its own and every other
+    encoder's: prepared once, a score is one product (none for a matrix against itself), the same operations."""
+
+    centred: torch.Tensor
+    norm: torch.Tensor
+
+
+def cka_operand(x: torch.Tensor) -> CkaOperand:
+    """``x`` (rows >= columns) prepared for :func:`subspace_scores`."""
+    if x.dim() != 2 or x.shape[0] < x.shape[1]:
+        raise ValueError(f"a prepared CKA operand needs rows >= columns, got shape {tuple(x.shape)}")
+    centred = x.double() - x.double().mean(dim=0, keepdim=True)
+    return CkaOperand(centred, torch.linalg.matrix_norm(centred.T @ centred))
+
+
+def _operand_cka(x: CkaOperand, y: CkaOperand) -> float:
+    """:func:`linear_cka` in its column-Gram form from prepared operands, bit for bit."""
+    if x.centred.shape[0] != y.centred.shape[0]:
+        raise ValueError(
+            f"linear_cka needs the same rows in both matrices, got {x.centred.shape[0]} and {y.centred.shape[0]}"
+        )
+    cross = (x.norm if x is y else torch.linalg.matrix_norm(y.centred.T @ x.centred)) ** 2
+    norm = x.norm * y.norm
+    return float(cross / norm) if norm > 0 else 0.0
+
+
+def subspace_scores(
+    source: Mapping[str, torch.Tensor | CkaOperand], target: Mapping[str, torch.Tensor | CkaOperand]
+) -> dict[str, float]:
+    """Per-projection linear CKA between two encoders' anchor spaces (same anchors, same order): the matrices, or
+    both sides prepared once by :func:`cka_operand` (the same scores, bit for bit)."""
     missing = sorted(set(source) ^ set(target))
     if missing:
         raise ValueError(f"anchor spaces cover different projections: {missing}")
-    return {name: linear_cka(source[name], target[name]) for name in source}
+    scores = {}
+    for name in source:
+        x, y = source[name], target[name]
+        if isinstance(x, CkaOperand) != isinstance(y, CkaOperand):
+            raise ValueError(f"{name}: prepare both anchor spaces with cka_operand, or neither")
+        scores[name] = _operand_cka(x, y) if isinstance(x, CkaOperand) else linear_cka(x, y)
+    return scores
 
 
 def select_subspaces(

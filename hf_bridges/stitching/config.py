@@ -168,6 +168,7 @@ class BestHeadSpec:
 class LatentSpec:
     k: int = 10
     max_samples: int = 500
+    precision: str = "float32"  # the dtype of the latent scores' n x n x d products (metrics/latent.py)
 
 
 @dataclass
@@ -270,6 +271,7 @@ def parse_config(data: dict, source: str = "config") -> StitchConfig:
         if m.select is not None:
             check_choice(f"{where}.select.mode", m.select.mode, ("hard", "soft"))
     check_choice(f"{source}: anchors.strategy", config.anchors.strategy, ANCHOR_STRATEGIES)
+    check_choice(f"{source}: latent.precision", config.latent.precision, ("float32", "float64"))
     if config.anchors.encoder is not None and config.anchors.encoder not in names:
         raise ConfigError(
             f"{source}: anchors.encoder {config.anchors.encoder!r} is not an encoder name"
