@@ -33,6 +33,7 @@ from hf_bridges.cli import main
 from hf_bridges.heads.anchor_cache import AnchorCache
 from hf_bridges.heads.files import MAX_ANCHORS, HeadSaveError, max_anchor_chars
 from hf_bridges.heads.format import (
+    ANCHOR_SPACE_NAME,
     ANCHORS_NAME,
     CARD_NAME,
     CONFIG_NAME,
@@ -358,6 +359,15 @@ def _weights(change):
     return apply
 
 
+def _anchor_space(change):
+    def apply(folder: Path) -> None:
+        space = load_file(folder / ANCHOR_SPACE_NAME)["anchor_embeddings"]
+        save_file({"anchor_embeddings": change(space)}, str(folder / ANCHOR_SPACE_NAME))
+        rehash(folder)
+
+    return apply
+
+
 def _config(change):
     return lambda folder: edit_config(folder, change)
 
@@ -413,6 +423,11 @@ HOSTILE = {
         "column 'label' must hold integer class ids, got string",
     ),
     "float labels": (_anchors(lambda a, la: (a, [0.5] * 20)), "column 'label' must hold integer class ids, got double"),
+    "int32 anchor space": (
+        _anchor_space(lambda t: t.to(torch.int32)),
+        "anchor_space.safetensors: tensor 'anchor_embeddings' is of dtype int32; an anchor space is floating point",
+    ),
+    "bool anchor space": (_anchor_space(lambda t: t > 0), "tensor 'anchor_embeddings' is of dtype bool"),
 }
 
 

@@ -414,6 +414,12 @@ def read_head(folder: os.PathLike | str, source: str | None = None, verify: bool
         raise HeadFormatError(
             f"{source}/{ANCHOR_SPACE_NAME} does not hold ({config['num_anchors']}, {hidden}) anchor embeddings"
         )
+    if not embeddings.is_floating_point():
+        raise HeadFormatError(
+            f"{source}/{ANCHOR_SPACE_NAME}: tensor 'anchor_embeddings' is of dtype "
+            f"{str(embeddings.dtype).replace('torch.', '')}; an anchor space is floating point (float16 / float32), "
+            "never cast from integers or booleans: save the head again"
+        )
     if not torch.isfinite(embeddings).all():
         raise HeadFormatError(
             f"{source}/{ANCHOR_SPACE_NAME}: tensor 'anchor_embeddings' holds NaN or inf values; "
