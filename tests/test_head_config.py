@@ -107,3 +107,36 @@ def test_no_head_field_shadows_a_generation_parameter():
 
     generation = set(GenerationConfig._get_default_generation_params())
     assert generation and not generation & set(HeadConfig.field_names())
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("max_seq_length", "64", r"BridgeConfig\.max_seq_length must be a whole number >= 1, got str '64'"),
+        ("anchor_seq_length", "8", r"BridgeConfig\.anchor_seq_length must be a whole number >= 0, got str '8'"),
+        ("anchor_batch_size", 0, r"BridgeConfig\.anchor_batch_size must be a whole number >= 1, got int 0"),
+        ("features_dim", "abc", r"BridgeConfig\.features_dim must be a whole number >= 1 or null, got str 'abc'"),
+        ("freeze_encoder", "no", r"BridgeConfig\.freeze_encoder must be true or false, got str 'no'"),
+        ("normalize_embeddings", 1, r"BridgeConfig\.normalize_embeddings must be true or false, got int 1"),
+    ],
+)
+def test_a_saved_models_config_json_of_the_wrong_type_names_the_field(tmp_path, tokenizer, field, value, match):
+    """``@strict`` types nothing here (the module's annotations are strings): ``"max_seq_length": "64"`` loaded and
+    failed in the first forward with a raw TypeError; ``"freeze_encoder": "no"`` was read as true."""
+    from helpers import make_encoder, topic_texts
+    from transformers import AutoModelForSequenceClassification
+
+    from hf_bridges import BridgeForSequenceClassification
+
+    texts, labels = topic_texts(2, seed=1)
+    model = BridgeForSequenceClassification.from_encoder(
+        make_encoder(0), anchors=texts, anchor_labels=labels, tokenizer=tokenizer, num_labels=5
+    )
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config[field] = value
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=match):
+        AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match=match):
+        BridgeConfig(**{field: value})
