@@ -41,8 +41,8 @@ def fresh_anchor_embeddings(model) -> torch.Tensor:
     return out
 
 
-def train_steps(model, steps=3, lr=0.05):
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+def train_steps(model, steps=3, lr=0.05, fused=None):
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, fused=fused)
     model.train()
     for i in range(steps):
         loss = model(**batch(seed=i)).loss
@@ -60,12 +60,15 @@ def test_only_lora_and_head_train(anchor_texts):
     assert not [n for n in trainable if "pooler" in n]
 
 
-def test_stale_anchor_buffer_is_not_used_after_a_lora_step(anchor_texts):
+@pytest.mark.parametrize("fused", [None, True], ids=["foreach", "fused"])
+def test_stale_anchor_buffer_is_not_used_after_a_lora_step(anchor_texts, fused):
+    """``fused``: a fused AdamW (transformers' Trainer default) updates parameters without bumping their ``_version``;
+    the anchors stayed those of the first step for the whole run (and differed from a reload's or a merge's)."""
     model = apply_lora(bridge(anchor_texts), target_modules=["query", "value"], r=4)
     inner = model.get_base_model()
     before = inner.anchors.embeddings.clone()
     torch.testing.assert_close(before, fresh_anchor_embeddings(model))
-    train_steps(model, steps=1)  # lora_B starts at zero: this first step is what changes the encoder
+    train_steps(model, steps=1, fused=fused)  # lora_B starts at zero: this first step is what changes the encoder
     assert not torch.allclose(fresh_anchor_embeddings(model), before, atol=1e-4), "LoRA did not change the encoder"
     with torch.no_grad():
         logits = model(**{k: v for k, v in batch().items() if k != "labels"}).logits
@@ -124,3 +127,28 @@ def test_trained_head_copy_is_the_one_used_and_saved(anchor_texts, tmp_path):
 def test_lora_target_not_in_encoder_lists_valid_names(anchor_texts):
     with pytest.raises(ValueError, match=r"\['q_proj'\] not found in the encoder \(BertModel\).*'query'.*'value'"):
         apply_lora(bridge(anchor_texts), target_modules=["q_proj", "value"])
+
+
+def test_trainer_default_optimizer_keeps_the_anchors_fresh_and_merge_exact(anchor_texts, tmp_path):
+    """The user's path: peft + transformers' Trainer with its default (fused AdamW) optimizer. The anchors are those
+    of the trained encoder, so the in-memory model, its merge and its reload all give the same logits."""
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    model = apply_lora(bridge(anchor_texts), target_modules=["query", "value"], r=4)
+    texts, labels = topic_texts(4, seed=3)
+    data = Dataset.from_dict({"text": texts, "label": labels}).map(lambda b: make_tokenizer()(b["text"]), batched=True)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=3, learning_rate=0.05, report_to=[],
+        save_strategy="no", use_cpu=True, disable_tqdm=True,
+    )  # fmt: skip
+    trainer = Trainer(model=model, args=args, train_dataset=data, processing_class=make_tokenizer())
+    assert "fused" in str(args.optim).lower()
+    trainer.train()
+    model.eval()
+    inputs = {k: v for k, v in batch(seed=7).items() if k != "labels"}
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        torch.testing.assert_close(model.get_base_model().anchors.embeddings, fresh_anchor_embeddings(model))
+        merged = model.merge_and_unload().eval()
+        torch.testing.assert_close(merged(**inputs).logits, logits, rtol=0, atol=1e-5)
