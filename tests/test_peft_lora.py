@@ -152,3 +152,22 @@ def test_trainer_default_optimizer_keeps_the_anchors_fresh_and_merge_exact(ancho
         torch.testing.assert_close(model.get_base_model().anchors.embeddings, fresh_anchor_embeddings(model))
         merged = model.merge_and_unload().eval()
         torch.testing.assert_close(merged(**inputs).logits, logits, rtol=0, atol=1e-5)
+
+
+def test_save_head_of_a_peft_model_is_the_trained_copy(anchor_texts, tmp_path):
+    """``peft_model.save_head(dir)`` wrote peft's wrapper state (``original_module.*`` and
+    ``modules_to_save.default.*`` keys): a head no encoder could load. It is the head the model computes with, the
+    same head as the merged model's."""
+    from hf_bridges.heads.format import read_head
+
+    model = apply_lora(bridge(anchor_texts), target_modules=["query", "value"], r=4)
+    train_steps(model, steps=2)
+    saved = read_head(model.save_head(tmp_path / "peft", card=False))
+    merged = read_head(model.merge_and_unload().save_head(tmp_path / "merged", card=False))
+    assert sorted(saved.state_dict) == sorted(merged.state_dict)
+    assert all(torch.equal(saved.state_dict[k], merged.state_dict[k]) for k in merged.state_dict)
+    torch.testing.assert_close(saved.anchor_embeddings, merged.anchor_embeddings, rtol=0, atol=1e-3)
+    fresh = BridgeForSequenceClassification.from_encoder(
+        make_encoder(0), tokenizer=make_tokenizer(), head=str(tmp_path / "peft")
+    )
+    assert fresh.head.classifier is not None

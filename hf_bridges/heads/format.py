@@ -178,7 +178,7 @@ def head_from_model(model: BridgePreTrainedModel, weights_dtype: str = "float32"
     dtype = WEIGHT_DTYPES[weights_dtype]
     state = {
         k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
-        for k, v in _file_names(model.head.state_dict()).items()
+        for k, v in _file_names(active_head(model.head).state_dict()).items()
     }
     return BridgeHead(
         config=record,
@@ -187,6 +187,19 @@ def head_from_model(model: BridgePreTrainedModel, weights_dtype: str = "float32"
         anchor_labels=list(config.anchor_labels) if config.anchor_labels is not None else None,
         anchor_embeddings=model.anchor_embeddings.detach().float().cpu(),
     )
+
+
+def active_head(head: torch.nn.Module) -> torch.nn.Module:
+    """The head module the model computes with. Under peft (``get_peft_model(bridge, LoraConfig(task_type=
+    "SEQ_CLS"))``) the head is a ``ModulesToSaveWrapper``: the trained copy of the active adapter (the untouched
+    original when adapters are disabled), never the wrapper, whose state dict holds both under prefixed keys."""
+    modules = head.__dict__.get("_modules", {})
+    if "original_module" not in modules or "modules_to_save" not in modules:
+        return head
+    active = list(getattr(head, "active_adapters", None) or [])
+    if getattr(head, "disable_adapters", False) or not active or active[0] not in modules["modules_to_save"]:
+        return modules["original_module"]
+    return modules["modules_to_save"][active[0]]
 
 
 def _cut_texts(anchors: list, max_seq_length: int | None) -> list:
