@@ -90,3 +90,29 @@ def test_bad_subspace_weights():
 def test_unloadable_encoder_says_how_to_fix(tmp_path):
     with pytest.raises(OSError, match="offline-seed"):
         BridgeForSequenceClassification.from_encoder(str(tmp_path / "missing"), anchors=["a", "b"], num_labels=2)
+
+
+def test_a_bridge_passed_as_the_encoder_names_the_encoder_inside_it(model, tiny_encoder_dir, anchor_texts, tmp_path):
+    """A saved (or in-memory) bridge given where an encoder goes failed in the first forward with "'BridgeModelOutput'
+    object has no attribute 'last_hidden_state'"; the encoder inside it is what attaches."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from hf_bridges import ConfigError
+
+    model.save_pretrained(tmp_path / "bridge")
+    head = model.save_head(tmp_path / "head", card=False)
+    for given in (str(tmp_path / "bridge"), model):
+        with pytest.raises(
+            ConfigError, match=r"is a bridge model \(model_type hf_bridges\), not an encoder: .*\.encoder"
+        ):
+            BridgeForSequenceClassification.from_encoder(given, head=str(head), anchor_cache=False)
+        with pytest.raises(ConfigError, match="not an encoder"):
+            BridgeForSequenceClassification.from_encoder(given, anchors=anchor_texts, num_labels=5)
+    inner = AutoModel.from_pretrained(tmp_path / "bridge").encoder  # what the message says to pass
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "bridge")
+    attached = BridgeForSequenceClassification.from_encoder(
+        inner, tokenizer=tokenizer, head=str(head), anchor_cache=False
+    )
+    batch = tokenizer(anchor_texts[:3], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(attached.eval()(**batch).logits, model(**batch).logits, rtol=0, atol=1e-5)

