@@ -219,3 +219,13 @@ def test_module_alignment_inputs_fit_the_map_of_an_attached_module():
     assert info["pairs"] == 48 and info["fit"] > 0.99  # 48 pairs pin down a 16 x 16 map (8 alone: fit 0.43, 64 % kept)
     with torch.no_grad():
         assert (bridge(inputs=x).logits.argmax(-1) == expected).float().mean() >= 0.97
+
+
+def test_save_head_of_a_module_bridge_says_where_its_head_goes(anchors, tmp_path):
+    """It said "this model has no raw anchor inputs", a plain ValueError, of a bridge that holds them (as tensors)."""
+    from hf_bridges import HfBridgesError
+
+    bridge = ModuleBridgeForClassification.from_module(mlp(0), anchors=anchors, num_labels=3)
+    with pytest.raises(HfBridgesError, match=r"ModuleBridgeForClassification keeps its head .* save_pretrained"):
+        bridge.save_head(tmp_path / "head")
+    assert not (tmp_path / "head").exists()

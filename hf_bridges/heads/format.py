@@ -140,8 +140,14 @@ def head_from_model(model: BridgePreTrainedModel, weights_dtype: str = "float32"
         raw_anchors = anchor_png_bytes(model)
     else:
         raw_anchors = config.anchors
+    if not raw_anchors and getattr(model.anchors, "inputs", None) is not None:  # a module bridge's tensor anchors
+        raise HeadFormatError(
+            f"save_head writes text and image heads; a {type(model).__name__} keeps its head with its raw anchor "
+            "tensors in save_pretrained(folder): load it with from_pretrained(folder, module=...) to attach "
+            "another module"
+        )
     if not raw_anchors:
-        raise ValueError(
+        raise HeadFormatError(
             "this model has no raw anchor inputs in its config, so its head cannot move to another encoder"
         )
     if len(raw_anchors) > MAX_ANCHORS:
