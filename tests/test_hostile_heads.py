@@ -428,6 +428,10 @@ HOSTILE = {
         "anchor_space.safetensors: tensor 'anchor_embeddings' is of dtype int32; an anchor space is floating point",
     ),
     "bool anchor space": (_anchor_space(lambda t: t > 0), "tensor 'anchor_embeddings' is of dtype bool"),
+    "weights of another model": (
+        _weights(lambda s: {"encoder.layer.0.weight": torch.zeros(3)}),
+        r"field 'num_labels' is 5 but bridge_head.safetensors holds no classifier tensors \(it holds \['encoder",
+    ),
 }
 
 

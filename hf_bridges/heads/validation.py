@@ -137,6 +137,12 @@ def check_weights_header(path: Path, config: dict[str, Any], where: str) -> None
             f"{where}: {WEIGHTS_NAME} holds tensor {key!r} of dtype {wrong[key]}; head weights are floating point "
             "(float32 / float16 / bfloat16), never cast from integers or booleans: save the head again"
         )
+    labels = config.get("num_labels") or 0
+    if labels and not any(key.startswith("classifier.") for key in shapes):
+        raise HeadFormatError(
+            f"{where}: field 'num_labels' is {labels} but {WEIGHTS_NAME} holds no classifier tensors (it holds "
+            f"{sorted(shapes)[:4]}); these weights are not this config's head: save or push the head again"
+        )
     hidden = config.get("classifier_hidden_size")
     first = shapes.get("classifier.0.weight", shapes.get("classifier.relative.0.weight"))  # concat / summed heads
     if first is not None and hidden and (len(first) != 2 or first[0] != hidden):
