@@ -118,6 +118,8 @@ def test_no_head_field_shadows_a_generation_parameter():
         ("features_dim", "abc", r"BridgeConfig\.features_dim must be a whole number >= 1 or null, got str 'abc'"),
         ("freeze_encoder", "no", r"BridgeConfig\.freeze_encoder must be true or false, got str 'no'"),
         ("normalize_embeddings", 1, r"BridgeConfig\.normalize_embeddings must be true or false, got int 1"),
+        ("output_shape", ["a"], r"BridgeConfig\.output_shape must be a list of whole numbers \(a tensor shape\)"),
+        ("anchor_image_shape", "3x28x28", r"BridgeConfig\.anchor_image_shape must be a list of whole numbers"),
     ],
 )
 def test_a_saved_models_config_json_of_the_wrong_type_names_the_field(tmp_path, tokenizer, field, value, match):
@@ -140,3 +142,25 @@ def test_a_saved_models_config_json_of_the_wrong_type_names_the_field(tmp_path, 
         AutoModelForSequenceClassification.from_pretrained(tmp_path)
     with pytest.raises(ConfigError, match=match):
         BridgeConfig(**{field: value})
+
+
+def test_a_config_json_that_does_not_fit_the_weights_is_one_named_error(tmp_path, tokenizer):
+    """An edited ``num_anchors`` (or any width) raised transformers' bare "You set `ignore_mismatched_sizes` to
+    False ... look at the above report!"; now one HfBridgesError (still a RuntimeError) naming config.json and the fix.
+    Nothing is allocated at the edited size (the model is built on the meta device first)."""
+    from helpers import make_encoder, topic_texts
+    from transformers import AutoModelForSequenceClassification
+
+    from hf_bridges import BridgeForSequenceClassification, HfBridgesError
+
+    texts, labels = topic_texts(2, seed=1)
+    model = BridgeForSequenceClassification.from_encoder(
+        make_encoder(0), anchors=texts, anchor_labels=labels, tokenizer=tokenizer, num_labels=5
+    )
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config.update(num_anchors=10**9, anchors=None, anchor_labels=None)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(HfBridgesError, match=r"the weights do not have the shapes its config.json describes") as caught:
+        AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert isinstance(caught.value, RuntimeError) and "ignore_mismatched_sizes=True" in str(caught.value)

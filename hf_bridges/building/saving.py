@@ -14,8 +14,13 @@ from typing import Any
 
 from .._io import publish_files
 from ..logging import user_stacklevel
+from ..modeling.registry import HfBridgesError
 
 _PREVIOUS = ".hf_bridges-previous"  # an unfinished save's journal (hf_bridges._io.publish_files)
+
+
+class WeightsMismatchError(HfBridgesError, RuntimeError):
+    """A saved model whose weights do not fit its ``config.json`` (a RuntimeError, as transformers raises it)."""
 
 
 def checked_load(load: Callable[..., Any], source: Any, args: tuple, kwargs: dict) -> Any:
@@ -33,6 +38,13 @@ def checked_load(load: Callable[..., Any], source: Any, args: tuple, kwargs: dic
         return load(source, *args, **kwargs)
     except Exception as error:
         broken = corrupted_weights(folder) if local else None
+        if broken is None and isinstance(error, RuntimeError) and "ignore_mismatched_sizes" in str(error):
+            raise WeightsMismatchError(
+                f"{source}: the weights do not have the shapes its config.json describes (the load report above "
+                "lists the tensors): an edited config.json, or weights of another model; save the model again. To "
+                "re-initialise the mismatched layers on purpose (e.g. another num_labels), pass "
+                "ignore_mismatched_sizes=True"
+            ) from error
         if broken is None:
             raise
         raise OSError(

@@ -350,8 +350,21 @@ class BridgeConfig(PretrainedConfig):
         self.bridge_format_version = BRIDGE_FORMAT_VERSION  # read format 1 or 2, written as the current one
         for name in ("anchors", "anchor_labels", "anchor_input_shape", "anchor_image_shape", "output_shape"):
             value = getattr(self, name)
+            shape = name.endswith("shape")
+            if (
+                value is not None
+                and shape
+                and (
+                    isinstance(value, (str, bytes, Mapping))
+                    or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0 for v in value)
+                )
+            ):
+                raise ConfigError(
+                    f"BridgeConfig.{name} must be a list of whole numbers (a tensor shape), got {_got(value)}; fix it "
+                    "in config.json (or save the model again)"
+                )
             if value is not None:
-                setattr(self, name, [int(v) for v in value] if name.endswith("shape") else list(value))
+                setattr(self, name, [int(v) for v in value] if shape else list(value))
         if self.num_anchors is None:
             self.num_anchors = len(self.anchors) if self.anchors is not None else 0
         if self.anchors is not None and len(self.anchors) != self.num_anchors:
