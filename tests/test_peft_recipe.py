@@ -165,6 +165,23 @@ def test_auto_peft_model_works_offline_on_a_saved_base(anchor_texts, tmp_path, m
     assert_anchors_fresh(auto)
 
 
+def test_from_pretrained_on_an_adapter_folder_embeds_the_anchors_with_the_adapter(anchor_texts, tmp_path):
+    """transformers' own peft integration: ``from_pretrained(adapter_folder)`` loads the base, then the adapter. The
+    anchors saved with the base were taken as fresh for the adapted encoder (logits 3.8 off on the tiny encoder)."""
+    from transformers import AutoModelForSequenceClassification
+
+    base = build(anchor_texts)
+    base.save_pretrained(tmp_path / "base")
+    pm = train(get_peft_model(base, LoraConfig(**RECIPE)))
+    pm.save_pretrained(tmp_path / "adapter")
+    for cls in (BridgeForSequenceClassification, AutoModelForSequenceClassification):
+        loaded = cls.from_pretrained(tmp_path / "adapter").eval()
+        assert type(loaded) is BridgeForSequenceClassification
+        assert any("lora_" in name for name, _ in loaded.named_parameters())
+        torch.testing.assert_close(logits(loaded), logits(pm), rtol=0, atol=1e-5)
+        assert_anchors_fresh(loaded)
+
+
 def test_saved_files_keep_the_historic_key_names(anchor_texts, tmp_path):
     model = build(anchor_texts).eval()
     model.save_pretrained(tmp_path / "model")

@@ -498,12 +498,15 @@ class BridgePreTrainedModel(PreTrainedModel):
         else:
             model = load(pretrained_model_name_or_path, *args, **kwargs)
         bridge = model[0] if isinstance(model, tuple) else model  # output_loading_info=True
-        if bridge.encoder is not None and not any(is_tuner_layer(m) for m in bridge.encoder.modules()):
+        tuned = bridge.encoder is not None and any(is_tuner_layer(m) for m in bridge.encoder.modules())
+        if bridge.encoder is not None and not tuned:
             bridge._apply_freeze()
         # its tokenizer is loaded on first use (tokenize, encode, save, push) from the same place and revision
         bridge._tokenizer_source = {key: kwargs[key] for key in _TOKENIZER_SOURCE if kwargs.get(key) is not None}
         if bridge.encoder is not None and bool(bridge.anchors.is_fresh):
-            bridge._anchor_snapshot = bridge._encoder_state()
+            # adapters loaded with the model (an adapter folder, adapter_kwargs): the saved anchors are the base
+            # encoder's, so they are embedded again on first use (a snapshot no encoder state equals)
+            bridge._anchor_snapshot = ("adapters loaded",) if tuned else bridge._encoder_state()
         return model
 
     @staticmethod
