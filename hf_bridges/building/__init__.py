@@ -75,3 +75,10 @@ def preprocess(model: Any, images: Any) -> Any:
     from .vision import preprocess as run
 
     return run(model, images)
+
+
+def watch_optimizer_steps() -> None:
+    """Count fused optimizers' steps for the anchor refresh (``optimizer_steps``)."""
+    from .optimizer_steps import watch_optimizer_steps as watch
+
+    watch()

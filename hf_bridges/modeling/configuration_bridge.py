@@ -7,7 +7,6 @@ class (:data:`LEGACY_DEFAULTS`, the flat format-1 head keys); bad values raise `
 from __future__ import annotations
 
 import copy
-import numbers
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
@@ -338,6 +337,11 @@ class BridgeConfig(PretrainedConfig):
                 f"this config was written with bridge format version {self.bridge_format_version}, but the installed "
                 f"hf_bridges reads up to version {BRIDGE_FORMAT_VERSION}; upgrade hf_bridges (pip install -U hf_bridges)"
             )
+        try:  # every field typed first (the installed package; the remote-code copy goes without)
+            from hf_bridges.building.config_fields import check_fields
+        except ImportError:
+            check_fields = bool  # a no-op: remote code runs the stranger's own files anyway
+        check_fields(self)
         flat = {key: kwargs.pop(key) for key in HEAD_FIELDS if key in kwargs}  # format 1 wrote head fields flat
         head = self.head
         head = dict(head or {}) if head is None or isinstance(head, Mapping) else head.to_dict()
@@ -350,27 +354,13 @@ class BridgeConfig(PretrainedConfig):
         self.bridge_format_version = BRIDGE_FORMAT_VERSION  # read format 1 or 2, written as the current one
         for name in ("anchors", "anchor_labels", "anchor_input_shape", "anchor_image_shape", "output_shape"):
             value = getattr(self, name)
-            shape = name.endswith("shape")
-            if (
-                value is not None
-                and shape
-                and (
-                    isinstance(value, (str, bytes, Mapping))
-                    or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0 for v in value)
-                )
-            ):
-                raise ConfigError(
-                    f"BridgeConfig.{name} must be a list of whole numbers (a tensor shape), got {_got(value)}; fix it "
-                    "in config.json (or save the model again)"
-                )
             if value is not None:
-                setattr(self, name, [int(v) for v in value] if shape else list(value))
+                setattr(self, name, [int(v) for v in value] if name.endswith("shape") else list(value))
         if self.num_anchors is None:
             self.num_anchors = len(self.anchors) if self.anchors is not None else 0
         if self.anchors is not None and len(self.anchors) != self.num_anchors:
             raise ConfigError(f"num_anchors={self.num_anchors} but {len(self.anchors)} anchor inputs were given")
-        if not self.features_dim or isinstance(self.features_dim, numbers.Integral):  # else refused by check()
-            self.features_dim = int(self.features_dim) if self.features_dim else None
+        self.features_dim = int(self.features_dim) if self.features_dim else None
         self.anchor_input_dtype = self.anchor_input_dtype or "float32"
         self.input_prefix = self.input_prefix or ""
         super().__post_init__(**kwargs)
@@ -379,7 +369,6 @@ class BridgeConfig(PretrainedConfig):
     def check(self) -> None:
         """Validate the choices; raises ``ConfigError`` (a ``ValueError``) naming the bad value and the valid ones."""
         self.head.validate("BridgeConfig.head")
-        self._check_scalars()
         POOLINGS.check(self.pooling)
         for name, value, valid in (
             ("modality", self.modality, MODALITIES),
@@ -400,32 +389,6 @@ class BridgeConfig(PretrainedConfig):
                 f"head.relative_anchors={relative} but the bridge holds {self.num_anchors} anchors: the relative "
                 "anchors come first, the alignment set after them; lower relative_anchors or pass more anchors"
             )
-
-    def _check_scalars(self) -> None:
-        """The whole-number and yes/no fields, typed: ``@strict`` cannot check them (this module's annotations are
-        strings), and a ``config.json`` from a stranger with ``"max_seq_length": "64"`` or ``"freeze_encoder": "no"``
-        must fail here, naming the field, not as a TypeError in the first forward (or a truthy "no")."""
-        for name, low, optional in (
-            ("max_seq_length", 1, False),
-            ("anchor_seq_length", 0, False),
-            ("anchor_batch_size", 1, False),
-            ("num_anchors", 0, False),
-            ("features_dim", 1, True),
-        ):
-            value = getattr(self, name)
-            if value is None and optional:
-                continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                raise ConfigError(
-                    f"BridgeConfig.{name} must be a whole number >= {low}{' or null' if optional else ''}, got "
-                    f"{_got(value)}; fix it in config.json (or save the model again)"
-                )
-        for name in ("freeze_encoder", "normalize_embeddings"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(
-                    f"BridgeConfig.{name} must be true or false, got {_got(getattr(self, name))}; fix it in "
-                    "config.json (or save the model again)"
-                )
 
     @property
     def hidden_size(self) -> int:

@@ -331,35 +331,14 @@ def is_tuner_layer(module: nn.Module) -> bool:
     return all(hasattr(module, name) for name in ("merged_adapters", "disable_adapters", "active_adapters"))
 
 
-_STEPS = "_hf_bridges_optimizer_steps"  # per parameter: optimizer steps that had a gradient for it
-_step_hook: Any = None
-
-
-def _count_optimizer_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-    """A fused optimizer (``AdamW(fused=True)``, transformers' Trainer default) updates parameters in place without
-    bumping their ``_version``: count its steps on the parameters it had gradients for."""
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            if param.grad is not None:
-                setattr(param, _STEPS, getattr(param, _STEPS, 0) + 1)
-
-
-def watch_optimizer_steps() -> None:
-    """Count every optimizer step on its parameters (one global torch hook, registered once per process)."""
-    global _step_hook
-    if _step_hook is None:
-        from torch.optim.optimizer import register_optimizer_step_post_hook
-
-        _step_hook = register_optimizer_step_post_hook(_count_optimizer_step)
-
-
 def encoder_fingerprint(encoder: nn.Module) -> tuple:
-    """Changes whenever what ``encoder`` computes may have changed: ``(id, _version, optimizer steps)`` of every
-    parameter (optimizer steps, ``load_state_dict`` and in-place merges bump versions, fused optimizers only the step
-    count; injected or replaced modules bring new ids), and per peft tuner layer its active adapters
+    """Changes whenever what ``encoder`` computes may have changed: ``(id, _version, steps)`` of every parameter
+    (optimizer steps, ``load_state_dict`` and in-place merges bump versions; fused optimizers only the step count of
+    ``building.optimizer_steps``; new modules bring new ids), and per peft tuner layer its active adapters
     (``set_adapter``), ``disable_adapters`` and merged adapters."""
-    watch_optimizer_steps()
-    params = tuple((id(p), p._version, getattr(p, _STEPS, 0)) for p in encoder.parameters())
+    if _building(required=False) is not None:  # without the package, fused optimizers' steps go unseen
+        _building().watch_optimizer_steps()
+    params = tuple((id(p), p._version, getattr(p, "_hf_bridges_steps", 0)) for p in encoder.parameters())
     tuners = tuple(
         (id(m), tuple(m.active_adapters), bool(m.disable_adapters), tuple(m.merged_adapters))
         for m in encoder.modules()
@@ -503,10 +482,8 @@ class BridgePreTrainedModel(PreTrainedModel):
             bridge._apply_freeze()
         # its tokenizer is loaded on first use (tokenize, encode, save, push) from the same place and revision
         bridge._tokenizer_source = {key: kwargs[key] for key in _TOKENIZER_SOURCE if kwargs.get(key) is not None}
-        if bridge.encoder is not None and bool(bridge.anchors.is_fresh):
-            # adapters loaded with the model (an adapter folder, adapter_kwargs): the saved anchors are the base
-            # encoder's, so they are embedded again on first use (a snapshot no encoder state equals)
-            bridge._anchor_snapshot = ("adapters loaded",) if tuned else bridge._encoder_state()
+        if bridge.encoder is not None and bool(bridge.anchors.is_fresh):  # with adapters loaded (an adapter folder)
+            bridge._anchor_snapshot = ("adapters",) if tuned else bridge._encoder_state()  # re-embed: base anchors
         return model
 
     @staticmethod
