@@ -114,10 +114,15 @@ def test_frozen_encoder_gets_no_gradients(model, batch):
     assert trainable and all(n.startswith("score.") for n in trainable)  # the head is registered as `score`
 
 
-def test_unfrozen_encoder_trains_and_refreshes_anchors(model, batch):
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [lambda params: torch.optim.SGD(params, lr=0.5), lambda params: torch.optim.AdamW(params, lr=0.05, fused=True)],
+    ids=["sgd", "fused-adamw"],  # a fused step leaves the parameters' _version as it was (Trainer's default)
+)
+def test_unfrozen_encoder_trains_and_refreshes_anchors(model, batch, make_optimizer):
     model.unfreeze_encoder()
     model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    optimizer = make_optimizer(list(model.parameters()))
     before = model.anchor_embeddings.clone()
     model(**batch).loss.backward()
     assert model.encoder.embeddings.word_embeddings.weight.grad is not None
