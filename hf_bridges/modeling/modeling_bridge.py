@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
@@ -333,8 +334,8 @@ def is_tuner_layer(module: nn.Module) -> bool:
 
 def encoder_fingerprint(encoder: nn.Module) -> tuple:
     """Changes whenever what ``encoder`` computes may have changed: ``(id, _version)`` of every parameter (optimizer
-    steps, ``load_state_dict`` and in-place merges bump versions; injected or replaced modules bring new ids), and per
-    peft tuner layer its active adapters (``set_adapter``), ``disable_adapters`` and merged adapters."""
+    steps, fused ones too (below), ``load_state_dict`` and in-place merges bump versions; new modules bring new ids),
+    and per peft tuner layer its active adapters (``set_adapter``), ``disable_adapters`` and merged adapters."""
     params = tuple((id(p), p._version) for p in encoder.parameters())
     tuners = tuple(
         (id(m), tuple(m.active_adapters), bool(m.disable_adapters), tuple(m.merged_adapters))
@@ -342,6 +343,14 @@ def encoder_fingerprint(encoder: nn.Module) -> tuple:
         if is_tuner_layer(m)
     )
     return params, tuners
+
+
+def _mark_updated_parameters(optimizer: torch.optim.Optimizer, *_: Any) -> None:  # after any optimizer step
+    for param in (p for group in optimizer.param_groups for p in group["params"] if p.grad is not None):
+        torch.autograd.graph.increment_version(param)  # fused optimizers (Trainer's default) don't: stale anchors
+
+
+register_optimizer_step_post_hook(_mark_updated_parameters)  # so encoder_fingerprint sees every step
 
 
 # ----------------------------------------------------------------------------------------------- checkpoint keys
