@@ -285,6 +285,15 @@ def test_an_index_bridge_is_not_a_head_to_attach(saved, encoders):
         BridgeModel.from_encoder(encoders["new"], head=saved)
 
 
+def test_head_inspect_of_an_index_bridge_checks_its_files_and_names_index_inspect(saved, capsys):
+    """`hf-bridges head push` takes a bridge folder (docs/retrieval.md), so a user inspects it as a head too: the files
+    are checked and the command that reads the bridge is named (it was a bare "error: 'aggregation'")."""
+    assert cli(["head", "inspect", saved]) == 0
+    out = capsys.readouterr().out
+    assert "index bridge" in out and f"hf-bridges index inspect {saved}" in out
+    assert "bridge_head.safetensors" in out and "ok" in out
+
+
 def test_saving_needs_the_paired_texts(bridge, tmp_path):
     bare = IndexBridge.fit_embeddings(
         bridge.old_vectors, np.asarray(bridge.old_vectors) @ np.ones((32, 8)), estimate=False
