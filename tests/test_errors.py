@@ -90,3 +90,17 @@ def test_bad_subspace_weights():
 def test_unloadable_encoder_says_how_to_fix(tmp_path):
     with pytest.raises(OSError, match="offline-seed"):
         BridgeForSequenceClassification.from_encoder(str(tmp_path / "missing"), anchors=["a", "b"], num_labels=2)
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_works_where_the_error_line_suggests_it(tmp_path, capsys, where):
+    """Every error ends "(rerun with --debug for the traceback)"; a user appends it to the failing command, where
+    argparse refused it ("unrecognized arguments: --debug") when only the top-level parser knew it."""
+    from hf_bridges import HfBridgesError
+    from hf_bridges.cli import main
+
+    argv = ["head", "inspect", str(tmp_path / "missing")]
+    assert main(argv) == 1
+    assert "(rerun with --debug for the traceback)" in capsys.readouterr().err
+    with pytest.raises(HfBridgesError, match="no head folder"):
+        main(["--debug", *argv] if where == "before" else [*argv, "--debug"])
