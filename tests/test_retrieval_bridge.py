@@ -205,7 +205,7 @@ def test_cli_fit_from_a_text_file(encoders, tmp_path, capsys, one_thread):
     assert IndexBridge.from_pretrained(str(out)).new["name_or_path"] == encoders["other"]
 
 
-@pytest.mark.parametrize("choice", ["ridge", "blend-0.5"])
+@pytest.mark.parametrize("choice", ["ridge", "blend-0.5", "prior-ridge"])
 def test_cli_fit_keeps_the_map_named(encoders, tmp_path, choice, one_thread):
     """``--translation`` names one map of the default's candidates (plain ridge, a blend) instead of the choice."""
     from hf_bridges.commands.index import BLEND_CHOICES
@@ -226,9 +226,32 @@ def test_cli_fit_keeps_the_map_named(encoders, tmp_path, choice, one_thread):
     ]
     assert cli([*argv, "--translation", choice, "--output", str(out)]) == 0
     loaded = IndexBridge.from_pretrained(str(out))
-    expected = "plain ridge" if choice.startswith("blend") else "ridge (leave-one-out)"
+    expected = {"ridge": "ridge (leave-one-out)", "blend-0.5": "plain ridge", "prior-ridge": "ridge toward"}[choice]
     for side in (loaded.query_map, loaded.migrate_map):
         assert expected in side.info["map"], side.info
+
+
+def test_translation_names_say_what_they_fit_and_the_old_ones_still_work(bridge):
+    """``"best"`` (the default) keeps the best of every candidate, ``"prior-ridge"`` the ridge toward a prior alone
+    (which had no name: ``"prior"`` meant the best of all), ``"attach-*"`` the heads' attach-time map (was
+    ``"auto"`` / ``"orthogonal"`` / ``"affine"``, which read as an automatic choice). The old names warn and fit
+    the same maps; a typo lists the valid names before anything is fitted."""
+    old, new = bridge.old_vectors, np.asarray(bridge.old_vectors) @ np.random.default_rng(3).normal(size=(32, 24))
+    fit = lambda name: IndexBridge.fit_embeddings(old, new, translation=name)
+    best = fit("best")
+    assert set(best.query_map.info["candidates"]) == CANDIDATE_NAMES
+    prior_ridge = fit("prior-ridge")
+    assert prior_ridge.query_map.info["map"].startswith("ridge toward")
+    assert "candidates" not in prior_ridge.query_map.info
+    attach = fit("attach-orthogonal")
+    assert attach.query_map.info["map"] == "orthogonal"
+    for before, now in [("prior", best), ("orthogonal", attach)]:
+        with pytest.warns(FutureWarning, match=rf"translation='{before}' is now called"):
+            renamed = fit(before)
+        np.testing.assert_array_equal(renamed.map_queries(new[:5]), now.map_queries(new[:5]))
+        assert renamed.query_map.info["map"] == now.query_map.info["map"]
+    with pytest.raises(IndexBridgeError, match=r"unknown translation 'prior_ridge' \(did you mean 'prior-ridge'\?\)"):
+        IndexBridge.fit(object(), object(), ["a"], translation="prior_ridge")  # refused before any encoder loads
 
 
 # ------------------------------------------------------------------------------------------------------ errors
