@@ -104,3 +104,36 @@ def test_debug_works_where_the_error_line_suggests_it(tmp_path, capsys, where):
     assert "(rerun with --debug for the traceback)" in capsys.readouterr().err
     with pytest.raises(HfBridgesError, match="no head folder"):
         main(["--debug", *argv] if where == "before" else [*argv, "--debug"])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "features of another width",
+        "anchors of another width",
+        "anchor embeddings of another count",
+        "no texts to predict",
+        "anchors and a head",
+        "one anchor",
+    ],
+)
+def test_bad_input_is_an_hf_bridges_error(model, tiny_encoder_dir, anchor_texts, call):
+    """Bad input a user meets (a batch of another encoder's width, a wrong anchor count, nothing to predict, mixed
+    arguments) is an ``HfBridgesError`` a caller can catch as one family, and still the ``ValueError`` it was."""
+    from hf_bridges import HfBridgesError
+
+    calls = {
+        "features of another width": lambda: model(features=torch.randn(2, 48)),
+        "anchors of another width": lambda: model.head.represent(torch.randn(2, 32), torch.randn(8, 48)),
+        "anchor embeddings of another count": lambda: model.set_anchor_embeddings(torch.randn(3, 32)),
+        "no texts to predict": lambda: model.predict([]),
+        "anchors and a head": lambda: BridgeForSequenceClassification.from_encoder(
+            tiny_encoder_dir, anchors=anchor_texts, head="some/head", num_labels=2
+        ),
+        "one anchor": lambda: BridgeForSequenceClassification.from_encoder(
+            tiny_encoder_dir, anchors=["only one"], num_labels=2
+        ),
+    }
+    with pytest.raises(HfBridgesError) as error:
+        calls[call]()
+    assert isinstance(error.value, ValueError)
