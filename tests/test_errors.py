@@ -137,3 +137,17 @@ def test_bad_input_is_an_hf_bridges_error(model, tiny_encoder_dir, anchor_texts,
     with pytest.raises(HfBridgesError) as error:
         calls[call]()
     assert isinstance(error.value, ValueError)
+
+
+@pytest.mark.parametrize("damage", ["config.json", "model.safetensors"])
+def test_a_corrupted_saved_model_file_is_named_with_the_fix(model, tmp_path, damage):
+    """A truncated config.json was transformers' OSError "not a valid JSON file" with no fix, and a truncated weights
+    file a plain OSError: both are one HfBridgesError naming the file and what to do (still an OSError)."""
+    from hf_bridges import HfBridgesError
+
+    model.save_pretrained(tmp_path / "saved")
+    path = tmp_path / "saved" / damage
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(HfBridgesError, match=rf"{damage} is truncated or corrupted .*save the model again") as error:
+        BridgeForSequenceClassification.from_pretrained(tmp_path / "saved")
+    assert isinstance(error.value, OSError)
