@@ -151,3 +151,21 @@ def test_a_corrupted_saved_model_file_is_named_with_the_fix(model, tmp_path, dam
     with pytest.raises(HfBridgesError, match=rf"{damage} is truncated or corrupted .*save the model again") as error:
         BridgeForSequenceClassification.from_pretrained(tmp_path / "saved")
     assert isinstance(error.value, OSError)
+
+
+def test_a_mistyped_encoder_id_offline_is_one_line_with_the_closest_cached_id(monkeypatch):
+    """A typo in an encoder id (offline, so not in the cache) gave transformers' "couldn't connect to
+    huggingface.co ... check your internet connection", and for a tokenizer "Pass tokenizer=... explicitly": neither
+    names the problem. Now the snapshot check's line, as `hf-bridges stitch` gives it (still an OSError)."""
+    from huggingface_hub import constants
+
+    from hf_bridges import HfBridgesError
+    from hf_bridges.building.loading import load_encoder, load_tokenizer
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    typo = "sentence-transformers/all-MiniLM-L6-v3"
+    for load in (load_encoder, load_tokenizer):
+        with pytest.raises(HfBridgesError, match=rf"'{typo}' .*is not in the Hugging Face cache and HF_HUB_OFFLINE=1"):
+            load(typo)
+        with pytest.raises(OSError, match="offline-seed"):
+            load(typo)
