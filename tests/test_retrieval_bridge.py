@@ -255,6 +255,18 @@ def test_translation_names_say_what_they_fit_and_the_old_ones_still_work(bridge)
 
 
 # ------------------------------------------------------------------------------------------------------ errors
+def test_a_mistyped_encoder_or_too_few_texts_fail_before_any_embedding(monkeypatch):
+    """Offline, a typo in an encoder id names the closest cached id (it was transformers' "couldn't connect to
+    huggingface.co"); too few paired texts are refused before either encoder loads or embeds (it was after both)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(IndexBridgeError, match="'some-org/no-such-encoder' .*is not in the Hugging Face cache"):
+        IndexBridge.fit("some-org/no-such-encoder", "some-org/no-such-encoder", TEXTS[:60])
+    with pytest.raises(IndexBridgeError, match="20 paired texts are too few"):
+        IndexBridge.fit("some-org/no-such-encoder", "some-org/no-such-encoder", TEXTS[:20])
+
+
 def test_width_mismatches_name_the_encoders(bridge):
     with pytest.raises(IndexBridgeError, match=r"stored vectors are 48-d but .*old encoder .* is 32-d.*look like"):
         bridge.migrate(np.ones((3, 48), np.float32))

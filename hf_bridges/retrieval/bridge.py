@@ -91,6 +91,7 @@ class IndexBridge:
         (:data:`TRANSLATIONS`)."""
         translation = translation_name(translation)  # a bad name fails before the encoders embed anything
         texts = [str(t) for t in texts]
+        _check_pair_count(len(texts))  # so does a sample too small to fit on
         old, new = load_text_encoder(old_encoder), load_text_encoder(new_encoder)
         old_docs = old.encode(texts, "document", batch_size)
         new_docs = new.encode(texts, "document", batch_size)
@@ -139,11 +140,7 @@ class IndexBridge:
                 f"paired vectors must have one row per text in both spaces: old has {old_vectors.shape[0]} rows, "
                 f"new has {new_vectors.shape[0]}"
             )
-        if old_vectors.shape[0] < MIN_PAIRS:
-            raise IndexBridgeError(
-                f"{old_vectors.shape[0]} paired texts are too few to fit an index bridge (at least {MIN_PAIRS}; "
-                "a few hundred to 2,000 from your own corpus is the useful range)"
-            )
+        _check_pair_count(old_vectors.shape[0])
         if texts is not None and len(texts) != old_vectors.shape[0]:
             raise IndexBridgeError(f"{len(texts)} texts for {old_vectors.shape[0]} paired vectors")
         old = _record(old_encoder, old_vectors, "old")
@@ -418,6 +415,14 @@ def _fit_side(
     est = retention_from_hits(hits[kind]["both"], reembed=hits[kind]["reembed_both"], k=k, folds=n_folds, seed=seed)
     est.corpus, est.reference = corpus_size(src.shape[0]), "both / reembed"
     return fitted, est
+
+
+def _check_pair_count(n: int) -> None:
+    if n < MIN_PAIRS:
+        raise IndexBridgeError(
+            f"{n} paired texts are too few to fit an index bridge (at least {MIN_PAIRS}; "
+            "a few hundred to 2,000 from your own corpus is the useful range)"
+        )
 
 
 def _base(name: str | None) -> str:
