@@ -205,8 +205,8 @@ def test_cli_fit_from_a_text_file(encoders, tmp_path, capsys, one_thread):
     assert IndexBridge.from_pretrained(str(out)).new["name_or_path"] == encoders["other"]
 
 
-@pytest.mark.parametrize("choice", ["ridge", "blend-0.5", "prior-ridge"])
-def test_cli_fit_keeps_the_map_named(encoders, tmp_path, choice, one_thread):
+@pytest.mark.parametrize("choice", ["ridge", "blend-0.5", "prior-ridge", "orthogonal"])
+def test_cli_fit_keeps_the_map_named(encoders, tmp_path, choice, one_thread, capsys):
     """``--translation`` names one map of the default's candidates (plain ridge, a blend) instead of the choice."""
     from hf_bridges.commands.index import BLEND_CHOICES
     from hf_bridges.retrieval.bridge import BLENDS
@@ -226,7 +226,14 @@ def test_cli_fit_keeps_the_map_named(encoders, tmp_path, choice, one_thread):
     ]
     assert cli([*argv, "--translation", choice, "--output", str(out)]) == 0
     loaded = IndexBridge.from_pretrained(str(out))
-    expected = {"ridge": "ridge (leave-one-out)", "blend-0.5": "plain ridge", "prior-ridge": "ridge toward"}[choice]
+    expected = {
+        "ridge": "ridge (leave-one-out)",
+        "blend-0.5": "plain ridge",
+        "prior-ridge": "ridge toward",
+        "orthogonal": "orthogonal",  # an old name: the attach-time map, said so in the CLI's words
+    }[choice]
+    if choice == "orthogonal":
+        assert "--translation orthogonal is now attach-orthogonal" in capsys.readouterr().err
     for side in (loaded.query_map, loaded.migrate_map):
         assert expected in side.info["map"], side.info
 

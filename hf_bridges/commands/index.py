@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -122,8 +123,13 @@ def _gate(bridge, minimum: float | None, side: str = "query", bound: str = "esti
 def run_fit(args: argparse.Namespace) -> int:
     from ..retrieval import IndexBridge
 
-    texts = _texts(args)
     translation = args.translation
+    if translation in OLD_CHOICES:  # said in the CLI's words, not as a Python FutureWarning from a source line
+        from ..retrieval.bridge import OLD_TRANSLATIONS
+
+        translation = OLD_TRANSLATIONS[translation]
+        print(f"hf-bridges index fit: --translation {args.translation} is now {translation}", file=sys.stderr)
+    texts = _texts(args)
     if translation.startswith("blend-"):  # the candidate's name in the library: "blend 0.5"
         from ..retrieval.maps import blend_kind
 
