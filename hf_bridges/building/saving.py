@@ -14,8 +14,13 @@ from typing import Any
 
 from .._io import publish_files
 from ..logging import user_stacklevel
+from ..modeling.registry import HfBridgesError
 
 _PREVIOUS = ".hf_bridges-previous"  # an unfinished save's journal (hf_bridges._io.publish_files)
+
+
+class ModelFileError(HfBridgesError, OSError):
+    """A saved model's file (``config.json``, a ``*.safetensors``) is truncated or corrupted; names it and the fix."""
 
 
 def checked_load(load: Callable[..., Any], source: Any, args: tuple, kwargs: dict) -> Any:
@@ -32,12 +37,12 @@ def checked_load(load: Callable[..., Any], source: Any, args: tuple, kwargs: dic
     try:
         return load(source, *args, **kwargs)
     except Exception as error:
-        broken = corrupted_weights(folder) if local else None
+        broken = (corrupted_config(folder) or corrupted_weights(folder)) if local else None
         if broken is None:
             raise
-        raise OSError(
+        raise ModelFileError(
             f"{broken} is truncated or corrupted ({type(error).__name__}: {error}); save the model again "
-            "or restore that file (after an interrupted save: `hf-bridges head recover FOLDER`)"
+            f"or restore that file (after an interrupted save: `hf-bridges head recover {folder}`)"
         ) from None
 
 
@@ -89,6 +94,18 @@ def _remove_dead_staging(parent: str, base: str) -> None:
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
         except OSError:
             pass
+
+
+def corrupted_config(folder: str) -> str | None:
+    """``folder/config.json`` when it is there but not a JSON object (transformers only says "not a valid JSON")."""
+    path = os.path.join(folder, "config.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return None if isinstance(json.load(handle), dict) else path
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return path
 
 
 def corrupted_weights(folder: str) -> str | None:

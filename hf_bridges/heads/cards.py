@@ -251,13 +251,19 @@ def resolved_revision(hub_id: str | None, revision: str | None) -> str | None:
 
 def _encoder_meta(name: str | None, revision: str | None, config: Any, hub_id: str | None) -> dict[str, Any]:
     get = config.get if isinstance(config, dict) else lambda key, default=None: getattr(config, key, default)
+    normalize = get("normalize_embeddings")  # a head's config holds it in its encoder record (None: an older head)
+    normalize = (
+        (get("encoder") or {}).get("normalize_embeddings")
+        if normalize is None and isinstance(config, dict)
+        else normalize
+    )
     return {
         "name_or_path": hub_id or (Path(name).name if name else None),
         "revision": resolved_revision(hub_id, revision),
         "pooling": get("pooling"),
         "input_prefix": get("input_prefix") or "",
         "max_seq_length": get("max_seq_length"),
-        "normalize_embeddings": bool(get("normalize_embeddings", False)),
+        "normalize_embeddings": None if normalize is None else bool(normalize),
     }
 
 
