@@ -332,6 +332,7 @@ def encoder_fingerprint(encoder: nn.Module) -> tuple:
     """Changes whenever what ``encoder`` computes may have changed: ``(id, _version)`` of every parameter (optimizer
     steps, fused ones too (below), ``load_state_dict`` and in-place merges bump versions; new modules bring new ids),
     and per peft tuner layer its active adapters (``set_adapter``), ``disable_adapters`` and merged adapters."""
+    _watch_optimizer_steps()
     params = tuple((id(p), p._version) for p in encoder.parameters())
     tuners = tuple(
         (id(m), tuple(m.active_adapters), bool(m.disable_adapters), tuple(m.merged_adapters))
@@ -346,7 +347,15 @@ def _mark_updated_parameters(optimizer: torch.optim.Optimizer, *_: Any) -> None:
         torch.autograd.graph.increment_version(param)  # fused optimizers (Trainer's default) don't: stale anchors
 
 
-register_optimizer_step_post_hook(_mark_updated_parameters)  # so encoder_fingerprint sees every step
+_step_hook: Any = None
+
+
+def _watch_optimizer_steps() -> None:
+    """Register :func:`_mark_updated_parameters` (a global optimizer hook: it sees optimizers made before it) once,
+    the first time a bridge fingerprints its encoder, not as a side effect of importing hf_bridges."""
+    global _step_hook
+    if _step_hook is None:
+        _step_hook = register_optimizer_step_post_hook(_mark_updated_parameters)
 
 
 # ----------------------------------------------------------------------------------------------- checkpoint keys
