@@ -196,7 +196,7 @@ def _encoder_commit(name: str | None, revision: str | None, encoder: Any) -> str
     commit = getattr(getattr(encoder, "config", None), "_commit_hash", None)
     if commit or not isinstance(name, str) or os.path.isdir(name):
         return commit
-    from .cards import resolved_revision
+    from ..snapshots import resolved_revision
 
     resolved = resolved_revision(name, revision)
     return resolved if resolved and len(resolved) == 40 and all(c in "0123456789abcdef" for c in resolved) else None
