@@ -503,7 +503,7 @@ if __name__ == "__main__":
     parser.add_argument("--encoders", default="L6,L3,mpnet", help="--embed-only: the encoders to embed with")
     parser.add_argument("--pairs", default="L6-L3,L3-L6,L6-mpnet,mpnet-L6", help="old-new encoder pairs")
     parser.add_argument("--pairs-sweep", default="250,500,1000,2000")
-    parser.add_argument("--translations", default="prior,auto", help="bridge maps to fit (first: + relative)")
+    parser.add_argument("--translations", default="best,attach-auto", help="bridge maps to fit (first: + relative)")
     parser.add_argument("--relative-weights", default="0.5,0.75,0.9")
     parser.add_argument("--docs", type=int, default=400)
     parser.add_argument("--pool", type=int, default=2000)

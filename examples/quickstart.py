@@ -38,15 +38,21 @@ for epoch in range(10):  # on the cached features: seconds, not an encoder pass 
         optimizer.step()
         optimizer.zero_grad()
 model.eval()
+own = model.predict(test["text"], batch_size=64, use_labels=False)  # its accuracy on the training encoder, stored
+accuracy = float((own == torch.tensor(test["label"])).float().mean())  # with the head for the attach's estimate
 
-model.save_head("bbc-head")  # head only: weights, raw anchors, config, anchor space, card
+model.save_head(  # head only: weights, raw anchors, config, anchor space, card
+    "bbc-head",
+    metrics={"accuracy": accuracy},  # (or metrics=trainer.evaluate()): an attach then prints "expected accuracy"
+    anchors_in_training=True,  # its anchors and alignment set are training texts (docs/estimate.md)
+)
 # model.push_head_to_hub("your-name/bbc-head")  # the same files as a Hub model repo (private=..., token=...)
 model.save_pretrained("bbc-bridge")  # a full model, tokenizer included: AutoModelForSequenceClassification loads it
 
 stitched = BridgeForSequenceClassification.from_encoder(
     "sentence-transformers/paraphrase-MiniLM-L3-v2", head="bbc-head"
 )  # a folder or a repo id: the head's anchors are re-embedded by the new encoder and a
-print(stitched.stitch_report)  # translation is fitted on them; label-free compatibility score
+print(stitched.stitch_report)  # translation fitted on them; label-free score and expected accuracy on L3
 predicted = stitched.predict(test["text"], batch_size=64, use_labels=False)  # SetFit-style, on texts
 print(f"zero-shot accuracy on L3: {(predicted == torch.tensor(test['label'])).float().mean():.3f}")
 classify = pipeline("text-classification", model=stitched)  # the bridge brings its tokenizer

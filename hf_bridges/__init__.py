@@ -16,7 +16,7 @@ from ._version import __version__
 # public name -> submodule that defines it
 _EXPORTS = {
     "modeling.configuration_bridge": ["BRIDGE_FORMAT_VERSION", "BridgeConfig", "HeadConfig"],
-    "modeling.registry": ["ConfigError", "HfBridgesError", "Registry", "UnknownNameError"],
+    "modeling.registry": ["ConfigError", "HfBridgesError", "InputError", "Registry", "UnknownNameError"],
     "modeling.modeling_bridge": [
         "BridgeClassifierOutput",
         "BridgeForImageClassification",
@@ -90,7 +90,7 @@ if TYPE_CHECKING:  # static names for type checkers and IDEs
         BridgeModelOutput,
         BridgePreTrainedModel,
     )
-    from .modeling.registry import ConfigError, HfBridgesError, Registry, UnknownNameError
+    from .modeling.registry import ConfigError, HfBridgesError, InputError, Registry, UnknownNameError
     from .module_bridges.encoders import ImagePreprocess, ModuleEncoder, register_module_encoder
     from .module_bridges.modeling import ModuleBridgeForClassification, ModuleBridgeModel
     from .module_bridges.reconstruction import BridgeForReconstruction

@@ -24,7 +24,21 @@ def build_parser() -> argparse.ArgumentParser:
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         module.register(subparsers)
+    _accept_debug_anywhere(parser)
     return parser
+
+
+def _accept_debug_anywhere(parser: argparse.ArgumentParser) -> None:
+    """Every error line says "rerun with --debug": a user appends it to the failing command, so every subcommand
+    takes it too (SUPPRESS: absent there, it leaves the top-level value alone)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if "--debug" not in sub._option_string_actions:
+                    sub.add_argument(
+                        "--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback"
+                    )
+                _accept_debug_anywhere(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,10 +9,12 @@ logging configuration see every record.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from logging import CRITICAL, DEBUG, ERROR, INFO, WARNING
 
 LIBRARY = "hf_bridges"
@@ -110,6 +112,38 @@ def enable_progress_bar() -> None:
     from huggingface_hub.utils import enable_progress_bars
 
     enable_progress_bars(LIBRARY)
+
+
+@contextlib.contextmanager
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """All bars a job triggers hidden for the ``with`` block when ``enabled`` is false (hf_bridges' anchor / encode
+    bars, ``datasets``' map, transformers' shard writing), then as they were: a job's ``progress_bar: false``
+    must not leave other libraries' bars on its stderr."""
+    import datasets.utils.logging as datasets_logging
+    import transformers.utils.logging as transformers_logging
+    from huggingface_hub.utils import are_progress_bars_disabled
+
+    switches = [
+        (lambda: not are_progress_bars_disabled(LIBRARY), disable_progress_bar, enable_progress_bar),
+        (
+            datasets_logging.is_progress_bar_enabled,
+            datasets_logging.disable_progress_bar,
+            datasets_logging.enable_progress_bar,
+        ),
+        (
+            transformers_logging.is_progress_bar_enabled,
+            transformers_logging.disable_progress_bar,
+            transformers_logging.enable_progress_bar,
+        ),
+    ]
+    hidden = [] if enabled else [(off, on) for shown, off, on in switches if shown()]
+    for off, _ in hidden:
+        off()
+    try:
+        yield
+    finally:
+        for _, on in hidden:
+            on()
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 from .modeling.registry import ConfigError, did_you_mean
@@ -42,3 +43,17 @@ def resolve_hf_revision(model_id: str, revision: str = "main") -> str:
         f"{did_you_mean(model_id, cached)}; run `hf-bridges offline-seed` for the packaged encoders "
         f"(cached models: {sorted(cached)[:10]})"
     )
+
+
+def resolved_revision(hub_id: str | None, revision: str | None) -> str | None:
+    """The commit an encoder was used at: a commit sha as given, else the snapshot of ``revision`` (default
+    ``main``) in the local HF cache, which is what ``from_pretrained`` loaded; else ``revision`` as given."""
+    if not hub_id or (revision and re.fullmatch(r"[0-9a-f]{40}", revision)):
+        return revision
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(hub_id, "config.json", revision=revision or "main")
+    except Exception:  # an id the cache helpers refuse: record what was given
+        found = None
+    return Path(found).parent.name if isinstance(found, str) else revision

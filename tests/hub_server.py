@@ -2,7 +2,7 @@
 
 No installable Hub-compatible server accepts pushes (olah is pull-only; KohakuHub needs PostgreSQL, MinIO and
 LakeFS; hf-local-hub's PyPI wheel is only a client for its own Go server), so this speaks just the calls the client
-makes (see shared/reference/hf_conventions.md §3): create/delete repo, whoami, validate-yaml, preupload (always
+makes (see shared/reference/hf_conventions.md §3): create/delete repo, create branch, whoami, validate-yaml, preupload (always
 "regular" uploads, so file bodies arrive base64 in the commit), commit (NDJSON), repo info (``sha``, ``siblings``)
 by branch or commit sha, the model listing ``GET /api/models`` (tag filters, author, search, limit, cardData,
 read from each README's front matter as the Hub indexes it), and ``resolve`` (GET/HEAD) with ``X-Repo-Commit`` / ``ETag`` headers. Errors carry the
@@ -77,7 +77,9 @@ class HubState:
         self.failed = 0
 
 
-API_REPO = re.compile(r"^/api/(models|datasets|spaces)/([^/]+/[^/]+)(?:/(revision|preupload|commit|tree)/(.+))?$")
+API_REPO = re.compile(
+    r"^/api/(models|datasets|spaces)/([^/]+/[^/]+)(?:/(revision|preupload|commit|tree|branch)/(.+))?$"
+)
 RESOLVE = re.compile(r"^/(?:(datasets|spaces)/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
 
 
@@ -176,6 +178,8 @@ class HubHandler(BaseHTTPRequestHandler):
                         return self._preupload(repo_id)
                     if method == "POST" and action == "commit":
                         return self._commit(repo_id, revision, parse_qs(url.query))
+                    if method == "POST" and action == "branch":
+                        return self._create_branch(repo_id, revision)
                 match = RESOLVE.match(path)
                 if match and method in ("GET", "HEAD"):
                     _, repo_id, revision, filename = match.groups()
@@ -345,6 +349,20 @@ class HubHandler(BaseHTTPRequestHandler):
         self._json(
             200, {"commitUrl": f"{base}/commit/{sha}", "commitOid": sha, "pullRequestUrl": None, "success": True}
         )
+
+    def _create_branch(self, repo_id: str, branch: str) -> None:
+        """``HfApi.create_branch``: from ``startingPoint`` (a branch or commit) or main; 409 when it exists."""
+        payload = json.loads(self._body() or b"{}")
+        repo = self._writable_repo(repo_id)
+        if repo is None:
+            return
+        if branch in repo.branches:
+            return self._error(409, None, f"branch {branch} already exists")
+        start = repo.resolve(payload.get("startingPoint") or "main")
+        if start is None:
+            return self._error(404, "RevisionNotFound", f"Invalid rev id: {payload.get('startingPoint')}")
+        repo.branches[branch] = start
+        self._json(200, {})
 
     def _resolve(self, repo_id: str, revision: str, filename: str, head_only: bool) -> None:
         repo = self._readable_repo(repo_id, head_only)

@@ -75,3 +75,23 @@ def test_stitched_model_card_records_head_repo_revision_and_report(bridge):
     finally:
         del bridge.config.head_source
     assert "head_repo" not in model_card(bridge).data.hf_bridges  # an unstitched model: no head source
+
+
+def test_a_head_records_the_encoder_commit_and_normalisation_it_was_trained_with(tmp_path):
+    """all-MiniLM-L6-v2 normalises (a sentence-transformers Normalize module the bridge honours), but head cards said
+    ``normalize_embeddings: false`` (read from a key the head config does not hold), and the head config's
+    ``encoder.commit_hash`` was always null (transformers 5 configs have no ``_commit_hash``): `head inspect`
+    printed "revision -"."""
+    from huggingface_hub import try_to_load_from_cache
+
+    commit = try_to_load_from_cache(MINILM, "config.json")
+    if not isinstance(commit, str):
+        pytest.skip(f"{MINILM} is not in the HF cache (hf-bridges offline-seed)")
+    model = BridgeForSequenceClassification.from_encoder(MINILM, anchors=topic_texts(1, seed=4)[0], num_labels=2)
+    assert model.config.normalize_embeddings is True
+    folder = model.save_head(tmp_path / "head")
+    encoder = read_head(folder).config["encoder"]
+    snapshot = commit.split("/")[-2]
+    assert encoder["commit_hash"] == snapshot and encoder["normalize_embeddings"] is True
+    meta = ModelCard.load(folder / "README.md").data.to_dict()["hf_bridges"]["encoder"]
+    assert meta["normalize_embeddings"] is True and meta["revision"] == snapshot

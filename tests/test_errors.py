@@ -116,3 +116,82 @@ def test_a_bridge_passed_as_the_encoder_names_the_encoder_inside_it(model, tiny_
     batch = tokenizer(anchor_texts[:3], padding=True, return_tensors="pt")
     with torch.no_grad():
         torch.testing.assert_close(attached.eval()(**batch).logits, model(**batch).logits, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_works_where_the_error_line_suggests_it(tmp_path, capsys, where):
+    """Every error ends "(rerun with --debug for the traceback)"; a user appends it to the failing command, where
+    argparse refused it ("unrecognized arguments: --debug") when only the top-level parser knew it."""
+    from hf_bridges import HfBridgesError
+    from hf_bridges.cli import main
+
+    argv = ["head", "inspect", str(tmp_path / "missing")]
+    assert main(argv) == 1
+    assert "(rerun with --debug for the traceback)" in capsys.readouterr().err
+    with pytest.raises(HfBridgesError, match="no head folder"):
+        main(["--debug", *argv] if where == "before" else [*argv, "--debug"])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "features of another width",
+        "anchors of another width",
+        "anchor embeddings of another count",
+        "no texts to predict",
+        "anchors and a head",
+        "one anchor",
+    ],
+)
+def test_bad_input_is_an_hf_bridges_error(model, tiny_encoder_dir, anchor_texts, call):
+    """Bad input a user meets (a batch of another encoder's width, a wrong anchor count, nothing to predict, mixed
+    arguments) is an ``HfBridgesError`` a caller can catch as one family, and still the ``ValueError`` it was."""
+    from hf_bridges import HfBridgesError
+
+    calls = {
+        "features of another width": lambda: model(features=torch.randn(2, 48)),
+        "anchors of another width": lambda: model.head.represent(torch.randn(2, 32), torch.randn(8, 48)),
+        "anchor embeddings of another count": lambda: model.set_anchor_embeddings(torch.randn(3, 32)),
+        "no texts to predict": lambda: model.predict([]),
+        "anchors and a head": lambda: BridgeForSequenceClassification.from_encoder(
+            tiny_encoder_dir, anchors=anchor_texts, head="some/head", num_labels=2
+        ),
+        "one anchor": lambda: BridgeForSequenceClassification.from_encoder(
+            tiny_encoder_dir, anchors=["only one"], num_labels=2
+        ),
+    }
+    with pytest.raises(HfBridgesError) as error:
+        calls[call]()
+    assert isinstance(error.value, ValueError)
+
+
+@pytest.mark.parametrize("damage", ["config.json", "model.safetensors"])
+def test_a_corrupted_saved_model_file_is_named_with_the_fix(model, tmp_path, damage):
+    """A truncated config.json was transformers' OSError "not a valid JSON file" with no fix, and a truncated weights
+    file a plain OSError: both are one HfBridgesError naming the file and what to do (still an OSError)."""
+    from hf_bridges import HfBridgesError
+
+    model.save_pretrained(tmp_path / "saved")
+    path = tmp_path / "saved" / damage
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(HfBridgesError, match=rf"{damage} is truncated or corrupted .*save the model again") as error:
+        BridgeForSequenceClassification.from_pretrained(tmp_path / "saved")
+    assert isinstance(error.value, OSError)
+
+
+def test_a_mistyped_encoder_id_offline_is_one_line_with_the_closest_cached_id(monkeypatch):
+    """A typo in an encoder id (offline, so not in the cache) gave transformers' "couldn't connect to
+    huggingface.co ... check your internet connection", and for a tokenizer "Pass tokenizer=... explicitly": neither
+    names the problem. Now the snapshot check's line, as `hf-bridges stitch` gives it (still an OSError)."""
+    from huggingface_hub import constants
+
+    from hf_bridges import HfBridgesError
+    from hf_bridges.building.loading import load_encoder, load_tokenizer
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    typo = "sentence-transformers/all-MiniLM-L6-v3"
+    for load in (load_encoder, load_tokenizer):
+        with pytest.raises(HfBridgesError, match=rf"'{typo}' .*is not in the Hugging Face cache and HF_HUB_OFFLINE=1"):
+            load(typo)
+        with pytest.raises(OSError, match="offline-seed"):
+            load(typo)

@@ -91,3 +91,21 @@ def test_errors_are_reported_not_raised(hub, tmp_path, capsys):
     assert main(["head", "push", str(tmp_path / "empty"), "alice/x", "--token", TOKEN, "--endpoint", hub.endpoint]) == 1
     assert "not a bridge head" in capsys.readouterr().err
     assert "alice/x" not in hub.state.repos  # nothing published
+
+
+def test_push_to_a_new_branch_creates_it(hub, head_dir, tmp_path, capsys):
+    """docs: `hf-bridges head push FOLDER REPO --revision BRANCH`. A branch the repo does not have yet was the Hub's
+    404 "Revision Not Found" (a commit needs an existing branch): the push creates it, main stays as it was."""
+    endpoint = ["--endpoint", hub.endpoint]
+    assert main(["head", "push", str(head_dir), "alice/branched", "--token", TOKEN, *endpoint]) == 0
+    assert (
+        main(["head", "push", str(head_dir), "alice/branched", "--revision", "dev", "--token", TOKEN, *endpoint]) == 0
+    )
+    assert "pushed" in capsys.readouterr().out
+    for revision in ("dev", "main"):
+        out = tmp_path / revision
+        assert main(["head", "pull", "alice/branched", "--revision", revision, "--output", str(out), *endpoint]) == 0
+        assert (out / CONFIG_NAME).read_bytes() == (head_dir / CONFIG_NAME).read_bytes()
+    assert (
+        main(["head", "push", str(head_dir), "alice/branched", "--revision", "dev", "--token", TOKEN, *endpoint]) == 0
+    )

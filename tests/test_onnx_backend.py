@@ -204,3 +204,42 @@ def test_shipped_onnx_file_is_run_and_a_corrupt_one_is_named(tmp_path, onnx_cach
         HFTextEncoder().load(EncoderSpec(id=str(folder), backend="onnx"))
     exported = HFTextEncoder().load(EncoderSpec(id=str(folder), backend="onnx", options={"onnx_file": "export"}))
     assert float(np.abs(exported(batch) - expected).max()) <= 1e-5
+
+
+def test_stitch_cache_is_keyed_per_backend(tmp_path, onnx_cache, one_thread):
+    """A run with ``backend: onnx`` after a torch run (or one ONNX file after another: an int8 file embeds very
+    differently) must embed with its own backend, not silently read the other's cached vectors: a user timing or
+    comparing backends would otherwise measure the cache. Torch keys stay as they were (existing caches hit)."""
+    import datasets
+
+    from hf_bridges.stitching.cache import EmbeddingCache
+
+    torch_spec, onnx_spec = _stitch_spec("torch"), _stitch_spec("onnx")
+    exported = _stitch_spec("onnx", options={"onnx_file": "export"})
+    kind = HFTextEncoder()
+    identities = [kind.identity(spec) for spec in (torch_spec, onnx_spec, exported)]
+    assert "backend" not in identities[0]  # the torch key is unchanged: caches of earlier runs still hit
+    assert len({json_key(i) for i in identities}) == 3
+
+    data = datasets.Dataset.from_dict({"text": TEXTS})
+    cache, loaded = EmbeddingCache(tmp_path / "cache"), []
+
+    def loader(spec):
+        def load():
+            loaded.append(spec.backend)
+            return kind.load(spec)
+
+        return load
+
+    first = cache.embeddings(identities[0], data, "text", loader(torch_spec), progress=False)
+    again = cache.embeddings(identities[0], data, "text", loader(torch_spec), progress=False)
+    onnx = cache.embeddings(identities[1], data, "text", loader(onnx_spec), progress=False)
+    assert loaded == ["torch", "onnx"]  # the torch rerun hit its cache; the onnx run embedded with onnxruntime
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(onnx, kind.load(onnx_spec)({"text": TEXTS}))
+
+
+def json_key(identity: dict) -> str:
+    import json
+
+    return json.dumps(identity, sort_keys=True)

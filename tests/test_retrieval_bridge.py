@@ -205,8 +205,8 @@ def test_cli_fit_from_a_text_file(encoders, tmp_path, capsys, one_thread):
     assert IndexBridge.from_pretrained(str(out)).new["name_or_path"] == encoders["other"]
 
 
-@pytest.mark.parametrize("choice", ["ridge", "blend-0.5"])
-def test_cli_fit_keeps_the_map_named(encoders, tmp_path, choice, one_thread):
+@pytest.mark.parametrize("choice", ["ridge", "blend-0.5", "prior-ridge", "orthogonal"])
+def test_cli_fit_keeps_the_map_named(encoders, tmp_path, choice, one_thread, capsys):
     """``--translation`` names one map of the default's candidates (plain ridge, a blend) instead of the choice."""
     from hf_bridges.commands.index import BLEND_CHOICES
     from hf_bridges.retrieval.bridge import BLENDS
@@ -226,12 +226,54 @@ def test_cli_fit_keeps_the_map_named(encoders, tmp_path, choice, one_thread):
     ]
     assert cli([*argv, "--translation", choice, "--output", str(out)]) == 0
     loaded = IndexBridge.from_pretrained(str(out))
-    expected = "plain ridge" if choice.startswith("blend") else "ridge (leave-one-out)"
+    expected = {
+        "ridge": "ridge (leave-one-out)",
+        "blend-0.5": "plain ridge",
+        "prior-ridge": "ridge toward",
+        "orthogonal": "orthogonal",  # an old name: the attach-time map, said so in the CLI's words
+    }[choice]
+    if choice == "orthogonal":
+        assert "--translation orthogonal is now attach-orthogonal" in capsys.readouterr().err
     for side in (loaded.query_map, loaded.migrate_map):
         assert expected in side.info["map"], side.info
 
 
+def test_translation_names_say_what_they_fit_and_the_old_ones_still_work(bridge):
+    """``"best"`` (the default) keeps the best of every candidate, ``"prior-ridge"`` the ridge toward a prior alone
+    (which had no name: ``"prior"`` meant the best of all), ``"attach-*"`` the heads' attach-time map (was
+    ``"auto"`` / ``"orthogonal"`` / ``"affine"``, which read as an automatic choice). The old names warn and fit
+    the same maps; a typo lists the valid names before anything is fitted."""
+    old, new = bridge.old_vectors, np.asarray(bridge.old_vectors) @ np.random.default_rng(3).normal(size=(32, 24))
+    fit = lambda name: IndexBridge.fit_embeddings(old, new, translation=name)
+    best = fit("best")
+    assert set(best.query_map.info["candidates"]) == CANDIDATE_NAMES
+    prior_ridge = fit("prior-ridge")
+    assert prior_ridge.query_map.info["map"].startswith("ridge toward")
+    assert "candidates" not in prior_ridge.query_map.info
+    attach = fit("attach-orthogonal")
+    assert attach.query_map.info["map"] == "orthogonal"
+    for before, now in [("prior", best), ("orthogonal", attach)]:
+        with pytest.warns(FutureWarning, match=rf"translation='{before}' is now called"):
+            renamed = fit(before)
+        np.testing.assert_array_equal(renamed.map_queries(new[:5]), now.map_queries(new[:5]))
+        assert renamed.query_map.info["map"] == now.query_map.info["map"]
+    with pytest.raises(IndexBridgeError, match=r"unknown translation 'prior_ridge' \(did you mean 'prior-ridge'\?\)"):
+        IndexBridge.fit(object(), object(), ["a"], translation="prior_ridge")  # refused before any encoder loads
+
+
 # ------------------------------------------------------------------------------------------------------ errors
+def test_a_mistyped_encoder_or_too_few_texts_fail_before_any_embedding(monkeypatch):
+    """Offline, a typo in an encoder id names the closest cached id (it was transformers' "couldn't connect to
+    huggingface.co"); too few paired texts are refused before either encoder loads or embeds (it was after both)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(IndexBridgeError, match="'some-org/no-such-encoder' .*is not in the Hugging Face cache"):
+        IndexBridge.fit("some-org/no-such-encoder", "some-org/no-such-encoder", TEXTS[:60])
+    with pytest.raises(IndexBridgeError, match="20 paired texts are too few"):
+        IndexBridge.fit("some-org/no-such-encoder", "some-org/no-such-encoder", TEXTS[:20])
+
+
 def test_width_mismatches_name_the_encoders(bridge):
     with pytest.raises(IndexBridgeError, match=r"stored vectors are 48-d but .*old encoder .* is 32-d.*look like"):
         bridge.migrate(np.ones((3, 48), np.float32))
@@ -283,6 +325,15 @@ def test_an_index_bridge_is_not_a_head_to_attach(saved, encoders):
 
     with pytest.raises(HeadAttachError, match=r"is an index bridge .*IndexBridge.from_pretrained"):
         BridgeModel.from_encoder(encoders["new"], head=saved)
+
+
+def test_head_inspect_of_an_index_bridge_checks_its_files_and_names_index_inspect(saved, capsys):
+    """`hf-bridges head push` takes a bridge folder (docs/retrieval.md), so a user inspects it as a head too: the files
+    are checked and the command that reads the bridge is named (it was a bare "error: 'aggregation'")."""
+    assert cli(["head", "inspect", saved]) == 0
+    out = capsys.readouterr().out
+    assert "index bridge" in out and f"hf-bridges index inspect {saved}" in out
+    assert "bridge_head.safetensors" in out and "ok" in out
 
 
 def test_saving_needs_the_paired_texts(bridge, tmp_path):

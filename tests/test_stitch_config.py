@@ -80,8 +80,9 @@ def test_world_errors_come_before_any_embedding(world, tmp_path):
     too_many["anchors"]["num_anchors"] = 10_000
     with pytest.raises(
         ConfigError, match=r"anchors.num_anchors \+ anchors.alignment = 10000 \+ 0 but the train split has only 60"
-    ):
+    ) as error:
         prepare(parse_config(too_many), tmp_path / "out")
+    assert "max_train" not in str(error.value)  # the whole split is in use: raising max_train cannot help
     too_many["anchors"].update(num_anchors=20, alignment=50)  # each fits, together they do not
     with pytest.raises(ConfigError, match=r"= 20 \+ 50 but the train split has only 60"):
         prepare(parse_config(too_many), tmp_path / "out")

@@ -378,3 +378,15 @@ def test_alignment_inputs_are_stored_after_the_anchors_and_saved(tmp_path):
     if (tmp_path / "head").exists():
         written = json.loads((tmp_path / "head" / "bridge_head_config.json").read_text())
         assert written["relative_anchors"] == k and written["bridge_head_format_version"] == 3
+
+
+def test_progress_bar_false_hides_the_embedding_bars_too(tmp_path, capfd):
+    from huggingface_hub.utils import are_progress_bars_disabled
+
+    train(tiny(tmp_path / "quiet", "num_epochs=1", "checkpoint_every=0"))
+    err = capfd.readouterr().err
+    assert "anchors with" not in err and "it/s]" not in err, err[-2000:]  # no bar at all: anchors, features, loop
+    assert not are_progress_bars_disabled("hf_bridges")  # restored after the run
+    import datasets.utils.logging as datasets_logging
+
+    assert datasets_logging.is_progress_bar_enabled()

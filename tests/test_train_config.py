@@ -89,6 +89,20 @@ def test_cli_reports_a_bad_key(capsys):
     assert "unknown config key 'num_epoch'" in err and "num_epochs" in err
 
 
+@pytest.mark.parametrize("text", ["encoders:\n  - id: x\n   bad: [\n", "- a list\n- not a mapping\n"])
+def test_cli_reports_a_broken_yaml_file_in_one_line(tmp_path, capsys, text):
+    """A YAML syntax error was a 40-line PyYAML traceback from `hf-bridges train` (`stitch` named it)."""
+    from hf_bridges import HfBridgesError
+
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    assert cli_main(["train", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"hf-bridges train: error: {path}:") and "Traceback" not in err
+    with pytest.raises(HfBridgesError, match="not valid YAML|must hold a mapping"):
+        load_config(path)
+
+
 def test_dataclass_defaults_are_valid():
     assert TrainConfig(encoder="x").num_anchors == 256
 

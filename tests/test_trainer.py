@@ -48,12 +48,13 @@ def trainer(model, out: Path, max_steps: int, learning_rate: float = 5e-3) -> Tr
         eval_steps=2,
         save_strategy="steps",
         save_steps=2,
-        # greater_is_better=False: the "best" is the lowest F1, i.e. an early checkpoint (F1 rises on this toy
-        # task), so reloading it at the end is observable instead of coinciding with the last step
+        # greater_is_better=True on the loss: the "best" is the highest eval loss, i.e. an early checkpoint (the
+        # loss falls on this toy task, with or without LoRA), so reloading it at the end is observable instead of
+        # coinciding with the last step
         save_total_limit=2,
         load_best_model_at_end=True,
-        metric_for_best_model="macro_f1",
-        greater_is_better=False,
+        metric_for_best_model="loss",
+        greater_is_better=True,
         logging_steps=2,
         report_to=[],
         use_cpu=True,
@@ -100,11 +101,11 @@ def test_trainer_best_model_limit_resume_and_metrics(anchor_texts, tmp_path, lor
     # 5.24 kept only the best here, so there was no last checkpoint to resume from)
     checkpoints = sorted(p.name for p in tmp_path.glob("checkpoint-*"))
     best = t.state.best_model_checkpoint
-    f1s = [h["eval_macro_f1"] for h in t.state.log_history if "eval_macro_f1" in h]
-    assert len(f1s) == 3 and f1s[-1] > min(f1s)
+    losses = [h["eval_loss"] for h in t.state.log_history if "eval_loss" in h]
+    assert len(losses) == 3 and losses[-1] < max(losses)
     assert checkpoints == sorted([Path(best).name, "checkpoint-6"]) and Path(best).name != "checkpoint-6"
-    best_f1 = min(f1s)
-    assert t.state.best_metric == pytest.approx(best_f1)
+    assert t.state.best_metric == pytest.approx(max(losses))
+    best_f1 = next(h["eval_macro_f1"] for h in t.state.log_history if h.get("eval_loss") == max(losses))
 
     # the model in memory is the best checkpoint's (reloaded at the end), with fresh anchors for its weights
     metrics = t.evaluate()

@@ -13,7 +13,7 @@ import torch
 
 from ..logging import user_stacklevel
 from ..modeling.configuration_bridge import BridgeConfig, HeadConfig
-from ..modeling.registry import ConfigError
+from ..modeling.registry import ConfigError, InputError
 from .methods import METHODS
 
 
@@ -174,7 +174,7 @@ def with_alignment(
     if alignment_inputs is None:
         return anchors, anchor_labels, head_config
     if len(alignment_inputs) == 0:
-        raise ValueError("alignment_inputs is empty: pass more inputs of the task (no labels needed), or None")
+        raise InputError("alignment_inputs is empty: pass more inputs of the task (no labels needed), or None")
     head_config = HeadConfig.from_dict(head_config, where="from_encoder(head_config=...)")
     head_config = head_config.replace(relative_anchors=len(anchors))  # raises when the head has no aligned map
     labels = None if anchor_labels is None else [*anchor_labels, *([None] * len(alignment_inputs))]

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging
 
+from ..modeling.registry import ConfigError, HfBridgesError
+
 if TYPE_CHECKING:
     from transformers import BaseImageProcessor, PreTrainedTokenizerBase
 
@@ -25,6 +27,25 @@ POSITION_OFFSET_TYPES = (
 )
 
 
+class EncoderLoadError(HfBridgesError, OSError):
+    """An encoder, tokenizer or image processor that cannot be loaded; the message says why and how to fix it."""
+
+
+def _load_error(name: Any, revision: str | None, error: Exception, what: str, fix: str) -> EncoderLoadError:
+    """One line for an id that is simply not in the cache offline (a typo: the closest cached id, as the stitch
+    config says it), else transformers' message with ``fix``."""
+    if isinstance(name, str) and not os.path.isdir(name):
+        from ..snapshots import resolve_hf_revision
+
+        try:
+            resolve_hf_revision(name, revision or "main")  # ConfigError when offline and not cached
+        except ConfigError as missing:
+            return EncoderLoadError(f"{missing} (or pass a local folder)")
+        except Exception:  # a malformed id the cache helpers refuse: transformers' own message below says so
+            pass
+    return EncoderLoadError(f"could not load {what} {name!r}: {error}\n{fix}")
+
+
 def load_encoder(
     encoder: str | PreTrainedModel, revision: str | None = None, subfolder: str = "", **kwargs: Any
 ) -> PreTrainedModel:
@@ -36,10 +57,11 @@ def load_encoder(
     try:
         model = AutoModel.from_pretrained(encoder, revision=revision, **kwargs)
     except (OSError, ValueError) as error:
-        raise OSError(
-            f"could not load the encoder {encoder!r}: {error}\nOffline? Put it in the Hugging Face cache first "
-            "(`hf-bridges offline-seed` places the packaged encoders there) or pass a local folder."
-        ) from error
+        fix = (
+            "Offline? Put it in the Hugging Face cache first (`hf-bridges offline-seed` places the packaged encoders "
+            "there) or pass a local folder."
+        )
+        raise _load_error(encoder, revision, error, "the encoder", fix) from error
     return not_a_bridge(model, encoder)
 
 
@@ -81,20 +103,16 @@ def load_tokenizer(
             name_or_path, revision=revision, **({"subfolder": subfolder} if subfolder else {}), **hub_kwargs
         )
     except (OSError, ValueError) as error:
-        raise OSError(
-            f"could not load a tokenizer for the encoder {name_or_path!r}: {error}\n"
-            "Pass tokenizer=... explicitly (any tokenizer that matches the encoder's vocabulary)."
-        ) from error
+        fix = "Pass tokenizer=... explicitly (any tokenizer that matches the encoder's vocabulary)."
+        raise _load_error(name_or_path, revision, error, "a tokenizer for the encoder", fix) from error
 
 
 def load_image_processor(name_or_path: str, revision: str | None = None) -> BaseImageProcessor:
     try:
         return AutoImageProcessor.from_pretrained(name_or_path, revision=revision)
     except (OSError, ValueError) as error:
-        raise OSError(
-            f"could not load an image processor for the encoder {name_or_path!r}: {error}\n"
-            "Pass image_processor=... explicitly (e.g. the processor of the checkpoint the encoder came from)."
-        ) from error
+        fix = "Pass image_processor=... explicitly (e.g. the processor of the checkpoint the encoder came from)."
+        raise _load_error(name_or_path, revision, error, "an image processor for the encoder", fix) from error
 
 
 def fit_max_seq_length(encoder_config: Any, max_seq_length: int, where: str = "from_encoder") -> int:

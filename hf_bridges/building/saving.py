@@ -23,6 +23,10 @@ class WeightsMismatchError(HfBridgesError, RuntimeError):
     """A saved model whose weights do not fit its ``config.json`` (a RuntimeError, as transformers raises it)."""
 
 
+class ModelFileError(HfBridgesError, OSError):
+    """A saved model's file (``config.json``, a ``*.safetensors``) is truncated or corrupted; names it and the fix."""
+
+
 def checked_load(load: Callable[..., Any], source: Any, args: tuple, kwargs: dict) -> Any:
     """``load(source, ...)``, warning about an interrupted save's journal and naming a corrupted weights file."""
     folder = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
@@ -37,7 +41,7 @@ def checked_load(load: Callable[..., Any], source: Any, args: tuple, kwargs: dic
     try:
         return load(source, *args, **kwargs)
     except Exception as error:
-        broken = corrupted_weights(folder) if local else None
+        broken = (corrupted_config(folder) or corrupted_weights(folder)) if local else None
         if broken is None and isinstance(error, RuntimeError) and "ignore_mismatched_sizes" in str(error):
             raise WeightsMismatchError(
                 f"{source}: the weights do not have the shapes its config.json describes (the load report above "
@@ -47,9 +51,9 @@ def checked_load(load: Callable[..., Any], source: Any, args: tuple, kwargs: dic
             ) from error
         if broken is None:
             raise
-        raise OSError(
+        raise ModelFileError(
             f"{broken} is truncated or corrupted ({type(error).__name__}: {error}); save the model again "
-            "or restore that file (after an interrupted save: `hf-bridges head recover FOLDER`)"
+            f"or restore that file (after an interrupted save: `hf-bridges head recover {folder}`)"
         ) from None
 
 
@@ -101,6 +105,18 @@ def _remove_dead_staging(parent: str, base: str) -> None:
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
         except OSError:
             pass
+
+
+def corrupted_config(folder: str) -> str | None:
+    """``folder/config.json`` when it is there but not a JSON object (transformers only says "not a valid JSON")."""
+    path = os.path.join(folder, "config.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return None if isinstance(json.load(handle), dict) else path
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return path
 
 
 def corrupted_weights(folder: str) -> str | None:

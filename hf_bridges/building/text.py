@@ -12,6 +12,7 @@ from transformers import PreTrainedModel
 
 from ..modeling.configuration_bridge import BridgeConfig
 from ..modeling.modeling_bridge import call_tokenizer
+from ..modeling.registry import InputError
 from .arguments import (
     FROM_ENCODER_ARGS,
     attach_arguments,
@@ -73,9 +74,9 @@ def build_bridge(
     """
     if head is not None:
         if anchors is not None or alignment_inputs is not None or method is not None:
-            raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
+            raise InputError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
         if not embed_anchors:
-            raise ValueError("embed_anchors=False is for a new head: an attach embeds (or reuses) its anchors")
+            raise InputError("embed_anchors=False is for a new head: an attach embeds (or reuses) its anchors")
         from ..heads.attach import attach_head
 
         check_config_kwargs(config_kwargs, "from_encoder", FROM_ENCODER_ARGS, allowed=attach_arguments(attach_head))
@@ -88,7 +89,7 @@ def build_bridge(
         raise TypeError(f"prefix must be a string such as 'passage: ', got {type(prefix).__name__}")
     anchors = list(anchors) if anchors is not None else []
     if len(anchors) < 2:
-        raise ValueError(f"a bridge needs at least 2 anchors (raw inputs such as texts), got {len(anchors)}")
+        raise InputError(f"a bridge needs at least 2 anchors (raw inputs such as texts), got {len(anchors)}")
     head_config, projections, aggregation = resolve_head(
         "from_encoder", method, head_config, projections, aggregation, config_kwargs
     )
@@ -99,14 +100,14 @@ def build_bridge(
     )
     model, max_seq_length = load_fitted(max_seq_length, encoder, revision, subfolder, **(encoder_kwargs or {}))
     if getattr(model, "main_input_name", "input_ids") != "input_ids" and cls.main_input_name == "input_ids":
-        raise ValueError(
+        raise InputError(
             f"{type(model).__name__} takes {model.main_input_name!r}, not text: use BridgeForImageClassification "
             "for image encoders, ModuleBridgeForClassification for other modules"
         )
     name = os.fspath(encoder) if isinstance(encoder, (str, os.PathLike)) else getattr(model, "name_or_path", None)
     if tokenizer is None:
         if not name:
-            raise ValueError("the encoder was passed as a model without name_or_path: pass tokenizer=...")
+            raise InputError("the encoder was passed as a model without name_or_path: pass tokenizer=...")
         tokenizer = load_tokenizer(name, revision, subfolder)
     tokenizer = with_max_length(tokenizer, max_seq_length)
     tokens = anchor_inputs(tokenizer, max_seq_length, prefix) if anchor_inputs is not None else None

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ..modeling.modeling_bridge import EmbedFn, TextInputError, embed_batches, length_order
-from ..modeling.registry import ConfigError
+from ..modeling.registry import ConfigError, InputError
 
 OUTPUT_VALUES = ("sentence_embedding", "relative_representation")
 
@@ -129,7 +129,7 @@ def _run_on_texts(
     if tokenizer is None:
         raise ConfigError("this bridge has no tokenizer: set bridge.tokenizer, or build it with from_encoder")
     if len(texts) == 0:
-        raise ValueError("nothing to encode: the list of texts is empty")
+        raise InputError("nothing to encode: the list of texts is empty")
     rows = bridge.tokenize(texts, padding=False, return_tensors=None)  # as forward's inputs, unpadded, once
     rows = {key: rows[key] for key in tokenizer.model_input_names if key in rows}
     pad = {"input_ids": tokenizer.pad_token_id or 0, "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0)}

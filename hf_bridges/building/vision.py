@@ -20,6 +20,7 @@ from transformers import PreTrainedModel
 
 from ..modeling.configuration_bridge import BridgeConfig
 from ..modeling.head import get_pooling
+from ..modeling.registry import InputError
 from .arguments import check_config_kwargs, given, resolve_head, warn_degenerate_anchors, with_alignment
 from .loading import load_encoder, load_image_processor
 
@@ -56,7 +57,7 @@ def build_bridge(
     """
     if head is not None:
         if anchors is not None or alignment_inputs is not None or method is not None:
-            raise ValueError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
+            raise InputError("pass either anchors=... (a new head) or head=... (a trained head brings its anchors)")
         from ..heads.attach import attach_head
 
         return attach_head(
@@ -73,32 +74,32 @@ def build_bridge(
         "from_encoder", method, head_config, projections, aggregation, config_kwargs
     )
     if tokenizer is not None:
-        raise ValueError("an image bridge takes image_processor=..., not a tokenizer")
+        raise InputError("an image bridge takes image_processor=..., not a tokenizer")
     modality = config_kwargs.pop("modality", "image")
     if modality != "image":
-        raise ValueError(f"BridgeForImageClassification builds image bridges, got modality={modality!r}")
+        raise InputError(f"BridgeForImageClassification builds image bridges, got modality={modality!r}")
     if anchors is None:
-        raise ValueError("pass anchors=... (images) or head=... (a trained head)")
+        raise InputError("pass anchors=... (images) or head=... (a trained head)")
     if alignment_inputs is not None:  # as one list of images: the anchors first
         anchors, anchor_labels, head_config = with_alignment(
             list(anchors), anchor_labels, head_config, list(alignment_inputs)
         )
     model = load_encoder(encoder, revision, **(encoder_kwargs or {}))
     if getattr(model, "main_input_name", None) != "pixel_values":
-        raise ValueError(
+        raise InputError(
             f"{type(model).__name__} is not an image encoder (it takes {model.main_input_name!r}); use "
             "BridgeForSequenceClassification for text encoders"
         )
     name = encoder if isinstance(encoder, str) else getattr(model, "name_or_path", None) or None
     if image_processor is None:
         if not name:
-            raise ValueError("the encoder was passed as a model without name_or_path: pass image_processor=...")
+            raise InputError("the encoder was passed as a model without name_or_path: pass image_processor=...")
         image_processor = load_image_processor(name, revision)
     pixels = to_uint8_images(
         anchors, size=anchor_image_size or processor_size(image_processor), force_size=anchor_image_size is not None
     )
     if pixels.shape[0] < 2:
-        raise ValueError(f"a bridge needs at least 2 anchor images, got {pixels.shape[0]}")
+        raise InputError(f"a bridge needs at least 2 anchor images, got {pixels.shape[0]}")
     probe = cls._process(image_processor, _arrays(pixels[:2]), model.config.num_channels)
     with torch.no_grad():
         outputs = model.eval()(pixel_values=probe, return_dict=True)
@@ -140,7 +141,7 @@ def _one_image(image: Any) -> np.ndarray:
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3:
-        raise ValueError(f"an image must be (H, W), (H, W, C) or a CHW tensor, got shape {array.shape}")
+        raise InputError(f"an image must be (H, W), (H, W, C) or a CHW tensor, got shape {array.shape}")
     return array
 
 
@@ -148,14 +149,14 @@ def _as_uint8(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
     if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
-        raise ValueError(f"images must be numeric (uint8 0-255 or float 0-1), got dtype {array.dtype}")
+        raise InputError(f"images must be numeric (uint8 0-255 or float 0-1), got dtype {array.dtype}")
     if np.issubdtype(array.dtype, np.integer):  # integers are 0-255 pixel values
         if array.size and (array.min() < 0 or array.max() > 255):
-            raise ValueError(f"integer images must be in 0-255, got values from {array.min()} to {array.max()}")
+            raise InputError(f"integer images must be in 0-255, got values from {array.min()} to {array.max()}")
         return array.astype(np.uint8)
     array = array.astype(np.float32)
     if not np.isfinite(array).all():
-        raise ValueError("images contain NaN or inf")
+        raise InputError("images contain NaN or inf")
     if array.size and array.max() <= 1.0:
         array = array * 255.0
     return np.clip(np.rint(array), 0, 255).astype(np.uint8)
@@ -170,16 +171,16 @@ def image_arrays(images: Any, decode: Callable[[Any], Any] | None = None) -> lis
     elif (isinstance(images, np.ndarray) and images.ndim in (3, 4)) or isinstance(images, (list, tuple)):
         items = list(images)
     else:
-        raise ValueError(
+        raise InputError(
             f"images must be a batch tensor (N, C, H, W), an array (N, H, W[, C]) or a list of images, got "
             f"{type(images).__name__}" + (f" of shape {tuple(images.shape)}" if hasattr(images, "shape") else "")
         )
     if not items:
-        raise ValueError("no images given")
+        raise InputError("no images given")
     arrays = [_as_uint8(_one_image(decode(item) if decode else item)) for item in items]
     channels = {a.shape[2] for a in arrays}
     if not channels <= {1, 3}:
-        raise ValueError(f"images must have 1 (grayscale) or 3 (RGB) channels, got {sorted(channels)}")
+        raise InputError(f"images must have 1 (grayscale) or 3 (RGB) channels, got {sorted(channels)}")
     if channels == {1, 3}:
         arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
     return arrays
@@ -206,7 +207,7 @@ def processor_size(processor: Any) -> tuple[int, int] | None:
 def preprocess(bridge: Any, images: Any) -> torch.Tensor:
     """``bridge.preprocess(images)``: raw images -> ``pixel_values`` through the bridge's image processor."""
     if bridge.image_processor is None:
-        raise ValueError("this bridge has no image processor: set bridge.image_processor = AutoImageProcessor...")
+        raise InputError("this bridge has no image processor: set bridge.image_processor = AutoImageProcessor...")
     arrays = image_arrays(images, decode=_decode)
     return bridge._process(bridge.image_processor, arrays, bridge.config.encoder.num_channels)
 
@@ -230,7 +231,7 @@ def to_uint8_images(images: Any, size: Sequence[int] | None = None, force_size: 
     arrays = image_arrays(images, decode=_decode)
     if force_size or len({a.shape[:2] for a in arrays}) > 1:
         if size is None:
-            raise ValueError("the images have different sizes: pass size=(height, width) to resize them")
+            raise InputError("the images have different sizes: pass size=(height, width) to resize them")
         h, w = size
         arrays = [
             np.asarray(Image.fromarray(a.squeeze(2) if a.shape[2] == 1 else a).resize((w, h), Image.BILINEAR))

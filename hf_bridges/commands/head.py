@@ -149,6 +149,11 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(config, indent=2, sort_keys=True))
         return 0
     encoder = config["encoder"]
+    if config.get("head_class") == "IndexBridge":  # pushed and pulled as a head, but it holds two maps, no head
+        print(f"index bridge {args.head} (format version {config['bridge_head_format_version']}): the files check out")
+        _print_files(config)
+        print(f"  read it with: hf-bridges index inspect {args.head}")
+        return 0
     print(
         f"bridge head {args.head} (format version {config['bridge_head_format_version']}, "
         f"hf_bridges {config.get('hf_bridges_version')})"
@@ -170,10 +175,15 @@ def run_inspect(args: argparse.Namespace) -> int:
     )
     labels = [head.id2label[i] for i in sorted(head.id2label)]
     print(f"  classifier:   {len(labels)} labels: {', '.join(labels)}" if labels else "  classifier:   none")
-    for name, meta in sorted(config["files"].items()):
-        print(f"  {name:<26} {meta.get('size') or 0:>10,} bytes  sha256 {(meta.get('sha256') or '-')[:12]}  ok")
+    _print_files(config)
     _print_estimate(head, args)
     return 0
+
+
+def _print_files(config: dict) -> None:
+    """One line per checked file (``load_head`` verified every size and sha256)."""
+    for name, meta in sorted(config["files"].items()):
+        print(f"  {name:<26} {meta.get('size') or 0:>10,} bytes  sha256 {(meta.get('sha256') or '-')[:12]}  ok")
 
 
 def _print_estimate(head, args) -> None:

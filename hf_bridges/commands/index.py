@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -15,6 +16,18 @@ if TYPE_CHECKING:
 GATE_EXIT = 3
 # the blends' names on the command line (retrieval.bridge.BLENDS, not imported: the CLI's parser loads no numpy)
 BLEND_CHOICES = ("blend-0.25", "blend-0.5", "blend-0.75")
+# retrieval.bridge.TRANSLATIONS as typed on the command line (blend-0.5 for "blend 0.5"), and the names of 0.3
+TRANSLATION_CHOICES = (
+    "best",
+    "rotation",
+    "prior-ridge",
+    "ridge",
+    *BLEND_CHOICES,
+    "attach-auto",
+    "attach-orthogonal",
+    "attach-affine",
+)
+OLD_CHOICES = ("prior", "auto", "orthogonal", "affine")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,10 +46,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     fit.add_argument("--num-texts", type=int, default=2000, help="use at most this many texts (seeded sample)")
     fit.add_argument(
         "--translation",
-        choices=["prior", "rotation", "ridge", *BLEND_CHOICES, "auto", "orthogonal", "affine"],
-        default="prior",
-        help="prior (default): the best of the rotation, the prior ridge, plain ridge and the blends, by the "
-        "label-free score; or one map by name (blend-W: W rotation + 1-W plain ridge)",
+        choices=[*TRANSLATION_CHOICES, *OLD_CHOICES],
+        default="best",
+        metavar="{" + ",".join(TRANSLATION_CHOICES) + "}",
+        help="best (default): the best of the rotation, the ridge toward a prior, plain ridge and the blends by the "
+        "label-free score; or one of them by name (blend-W: W rotation + 1-W plain ridge); attach-*: the heads' "
+        "attach-time map (docs/retrieval.md). The old names prior (= best), auto, orthogonal and affine "
+        "(= attach-*) still work, with a warning",
     )
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--output", required=True, help="folder to save the bridge into")
@@ -107,8 +123,13 @@ def _gate(bridge, minimum: float | None, side: str = "query", bound: str = "esti
 def run_fit(args: argparse.Namespace) -> int:
     from ..retrieval import IndexBridge
 
-    texts = _texts(args)
     translation = args.translation
+    if translation in OLD_CHOICES:  # said in the CLI's words, not as a Python FutureWarning from a source line
+        from ..retrieval.bridge import OLD_TRANSLATIONS
+
+        translation = OLD_TRANSLATIONS[translation]
+        print(f"hf-bridges index fit: --translation {args.translation} is now {translation}", file=sys.stderr)
+    texts = _texts(args)
     if translation.startswith("blend-"):  # the candidate's name in the library: "blend 0.5"
         from ..retrieval.maps import blend_kind
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ import numpy as np
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .._io import atomic_path
+from ..snapshots import resolved_revision
 
 if TYPE_CHECKING:
     from ..modeling.modeling_bridge import BridgePreTrainedModel
@@ -235,29 +235,21 @@ def head_card(
     )
 
 
-def resolved_revision(hub_id: str | None, revision: str | None) -> str | None:
-    """The commit an encoder was used at: a commit sha as given, else the snapshot of ``revision`` (default
-    ``main``) in the local HF cache, which is what ``from_pretrained`` loaded; else ``revision`` as given."""
-    if not hub_id or (revision and re.fullmatch(r"[0-9a-f]{40}", revision)):
-        return revision
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(hub_id, "config.json", revision=revision or "main")
-    except Exception:  # an id the cache helpers refuse: record what was given
-        found = None
-    return Path(found).parent.name if isinstance(found, str) else revision
-
-
 def _encoder_meta(name: str | None, revision: str | None, config: Any, hub_id: str | None) -> dict[str, Any]:
     get = config.get if isinstance(config, dict) else lambda key, default=None: getattr(config, key, default)
+    normalize = get("normalize_embeddings")  # a head's config holds it in its encoder record (None: an older head)
+    normalize = (
+        (get("encoder") or {}).get("normalize_embeddings")
+        if normalize is None and isinstance(config, dict)
+        else normalize
+    )
     return {
         "name_or_path": hub_id or (Path(name).name if name else None),
         "revision": resolved_revision(hub_id, revision),
         "pooling": get("pooling"),
         "input_prefix": get("input_prefix") or "",
         "max_seq_length": get("max_seq_length"),
-        "normalize_embeddings": bool(get("normalize_embeddings", False)),
+        "normalize_embeddings": None if normalize is None else bool(normalize),
     }
 
 

@@ -173,9 +173,10 @@ def head_from_model(model: BridgePreTrainedModel, weights_dtype: str = "float32"
         encoder={
             "name_or_path": config.encoder_name_or_path,
             "revision": config.encoder_revision,
-            "commit_hash": getattr(getattr(encoder, "config", None), "_commit_hash", None),
+            "commit_hash": _encoder_commit(config.encoder_name_or_path, config.encoder_revision, encoder),
             "model_type": getattr(config.encoder, "model_type", None),
             "hidden_size": config.hidden_size,
+            "normalize_embeddings": bool(config.normalize_embeddings),  # the training side's (its card says it)
         },
     )
     tokenizer = getattr(model, "tokenizer", None)
@@ -206,6 +207,18 @@ def active_head(head: torch.nn.Module) -> torch.nn.Module:
     if getattr(head, "disable_adapters", False) or not active or active[0] not in modules["modules_to_save"]:
         return modules["original_module"]
     return modules["modules_to_save"][active[0]]
+
+
+def _encoder_commit(name: str | None, revision: str | None, encoder: Any) -> str | None:
+    """The snapshot commit the training encoder was loaded at: transformers 4's ``config._commit_hash``, else the
+    cached snapshot of ``revision`` (what ``from_pretrained`` loaded; transformers 5 configs keep no commit)."""
+    commit = getattr(getattr(encoder, "config", None), "_commit_hash", None)
+    if commit or not isinstance(name, str) or os.path.isdir(name):
+        return commit
+    from ..snapshots import resolved_revision
+
+    resolved = resolved_revision(name, revision)
+    return resolved if resolved and len(resolved) == 40 and all(c in "0123456789abcdef" for c in resolved) else None
 
 
 def _cut_texts(anchors: list, max_seq_length: int | None) -> list:

@@ -127,6 +127,8 @@ def push_head_folder(
         check_inside(folder / name, folder, str(folder))
     api = HfApi(endpoint=endpoint, token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    if revision and not re.fullmatch(r"[0-9a-f]{40}", revision):  # a commit needs its branch: make a new one
+        api.create_branch(repo_id, branch=revision, exist_ok=True)  # (from main), as `--revision BRANCH` means
     operations = [CommitOperationAdd(name, str(folder / name)) for name in HEAD_FILES if name in uploads]
     for card_name in (CARD_NAME, HEAD_CARD_NAME):  # the card names the repo it is pushed to, not a placeholder
         if card_name in uploads:

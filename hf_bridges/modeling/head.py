@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .pairwise import l1_distance, linf_distance
-from .registry import Registry, registrar
+from .registry import InputError, Registry, registrar
 
 
 # -------------------------------------------------------------------------------------------------- input checks
@@ -31,28 +31,28 @@ def _all_finite(tensor: torch.Tensor, message: str) -> bool:
 
 def check_anchor_embeddings(anchors: torch.Tensor) -> None:
     if anchors.dim() != 2 or anchors.shape[0] < 2:
-        raise ValueError(
+        raise InputError(
             f"anchor embeddings must be (num_anchors >= 2, dim), got shape {tuple(anchors.shape)}; "
             "pass at least 2 anchors"
         )
     message = "anchor embeddings contain NaN or inf; check the encoder and the anchor inputs"
     if not _all_finite(anchors, message):
-        raise ValueError(message)
+        raise InputError(message)
 
 
 def check_embeddings(embeddings: torch.Tensor, anchor_dim: int) -> None:
     if embeddings.dim() != 2:
-        raise ValueError(f"embeddings must be (batch, dim), got shape {tuple(embeddings.shape)}")
+        raise InputError(f"embeddings must be (batch, dim), got shape {tuple(embeddings.shape)}")
     if embeddings.shape[0] == 0:
-        raise ValueError("empty batch: the head got 0 samples")
+        raise InputError("empty batch: the head got 0 samples")
     if embeddings.shape[1] != anchor_dim:
-        raise ValueError(
+        raise InputError(
             f"embedding width {embeddings.shape[1]} differs from the anchors' width {anchor_dim}: the anchors were "
             "embedded by another encoder; call refresh_anchors() or attach the head to this encoder"
         )
     if not _all_finite(embeddings, "the encoder produced NaN or inf embeddings"):
         bad = (~torch.isfinite(embeddings)).any(dim=1).nonzero().flatten().tolist()
-        raise ValueError(f"the encoder produced NaN or inf embeddings for batch rows {bad[:10]}")
+        raise InputError(f"the encoder produced NaN or inf embeddings for batch rows {bad[:10]}")
 
 
 # --------------------------------------------------------------------------------------------------- projections
@@ -203,7 +203,7 @@ def whitening_map(anchors: torch.Tensor, shrinkage: float | str = "lw") -> tuple
     cov = centred.T @ centred / max(k - 1, 1)
     amount = ledoit_wolf_shrinkage(centred) if shrinkage == "lw" else float(shrinkage)
     if not 0.0 <= amount <= 1.0:
-        raise ValueError(f"whitening shrinkage must be in [0, 1] or 'lw', got {shrinkage!r}")
+        raise InputError(f"whitening shrinkage must be in [0, 1] or 'lw', got {shrinkage!r}")
     scale = torch.trace(cov) / d
     cov = (1 - amount) * cov + amount * scale * torch.eye(d, dtype=cov.dtype, device=cov.device)
     values, vectors = torch.linalg.eigh(cov)
@@ -430,7 +430,7 @@ def max_pooling(outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tens
 def pooler_output(outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
     pooled = getattr(outputs, "pooler_output", None)
     if pooled is None:
-        raise ValueError("pooling='pooler' but the encoder returns no pooler_output; use pooling='mean' or 'cls'")
+        raise InputError("pooling='pooler' but the encoder returns no pooler_output; use pooling='mean' or 'cls'")
     return pooled.flatten(1)
 
 
@@ -532,16 +532,16 @@ class RelativeProductHead(nn.Module):
         super().__init__()
         if config.aligned and config.aligned_dim is None:
             if embedding_dim is None:
-                raise ValueError("an aligned head needs aligned_dim (the training encoder's width) or embedding_dim")
+                raise InputError("an aligned head needs aligned_dim (the training encoder's width) or embedding_dim")
             config.aligned_dim = int(embedding_dim)
         relative_anchors, aligned = config.relative_anchors, bool(config.aligned)
         if num_anchors < 2:
-            raise ValueError(f"a relative space needs at least 2 anchors, got {num_anchors}")
+            raise InputError(f"a relative space needs at least 2 anchors, got {num_anchors}")
         relative_anchors = num_anchors if relative_anchors is None else int(relative_anchors)
         if not 2 <= relative_anchors <= num_anchors:
-            raise ValueError(f"relative_anchors must be in [2, num_anchors={num_anchors}], got {relative_anchors}")
+            raise InputError(f"relative_anchors must be in [2, num_anchors={num_anchors}], got {relative_anchors}")
         if relative_anchors < num_anchors and not aligned:
-            raise ValueError(
+            raise InputError(
                 f"relative_anchors={relative_anchors} < num_anchors={num_anchors}: the other anchors only fit the "
                 "aligned map, and this head has no aligned component (aligned=False); pass only the relative anchors"
             )
@@ -617,7 +617,7 @@ class RelativeProductHead(nn.Module):
             self.relative_space = "native"
             return
         if training_anchors.dim() != 2 or training_anchors.shape != (self.relative_anchors, self.aligned_dim):
-            raise ValueError(
+            raise InputError(
                 f"training anchors for the translated relative space must be ({self.relative_anchors}, "
                 f"{self.aligned_dim}), got {tuple(training_anchors.shape)}"
             )
@@ -635,14 +635,14 @@ class RelativeProductHead(nn.Module):
         """The map ``std(z) @ weight + bias`` from the current encoder's anchor-standardised space into the
         training encoder's (fitted at attach time, see ``translation.fit_translation``); saved with the weights."""
         if not self.aligned:
-            raise ValueError("this head has no aligned component (aligned=False)")
+            raise InputError("this head has no aligned component (aligned=False)")
         if weight.dim() != 2 or weight.shape[1] != self.aligned_dim or tuple(bias.shape) != (self.aligned_dim,):
-            raise ValueError(
+            raise InputError(
                 f"alignment must be (D, {self.aligned_dim}) + ({self.aligned_dim},), got "
                 f"{tuple(weight.shape)} + {tuple(bias.shape)}"
             )
         if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
-            raise ValueError("the alignment map holds NaN or inf; refit it on finite anchor embeddings")
+            raise InputError("the alignment map holds NaN or inf; refit it on finite anchor embeddings")
         old = getattr(self, "aligned_weight", None)
         device = old.device if old is not None else None
         self.register_buffer("aligned_weight", weight.detach().float().to(device).contiguous())
@@ -660,7 +660,7 @@ class RelativeProductHead(nn.Module):
     def aligned_inputs(self, embeddings: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
         """``std(z) @ R + b`` before the LayerNorm: the samples in the training encoder's standardised space."""
         if embeddings.shape[1] != self.aligned_weight.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"the aligned component maps width {self.aligned_weight.shape[0]}, got {embeddings.shape[1]}: attach "
                 "the head to this encoder so the map is fitted to it (from_encoder(encoder, head=...); on a built bridge "
                 "attach_encoder(module) or stitch_anchor_embeddings(...))"
@@ -701,7 +701,7 @@ class RelativeProductHead(nn.Module):
         if self.relative_anchors == self.num_anchors:
             return anchors
         if anchors.shape[0] != self.num_anchors:
-            raise ValueError(
+            raise InputError(
                 f"this head reads {self.num_anchors} anchors ({self.relative_anchors} relative + "
                 f"{self.num_anchors - self.relative_anchors} for the aligned map), got {anchors.shape[0]}"
             )
@@ -766,7 +766,7 @@ class RelativeProductHead(nn.Module):
         if subspace_weights is not None:
             weights = torch.as_tensor(subspace_weights).to(normed)
             if weights.shape[-1] != n + 1:
-                raise ValueError(
+                raise InputError(
                     f"subspace_weights needs {n + 1} values ({n} projections + the aligned component), "
                     f"got {weights.shape[-1]}"
                 )

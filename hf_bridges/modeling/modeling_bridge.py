@@ -31,7 +31,7 @@ from .head import (
     check_anchor_embeddings,
     get_pooling,
 )
-from .registry import ConfigError, HfBridgesError
+from .registry import ConfigError, HfBridgesError, InputError
 
 logger = logging.get_logger(__name__)
 EmbedFn = Callable[..., torch.Tensor]
@@ -54,10 +54,6 @@ def _building(required: bool = True):
 
 
 # -------------------------------------------------------------------------------------------- errors and outputs
-class InputError(HfBridgesError, ValueError):
-    """Inputs a bridge cannot use (wrong dtype, empty rows, invalid text, mismatched labels); the message says why."""
-
-
 def check_features(features: torch.Tensor) -> torch.Tensor:
     """Precomputed embeddings must be floating point: integer or boolean features are refused, never cast."""
     if isinstance(features, torch.Tensor) and not features.is_floating_point():
@@ -239,9 +235,9 @@ def embed_batches(
     """``embed_fn(**make_batch(rows))`` over ``n`` rows in batches (in ``order`` when given, the output rows then
     put back in input order), with one progress bar and one INFO line naming what is embedded."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     if n == 0:
-        raise ValueError("nothing to embed: 0 rows")
+        raise InputError("nothing to embed: 0 rows")
     desc = desc or f"embedding {n} rows"
     logger.info(f"{desc} ({n} rows, batches of {batch_size})")
     rows = order if order is not None else torch.arange(n)
@@ -577,7 +573,7 @@ class BridgePreTrainedModel(PreTrainedModel):
     def _check_anchor_inputs(self) -> None:
         """Raise when the stored anchors cannot be re-embedded (none stored, no tokenizer / processor, ...)."""
         if self.config.num_anchors < 2 or not self.anchors.has_inputs():
-            raise ValueError("this model holds no anchor inputs: build it with from_encoder(encoder, anchors=...)")
+            raise InputError("this model holds no anchor inputs: build it with from_encoder(encoder, anchors=...)")
 
     def _anchor_inputs(self, start: int, stop: int) -> dict[str, Any]:
         """Encoder inputs for the stored anchors ``start:stop``."""
@@ -587,7 +583,7 @@ class BridgePreTrainedModel(PreTrainedModel):
     def refresh_anchors(self) -> torch.Tensor:
         """Embed the stored anchor inputs with the current encoder (in eval mode) and cache the result."""
         if self.encoder is None:
-            raise ValueError(f"this bridge has no encoder: {self._no_encoder_hint}")
+            raise InputError(f"this bridge has no encoder: {self._no_encoder_hint}")
         self._check_anchor_inputs()
         was_training = self.encoder.training
         self.encoder.eval()
@@ -610,7 +606,7 @@ class BridgePreTrainedModel(PreTrainedModel):
         """Use precomputed anchor embeddings (k, dim), e.g. from a cache or a non-transformers encoder."""
         check_anchor_embeddings(embeddings)
         if embeddings.shape[0] != self.config.num_anchors:
-            raise ValueError(f"expected {self.config.num_anchors} anchor embeddings, got {embeddings.shape[0]}")
+            raise InputError(f"expected {self.config.num_anchors} anchor embeddings, got {embeddings.shape[0]}")
         # A new tensor, not an in-place copy: a pending backward may still need the old one.
         self.anchors.embeddings = embeddings.detach().to(self.anchors.embeddings.device, self.anchors.embeddings.dtype)
         self.anchors.is_fresh.fill_(True)
@@ -634,7 +630,7 @@ class BridgePreTrainedModel(PreTrainedModel):
         if compiling:
             torch._assert_async(self.anchors.is_fresh, self._anchors_not_set)
         elif not bool(self.anchors.is_fresh):
-            raise ValueError(self._anchors_not_set)
+            raise InputError(self._anchors_not_set)
         return self.anchors.embeddings
 
     # ---------------------------------------------------------------------------------------------------- forward
@@ -658,7 +654,7 @@ class BridgePreTrainedModel(PreTrainedModel):
                 raise TypeError(f"embed() got {name!r} twice")
             inputs[name] = value
         if self.encoder is None:
-            raise ValueError(
+            raise InputError(
                 f"this bridge has no encoder: pass features=... (precomputed embeddings) or {self._no_encoder_hint}"
             )
         trainable = any(p.requires_grad for p in self.encoder.parameters())
@@ -680,11 +676,11 @@ class BridgePreTrainedModel(PreTrainedModel):
         inputs = {key: value for key, value in inputs.items() if value is not None}
         if features is None:
             if not inputs:
-                raise ValueError(
+                raise InputError(
                     f"pass {self.main_input_name} (what the encoder takes) or features (precomputed embeddings)"
                 )
             if self.encoder is None:
-                raise ValueError("this bridge has no encoder: pass features=... (precomputed embeddings)")
+                raise InputError("this bridge has no encoder: pass features=... (precomputed embeddings)")
             features = self.embed(**inputs)
         if subspace_weights is None and self.config.subspace_weights is not None:
             subspace_weights = torch.tensor(self.config.subspace_weights)
@@ -695,7 +691,7 @@ class BridgePreTrainedModel(PreTrainedModel):
         """Logits from r(z) (timm's ``forward_head`` pools features first; r(z) is already one vector per input)."""
         classifier = self.get_classifier()
         if classifier is None:
-            raise ValueError("this bridge has no classifier (a representation model); use reset_classifier(num_labels)")
+            raise InputError("this bridge has no classifier (a representation model); use reset_classifier(num_labels)")
         return classifier(representation.to(self.head.compute_dtype))
 
     def get_classifier(self) -> nn.Module | None:
@@ -704,7 +700,7 @@ class BridgePreTrainedModel(PreTrainedModel):
     def reset_classifier(self, num_labels: int) -> None:
         """A fresh classifier for ``num_labels`` classes (same hidden width and dropout); relative part kept."""
         if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
-            raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}")
+            raise InputError(f"num_labels must be a positive integer, got {num_labels!r}")
         self.head.reset_classifier(num_labels)  # one MLP per component for combine='sum'
         self.config.num_labels = num_labels
 
@@ -740,13 +736,13 @@ class BridgePreTrainedModel(PreTrainedModel):
             return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
         labels = labels.view(-1)
         if labels.shape[0] != logits.shape[0]:
-            raise ValueError(f"got {labels.shape[0]} labels for a batch of {logits.shape[0]} samples")
+            raise InputError(f"got {labels.shape[0]} labels for a batch of {logits.shape[0]} samples")
         if torch.compiler.is_compiling():  # checked inside the graph (no .item(), no graph break)
             torch._assert_async(
                 ((labels >= 0) & (labels < num_labels)).all(), f"labels must be in [0, {num_labels - 1}]"
             )
         elif labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_labels):
-            raise ValueError(
+            raise InputError(
                 f"labels must be in [0, {num_labels - 1}] for num_labels={num_labels}; got values from "
                 f"{int(labels.min())} to {int(labels.max())} (set num_labels or id2label to cover every class)"
             )
@@ -757,7 +753,7 @@ class BridgePreTrainedModel(PreTrainedModel):
         """Tokenise ``texts`` as the anchors were: ``config.input_prefix`` prepended, padded, truncated to
         ``max_seq_length``, as PyTorch tensors (``kwargs`` override these tokenizer arguments)."""
         if self._get_tokenizer() is None:
-            raise ValueError("this bridge has no tokenizer: set bridge.tokenizer, or build it with from_encoder")
+            raise InputError("this bridge has no tokenizer: set bridge.tokenizer, or build it with from_encoder")
         texts = [texts] if isinstance(texts, str) else list(texts)
         prefix = self.config.input_prefix
         options = {
@@ -851,7 +847,7 @@ class BridgeForImageClassification(BridgePreTrainedModel):
 
     def __init__(self, config: BridgeConfig, encoder: nn.Module | None = None):
         if config.modality != "image":
-            raise ValueError(
+            raise InputError(
                 f"this config is a {config.modality!r} bridge, not an image one: load it with "
                 "BridgeForSequenceClassification (text) or ModuleBridgeForClassification (features)"
             )
@@ -888,7 +884,7 @@ class BridgeForImageClassification(BridgePreTrainedModel):
             arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
         bad = next((a.shape[2] for a in arrays if a.shape[2] != channels), None)
         if bad is not None:
-            raise ValueError(f"images have {bad} channels but the encoder takes {channels}; convert them first")
+            raise InputError(f"images have {bad} channels but the encoder takes {channels}; convert them first")
         return processor(images=arrays, return_tensors="pt")["pixel_values"]
 
     def preprocess(self, images: Any) -> torch.Tensor:
@@ -898,7 +894,7 @@ class BridgeForImageClassification(BridgePreTrainedModel):
 
     def _check_anchor_inputs(self) -> None:
         if self.image_processor is None:
-            raise ValueError(
+            raise InputError(
                 "re-embedding the anchor images needs the encoder's image processor: set bridge.image_processor "
                 "(AutoImageProcessor.from_pretrained(<encoder id>)) or pass image_processor= to from_pretrained"
             )
@@ -910,15 +906,15 @@ class BridgeForImageClassification(BridgePreTrainedModel):
     def _encode(self, pixel_values: torch.Tensor | None = None, **encoder_inputs: Any) -> torch.Tensor:
         """Pooled embeddings of a batch of ``pixel_values`` (B, C, H, W)."""
         if pixel_values is None or encoder_inputs.get("input_ids") is not None:
-            raise ValueError("an image bridge takes pixel_values (see preprocess(images)), not input_ids")
+            raise InputError("an image bridge takes pixel_values (see preprocess(images)), not input_ids")
         if pixel_values.dim() != 4 or pixel_values.shape[0] == 0:
-            raise ValueError(
+            raise InputError(
                 f"pixel_values must be a non-empty (batch, channels, height, width) tensor, got "
                 f"shape {tuple(pixel_values.shape)}"
             )
         channels = self.config.encoder.num_channels
         if pixel_values.shape[1] != channels:
-            raise ValueError(
+            raise InputError(
                 f"pixel_values have {pixel_values.shape[1]} channels, the encoder takes {channels}; "
                 "pass the images through bridge.preprocess(images)"
             )
@@ -926,7 +922,7 @@ class BridgeForImageClassification(BridgePreTrainedModel):
             pixel_values = pixel_values.to(self.encoder.device, self.encoder.dtype)  # processed anchors are on CPU
             outputs = self.encoder(pixel_values=pixel_values, return_dict=True)
         except (RuntimeError, ValueError) as error:
-            raise ValueError(
+            raise InputError(
                 f"{type(self.encoder).__name__} failed on pixel_values of shape {tuple(pixel_values.shape)}: {error}; "
                 "pass the images through bridge.preprocess(images)"
             ) from error
@@ -943,8 +939,8 @@ class BridgeForImageClassification(BridgePreTrainedModel):
         input_ids: torch.Tensor | None = None,
     ) -> BridgeClassifierOutput:
         if input_ids is not None:
-            raise ValueError("an image bridge takes pixel_values (see preprocess(images)), not input_ids")
+            raise InputError("an image bridge takes pixel_values (see preprocess(images)), not input_ids")
         if features is None and pixel_values is None:
-            raise ValueError("pass pixel_values (see preprocess(images)) or features (precomputed embeddings)")
+            raise InputError("pass pixel_values (see preprocess(images)) or features (precomputed embeddings)")
         features, representation = self.forward_features(features, subspace_weights, pixel_values=pixel_values)
         return self._classify(features, representation, labels, output_representations, return_dict)

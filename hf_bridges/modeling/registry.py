@@ -21,6 +21,10 @@ class ConfigError(HfBridgesError, ValueError):
     """A config value (YAML preset, ``BridgeConfig`` field, head config) is missing, of the wrong type or unknown."""
 
 
+class InputError(HfBridgesError, ValueError):
+    """Inputs a bridge cannot use (wrong dtype or width, empty rows, invalid text, mismatched labels); says why."""
+
+
 class UnknownNameError(ConfigError, KeyError):
     """A name that no registry holds; the message suggests the closest registered one."""
 

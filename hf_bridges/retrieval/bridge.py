@@ -2,9 +2,9 @@
 
 Fitted on texts embedded by both encoders (the old one that built the index, the new one that replaces it), it
 holds two maps, each the rotation of unit vectors, a ridge map shrunk toward a prior, plain ridge or a blend of the
-rotation and plain ridge (``maps.py``), the one that retrieves best on cross-fitted held-out pairs (``_fit_side``;
-``translation="auto" / "orthogonal" / "affine"`` use the heads' attach-time ``heads.translation.fit_translation``
-instead, which docs/retrieval.md compares):
+rotation and plain ridge (``maps.py``), the one that retrieves best on cross-fitted held-out pairs (``_fit_side``,
+``translation="best"``; ``"attach-auto" / "attach-orthogonal" / "attach-affine"`` use the heads' attach-time
+``heads.translation.fit_translation`` instead, which docs/retrieval.md compares):
 
 * the query map, new -> old: ``encode(queries)`` embeds with the new encoder and returns vectors that search the
   index the old encoder built;
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,15 +79,19 @@ class IndexBridge:
         new_encoder: Any,
         texts: Sequence[str],
         *,
-        translation: str = "prior",
+        translation: str = "best",
         folds: int = 5,
         batch_size: int = 32,
         k: int = 10,
         seed: int = 0,
     ) -> IndexBridge:
         """Embed ``texts`` (unlabelled, ideally a sample of the indexed corpus and of typical queries) with both
-        encoders (Hub ids, folders or ``SentenceTransformer`` objects) and fit the bridge on them."""
+        encoders (Hub ids, folders or ``SentenceTransformer`` objects) and fit the bridge on them. ``translation``:
+        ``"best"`` keeps the best of every candidate map by the label-free score, or one map by name
+        (:data:`TRANSLATIONS`)."""
+        translation = translation_name(translation)  # a bad name fails before the encoders embed anything
         texts = [str(t) for t in texts]
+        _check_pair_count(len(texts))  # so does a sample too small to fit on
         old, new = load_text_encoder(old_encoder), load_text_encoder(new_encoder)
         old_docs = old.encode(texts, "document", batch_size)
         new_docs = new.encode(texts, "document", batch_size)
@@ -118,7 +123,7 @@ class IndexBridge:
         texts: Sequence[str] | None = None,
         old_encoder: dict | None = None,
         new_encoder: dict | None = None,
-        translation: str = "prior",
+        translation: str = "best",
         folds: int = 5,
         k: int = 10,
         seed: int = 0,
@@ -127,18 +132,15 @@ class IndexBridge:
         """Fit on paired vectors: row i of ``old_vectors`` and ``new_vectors`` embed the same text as stored
         documents (and, for encoders with a query prompt, ``old_queries`` / ``new_queries`` as queries; the query
         map is then fitted between those). ``old_encoder`` / ``new_encoder``: records for the config and card
-        (``name_or_path``, ``revision``, ``normalize``, ``prompts``...)."""
+        (``name_or_path``, ``revision``, ``normalize``, ``prompts``...). ``translation``: as in :meth:`fit`."""
+        kinds = translation_kinds(translation_name(translation))
         old_vectors, new_vectors = _finite("old_vectors", old_vectors), _finite("new_vectors", new_vectors)
         if old_vectors.shape[0] != new_vectors.shape[0]:
             raise IndexBridgeError(
                 f"paired vectors must have one row per text in both spaces: old has {old_vectors.shape[0]} rows, "
                 f"new has {new_vectors.shape[0]}"
             )
-        if old_vectors.shape[0] < MIN_PAIRS:
-            raise IndexBridgeError(
-                f"{old_vectors.shape[0]} paired texts are too few to fit an index bridge (at least {MIN_PAIRS}; "
-                "a few hundred to 2,000 from your own corpus is the useful range)"
-            )
+        _check_pair_count(old_vectors.shape[0])
         if texts is not None and len(texts) != old_vectors.shape[0]:
             raise IndexBridgeError(f"{len(texts)} texts for {old_vectors.shape[0]} paired vectors")
         old = _record(old_encoder, old_vectors, "old")
@@ -152,7 +154,7 @@ class IndexBridge:
             "query": (new_q, old_q, old["normalize"]),
             "migrate": (old_vectors, new_vectors, new["normalize"]),
         }.items():
-            maps[side], retention[side] = _fit_side(src, tgt, norm, side, translation, folds, k, seed, estimate)
+            maps[side], retention[side] = _fit_side(src, tgt, norm, side, kinds, folds, k, seed, estimate)
         retention = {side: est for side, est in retention.items() if est is not None}
         query_map, migrate_map = maps["query"], maps["migrate"]
         return cls(query_map, migrate_map, old, new, texts=texts, old_vectors=old_vectors, retention=retention)
@@ -292,8 +294,9 @@ class IndexBridge:
         loaded.encoder = encoder
         return loaded
 
-    def refit(self, new_encoder: Any, translation: str = "prior", folds: int = 5) -> IndexBridge:
+    def refit(self, new_encoder: Any, translation: str = "best", folds: int = 5) -> IndexBridge:
         """The same index (old vectors of the stored paired texts), another new encoder: embed the texts, refit."""
+        translation = translation_name(translation)
         if self.texts is None or self.old_vectors is None:
             raise IndexBridgeError("this bridge holds no paired texts to refit on; fit a new one with IndexBridge.fit")
         encoder = load_text_encoder(new_encoder)
@@ -325,20 +328,66 @@ class IndexBridge:
 
 BLENDS = (0.25, 0.5, 0.75)  # the rotation's weight in a blend with plain ridge (``maps.BlendedMap``)
 CANDIDATES = ("rotation", "prior", "ridge", *(blend_kind(w) for w in BLENDS))  # ties go to the earlier, simpler map
+# ``translation=`` names (IndexBridge.fit / refit / fit_embeddings, ``hf-bridges index fit --translation``) -> the
+# candidate names the fit records use (``info["candidates"]``, ``info["selection"]["kept"]``, docs' tables)
+TRANSLATIONS = {
+    "best": None,  # the default: every candidate below but the attach-time maps, the best label-free score kept
+    "rotation": "rotation",
+    "prior-ridge": "prior",  # ridge toward a prior (recorded as "prior")
+    "ridge": "ridge",  # plain ridge, aecp's RidgeMapping
+    **{blend_kind(w): blend_kind(w) for w in BLENDS},  # "blend 0.5": 0.5 rotation + 0.5 plain ridge
+    "attach-auto": "auto",  # the heads' attach-time map (heads.translation), orthogonal or affine by k-fold residual
+    "attach-orthogonal": "orthogonal",
+    "attach-affine": "affine",
+}
+# Names of 0.3 and earlier, read with a FutureWarning until 0.5: "prior" meant the best of all candidates (not the
+# prior ridge alone, which had no name) and "auto" the heads' attach-time map (not an automatic choice).
+OLD_TRANSLATIONS = {
+    "prior": "best",
+    "auto": "attach-auto",
+    "orthogonal": "attach-orthogonal",
+    "affine": "attach-affine",
+}
+
+
+def translation_name(translation: str) -> str:
+    """Today's name of a ``translation=`` value (an old one warns, FutureWarning at the caller's call); an unknown
+    name is an ``IndexBridgeError`` listing the valid ones."""
+    if translation in OLD_TRANSLATIONS:
+        new = OLD_TRANSLATIONS[translation]
+        best = " (the best of all candidate maps; 'prior-ridge' is the ridge toward a prior alone)"
+        warnings.warn(
+            f"translation={translation!r} is now called {new!r}{best if new == 'best' else ''}; "
+            "the old name is read until hf_bridges 0.5",
+            FutureWarning,
+            stacklevel=3,
+        )
+        return new
+    if translation not in TRANSLATIONS:
+        from ..modeling.registry import did_you_mean
+
+        raise IndexBridgeError(
+            f"unknown translation {translation!r}{did_you_mean(translation, TRANSLATIONS)}; valid: {list(TRANSLATIONS)}"
+        )
+    return translation
+
+
+def translation_kinds(translation: str) -> list[str]:
+    """The candidate maps a (current) ``translation=`` name fits: one, or every one of ``CANDIDATES`` for best."""
+    return list(CANDIDATES) if translation == "best" else [TRANSLATIONS[translation]]
 
 
 def _fit_side(
-    src: np.ndarray, tgt: np.ndarray, norm: bool, side: str, translation: str, folds: int, k: int, seed: int, estimate
+    src: np.ndarray, tgt: np.ndarray, norm: bool, side: str, kinds: list[str], folds: int, k: int, seed: int, estimate
 ) -> tuple[LinearMap | BlendedMap, RetentionEstimate | None]:
-    """One side's map and its expected retention. ``translation="prior"``: the rotation (no parameter), the ridge
-    shrunk toward a prior, plain ridge (aecp's map) and blends of the rotation with plain ridge are scored on the
-    same cross-fitted paired texts against the pseudo-relevance of both encoders (``estimate.cross_fitted_hits``,
-    reference "both"), and the best mean is kept. A blend's held-out vectors are the blend of its members' held-out
-    vectors (one set of fits serves every weight). The expected retention is the kept map's score over
-    re-embedding's on those texts."""
-    kinds = list(CANDIDATES) if translation == "prior" else [translation]
+    """One side's map and its expected retention. Several ``kinds`` (``translation="best"``): the rotation (no
+    parameter), the ridge shrunk toward a prior, plain ridge (aecp's map) and blends of the rotation with plain ridge
+    are scored on the same cross-fitted paired texts against the pseudo-relevance of both encoders
+    (``estimate.cross_fitted_hits``, reference "both"), and the best mean is kept. A blend's held-out vectors are the
+    blend of its members' held-out vectors (one set of fits serves every weight). The expected retention is the kept
+    map's score over re-embedding's on those texts."""
     if not estimate:
-        return fit_candidate(src, tgt, norm, kinds[0], folds), None  # "prior" unscored: the rotation
+        return fit_candidate(src, tgt, norm, kinds[0], folds), None  # "best" unscored: the rotation
     blends = {c: blend_weight(c) for c in kinds if blend_weight(c) is not None}
     members = [c for c in kinds if c not in blends] + [m for m in BLEND_MEMBERS if blends and m not in kinds]
     mapped = {}
@@ -366,6 +415,14 @@ def _fit_side(
     est = retention_from_hits(hits[kind]["both"], reembed=hits[kind]["reembed_both"], k=k, folds=n_folds, seed=seed)
     est.corpus, est.reference = corpus_size(src.shape[0]), "both / reembed"
     return fitted, est
+
+
+def _check_pair_count(n: int) -> None:
+    if n < MIN_PAIRS:
+        raise IndexBridgeError(
+            f"{n} paired texts are too few to fit an index bridge (at least {MIN_PAIRS}; "
+            "a few hundred to 2,000 from your own corpus is the useful range)"
+        )
 
 
 def _base(name: str | None) -> str:

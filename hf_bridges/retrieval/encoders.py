@@ -7,6 +7,7 @@ stored texts its ``document`` (or ``passage``) prompt, when the model defines th
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,14 @@ def load_text_encoder(encoder: Any, revision: str | None = None) -> TextEncoder:
         try:
             model = SentenceTransformer(encoder, revision=revision, device="cpu")
         except OSError as error:
+            if not os.path.isdir(encoder):  # offline and not cached (a typo): the closest cached id, one line
+                from ..modeling.registry import ConfigError
+                from ..snapshots import resolve_hf_revision
+
+                try:
+                    resolve_hf_revision(encoder, revision or "main")
+                except ConfigError as missing:
+                    raise IndexBridgeError(str(missing)) from None
             raise IndexBridgeError(f"cannot load encoder {encoder!r}: {error}") from None
     elif is_sentence_transformer(encoder):
         model = encoder

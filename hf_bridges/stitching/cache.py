@@ -1,7 +1,8 @@
 """On-disk embedding cache: Arrow shards written with ``datasets``, keyed by what changes the embeddings.
 
-The key covers the encoder identity (id, resolved revision, pooling, max length, prefix, kind) and the dataset
-split's fingerprint, nothing about heads, so new heads re-embed nothing. Shards are written to a temporary
+The key covers the encoder identity (id, resolved revision, pooling, max length, prefix, kind; the backend and its
+ONNX file when it is not torch) and the dataset split's fingerprint, nothing about heads, so new heads re-embed
+nothing. Shards are written to a temporary
 folder and renamed into place; a run that is interrupted resumes from the shards already written. A file lock per
 entry lets concurrent runs share one cache (the second waits, then reuses); corrupted shards are re-embedded.
 """

@@ -201,6 +201,12 @@ class HFTextEncoder:
             identity["lowercase"] = True
         if settings["normalize"]:  # only when on: caches of plain encoders keep their keys
             identity["normalize"] = True
+        if check_backend(spec) != "torch":  # onnx embeds its own numbers (an int8 file very different ones): a run
+            # must never read another backend's vectors; torch keys stay as they were, so earlier caches still hit
+            from .onnx_backend import ONNX_FILE
+
+            identity["backend"] = spec.backend
+            identity["onnx_file"] = spec.options.get("onnx_file", ONNX_FILE)
         return identity
 
     def load(self, spec: EncoderSpec) -> EmbedFn:

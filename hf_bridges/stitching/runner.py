@@ -99,8 +99,8 @@ def prepare(config: StitchConfig, output_dir: Path) -> tuple[dict[str, dict], da
     if wanted > len(train):
         raise ConfigError(
             f"anchors.num_anchors + anchors.alignment = {config.anchors.num_anchors} + {config.anchors.alignment} "
-            f"but the train split has only {len(train)} samples; lower them (--anchors / --alignment) or raise "
-            "dataset.max_train"
+            f"but the train split has only {len(train)} samples; lower them (--anchors / --alignment)"
+            + (" or raise dataset.max_train (--max-train)" if config.dataset.max_train is not None else "")
         )
     if len(per_class) < 2 or (per_class > 0).sum() < 2:
         raise ConfigError("the train split has fewer than 2 classes; nothing to classify")

@@ -301,9 +301,12 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         from ..presets import resolve_preset
 
         path = resolve_preset(path, kind="train")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:  # as the stitch config: one line, not PyYAML's traceback
+            raise ConfigError(f"{path}: not valid YAML: {error}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
+            raise ConfigError(f"{path}: must hold a mapping of config keys, got {type(data).__name__}")
         data = read_keys(TrainConfig, data, f"config ({path.name})")
         for key in data:
             if key not in FIELDS:

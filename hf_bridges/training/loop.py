@@ -15,6 +15,7 @@ import datasets
 import torch
 from torch.utils.data import DataLoader
 
+from ..logging import progress_bars
 from .build import build_model, build_tokenizer, load_data
 from .checkpoint import (
     CheckpointError,
@@ -128,6 +129,11 @@ def save_final(
 
 def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     """Run one training job; returns (and writes to ``output_dir/results.json``) what it measured."""
+    with progress_bars(cfg.progress_bar):  # the anchor and feature embedding bars too, not only the loop's
+        return _train(cfg, resume)
+
+
+def _train(cfg: TrainConfig, resume: str | None) -> dict[str, Any]:
     from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
