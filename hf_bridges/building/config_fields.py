@@ -14,7 +14,7 @@ from typing import Any
 
 from ..modeling.registry import ConfigError
 
-# field: its least value; the optional ones are null or a whole number >= 1
+# field: its least value; the optional ones are null or a whole number (>= 1; num_anchors >= 0)
 WHOLE_NUMBERS = {"max_seq_length": 1, "anchor_seq_length": 0, "anchor_batch_size": 1, "decoder_hidden_size": 1}
 OPTIONAL_WHOLE_NUMBERS = ("features_dim", "num_anchors")  # num_anchors null: the number of anchors given
 FLAGS = ("freeze_encoder", "normalize_embeddings")
@@ -37,9 +37,9 @@ def check_fields(config: Any) -> None:
         if not _whole(value, low):
             raise ConfigError(f"BridgeConfig.{name} must be a whole number >= {low}, got {_got(value)}; {fix}")
     for name in OPTIONAL_WHOLE_NUMBERS:
-        value = getattr(config, name)
-        if value is not None and not _whole(value, 0 if name == "num_anchors" else 1):
-            raise ConfigError(f"BridgeConfig.{name} must be a whole number >= 1 or null, got {_got(value)}; {fix}")
+        value, low = getattr(config, name), 0 if name == "num_anchors" else 1
+        if value is not None and not _whole(value, low):
+            raise ConfigError(f"BridgeConfig.{name} must be a whole number >= {low} or null, got {_got(value)}; {fix}")
     for name in FLAGS:
         if not isinstance(getattr(config, name), bool):
             raise ConfigError(f"BridgeConfig.{name} must be true or false, got {_got(getattr(config, name))}; {fix}")
