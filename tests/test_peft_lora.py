@@ -171,3 +171,57 @@ def test_save_head_of_a_peft_model_is_the_trained_copy(anchor_texts, tmp_path):
         make_encoder(0), tokenizer=make_tokenizer(), head=str(tmp_path / "peft")
     )
     assert fresh.head.classifier is not None
+
+
+def test_anchor_refresh_callback_re_embeds_every_n_steps_and_leaves_the_anchors_exact(anchor_texts, tmp_path):
+    """``AnchorRefreshCallback(every=2)``: the Trainer path's ``anchor_refresh: steps``. A LoRA run of 5 steps
+    re-embeds the anchors at the start, after steps 2 and 4, at the epoch's end and at the end (not after each of
+    the 5 steps, as ``auto`` does); the model it returns holds the trained encoder's anchors and ``auto`` again."""
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    from hf_bridges.training import AnchorRefreshCallback
+
+    model = apply_lora(bridge(anchor_texts), target_modules=["query", "value"], r=4)
+    inner = model.get_base_model()
+    refreshes = []
+    original = inner.refresh_anchors
+    inner.refresh_anchors = lambda: refreshes.append(inner.config.anchor_refresh) or original()
+    texts, labels = topic_texts(4, seed=3)  # 20 texts: 5 steps of 4
+    data = Dataset.from_dict({"text": texts, "label": labels}).map(lambda b: make_tokenizer()(b["text"]), batched=True)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=1, learning_rate=0.05,
+        report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True,
+    )  # fmt: skip
+    trainer = Trainer(
+        model=model, args=args, train_dataset=data, processing_class=make_tokenizer(),
+        callbacks=[AnchorRefreshCallback(every=2)],
+    )  # fmt: skip
+    trainer.train()
+    assert trainer.state.global_step == 5
+    assert refreshes == ["manual"] * 5  # begin, steps 2 and 4, epoch end, train end: no per-step re-embedding
+    assert inner.config.anchor_refresh == "auto"
+    model.eval()
+    inputs = {k: v for k, v in batch(seed=7).items() if k != "labels"}
+    with torch.no_grad():
+        torch.testing.assert_close(inner.anchors.embeddings, fresh_anchor_embeddings(model))
+        logits = model(**inputs).logits
+        merged = model.merge_and_unload().eval()
+        torch.testing.assert_close(merged(**inputs).logits, logits, rtol=0, atol=1e-5)
+
+
+def test_anchor_refresh_callback_refuses_a_bad_interval_and_leaves_a_frozen_bridge_alone(anchor_texts):
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from hf_bridges import ConfigError
+    from hf_bridges.training import AnchorRefreshCallback
+
+    for every in (0, 2.5, True):
+        with pytest.raises(ConfigError, match="whole number >= 1"):
+            AnchorRefreshCallback(every=every)
+    frozen = bridge(anchor_texts)
+    callback = AnchorRefreshCallback()
+    callback.on_train_begin(
+        TrainingArguments(output_dir="unused", report_to=[]), TrainerState(), TrainerControl(), model=frozen
+    )
+    assert frozen.config.anchor_refresh == "auto"  # nothing to refresh: the encoder does not train
