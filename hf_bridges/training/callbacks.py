@@ -5,7 +5,8 @@ encoder trains (LoRA, or ``freeze_encoder=False``), a bridge's default ``anchor_
 anchor after each optimizer step: exact, but a step then costs the batch plus all the anchors (the quick start's
 1,500 anchors: ~55 s a step on one core, docs/training.md). With the callback the anchors are re-embedded every
 ``every`` steps, at each epoch's end and before each evaluation and save the ``Trainer`` is about to make, and once
-more when training ends, so what is evaluated, saved and returned always holds the trained encoder's anchors.
+more when training ends, so what is evaluated, saved and returned always holds the trained encoder's anchors; each
+time only if the encoder changed since the last re-embedding.
 """
 
 from __future__ import annotations
@@ -41,9 +42,17 @@ class AnchorRefreshCallback(TrainerCallback):
         self._previous: str | None = None
 
     def _refresh(self, model: Any) -> None:
+        """Re-embed the anchors if the encoder changed since they were embedded: the bridge's own ``auto`` check,
+        run once (an epoch's end right after an every-N step, or the end of training right after an epoch's end,
+        re-embeds nothing)."""
+        if self._previous is None:
+            return
         bridge = _bridge(model)
-        if self._previous is not None:
-            bridge.refresh_anchors()
+        bridge.config.anchor_refresh = "auto"
+        try:
+            bridge.anchor_embeddings  # noqa: B018 (the property re-embeds when stale)
+        finally:
+            bridge.config.anchor_refresh = "manual"
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any
@@ -53,7 +62,7 @@ class AnchorRefreshCallback(TrainerCallback):
             self._previous = None  # frozen: embedded once, never stale
             return
         self._previous, bridge.config.anchor_refresh = bridge.config.anchor_refresh, "manual"
-        bridge.refresh_anchors()
+        self._refresh(model)
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any
@@ -72,6 +81,5 @@ class AnchorRefreshCallback(TrainerCallback):
     ) -> None:
         if self._previous is None:
             return
-        bridge = _bridge(model)
-        bridge.refresh_anchors()
-        bridge.config.anchor_refresh, self._previous = self._previous, None
+        self._refresh(model)
+        _bridge(model).config.anchor_refresh, self._previous = self._previous, None
