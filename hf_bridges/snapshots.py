@@ -45,6 +45,20 @@ def resolve_hf_revision(model_id: str, revision: str = "main") -> str:
     )
 
 
+def not_cached_offline(model_id: object, revision: str | None = None) -> str | None:
+    """Why a Hub id cannot load here, in one line (offline and not in the cache: a typo, the closest cached id
+    named), or None (a folder, a cached id, online, or an id the cache helpers refuse: the loader's own message)."""
+    if not isinstance(model_id, str) or os.path.isdir(model_id):
+        return None
+    try:
+        resolve_hf_revision(model_id, revision or "main")
+    except ConfigError as missing:
+        return str(missing)
+    except Exception:
+        return None
+    return None
+
+
 def resolved_revision(hub_id: str | None, revision: str | None) -> str | None:
     """The commit an encoder was used at: a commit sha as given, else the snapshot of ``revision`` (default
     ``main``) in the local HF cache, which is what ``from_pretrained`` loaded; else ``revision`` as given."""

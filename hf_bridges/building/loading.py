@@ -34,15 +34,11 @@ class EncoderLoadError(HfBridgesError, OSError):
 def _load_error(name: Any, revision: str | None, error: Exception, what: str, fix: str) -> EncoderLoadError:
     """One line for an id that is simply not in the cache offline (a typo: the closest cached id, as the stitch
     config says it), else transformers' message with ``fix``."""
-    if isinstance(name, str) and not os.path.isdir(name):
-        from ..snapshots import resolve_hf_revision
+    from ..snapshots import not_cached_offline
 
-        try:
-            resolve_hf_revision(name, revision or "main")  # ConfigError when offline and not cached
-        except ConfigError as missing:
-            return EncoderLoadError(f"{missing} (or pass a local folder)")
-        except Exception:  # a malformed id the cache helpers refuse: transformers' own message below says so
-            pass
+    missing = not_cached_offline(name, revision)
+    if missing:
+        return EncoderLoadError(f"{missing} (or pass a local folder)")
     return EncoderLoadError(f"could not load {what} {name!r}: {error}\n{fix}")
 
 
@@ -70,8 +66,6 @@ def not_a_bridge(model: PreTrainedModel, given: Any) -> PreTrainedModel:
     an encoder failed in the first forward ('BridgeModelOutput' object has no attribute 'last_hidden_state')."""
     if getattr(model.config, "model_type", None) != "hf_bridges":
         return model
-    from ..modeling.registry import ConfigError
-
     path = str(given) if isinstance(given, (str, os.PathLike)) else "FOLDER"
     shown = repr(path) if path != "FOLDER" else f"this {type(model).__name__}"
     origin = getattr(model.config, "encoder_name_or_path", None)

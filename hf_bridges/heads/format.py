@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -218,7 +219,7 @@ def _encoder_commit(name: str | None, revision: str | None, encoder: Any) -> str
     from ..snapshots import resolved_revision
 
     resolved = resolved_revision(name, revision)
-    return resolved if resolved and len(resolved) == 40 and all(c in "0123456789abcdef" for c in resolved) else None
+    return resolved if resolved and re.fullmatch(r"[0-9a-f]{40}", resolved) else None  # a snapshot, not a ref name
 
 
 def _cut_texts(anchors: list, max_seq_length: int | None) -> list:

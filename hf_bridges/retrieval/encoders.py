@@ -7,7 +7,6 @@ stored texts its ``document`` (or ``passage``) prompt, when the model defines th
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,14 +74,11 @@ def load_text_encoder(encoder: Any, revision: str | None = None) -> TextEncoder:
         try:
             model = SentenceTransformer(encoder, revision=revision, device="cpu")
         except OSError as error:
-            if not os.path.isdir(encoder):  # offline and not cached (a typo): the closest cached id, one line
-                from ..modeling.registry import ConfigError
-                from ..snapshots import resolve_hf_revision
+            from ..snapshots import not_cached_offline
 
-                try:
-                    resolve_hf_revision(encoder, revision or "main")
-                except ConfigError as missing:
-                    raise IndexBridgeError(str(missing)) from None
+            missing = not_cached_offline(encoder, revision)  # offline and not cached (a typo): the closest id
+            if missing:
+                raise IndexBridgeError(missing) from None
             raise IndexBridgeError(f"cannot load encoder {encoder!r}: {error}") from None
     elif is_sentence_transformer(encoder):
         model = encoder
