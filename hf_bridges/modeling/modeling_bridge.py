@@ -332,8 +332,8 @@ def encoder_fingerprint(encoder: nn.Module) -> tuple:
     (optimizer steps, ``load_state_dict`` and in-place merges bump versions; fused optimizers only the step count of
     ``building.optimizer_steps``; new modules bring new ids), and per peft tuner layer its active adapters
     (``set_adapter``), ``disable_adapters`` and merged adapters."""
-    if _building(required=False) is not None:  # without the package, fused optimizers' steps go unseen
-        _building().watch_optimizer_steps()
+    if (building := _building(required=False)) is not None:  # without it, fused optimizers' steps go unseen
+        building.watch_optimizer_steps()
     params = tuple((id(p), p._version, getattr(p, "_hf_bridges_steps", 0)) for p in encoder.parameters())
     tuners = tuple(
         (id(m), tuple(m.active_adapters), bool(m.disable_adapters), tuple(m.merged_adapters))
