@@ -7,7 +7,13 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from hf_bridges import BridgeConfig, BridgeForSequenceClassification, ModuleBridgeForClassification, ModuleEncoder
+from hf_bridges import (
+    BridgeConfig,
+    BridgeForSequenceClassification,
+    InputError,
+    ModuleBridgeForClassification,
+    ModuleEncoder,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -183,6 +189,25 @@ def test_bad_inputs_to_a_module_bridge(anchors):
         bridge(inputs=torch.zeros(0, 10))
     with pytest.raises(ValueError, match="width 5 differs"):
         bridge(features=torch.zeros(3, 5))
+
+
+def test_inputs_of_another_shape_than_the_anchors_name_both_shapes(anchors):
+    """The module's own 'mat1 and mat2 shapes cannot be multiplied' becomes an InputError naming the shapes; a
+    failure on inputs of the anchors' shape (a bug in the module) passes through as the module raised it."""
+    bridge = ModuleBridgeForClassification.from_module(mlp(0), anchors=anchors, num_labels=2)
+    with pytest.raises(InputError, match=r"shape \(3, 7\).*anchors are inputs of shape \(N, 10\)") as caught:
+        bridge(inputs=torch.zeros(3, 7))
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+    class Broken(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("a bug in the module")
+
+    broken = ModuleBridgeForClassification.from_module(mlp(0), anchors=anchors, num_labels=2)
+    broken.encoder.module = Broken()
+    with pytest.raises(RuntimeError, match="a bug in the module") as raised:
+        broken(inputs=torch.zeros(3, 10))
+    assert not isinstance(raised.value, InputError)
 
 
 def test_features_only_bridge_round_trips_without_features_dim(tmp_path):

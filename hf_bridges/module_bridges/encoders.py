@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..modeling.registry import Registry, registrar
+from ..modeling.registry import ConfigError, InputError, Registry, registrar
 from ..offline.vision import EFFICIENTNET_LITE
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -45,12 +45,12 @@ class ImagePreprocess(nn.Module):
         if images.dim() == 3:  # (B, H, W) grayscale
             images = images.unsqueeze(1)
         if images.dim() != 4:
-            raise ValueError(f"images must be (batch, channels, height, width), got shape {tuple(images.shape)}")
+            raise InputError(f"images must be (batch, channels, height, width), got shape {tuple(images.shape)}")
         channels = images.shape[1]
         if channels == 1 and self.channels != 1:
             images = images.expand(-1, self.channels, -1, -1)
         elif channels != self.channels:
-            raise ValueError(
+            raise InputError(
                 f"images have {channels} channels but this encoder takes {self.channels} (or 1, grayscale, which "
                 f"is replicated); convert them (e.g. PIL .convert('RGB')) before passing them"
             )
@@ -95,9 +95,9 @@ class ModuleEncoder(nn.Module):
         if not isinstance(module, nn.Module):
             raise TypeError(f"expected a torch.nn.Module, got {type(module).__name__}")
         if method != "forward" and not callable(getattr(module, method, None)):
-            raise ValueError(f"{type(module).__name__} has no method {method!r}")
+            raise ConfigError(f"{type(module).__name__} has no method {method!r}")
         if pooling not in (None, "mean"):
-            raise ValueError(f"unknown pooling {pooling!r} for a module encoder; valid: None, 'mean'")
+            raise ConfigError(f"unknown pooling {pooling!r} for a module encoder; valid: None, 'mean'")
         self.module = module
         self.method = method
         self.output = output
@@ -116,7 +116,7 @@ class ModuleEncoder(nn.Module):
         try:
             return returned[self.output]
         except (KeyError, IndexError, TypeError) as error:
-            raise ValueError(
+            raise InputError(
                 f"output={self.output!r} cannot be picked from what {type(self.module).__name__}.{self.method} "
                 f"returned ({_describe(returned)}): {error}"
             ) from None
@@ -128,7 +128,7 @@ class ModuleEncoder(nn.Module):
         embeddings = self._select(fn(inputs))
         where = f"{type(self.module).__name__}.{self.method}"
         if not isinstance(embeddings, torch.Tensor):
-            raise ValueError(
+            raise InputError(
                 f"{where} returned {_describe(embeddings)}, not a tensor; tell the bridge which item is the "
                 "embedding with ModuleEncoder(module, output=0) (tuple index), output='key' (dict) or "
                 "output=callable"
@@ -143,9 +143,9 @@ class ModuleEncoder(nn.Module):
                 if embeddings.dim() in (3, 4) and self.pooling is None
                 else "make the module return one vector per sample"
             )
-            raise ValueError(f"{where} must give (batch, dim) embeddings, got shape {tuple(embeddings.shape)}; {hint}")
+            raise InputError(f"{where} must give (batch, dim) embeddings, got shape {tuple(embeddings.shape)}; {hint}")
         if not embeddings.is_floating_point():
-            raise ValueError(f"{where} returned {embeddings.dtype} embeddings; a bridge needs floating point")
+            raise InputError(f"{where} returned {embeddings.dtype} embeddings; a bridge needs floating point")
         return embeddings
 
 
@@ -153,7 +153,7 @@ def as_module_encoder(encoder: nn.Module, **kwargs: Any) -> ModuleEncoder:
     """``encoder`` itself when it is already a :class:`ModuleEncoder`, else wrapped with ``kwargs``."""
     if isinstance(encoder, ModuleEncoder):
         if kwargs:
-            raise ValueError(f"the encoder is already a ModuleEncoder; options {sorted(kwargs)} would be ignored")
+            raise ConfigError(f"the encoder is already a ModuleEncoder; options {sorted(kwargs)} would be ignored")
         return encoder
     return ModuleEncoder(encoder, **kwargs)
 

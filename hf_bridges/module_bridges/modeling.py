@@ -25,6 +25,7 @@ from ..building.arguments import check_config_kwargs, given, resolve_head, with_
 from ..heads.compatibility import fit_bridge_alignment, stitch_reference
 from ..modeling.configuration_bridge import BridgeConfig
 from ..modeling.modeling_bridge import BridgeClassifierOutput, BridgeModelOutput, BridgePreTrainedModel
+from ..modeling.registry import ConfigError, InputError
 from .encoders import ModuleEncoder, as_module_encoder
 
 __all__ = ["ModuleBridgeForClassification", "ModuleBridgeModel", "ModuleBridgePreTrainedModel", "TensorAnchorStore"]
@@ -37,7 +38,7 @@ class TensorAnchorStore(nn.Module):
         super().__init__()
         dtype = getattr(torch, input_dtype, None)
         if not isinstance(dtype, torch.dtype):
-            raise ValueError(f"unknown anchor input dtype {input_dtype!r}")
+            raise ConfigError(f"unknown anchor input dtype {input_dtype!r}")
         self.register_buffer("inputs", torch.zeros(num_anchors, *input_shape, dtype=dtype))
         self.register_buffer("embeddings", torch.zeros(num_anchors, hidden_size))
         self.register_buffer("is_fresh", torch.zeros((), dtype=torch.bool))
@@ -68,7 +69,7 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
 
     def __init__(self, config: BridgeConfig, encoder: nn.Module | None = None):
         if config.encoder is not None:
-            raise ValueError(
+            raise ConfigError(
                 "this config wraps a transformers encoder; load it with BridgeForSequenceClassification / "
                 "BridgeForImageClassification, not a module bridge"
             )
@@ -112,7 +113,7 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
         encoder = as_module_encoder(module, **options)
         anchors = torch.as_tensor(anchors)
         if anchors.dim() == 0 or anchors.shape[0] < 2:
-            raise ValueError(f"a bridge needs at least 2 anchor inputs, got shape {tuple(anchors.shape)}")
+            raise InputError(f"a bridge needs at least 2 anchor inputs, got shape {tuple(anchors.shape)}")
         head_config, projections, aggregation = resolve_head(  # head_config="paper": a named head
             "from_module", None, head_config, projections, aggregation, config_kwargs, warn=cls.default_head is None
         )
@@ -206,21 +207,36 @@ class ModuleBridgePreTrainedModel(BridgePreTrainedModel):
     # ------------------------------------------------------------------- what a module bridge declares
     def _check_anchor_inputs(self) -> None:
         if not self.anchors.has_inputs():
-            raise ValueError("this bridge holds no anchor inputs: build it with from_module(module, anchors=...)")
+            raise InputError("this bridge holds no anchor inputs: build it with from_module(module, anchors=...)")
 
     def _anchor_inputs(self, start: int, stop: int) -> dict[str, Any]:
         return {"inputs": self.anchors.inputs[start:stop]}
 
     def _encode(self, inputs: Any = None, **_: Any) -> torch.Tensor:
         if isinstance(inputs, torch.Tensor) and inputs.dim() > 0 and inputs.shape[0] == 0:
-            raise ValueError("empty batch: inputs has 0 rows")
-        return self.encoder(inputs)
+            raise InputError("empty batch: inputs has 0 rows")
+        try:
+            return self.encoder(inputs)
+        except RuntimeError as error:
+            # The module's own error for inputs of another shape than its anchors ("mat1 and mat2 shapes cannot be
+            # multiplied") names neither the bridge nor the fix. Other failures (out of memory, a bug in the module
+            # on well-shaped inputs) pass through unchanged.
+            expected = self.config.anchor_input_shape
+            shape = list(inputs.shape[1:]) if isinstance(inputs, torch.Tensor) else None
+            if isinstance(error, torch.OutOfMemoryError) or expected is None or shape is None or shape == expected:
+                raise
+            raise InputError(
+                f"the encoder module ({self.config.encoder_class}) failed on inputs of shape "
+                f"{tuple(inputs.shape)}, while this bridge's anchors are inputs of shape "
+                f"(N{''.join(f', {size}' for size in expected)}): "
+                f"{error}. Pass inputs of the anchors' shape, or features=... (precomputed embeddings)"
+            ) from error
 
     def _module_relative(self, inputs, features, subspace_weights, return_subspaces=False):
         if features is None and inputs is None:
-            raise ValueError("pass inputs=... (what the encoder takes) or features=... (precomputed embeddings)")
+            raise InputError("pass inputs=... (what the encoder takes) or features=... (precomputed embeddings)")
         if features is None and self.encoder is None:
-            raise ValueError("this bridge has no encoder: pass features=... or attach_encoder(module)")
+            raise InputError("this bridge has no encoder: pass features=... or attach_encoder(module)")
         return self.forward_features(features, subspace_weights, return_subspaces, inputs=inputs)
 
 

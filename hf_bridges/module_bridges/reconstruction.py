@@ -16,6 +16,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..modeling.configuration_bridge import LEGACY_DEFAULTS, BridgeConfig
+from ..modeling.registry import ConfigError, InputError
 from .modeling import ModuleBridgePreTrainedModel
 
 
@@ -31,7 +32,7 @@ def _targets(labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Targets in the decoder's space: uint8 images become 0-1 floats; the shape must match."""
     target = labels.float() / 255.0 if labels.dtype == torch.uint8 else labels.to(like.dtype)
     if target.numel() != like.numel():
-        raise ValueError(
+        raise InputError(
             f"labels (the reconstruction targets) have shape {tuple(labels.shape)}, the decoder outputs "
             f"{tuple(like.shape)}; pass the original inputs (reshaped to output_shape) as labels"
         )
@@ -52,10 +53,10 @@ class BridgeForReconstruction(ModuleBridgePreTrainedModel):
     def __init__(self, config: BridgeConfig, encoder: nn.Module | None = None):
         shape = config.output_shape
         if not shape or any(int(s) < 1 for s in shape):
-            raise ValueError("BridgeForReconstruction needs output_shape=[C, H, W] (or [D]) in its config")
+            raise ConfigError("BridgeForReconstruction needs output_shape=[C, H, W] (or [D]) in its config")
         activation = config.decoder_activation
         if activation not in ("sigmoid", "none"):
-            raise ValueError(f"unknown decoder_activation {activation!r}; valid: ['none', 'sigmoid']")
+            raise ConfigError(f"unknown decoder_activation {activation!r}; valid: ['none', 'sigmoid']")
         super().__init__(config, encoder=encoder)
         hidden = config.decoder_hidden_size
         width = self.head.aggregation.output_dim
