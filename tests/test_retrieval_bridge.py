@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -236,6 +237,36 @@ def test_cli_fit_keeps_the_map_named(encoders, tmp_path, choice, one_thread, cap
         assert "--translation orthogonal is now attach-orthogonal" in capsys.readouterr().err
     for side in (loaded.query_map, loaded.migrate_map):
         assert expected in side.info["map"], side.info
+
+
+def test_cli_lists_only_todays_translation_names_and_still_reads_the_old_ones(capsys, tmp_path):
+    """``index fit --help`` and argparse's errors list today's names only; an old name is read with a warning in the
+    CLI's words; a bad name is argparse's error (exit 2) naming the valid ones, before any text or encoder loads."""
+    from hf_bridges.commands.index import TRANSLATION_CHOICES
+    from hf_bridges.retrieval.bridge import OLD_TRANSLATIONS as OLD_CHOICES
+
+    with pytest.raises(SystemExit) as done:
+        cli(["index", "fit", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "{" + ",".join(TRANSLATION_CHOICES) + "}" in text
+    for old in OLD_CHOICES:
+        assert not re.search(rf"(?<![\w-]){old}(?![\w-])", text), (old, text)
+    argv = ["index", "fit", "--old", "no/such-old", "--new", "no/such-new", "--texts", str(tmp_path / "missing.txt")]
+    argv += ["--output", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as done:
+        cli([*argv, "--translation", "prior_ridge"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2
+    assert "unknown translation 'prior_ridge' (did you mean 'prior-ridge'?); valid: best, rotation," in err, err
+    assert not any(re.search(rf"'{old}'|(?<![\w-]){old},", err) for old in OLD_CHOICES), err
+    # an old name parses to today's (the run then stops at the missing text file: nothing loaded before it)
+    assert cli([*argv, "--translation", "affine"]) == 1
+    err = capsys.readouterr().err
+    assert "--translation affine is now attach-affine (deprecated" in err and "missing.txt" in err, err
+    from hf_bridges.commands import index  # the CLI's copy of the old names (its parser imports no numpy)
+
+    assert index.OLD_CHOICES == OLD_CHOICES
 
 
 def test_translation_names_say_what_they_fit_and_the_old_ones_still_work(bridge):

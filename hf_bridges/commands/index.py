@@ -27,7 +27,31 @@ TRANSLATION_CHOICES = (
     "attach-orthogonal",
     "attach-affine",
 )
-OLD_CHOICES = ("prior", "auto", "orthogonal", "affine")
+# the names of 0.3 (retrieval.bridge.OLD_TRANSLATIONS): accepted until 0.5 with a warning, never listed
+OLD_CHOICES = {"prior": "best", "auto": "attach-auto", "orthogonal": "attach-orthogonal", "affine": "attach-affine"}
+
+
+def translation_choice(name: str) -> str:
+    """``--translation``'s type: today's name of ``name``. An old name is read with a warning (said in the CLI's
+    words, on stderr) so that argparse's choices, ``--help`` and its errors list only today's names; an unknown one
+    is argparse's error, before any encoder loads."""
+    import argparse
+
+    if name in OLD_CHOICES:
+        print(
+            f"hf-bridges index fit: --translation {name} is now {OLD_CHOICES[name]} "
+            "(deprecated: the old name is read until hf_bridges 0.5)",
+            file=sys.stderr,
+        )
+        return OLD_CHOICES[name]
+    if name not in TRANSLATION_CHOICES:
+        from ..modeling.registry import did_you_mean
+
+        raise argparse.ArgumentTypeError(
+            f"unknown translation {name!r}{did_you_mean(name, TRANSLATION_CHOICES)}; "
+            f"valid: {', '.join(TRANSLATION_CHOICES)}"
+        )
+    return name
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,13 +70,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     fit.add_argument("--num-texts", type=int, default=2000, help="use at most this many texts (seeded sample)")
     fit.add_argument(
         "--translation",
-        choices=[*TRANSLATION_CHOICES, *OLD_CHOICES],
+        type=translation_choice,
+        choices=TRANSLATION_CHOICES,
         default="best",
-        metavar="{" + ",".join(TRANSLATION_CHOICES) + "}",
-        help="best (default): the best of the rotation, the ridge toward a prior, plain ridge and the blends by the "
-        "label-free score; or one of them by name (blend-W: W rotation + 1-W plain ridge); attach-*: the heads' "
-        "attach-time map (docs/retrieval.md). The old names prior (= best), auto, orthogonal and affine "
-        "(= attach-*) still work, with a warning",
+        help="best (default): the best of the rotation, prior-ridge (ridge shrunk toward a reference map), plain "
+        "ridge and the blends by the label-free score; or one of them by name (blend-W: W rotation + 1-W plain "
+        "ridge); attach-*: the heads' attach-time map (docs/retrieval.md)",
     )
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--output", required=True, help="folder to save the bridge into")
@@ -123,12 +146,7 @@ def _gate(bridge, minimum: float | None, side: str = "query", bound: str = "esti
 def run_fit(args: argparse.Namespace) -> int:
     from ..retrieval import IndexBridge
 
-    translation = args.translation
-    if translation in OLD_CHOICES:  # said in the CLI's words, not as a Python FutureWarning from a source line
-        from ..retrieval.bridge import OLD_TRANSLATIONS
-
-        translation = OLD_TRANSLATIONS[translation]
-        print(f"hf-bridges index fit: --translation {args.translation} is now {translation}", file=sys.stderr)
+    translation = args.translation  # today's name (translation_choice)
     texts = _texts(args)
     if translation.startswith("blend-"):  # the candidate's name in the library: "blend 0.5"
         from ..retrieval.maps import blend_kind
