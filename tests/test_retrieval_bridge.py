@@ -125,6 +125,38 @@ def test_migrate_matches_its_batches_and_the_map(bridge, encoders, tmp_path, one
 
 
 # ----------------------------------------------------------------------------------------------- save / load
+def test_migrate_refuses_what_it_would_misread(bridge, saved, tmp_path, capsys):
+    """A batch size below 1 migrated nothing (an index of uninitialised or zero rows, reported as migrated), a 1-D
+    vector was sliced into batches read as vectors of the batch's width, and the CLI read a text file as a pickle
+    ("load it unsafely with allow_pickle") or failed with a traceback on an .npz archive: each is now one clear
+    error, raised before any output file exists."""
+    old_vectors = np.asarray(bridge.old_vectors[:20])
+    for size in (0, -5, 2.5):
+        with pytest.raises(IndexBridgeError, match="batch_size must be a positive number of rows"):
+            bridge.migrate(old_vectors, batch_size=size)
+    with pytest.raises(IndexBridgeError, match=r"2-D array \(rows, width\), got shape \(32,\) \(one vector"):
+        bridge.migrate_batches(old_vectors[0], batch_size=8)
+    np.save(tmp_path / "old.npy", old_vectors)
+    out = tmp_path / "new.npy"
+    with pytest.raises(SystemExit) as done:
+        cli(["index", "migrate", saved, str(tmp_path / "old.npy"), str(out), "--batch-size", "-5"])
+    assert done.value.code == 2 and "not a positive whole number of rows" in capsys.readouterr().err
+    (tmp_path / "old.csv").write_text("0.1,0.2\n0.3,0.4\n")
+    np.savez(tmp_path / "old.npz", vectors=old_vectors)
+    np.save(tmp_path / "one.npy", old_vectors[0])
+    np.save(tmp_path / "codes.npy", (old_vectors * 100).astype(np.int8))
+    for name, says in [
+        ("old.csv", "old.csv is not a .npy file: index migrate reads one (rows, width) float array saved with"),
+        ("old.npz", "old.npz is an .npz archive"),
+        ("one.npy", "one.npy holds a float32 array of shape (32,): index migrate reads one (rows, width) float array"),
+        ("codes.npy", "codes.npy holds a int8 array of shape (20, 32)"),
+    ]:
+        assert cli(["index", "migrate", saved, str(tmp_path / name), str(out)]) == 1
+        err = capsys.readouterr().err
+        assert says in err and "pickle" not in err, err
+        assert not out.exists()
+
+
 def test_saved_bridge_loads_in_a_fresh_process(bridge, saved, encoders, tmp_path):
     """A new interpreter loads the folder and the recorded new encoder (by its path), and encodes exactly
     as the fitted bridge does; migrate too."""

@@ -54,6 +54,19 @@ def translation_choice(name: str) -> str:
     return name
 
 
+def positive_int(text: str) -> int:
+    """``--batch-size``'s type: a count of rows (0 or below would migrate nothing)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number of rows")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "index", help="fit, inspect or apply an index bridge (keep the index, change the encoder)"
@@ -99,7 +112,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     migrate.add_argument("bridge", help="bridge folder or Hub repo id")
     migrate.add_argument("input", help="the old vectors, a (n, old width) float .npy file (read memory-mapped)")
     migrate.add_argument("output", help="where to write the new vectors (.npy, float32)")
-    migrate.add_argument("--batch-size", type=int, default=65536)
+    migrate.add_argument("--batch-size", type=positive_int, default=65536, help="rows migrated at a time")
     migrate.add_argument("--revision", help="branch, tag or commit of the bridge repo")
     migrate.set_defaults(func=run_migrate)
 
@@ -186,14 +199,15 @@ def run_migrate(args: argparse.Namespace) -> int:
     from .._io import atomic_path
     from ..retrieval import IndexBridge
 
+    old = _stored_vectors(args.input)
     bridge = IndexBridge.from_pretrained(args.bridge, revision=args.revision)
-    old = np.load(args.input, mmap_mode="r")
+    batches = bridge.migrate_batches(old, args.batch_size)  # shape and width checked before the output is opened
     with atomic_path(args.output) as tmp:
         out = np.lib.format.open_memmap(
             tmp, mode="w+", dtype=np.float32, shape=(old.shape[0], bridge.new["hidden_size"])
         )
         start = 0
-        for batch in bridge.migrate_batches(old, args.batch_size):
+        for batch in batches:
             out[start : start + len(batch)] = batch
             start += len(batch)
         out.flush()
@@ -202,3 +216,31 @@ def run_migrate(args: argparse.Namespace) -> int:
         f"migrated {old.shape[0]} vectors {bridge.old['hidden_size']}-d -> {bridge.new['hidden_size']}-d into {args.output}"
     )
     return 0
+
+
+def _stored_vectors(path: str):
+    """The input of ``index migrate``, memory-mapped: a 2-D .npy array (numpy.save's format). Anything else is one
+    clear error: np.load would otherwise read a text file as a pickle ("load it unsafely with allow_pickle"), hand
+    back an .npz archive (no shape) or a 1-D vector (sliced into batches as if each batch were a vector)."""
+    import numpy as np
+
+    from ..retrieval import IndexBridgeError
+
+    with open(path, "rb") as handle:
+        magic = handle.read(6)
+    if magic != b"\x93NUMPY":
+        kind = "an .npz archive" if magic[:2] == b"PK" else "not a .npy file"
+        raise IndexBridgeError(
+            f"{path} is {kind}: index migrate reads one (rows, width) float array saved with numpy.save(path, vectors)"
+        )
+    try:
+        old = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as error:  # an object array: not a float matrix
+        raise IndexBridgeError(f"{path} holds no float vectors ({error}): save a (rows, width) float array") from None
+    if old.ndim != 2 or not np.issubdtype(old.dtype, np.floating):  # integers: quantised codes, not vectors
+        one = f" (one vector: save it as shape (1, {old.shape[0]}))" if old.ndim == 1 else ""
+        raise IndexBridgeError(
+            f"{path} holds a {old.dtype} array of shape {old.shape}: index migrate reads one (rows, width) float "
+            f"array{one}"
+        )
+    return old
