@@ -140,7 +140,7 @@ def test_migrate_refuses_what_it_would_misread(bridge, saved, tmp_path, capsys):
     out = tmp_path / "new.npy"
     with pytest.raises(SystemExit) as done:
         cli(["index", "migrate", saved, str(tmp_path / "old.npy"), str(out), "--batch-size", "-5"])
-    assert done.value.code == 2 and "not a positive whole number of rows" in capsys.readouterr().err
+    assert done.value.code == 2 and "'-5' is not a positive whole number" in capsys.readouterr().err
     (tmp_path / "old.csv").write_text("0.1,0.2\n0.3,0.4\n")
     np.savez(tmp_path / "old.npz", vectors=old_vectors)
     np.save(tmp_path / "one.npy", old_vectors[0])
@@ -299,6 +299,24 @@ def test_cli_lists_only_todays_translation_names_and_still_reads_the_old_ones(ca
     from hf_bridges.commands import index  # the CLI's copy of the old names (its parser imports no numpy)
 
     assert index.OLD_CHOICES == OLD_CHOICES
+
+
+def test_index_fit_refuses_unreadable_inputs_before_any_encoder_loads(tmp_path, capsys):
+    """A --texts suffix datasets does not read was looked up as a Hub dataset of that name ("Couldn't reach 'tsv'
+    on the Hub"), an --output that is a file failed only after the whole fit, and --num-texts 0 fitted on nothing:
+    each is refused first (the encoders here do not exist: any later failure would name them)."""
+    (tmp_path / "texts.tsv").write_text("\n".join(TEXTS[:60]))
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS[:60]))
+    (tmp_path / "taken").write_text("a file")
+    argv = ["index", "fit", "--old", "no/such-old", "--new", "no/such-new"]
+    assert cli([*argv, "--texts", str(tmp_path / "texts.tsv"), "--output", str(tmp_path / "out")]) == 1
+    assert "texts.tsv: a .tsv file is not read; give a .txt / .csv / .json" in capsys.readouterr().err
+    assert cli([*argv, "--texts", str(tmp_path / "texts.txt"), "--output", str(tmp_path / "taken")]) == 1
+    assert "--output " + str(tmp_path / "taken") + " exists and is not a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        cli([*argv, "--texts", str(tmp_path / "texts.txt"), "--output", str(tmp_path / "out"), "--num-texts", "0"])
+    assert done.value.code == 2 and "'0' is not a positive whole number" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and (tmp_path / "taken").read_text() == "a file"
 
 
 def test_translation_names_say_what_they_fit_and_the_old_ones_still_work(bridge):

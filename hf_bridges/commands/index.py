@@ -55,7 +55,7 @@ def translation_choice(name: str) -> str:
 
 
 def positive_int(text: str) -> int:
-    """``--batch-size``'s type: a count of rows (0 or below would migrate nothing)."""
+    """``--batch-size`` / ``--num-texts``'s type: a count (0 or below would migrate or fit on nothing)."""
     import argparse
 
     try:
@@ -63,7 +63,7 @@ def positive_int(text: str) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number of rows")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     return value
 
 
@@ -80,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     source.add_argument("--texts", help="a .txt file (one text a line) or a csv/json/jsonl/parquet file")
     source.add_argument("--dataset", help="a registered dataset (hf_bridges.data), e.g. bbc_news")
     fit.add_argument("--text-column", default="text", help="the column of --texts / --dataset holding the texts")
-    fit.add_argument("--num-texts", type=int, default=2000, help="use at most this many texts (seeded sample)")
+    fit.add_argument("--num-texts", type=positive_int, default=2000, help="use at most this many texts (seeded sample)")
     fit.add_argument(
         "--translation",
         type=translation_choice,
@@ -117,15 +117,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     migrate.set_defaults(func=run_migrate)
 
 
+TEXT_FILES = (".txt", ".csv", ".json", ".jsonl", ".parquet")
+
+
 def _texts(args) -> list[str]:
     import random
     from pathlib import Path
+
+    from ..retrieval import IndexBridgeError
 
     if args.dataset:
         from ..data import load_labelled_dataset
 
         data = load_labelled_dataset(args.dataset)
         texts = [t for split in data.values() for t in split[args.text_column]]
+    elif Path(args.texts).suffix not in TEXT_FILES:  # datasets.load_dataset would read the suffix as a Hub id
+        raise IndexBridgeError(
+            f"--texts {args.texts}: a {Path(args.texts).suffix or 'suffix-less'} file is not read; "
+            f"give a {' / '.join(TEXT_FILES)} file (one text a line in .txt), or --dataset"
+        )
     elif Path(args.texts).suffix == ".txt":
         texts = [line.strip() for line in Path(args.texts).read_text(encoding="utf-8").splitlines() if line.strip()]
     else:
@@ -157,9 +167,15 @@ def _gate(bridge, minimum: float | None, side: str = "query", bound: str = "esti
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..retrieval import IndexBridge
 
     translation = args.translation  # today's name (translation_choice)
+    if Path(args.output).exists() and not Path(args.output).is_dir():  # refused before the fit, not after it
+        from ..retrieval import IndexBridgeError
+
+        raise IndexBridgeError(f"--output {args.output} exists and is not a folder; choose another path")
     texts = _texts(args)
     if translation.startswith("blend-"):  # the candidate's name in the library: "blend 0.5"
         from ..retrieval.maps import blend_kind
