@@ -125,6 +125,7 @@ def embed_cached(encoder_key: str, texts: list[str], cache: Path, max_seq_length
     path = cache / f"{encoder_key}-{digest}.npy"
     if path.is_file():
         return np.load(path)
+    done = cached_prefix(encoder_key, texts, cache, max_seq_length)  # a shorter run's rows: embed only the rest
     if encoder_key not in models and ENCODERS[encoder_key].startswith("model2vec:"):
         models[encoder_key] = StaticEncoder(ENCODERS[encoder_key].split(":", 1)[1], max_seq_length)
     if encoder_key not in models:
@@ -134,13 +135,28 @@ def embed_cached(encoder_key: str, texts: list[str], cache: Path, max_seq_length
         model.max_seq_length = max_seq_length
         models[encoder_key] = model
     start = time.perf_counter()
-    vectors = models[encoder_key].encode(texts, batch_size=32, convert_to_numpy=True).astype(np.float32)
-    print(f"  embedded {len(texts)} texts with {encoder_key} in {time.perf_counter() - start:.0f} s", flush=True)
+    rest = models[encoder_key].encode(texts[len(done) :], batch_size=32, convert_to_numpy=True).astype(np.float32)
+    vectors = np.concatenate([done, rest]) if len(done) else rest
+    seconds = time.perf_counter() - start
+    print(f"  embedded {len(rest)} texts (+{len(done)} cached) with {encoder_key} in {seconds:.0f} s", flush=True)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.npy")
     np.save(tmp, vectors)
     os.replace(tmp, path)
     return vectors
+
+
+def cached_prefix(encoder_key: str, texts: list[str], cache: Path, max_seq_length: int) -> np.ndarray:
+    """The longest cached embedding of a prefix of ``texts`` (a run with a smaller ``--limits`` or ``--pool``), or
+    an empty array: only the rows past it need the encoder (a slow one, mpnet on 1 CPU thread: ~1-3 texts a second)."""
+    best = np.zeros((0, 0), dtype=np.float32)
+    for path in cache.glob(f"{encoder_key}-*.npy") if cache.is_dir() else ():
+        rows = np.load(path, mmap_mode="r").shape[0]
+        if best.shape[0] < rows <= len(texts):
+            key = json.dumps([ENCODERS[encoder_key], max_seq_length, texts[:rows]]).encode()
+            if path.stem == f"{encoder_key}-{hashlib.sha256(key).hexdigest()[:20]}":
+                best = np.load(path)
+    return best
 
 
 class StaticEncoder:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -124,6 +125,38 @@ def test_migrate_matches_its_batches_and_the_map(bridge, encoders, tmp_path, one
 
 
 # ----------------------------------------------------------------------------------------------- save / load
+def test_migrate_refuses_what_it_would_misread(bridge, saved, tmp_path, capsys):
+    """A batch size below 1 migrated nothing (an index of uninitialised or zero rows, reported as migrated), a 1-D
+    vector was sliced into batches read as vectors of the batch's width, and the CLI read a text file as a pickle
+    ("load it unsafely with allow_pickle") or failed with a traceback on an .npz archive: each is now one clear
+    error, raised before any output file exists."""
+    old_vectors = np.asarray(bridge.old_vectors[:20])
+    for size in (0, -5, 2.5):
+        with pytest.raises(IndexBridgeError, match="batch_size must be a positive number of rows"):
+            bridge.migrate(old_vectors, batch_size=size)
+    with pytest.raises(IndexBridgeError, match=r"2-D array \(rows, width\), got shape \(32,\) \(one vector"):
+        bridge.migrate_batches(old_vectors[0], batch_size=8)
+    np.save(tmp_path / "old.npy", old_vectors)
+    out = tmp_path / "new.npy"
+    with pytest.raises(SystemExit) as done:
+        cli(["index", "migrate", saved, str(tmp_path / "old.npy"), str(out), "--batch-size", "-5"])
+    assert done.value.code == 2 and "'-5' is not a positive whole number" in capsys.readouterr().err
+    (tmp_path / "old.csv").write_text("0.1,0.2\n0.3,0.4\n")
+    np.savez(tmp_path / "old.npz", vectors=old_vectors)
+    np.save(tmp_path / "one.npy", old_vectors[0])
+    np.save(tmp_path / "codes.npy", (old_vectors * 100).astype(np.int8))
+    for name, says in [
+        ("old.csv", "old.csv is not a .npy file: index migrate reads one (rows, width) float array saved with"),
+        ("old.npz", "old.npz is an .npz archive"),
+        ("one.npy", "one.npy holds a float32 array of shape (32,): index migrate reads one (rows, width) float array"),
+        ("codes.npy", "codes.npy holds a int8 array of shape (20, 32)"),
+    ]:
+        assert cli(["index", "migrate", saved, str(tmp_path / name), str(out)]) == 1
+        err = capsys.readouterr().err
+        assert says in err and "pickle" not in err, err
+        assert not out.exists()
+
+
 def test_saved_bridge_loads_in_a_fresh_process(bridge, saved, encoders, tmp_path):
     """A new interpreter loads the folder and the recorded new encoder (by its path), and encodes exactly
     as the fitted bridge does; migrate too."""
@@ -236,6 +269,54 @@ def test_cli_fit_keeps_the_map_named(encoders, tmp_path, choice, one_thread, cap
         assert "--translation orthogonal is now attach-orthogonal" in capsys.readouterr().err
     for side in (loaded.query_map, loaded.migrate_map):
         assert expected in side.info["map"], side.info
+
+
+def test_cli_lists_only_todays_translation_names_and_still_reads_the_old_ones(capsys, tmp_path):
+    """``index fit --help`` and argparse's errors list today's names only; an old name is read with a warning in the
+    CLI's words; a bad name is argparse's error (exit 2) naming the valid ones, before any text or encoder loads."""
+    from hf_bridges.commands.index import TRANSLATION_CHOICES
+    from hf_bridges.retrieval.bridge import OLD_TRANSLATIONS as OLD_CHOICES
+
+    with pytest.raises(SystemExit) as done:
+        cli(["index", "fit", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "{" + ",".join(TRANSLATION_CHOICES) + "}" in text
+    for old in OLD_CHOICES:
+        assert not re.search(rf"(?<![\w-]){old}(?![\w-])", text), (old, text)
+    argv = ["index", "fit", "--old", "no/such-old", "--new", "no/such-new", "--texts", str(tmp_path / "missing.txt")]
+    argv += ["--output", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as done:
+        cli([*argv, "--translation", "prior_ridge"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2
+    assert "unknown translation 'prior_ridge' (did you mean 'prior-ridge'?); valid: best, rotation," in err, err
+    assert not any(re.search(rf"'{old}'|(?<![\w-]){old},", err) for old in OLD_CHOICES), err
+    # an old name parses to today's (the run then stops at the missing text file: nothing loaded before it)
+    assert cli([*argv, "--translation", "affine"]) == 1
+    err = capsys.readouterr().err
+    assert "--translation affine is now attach-affine (deprecated" in err and "missing.txt" in err, err
+    from hf_bridges.commands import index  # the CLI's copy of the old names (its parser imports no numpy)
+
+    assert index.OLD_CHOICES == OLD_CHOICES
+
+
+def test_index_fit_refuses_unreadable_inputs_before_any_encoder_loads(tmp_path, capsys):
+    """A --texts suffix datasets does not read was looked up as a Hub dataset of that name ("Couldn't reach 'tsv'
+    on the Hub"), an --output that is a file failed only after the whole fit, and --num-texts 0 fitted on nothing:
+    each is refused first (the encoders here do not exist: any later failure would name them)."""
+    (tmp_path / "texts.tsv").write_text("\n".join(TEXTS[:60]))
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS[:60]))
+    (tmp_path / "taken").write_text("a file")
+    argv = ["index", "fit", "--old", "no/such-old", "--new", "no/such-new"]
+    assert cli([*argv, "--texts", str(tmp_path / "texts.tsv"), "--output", str(tmp_path / "out")]) == 1
+    assert "texts.tsv: a .tsv file is not read; give a .txt / .csv / .json" in capsys.readouterr().err
+    assert cli([*argv, "--texts", str(tmp_path / "texts.txt"), "--output", str(tmp_path / "taken")]) == 1
+    assert "--output " + str(tmp_path / "taken") + " exists and is not a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        cli([*argv, "--texts", str(tmp_path / "texts.txt"), "--output", str(tmp_path / "out"), "--num-texts", "0"])
+    assert done.value.code == 2 and "'0' is not a positive whole number" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and (tmp_path / "taken").read_text() == "a file"
 
 
 def test_translation_names_say_what_they_fit_and_the_old_ones_still_work(bridge):

@@ -27,7 +27,44 @@ TRANSLATION_CHOICES = (
     "attach-orthogonal",
     "attach-affine",
 )
-OLD_CHOICES = ("prior", "auto", "orthogonal", "affine")
+# the names of 0.3 (retrieval.bridge.OLD_TRANSLATIONS): accepted until 0.5 with a warning, never listed
+OLD_CHOICES = {"prior": "best", "auto": "attach-auto", "orthogonal": "attach-orthogonal", "affine": "attach-affine"}
+
+
+def translation_choice(name: str) -> str:
+    """``--translation``'s type: today's name of ``name``. An old name is read with a warning (said in the CLI's
+    words, on stderr) so that argparse's choices, ``--help`` and its errors list only today's names; an unknown one
+    is argparse's error, before any encoder loads."""
+    import argparse
+
+    if name in OLD_CHOICES:
+        print(
+            f"hf-bridges index fit: --translation {name} is now {OLD_CHOICES[name]} "
+            "(deprecated: the old name is read until hf_bridges 0.5)",
+            file=sys.stderr,
+        )
+        return OLD_CHOICES[name]
+    if name not in TRANSLATION_CHOICES:
+        from ..modeling.registry import did_you_mean
+
+        raise argparse.ArgumentTypeError(
+            f"unknown translation {name!r}{did_you_mean(name, TRANSLATION_CHOICES)}; "
+            f"valid: {', '.join(TRANSLATION_CHOICES)}"
+        )
+    return name
+
+
+def positive_int(text: str) -> int:
+    """``--batch-size`` / ``--num-texts``'s type: a count (0 or below would migrate or fit on nothing)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,16 +80,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     source.add_argument("--texts", help="a .txt file (one text a line) or a csv/json/jsonl/parquet file")
     source.add_argument("--dataset", help="a registered dataset (hf_bridges.data), e.g. bbc_news")
     fit.add_argument("--text-column", default="text", help="the column of --texts / --dataset holding the texts")
-    fit.add_argument("--num-texts", type=int, default=2000, help="use at most this many texts (seeded sample)")
+    fit.add_argument("--num-texts", type=positive_int, default=2000, help="use at most this many texts (seeded sample)")
     fit.add_argument(
         "--translation",
-        choices=[*TRANSLATION_CHOICES, *OLD_CHOICES],
+        type=translation_choice,
+        choices=TRANSLATION_CHOICES,
         default="best",
-        metavar="{" + ",".join(TRANSLATION_CHOICES) + "}",
-        help="best (default): the best of the rotation, the ridge toward a prior, plain ridge and the blends by the "
-        "label-free score; or one of them by name (blend-W: W rotation + 1-W plain ridge); attach-*: the heads' "
-        "attach-time map (docs/retrieval.md). The old names prior (= best), auto, orthogonal and affine "
-        "(= attach-*) still work, with a warning",
+        help="best (default): the best of the rotation, prior-ridge (ridge shrunk toward a reference map), plain "
+        "ridge and the blends by the label-free score; or one of them by name (blend-W: W rotation + 1-W plain "
+        "ridge); attach-*: the heads' attach-time map (docs/retrieval.md)",
     )
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--output", required=True, help="folder to save the bridge into")
@@ -76,20 +112,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     migrate.add_argument("bridge", help="bridge folder or Hub repo id")
     migrate.add_argument("input", help="the old vectors, a (n, old width) float .npy file (read memory-mapped)")
     migrate.add_argument("output", help="where to write the new vectors (.npy, float32)")
-    migrate.add_argument("--batch-size", type=int, default=65536)
+    migrate.add_argument("--batch-size", type=positive_int, default=65536, help="rows migrated at a time")
     migrate.add_argument("--revision", help="branch, tag or commit of the bridge repo")
     migrate.set_defaults(func=run_migrate)
+
+
+TEXT_FILES = (".txt", ".csv", ".json", ".jsonl", ".parquet")
 
 
 def _texts(args) -> list[str]:
     import random
     from pathlib import Path
 
+    from ..retrieval import IndexBridgeError
+
     if args.dataset:
         from ..data import load_labelled_dataset
 
         data = load_labelled_dataset(args.dataset)
         texts = [t for split in data.values() for t in split[args.text_column]]
+    elif Path(args.texts).suffix not in TEXT_FILES:  # datasets.load_dataset would read the suffix as a Hub id
+        raise IndexBridgeError(
+            f"--texts {args.texts}: a {Path(args.texts).suffix or 'suffix-less'} file is not read; "
+            f"give a {' / '.join(TEXT_FILES)} file (one text a line in .txt), or --dataset"
+        )
     elif Path(args.texts).suffix == ".txt":
         texts = [line.strip() for line in Path(args.texts).read_text(encoding="utf-8").splitlines() if line.strip()]
     else:
@@ -121,14 +167,15 @@ def _gate(bridge, minimum: float | None, side: str = "query", bound: str = "esti
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..retrieval import IndexBridge
 
-    translation = args.translation
-    if translation in OLD_CHOICES:  # said in the CLI's words, not as a Python FutureWarning from a source line
-        from ..retrieval.bridge import OLD_TRANSLATIONS
+    translation = args.translation  # today's name (translation_choice)
+    if Path(args.output).exists() and not Path(args.output).is_dir():  # refused before the fit, not after it
+        from ..retrieval import IndexBridgeError
 
-        translation = OLD_TRANSLATIONS[translation]
-        print(f"hf-bridges index fit: --translation {args.translation} is now {translation}", file=sys.stderr)
+        raise IndexBridgeError(f"--output {args.output} exists and is not a folder; choose another path")
     texts = _texts(args)
     if translation.startswith("blend-"):  # the candidate's name in the library: "blend 0.5"
         from ..retrieval.maps import blend_kind
@@ -168,14 +215,15 @@ def run_migrate(args: argparse.Namespace) -> int:
     from .._io import atomic_path
     from ..retrieval import IndexBridge
 
+    old = _stored_vectors(args.input)
     bridge = IndexBridge.from_pretrained(args.bridge, revision=args.revision)
-    old = np.load(args.input, mmap_mode="r")
+    batches = bridge.migrate_batches(old, args.batch_size)  # shape and width checked before the output is opened
     with atomic_path(args.output) as tmp:
         out = np.lib.format.open_memmap(
             tmp, mode="w+", dtype=np.float32, shape=(old.shape[0], bridge.new["hidden_size"])
         )
         start = 0
-        for batch in bridge.migrate_batches(old, args.batch_size):
+        for batch in batches:
             out[start : start + len(batch)] = batch
             start += len(batch)
         out.flush()
@@ -184,3 +232,31 @@ def run_migrate(args: argparse.Namespace) -> int:
         f"migrated {old.shape[0]} vectors {bridge.old['hidden_size']}-d -> {bridge.new['hidden_size']}-d into {args.output}"
     )
     return 0
+
+
+def _stored_vectors(path: str):
+    """The input of ``index migrate``, memory-mapped: a 2-D .npy array (numpy.save's format). Anything else is one
+    clear error: np.load would otherwise read a text file as a pickle ("load it unsafely with allow_pickle"), hand
+    back an .npz archive (no shape) or a 1-D vector (sliced into batches as if each batch were a vector)."""
+    import numpy as np
+
+    from ..retrieval import IndexBridgeError
+
+    with open(path, "rb") as handle:
+        magic = handle.read(6)
+    if magic != b"\x93NUMPY":
+        kind = "an .npz archive" if magic[:2] == b"PK" else "not a .npy file"
+        raise IndexBridgeError(
+            f"{path} is {kind}: index migrate reads one (rows, width) float array saved with numpy.save(path, vectors)"
+        )
+    try:
+        old = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as error:  # an object array: not a float matrix
+        raise IndexBridgeError(f"{path} holds no float vectors ({error}): save a (rows, width) float array") from None
+    if old.ndim != 2 or not np.issubdtype(old.dtype, np.floating):  # integers: quantised codes, not vectors
+        one = f" (one vector: save it as shape (1, {old.shape[0]}))" if old.ndim == 1 else ""
+        raise IndexBridgeError(
+            f"{path} holds a {old.dtype} array of shape {old.shape}: index migrate reads one (rows, width) float "
+            f"array{one}"
+        )
+    return old

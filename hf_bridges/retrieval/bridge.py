@@ -184,17 +184,31 @@ class IndexBridge:
         """float32 (n, new width): stored old vectors rewritten into the new encoder's space, ``batch_size`` rows at
         a time (a ``np.memmap`` is read batch by batch), for an index the new encoder then queries directly."""
         old_vectors = np.asarray(old_vectors) if not isinstance(old_vectors, np.ndarray) else old_vectors
-        if old_vectors.ndim != 2:
-            raise IndexBridgeError(f"old vectors must be a 2-D array (rows, width), got shape {old_vectors.shape}")
-        self._check_width(old_vectors, self.old, "stored vectors", "old")
+        batches = self.migrate_batches(old_vectors, batch_size)  # checks the shape, width and batch size first
         out = np.empty((old_vectors.shape[0], self.new["hidden_size"]), dtype=np.float32)
-        for start, batch in zip(range(0, len(old_vectors), batch_size), self.migrate_batches(old_vectors, batch_size)):
+        start = 0
+        for batch in batches:
             out[start : start + len(batch)] = batch
+            start += len(batch)
         return out
 
     def migrate_batches(self, old_vectors: np.ndarray | Iterable[np.ndarray], batch_size: int = 65536) -> Iterator:
         """Yield migrated batches: from an array (``batch_size`` rows each) or from an iterable of batches (e.g.
-        pages read from a vector store), so nothing larger than one batch is ever held."""
+        pages read from a vector store), so nothing larger than one batch is ever held. An array's shape and width
+        and the batch size are checked here, before the first batch: a 1-D array sliced into batches would read
+        as vectors of the batch's width, and a batch size below 1 would yield nothing (an index of empty rows)."""
+        if isinstance(old_vectors, np.ndarray):
+            if old_vectors.ndim != 2:
+                raise IndexBridgeError(
+                    f"stored vectors must be a 2-D array (rows, width), got shape {old_vectors.shape}"
+                    + (f" (one vector: reshape it to (1, {old_vectors.shape[0]}))" if old_vectors.ndim == 1 else "")
+                )
+            self._check_width(old_vectors, self.old, "stored vectors", "old")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise IndexBridgeError(f"batch_size must be a positive number of rows, got {batch_size!r}")
+        return self._migrated(old_vectors, int(batch_size))
+
+    def _migrated(self, old_vectors: np.ndarray | Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
         batches = (
             (old_vectors[i : i + batch_size] for i in range(0, len(old_vectors), batch_size))
             if isinstance(old_vectors, np.ndarray)
