@@ -113,7 +113,9 @@ def summary(rows: list[dict]) -> dict:
     spreads = np.array([r["spread"] for r in rows])
     return {
         "cells": len(rows),
-        "cells where any label-free estimate misses one query set by > 3 points (spread > 6)": int((spreads > 0.06).sum()),
+        "cells where any label-free estimate misses one query set by > 3 points (spread > 6)": int(
+            (spreads > 0.06).sum()
+        ),
         "mean spread (points)": round(100 * float(spreads.mean()), 1),
         "largest spread (points)": round(100 * float(spreads.max()), 1),
         "the bridge's estimate within 3 points of both query sets": int(sum(r["miss"] <= 0.03 for r in rows)),
