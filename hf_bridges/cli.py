@@ -41,9 +41,24 @@ def _accept_debug_anywhere(parser: argparse.ArgumentParser) -> None:
                 _accept_debug_anywhere(sub)
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parse_args``, except that ``key=value`` overrides after an option (``train CONFIG --resume latest
+    lr=0.1``) join the others: argparse fills a ``nargs="*"`` positional once, before the option, and then
+    refused them as "unrecognized arguments"."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "overrides", None), list) and all(_is_override(a) for a in extra):
+        args.overrides.extend(extra)
+        return args
+    return parser.parse_args(argv)  # argparse's own message and exit status 2 for anything else
+
+
+def _is_override(arg: str) -> bool:
+    return "=" in arg and not arg.startswith("-")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

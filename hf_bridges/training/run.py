@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = add_arguments(
         argparse.ArgumentParser(prog="python -m hf_bridges.training", description=__doc__.splitlines()[0])
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # key=value overrides after --resume too
     try:
         run(args)
     except (HfBridgesError, ValueError, OSError) as error:
