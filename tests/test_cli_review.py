@@ -35,3 +35,61 @@ def test_a_stray_argument_is_still_a_usage_error(capsys):
         main(["train", "train-tiny", "--resume", "latest", "stray"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: stray" in capsys.readouterr().err
+
+
+SMALL_STITCH = {
+    "dataset": {"name": "bbc_news", "max_train": 60, "max_test": 30},
+    "encoders": [{"id": "sentence-transformers/paraphrase-MiniLM-L3-v2", "name": "L3"}],
+    "anchors": {"num_anchors": 10},
+    "seeds": [0],
+    "methods": [{"name": "cosine", "projections": ["cosine"]}],
+}
+
+
+def _stitch_yaml(tmp_path, **changes) -> str:
+    import copy
+
+    import yaml
+
+    config = copy.deepcopy(SMALL_STITCH)
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if name:
+            config.setdefault(section, {})[name] = value
+        else:
+            config[section] = value
+    path = tmp_path / "stitch.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--epochs", "0"), ("--epochs", "-2"), ("--max-train", "0"), ("--anchors", "0"), ("--alignment", "-3")],
+)
+def test_stitch_quick_run_flags_out_of_range_are_usage_errors(tmp_path, capsys, flag, value):
+    """``--epochs 0`` / ``--max-train 0`` / ``--anchors 0`` were skipped as falsy (the config's value ran, exit 0);
+    ``--epochs -2`` trained no epoch and reported the untrained heads; ``--alignment -3`` was taken."""
+    argv = ["stitch", _stitch_yaml(tmp_path), "--output-dir", str(tmp_path / "out"), flag, value]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--cache-dir", str(tmp_path / "cache")])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: must be >=" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("latent__k", 0, "latent.k must be >= 1"),  # was a NaN Jaccard@k column, exit 0
+        ("seeds", [-1], "seeds (--seeds) must be a non-empty list of whole numbers from 0"),  # numpy's message
+        ("dataset__max_test", -1, "dataset.max_test must be >= 1"),  # sklearn's "train_size=-1 should be ..."
+        ("dataset__max_train", 0, "dataset.max_train must be >= 1"),
+        ("anchors__num_anchors", 1, "anchors.num_anchors must be >= 2"),  # "need at least 2 anchors": no field
+    ],
+)
+def test_stitch_config_counts_out_of_range_name_the_key(tmp_path, capsys, key, value, expected):
+    argv = ["stitch", _stitch_yaml(tmp_path, **{key: value}), "--output-dir", str(tmp_path / "out")]
+    assert main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 1
+    assert expected in _error_line(capsys, "stitch")
+    assert not (tmp_path / "cache").exists()  # refused before any embedding
