@@ -93,3 +93,26 @@ def test_stitch_config_counts_out_of_range_name_the_key(tmp_path, capsys, key, v
     assert main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 1
     assert expected in _error_line(capsys, "stitch")
     assert not (tmp_path / "cache").exists()  # refused before any embedding
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"data_files": "DATA", "test_sise": 0.3}, "unknown option 'test_sise' (did you mean 'test_size'?)"),
+        ({"test_size": 0.3}, "dataset 'files' needs the option(s) data_files"),
+    ],
+)
+def test_stitch_dataset_options_the_loader_does_not_take_are_named(tmp_path, capsys, options, expected):
+    """A typo in ``dataset.options`` (or a CSV without ``data_files``) was the loader's ``TypeError`` traceback."""
+    data = tmp_path / "news.csv"
+    data.write_text("text,label\n" + "".join(f"market text {i},{i % 2}\n" for i in range(20)))
+    options = {k: str(data) if v == "DATA" else v for k, v in options.items()}
+    dataset = {"name": "files", "options": options}
+    argv = ["stitch", _stitch_yaml(tmp_path, dataset=dataset), "--output-dir", str(tmp_path / "out")]
+    assert main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 1
+    assert expected in _error_line(capsys, "stitch")
+
+
+def test_train_dataset_kwargs_typo_is_named(capsys):
+    assert main(["train", "train-tiny", "dataset_kwargs.test_sise=0.3"]) == 1
+    assert "dataset 'bbc_news': unknown option 'test_sise' (did you mean 'test_size'?)" in _error_line(capsys, "train")
