@@ -116,3 +116,24 @@ def test_stitch_dataset_options_the_loader_does_not_take_are_named(tmp_path, cap
 def test_train_dataset_kwargs_typo_is_named(capsys):
     assert main(["train", "train-tiny", "dataset_kwargs.test_sise=0.3"]) == 1
     assert "dataset 'bbc_news': unknown option 'test_sise' (did you mean 'test_size'?)" in _error_line(capsys, "train")
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        # kept as an extra attribute: the run trained the default width and exited 0
+        ("encoder_config.hiden_size=16", "BertConfig has no key 'hiden_size' (did you mean 'hidden_size'?)"),
+        # transformers' StrictDataclassFieldValidationError traceback
+        ("encoder_config.hidden_size=abc", "encoder_config: Validation error for field 'hidden_size'"),
+        ("encoder_config.model_type=bertt", "unknown model type 'bertt' (did you mean 'bert'?)"),
+        ("max_train_samples=0", "max_train_samples must be >= 1"),  # datasets' "Column name [...] not in the dataset"
+        ("max_eval_samples=-1", "max_eval_samples must be >= 1"),
+        ("warmup_ratio=5", "warmup_ratio is the fraction of the steps"),  # trained, exit 0
+        ("lora.r=abc", "lora.r must be a whole number >= 1, got 'abc'"),  # peft's TypeError traceback
+    ],
+)
+def test_train_config_values_are_checked_before_the_run(tmp_path, capsys, override, expected):
+    extra = ["lora.target_modules=query"] if override.startswith("lora.") else []
+    assert main(["train", "train-tiny", override, *extra, f"output_dir={tmp_path / 'run'}", "max_steps=2"]) == 1
+    assert expected in _error_line(capsys, "train")
+    assert not (tmp_path / "run").exists()
