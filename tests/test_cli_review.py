@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from helpers import make_encoder
 
+from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.cli import main
+
+
+@pytest.fixture(scope="module")
+def head_dir(tmp_path_factory, tokenizer, anchor_texts):
+    model = BridgeForSequenceClassification.from_encoder(
+        make_encoder(0), anchors=anchor_texts, tokenizer=tokenizer, num_labels=3, id2label={0: "a", 1: "b", 2: "c"}
+    )
+    return model.save_head(tmp_path_factory.mktemp("review") / "head")
 
 
 def _error_line(capsys, command: str) -> str:
@@ -137,3 +147,16 @@ def test_train_config_values_are_checked_before_the_run(tmp_path, capsys, overri
     assert main(["train", "train-tiny", override, *extra, f"output_dir={tmp_path / 'run'}", "max_steps=2"]) == 1
     assert expected in _error_line(capsys, "train")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flag", ["--encoder", "--tokenizer"])
+def test_a_missing_encoder_or_tokenizer_folder_is_named_as_a_path(tmp_path, capsys, head_dir, tiny_encoder_dir, flag):
+    """A path that does not exist was "Repo id must be in the form 'repo_name' or 'namespace/repo_name'", with
+    "Offline? Put it in the Hugging Face cache ... or pass a local folder" (one was passed)."""
+    missing = str(tmp_path / "no-such-encoder")
+    argv = ["head", "attach", str(head_dir), "--encoder", missing if flag == "--encoder" else tiny_encoder_dir]
+    if flag == "--tokenizer":
+        argv += ["--tokenizer", missing]
+    assert main(argv) == 1
+    line = _error_line(capsys, "head")
+    assert f"{missing!r}: there is no folder at that path" in line and "Repo id must be" not in line

@@ -120,9 +120,9 @@ def run_attach(args: argparse.Namespace) -> int:
         cls = BridgeForImageClassification
     tokenizer = None
     if args.tokenizer:
-        from transformers import AutoTokenizer
+        from ..building.loading import load_tokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        tokenizer = load_tokenizer(args.tokenizer)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the report below carries the warning
         model = cls.from_encoder(
