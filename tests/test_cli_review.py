@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 from helpers import make_encoder
+from hub_server import TOKEN, hub_fixture
 
 from hf_bridges import BridgeForSequenceClassification
 from hf_bridges.cli import main
+from hf_bridges.heads.format import HEAD_FILES
+
+hub = pytest.fixture(hub_fixture)
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +164,26 @@ def test_a_missing_encoder_or_tokenizer_folder_is_named_as_a_path(tmp_path, caps
     assert main(argv) == 1
     line = _error_line(capsys, "head")
     assert f"{missing!r}: there is no folder at that path" in line and "Repo id must be" not in line
+
+
+def test_head_pull_output_into_a_model_folder_keeps_its_card(hub, head_dir, tmp_path, capsys):
+    """``head pull --output`` copied README.md over a model folder's own card (save_head writes
+    bridge_head_card.md there), file by file with no staging; an --output that is a file failed after the download
+    with "[Errno 17] File exists"."""
+    assert main(["head", "push", str(head_dir), "alice/review-head", "--token", TOKEN, "--endpoint", hub.endpoint]) == 0
+    shared = tmp_path / "model"
+    shared.mkdir()
+    (shared / "config.json").write_text("{}")
+    (shared / "README.md").write_text("my model's own card\n")
+    assert main(["head", "pull", "alice/review-head", "--output", str(shared), "--endpoint", hub.endpoint]) == 0
+    assert (shared / "README.md").read_text() == "my model's own card\n"
+    assert 'head="alice/review-head"' in (shared / "bridge_head_card.md").read_text()
+    assert all((shared / name).read_bytes() == (head_dir / name).read_bytes() for name in HEAD_FILES)
+    assert main(["head", "inspect", str(shared)]) == 0
+    capsys.readouterr()
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for argv in (["head", "pull", "alice/review-head"], ["head", "attach", str(head_dir), "--encoder", "unused"]):
+        assert main([*argv, "--output", str(a_file), "--endpoint", hub.endpoint]) == 1
+        assert f"--output {a_file} is a file, not a folder" in _error_line(capsys, "head")

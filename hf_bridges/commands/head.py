@@ -87,23 +87,26 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    import shutil
-    from pathlib import Path
-
-    from ..heads.format import CARD_NAME, HEAD_FILES, read_head
+    from ..heads.format import copy_head, read_head
     from ..heads.hub import pull_head
 
+    _check_output(args.output)
     folder = pull_head(args.repo_id, force_download=args.force, **_pull_kwargs(args))
     read_head(folder, source=args.repo_id)
-    if args.output:
-        out = Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in (*HEAD_FILES, CARD_NAME):
-            if (folder / name).is_file():
-                shutil.copyfile(folder / name, out / name)
-        folder = out
+    if args.output:  # as save_head writes: staged, and a folder shared with a model keeps its README.md
+        folder = copy_head(folder, args.output)
     print(folder)
     return 0
+
+
+def _check_output(output: str | None) -> None:
+    """``--output`` that is a file fails before any download or attach, not after it ("[Errno 17] File exists")."""
+    from pathlib import Path
+
+    from ..modeling.registry import ConfigError
+
+    if output and Path(output).exists() and not Path(output).is_dir():
+        raise ConfigError(f"--output {output} is a file, not a folder; pass a folder path (new or existing)")
 
 
 def run_attach(args: argparse.Namespace) -> int:
@@ -112,6 +115,7 @@ def run_attach(args: argparse.Namespace) -> int:
     from .. import BridgeForSequenceClassification, BridgeModel
     from ..heads.hub import load_head
 
+    _check_output(args.output)
     head = load_head(args.head, **_pull_kwargs(args))
     cls = BridgeForSequenceClassification if head.has_classifier else BridgeModel
     if head.config["modality"] == "image":
