@@ -17,7 +17,7 @@ from .modeling.registry import HfBridgesError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hf-bridges", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="hf-bridges", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("--version", action="version", version=f"hf_bridges {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -187,3 +187,47 @@ def test_head_pull_output_into_a_model_folder_keeps_its_card(hub, head_dir, tmp_
     for argv in (["head", "pull", "alice/review-head"], ["head", "attach", str(head_dir), "--encoder", "unused"]):
         assert main([*argv, "--output", str(a_file), "--endpoint", hub.endpoint]) == 1
         assert f"--output {a_file} is a file, not a folder" in _error_line(capsys, "head")
+
+
+def _parsers(parser, path=("hf-bridges",)):
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, sub in action.choices.items():
+                assert helps.get(name), f"{' '.join(path)} {name}: no help line"
+                yield from _parsers(sub, (*path, name))
+
+
+def test_every_argument_of_every_subcommand_says_what_it_is():
+    """``head push FOLDER REPO_ID`` and the other positionals had no help, ``index fit --seed`` / ``migrate
+    --batch-size`` neither; ``head``'s line named 4 of its 6 actions; push's --revision read "branch, tag or commit
+    sha of the head repo" (a push goes to a branch, created when missing); the top line showed reST backticks."""
+    import argparse
+
+    from hf_bridges.cli import build_parser
+
+    missing = []
+    for path, parser in _parsers(build_parser()):
+        assert "``" not in (parser.description or ""), path
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction, argparse._VersionAction)):
+                continue
+            if not action.help:
+                missing.append(f"{' '.join(path)} {'/'.join(action.option_strings) or action.dest}")
+    assert not missing, missing
+    head = next(parser for path, parser in _parsers(build_parser()) if path == ("hf-bridges", "head"))
+    actions = next(a for a in head._actions if isinstance(a, argparse._SubParsersAction))
+    root = build_parser()
+    head_line = next(
+        c.help
+        for a in root._actions
+        if isinstance(a, argparse._SubParsersAction)
+        for c in a._choices_actions
+        if c.dest == "head"
+    )
+    assert all(name in head_line for name in actions.choices), head_line
+    push = actions.choices["push"]
+    assert "branch to push to" in next(a.help for a in push._actions if a.dest == "revision")

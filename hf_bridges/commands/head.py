@@ -10,32 +10,34 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("head", help="push, pull, attach or inspect a head-only bridge (see README)")
+    parser = subparsers.add_parser(
+        "head", help="push, pull, attach, inspect, search or recover head-only bridges (docs/heads-and-hub.md)"
+    )
     actions = parser.add_subparsers(dest="head_command", metavar="ACTION", required=True)
 
-    def hub_options(p, revision: bool = True) -> None:
+    def hub_options(p, revision: str | None = "branch, tag or commit sha of the head repo") -> None:
         if revision:
-            p.add_argument("--revision", help="branch, tag or commit sha of the head repo")
+            p.add_argument("--revision", help=revision)
         p.add_argument("--token", help="Hub token (default: the stored login / HF_TOKEN)")
         p.add_argument("--endpoint", help="Hub endpoint (default: HF_ENDPOINT)")
 
     push = actions.add_parser("push", help="upload a head folder (written by save_head) to a Hub repo")
-    push.add_argument("folder")
-    push.add_argument("repo_id")
+    push.add_argument("folder", help="the head folder (written by save_head; checked before the upload)")
+    push.add_argument("repo_id", help="the Hub repo to push to, org/name (created when missing)")
     push.add_argument("--private", action="store_true", help="create the repo as private")
     push.add_argument("--message", default="Upload bridge head", help="commit message")
-    hub_options(push)
+    hub_options(push, revision="branch to push to (created from main when missing; default main)")
     push.set_defaults(func=run_push)
 
     pull = actions.add_parser("pull", help="download a head repo into the HF cache (or --output) and check it")
-    pull.add_argument("repo_id")
+    pull.add_argument("repo_id", help="the head's Hub repo, org/name")
     pull.add_argument("--output", help="also copy the head files into this folder")
     pull.add_argument("--force", action="store_true", help="download again even if cached")
     hub_options(pull)
     pull.set_defaults(func=run_pull)
 
     attach = actions.add_parser("attach", help="attach a head (folder or repo) to an encoder and save the model")
-    attach.add_argument("head")
+    attach.add_argument("head", help="a head folder or Hub repo id (org/name)")
     attach.add_argument("--encoder", required=True, help="Hub id or folder of the new encoder")
     attach.add_argument("--encoder-revision", help="revision of the encoder")
     attach.add_argument("--tokenizer", help="tokenizer to use (default: the encoder's own)")
@@ -51,14 +53,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     attach.set_defaults(func=run_attach)
 
     inspect = actions.add_parser("inspect", help="validate a head (folder or repo) and print what it holds")
-    inspect.add_argument("head")
+    inspect.add_argument("head", help="a head folder or Hub repo id (org/name)")
     inspect.add_argument("--json", action="store_true", help="print bridge_head_config.json")
     inspect.add_argument("--encoder", help="also attach to this encoder and print the label-free expected accuracy")
     hub_options(inspect)
     inspect.set_defaults(func=run_inspect)
 
     recover = actions.add_parser("recover", help="undo an interrupted save in a folder (a head, or a shared folder)")
-    recover.add_argument("folder")
+    recover.add_argument("folder", help="the head or model folder whose save was interrupted")
     recover.set_defaults(func=run_recover)
 
     from ..heads.search import register_search  # light: huggingface_hub only

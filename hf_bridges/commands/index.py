@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "attach-time map (docs/retrieval.md). The old names prior (= best), auto, orthogonal and affine "
         "(= attach-*) still work, with a warning",
     )
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--seed", type=int, default=0, help="seed of the text sample and the fit (default 0)")
     fit.add_argument("--output", required=True, help="folder to save the bridge into")
     fit.add_argument("--min-retention", type=float, help="exit 3 when the expected retention is below this")
     fit.set_defaults(func=run_fit)
@@ -76,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     migrate.add_argument("bridge", help="bridge folder or Hub repo id")
     migrate.add_argument("input", help="the old vectors, a (n, old width) float .npy file (read memory-mapped)")
     migrate.add_argument("output", help="where to write the new vectors (.npy, float32)")
-    migrate.add_argument("--batch-size", type=int, default=65536)
+    migrate.add_argument("--batch-size", type=int, default=65536, help="vectors mapped at a time (default 65536)")
     migrate.add_argument("--revision", help="branch, tag or commit of the bridge repo")
     migrate.set_defaults(func=run_migrate)
 

@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("config", help="a preset name (stitch-bbc) or a YAML file")
     parser.add_argument("--output-dir", required=True, help="folder for results.json, report.md and heatmaps")
     parser.add_argument(
-        "--cache-dir", default=None, help="embedding cache root (default: $HF_HOME/hf_bridges/embeddings)"
+        "--cache-dir",
+        default=None,
+        help="embedding cache root (default: the config's cache_dir, else $HF_HOME/hf_bridges/embeddings)",
     )
     parser.add_argument("--seeds", type=at_least(0), nargs="+", default=None, help="override the config's seeds")
     parser.add_argument("--epochs", type=at_least(1), default=None, help="override training.num_epochs")
