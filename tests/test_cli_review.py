@@ -231,3 +231,13 @@ def test_every_argument_of_every_subcommand_says_what_it_is():
     assert all(name in head_line for name in actions.choices), head_line
     push = actions.choices["push"]
     assert "branch to push to" in next(a.help for a in push._actions if a.dest == "revision")
+
+
+@pytest.mark.parametrize("command", ["stitch", "train"])
+def test_a_binary_config_file_is_named(tmp_path, capsys, command):
+    """A non-UTF-8 file as CONFIG was "'utf-8' codec can't decode byte ..." naming no file."""
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"\xe7\x00\xff binary")
+    extra = ["--output-dir", str(tmp_path / "out")] if command == "stitch" else []
+    assert main([command, str(path), *extra]) == 1
+    assert f"{path}: not valid YAML" in _error_line(capsys, command)

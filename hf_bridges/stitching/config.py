@@ -354,7 +354,7 @@ def load_config(path: str | Path) -> StitchConfig:
 
     path = resolve_preset(path, kind="stitch")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:  # a binary file: the codec's line named no file
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     return parse_config(data, source=str(path))

@@ -362,8 +362,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
         path = resolve_preset(path, kind="train")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:  # as the stitch config: one line, not PyYAML's traceback
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as error:  # as the stitch config: one line naming the file
             raise ConfigError(f"{path}: not valid YAML: {error}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: must hold a mapping of config keys, got {type(data).__name__}")
