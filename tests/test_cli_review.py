@@ -241,3 +241,13 @@ def test_a_binary_config_file_is_named(tmp_path, capsys, command):
     extra = ["--output-dir", str(tmp_path / "out")] if command == "stitch" else []
     assert main([command, str(path), *extra]) == 1
     assert f"{path}: not valid YAML" in _error_line(capsys, command)
+
+
+def test_training_progress_is_one_bar_not_a_bar_per_anchor_refresh(tmp_path, capsys):
+    """With the encoder training, every anchor refresh (each step under anchor_refresh auto) printed its own
+    "embedding 32 anchors" bar into the step bar: 21 bars for 20 steps in a log file."""
+    argv = ["train", "train-tiny", "anchor_refresh=auto", "max_steps=6", "max_eval_samples=32"]
+    assert main([*argv, f"output_dir={tmp_path / 'run'}"]) == 0
+    err = capsys.readouterr().err
+    assert "6/6" in err  # the step bar is still there
+    assert err.count("embedding 32 anchors") <= 4, err  # one bar before the loop (0% and 100%), at most one more
