@@ -251,3 +251,14 @@ def test_training_progress_is_one_bar_not_a_bar_per_anchor_refresh(tmp_path, cap
     err = capsys.readouterr().err
     assert "6/6" in err  # the step bar is still there
     assert err.count("embedding 32 anchors") <= 4, err  # one bar before the loop (0% and 100%), at most one more
+
+
+def test_a_cache_dir_that_is_a_file_is_named_with_the_flag(tmp_path, capsys):
+    """``--cache-dir FILE`` was "[Errno 20] Not a directory: 'FILE/sentence-transformers_...'" from inside the
+    embedding step, naming no flag."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    argv = ["stitch", _stitch_yaml(tmp_path), "--output-dir", str(tmp_path / "out"), "--cache-dir", str(a_file)]
+    assert main(argv) == 1
+    line = _error_line(capsys, "stitch")
+    assert f"embedding cache {a_file} is not writable" in line and "pass another --cache-dir" in line

@@ -21,13 +21,13 @@ if TYPE_CHECKING:
     import datasets
 
 
-def check_output_dir(path: Path) -> None:
+def check_output_dir(path: Path, what: str = "output folder", fix: str = "--output-dir") -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as error:
-        raise ConfigError(f"output folder {path} is not writable ({error}); pass another --output-dir") from None
+        raise ConfigError(f"{what} {path} is not writable ({error}); pass another {fix}") from None
 
 
 def _subset(split, limit: int | None, seed: int):
@@ -184,7 +184,9 @@ def run_stitch(
     identities, train, test = prepare(config, output_dir)
     timing["setup"] = time.perf_counter() - t0  # validation + dataset loading
     t_embed = time.perf_counter()
-    cache = EmbeddingCache(Path(cache_dir or config.cache_dir or default_cache_root()))
+    cache_root = Path(cache_dir or config.cache_dir or default_cache_root())
+    check_output_dir(cache_root, "embedding cache", "--cache-dir (or cache_dir in the config)")  # before any model
+    cache = EmbeddingCache(cache_root)
     embeddings, cache_stats = embed_splits(config, identities, train, test, cache, quiet)
     timing["embedding"] = time.perf_counter() - t_embed
     if not is_main_process():  # under `accelerate launch -n N`: the others only embed; heads train once, alone
