@@ -262,3 +262,11 @@ def test_a_cache_dir_that_is_a_file_is_named_with_the_flag(tmp_path, capsys):
     assert main(argv) == 1
     line = _error_line(capsys, "stitch")
     assert f"embedding cache {a_file} is not writable" in line and "pass another --cache-dir" in line
+
+
+def test_stitch_private_without_a_push_is_refused(tmp_path, capsys):
+    """``--private`` alone wrote a best head into the output folder and pushed nothing (exit 0)."""
+    argv = ["stitch", _stitch_yaml(tmp_path), "--output-dir", str(tmp_path / "out"), "--private"]
+    assert main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 1
+    assert "--private makes the pushed repo private, but this run pushes nothing" in _error_line(capsys, "stitch")
+    assert not (tmp_path / "cache").exists()

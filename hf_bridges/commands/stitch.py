@@ -103,6 +103,13 @@ def run(args: argparse.Namespace) -> int:
         if args.best_head_method:
             config.best_head.method = args.best_head_method
         if args.private:
+            if not config.best_head.repo_id:  # else it silently wrote a best head and pushed nothing
+                from ..modeling.registry import ConfigError
+
+                raise ConfigError(
+                    "--private makes the pushed repo private, but this run pushes nothing: add --push-best-head "
+                    "REPO_ID (or best_head.repo_id in the config)"
+                )
             config.best_head.private = True
         check_best_head(config, "--save-best-head/--push-best-head")
     results = run_stitch(config, args.output_dir, cache_dir=args.cache_dir, quiet=args.quiet, hub_token=args.token)
