@@ -270,3 +270,14 @@ def test_stitch_private_without_a_push_is_refused(tmp_path, capsys):
     assert main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 1
     assert "--private makes the pushed repo private, but this run pushes nothing" in _error_line(capsys, "stitch")
     assert not (tmp_path / "cache").exists()
+
+
+def test_head_inspect_encoder_on_a_head_without_classifier_says_so(tmp_path, capsys, tokenizer, anchor_texts):
+    """``head inspect HEAD --encoder ENC`` on a representation head printed nothing for the encoder."""
+    from hf_bridges import BridgeModel
+
+    head = BridgeModel.from_encoder(make_encoder(0), anchors=anchor_texts, tokenizer=tokenizer).save_head(
+        tmp_path / "head"
+    )
+    assert main(["head", "inspect", str(head), "--encoder", "some/encoder"]) == 0
+    assert "on some/encoder: no expected accuracy, the head has no classifier" in capsys.readouterr().out

@@ -214,6 +214,11 @@ def _print_estimate(head, args) -> None:
             None: "not recorded whether the head trained on them (save_head(..., anchors_in_training=...))",
         }[trained_on]
     )
+    if getattr(args, "encoder", None) and not head.has_classifier:  # else --encoder did nothing, silently
+        print(
+            f"  on {args.encoder}: no expected accuracy, the head has no classifier; "
+            f"`hf-bridges head attach {args.head} --encoder {args.encoder}` prints its stitch report"
+        )
     if getattr(args, "encoder", None) and head.has_classifier:
         from ..heads.estimate import AccuracyEstimate
 
