@@ -69,6 +69,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"hf-bridges {args.command}: error: {error}\n(rerun with --debug for the traceback)", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line and the shell's 128 + SIGINT, not a traceback of the frame it hit
+        if args.debug:
+            raise
+        print(f"\nhf-bridges {args.command}: interrupted{INTERRUPTED.get(args.command, '')}", file=sys.stderr)
+        return 130
+
+
+# what an interrupted run keeps (every write is atomic: an interrupted run leaves no half-written file)
+INTERRUPTED = {
+    "train": "; continue from the last complete checkpoint with --resume latest",
+    "stitch": "; rerun the same command: the embeddings already cached are reused",
+}
 
 
 if __name__ == "__main__":

@@ -281,3 +281,41 @@ def test_head_inspect_encoder_on_a_head_without_classifier_says_so(tmp_path, cap
     )
     assert main(["head", "inspect", str(head), "--encoder", "some/encoder"]) == 0
     assert "on some/encoder: no expected accuracy, the head has no classifier" in capsys.readouterr().out
+
+
+@pytest.mark.subprocess
+def test_ctrl_c_is_one_line_and_exit_status_130(tmp_path):
+    """Ctrl-C printed Python's KeyboardInterrupt traceback from whatever frame it hit (exit -2 / 130 by the
+    signal). The process is stopped while it waits on a Hub that accepted the connection and never answers."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    hub = socket.create_server(("127.0.0.1", 0))
+    hub.settimeout(120)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "HF_HUB_OFFLINE": "0",
+        "HF_ENDPOINT": f"http://127.0.0.1:{hub.getsockname()[1]}",
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "HF_HUB_ETAG_TIMEOUT": "120",
+        "HF_HUB_DOWNLOAD_TIMEOUT": "120",
+    }
+    env.pop("HF_HUB_CACHE", None)
+    command = [sys.executable, "-m", "hf_bridges.cli", "head", "pull", "alice/never-answers"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        connection, _ = hub.accept()  # the pull is inside main(), waiting for the Hub's answer
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        hub.close()
+    connection.close()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1] == "hf-bridges head: interrupted"
