@@ -319,3 +319,16 @@ def test_ctrl_c_is_one_line_and_exit_status_130(tmp_path):
     assert process.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert err.strip().splitlines()[-1] == "hf-bridges head: interrupted"
+
+
+def test_a_cached_encoder_at_an_uncached_revision_names_the_revision(tmp_path, capsys, monkeypatch):
+    """``revision: nope`` on a cached encoder said "is not in the cache ... (did you mean '<the same id>'?)"."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    encoders = [{**SMALL_STITCH["encoders"][0], "revision": "nope"}]
+    argv = ["stitch", _stitch_yaml(tmp_path, encoders=encoders), "--output-dir", str(tmp_path / "out")]
+    assert main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 1
+    line = _error_line(capsys, "stitch")
+    assert "is in the Hugging Face cache, but not at revision 'nope'" in line and "'main'" in line
+    assert "did you mean" not in line
