@@ -332,3 +332,19 @@ def test_a_cached_encoder_at_an_uncached_revision_names_the_revision(tmp_path, c
     line = _error_line(capsys, "stitch")
     assert "is in the Hugging Face cache, but not at revision 'nope'" in line and "'main'" in line
     assert "did you mean" not in line
+
+
+def test_head_push_private_onto_an_existing_public_repo_pushes_nothing(hub, head_dir, capsys):
+    """``create_repo(private=True, exist_ok=True)`` leaves an existing repo's visibility as it is: ``head push
+    --private`` onto a public repo published the head publicly, and said only "pushed"."""
+    from huggingface_hub import HfApi
+
+    base = ["--token", TOKEN, "--endpoint", hub.endpoint]
+    assert main(["head", "push", str(head_dir), "alice/public-head", *base]) == 0
+    before = HfApi(endpoint=hub.endpoint, token=TOKEN).repo_info("alice/public-head").sha
+    capsys.readouterr()
+    assert main(["head", "push", str(head_dir), "alice/public-head", "--private", "--message", "again", *base]) == 1
+    assert "alice/public-head already exists and is public" in _error_line(capsys, "head")
+    assert HfApi(endpoint=hub.endpoint, token=TOKEN).repo_info("alice/public-head").sha == before  # no new commit
+    assert main(["head", "push", str(head_dir), "alice/private-head", "--private", *base]) == 0  # a new repo: fine
+    assert HfApi(endpoint=hub.endpoint, token=TOKEN).repo_info("alice/private-head").private
