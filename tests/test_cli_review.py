@@ -348,3 +348,13 @@ def test_head_push_private_onto_an_existing_public_repo_pushes_nothing(hub, head
     assert HfApi(endpoint=hub.endpoint, token=TOKEN).repo_info("alice/public-head").sha == before  # no new commit
     assert main(["head", "push", str(head_dir), "alice/private-head", "--private", *base]) == 0  # a new repo: fine
     assert HfApi(endpoint=hub.endpoint, token=TOKEN).repo_info("alice/private-head").private
+
+
+@pytest.mark.parametrize("token", [None, "hf_wrong_token"])
+def test_head_push_without_a_valid_token_says_how_to_log_in(hub, head_dir, capsys, token):
+    """No token (or a wrong one): the HTTP client's "Client error '401 Unauthorized' for url '.../api/repos/create'
+    For more information check: https://developer.mozilla.org/..." over three lines."""
+    argv = ["head", "push", str(head_dir), "alice/no-token", "--endpoint", hub.endpoint]
+    assert main([*argv, *(["--token", token] if token else [])]) == 1
+    line = _error_line(capsys, "head")
+    assert "did not accept the token for pushing to alice/no-token" in line and "hf auth login" in line
