@@ -358,3 +358,15 @@ def test_head_push_without_a_valid_token_says_how_to_log_in(hub, head_dir, capsy
     assert main([*argv, *(["--token", token] if token else [])]) == 1
     line = _error_line(capsys, "head")
     assert "did not accept the token for pushing to alice/no-token" in line and "hf auth login" in line
+
+
+def test_head_search_limit_and_a_folder_encoder(hub, tiny_encoder_dir, capsys):
+    """``--limit 0`` printed "no published heads" (exit 0) and ``--limit -1`` islice's message; ``--encoder
+    FOLDER`` printed "no published heads for FOLDER" (heads are tagged by Hub id)."""
+    for limit in ("0", "-1"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["head", "search", "--limit", limit, "--endpoint", hub.endpoint])
+        assert exit_info.value.code == 2
+        assert "argument --limit: must be >= 1" in capsys.readouterr().err
+    assert main(["head", "search", "--encoder", tiny_encoder_dir, "--endpoint", hub.endpoint]) == 1
+    assert "is a folder; heads are found by the Hub id" in _error_line(capsys, "head")
