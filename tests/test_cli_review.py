@@ -370,3 +370,20 @@ def test_head_search_limit_and_a_folder_encoder(hub, tiny_encoder_dir, capsys):
         assert "argument --limit: must be >= 1" in capsys.readouterr().err
     assert main(["head", "search", "--encoder", tiny_encoder_dir, "--endpoint", hub.endpoint]) == 1
     assert "is a folder; heads are found by the Hub id" in _error_line(capsys, "head")
+
+
+@pytest.mark.parametrize("override", ["learning_rate=-1", "encoder_learning_rate=0", "weight_decay=-0.1"])
+def test_train_optimiser_values_out_of_range_are_refused(tmp_path, capsys, override):
+    """``learning_rate=-1`` trained 2 steps of gradient ascent and exited 0 (AdamW checks only its default lr, the
+    loop passes the rates per parameter group)."""
+    assert main(["train", "train-tiny", override, f"output_dir={tmp_path / 'run'}", "max_steps=2"]) == 1
+    assert f"{override.split('=')[0]} must be" in _error_line(capsys, "train")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("training", [{"learning_rate": -1}, {"weight_decay": -1}])
+def test_stitch_optimiser_values_out_of_range_fail_before_embedding(tmp_path, capsys, training):
+    argv = ["stitch", _stitch_yaml(tmp_path, training=training), "--output-dir", str(tmp_path / "out")]
+    assert main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 1
+    assert "training.learning_rate must be > 0 and training.weight_decay >= 0" in _error_line(capsys, "stitch")
+    assert not (tmp_path / "cache").exists()

@@ -307,6 +307,12 @@ def check_numbers(config: StitchConfig, source: str = "config") -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             how = f"a whole number; flag {flag}" if flag else "a whole number"
             raise ConfigError(f"{source}: {key} must be >= {least} ({how}), got {value!r}")
+    training = config.training  # torch's "Invalid learning rate: -1" came after every embedding was computed
+    if not training.learning_rate > 0 or not training.weight_decay >= 0:
+        raise ConfigError(
+            f"{source}: training.learning_rate must be > 0 and training.weight_decay >= 0, got "
+            f"{training.learning_rate} and {training.weight_decay}"
+        )
     seeds = config.seeds
     if not isinstance(seeds, list) or not seeds or not all(_is_seed(s) for s in seeds):
         raise ConfigError(

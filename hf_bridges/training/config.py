@@ -128,6 +128,12 @@ class TrainConfig:
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"{key} must be >= 1 (or null: no limit), got {value}")
+        for key, least in (("learning_rate", 0.0), ("encoder_learning_rate", 0.0), ("max_grad_norm", 0.0)):
+            value = getattr(self, key)  # AdamW checks only its default lr: param groups took -1 (gradient ascent)
+            if value is not None and not value > least:
+                raise ConfigError(f"{key} must be > 0, got {value}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0.0 <= self.warmup_ratio <= 1.0:
             raise ConfigError(
                 f"warmup_ratio is the fraction of the steps spent warming up, 0 to 1; got {self.warmup_ratio}"
