@@ -144,6 +144,11 @@ def test_train_dataset_kwargs_typo_is_named(capsys):
         ("max_eval_samples=-1", "max_eval_samples must be >= 1"),
         ("warmup_ratio=5", "warmup_ratio is the fraction of the steps"),  # trained, exit 0
         ("lora.r=abc", "lora.r must be a whole number >= 1, got 'abc'"),  # peft's TypeError traceback
+        ("seed=-1", "seed must be from 0 to 4294967295"),  # numpy's "Seed must be between 0 and 2**32 - 1"
+        ("anchor_seed=-1", "anchor_seed must be from 0"),  # numpy's "expected non-negative integer"
+        ("max_seq_length=0", "max_seq_length must be >= 1"),  # fell back to 128, clamped to 8; exit 0
+        ("checkpoint_every=-1", "checkpoint_every must be >= 0"),  # a checkpoint every step; exit 0
+        ("tokenizer_vocab_size=0", "tokenizer_vocab_size must be >= 6"),  # a 6-token vocabulary; exit 0
     ],
 )
 def test_train_config_values_are_checked_before_the_run(tmp_path, capsys, override, expected):

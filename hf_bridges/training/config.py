@@ -124,6 +124,19 @@ class TrainConfig:
             raise ValueError("encoder_config needs a model_type (e.g. bert)")
         if self.encoder_config is not None:
             check_encoder_config(self.encoder_config)
+        # 0 for max_seq_length fell back to from_encoder's 128 (clamped to 8 positions); a negative checkpoint_every
+        # checkpointed every step; a vocabulary of 0 kept the special tokens and one word; numpy refused seed -1
+        for key, least, limit in (
+            ("seed", 0, 2**32 - 1),
+            ("anchor_seed", 0, 2**32 - 1),
+            ("max_seq_length", 1, None),
+            ("checkpoint_every", 0, None),
+            ("tokenizer_vocab_size", 6, None),  # the 5 special tokens and at least one word
+        ):
+            value = getattr(self, key)
+            if value < least or (limit is not None and value > limit):
+                bound = f"from {least} to {limit}" if limit is not None else f">= {least}"
+                raise ConfigError(f"{key} must be {bound}, got {value}")
         for key in ("max_train_samples", "max_eval_samples", "max_steps"):  # 0 / -1 failed deep in datasets
             value = getattr(self, key)
             if value is not None and value < 1:
