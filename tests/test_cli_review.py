@@ -392,3 +392,12 @@ def test_stitch_optimiser_values_out_of_range_fail_before_embedding(tmp_path, ca
     assert main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 1
     assert "training.learning_rate must be > 0 and training.weight_decay >= 0" in _error_line(capsys, "stitch")
     assert not (tmp_path / "cache").exists()
+
+
+def test_train_on_a_csv_without_a_text_column_names_the_option(tmp_path, capsys):
+    """ "column 'text' not in news.csv; columns: ['body', 'topic']" did not say which option names the column."""
+    data = tmp_path / "news.csv"
+    data.write_text("body,topic\n" + "".join(f"market text {i},{i % 2}\n" for i in range(20)))
+    assert main(["train", "train-tiny", "dataset=files", f"dataset_kwargs.data_files={data}"]) == 1
+    line = _error_line(capsys, "train")
+    assert "text_column 'text' is not a column of" in line and "dataset_kwargs.text_column=" in line
