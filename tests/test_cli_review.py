@@ -401,3 +401,10 @@ def test_train_on_a_csv_without_a_text_column_names_the_option(tmp_path, capsys)
     assert main(["train", "train-tiny", "dataset=files", f"dataset_kwargs.data_files={data}"]) == 1
     line = _error_line(capsys, "train")
     assert "text_column 'text' is not a column of" in line and "dataset_kwargs.text_column=" in line
+
+
+def test_head_recover_of_a_file_is_an_error(tmp_path, capsys):
+    a_file = tmp_path / "bridge_head_config.json"
+    a_file.write_text("{}")
+    assert main(["head", "recover", str(a_file)]) == 1  # was "nothing to recover in FILE", exit 0
+    assert "is a file; pass the folder whose save was interrupted" in _error_line(capsys, "head")

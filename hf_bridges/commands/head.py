@@ -243,6 +243,8 @@ def run_recover(args: argparse.Namespace) -> int:
     from ..modeling.registry import HfBridgesError
 
     folder = Path(args.folder)
+    if folder.exists() and not folder.is_dir():  # was "nothing to recover in FILE", exit 0
+        raise HfBridgesError(f"{folder} is a file; pass the folder whose save was interrupted (a head or model folder)")
     if folder.is_dir() and restore_previous(folder):
         print(f"restored the previous version in {folder}")
         return 0
