@@ -408,3 +408,11 @@ def test_head_recover_of_a_file_is_an_error(tmp_path, capsys):
     a_file.write_text("{}")
     assert main(["head", "recover", str(a_file)]) == 1  # was "nothing to recover in FILE", exit 0
     assert "is a file; pass the folder whose save was interrupted" in _error_line(capsys, "head")
+
+
+def test_an_override_without_equals_is_a_usage_error(capsys):
+    """``train train-tiny output_dir`` was a run-time error (exit 1) after the preset was read."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "train-tiny", "output_dir"])
+    assert exit_info.value.code == 2
+    assert "argument key=value: 'output_dir' is not key=value" in capsys.readouterr().err
