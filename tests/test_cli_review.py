@@ -416,3 +416,12 @@ def test_an_override_without_equals_is_a_usage_error(capsys):
         main(["train", "train-tiny", "output_dir"])
     assert exit_info.value.code == 2
     assert "argument key=value: 'output_dir' is not key=value" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "key"), [("--max-train", "dataset.max_train"), ("--max-test", "dataset.max_test")])
+def test_a_subset_smaller_than_the_classes_names_its_flag(tmp_path, capsys, flag, key):
+    """``--max-test 2`` on 5 classes was sklearn's "The train_size = 2 should be greater or equal to the number of
+    classes = 5" (train_size, for the test subset)."""
+    argv = ["stitch", _stitch_yaml(tmp_path), "--output-dir", str(tmp_path / "out"), flag, "2"]
+    assert main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 1
+    assert f"{key} ({flag}) = 2 is below the 5 classes" in _error_line(capsys, "stitch")
