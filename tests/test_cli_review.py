@@ -425,3 +425,14 @@ def test_a_subset_smaller_than_the_classes_names_its_flag(tmp_path, capsys, flag
     argv = ["stitch", _stitch_yaml(tmp_path), "--output-dir", str(tmp_path / "out"), flag, "2"]
     assert main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 1
     assert f"{key} ({flag}) = 2 is below the 5 classes" in _error_line(capsys, "stitch")
+
+
+def test_head_attach_json_with_output_prints_only_json(tmp_path, capsys, head_dir, tiny_encoder_dir):
+    """``--json --output DIR`` followed the JSON with "saved the stitched model to DIR" on stdout (not parseable)."""
+    import json
+
+    argv = ["head", "attach", str(head_dir), "--encoder", tiny_encoder_dir, "--json", "--output", str(tmp_path / "m")]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["num_anchors"] > 0
+    assert "saved the stitched model to" in captured.err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -142,7 +143,8 @@ def run_attach(args: argparse.Namespace) -> int:
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
     if args.output:
         model.save_pretrained(args.output)  # with its card (heads/cards.py: the head's source and stitch report)
-        print(f"saved the stitched model to {args.output}")
+        # with --json, stdout is the JSON alone (`| jq` read the line below as trailing garbage)
+        print(f"saved the stitched model to {args.output}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
