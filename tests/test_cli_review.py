@@ -436,3 +436,13 @@ def test_head_attach_json_with_output_prints_only_json(tmp_path, capsys, head_di
     captured = capsys.readouterr()
     assert json.loads(captured.out)["num_anchors"] > 0
     assert "saved the stitched model to" in captured.err
+
+
+def test_head_attach_offers_gate_for_the_default_head(tmp_path, capsys, head_dir, tiny_encoder_dir):
+    """The choices were none/auto/hard/soft: hard and soft fail on the default (aligned) head, whose error then
+    named 'gate', which the command refused as an invalid choice (exit 2)."""
+    import json
+
+    argv = ["head", "attach", str(head_dir), "--encoder", tiny_encoder_dir, "--subspace-selection", "gate", "--json"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["alignment"] is not None

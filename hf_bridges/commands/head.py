@@ -44,9 +44,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     attach.add_argument("--tokenizer", help="tokenizer to use (default: the encoder's own)")
     attach.add_argument(
         "--subspace-selection",
-        choices=["none", "auto", "hard", "soft"],
+        choices=["none", "auto", "gate", "hard", "soft"],
         default="none",
-        help="label-free choice of the projections that transfer (sets config.subspace_weights)",
+        help="label-free choice from the anchors, stored in config.subspace_weights. none (default): the head's "
+        "attach rule; gate: an aligned head (the default head) keeps the component subset whose anchor predictions "
+        "agree best; auto / hard: a relative head keeps the projections that agree best (soft: weights them)",
     )
     attach.add_argument("--output", help="save the stitched model (save_pretrained) into this folder")
     attach.add_argument("--json", action="store_true", help="print the stitch report as JSON")
