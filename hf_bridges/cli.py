@@ -17,7 +17,7 @@ from .modeling.registry import HfBridgesError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hf-bridges", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="hf-bridges", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("--version", action="version", version=f"hf_bridges {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -41,9 +41,24 @@ def _accept_debug_anywhere(parser: argparse.ArgumentParser) -> None:
                 _accept_debug_anywhere(sub)
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parse_args``, except that ``key=value`` overrides after an option (``train CONFIG --resume latest
+    lr=0.1``) join the others: argparse fills a ``nargs="*"`` positional once, before the option, and then
+    refused them as "unrecognized arguments"."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "overrides", None), list) and all(_is_override(a) for a in extra):
+        args.overrides.extend(extra)
+        return args
+    return parser.parse_args(argv)  # argparse's own message and exit status 2 for anything else
+
+
+def _is_override(arg: str) -> bool:
+    return "=" in arg and not arg.startswith("-")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -54,6 +69,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"hf-bridges {args.command}: error: {error}\n(rerun with --debug for the traceback)", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line and the shell's 128 + SIGINT, not a traceback of the frame it hit
+        if args.debug:
+            raise
+        print(f"\nhf-bridges {args.command}: interrupted{INTERRUPTED.get(args.command, '')}", file=sys.stderr)
+        return 130
+
+
+# what an interrupted run keeps (every write is atomic: an interrupted run leaves no half-written file)
+INTERRUPTED = {
+    "train": "; continue from the last complete checkpoint with --resume latest",
+    "stitch": "; rerun the same command: the embeddings already cached are reused",
+}
 
 
 if __name__ == "__main__":

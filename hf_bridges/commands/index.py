@@ -90,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "ridge and the blends by the label-free score; or one of them by name (blend-W: W rotation + 1-W plain "
         "ridge); attach-*: the heads' attach-time map (docs/retrieval.md)",
     )
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--seed", type=int, default=0, help="seed of the text sample and the fit (default 0)")
     fit.add_argument("--output", required=True, help="folder to save the bridge into")
     fit.add_argument("--min-retention", type=float, help="exit 3 when the expected retention is below this")
     fit.set_defaults(func=run_fit)
@@ -112,7 +112,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     migrate.add_argument("bridge", help="bridge folder or Hub repo id")
     migrate.add_argument("input", help="the old vectors, a (n, old width) float .npy file (read memory-mapped)")
     migrate.add_argument("output", help="where to write the new vectors (.npy, float32)")
-    migrate.add_argument("--batch-size", type=positive_int, default=65536, help="rows migrated at a time")
+    migrate.add_argument(
+        "--batch-size", type=positive_int, default=65536, help="vectors mapped at a time (default 65536)"
+    )
     migrate.add_argument("--revision", help="branch, tag or commit of the bridge repo")
     migrate.set_defaults(func=run_migrate)
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import argparse
-
     from ..stitching.config import StitchConfig
 
 
@@ -18,15 +17,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("config", help="a preset name (stitch-bbc) or a YAML file")
     parser.add_argument("--output-dir", required=True, help="folder for results.json, report.md and heatmaps")
     parser.add_argument(
-        "--cache-dir", default=None, help="embedding cache root (default: $HF_HOME/hf_bridges/embeddings)"
+        "--cache-dir",
+        default=None,
+        help="embedding cache root (default: the config's cache_dir, else $HF_HOME/hf_bridges/embeddings)",
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the config's seeds")
-    parser.add_argument("--epochs", type=int, default=None, help="override training.num_epochs")
-    parser.add_argument("--max-train", type=int, default=None, help="stratified train subset (quick runs)")
-    parser.add_argument("--max-test", type=int, default=None, help="stratified test subset (quick runs)")
-    parser.add_argument("--anchors", type=int, default=None, help="override anchors.num_anchors")
+    parser.add_argument("--seeds", type=at_least(0), nargs="+", default=None, help="override the config's seeds")
+    parser.add_argument("--epochs", type=at_least(1), default=None, help="override training.num_epochs")
+    parser.add_argument("--max-train", type=at_least(1), default=None, help="stratified train subset (quick runs)")
+    parser.add_argument("--max-test", type=at_least(1), default=None, help="stratified test subset (quick runs)")
+    parser.add_argument("--anchors", type=at_least(2), default=None, help="override anchors.num_anchors")
     parser.add_argument(
-        "--alignment", type=int, default=None, help="override anchors.alignment (the alignment set; 0: none)"
+        "--alignment", type=at_least(0), default=None, help="override anchors.alignment (the alignment set; 0: none)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     best = parser.add_argument_group("best head (config key best_head; off by default)")
@@ -51,21 +52,41 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
+def at_least(least: int):
+    """An argparse type: a whole number >= ``least`` (a bad value is a usage error, exit 2, naming the flag)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be >= {least}, got {value}")
+        return value
+
+    parse.__name__ = f"whole number >= {least}"
+    return parse
+
+
 def apply_run_overrides(config: StitchConfig, args: argparse.Namespace) -> StitchConfig:
     """The quick-run flags (``--seeds --epochs --max-train --max-test --anchors --alignment``) over a loaded config:
-    one place for the CLI and the benchmarks that take the same flags."""
-    if args.seeds:
+    one place for the CLI and the benchmarks that take the same flags. A flag given is applied (``--epochs 0`` was
+    skipped as falsy) and checked as the config's own value is."""
+    from ..stitching.config import check_numbers
+
+    if args.seeds is not None:
         config.seeds = args.seeds
-    if args.epochs:
+    if args.epochs is not None:
         config.training.num_epochs = args.epochs
-    if args.max_train:
+    if args.max_train is not None:
         config.dataset.max_train = args.max_train
-    if args.max_test:
+    if args.max_test is not None:
         config.dataset.max_test = args.max_test
-    if args.anchors:
+    if args.anchors is not None:
         config.anchors.num_anchors = args.anchors
     if args.alignment is not None:
         config.anchors.alignment = args.alignment
+    check_numbers(config, "command line")
     return config
 
 
@@ -82,6 +103,13 @@ def run(args: argparse.Namespace) -> int:
         if args.best_head_method:
             config.best_head.method = args.best_head_method
         if args.private:
+            if not config.best_head.repo_id:  # else it silently wrote a best head and pushed nothing
+                from ..modeling.registry import ConfigError
+
+                raise ConfigError(
+                    "--private makes the pushed repo private, but this run pushes nothing: add --push-best-head "
+                    "REPO_ID (or best_head.repo_id in the config)"
+                )
             config.best_head.private = True
         check_best_head(config, "--save-best-head/--push-best-head")
     results = run_stitch(config, args.output_dir, cache_dir=args.cache_dir, quiet=args.quiet, hub_token=args.token)

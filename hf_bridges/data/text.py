@@ -53,9 +53,15 @@ def from_files(
     format = format or Path(first).suffix.lstrip(".").replace("jsonl", "json")
     loaded = _load_files(format, files, encoding)
     for split in loaded.values():
-        for column in (text_column, label_column):
+        for column, role in ((text_column, "text_column"), (label_column, "label_column")):
             if column not in split.column_names:
-                raise ValueError(f"column {column!r} not in {first}; columns: {split.column_names}")
+                from ..modeling.registry import ConfigError, did_you_mean
+
+                raise ConfigError(  # was a ValueError naming no option (ConfigError is one too)
+                    f"{role} {column!r} is not a column of {first}{did_you_mean(column, split.column_names)}; "
+                    f"columns: {split.column_names}. Name it with {role}=... (a stitch config: dataset.{role}; "
+                    f"train: dataset_kwargs.{role}=...)"
+                )
     loaded = loaded.rename_columns({text_column: "text"} if text_column != "text" else {})
     if label_column != "label":
         loaded = loaded.rename_column(label_column, "label")

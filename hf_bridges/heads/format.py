@@ -64,6 +64,8 @@ from .parquet_anchors import read_anchors
 from .validation import check_weights_header, tokenizer_fingerprint, validate_head_config
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..modeling.modeling_bridge import BridgePreTrainedModel
 
 logger = get_logger(__name__)
@@ -285,18 +287,45 @@ def write_head(head: BridgeHead, folder: os.PathLike | str, card: str | None = N
     loaders read through and the next save (or ``hf-bridges head recover``) restores. Leftovers of killed saves
     are removed.
     """
+    return _publish_head(folder, lambda staging, card_name: _write_files(head, staging, card, card_name), card)
+
+
+def copy_head(source: os.PathLike | str, folder: os.PathLike | str) -> Path:
+    """Copy a read and verified head folder (a pulled snapshot) into ``folder`` the way :func:`write_head` writes
+    one: staged, the previous files kept until the last is in, and the card named by :func:`head_card_name` (a
+    folder shared with a full model keeps its own ``README.md``). The files' bytes are the source's."""
+    source = Path(source)
+    card = source / HEAD_CARD_NAME if (source / HEAD_CARD_NAME).is_file() else source / CARD_NAME
+
+    def fill(staging: Path, card_name: str) -> None:
+        for name in (*DATA_FILES, CONFIG_NAME):
+            shutil.copyfile(source / name, staging / name)
+        if card.is_file():
+            shutil.copyfile(card, staging / card_name)
+        for path in staging.iterdir():
+            make_readable(path)
+
+    return _publish_head(folder, fill, "" if card.is_file() else None)
+
+
+def _publish_head(folder: os.PathLike | str, fill: Callable[[Path, str], None], card: str | None) -> Path:
+    """``fill(staging, card_name)`` writes the head's files into a staging folder next to ``folder``; they are then
+    renamed into place (a new folder) or published one by one with the config last (an existing one)."""
     from safetensors import SafetensorError
 
     target = Path(folder)
-    target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and not target.is_dir():
         raise HeadFormatError(f"{target} exists and is not a folder; choose another path for the head")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise HeadSaveError(f"cannot create {target} ({error}); choose another path for the head") from None
     clean_staging_leftovers(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         card_name = head_card_name(target)
         try:
-            _write_files(head, staging, card, card_name)
+            fill(staging, card_name)
         except (OSError, SafetensorError) as error:  # safetensors reports a full disk as SafetensorError
             kept = "the previous head there is intact" if target.exists() else "nothing was written there"
             raise HeadSaveError(

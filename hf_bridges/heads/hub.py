@@ -126,7 +126,21 @@ def push_head_folder(
     for name in uploads:  # never publish a file from outside the folder (a README.md -> ~/.cache/.../token)
         check_inside(folder / name, folder, str(folder))
     api = HfApi(endpoint=endpoint, token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    try:
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    except HfHubHTTPError as error:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status != 401:
+            raise
+        raise ConfigError(  # was the HTTP client's "Client error '401 Unauthorized' for url ..." with a MDN link
+            f"the Hub did not accept the token for pushing to {repo_id} (401: none given, or invalid): log in with "
+            "`hf auth login`, set HF_TOKEN, or pass token=... (--token)"
+        ) from None
+    if private and not api.repo_info(repo_id).private:  # create_repo ignores `private` for a repo that exists
+        raise ConfigError(
+            f"{repo_id} already exists and is public: private=True (--private) does not change an existing repo, "
+            "so nothing was pushed. Make it private in its settings on the Hub first, or push to a new repo"
+        )
     if revision and not re.fullmatch(r"[0-9a-f]{40}", revision):  # a commit needs its branch: make a new one
         api.create_branch(repo_id, branch=revision, exist_ok=True)  # (from main), as `--revision BRANCH` means
     operations = [CommitOperationAdd(name, str(folder / name)) for name in HEAD_FILES if name in uploads]

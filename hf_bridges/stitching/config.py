@@ -277,19 +277,51 @@ def parse_config(data: dict, source: str = "config") -> StitchConfig:
             f"{source}: anchors.encoder {config.anchors.encoder!r} is not an encoder name"
             f"{did_you_mean(config.anchors.encoder, names)} (names: {names})"
         )
-    if isinstance(config.anchors.alignment, bool) or not isinstance(config.anchors.alignment, int):
-        raise ConfigError(f"{source}: anchors.alignment must be a whole number >= 0, got {config.anchors.alignment!r}")
-    if config.anchors.alignment < 0:
-        raise ConfigError(
-            f"{source}: anchors.alignment must be >= 0 (0: no alignment set), got {config.anchors.alignment}"
-        )
-    if not config.seeds or not all(isinstance(s, int) for s in config.seeds):
-        raise ConfigError(f"{source}: seeds must be a non-empty list of integers, got {config.seeds!r}")
-    if config.training.num_epochs < 1 or config.training.batch_size < 1:
-        raise ConfigError(f"{source}: training.num_epochs and training.batch_size must be >= 1")
+    check_numbers(config, source)
     if config.best_head is not None:
         check_best_head(config, source)
     return config
+
+
+# the smallest value each count takes (the quick-run flag that sets it); checked after the flags too, so a run never
+# reaches sklearn's "train_size=-1 should be ..." or numpy's "Seed must be between ..." (or a NaN Jaccard@0)
+MINIMA = {
+    "training.num_epochs": (1, "--epochs"),
+    "training.batch_size": (1, None),
+    "dataset.max_train": (1, "--max-train"),
+    "dataset.max_test": (1, "--max-test"),
+    "anchors.num_anchors": (2, "--anchors"),
+    "anchors.alignment": (0, "--alignment"),
+    "latent.k": (1, None),
+    "latent.max_samples": (2, None),
+}
+
+
+def check_numbers(config: StitchConfig, source: str = "config") -> None:
+    """Every count in range (``dataset.max_*`` may be null: all rows) and every seed one numpy takes."""
+    for key, (least, flag) in MINIMA.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value is None and section == "dataset":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            how = f"a whole number; flag {flag}" if flag else "a whole number"
+            raise ConfigError(f"{source}: {key} must be >= {least} ({how}), got {value!r}")
+    training = config.training  # torch's "Invalid learning rate: -1" came after every embedding was computed
+    if not training.learning_rate > 0 or not training.weight_decay >= 0:
+        raise ConfigError(
+            f"{source}: training.learning_rate must be > 0 and training.weight_decay >= 0, got "
+            f"{training.learning_rate} and {training.weight_decay}"
+        )
+    seeds = config.seeds
+    if not isinstance(seeds, list) or not seeds or not all(_is_seed(s) for s in seeds):
+        raise ConfigError(
+            f"{source}: seeds (--seeds) must be a non-empty list of whole numbers from 0 to 2**32 - 1, got {seeds!r}"
+        )
+
+
+def _is_seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
 
 
 def check_best_head(config: StitchConfig, source: str = "config") -> None:
@@ -328,7 +360,7 @@ def load_config(path: str | Path) -> StitchConfig:
 
     path = resolve_preset(path, kind="stitch")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:  # a binary file: the codec's line named no file
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     return parse_config(data, source=str(path))

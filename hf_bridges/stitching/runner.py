@@ -21,18 +21,21 @@ if TYPE_CHECKING:
     import datasets
 
 
-def check_output_dir(path: Path) -> None:
+def check_output_dir(path: Path, what: str = "output folder", fix: str = "--output-dir") -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as error:
-        raise ConfigError(f"output folder {path} is not writable ({error}); pass another --output-dir") from None
+        raise ConfigError(f"{what} {path} is not writable ({error}); pass another {fix}") from None
 
 
-def _subset(split, limit: int | None, seed: int):
+def _subset(split, limit: int | None, seed: int, key: str = "dataset.max_train (--max-train)"):
     if limit is None or limit >= len(split):
         return split
+    classes = len(set(split["label"]))
+    if limit < classes:  # sklearn's "The train_size = 2 should be ..." (for max_test too) named neither key nor fix
+        raise ConfigError(f"{key} = {limit} is below the {classes} classes: a stratified subset needs one row of each")
     return split.train_test_split(train_size=limit, seed=seed, stratify_by_column="label")["train"]
 
 
@@ -72,7 +75,10 @@ def load_splits(config: StitchConfig, input_column: str) -> tuple[datasets.Datas
         data = data.rename_columns(renames)
     if "ClassLabel" not in type(data["train"].features["label"]).__name__:
         data = data.class_encode_column("label")
-    return _subset(data["train"], spec.max_train, 0), _subset(data["test"], spec.max_test, 0)
+    return (
+        _subset(data["train"], spec.max_train, 0),
+        _subset(data["test"], spec.max_test, 0, "dataset.max_test (--max-test)"),
+    )
 
 
 def prepare(config: StitchConfig, output_dir: Path) -> tuple[dict[str, dict], datasets.Dataset, datasets.Dataset]:
@@ -184,7 +190,9 @@ def run_stitch(
     identities, train, test = prepare(config, output_dir)
     timing["setup"] = time.perf_counter() - t0  # validation + dataset loading
     t_embed = time.perf_counter()
-    cache = EmbeddingCache(Path(cache_dir or config.cache_dir or default_cache_root()))
+    cache_root = Path(cache_dir or config.cache_dir or default_cache_root())
+    check_output_dir(cache_root, "embedding cache", "--cache-dir (or cache_dir in the config)")  # before any model
+    cache = EmbeddingCache(cache_root)
     embeddings, cache_stats = embed_splits(config, identities, train, test, cache, quiet)
     timing["embedding"] = time.perf_counter() - t_embed
     if not is_main_process():  # under `accelerate launch -n N`: the others only embed; heads train once, alone

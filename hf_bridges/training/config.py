@@ -122,6 +122,35 @@ class TrainConfig:
             )
         if self.encoder_config is not None and "model_type" not in self.encoder_config:
             raise ValueError("encoder_config needs a model_type (e.g. bert)")
+        if self.encoder_config is not None:
+            check_encoder_config(self.encoder_config)
+        # 0 for max_seq_length fell back to from_encoder's 128 (clamped to 8 positions); a negative checkpoint_every
+        # checkpointed every step; a vocabulary of 0 kept the special tokens and one word; numpy refused seed -1
+        for key, least, limit in (
+            ("seed", 0, 2**32 - 1),
+            ("anchor_seed", 0, 2**32 - 1),
+            ("max_seq_length", 1, None),
+            ("checkpoint_every", 0, None),
+            ("tokenizer_vocab_size", 6, None),  # the 5 special tokens and at least one word
+        ):
+            value = getattr(self, key)
+            if value < least or (limit is not None and value > limit):
+                bound = f"from {least} to {limit}" if limit is not None else f">= {least}"
+                raise ConfigError(f"{key} must be {bound}, got {value}")
+        for key in ("max_train_samples", "max_eval_samples", "max_steps"):  # 0 / -1 failed deep in datasets
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"{key} must be >= 1 (or null: no limit), got {value}")
+        for key, least in (("learning_rate", 0.0), ("encoder_learning_rate", 0.0), ("max_grad_norm", 0.0)):
+            value = getattr(self, key)  # AdamW checks only its default lr: param groups took -1 (gradient ascent)
+            if value is not None and not value > least:
+                raise ConfigError(f"{key} must be > 0, got {value}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 <= self.warmup_ratio <= 1.0:
+            raise ConfigError(
+                f"warmup_ratio is the fraction of the steps spent warming up, 0 to 1; got {self.warmup_ratio}"
+            )
         if self.anchor_refresh not in ("steps", "auto", "manual"):
             raise ConfigError(f"anchor_refresh must be steps, auto or manual, got {self.anchor_refresh!r}")
         if self.anchor_refresh_steps < 1:
@@ -153,6 +182,7 @@ class TrainConfig:
                 raise ValueError(f"unknown lora key(s) {sorted(unknown)}; valid: {list(LORA_KEYS)}")
             if not self.lora.get("target_modules"):
                 raise ValueError("lora needs target_modules, e.g. [query, value]")
+            check_lora(self.lora)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -176,6 +206,55 @@ class TrainConfig:
             other.update(_flat_head(other.pop("head")))
         keys = sorted((set(ours) | set(other)) - RUN_KEYS)
         return [f"{k}: {other.get(k)!r} -> {ours.get(k)!r}" for k in keys if ours.get(k) != other.get(k)]
+
+
+def check_encoder_config(values: dict[str, Any]) -> None:
+    """A random encoder's config, checked before any data is read: a key its config class does not have (a typo
+    such as ``hiden_size`` was kept as an extra attribute and the run trained with the default) or a value of the
+    wrong type (transformers' strict dataclass traceback) is one :class:`ConfigError`."""
+    from huggingface_hub.errors import StrictDataclassError
+    from transformers import CONFIG_MAPPING, AutoConfig
+
+    model_type = values["model_type"]
+    if model_type not in CONFIG_MAPPING:
+        raise ConfigError(
+            f"encoder_config.model_type: unknown model type {model_type!r}{did_you_mean(model_type, CONFIG_MAPPING)}"
+        )
+    cls = CONFIG_MAPPING[model_type]
+    try:
+        known = set(cls().to_dict()) | set(getattr(cls, "attribute_map", {}))
+    except Exception:  # a config class that cannot be built without arguments: transformers checks the values
+        known = set(values)
+    if dataclasses.is_dataclass(cls):
+        known |= {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(
+                f"encoder_config: {cls.__name__} has no key {key!r}{did_you_mean(key, known)}; "
+                "fix or drop it (it would be ignored)"
+            )
+    try:
+        AutoConfig.for_model(**values)
+    except (StrictDataclassError, TypeError, ValueError) as error:
+        raise ConfigError(f"encoder_config: {' '.join(str(error).split())}") from None
+
+
+def check_lora(lora: dict[str, Any]) -> None:
+    """Each LoRA value typed (``lora.r=abc`` was peft's ``TypeError`` traceback after the data was loaded)."""
+    checks = {
+        "r": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number >= 1"),
+        "alpha": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0"),
+        "dropout": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1, "0 to < 1"),
+        "bias": (lambda v: v in ("none", "all", "lora_only"), "none, all or lora_only"),
+        "target_modules": (
+            lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(t, str) for t in v)),
+            "a layer name or a list of them",
+        ),
+    }
+    for key, value in lora.items():
+        ok, what = checks[key]
+        if not ok(value):
+            raise ConfigError(f"lora.{key} must be {what}, got {value!r}")
 
 
 FORMAT1_HEAD_KEYS = (
@@ -302,8 +381,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
         path = resolve_preset(path, kind="train")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:  # as the stitch config: one line, not PyYAML's traceback
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as error:  # as the stitch config: one line naming the file
             raise ConfigError(f"{path}: not valid YAML: {error}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: must hold a mapping of config keys, got {type(data).__name__}")

@@ -3,6 +3,7 @@ through ``accelerate launch``, atomic checkpoints every N steps, evaluation each
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -129,11 +130,11 @@ def save_final(
 
 def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     """Run one training job; returns (and writes to ``output_dir/results.json``) what it measured."""
-    with progress_bars(cfg.progress_bar):  # the anchor and feature embedding bars too, not only the loop's
-        return _train(cfg, resume)
+    with progress_bars(cfg.progress_bar), contextlib.ExitStack() as loop_scope:  # the embedding bars too
+        return _train(cfg, resume, loop_scope)
 
 
-def _train(cfg: TrainConfig, resume: str | None) -> dict[str, Any]:
+def _train(cfg: TrainConfig, resume: str | None, loop_scope: contextlib.ExitStack) -> dict[str, Any]:
     from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -231,6 +232,8 @@ def _train(cfg: TrainConfig, resume: str | None) -> dict[str, Any]:
         }
 
     model.train()
+    # the step bar shows the loop: a bar per anchor refresh (every step with anchor_refresh auto) only broke it up
+    loop_scope.enter_context(progress_bars(False))
     for epoch in range(start_epoch, cfg.num_epochs):
         if stop:
             break
@@ -302,6 +305,7 @@ def _train(cfg: TrainConfig, resume: str | None) -> dict[str, Any]:
             suffix="-epoch-end",
         )
     bar.close()
+    loop_scope.close()
     seconds = time.perf_counter() - started
     accelerator.wait_for_everyone()
     if every:

@@ -18,9 +18,18 @@ from ..modeling.registry import HfBridgesError
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("config", help="a preset name (train-tiny) or a YAML file")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys (lora.r=4 for nested)")
+    parser.add_argument(
+        "overrides", nargs="*", type=_override, metavar="key=value", help="override config keys (lora.r=4 for nested)"
+    )
     parser.add_argument("--resume", metavar="PATH|latest", help="a checkpoint folder, a run folder, or 'latest'")
     return parser
+
+
+def _override(text: str) -> str:
+    """A malformed override is a usage error (exit 2), as any other malformed argument."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not key=value (e.g. output_dir=runs/x or lora.r=8)")
+    return text
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -43,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = add_arguments(
         argparse.ArgumentParser(prog="python -m hf_bridges.training", description=__doc__.splitlines()[0])
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # key=value overrides after --resume too
     try:
         run(args)
     except (HfBridgesError, ValueError, OSError) as error:
