@@ -135,3 +135,24 @@ def test_head_overrides_are_checked_strictly(override, message):
 
     with pytest.raises(ConfigError, match=message):
         load_config(None, ["encoder=x", override])
+
+
+def test_anchor_counts_the_training_rows_cannot_hold_are_warned(caplog):
+    """num_anchors / alignment_inputs are picked from the training rows; when those run out, the counts were cut
+    silently (a run 'with 600 anchors' had 64)."""
+    from hf_bridges.training.build import build_model, build_tokenizer, load_data
+
+    cfg = load_config("train-tiny", ["max_train_samples=64", "max_eval_samples=8", "alignment_inputs=20"])
+    data = load_data(cfg)
+    tokenizer = build_tokenizer(cfg, list(data["train"]["text"]))
+    with caplog.at_level("WARNING", logger="hf_bridges.training.build"):
+        model = build_model(cfg, data["train"], tokenizer)
+    assert not caplog.records  # 32 anchors + 20 alignment inputs fit in 64 rows
+    assert model.config.num_anchors == 52
+
+    big = load_config(
+        "train-tiny", ["max_train_samples=64", "max_eval_samples=8", "num_anchors=60", "alignment_inputs=20"]
+    )
+    with caplog.at_level("WARNING", logger="hf_bridges.training.build"):
+        build_model(big, data["train"], tokenizer)
+    assert "64 training rows hold 60 anchor(s) and 4 alignment input(s) of the 60 and 20 asked for" in caplog.text

@@ -13,6 +13,7 @@ from torch import nn
 from ..building.loading import load_encoder, load_tokenizer
 from ..data import load_labelled_dataset
 from ..data.anchors import select_alignment_set, select_anchors
+from ..logging import get_logger
 from ..modeling.modeling_bridge import BridgeForSequenceClassification
 from .config import TrainConfig
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+logger = get_logger(__name__)
 
 
 def load_data(cfg: TrainConfig) -> datasets.DatasetDict:
@@ -93,6 +95,16 @@ def build_model(cfg: TrainConfig, train: datasets.Dataset, tokenizer: PreTrained
     num_labels = len(label_names) if label_names else int(max(labels)) + 1
     id2label = {i: name for i, name in enumerate(label_names)} if label_names else None
     extra = select_alignment_set(len(train), picks, cfg.alignment_inputs, cfg.anchor_seed)
+    if len(picks) < cfg.num_anchors or len(extra) < cfg.alignment_inputs:  # both come from the training rows
+        logger.warning(
+            "the %d training rows hold %d anchor(s) and %d alignment input(s) of the %d and %d asked for "
+            "(num_anchors, alignment_inputs): lower them, or raise max_train_samples",
+            len(train),
+            len(picks),
+            len(extra),
+            cfg.num_anchors,
+            cfg.alignment_inputs,
+        )
     model = BridgeForSequenceClassification.from_encoder(
         build_encoder(cfg, tokenizer),
         anchors=[train[i]["text"] for i in picks],
