@@ -70,6 +70,18 @@ def test_summary_figure_written_and_referenced(tmp_path):
     assert all((tmp_path / f"heatmap-{m}.png").is_file() for m in ("absolute", "cosine"))
 
 
+def test_a_reused_output_folder_keeps_no_heatmap_of_an_earlier_run(tmp_path):
+    """A rerun with other methods into the same folder left the earlier methods' heatmaps next to the new report,
+    read as this run's; other files in the folder are the user's and stay."""
+    encoders = [{"id": f"org/enc{i}", "name": f"enc{i}"} for i in range(3)]
+    first = parse_config({"name": "a", "encoders": encoders, "methods": [{"name": "absolute", "kind": "absolute"}]})
+    write_outputs(fake_results(first), first, tmp_path)
+    (tmp_path / "notes.png").write_bytes(b"mine")
+    second = parse_config({"name": "b", "encoders": encoders, "methods": [{"name": "cosine"}]})
+    write_outputs(fake_results(second), second, tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["heatmap-cosine.png", "notes.png", "summary.png"]
+
+
 def test_heatmap_colours_separate_close_accuracies():
     values = np.array([[0.97, 0.94], [np.nan, 0.95]])
     vmin, vmax = colour_range(values)

@@ -13,7 +13,10 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_path, write_text_atomic
+from ..logging import get_logger
 from .config import StitchConfig
+
+logger = get_logger(__name__)
 
 LATENT_KEYS = ("cka", "jaccard", "mrr", "mean_cosine")
 
@@ -273,6 +276,9 @@ def write_outputs(results: dict, config: StitchConfig, output_dir: Path) -> dict
         path = output_dir / f"heatmap-{re.sub(r'[^A-Za-z0-9_.+-]+', '_', name)}.png"
         heatmap(path, name, row)
         plots[name] = str(path)
+    for stale in sorted(set(output_dir.glob("heatmap-*.png")) - {Path(p) for p in plots.values()}):
+        stale.unlink()  # an earlier run's method in a reused folder: its figure would read as this run's
+        logger.info("removed %s: a heatmap of an earlier run (its method is not in this one)", stale)
     summary_path = output_dir / "summary.png"
     summary_figure(summary_path, summary)
     timing = results["timing_s"]
