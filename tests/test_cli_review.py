@@ -312,7 +312,16 @@ def test_ctrl_c_is_one_line_and_exit_status_130(tmp_path):
     }
     env.pop("HF_HUB_CACHE", None)
     command = [sys.executable, "-m", "hf_bridges.cli", "head", "pull", "alice/never-answers"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A background job (CI started with `&`, nohup) inherits SIGINT ignored, and Python then installs no Ctrl-C
+    # handler: give the child the default disposition a terminal's foreground process has.
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         connection, _ = hub.accept()  # the pull is inside main(), waiting for the Hub's answer
         process.send_signal(signal.SIGINT)

@@ -6,6 +6,8 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..stitching.config import StitchConfig
 
 
@@ -52,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def at_least(least: int):
+def at_least(least: int) -> Callable[[str], int]:
     """An argparse type: a whole number >= ``least`` (a bad value is a usage error, exit 2, naming the flag)."""
 
     def parse(text: str) -> int:
