@@ -291,7 +291,7 @@ def evaluate_pair(
     return rows
 
 
-def candidate_rows(emb: dict, old: str, new: str, counts: list[int]) -> list[dict]:
+def candidate_rows(emb: dict, old: str, new: str, counts: list[int], kinds: list[str] | None = None) -> list[dict]:
     """Each of the default's candidate maps (rotation, ridge toward a prior, plain ridge, the blends of the rotation
     and plain ridge) fitted on all the pairs and scored on the labelled task, per side and pair count (no selection,
     no estimate): how much the label-free choice loses against the best candidate (``summary``'s regret)."""
@@ -309,7 +309,7 @@ def candidate_rows(emb: dict, old: str, new: str, counts: list[int]) -> list[dic
     }
     rows = []
     for n in (c for c in counts if c <= pool):
-        for kind in CANDIDATES:
+        for kind in kinds or CANDIDATES:
             to_old = fit_candidate(p_new[:n], p_old[:n], norm[old], kind)
             to_new = fit_candidate(p_old[:n], p_new[:n], norm[new], kind)
             for side, (q, d) in {"query": (to_old(q_new), d_old), "migrate": (q_new, to_new(d_old))}.items():
@@ -369,6 +369,8 @@ def short_map(name: str | None) -> str:
     name = name or ""
     if name.startswith("blend"):
         return f"blend {name.split(': ', 1)[1].split(' ', 1)[0]}"
+    if name.startswith("contrastive"):
+        return "contr"
     return "rot" if name.startswith("rotation") else "prior" if name.startswith("ridge toward") else "ridge"
 
 
@@ -483,7 +485,9 @@ def main(args) -> None:
         for pair in args.pairs.split(","):
             old, new = pair.split("-")
             if args.candidates:
-                rows += candidate_rows(emb, old, new, counts)
+                rows += candidate_rows(
+                    emb, old, new, counts, args.candidate_kinds.split(",") if args.candidate_kinds else None
+                )
             else:
                 rows += evaluate_pair(emb, old, new, counts, weights, args.translations.split(","))
         for r in rows:
@@ -530,5 +534,6 @@ if __name__ == "__main__":
     parser.add_argument("--overhead", action="store_true", help="time the query map against the encoder")
     parser.add_argument("--json", help="write every row here")
     parser.add_argument("--candidates", action="store_true", help="score each candidate map only (for --report)")
+    parser.add_argument("--candidate-kinds", help="--candidates: these maps only (default: the best's candidates)")
     parser.add_argument("--report", help="comma-separated --json files: print their compact tables and summary")
     main(parser.parse_args())

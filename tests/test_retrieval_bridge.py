@@ -238,7 +238,7 @@ def test_cli_fit_from_a_text_file(encoders, tmp_path, capsys, one_thread):
     assert IndexBridge.from_pretrained(str(out)).new["name_or_path"] == encoders["other"]
 
 
-@pytest.mark.parametrize("choice", ["ridge", "blend-0.5", "prior-ridge", "orthogonal"])
+@pytest.mark.parametrize("choice", ["ridge", "blend-0.5", "prior-ridge", "contrastive", "orthogonal"])
 def test_cli_fit_keeps_the_map_named(encoders, tmp_path, choice, one_thread, capsys):
     """``--translation`` names one map of the default's candidates (plain ridge, a blend) instead of the choice."""
     from hf_bridges.commands.index import BLEND_CHOICES
@@ -263,6 +263,7 @@ def test_cli_fit_keeps_the_map_named(encoders, tmp_path, choice, one_thread, cap
         "ridge": "ridge (leave-one-out)",
         "blend-0.5": "plain ridge",
         "prior-ridge": "ridge toward",
+        "contrastive": "contrastive",
         "orthogonal": "orthogonal",  # an old name: the attach-time map, said so in the CLI's words
     }[choice]
     if choice == "orthogonal":
@@ -458,7 +459,7 @@ def test_minilm_l6_index_searched_with_l3_queries(one_thread):
     assert bridge.expected_retention.estimate > 0.5
 
 
-CANDIDATE_NAMES = {"prior", "rotation", "ridge", "blend 0.25", "blend 0.5", "blend 0.75"}
+CANDIDATE_NAMES = {"prior", "rotation", "ridge", "blend 0.25", "blend 0.5", "blend 0.75", "contrastive"}
 
 
 def test_the_candidate_maps_compete_and_the_best_scored_is_kept(bridge):

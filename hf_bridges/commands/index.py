@@ -23,6 +23,7 @@ TRANSLATION_CHOICES = (
     "prior-ridge",
     "ridge",
     *BLEND_CHOICES,
+    "contrastive",
     "attach-auto",
     "attach-orthogonal",
     "attach-affine",
@@ -87,8 +88,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=TRANSLATION_CHOICES,
         default="best",
         help="best (default): the best of the rotation, prior-ridge (ridge shrunk toward a reference map), plain "
-        "ridge and the blends by the label-free score; or one of them by name (blend-W: W rotation + 1-W plain "
-        "ridge); attach-*: the heads' attach-time map (docs/retrieval.md)",
+        "ridge, the blends and contrastive by the label-free score; or one of them by name (blend-W: W rotation + 1-W plain "
+        "ridge); contrastive: the rotation fine-tuned for ranking; attach-*: the heads' attach-time map "
+        "(docs/retrieval.md)",
     )
     fit.add_argument("--seed", type=int, default=0, help="seed of the text sample and the fit (default 0)")
     fit.add_argument("--output", required=True, help="folder to save the bridge into")

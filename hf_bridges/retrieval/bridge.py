@@ -341,7 +341,8 @@ class IndexBridge:
 
 
 BLENDS = (0.25, 0.5, 0.75)  # the rotation's weight in a blend with plain ridge (``maps.BlendedMap``)
-CANDIDATES = ("rotation", "prior", "ridge", *(blend_kind(w) for w in BLENDS))  # ties go to the earlier, simpler map
+# ties go to the earlier, simpler map; "contrastive": the rotation fine-tuned for ranking (maps.fit_contrastive)
+CANDIDATES = ("rotation", "prior", "ridge", *(blend_kind(w) for w in BLENDS), "contrastive")
 # ``translation=`` names (IndexBridge.fit / refit / fit_embeddings, ``hf-bridges index fit --translation``) -> the
 # candidate names the fit records use (``info["candidates"]``, ``info["selection"]["kept"]``, docs' tables)
 TRANSLATIONS = {
@@ -350,6 +351,7 @@ TRANSLATIONS = {
     "prior-ridge": "prior",  # ridge toward a prior (recorded as "prior")
     "ridge": "ridge",  # plain ridge, aecp's RidgeMapping
     **{blend_kind(w): blend_kind(w) for w in BLENDS},  # "blend 0.5": 0.5 rotation + 0.5 plain ridge
+    "contrastive": "contrastive",  # the rotation fine-tuned by InfoNCE over the paired texts
     "attach-auto": "auto",  # the heads' attach-time map (heads.translation), orthogonal or affine by k-fold residual
     "attach-orthogonal": "orthogonal",
     "attach-affine": "affine",
