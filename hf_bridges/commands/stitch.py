@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from . import at_least
 
+if TYPE_CHECKING:
     from ..stitching.config import StitchConfig
 
 
@@ -52,22 +52,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     # the run never loads a bridge through the Auto classes: skipping their registration saves the model stack's
     # import (2.5 s of CPU, issue 21.7); the best head imports the bridge class it builds
     parser.set_defaults(func=run)
-
-
-def at_least(least: int) -> Callable[[str], int]:
-    """An argparse type: a whole number >= ``least`` (a bad value is a usage error, exit 2, naming the flag)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"must be >= {least}, got {value}")
-        return value
-
-    parse.__name__ = f"whole number >= {least}"
-    return parse
 
 
 def apply_run_overrides(config: StitchConfig, args: argparse.Namespace) -> StitchConfig:

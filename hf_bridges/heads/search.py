@@ -112,27 +112,16 @@ def format_heads(heads: list[HeadInfo], encoder: str | None = None) -> str:
 
 def register_search(head_subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``hf-bridges head search [--encoder ID]`` to the ``head`` command's sub-parsers."""
+    from ..commands import at_least
+
     parser = head_subparsers.add_parser("search", help="list published heads (optionally: that fit an encoder)")
     parser.add_argument("--encoder", help="Hub id of your encoder: heads trained or measured on it")
     parser.add_argument("--author", help="only heads of this user or organisation")
-    parser.add_argument("--limit", type=_positive, default=50, help="at most this many heads (default 50)")
+    parser.add_argument("--limit", type=at_least(1), default=50, help="at most this many heads (default 50)")
     parser.add_argument("--json", action="store_true", help="print the heads as JSON")
     parser.add_argument("--token", help="Hub token (default: the stored login / HF_TOKEN)")
     parser.add_argument("--endpoint", help="Hub endpoint (default: HF_ENDPOINT)")
     parser.set_defaults(func=run_search)
-
-
-def _positive(text: str) -> int:
-    """``--limit 0`` printed "no published heads" while there were some; ``-1`` was islice's message."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def run_search(args: argparse.Namespace) -> int:
