@@ -83,7 +83,9 @@ def score_cells(task: str, directions: list[str], counts: list[int], cache: Path
     for direction in directions:
         old, new = direction.split("-")
         p_old, p_new = emb[old]["pool"], emb[new]["pool"]
-        norm = {key: bool(np.allclose(np.linalg.norm(emb[key]["pool"][:50], axis=1), 1, atol=1e-3)) for key in (old, new)}
+        norm = {
+            key: bool(np.allclose(np.linalg.norm(emb[key]["pool"][:50], axis=1), 1, atol=1e-3)) for key in (old, new)
+        }
         for n in counts:
             for side, (src, tgt, tnorm) in {
                 "query": (p_new[:n], p_old[:n], norm[old]),
@@ -129,7 +131,9 @@ def analyse(paths: list[str]) -> dict:
 
     order = list(CANDIDATES)
     rows = [r for p in paths for r in json.loads(Path(p).read_text())["rows"]]
-    cand, aecp = labelled([p for p in sorted(RESULTS.glob("retrieval_*.json")) if not p.stem.endswith(("_200", "_limit"))])
+    cand, aecp = labelled(
+        [p for p in sorted(RESULTS.glob("retrieval_*.json")) if not p.stem.endswith(("_200", "_limit"))]
+    )
     out = {}
     for rule in (*RULES, "oracle"):
         regrets, above, picks = [], 0, {}

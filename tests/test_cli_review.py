@@ -455,3 +455,19 @@ def test_head_attach_offers_gate_for_the_default_head(tmp_path, capsys, head_dir
     argv = ["head", "attach", str(head_dir), "--encoder", tiny_encoder_dir, "--subspace-selection", "gate", "--json"]
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["alignment"] is not None
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("log_with=[json, wandb]", "log_with names 'wandb', which is not installed here: pip install wandb"),
+        ("log_with=[json, tensorboard]", "'tensorboard', which is not installed here: pip install tensorboard"),
+        ("log_with=[jsn]", "log_with: unknown tracker 'jsn' (did you mean 'json'?)"),
+    ],
+)
+def test_train_a_tracker_that_is_not_installed_is_refused_before_the_run(tmp_path, capsys, override, expected):
+    """``log_with: [wandb]`` without wandb trained with a warning and logged nowhere (tensorboard: silently): the
+    user found the missing logs after the run. Neither tracker is installed in the test environment."""
+    assert main(["train", "train-tiny", override, f"output_dir={tmp_path / 'run'}", "max_steps=2"]) == 1
+    assert expected in _error_line(capsys, "train")
+    assert not (tmp_path / "run").exists()

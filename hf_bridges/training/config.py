@@ -176,6 +176,7 @@ class TrainConfig:
                 f"cache_features=true needs a frozen encoder, but {why}: its features change every step. "
                 "Use cache_features=auto (or false) for this run, or freeze_encoder=true without lora"
             )
+        check_trackers(self.log_with)
         if self.lora is not None:
             unknown = set(self.lora) - set(LORA_KEYS)
             if unknown:
@@ -237,6 +238,28 @@ def check_encoder_config(values: dict[str, Any]) -> None:
         AutoConfig.for_model(**values)
     except (StrictDataclassError, TypeError, ValueError) as error:
         raise ConfigError(f"encoder_config: {' '.join(str(error).split())}") from None
+
+
+def check_trackers(names: Sequence[str]) -> None:
+    """Every ``log_with`` name is one of our file trackers or an Accelerate tracker installed here: a run asked to
+    log to wandb or TensorBoard that silently logs nowhere loses what the user asked for (found after the run)."""
+    from accelerate.tracking import get_available_trackers
+    from accelerate.utils import LoggerType
+
+    from .trackers import FILE_TRACKERS
+
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+        raise ConfigError(f"log_with must be a list of tracker names, e.g. [json, csv]; got {names!r}")
+    valid = [*FILE_TRACKERS, *(t for t in LoggerType.list() if t != "all")]
+    installed = {str(t) for t in get_available_trackers()}
+    for name in names:
+        if name not in valid:
+            raise ConfigError(f"log_with: unknown tracker {name!r}{did_you_mean(str(name), valid)}; valid: {valid}")
+        if name not in FILE_TRACKERS and name not in installed:
+            raise ConfigError(
+                f"log_with names {name!r}, which is not installed here: pip install {name.replace('_', '-')}, "
+                f"or drop it from log_with (json and csv need nothing)"
+            )
 
 
 def check_lora(lora: dict[str, Any]) -> None:

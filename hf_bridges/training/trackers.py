@@ -78,18 +78,9 @@ FILE_TRACKERS = {"json": JSONLinesTracker, "csv": CSVTracker}
 
 
 def build_trackers(names: list[str], run_name: str, logging_dir: str | os.PathLike) -> list:
-    """Our file trackers as instances; other names (``tensorboard``, ``wandb``...) go to Accelerate as strings."""
-    from accelerate.utils import is_tensorboard_available
-
-    trackers: list = []
-    for name in names:
-        if name in FILE_TRACKERS:
-            trackers.append(FILE_TRACKERS[name](run_name, logging_dir))
-        elif name == "tensorboard" and not is_tensorboard_available():
-            continue  # optional: TensorBoard when installed
-        else:
-            trackers.append(name)
-    return trackers
+    """Our file trackers as instances; other names (``tensorboard``, ``wandb``...) go to Accelerate as strings
+    (``TrainConfig.check`` refused any that is not installed)."""
+    return [FILE_TRACKERS[n](run_name, logging_dir) if n in FILE_TRACKERS else n for n in names]
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
