@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from retrieval_bridge import TASKS, embed_task  # noqa: E402
+from retrieval_bridge import TASKS, embed_task
 
 RULES = ("both@10", "both-mrr", "self-mrr", "both@10+self-mrr")
 DIRECTIONS = "L6-L3,L3-L6,L6-mpnet,mpnet-L6,L6-m2v,m2v-L6,L3-m2v,m2v-L3"
