@@ -150,6 +150,9 @@ def test_ceiling_b_and_the_query_side_are_retrieval_metrics_of_the_encoders_vect
     assert measured.metrics["reembed"] == pytest.approx(retrieval_metrics(q_new, d_new, k=K), abs=1e-9)
     assert measured.metrics["query"] == pytest.approx(retrieval_metrics(bridge.map_queries(q_new), d_old, k=K))
     assert measured.metrics["migrate"] == pytest.approx(retrieval_metrics(q_new, bridge.migrate(d_old), k=K))
+    from_vectors = bridge.evaluate_embeddings(q_new, d_new, d_old, k=K)  # as fit_embeddings to fit
+    assert flat(from_vectors.metrics) == pytest.approx(flat(measured.metrics))
+    assert flat(from_vectors.retention) == pytest.approx(flat(measured.retention))
     recall = {s: measured.metrics[s][f"recall@{K}"] for s in ("query", "migrate", "reembed")}
     for side in ("query", "migrate"):
         r = measured.retention[side]
@@ -255,6 +258,15 @@ def test_bad_inputs_are_one_clear_error_before_anything_is_embedded():
     for args, options, message in cases:
         with pytest.raises(IndexBridgeError, match=message):
             bridge.evaluate(*args, **options)
+    docs = np.ones((4, 48))
+    for args, message in [
+        ((np.ones((3, 32)), docs, np.ones((4, 32)), [0, 1, 2]), "query vectors are 32-d but this bridge's new"),
+        ((np.ones((3, 48)), np.ones((4, 32)), np.ones((4, 32)), [0, 1, 2]), "new_documents are 32-d but this"),
+        ((np.ones((3, 48)), docs, np.ones((3, 32)), [0, 1, 2]), "old_vectors has 3 rows for 4 documents"),
+        ((np.ones((3, 48)), docs, np.ones((4, 32)), [0, 4, 1]), r"relevant\[1\] = 4 is out of range"),
+    ]:
+        with pytest.raises(IndexBridgeError, match=message):
+            bridge.evaluate_embeddings(*args)
     unnamed = IndexBridge.fit_embeddings(old, new, estimate=False)
     with pytest.raises(IndexBridgeError, match="records no old encoder to embed the documents with: pass old_vectors="):
         unnamed.evaluate(q, d, [0, 1, 2])
@@ -319,6 +331,7 @@ def test_cli_evaluate_refuses_bad_files_before_embedding(files, tmp_path, capsys
         assert message in err, err
 
 
+@pytest.mark.subprocess
 def test_cli_evaluate_gate_exits_3_in_a_fresh_process(files):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(PYTHONPATH=os.getcwd(), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")

@@ -36,7 +36,7 @@ from .estimate import (
     paired_gain,
     retention_from_hits,
 )
-from .evaluate import RetentionMeasurement, measure_retention
+from .evaluate import RetentionMeasurement, measure_embeddings, measure_retention
 from .maps import BLEND_MEMBERS, BlendedMap, LinearMap, _finite, blend_kind, blend_weight, fit_candidate
 
 if TYPE_CHECKING:
@@ -293,6 +293,32 @@ class IndexBridge:
             resamples=resamples,
             seed=seed,
             batch_size=batch_size,
+        )
+
+    def evaluate_embeddings(
+        self,
+        new_queries: np.ndarray,
+        new_documents: np.ndarray,
+        old_vectors: np.ndarray,
+        relevant: Sequence | None = None,
+        *,
+        k: int = 10,
+        confidence: float = 0.95,
+        resamples: int = 1000,
+        seed: int = 0,
+    ) -> RetentionMeasurement:
+        """:meth:`evaluate` on vectors you already have: the new encoder's query vectors (query prompt) and document
+        vectors, and the index's stored vectors of the same documents (as :meth:`fit_embeddings` to :meth:`fit`)."""
+        return measure_embeddings(
+            self,
+            new_queries,
+            new_documents,
+            old_vectors,
+            relevant,
+            k=k,
+            confidence=confidence,
+            resamples=resamples,
+            seed=seed,
         )
 
     # ------------------------------------------------------------------------------------------- save / load

@@ -102,11 +102,7 @@ def measure_retention(
     """``IndexBridge.evaluate``: every input is checked before anything is embedded."""
     queries, documents = _texts("queries", queries), _texts("documents", documents)
     relevant = _relevant(relevant, len(queries), len(documents))
-    for name, value in (("k", k), ("resamples", resamples), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise IndexBridgeError(f"{name} must be a positive whole number, got {value!r}")
-    if not 0 < confidence < 1:
-        raise IndexBridgeError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence!r}")
+    _check_options(k=k, resamples=resamples, batch_size=batch_size, confidence=confidence)
     if old_vectors is not None:
         old_vectors = _stored(bridge, old_vectors, len(documents))
         source, old_encoder = "given", None
@@ -118,6 +114,40 @@ def measure_retention(
         old_vectors = old_encoder.encode(documents, "document", batch_size)
     new_queries = new.encode(queries, "query", batch_size)
     new_documents = new.encode(documents, "document", batch_size)
+    return measure_embeddings(
+        bridge,
+        new_queries,
+        new_documents,
+        old_vectors,
+        relevant,
+        k=k,
+        confidence=confidence,
+        resamples=resamples,
+        seed=seed,
+        source=source,
+    )
+
+
+def measure_embeddings(
+    bridge: Any,
+    new_queries: np.ndarray,
+    new_documents: np.ndarray,
+    old_vectors: np.ndarray,
+    relevant: Sequence[Any] | None = None,
+    *,
+    k: int = 10,
+    confidence: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 0,
+    source: str = "given",
+) -> RetentionMeasurement:
+    """``IndexBridge.evaluate_embeddings``: the measurement on vectors already embedded (the new encoder's query
+    vectors and document vectors, the index's stored old vectors of the same documents)."""
+    new_queries, new_documents = _finite("new_queries", new_queries), _finite("new_documents", new_documents)
+    relevant = _relevant(relevant, new_queries.shape[0], new_documents.shape[0])
+    _check_options(k=k, resamples=resamples, confidence=confidence)
+    old_vectors = _stored(bridge, old_vectors, new_documents.shape[0])
+    bridge._check_width(new_documents, bridge.new, "new_documents", "new")
     per = {
         "query": per_query_metrics(bridge.map_queries(new_queries), old_vectors, relevant, k),
         "migrate": per_query_metrics(new_queries, bridge.migrate(old_vectors), relevant, k),
@@ -142,8 +172,8 @@ def measure_retention(
         retention[side] = {"estimate": est.estimate, "low": est.low, "high": est.high}
     return RetentionMeasurement(
         k=k,
-        queries=len(queries),
-        documents=len(documents),
+        queries=new_queries.shape[0],
+        documents=new_documents.shape[0],
         metrics=metrics,
         retention=retention,
         expected=dict(bridge.retention),
@@ -151,6 +181,14 @@ def measure_retention(
         resamples=resamples,
         old_vectors=source,
     )
+
+
+def _check_options(confidence: float, **counts: int) -> None:
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise IndexBridgeError(f"{name} must be a positive whole number, got {value!r}")
+    if not 0 < confidence < 1:
+        raise IndexBridgeError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence!r}")
 
 
 def _texts(name: str, texts: Sequence[str]) -> list[str]:
