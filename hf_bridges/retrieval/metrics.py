@@ -26,13 +26,16 @@ def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, batch_size: int = 102
 
 
 def ranks_of(queries: np.ndarray, corpus: np.ndarray, relevant: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """1-based rank of each query's relevant document (ties count against it)."""
-    ranks = np.empty(queries.shape[0], dtype=np.int64)
+    """1-based rank of each query's relevant document, ``relevant`` (n,), or documents, (n, m); ties count in its
+    favour. Each batch's scores are computed once for all of a query's relevant documents."""
+    relevant = np.asarray(relevant)
+    ranks = np.empty(relevant.shape, dtype=np.int64)
     for start in range(0, queries.shape[0], batch_size):
         scores = queries[start : start + batch_size] @ corpus.T
-        rows = np.arange(scores.shape[0])
-        target = scores[rows, relevant[start : start + batch_size]]
-        ranks[start : start + batch_size] = 1 + (scores > target[:, None]).sum(1)
+        rel = relevant[start : start + batch_size].reshape(scores.shape[0], -1)
+        target = np.take_along_axis(scores, rel, axis=1)
+        batch = np.stack([1 + (scores > target[:, j, None]).sum(1) for j in range(rel.shape[1])], axis=1)
+        ranks[start : start + batch_size] = batch.reshape(relevant[start : start + batch_size].shape)
     return ranks
 
 
@@ -58,7 +61,7 @@ def per_query_metrics(queries: np.ndarray, corpus: np.ndarray, relevant=None, k:
     and ``rr`` (reciprocal rank of its best-ranked relevant document); ``relevant`` as in :func:`relevant_matrix`."""
     queries, corpus = np.asarray(queries, np.float32), np.asarray(corpus, np.float32)
     indices, mask = relevant_matrix(relevant, queries.shape[0])
-    ranks = np.stack([ranks_of(queries, corpus, indices[:, j]) for j in range(indices.shape[1])], axis=1)
+    ranks = ranks_of(queries, corpus, indices)
     hit = (ranks <= k) & mask
     count = mask.sum(1)
     ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))[np.minimum(count, k) - 1]
