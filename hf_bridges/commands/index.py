@@ -1,7 +1,7 @@
-"""``hf-bridges index fit|inspect|migrate``: keep a vector index, change its encoder (``hf_bridges.retrieval``).
+"""``hf-bridges index fit|inspect|migrate|evaluate``: keep a vector index, change its encoder (``hf_bridges.retrieval``).
 
 ``inspect --min-retention X`` is the gate a CI uses: exit code 3 when the bridge's expected retention is below X
-(1 is kept for errors). Push / pull a bridge folder like any head: ``hf-bridges head push|pull``.
+(1 is kept for errors); ``evaluate --min-retention X`` the same gate on the retention measured on labelled queries. Push / pull a bridge folder like any head: ``hf-bridges head push|pull``.
 """
 
 from __future__ import annotations
@@ -120,40 +120,84 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     migrate.add_argument("--revision", help="branch, tag or commit of the bridge repo")
     migrate.set_defaults(func=run_migrate)
 
+    evaluate = actions.add_parser(
+        "evaluate", help="measure a bridge's retention on your own labelled queries (query, document pairs); gate it"
+    )
+    evaluate.add_argument("bridge", help="bridge folder or Hub repo id")
+    evaluate.add_argument(
+        "--pairs",
+        required=True,
+        help="a csv/json/jsonl/parquet file of (query, relevant document) rows; a query on several rows has several "
+        "relevant documents",
+    )
+    evaluate.add_argument(
+        "--documents", help="distractor documents searched too: a .txt (one a line) or a csv/json/jsonl/parquet file"
+    )
+    evaluate.add_argument("--query-column", default="query", help="the column of --pairs holding the queries")
+    evaluate.add_argument(
+        "--document-column", default="document", help="the column of --pairs (and --documents) holding the documents"
+    )
+    evaluate.add_argument(
+        "--old-vectors",
+        help="the index's stored vectors of the documents, a (rows, old width) float .npy: one row per --pairs row, "
+        "then one per --documents text, in order (default: the bridge's old encoder embeds them)",
+    )
+    evaluate.add_argument("--k", type=positive_int, default=10, help="the cutoff of Recall@k / nDCG@k (default 10)")
+    evaluate.add_argument("--min-retention", type=float, help="exit 3 when the measured retention is below this")
+    evaluate.add_argument(
+        "--side", choices=["query", "migrate"], default="query", help="which side --min-retention gates"
+    )
+    evaluate.add_argument(
+        "--bound", choices=["estimate", "low"], default="estimate", help="gate the estimate or the interval's lower end"
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the measurement as JSON")
+    evaluate.add_argument("--output", help="also write the measurement as JSON to this file")
+    evaluate.add_argument("--batch-size", type=positive_int, default=32, help="texts embedded at a time (default 32)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the bootstrap interval (default 0)")
+    evaluate.add_argument("--revision", help="branch, tag or commit of the bridge repo")
+    evaluate.set_defaults(func=run_evaluate)
+
 
 TEXT_FILES = (".txt", ".csv", ".json", ".jsonl", ".parquet")
 
 
 def _texts(args) -> list[str]:
     import random
-    from pathlib import Path
-
-    from ..retrieval import IndexBridgeError
 
     if args.dataset:
         from ..data import load_labelled_dataset
 
         data = load_labelled_dataset(args.dataset)
         texts = [t for split in data.values() for t in split[args.text_column]]
-    elif Path(args.texts).suffix not in TEXT_FILES:  # datasets.load_dataset would read the suffix as a Hub id
-        raise IndexBridgeError(
-            f"--texts {args.texts}: a {Path(args.texts).suffix or 'suffix-less'} file is not read; "
-            f"give a {' / '.join(TEXT_FILES)} file (one text a line in .txt), or --dataset"
-        )
-    elif Path(args.texts).suffix == ".txt":
-        texts = [line.strip() for line in Path(args.texts).read_text(encoding="utf-8").splitlines() if line.strip()]
     else:
-        import datasets
-
-        fmt = Path(args.texts).suffix.lstrip(".").replace("jsonl", "json")
-        data = datasets.load_dataset(fmt, data_files=args.texts, split="train")
-        if args.text_column not in data.column_names:
-            raise ValueError(f"column {args.text_column!r} not in {args.texts}; columns: {data.column_names}")
-        texts = [str(t) for t in data[args.text_column]]
+        texts = _read_columns(args.texts, [args.text_column], "--texts", " (one text a line in .txt), or --dataset")[0]
     texts = list(dict.fromkeys(t for t in texts if t and t.strip()))
     if len(texts) > args.num_texts:
         texts = random.Random(args.seed).sample(texts, args.num_texts)
     return texts
+
+
+def _read_columns(path: str, columns: list[str], flag: str, hint: str = "", suffixes=TEXT_FILES) -> list[list[str]]:
+    """``columns`` of a csv/json/jsonl/parquet file (datasets' readers), or a .txt file's non-empty lines (one
+    column)."""
+    from pathlib import Path
+
+    from ..retrieval import IndexBridgeError
+
+    suffix = Path(path).suffix
+    if suffix not in suffixes:  # datasets.load_dataset would read the suffix as a Hub id
+        raise IndexBridgeError(
+            f"{flag} {path}: a {suffix or 'suffix-less'} file is not read; give a {' / '.join(suffixes)} file{hint}"
+        )
+    if suffix == ".txt":
+        return [[line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]]
+    import datasets
+
+    data = datasets.load_dataset(suffix.lstrip(".").replace("jsonl", "json"), data_files=path, split="train")
+    missing = [c for c in columns if c not in data.column_names]
+    if missing:
+        raise ValueError(f"column {missing[0]!r} not in {path}; columns: {data.column_names}")
+    return [["" if t is None else str(t) for t in data[c]] for c in columns]
 
 
 def _gate(bridge, minimum: float | None, side: str = "query", bound: str = "estimate") -> int:
@@ -238,7 +282,77 @@ def run_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stored_vectors(path: str):
+def run_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..retrieval import IndexBridge, IndexBridgeError, RetentionGateError
+
+    if args.output and Path(args.output).is_dir():  # refused before anything is embedded, not after
+        raise IndexBridgeError(f"--output {args.output} is a folder; give a file path for the JSON")
+    queries, relevant, documents, rows, given = _labelled(args)
+    old = None
+    if args.old_vectors:
+        old = _stored_vectors(args.old_vectors, "index evaluate")
+        if old.shape[0] != given:
+            raise IndexBridgeError(
+                f"{args.old_vectors} holds {old.shape[0]} vectors for {given} documents: one row per --pairs row "
+                "(its document), then one per --documents text, in that order"
+            )
+        old = old[rows]  # a document given twice is one document: its first row
+    bridge = IndexBridge.from_pretrained(args.bridge, revision=args.revision)
+    measured = bridge.evaluate(
+        queries, documents, relevant, old_vectors=old, k=args.k, seed=args.seed, batch_size=args.batch_size
+    )
+    record = measured.to_dict()
+    if args.output:
+        from .._io import write_text_atomic
+
+        write_text_atomic(args.output, json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2) if args.json else measured)
+    if args.min_retention is None:
+        return 0
+    out = sys.stderr if args.json else sys.stdout  # --json: stdout holds the JSON alone
+    try:
+        measured.check(args.min_retention, side=args.side, bound=args.bound)
+    except RetentionGateError as error:
+        print(f"gate FAILED: {error}", file=out)
+        return GATE_EXIT
+    print(f"gate passed: measured {args.side}-side retention >= {args.min_retention:.3f} ({args.bound})", file=out)
+    return 0
+
+
+def _labelled(args) -> tuple[list[str], list[list[int]], list[str], list[int], int]:
+    """``(queries, relevant, documents, rows, given)`` from ``--pairs`` (and ``--documents``): one query per distinct
+    query text, its relevant documents the ones on its rows; identical documents are one document (``rows``: the
+    index of each one's first row among the ``given`` --pairs rows then --documents texts, to pick its stored
+    vector)."""
+    from ..retrieval import IndexBridgeError
+
+    tables = (".csv", ".json", ".jsonl", ".parquet")
+    columns = [args.query_column, args.document_column]
+    pair_queries, pair_documents = _read_columns(args.pairs, columns, "--pairs", suffixes=tables)
+    for i, (query, document) in enumerate(zip(pair_queries, pair_documents)):
+        if not query.strip() or not document.strip():
+            raise IndexBridgeError(f"--pairs {args.pairs}: row {i} has an empty query or document")
+    extra = []
+    if args.documents:
+        extra = _read_columns(args.documents, [args.document_column], "--documents")[0]
+        extra = [t for t in extra if t.strip()]
+    documents, position, rows = [], {}, []
+    for row, text in enumerate(pair_documents + extra):
+        if text not in position:
+            position[text] = len(documents)
+            documents.append(text)
+            rows.append(row)
+    relevant: dict[str, list[int]] = {}
+    for query, document in zip(pair_queries, pair_documents):
+        relevant.setdefault(query, []).append(position[document])
+    if not relevant:
+        raise IndexBridgeError(f"--pairs {args.pairs} holds no rows: give one (query, relevant document) row each")
+    return list(relevant), list(relevant.values()), documents, rows, len(pair_documents) + len(extra)
+
+
+def _stored_vectors(path: str, command: str = "index migrate"):
     """The input of ``index migrate``, memory-mapped: a 2-D .npy array (numpy.save's format). Anything else is one
     clear error: np.load would otherwise read a text file as a pickle ("load it unsafely with allow_pickle"), hand
     back an .npz archive (no shape) or a 1-D vector (sliced into batches as if each batch were a vector)."""
@@ -251,7 +365,7 @@ def _stored_vectors(path: str):
     if magic != b"\x93NUMPY":
         kind = "an .npz archive" if magic[:2] == b"PK" else "not a .npy file"
         raise IndexBridgeError(
-            f"{path} is {kind}: index migrate reads one (rows, width) float array saved with numpy.save(path, vectors)"
+            f"{path} is {kind}: {command} reads one (rows, width) float array saved with numpy.save(path, vectors)"
         )
     try:
         old = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -260,7 +374,6 @@ def _stored_vectors(path: str):
     if old.ndim != 2 or not np.issubdtype(old.dtype, np.floating):  # integers: quantised codes, not vectors
         one = f" (one vector: save it as shape (1, {old.shape[0]}))" if old.ndim == 1 else ""
         raise IndexBridgeError(
-            f"{path} holds a {old.dtype} array of shape {old.shape}: index migrate reads one (rows, width) float "
-            f"array{one}"
+            f"{path} holds a {old.dtype} array of shape {old.shape}: {command} reads one (rows, width) float array{one}"
         )
     return old

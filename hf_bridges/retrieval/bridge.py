@@ -36,6 +36,7 @@ from .estimate import (
     paired_gain,
     retention_from_hits,
 )
+from .evaluate import RetentionMeasurement, measure_embeddings, measure_retention
 from .maps import BLEND_MEMBERS, BlendedMap, LinearMap, _finite, blend_kind, blend_weight, fit_candidate
 
 if TYPE_CHECKING:
@@ -261,6 +262,64 @@ class IndexBridge:
             )
         self.retention[side].check(minimum, bound)
         return self.retention[side]
+
+    def evaluate(
+        self,
+        queries: Sequence[str],
+        documents: Sequence[str],
+        relevant: Sequence | None = None,
+        *,
+        old_vectors: np.ndarray | None = None,
+        k: int = 10,
+        confidence: float = 0.95,
+        resamples: int = 1000,
+        seed: int = 0,
+        batch_size: int = 32,
+    ) -> RetentionMeasurement:
+        """Measured retention on your own labelled queries (what the label-free estimate cannot see: your query
+        distribution, which encoder serves your task better). ``documents``: the relevant ones and distractors, a
+        sample of the corpus; ``relevant[i]``: query i's relevant document index or indices (default: documents[i]);
+        ``old_vectors``: the index's stored vectors of the documents (default: the recorded old encoder embeds
+        them). Recall@k, nDCG@k, MRR of the query side, the migrate side and ceiling B (full re-embedding), each
+        side's retention with a bootstrap interval over the queries, and the gate: ``.check(minimum, side, bound)``."""
+        return measure_retention(
+            self,
+            queries,
+            documents,
+            relevant,
+            old_vectors=old_vectors,
+            k=k,
+            confidence=confidence,
+            resamples=resamples,
+            seed=seed,
+            batch_size=batch_size,
+        )
+
+    def evaluate_embeddings(
+        self,
+        new_queries: np.ndarray,
+        new_documents: np.ndarray,
+        old_vectors: np.ndarray,
+        relevant: Sequence | None = None,
+        *,
+        k: int = 10,
+        confidence: float = 0.95,
+        resamples: int = 1000,
+        seed: int = 0,
+    ) -> RetentionMeasurement:
+        """:meth:`evaluate` on vectors you already have: the new encoder's query vectors (query prompt) and document
+        vectors, and the index's stored vectors of the same documents (as :meth:`fit_embeddings` to :meth:`fit`)."""
+        return measure_embeddings(
+            self,
+            new_queries,
+            new_documents,
+            old_vectors,
+            relevant,
+            k=k,
+            confidence=confidence,
+            resamples=resamples,
+            seed=seed,
+        )
 
     # ------------------------------------------------------------------------------------------- save / load
     def save_pretrained(self, folder: str | os.PathLike, repo_id: str | None = None) -> Path:
