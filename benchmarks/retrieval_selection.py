@@ -113,7 +113,9 @@ def labelled(paths: list[Path]) -> tuple[dict, dict]:
     """(cell -> candidate -> labelled retention, cell -> aecp's best retention) from the stored benchmark runs."""
     cand, aecp = {}, {}
     for path in paths:
-        for r in json.loads(path.read_text())["rows"]:
+        for r in json.loads(path.read_text()).get("rows", []):
+            if "system" not in r:
+                continue
             cell = (r["task"], r["old"], r["new"], r.get("pairs"), r["side"])
             if r["system"].startswith("candidate "):
                 cand.setdefault(cell, {})[r["system"][len("candidate ") :]] = r["retention"]

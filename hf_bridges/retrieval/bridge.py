@@ -457,10 +457,12 @@ def _fit_side(
 ) -> tuple[LinearMap | BlendedMap, RetentionEstimate | None]:
     """One side's map and its expected retention. Several ``kinds`` (``translation="best"``): the rotation (no
     parameter), the ridge shrunk toward a prior, plain ridge (aecp's map) and blends of the rotation with plain ridge
-    are scored on the same cross-fitted paired texts against the pseudo-relevance of both encoders
-    (``estimate.cross_fitted_hits``, reference "both"), and the best mean is kept. A blend's held-out vectors are the
-    blend of its members' held-out vectors (one set of fits serves every weight). The expected retention is the kept
-    map's score over re-embedding's on those texts."""
+    are scored on the same cross-fitted paired texts, and the best is kept. The score: the share of texts whose
+    pseudo-relevant text (both encoders' cosines, ``estimate.cross_fitted_hits``' "both") is in the top ``k``, plus
+    the mean reciprocal rank of each text's own pair ("self": one text seen by both encoders, the known-item view;
+    added after ``benchmarks/retrieval_selection.py``, docs/retrieval.md). A blend's held-out vectors are the blend of
+    its members' held-out vectors (one set of fits serves every weight). The expected retention is the kept map's
+    "both" hits over re-embedding's on those texts."""
     if not estimate:
         return fit_candidate(src, tgt, norm, kinds[0], folds), None  # "best" unscored: the rotation
     blends = {c: blend_weight(c) for c in kinds if blend_weight(c) is not None}
@@ -475,15 +477,17 @@ def _fit_side(
     for kind, weight in blends.items():
         mapped[kind] = _unit(weight * mapped[BLEND_MEMBERS[0]] + (1 - weight) * mapped[BLEND_MEMBERS[1]])
     hits = {c: hits_of_mapped(mapped[c], src, tgt, side, k=k, seed=seed) for c in kinds}
-    scores = {c: float(h["both"].mean()) for c, h in hits.items()}
+    per_text = {c: h["both"] + h["self"] for c, h in hits.items()}
+    scores = {c: round(float(v.mean()), 10) for c, v in per_text.items()}  # float noise breaks no tie
     kind = max(kinds, key=lambda c: (scores[c], -kinds.index(c)))
     fitted = fit_candidate(src, tgt, norm, kind, folds)
     n_folds = max(2, min(folds, src.shape[0] // max(2 * k, 10)))
     if len(kinds) > 1:
         fitted.info["candidates"] = {c: round(v, 4) for c, v in scores.items()}
-        gain, bound = paired_gain(hits[kind]["both"], hits["rotation"]["both"])
+        gain, bound = paired_gain(per_text[kind], per_text["rotation"])
         fitted.info["selection"] = {
             "kept": kind,
+            "score": f"both@{k} + self-MRR",
             "gain_over_rotation": round(gain, 4),
             "gain_lower_bound": round(bound, 4),
         }

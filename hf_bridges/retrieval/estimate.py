@@ -109,7 +109,9 @@ def cross_fitted_hits(
       geometry (a rotation) even where the old geometry retrieves better (RT, L6 index: docs/retrieval.md).
 
     ``"reembed_both"`` (not a map's score): re-embedding's own hits against ``"both"``, the denominator of the
-    expected retention (:func:`retention_from_hits`). Two maps scored with one seed can be compared text by text
+    expected retention (:func:`retention_from_hits`). ``"self"`` (not a hit): each text's reciprocal rank of its own
+    pair (its vector under the other encoder) among the chunk's, the second half of the maps' selection score
+    (``bridge._fit_side``). Two maps scored with one seed can be compared text by text
     (:func:`paired_gain`). The same as :func:`hits_of_mapped` of :func:`cross_fitted_mapped`."""
     if side not in ("query", "migrate"):
         raise ValueError(f"side must be 'query' or 'migrate', got {side!r}")
@@ -161,7 +163,7 @@ def hits_of_mapped(
     rng = np.random.default_rng(seed)
     rng.permutation(n)  # the folds' order (cross_fitted_mapped): the texts searched together come after it
     new_vectors, old_vectors = (source, target) if side == "query" else (target, source)
-    hits = {ref: np.zeros(n) for ref in (*REFERENCES, "reembed_both")}
+    hits = {ref: np.zeros(n) for ref in (*REFERENCES, "reembed_both", "self")}
     for rows in np.array_split(rng.permutation(n), max(1, n // max(corpus, 2 * k))):
         new, old = _unit(new_vectors[rows]), _unit(old_vectors[rows])
         reference = {"new": new @ new.T, "both": new @ new.T + old @ old.T}
@@ -170,7 +172,15 @@ def hits_of_mapped(
         for ref in REFERENCES:
             hits[ref][rows] = _hits(reference[ref], sys_q, sys_d, k)
         hits["reembed_both"][rows] = _hits(reference["both"], new, new, k)
+        hits["self"][rows] = _self_reciprocal_rank(sys_q, sys_d)
     return hits
+
+
+def _self_reciprocal_rank(sys_q: np.ndarray, sys_d: np.ndarray) -> np.ndarray:
+    """Per text: 1 / the rank of its own other-encoder vector among the chunk's (ties against it), the
+    known-item view of a pair: one text seen by both encoders."""
+    scores = _unit(sys_q) @ _unit(sys_d).T
+    return 1.0 / (scores >= np.diag(scores)[:, None]).sum(1)
 
 
 def retention_from_hits(
