@@ -566,6 +566,27 @@ def test_the_estimate_searches_out_of_fold_texts_of_every_fold():
     assert whole.corpus == 2000 and abs(large - small) < 0.06 and whole.estimate < large - 0.015, (small, large, whole)
 
 
+def test_the_selection_score_adds_each_texts_own_pair_reciprocal_rank():
+    """``hits_of_mapped``'s "self": a text's reciprocal rank of its own other-encoder vector among its chunk's (1 for
+    an exact map, ~1/chunk for a shuffled one, on both sides); the candidates' recorded score is the "both" hits'
+    mean plus that mean, the kept map the best of them."""
+    from hf_bridges.retrieval.estimate import hits_of_mapped
+
+    rng = np.random.default_rng(4)
+    old = rng.normal(size=(400, 16))
+    rotation = np.linalg.qr(rng.normal(size=(16, 16)))[0]
+    new = old @ rotation
+    for side, (source, target) in (("query", (new, old)), ("migrate", (old, new))):  # the exact map gives target
+        assert hits_of_mapped(target, source, target, side)["self"].tolist() == [1.0] * 400
+        shuffled = hits_of_mapped(target[rng.permutation(400)], source, target, side)["self"]
+        assert shuffled.mean() < 0.05, shuffled.mean()
+    noisy = old + 0.8 * rng.normal(size=old.shape)
+    info = IndexBridge.fit_embeddings(old, noisy @ rotation).query_map.info
+    assert info["selection"]["score"] == "both@10 + self-MRR"
+    assert info["candidates"][info["selection"]["kept"]] == max(info["candidates"].values())
+    assert 1.0 < max(info["candidates"].values()) <= 2.0  # a hit share plus a reciprocal rank
+
+
 def test_a_format_1_bridge_loads_as_it_was_saved_and_a_newer_one_is_refused(tmp_path):
     """A bridge saved before maps recorded ``unit_input`` / ``length`` (format 1) applies ``x @ W + b``, normalised
     as recorded; a format newer than this hf_bridges reads is an error naming the upgrade."""
