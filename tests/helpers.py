@@ -67,3 +67,21 @@ def topic_texts(
             texts.append(" ".join([pool[i] for i in idx] + [WORDS[j] for j in noise]))
             labels.append(label)
     return texts, labels
+
+
+def st_folder(root, name: str, seed: int, width: int, prompts: dict | None = None, encoder: BertModel | None = None):
+    """A real sentence-transformers folder (Transformer -> mean Pooling -> Normalize) over a tiny random BERT
+    (``make_encoder(seed, width)`` unless ``encoder`` is given); its path."""
+    import sentence_transformers as st
+
+    try:
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.models import Normalize, Pooling, Transformer
+
+    bert = root / f"{name}-bert"
+    (encoder if encoder is not None else make_encoder(seed, hidden_size=width)).save_pretrained(bert)
+    make_tokenizer().save_pretrained(bert)
+    modules = [Transformer(str(bert), max_seq_length=16), Pooling(width, pooling_mode="mean"), Normalize()]
+    st.SentenceTransformer(modules=modules, prompts=prompts, device="cpu").save(str(root / name))
+    return str(root / name)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_encoder, make_tokenizer, topic_texts
+from helpers import make_encoder, st_folder, topic_texts
 from hub_server import TOKEN, hub_fixture
 
 from hf_bridges.cli import main as cli
@@ -24,29 +24,11 @@ from hf_bridges.heads.format import CONFIG_NAME, HeadFormatError
 from hf_bridges.retrieval import IndexBridge, IndexBridgeError, RetentionGateError, retrieval_metrics
 
 st = pytest.importorskip("sentence_transformers")
-try:
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-except ImportError:  # sentence-transformers < 6
-    from sentence_transformers.models import Normalize, Pooling, Transformer
 
 hub = pytest.fixture(hub_fixture)
 TEXTS = topic_texts(50, seed=5, noise_words=3)[0]  # 250 unlabelled paired texts
 QUERIES = topic_texts(4, seed=99, noise_words=3)[0]
 PROMPTS = {"query": "the a ", "document": ""}
-
-
-def st_folder(root, name: str, seed: int, width: int, prompts: dict | None = None) -> str:
-    """A real sentence-transformers folder (Transformer -> mean Pooling -> Normalize) over a tiny random BERT."""
-    bert = root / f"{name}-bert"
-    make_encoder(seed, hidden_size=width).save_pretrained(bert)
-    make_tokenizer().save_pretrained(bert)
-    model = st.SentenceTransformer(
-        modules=[Transformer(str(bert), max_seq_length=16), Pooling(width, pooling_mode="mean"), Normalize()],
-        prompts=prompts,
-        device="cpu",
-    )
-    model.save(str(root / name))
-    return str(root / name)
 
 
 @pytest.fixture(scope="module")

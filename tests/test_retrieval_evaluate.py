@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import make_encoder, make_tokenizer, topic_texts
+from helpers import make_encoder, st_folder, topic_texts
 
 from hf_bridges.cli import main as cli
 from hf_bridges.retrieval import (
@@ -27,10 +27,6 @@ from hf_bridges.retrieval import (
 )
 
 st = pytest.importorskip("sentence_transformers")
-try:
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-except ImportError:  # sentence-transformers < 6
-    from sentence_transformers.models import Normalize, Pooling, Transformer
 
 TEXTS = topic_texts(24, seed=5, noise_words=3)[0]  # 120 unlabelled paired texts to fit on
 DOCUMENTS = topic_texts(16, seed=7, topic_words=8, noise_words=4)[0]  # 80 labelled documents
@@ -56,24 +52,15 @@ def permuted(bert, perm: np.ndarray):
     return bert
 
 
-def st_folder(root, name: str, seed: int, width: int, perm: np.ndarray | None = None, prompts=None) -> str:
-    """A real sentence-transformers folder (Transformer -> mean Pooling -> Normalize) over a tiny random BERT."""
-    bert = root / f"{name}-bert"
-    encoder = make_encoder(seed, hidden_size=width)
-    (encoder if perm is None else permuted(encoder, perm)).save_pretrained(bert)
-    make_tokenizer().save_pretrained(bert)
-    modules = [Transformer(str(bert), max_seq_length=16), Pooling(width, pooling_mode="mean"), Normalize()]
-    st.SentenceTransformer(modules=modules, prompts=prompts, device="cpu").save(str(root / name))
-    return str(root / name)
-
-
 @pytest.fixture(scope="module")
 def encoders(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate-encoders")
     return {
         "old": st_folder(root, "old", 0, 32),
         # the old encoder with its axes permuted (a rotation): a bridge to it has nothing to lose
-        "rotated": st_folder(root, "rotated", 0, 32, np.random.default_rng(0).permutation(32)),
+        "rotated": st_folder(
+            root, "rotated", 0, 32, encoder=permuted(make_encoder(0), np.random.default_rng(0).permutation(32))
+        ),
         "new": st_folder(root, "new", 1, 48, prompts={"query": "the a ", "document": ""}),
     }
 
