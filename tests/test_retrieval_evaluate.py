@@ -244,7 +244,7 @@ def test_bad_inputs_are_one_clear_error_before_anything_is_embedded():
     ]
     for args, options, message in cases:
         with pytest.raises(IndexBridgeError, match=message):
-            bridge.evaluate(*args, **options)
+            bridge.evaluate(*args, **{"k": 3, **options})  # k below the 4 documents: a search that can miss
     docs = np.ones((4, 48))
     for args, message in [
         ((np.ones((3, 32)), docs, np.ones((4, 32)), [0, 1, 2]), "query vectors are 32-d but this bridge's new"),
@@ -253,10 +253,22 @@ def test_bad_inputs_are_one_clear_error_before_anything_is_embedded():
         ((np.ones((3, 48)), docs, np.ones((4, 32)), [0, 4, 1]), r"relevant\[1\] = 4 is out of range"),
     ]:
         with pytest.raises(IndexBridgeError, match=message):
-            bridge.evaluate_embeddings(*args)
+            bridge.evaluate_embeddings(*args, k=3)
     unnamed = IndexBridge.fit_embeddings(old, new, estimate=False)
     with pytest.raises(IndexBridgeError, match="records no old encoder to embed the documents with: pass old_vectors="):
-        unnamed.evaluate(q, d, [0, 1, 2])
+        unnamed.evaluate(q, d, [0, 1, 2], k=3)
+    # a search of k or fewer documents finds them all: retention would read 1 whatever the bridge does
+    with pytest.raises(IndexBridgeError, match="4 documents and k=10: every system finds every document"):
+        bridge.evaluate(q, d, [0, 1, 2])
+    with pytest.raises(IndexBridgeError, match="4 documents and k=4"):
+        bridge.evaluate_embeddings(np.ones((3, 48)), docs, np.ones((4, 32)), [0, 1, 2], k=4)
+
+
+def test_a_handful_of_queries_is_measured_with_a_warning(bridges):
+    """One query gave a 1.000 (1.000-1.000) interval: a bootstrap over so few queries understates the uncertainty."""
+    with pytest.warns(UserWarning, match="3 labelled queries: the interval of so few understates the uncertainty"):
+        measured = bridges["new"].evaluate(QUERIES[:3], DOCUMENTS, [0, 1, 2], k=K)
+    assert measured.queries == 3
 
 
 # ------------------------------------------------------------------------------------------------------- the CLI
@@ -311,6 +323,11 @@ def test_cli_evaluate_refuses_bad_files_before_embedding(files, tmp_path, capsys
         ([*argv, "--output", str(tmp_path)], "is a folder; give a file path"),
         (["index", "evaluate", files["bridge"], "--pairs", str(tmp_path / "pairs.txt")], "a .txt file is not read"),
         (["index", "evaluate", files["bridge"], "--pairs", str(tmp_path / "other.csv")], "column 'query' not in"),
+        (
+            ["index", "evaluate", files["bridge"], "--pairs", str(tmp_path / "no.csv")],
+            "--pairs " + str(tmp_path / "no.csv") + ": no such file",
+        ),
+        ([*argv[:-1], str(tmp_path / "none.txt")], "--documents " + str(tmp_path / "none.txt") + ": no such file"),
     ]
     for args, message in cases:
         assert cli(args) == 1

@@ -185,6 +185,8 @@ def _read_columns(path: str, columns: list[str], flag: str, hint: str = "", suff
     from ..retrieval import IndexBridgeError
 
     suffix = Path(path).suffix
+    if not Path(path).is_file():
+        raise IndexBridgeError(f"{flag} {path}: no such file{' (it is a folder)' if Path(path).is_dir() else ''}")
     if suffix not in suffixes:  # datasets.load_dataset would read the suffix as a Hub id
         raise IndexBridgeError(
             f"{flag} {path}: a {suffix or 'suffix-less'} file is not read; give a {' / '.join(suffixes)} file{hint}"

@@ -13,12 +13,14 @@ retention is a side's Recall@k over ceiling B's, with a paired percentile bootst
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..logging import user_stacklevel
 from .encoders import IndexBridgeError, TextEncoder, load_text_encoder
 from .estimate import RetentionEstimate, RetentionGateError, retention_from_hits
 from .maps import _finite
@@ -103,6 +105,7 @@ def measure_retention(
     queries, documents = _texts("queries", queries), _texts("documents", documents)
     relevant = _relevant(relevant, len(queries), len(documents))
     _check_options(k=k, resamples=resamples, batch_size=batch_size, confidence=confidence)
+    _check_sizes(len(queries), len(documents), k, warn=False)  # measure_embeddings warns, once
     if old_vectors is not None:
         old_vectors = _stored(bridge, old_vectors, len(documents))
         source, old_encoder = "given", None
@@ -146,6 +149,7 @@ def measure_embeddings(
     new_queries, new_documents = _finite("new_queries", new_queries), _finite("new_documents", new_documents)
     relevant = _relevant(relevant, new_queries.shape[0], new_documents.shape[0])
     _check_options(k=k, resamples=resamples, confidence=confidence)
+    _check_sizes(new_queries.shape[0], new_documents.shape[0], k)
     old_vectors = _stored(bridge, old_vectors, new_documents.shape[0])
     bridge._check_width(new_documents, bridge.new, "new_documents", "new")
     per = {
@@ -189,6 +193,25 @@ def _check_options(confidence: float, **counts: int) -> None:
             raise IndexBridgeError(f"{name} must be a positive whole number, got {value!r}")
     if not 0 < confidence < 1:
         raise IndexBridgeError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence!r}")
+
+
+FEW_QUERIES = 30  # below this a bootstrap over the queries understates the interval (1 query: zero width)
+
+
+def _check_sizes(n_queries: int, n_documents: int, k: int, warn: bool = True) -> None:
+    """A search of ``k`` or fewer documents finds every one (retention 1 whatever the bridge); very few queries give
+    an interval that looks narrower than it is."""
+    if n_documents <= k:
+        raise IndexBridgeError(
+            f"{n_documents} documents and k={k}: every system finds every document in its top {k}, so retention reads "
+            f"1 whatever the bridge does; add distractors (more documents from your corpus) or lower k"
+        )
+    if warn and n_queries < FEW_QUERIES:
+        warnings.warn(
+            f"{n_queries} labelled queries: the interval of so few understates the uncertainty; label at least "
+            f"{FEW_QUERIES} (a few hundred for +-3 points, docs/retrieval.md)",
+            stacklevel=user_stacklevel(),
+        )
 
 
 def _texts(name: str, texts: Sequence[str]) -> list[str]:
