@@ -8,9 +8,11 @@ cosines): what a vector store with an inner-product or cosine index computes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+Relevant = np.ndarray | Sequence[int | Iterable[int]]  # per query: one document index or a collection of them
 
 
 def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, batch_size: int = 1024) -> np.ndarray:
@@ -39,7 +41,7 @@ def ranks_of(queries: np.ndarray, corpus: np.ndarray, relevant: np.ndarray, batc
     return ranks
 
 
-def relevant_matrix(relevant, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+def relevant_matrix(relevant: Relevant | None, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
     """``(indices, mask)``, both (n_queries, most relevant documents of a query): ``relevant`` holds one document
     index per query or a collection of them (None: query i <-> document i); rows are padded, ``mask`` marks the
     real entries. Indices are not range-checked here (``evaluate`` does it with the message a user needs)."""
@@ -56,7 +58,9 @@ def relevant_matrix(relevant, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
     return indices, np.array([[j < len(r) for j in range(width)] for r in rows])
 
 
-def per_query_metrics(queries: np.ndarray, corpus: np.ndarray, relevant=None, k: int = 10) -> dict[str, np.ndarray]:
+def per_query_metrics(
+    queries: np.ndarray, corpus: np.ndarray, relevant: Relevant | None = None, k: int = 10
+) -> dict[str, np.ndarray]:
     """Per query: ``recall`` (share of its relevant documents in the top ``k``), ``ndcg`` (nDCG@k, binary gains)
     and ``rr`` (reciprocal rank of its best-ranked relevant document); ``relevant`` as in :func:`relevant_matrix`."""
     queries, corpus = np.asarray(queries, np.float32), np.asarray(corpus, np.float32)
@@ -81,7 +85,9 @@ def mean_metrics(per_query: dict[str, np.ndarray], k: int) -> dict[str, float]:
     }
 
 
-def retrieval_metrics(queries: np.ndarray, corpus: np.ndarray, relevant=None, k: int = 10) -> dict[str, float]:
+def retrieval_metrics(
+    queries: np.ndarray, corpus: np.ndarray, relevant: Relevant | None = None, k: int = 10
+) -> dict[str, float]:
     """Recall@k, nDCG@k and MRR over the queries; ``relevant[i]``: query i's relevant document index, or a collection
     of them (default: query i <-> document i)."""
     return mean_metrics(per_query_metrics(queries, corpus, relevant, k), k)
