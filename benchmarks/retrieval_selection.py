@@ -17,8 +17,8 @@ retention lost against the best candidate) is lower, it keeps at least as many c
 and its worst regret is at most 2 points above the default's. The cross-fitted mapped vectors are those of
 ``bridge._fit_side`` (same folds, seed and chunks), so ``both@10`` reproduces the default's choice.
 
-    python benchmarks/retrieval_selection.py --tasks bbc --json /tmp/sel_bbc.json      # scores (slow: the fits)
-    python benchmarks/retrieval_selection.py --analyse /tmp/sel_bbc.json,/tmp/sel_rt.json
+    python benchmarks/retrieval_selection.py --tasks bbc --json docs/results/retrieval_selection_bbc.json  # and rt (~15 min each)
+    python benchmarks/retrieval_selection.py --analyse docs/results/retrieval_selection_bbc.json,docs/results/retrieval_selection_rt.json
 """
 
 from __future__ import annotations
