@@ -1,7 +1,9 @@
-"""``hf-bridges index fit|inspect|migrate|evaluate``: keep a vector index, change its encoder (``hf_bridges.retrieval``).
+"""``hf-bridges index fit|inspect|migrate|evaluate``: keep a vector index, change its encoder
+(``hf_bridges.retrieval``).
 
 ``inspect --min-retention X`` is the gate a CI uses: exit code 3 when the bridge's expected retention is below X
-(1 is kept for errors); ``evaluate --min-retention X`` the same gate on the retention measured on labelled queries. Push / pull a bridge folder like any head: ``hf-bridges head push|pull``.
+(1 is kept for errors); ``evaluate --min-retention X`` the same gate on the retention measured on labelled queries.
+Push / pull a bridge folder like any head: ``hf-bridges head push|pull``.
 """
 
 from __future__ import annotations
