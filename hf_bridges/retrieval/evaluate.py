@@ -62,7 +62,7 @@ class RetentionMeasurement:
             r = self.retention.get(system)
             kept = f"{r['estimate']:.3f} ({r['low']:.3f}-{r['high']:.3f})" if r else "1 (the reference)"
             lines.append(f"  {label:<24} {m[f'recall@{k}']:>7.3f} {m[f'ndcg@{k}']:>8.3f} {m['mrr']:>7.3f}  {kept}")
-        for side, est in self.expected.items():
+        for side, est in sorted(self.expected.items(), key=lambda item: SIDES.index(item[0])):
             lines.append(f"  label-free, {side} side: {est}")
         return "\n".join(lines)
 
