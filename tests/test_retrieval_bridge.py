@@ -552,7 +552,8 @@ def test_the_selection_score_adds_each_texts_own_pair_reciprocal_rank():
     """``hits_of_mapped``'s "self": a text's reciprocal rank of its own other-encoder vector among its chunk's (1 for
     an exact map, ~1/chunk for a shuffled one, on both sides); the candidates' recorded score is the "both" hits'
     mean plus that mean, the kept map the best of them."""
-    from hf_bridges.retrieval.estimate import hits_of_mapped
+    from hf_bridges.retrieval.estimate import cross_fitted_mapped, hits_of_mapped
+    from hf_bridges.retrieval.maps import LinearMap
 
     rng = np.random.default_rng(4)
     old = rng.normal(size=(400, 16))
@@ -562,11 +563,15 @@ def test_the_selection_score_adds_each_texts_own_pair_reciprocal_rank():
         assert hits_of_mapped(target, source, target, side)["self"].tolist() == [1.0] * 400
         shuffled = hits_of_mapped(target[rng.permutation(400)], source, target, side)["self"]
         assert shuffled.mean() < 0.05, shuffled.mean()
-    noisy = old + 0.8 * rng.normal(size=old.shape)
-    info = IndexBridge.fit_embeddings(old, noisy @ rotation).query_map.info
+    noisy = (old + 0.8 * rng.normal(size=old.shape)) @ rotation
+    info = IndexBridge.fit_embeddings(old, noisy).query_map.info
     assert info["selection"]["score"] == "both@10 + self-MRR"
     assert info["candidates"][info["selection"]["kept"]] == max(info["candidates"].values())
-    assert 1.0 < max(info["candidates"].values()) <= 2.0  # a hit share plus a reciprocal rank
+    # the rotation's recorded score, recomputed from its own out-of-fold vectors (query side: new -> old)
+    mapped = cross_fitted_mapped(noisy, old, lambda s, t: LinearMap.fit(s, t, False, "rotation"))
+    hits = hits_of_mapped(mapped / np.linalg.norm(mapped, axis=1, keepdims=True), noisy, old, "query")
+    assert info["candidates"]["rotation"] == pytest.approx(hits["both"].mean() + hits["self"].mean(), abs=1e-4)
+    assert hits["self"].mean() < 1.0  # the noisy pairs: the self term is not a constant that leaves the choice as is
 
 
 def test_a_format_1_bridge_loads_as_it_was_saved_and_a_newer_one_is_refused(tmp_path):

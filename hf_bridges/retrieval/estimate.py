@@ -72,12 +72,13 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def _hits(reference: np.ndarray, sys_q: np.ndarray, sys_d: np.ndarray, k: int) -> np.ndarray:
-    """Per held-out query: is the ``reference`` similarities' best other text in the system ranking's top ``k``?"""
+def _hits(reference: np.ndarray, similarities: np.ndarray, k: int) -> np.ndarray:
+    """Per held-out query: is the ``reference`` similarities' best other text in the top ``k`` of the system's
+    ``similarities`` (queries x stored texts, unit vectors)?"""
     n = reference.shape[0]
     eye = np.eye(n, dtype=bool)
     target = np.where(eye, -np.inf, reference).argmax(1)
-    scores = np.where(eye, -np.inf, _unit(sys_q) @ _unit(sys_d).T)
+    scores = np.where(eye, -np.inf, similarities)
     best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     return (best == target[:, None]).any(1)
 
@@ -169,18 +170,18 @@ def hits_of_mapped(
         reference = {"new": new @ new.T, "both": new @ new.T + old @ old.T}
         # query side: mapped new query vs the stored old vectors; migrate side: new query vs migrated vectors
         sys_q, sys_d = (mapped[rows], old) if side == "query" else (new, mapped[rows])
+        similarities = _unit(sys_q) @ _unit(sys_d).T  # one matrix serves every reference and the self rank
         for ref in REFERENCES:
-            hits[ref][rows] = _hits(reference[ref], sys_q, sys_d, k)
-        hits["reembed_both"][rows] = _hits(reference["both"], new, new, k)
-        hits["self"][rows] = _self_reciprocal_rank(sys_q, sys_d)
+            hits[ref][rows] = _hits(reference[ref], similarities, k)
+        hits["reembed_both"][rows] = _hits(reference["both"], reference["new"], k)
+        hits["self"][rows] = _self_reciprocal_rank(similarities)
     return hits
 
 
-def _self_reciprocal_rank(sys_q: np.ndarray, sys_d: np.ndarray) -> np.ndarray:
+def _self_reciprocal_rank(similarities: np.ndarray) -> np.ndarray:
     """Per text: 1 / the rank of its own other-encoder vector among the chunk's (ties against it), the
     known-item view of a pair: one text seen by both encoders."""
-    scores = _unit(sys_q) @ _unit(sys_d).T
-    return 1.0 / (scores >= np.diag(scores)[:, None]).sum(1)
+    return 1.0 / (similarities >= np.diag(similarities)[:, None]).sum(1)
 
 
 def retention_from_hits(
