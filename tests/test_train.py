@@ -122,6 +122,25 @@ def test_resume_with_another_config_is_refused(finished_run, tmp_path):
         train(tiny(tmp_path / "empty"), resume="latest")
 
 
+def test_resume_with_more_epochs_trains_on_from_the_end(finished_run, tmp_path, caplog):
+    out, results = finished_run
+    longer = tmp_path / "longer"
+    with caplog.at_level("WARNING", logger="hf_bridges"):
+        more = train(tiny(longer, "num_epochs=3"), resume=str(out))
+    assert more["resumed_with"] == {"num_epochs": [2, 3]} and more["steps"] == 9
+    assert [h["epoch"] for h in more["history"]] == [0, 1, 2]
+    assert more["history"][:2] == results["history"]  # the checkpoint's epochs, then one more
+    assert "num_epochs 2 -> 3: the linear schedule now runs to step 9" in caplog.text
+    cfg = tiny(longer, "num_epochs=3")
+    lrs = {r["step"]: r["train/lr"] for r in read_jsonl(longer / "logs" / "metrics.jsonl") if "train/lr" in r}
+    for step in (7, 8, 9):  # the schedule of the new total, from the step reached (no warmup in the preset)
+        assert lrs[step] == pytest.approx(cfg.learning_rate * (9 - step) / 9, rel=1e-6)
+    before, after = load_file(out / "model" / "model.safetensors"), load_file(longer / "model" / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(ValueError, match=r"at step 6, and with num_epochs 2 -> 1 the run ends at step 3: nothing"):
+        train(tiny(tmp_path / "shorter", "num_epochs=1"), resume=str(out))
+
+
 def test_resolve_checkpoint_forms(finished_run):
     out, _ = finished_run
     latest = latest_checkpoint(out)

@@ -45,6 +45,10 @@ def fold_head_keys(data: dict[str, Any], where: str = "config") -> dict[str, Any
 RUN_KEYS = frozenset(
     {"cache_features", "output_dir", "checkpoint_every", "keep_checkpoints", "log_with", "log_every", "progress_bar"}
 )
+# Keys a resume may change to train longer (or stop sooner): the run's data, model and updates stay those of the
+# checkpoint; only the linear schedule is rebuilt over the new total from the step reached, as transformers' Trainer
+# does when ``num_train_epochs`` is raised on resume.
+LENGTH_KEYS = frozenset({"num_epochs", "max_steps"})
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules", "bias")
 
 
@@ -199,14 +203,18 @@ class TrainConfig:
         identity = self._identity()
         return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    def differences(self, other: dict[str, Any]) -> list[str]:
-        """Human-readable ``key: theirs -> ours`` for the model-shaping keys that differ from ``other``."""
+    def changes(self, other: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """``key -> (theirs, ours)`` for the model-shaping keys that differ from the saved config ``other``."""
         ours = self._identity()
         other = dict(other)
         if isinstance(other.get("head"), dict):  # a config saved by this release: compare it flattened as well
             other.update(_flat_head(other.pop("head")))
         keys = sorted((set(ours) | set(other)) - RUN_KEYS)
-        return [f"{k}: {other.get(k)!r} -> {ours.get(k)!r}" for k in keys if ours.get(k) != other.get(k)]
+        return {k: (other.get(k), ours.get(k)) for k in keys if ours.get(k) != other.get(k)}
+
+    def differences(self, other: dict[str, Any]) -> list[str]:
+        """Human-readable ``key: theirs -> ours`` for the model-shaping keys that differ from ``other``."""
+        return [f"{k}: {theirs!r} -> {ours!r}" for k, (theirs, ours) in self.changes(other).items()]
 
 
 def check_encoder_config(values: dict[str, Any]) -> None:

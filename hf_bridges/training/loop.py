@@ -16,7 +16,7 @@ import datasets
 import torch
 from torch.utils.data import DataLoader
 
-from ..logging import progress_bars
+from ..logging import get_logger, progress_bars
 from .build import build_model, build_tokenizer, load_data
 from .checkpoint import (
     CheckpointError,
@@ -26,13 +26,15 @@ from .checkpoint import (
     save_checkpoint,
     write_text_atomic,
 )
-from .config import TrainConfig
+from .config import LENGTH_KEYS, TrainConfig
 from .features import feature_loaders, use_feature_cache
 from .trackers import build_trackers
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
     from transformers import PreTrainedTokenizerBase
+
+logger = get_logger(__name__)
 
 
 def base_bridge(model: torch.nn.Module) -> torch.nn.Module:
@@ -128,6 +130,25 @@ def save_final(
     return saved
 
 
+def _check_lengthened(checkpoint: Path, changes: dict[str, tuple], step: int, total_steps: int) -> None:
+    """A resume with another ``num_epochs`` / ``max_steps``: refused when nothing is left to train, else logged (the
+    learning rate now decays linearly to zero at the new total, so the weights differ from a run launched with it)."""
+    said = ", ".join(f"{k} {was} -> {now}" for k, (was, now) in changes.items())
+    if step >= total_steps:
+        raise ValueError(
+            f"checkpoint {checkpoint} is at step {step}, and with {said} the run ends at step {total_steps}: nothing "
+            "is left to train; raise num_epochs / max_steps to train longer"
+        )
+    logger.warning(
+        "resuming %s at step %d with %s: the linear schedule now runs to step %d (its learning rate is recomputed "
+        "for the new total, as transformers' Trainer does)",
+        checkpoint,
+        step,
+        said,
+        total_steps,
+    )
+
+
 def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     """Run one training job; returns (and writes to ``output_dir/results.json``) what it measured."""
     with progress_bars(cfg.progress_bar), contextlib.ExitStack() as loop_scope:  # the embedding bars too
@@ -158,17 +179,20 @@ def _train(cfg: TrainConfig, resume: str | None, loop_scope: contextlib.ExitStac
         )
     if cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} (global) must be divisible by the {world} processes")
-    checkpoint, state = None, {}
+    checkpoint, state, lengthened = None, {}, {}
     if resume:
         checkpoint = resolve_checkpoint(resume, out)
         state = read_state(checkpoint)
         if state.get("fingerprint") != cfg.fingerprint():
-            diff = cfg.differences(state.get("config", {}))
-            raise ValueError(
-                f"checkpoint {checkpoint} was written by a run with another config "
-                f"({'; '.join(diff) or 'fingerprint ' + str(state.get('fingerprint'))}); resume with the config "
-                "that wrote it, or start a fresh run in a new output_dir"
-            )
+            changes = cfg.changes(state.get("config", {}))
+            if not changes or set(changes) - LENGTH_KEYS:
+                diff = cfg.differences(state.get("config", {}))
+                raise ValueError(
+                    f"checkpoint {checkpoint} was written by a run with another config "
+                    f"({'; '.join(diff) or 'fingerprint ' + str(state.get('fingerprint'))}); resume with the config "
+                    "that wrote it (only num_epochs / max_steps may change), or start a fresh run in a new output_dir"
+                )
+            lengthened = changes  # num_epochs / max_steps only: train longer (or stop sooner) from the checkpoint
     set_seed(cfg.seed)
     with accelerator.main_process_first():
         data = load_data(cfg)
@@ -183,6 +207,8 @@ def _train(cfg: TrainConfig, resume: str | None, loop_scope: contextlib.ExitStac
     total_steps = steps_per_epoch * cfg.num_epochs
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
+    if lengthened:
+        _check_lengthened(checkpoint, lengthened, int(state.get("step", 0)), total_steps)
     scheduler = get_scheduler(
         "linear", optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps), num_training_steps=total_steps
     )
@@ -206,6 +232,7 @@ def _train(cfg: TrainConfig, resume: str | None, loop_scope: contextlib.ExitStac
         "cached_features": cached,
         "feature_cache_seconds": time.perf_counter() - cache_started if cached else None,  # not in "seconds"
         "resumed_from": str(checkpoint) if checkpoint else None,
+        "resumed_with": {k: list(v) for k, v in lengthened.items()} or None,  # num_epochs / max_steps: [was, now]
     }
     accelerator.init_trackers("hf_bridges", config=_flat({**cfg.to_dict(), **run_info}))
 
