@@ -3,12 +3,15 @@ must be one clear ``HfBridgesError`` (never a numpy / torch traceback, a silent 
 
 from __future__ import annotations
 
+import json
+import shutil
 import tracemalloc
 
 import numpy as np
 import pytest
 
-from hf_bridges.retrieval import IndexBridge
+from hf_bridges.cli import main as cli
+from hf_bridges.retrieval import IndexBridge, IndexBridgeError
 from hf_bridges.retrieval.estimate import retention_from_hits
 from hf_bridges.retrieval.evaluate import BOOTSTRAP_CHUNK, bootstrap_retention
 
@@ -86,3 +89,142 @@ def test_sixty_thousand_labelled_queries_are_measured_in_bounded_memory():
     r = measured.retention["query"]
     assert 0 < r["low"] <= r["estimate"] <= r["high"]
     assert peak < 100 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+# ----------------------------------------------------------------------------------------- bad input, one error
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A saved bridge (ridge maps, with its label-free estimate) on synthetic paired vectors and its folder."""
+    rng = np.random.default_rng(2)
+    latent = rng.standard_normal((200, 16)).astype(np.float32)
+    old = _unit(latent @ rng.standard_normal((16, 12)).astype(np.float32))
+    new = _unit(latent @ rng.standard_normal((16, 20)).astype(np.float32))
+    texts = [f"paired text {i}" for i in range(200)]
+    bridge = IndexBridge.fit_embeddings(old, new, texts=texts, translation="ridge")
+    folder = bridge.save_pretrained(tmp_path_factory.mktemp("bridge") / "bridge")
+    return bridge, folder, old, new
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda b, m: b.gate(float("nan")),
+        lambda b, m: b.gate("0.9"),
+        lambda b, m: b.gate(0.9, bound="high"),
+        lambda b, m: m.check(float("nan")),
+        lambda b, m: m.check(None),
+        lambda b, m: m.check(0.5, side="both"),
+    ],
+    ids=["gate-nan", "gate-str", "gate-bound", "check-nan", "check-none", "check-side"],
+)
+def test_a_gate_with_a_nan_or_malformed_threshold_is_one_error_not_a_pass(fitted, call):
+    """NaN passed every gate (every comparison with it is false): a CI reading an unset threshold passed."""
+    bridge, _, old, new = fitted
+    measured = bridge.evaluate_embeddings(new[:100], new[100:], old[100:], list(range(50, 100)) * 2)
+    with pytest.raises(IndexBridgeError):
+        call(bridge, measured)
+
+
+def test_the_command_line_refuses_a_nan_threshold(fitted, capsys):
+    _, folder, _, _ = fitted
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["index", "inspect", str(folder), "--min-retention", "nan"])
+    assert exit_info.value.code == 2 and "not a retention threshold" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda r: r.pop("query_map"),
+        lambda r: r.pop("new_encoder"),
+        lambda r: r["expected_retention"].__setitem__("query", {"estimate": 0.9}),
+        lambda r: r["migrate_map"].__setitem__("length", float("nan")),
+    ],
+    ids=["no-query-map", "no-new-encoder", "retention-cut", "length-nan"],
+)
+def test_a_damaged_config_record_is_one_error_never_a_keyerror_or_nan_vectors(fitted, tmp_path, damage):
+    """The config is not checksummed (the weights are): a hand-edited record raised KeyError / TypeError, and a NaN
+    length loaded and mapped every vector to NaN."""
+    _, folder, old, _ = fitted
+    copy = tmp_path / "bridge"
+    shutil.copytree(folder, copy)
+    config = json.loads((copy / "bridge_head_config.json").read_text())
+    damage(config["index_bridge"])
+    (copy / "bridge_head_config.json").write_text(json.dumps(config))
+    with pytest.raises(IndexBridgeError, match="save or push the bridge again"):
+        IndexBridge.from_pretrained(copy).migrate(old)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda b: b.map_queries(np.array([["a"] * 20], dtype=object)),
+        lambda b: b.migrate([["x"] * 12]),
+        lambda b: list(b.migrate_batches(None)),
+        lambda b: list(b.migrate_batches([np.array([["x"] * 12])])),
+        lambda b: list(b.migrate_batches(np.array([["x"] * 12]))),
+    ],
+    ids=["map-object", "migrate-strings", "batches-none", "batches-string-page", "batches-string-array"],
+)
+def test_vectors_that_are_not_numbers_are_one_error(fitted, call):
+    with pytest.raises(IndexBridgeError, match="stored vectors|query vectors"):
+        call(fitted[0])
+
+
+def test_missing_columns_name_the_option_that_fixes_them(fitted, tmp_path, capsys):
+    _, folder, _, _ = fitted
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("question,passage\nwho won,the team won\n")
+    assert cli(["index", "evaluate", str(folder), "--pairs", str(pairs)]) == 1
+    assert "has no column 'query'" in (err := capsys.readouterr().err) and "--query-column" in err
+    assert cli(["index", "evaluate", str(folder), "--pairs", str(pairs), "--query-column", "question"]) == 1
+    assert "--document-column" in capsys.readouterr().err
+    texts = tmp_path / "texts.csv"
+    texts.write_text("body\nsome text\n")
+    fit = ["index", "fit", "--old", "a", "--new", "b", "--texts", str(texts), "--output", str(tmp_path / "out")]
+    assert cli(fit) == 1 and "--text-column" in capsys.readouterr().err
+
+
+def test_migrate_refuses_a_missing_input_and_a_folder_output_before_any_work(fitted, tmp_path, capsys):
+    _, folder, old, _ = fitted
+    assert cli(["index", "migrate", str(folder), str(tmp_path / "nope.npy"), str(tmp_path / "new.npy")]) == 1
+    assert "nope.npy does not exist" in capsys.readouterr().err
+    np.save(tmp_path / "old.npy", old)
+    (tmp_path / "taken").mkdir()
+    assert cli(["index", "migrate", str(folder), str(tmp_path / "old.npy"), str(tmp_path / "taken")]) == 1
+    assert "is a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.npy", "taken"]  # no temporary file left behind
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory):
+    """A bridge between two real sentence-transformers folders (tiny random BERTs), and the new encoder's folder
+    copied where ``snapshot_download`` puts it: ``.../models--org--new/snapshots/<commit>``."""
+    from helpers import st_folder, topic_texts
+
+    root = tmp_path_factory.mktemp("encoders")
+    old, new = st_folder(root, "old", 0, 32), st_folder(root, "new", 1, 48)
+    bridge = IndexBridge.fit(old, new, topic_texts(12, seed=5, noise_words=3)[0], translation="rotation")
+    snapshot = root / "hub" / "models--org--new" / "snapshots" / ("0123456789abcdef" * 3)[:40]
+    shutil.copytree(new, snapshot)
+    return bridge, bridge.save_pretrained(root / "bridge"), str(snapshot)
+
+
+@pytest.mark.parametrize(
+    "queries, says",
+    [([], "no queries to encode"), (["a query", None], r"queries\[1\] is None"), (42, "got int"), (b"q", "got bytes")],
+    ids=["empty", "none-entry", "int", "bytes"],
+)
+def test_queries_that_are_not_texts_are_one_error(encoded, queries, says):
+    """An empty list read as "query vectors are 0-d"; None, an int or bytes raised sentence-transformers' or
+    Python's own errors."""
+    with pytest.raises(IndexBridgeError, match=says):
+        encoded[0].encode(queries)
+
+
+def test_the_new_encoder_from_its_cache_snapshot_folder_is_the_recorded_one(encoded):
+    """snapshot_download's folder (.../models--org--new/snapshots/<commit>) was refused as another model (its last
+    component, the commit, is not the model's name) and the user was told to refit."""
+    bridge, folder, snapshot = encoded
+    loaded = IndexBridge.from_pretrained(folder, encoder=snapshot)
+    np.testing.assert_allclose(loaded.encode(["alpha beta"]), bridge.encode(["alpha beta"]), atol=1e-6)

@@ -12,6 +12,7 @@ retention is a side's Recall@k over ceiling B's, with a paired percentile bootst
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from collections.abc import Sequence
@@ -69,10 +70,11 @@ class RetentionMeasurement:
     def check(self, minimum: float, side: str = "query", bound: str = "estimate") -> None:
         """Raise :class:`RetentionGateError` when ``side``'s measured retention (``bound``: 'estimate' or 'low', the
         interval's lower end) is below ``minimum``: the gate of ``IndexBridge.gate``, on labelled queries."""
+        minimum = gate_threshold(minimum)
         if side not in SIDES:
-            raise ValueError(f"side must be 'query' or 'migrate', got {side!r}")
+            raise IndexBridgeError(f"side must be 'query' or 'migrate', got {side!r}")
         if bound not in ("estimate", "low"):
-            raise ValueError(f"bound must be 'estimate' or 'low', got {bound!r}")
+            raise IndexBridgeError(f"bound must be 'estimate' or 'low' (the interval's lower end), got {bound!r}")
         r = self.retention[side]
         if r[bound] < minimum:
             narrow = (
@@ -86,6 +88,18 @@ class RetentionMeasurement:
                 f"labelled queries) is below the required {minimum:.3f} ({bound}): re-embed the corpus with the new "
                 f"encoder, or refit the bridge on more paired texts from your own corpus{narrow}"
             )
+
+
+def gate_threshold(minimum: Any) -> float:
+    """A gate's ``minimum`` as a float; NaN would pass every gate (every comparison with it is false) and a string
+    would fail inside the comparison, so both are refused with the fix."""
+    if isinstance(minimum, bool) or not isinstance(minimum, numbers.Real) or not math.isfinite(minimum):
+        nan = " (every comparison with NaN is false: the gate would pass whatever the bridge retains)"
+        raise IndexBridgeError(
+            f"the minimum retention must be a finite number such as 0.95, got {minimum!r}"
+            f"{nan if isinstance(minimum, numbers.Real) and math.isnan(minimum) else ''}"
+        )
+    return float(minimum)
 
 
 def measure_retention(
