@@ -228,3 +228,17 @@ def test_the_new_encoder_from_its_cache_snapshot_folder_is_the_recorded_one(enco
     bridge, folder, snapshot = encoded
     loaded = IndexBridge.from_pretrained(folder, encoder=snapshot)
     np.testing.assert_allclose(loaded.encode(["alpha beta"]), bridge.encode(["alpha beta"]), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "texts, says",
+    [
+        (" ".join(f"word{i}" for i in range(100)), "got one string"),  # was fitted on its 600 characters
+        ([f"text {i}" for i in range(40)] + [None], r"texts\[40\] is None"),  # was embedded as the text "None"
+        (["the same text"] * 60, "only 1 distinct"),  # was a degenerate fit with an expected retention of 1.000
+    ],
+    ids=["one-string", "none-entry", "copies"],
+)
+def test_fit_refuses_texts_it_would_silently_misread_before_loading_an_encoder(texts, says):
+    with pytest.raises(IndexBridgeError, match=says):
+        IndexBridge.fit("no/such-old-encoder", "no/such-new-encoder", texts)

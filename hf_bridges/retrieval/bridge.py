@@ -37,7 +37,7 @@ from .estimate import (
     paired_gain,
     retention_from_hits,
 )
-from .evaluate import RetentionMeasurement, gate_threshold, measure_embeddings, measure_retention
+from .evaluate import RetentionMeasurement, _texts, gate_threshold, measure_embeddings, measure_retention
 from .maps import BLEND_MEMBERS, BlendedMap, LinearMap, _finite, blend_kind, blend_weight, fit_candidate
 
 if TYPE_CHECKING:
@@ -92,8 +92,15 @@ class IndexBridge:
         ``"best"`` keeps the best of every candidate map by the label-free score, or one map by name
         (:data:`TRANSLATIONS`)."""
         translation = translation_name(translation)  # a bad name fails before the encoders embed anything
-        texts = [str(t) for t in texts]
+        texts = _texts(
+            "texts", texts, "texts from your corpus to fit on"
+        )  # one string would be fitted on its characters, None on the text "None"
         _check_pair_count(len(texts))  # so does a sample too small to fit on
+        if len(set(texts)) < MIN_PAIRS:  # copies of a few texts: a degenerate fit that estimates itself perfect
+            raise IndexBridgeError(
+                f"{len(texts)} paired texts but only {len(set(texts))} distinct ones: fit on at least {MIN_PAIRS} "
+                "different texts (a few hundred to 2,000 from your own corpus)"
+            )
         old, new = load_text_encoder(old_encoder), load_text_encoder(new_encoder)
         old_docs = old.encode(texts, "document", batch_size)
         new_docs = new.encode(texts, "document", batch_size)

@@ -252,12 +252,12 @@ def _check_sizes(n_queries: int, n_documents: int, k: int, warn: bool = True) ->
         )
 
 
-def _texts(name: str, texts: Sequence[str]) -> list[str]:
+def _texts(name: str, texts: Sequence[str], purpose: str | None = None) -> list[str]:
     if isinstance(texts, str):
         raise IndexBridgeError(f"{name} must be a list of texts, got one string: pass [{name[:-1]}]")
     texts = list(texts)
     if not texts:
-        raise IndexBridgeError(f"no {name}: pass a few hundred labelled {name} to measure retention on")
+        raise IndexBridgeError(f"no {name}: pass a few hundred {purpose or f'labelled {name} to measure retention on'}")
     bad = next((i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()), None)
     if bad is not None:
         raise IndexBridgeError(f"{name}[{bad}] is {texts[bad]!r}, not a text: every entry must be a non-empty string")
