@@ -6,14 +6,18 @@ from __future__ import annotations
 import json
 import shutil
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hub_server import TOKEN, hub_fixture
 
 from hf_bridges.cli import main as cli
 from hf_bridges.retrieval import IndexBridge, IndexBridgeError
 from hf_bridges.retrieval.estimate import retention_from_hits
 from hf_bridges.retrieval.evaluate import BOOTSTRAP_CHUNK, bootstrap_retention
+
+hub = pytest.fixture(hub_fixture)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -242,3 +246,18 @@ def test_the_new_encoder_from_its_cache_snapshot_folder_is_the_recorded_one(enco
 def test_fit_refuses_texts_it_would_silently_misread_before_loading_an_encoder(texts, says):
     with pytest.raises(IndexBridgeError, match=says):
         IndexBridge.fit("no/such-old-encoder", "no/such-new-encoder", texts)
+
+
+def test_a_bridge_folder_pushed_with_head_push_names_its_repo_in_every_usage_line(fitted, hub):
+    """``hf-bridges head push`` of a saved bridge retargeted the Python snippet to the repo but left the card's
+    ``hf-bridges index inspect path/to/this-head`` / ``index migrate path/to/this-head`` lines pointing nowhere; the
+    pulled bridge is the pushed one (real HTTP against the test Hub server)."""
+    from huggingface_hub import hf_hub_download
+
+    _, folder, old, _ = fitted
+    assert cli(["head", "push", str(folder), "alice/bridge", "--token", TOKEN, "--endpoint", hub.endpoint]) == 0
+    card = Path(hf_hub_download("alice/bridge", "README.md", token=TOKEN)).read_text()
+    assert "path/to/this-head" not in card
+    assert "index inspect alice/bridge " in card and "index migrate alice/bridge " in card
+    pulled = IndexBridge.from_pretrained("alice/bridge", token=TOKEN)
+    np.testing.assert_array_equal(pulled.migrate(old), IndexBridge.from_pretrained(folder).migrate(old))
