@@ -261,3 +261,11 @@ def test_a_bridge_folder_pushed_with_head_push_names_its_repo_in_every_usage_lin
     assert "index inspect alice/bridge " in card and "index migrate alice/bridge " in card
     pulled = IndexBridge.from_pretrained("alice/bridge", token=TOKEN)
     np.testing.assert_array_equal(pulled.migrate(old), IndexBridge.from_pretrained(folder).migrate(old))
+
+
+def test_a_batch_size_below_one_is_one_error_before_anything_is_embedded(encoded):
+    """encode(batch_size=0) raised sentence-transformers' ValueError; fit's too, after loading both encoders."""
+    with pytest.raises(IndexBridgeError, match="batch_size must be a positive number"):
+        encoded[0].encode(["a query"], batch_size=0)
+    with pytest.raises(IndexBridgeError, match="batch_size must be a positive number"):
+        IndexBridge.fit("no/such-old-encoder", "no/such-new-encoder", [f"text {i}" for i in range(50)], batch_size=0)

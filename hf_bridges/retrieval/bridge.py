@@ -96,6 +96,7 @@ class IndexBridge:
             "texts", texts, "texts from your corpus to fit on"
         )  # one string would be fitted on its characters, None on the text "None"
         _check_pair_count(len(texts))  # so does a sample too small to fit on
+        _check_batch_size(batch_size)
         if len(set(texts)) < MIN_PAIRS:  # copies of a few texts: a degenerate fit that estimates itself perfect
             raise IndexBridgeError(
                 f"{len(texts)} paired texts but only {len(set(texts))} distinct ones: fit on at least {MIN_PAIRS} "
@@ -179,6 +180,7 @@ class IndexBridge:
         """float32 (n, old width) query vectors for the OLD index: the new encoder's query embedding, mapped."""
         single = isinstance(queries, str)
         texts = _query_texts(queries)  # before the encoder loads: sentence-transformers' errors name no query
+        _check_batch_size(batch_size)
         vectors = self.map_queries(self._new_encoder().encode(texts, "query", batch_size))
         return vectors[0] if single else vectors
 
@@ -220,8 +222,7 @@ class IndexBridge:
                     + (f" (one vector: reshape it to (1, {old_vectors.shape[0]}))" if old_vectors.ndim == 1 else "")
                 )
             self._check_width(old_vectors, self.old, "stored vectors", "old")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise IndexBridgeError(f"batch_size must be a positive number of rows, got {batch_size!r}")
+        _check_batch_size(batch_size)
         return self._migrated(old_vectors, int(batch_size))
 
     def _migrated(self, old_vectors: np.ndarray | Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
@@ -535,6 +536,12 @@ def _base(name: str | None) -> str:
     if snapshot:
         return snapshot.group(1).split("--")[-1]
     return name.rstrip("/").split("/")[-1]
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    """A batch size below 1 would embed or migrate nothing (sentence-transformers raises its own ValueError)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise IndexBridgeError(f"batch_size must be a positive number of rows, got {batch_size!r}")
 
 
 def _query_texts(queries: Any) -> list[str]:
