@@ -269,3 +269,12 @@ def test_a_batch_size_below_one_is_one_error_before_anything_is_embedded(encoded
         encoded[0].encode(["a query"], batch_size=0)
     with pytest.raises(IndexBridgeError, match="batch_size must be a positive number"):
         IndexBridge.fit("no/such-old-encoder", "no/such-new-encoder", [f"text {i}" for i in range(50)], batch_size=0)
+
+
+@pytest.mark.parametrize("texts", [[None] * 60, list(range(60)), "x" * 60], ids=["none", "numbers", "one-string"])
+def test_fit_embeddings_refuses_texts_a_saved_bridge_could_not_hold(texts):
+    """None or numbers were kept, then the saved bridge refused to load ("save the head again", which cannot help);
+    one string of the right length was saved as its characters."""
+    rng = np.random.default_rng(0)
+    with pytest.raises(IndexBridgeError, match="texts"):
+        IndexBridge.fit_embeddings(rng.standard_normal((60, 8)), rng.standard_normal((60, 6)), texts=texts)

@@ -151,6 +151,8 @@ class IndexBridge:
                 f"new has {new_vectors.shape[0]}"
             )
         _check_pair_count(old_vectors.shape[0])
+        if texts is not None:  # the saved anchors: strings (None or a number saved, then refused to load)
+            texts = _texts("texts", texts, "paired texts, one per row of the vectors")
         if texts is not None and len(texts) != old_vectors.shape[0]:
             raise IndexBridgeError(f"{len(texts)} texts for {old_vectors.shape[0]} paired vectors")
         old = _record(old_encoder, old_vectors, "old")
