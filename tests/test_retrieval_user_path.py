@@ -278,3 +278,24 @@ def test_fit_embeddings_refuses_texts_a_saved_bridge_could_not_hold(texts):
     rng = np.random.default_rng(0)
     with pytest.raises(IndexBridgeError, match="texts"):
         IndexBridge.fit_embeddings(rng.standard_normal((60, 8)), rng.standard_normal((60, 6)), texts=texts)
+
+
+def test_a_file_that_cannot_be_read_is_one_error_naming_it_never_a_datasets_traceback(fitted, tmp_path, capsys):
+    """A csv with an open quote escaped the command line as datasets' DatasetGenerationError traceback; a UTF-16
+    .txt and a broken parquet file printed the codec's / Arrow's message without naming the file."""
+    _, folder, _, _ = fitted
+    (tmp_path / "open-quote.csv").write_text('query,document\n"who won,the team\n')
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not a parquet file")
+    (tmp_path / "utf16.txt").write_text("one text\nanother text\n", encoding="utf-16")
+    cases = [
+        (["index", "evaluate", str(folder), "--pairs", str(tmp_path / "open-quote.csv")], "cannot be read as a .csv"),
+        (["index", "evaluate", str(folder), "--pairs", str(tmp_path / "broken.parquet")], "broken.parquet cannot be"),
+        (
+            ["index", "fit", "--old", "a", "--new", "b", "--texts", str(tmp_path / "utf16.txt"), "--output", "x"],
+            "UTF-8",
+        ),
+    ]
+    for argv, says in cases:
+        assert cli(argv) == 1
+        err = capsys.readouterr().err
+        assert says in err and "DatasetGenerationError" not in err, err

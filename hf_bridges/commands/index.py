@@ -217,10 +217,21 @@ def _read_columns(
             f"{flag} {path}: a {suffix or 'suffix-less'} file is not read; give a {' / '.join(suffixes)} file{hint}"
         )
     if suffix == ".txt":
-        return [[line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]]
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise IndexBridgeError(f"{flag} {path} is not UTF-8 text ({error.reason}): save it as UTF-8") from None
+        return [[line.strip() for line in text.splitlines() if line.strip()]]
     import datasets
 
-    data = datasets.load_dataset(suffix.lstrip(".").replace("jsonl", "json"), data_files=path, split="train")
+    try:
+        data = datasets.load_dataset(suffix.lstrip(".").replace("jsonl", "json"), data_files=path, split="train")
+    except Exception as error:  # datasets wraps the reader's error (a csv quote left open, not parquet...)
+        cause = error.__cause__ or error
+        raise IndexBridgeError(
+            f"{flag} {path} cannot be read as a {suffix} table ({type(cause).__name__}: {str(cause).strip()[:300]}); "
+            "fix the file, or write it again"
+        ) from None
     missing = [c for c in columns if c not in data.column_names]
     if missing:
         option = (column_flags or {}).get(missing[0], "the column option")
