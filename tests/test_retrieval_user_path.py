@@ -299,3 +299,14 @@ def test_a_file_that_cannot_be_read_is_one_error_naming_it_never_a_datasets_trac
         assert cli(argv) == 1
         err = capsys.readouterr().err
         assert says in err and "DatasetGenerationError" not in err, err
+
+
+@pytest.mark.parametrize("options", [{"k": 0}, {"k": -1}, {"k": 2.5}, {"seed": -1}, {"seed": None}])
+def test_fit_options_out_of_range_are_one_error_not_a_meaningless_estimate(options):
+    """k=0 fitted a bridge whose expected retention read 0.000 and k=-1 one that read 1.000 (every gate passed);
+    a fractional k or a negative / missing seed failed inside numpy."""
+    rng = np.random.default_rng(0)
+    with pytest.raises(IndexBridgeError, match=f"{next(iter(options))} must be a whole number"):
+        IndexBridge.fit_embeddings(rng.standard_normal((100, 8)), rng.standard_normal((100, 6)), **options)
+    with pytest.raises(IndexBridgeError, match=f"{next(iter(options))} must be a whole number"):
+        IndexBridge.fit("no/such-old-encoder", "no/such-new-encoder", [f"text {i}" for i in range(50)], **options)

@@ -97,6 +97,7 @@ class IndexBridge:
         )  # one string would be fitted on its characters, None on the text "None"
         _check_pair_count(len(texts))  # so does a sample too small to fit on
         _check_batch_size(batch_size)
+        _check_fit_options(k, seed)
         if len(set(texts)) < MIN_PAIRS:  # copies of a few texts: a degenerate fit that estimates itself perfect
             raise IndexBridgeError(
                 f"{len(texts)} paired texts but only {len(set(texts))} distinct ones: fit on at least {MIN_PAIRS} "
@@ -144,6 +145,7 @@ class IndexBridge:
         map is then fitted between those). ``old_encoder`` / ``new_encoder``: records for the config and card
         (``name_or_path``, ``revision``, ``normalize``, ``prompts``...). ``translation``: as in :meth:`fit`."""
         kinds = translation_kinds(translation_name(translation))
+        _check_fit_options(k, seed)
         old_vectors, new_vectors = _finite("old_vectors", old_vectors), _finite("new_vectors", new_vectors)
         if old_vectors.shape[0] != new_vectors.shape[0]:
             raise IndexBridgeError(
@@ -538,6 +540,14 @@ def _base(name: str | None) -> str:
     if snapshot:
         return snapshot.group(1).split("--")[-1]
     return name.rstrip("/").split("/")[-1]
+
+
+def _check_fit_options(k: Any, seed: Any) -> None:
+    """``k`` of the expected retention@k and the selection score: 0 read 0.000 and -1 read 1.000 (a gate passed
+    whatever the maps), a fraction failed inside numpy; ``seed`` seeds numpy's generator (a whole number >= 0)."""
+    for name, value, least in (("k", k, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise IndexBridgeError(f"{name} must be a whole number >= {least}, got {value!r}")
 
 
 def _check_batch_size(batch_size: Any) -> None:
