@@ -112,21 +112,25 @@ def fitted(tmp_path_factory):
 @pytest.mark.parametrize(
     "call",
     [
-        lambda b, m: b.gate(float("nan")),
-        lambda b, m: b.gate("0.9"),
-        lambda b, m: b.gate(0.9, bound="high"),
-        lambda b, m: m.check(float("nan")),
-        lambda b, m: m.check(None),
-        lambda b, m: m.check(0.5, side="both"),
+        lambda b, i, m: b.gate(float("nan")),
+        lambda b, i, m: b.gate("0.9"),
+        lambda b, i, m: b.gate(0.9, bound="high"),
+        lambda b, i, m: m.check(float("nan")),
+        lambda b, i, m: m.check(None),
+        lambda b, i, m: m.check(0.5, side="both"),
+        lambda b, i, m: b.evaluate_embeddings(*i, seed=None),
+        lambda b, i, m: b.evaluate_embeddings(*i, seed=-2),
     ],
-    ids=["gate-nan", "gate-str", "gate-bound", "check-nan", "check-none", "check-side"],
+    ids=["gate-nan", "gate-str", "gate-bound", "check-nan", "check-none", "check-side", "seed-none", "seed-negative"],
 )
-def test_a_gate_with_a_nan_or_malformed_threshold_is_one_error_not_a_pass(fitted, call):
-    """NaN passed every gate (every comparison with it is false): a CI reading an unset threshold passed."""
+def test_a_malformed_gate_threshold_or_seed_is_one_error_not_a_pass(fitted, call):
+    """NaN passed every gate (every comparison with it is false): a CI reading an unset threshold passed; a
+    missing or negative bootstrap seed failed inside numpy."""
     bridge, _, old, new = fitted
-    measured = bridge.evaluate_embeddings(new[:100], new[100:], old[100:], list(range(50, 100)) * 2)
+    inputs = (new[:100], new[100:], old[100:], list(range(50, 100)) * 2)
+    measured = bridge.evaluate_embeddings(*inputs)
     with pytest.raises(IndexBridgeError):
-        call(bridge, measured)
+        call(bridge, inputs, measured)
 
 
 def test_the_command_line_refuses_a_nan_threshold(fitted, capsys):

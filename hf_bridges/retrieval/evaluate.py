@@ -118,7 +118,7 @@ def measure_retention(
     """``IndexBridge.evaluate``: every input is checked before anything is embedded."""
     queries, documents = _texts("queries", queries), _texts("documents", documents)
     relevant = _relevant(relevant, len(queries), len(documents))
-    _check_options(k=k, resamples=resamples, batch_size=batch_size, confidence=confidence)
+    _check_options(k=k, resamples=resamples, batch_size=batch_size, confidence=confidence, seed=seed)
     _check_sizes(len(queries), len(documents), k, warn=False)  # measure_embeddings warns, once
     if old_vectors is not None:
         old_vectors = _stored(bridge, old_vectors, len(documents))
@@ -162,7 +162,7 @@ def measure_embeddings(
     vectors and document vectors, the index's stored old vectors of the same documents)."""
     new_queries, new_documents = _finite("new_queries", new_queries), _finite("new_documents", new_documents)
     relevant = _relevant(relevant, new_queries.shape[0], new_documents.shape[0])
-    _check_options(k=k, resamples=resamples, confidence=confidence)
+    _check_options(k=k, resamples=resamples, confidence=confidence, seed=seed)
     _check_sizes(new_queries.shape[0], new_documents.shape[0], k)
     old_vectors = _stored(bridge, old_vectors, new_documents.shape[0])
     bridge._check_width(new_documents, bridge.new, "new_documents", "new")
@@ -225,7 +225,9 @@ def bootstrap_retention(
     }
 
 
-def _check_options(confidence: float, **counts: int) -> None:
+def _check_options(confidence: float, seed: int = 0, **counts: int) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise IndexBridgeError(f"seed must be a whole number >= 0 (it seeds the bootstrap), got {seed!r}")
     for name, value in counts.items():
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise IndexBridgeError(f"{name} must be a positive whole number, got {value!r}")
