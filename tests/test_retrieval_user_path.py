@@ -314,3 +314,21 @@ def test_fit_options_out_of_range_are_one_error_not_a_meaningless_estimate(optio
         IndexBridge.fit_embeddings(rng.standard_normal((100, 8)), rng.standard_normal((100, 6)), **options)
     with pytest.raises(IndexBridgeError, match=f"{next(iter(options))} must be a whole number"):
         IndexBridge.fit("no/such-old-encoder", "no/such-new-encoder", [f"text {i}" for i in range(50)], **options)
+
+
+def test_a_nan_among_many_stored_vectors_is_named_by_its_row(fitted, tmp_path, capsys):
+    """ "stored vectors holds NaN or inf values" left the user to search a million rows for it; nothing is written."""
+    bridge, folder, old, _ = fitted
+    stored = np.repeat(old, 5, axis=0)
+    stored[737, 3] = np.nan
+    with pytest.raises(IndexBridgeError, match="stored vectors holds NaN or inf values in row 737 "):
+        bridge.migrate(stored, batch_size=64)
+    with pytest.raises(IndexBridgeError, match="stored vectors holds NaN or inf values in row 737 "):
+        list(bridge.migrate_batches(iter([stored[:700], stored[700:]])))
+    queries = np.ones((3, 20))
+    queries[2, 4] = np.inf
+    with pytest.raises(IndexBridgeError, match="query vectors holds NaN or inf values in row 2 "):
+        bridge.map_queries(queries)
+    np.save(tmp_path / "old.npy", stored)
+    assert cli(["index", "migrate", str(folder), str(tmp_path / "old.npy"), str(tmp_path / "new.npy")]) == 1
+    assert "row 737" in capsys.readouterr().err and sorted(p.name for p in tmp_path.iterdir()) == ["old.npy"]

@@ -37,7 +37,14 @@ from .estimate import (
     paired_gain,
     retention_from_hits,
 )
-from .evaluate import RetentionMeasurement, _texts, gate_threshold, measure_embeddings, measure_retention
+from .evaluate import (
+    RetentionMeasurement,
+    _finite_rows,
+    _texts,
+    gate_threshold,
+    measure_embeddings,
+    measure_retention,
+)
 from .maps import BLEND_MEMBERS, BlendedMap, LinearMap, _finite, blend_kind, blend_weight, fit_candidate
 
 if TYPE_CHECKING:
@@ -190,7 +197,7 @@ class IndexBridge:
 
     def map_queries(self, new_query_vectors: np.ndarray) -> np.ndarray:
         """The query map alone, for query vectors the new encoder already produced."""
-        x = _finite("query vectors", np.atleast_2d(_numeric("query vectors", new_query_vectors)))
+        x = _finite_rows("query vectors", np.atleast_2d(_numeric("query vectors", new_query_vectors)))
         self._check_width(x, self.new, "query vectors", "new")
         return self.query_map(x)
 
@@ -235,9 +242,11 @@ class IndexBridge:
             if isinstance(old_vectors, np.ndarray)
             else old_vectors
         )
+        start = 0  # the batch's first row among all the stored vectors, named by an error
         for batch in batches:
-            batch = _finite("stored vectors", np.atleast_2d(_numeric("stored vectors", batch)))
+            batch = _finite_rows("stored vectors", np.atleast_2d(_numeric("stored vectors", batch)), start)
             self._check_width(batch, self.old, "stored vectors", "old")
+            start += len(batch)
             yield self.migrate_map(batch)
 
     def _check_width(self, x: np.ndarray, record: dict, what: str, side: str) -> None:
