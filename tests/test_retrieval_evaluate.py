@@ -322,7 +322,7 @@ def test_cli_evaluate_refuses_bad_files_before_embedding(files, tmp_path, capsys
         ([*argv, "--old-vectors", files["pairs"]], "pairs.csv is not a .npy file: index evaluate reads one"),
         ([*argv, "--output", str(tmp_path)], "is a folder; give a file path"),
         (["index", "evaluate", files["bridge"], "--pairs", str(tmp_path / "pairs.txt")], "a .txt file is not read"),
-        (["index", "evaluate", files["bridge"], "--pairs", str(tmp_path / "other.csv")], "column 'query' not in"),
+        (["index", "evaluate", files["bridge"], "--pairs", str(tmp_path / "other.csv")], "has no column 'query'"),
         (
             ["index", "evaluate", files["bridge"], "--pairs", str(tmp_path / "no.csv")],
             "--pairs " + str(tmp_path / "no.csv") + ": no such file",

@@ -70,6 +70,20 @@ def positive_int(text: str) -> int:
     return value
 
 
+def retention_threshold(text: str) -> float:
+    """``--min-retention``'s type: a finite number (float() reads "nan", and a NaN threshold passes every gate)."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a retention threshold: give a number such as 0.95")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "index", help="fit, inspect or apply an index bridge (keep the index, change the encoder)"
@@ -96,14 +110,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     fit.add_argument("--seed", type=int, default=0, help="seed of the text sample and the fit (default 0)")
     fit.add_argument("--output", required=True, help="folder to save the bridge into")
-    fit.add_argument("--min-retention", type=float, help="exit 3 when the expected retention is below this")
+    fit.add_argument(
+        "--min-retention", type=retention_threshold, help="exit 3 when the expected retention is below this"
+    )
     fit.set_defaults(func=run_fit)
 
     inspect = actions.add_parser("inspect", help="print a bridge's encoders, maps and expected retention; gate it")
     inspect.add_argument("bridge", help="bridge folder or Hub repo id")
     inspect.add_argument("--revision", help="branch, tag or commit of the bridge repo")
     inspect.add_argument("--json", action="store_true", help="print the record as JSON")
-    inspect.add_argument("--min-retention", type=float, help="exit 3 when the expected retention is below this")
+    inspect.add_argument(
+        "--min-retention", type=retention_threshold, help="exit 3 when the expected retention is below this"
+    )
     inspect.add_argument(
         "--side", choices=["query", "migrate"], default="query", help="which side --min-retention gates"
     )
@@ -145,7 +163,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "then one per --documents text, in order (default: the bridge's old encoder embeds them)",
     )
     evaluate.add_argument("--k", type=positive_int, default=10, help="the cutoff of Recall@k / nDCG@k (default 10)")
-    evaluate.add_argument("--min-retention", type=float, help="exit 3 when the measured retention is below this")
+    evaluate.add_argument(
+        "--min-retention", type=retention_threshold, help="exit 3 when the measured retention is below this"
+    )
     evaluate.add_argument(
         "--side", choices=["query", "migrate"], default="query", help="which side --min-retention gates"
     )
@@ -172,16 +192,19 @@ def _texts(args) -> list[str]:
         data = load_labelled_dataset(args.dataset)
         texts = [t for split in data.values() for t in split[args.text_column]]
     else:
-        texts = _read_columns(args.texts, [args.text_column], "--texts", " (one text a line in .txt), or --dataset")[0]
+        hint, flags = " (one text a line in .txt), or --dataset", {args.text_column: "--text-column"}
+        texts = _read_columns(args.texts, [args.text_column], "--texts", hint, column_flags=flags)[0]
     texts = list(dict.fromkeys(t for t in texts if t and t.strip()))
     if len(texts) > args.num_texts:
         texts = random.Random(args.seed).sample(texts, args.num_texts)
     return texts
 
 
-def _read_columns(path: str, columns: list[str], flag: str, hint: str = "", suffixes=TEXT_FILES) -> list[list[str]]:
+def _read_columns(
+    path: str, columns: list[str], flag: str, hint: str = "", suffixes=TEXT_FILES, column_flags: dict | None = None
+) -> list[list[str]]:
     """``columns`` of a csv/json/jsonl/parquet file (datasets' readers), or a .txt file's non-empty lines (one
-    column)."""
+    column); ``column_flags``: the option that names each column, for the error of a missing one."""
     from pathlib import Path
 
     from ..retrieval import IndexBridgeError
@@ -194,13 +217,28 @@ def _read_columns(path: str, columns: list[str], flag: str, hint: str = "", suff
             f"{flag} {path}: a {suffix or 'suffix-less'} file is not read; give a {' / '.join(suffixes)} file{hint}"
         )
     if suffix == ".txt":
-        return [[line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]]
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise IndexBridgeError(f"{flag} {path} is not UTF-8 text ({error.reason}): save it as UTF-8") from None
+        return [[line.strip() for line in text.splitlines() if line.strip()]]
     import datasets
 
-    data = datasets.load_dataset(suffix.lstrip(".").replace("jsonl", "json"), data_files=path, split="train")
+    try:
+        data = datasets.load_dataset(suffix.lstrip(".").replace("jsonl", "json"), data_files=path, split="train")
+    except Exception as error:  # datasets wraps the reader's error (a csv quote left open, not parquet...)
+        cause = error.__cause__ or error
+        raise IndexBridgeError(
+            f"{flag} {path} cannot be read as a {suffix} table ({type(cause).__name__}: {str(cause).strip()[:300]}); "
+            "fix the file, or write it again"
+        ) from None
     missing = [c for c in columns if c not in data.column_names]
     if missing:
-        raise ValueError(f"column {missing[0]!r} not in {path}; columns: {data.column_names}")
+        option = (column_flags or {}).get(missing[0], "the column option")
+        raise IndexBridgeError(
+            f"{flag} {path} has no column {missing[0]!r} (its columns: {data.column_names}); name the right one with "
+            f"{option}"
+        )
     return [["" if t is None else str(t) for t in data[c]] for c in columns]
 
 
@@ -262,11 +300,15 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import numpy as np
 
     from .._io import atomic_path
-    from ..retrieval import IndexBridge
+    from ..retrieval import IndexBridge, IndexBridgeError
 
+    if Path(args.output).is_dir():  # refused before the bridge loads and the vectors are mapped, not after
+        raise IndexBridgeError(f"output {args.output} is a folder; give a file path for the new vectors (.npy)")
     old = _stored_vectors(args.input)
     bridge = IndexBridge.from_pretrained(args.bridge, revision=args.revision)
     batches = bridge.migrate_batches(old, args.batch_size)  # shape and width checked before the output is opened
@@ -334,13 +376,15 @@ def _labelled(args) -> tuple[list[str], list[list[int]], list[str], list[int], i
 
     tables = (".csv", ".json", ".jsonl", ".parquet")
     columns = [args.query_column, args.document_column]
-    pair_queries, pair_documents = _read_columns(args.pairs, columns, "--pairs", suffixes=tables)
+    flags = {args.query_column: "--query-column", args.document_column: "--document-column"}
+    pair_queries, pair_documents = _read_columns(args.pairs, columns, "--pairs", suffixes=tables, column_flags=flags)
     for i, (query, document) in enumerate(zip(pair_queries, pair_documents)):
         if not query.strip() or not document.strip():
             raise IndexBridgeError(f"--pairs {args.pairs}: row {i} has an empty query or document")
     extra = []
     if args.documents:
-        extra = _read_columns(args.documents, [args.document_column], "--documents")[0]
+        flags = {args.document_column: "--document-column"}
+        extra = _read_columns(args.documents, [args.document_column], "--documents", column_flags=flags)[0]
         extra = [t for t in extra if t.strip()]
     documents, position, rows = [], {}, []
     for row, text in enumerate(pair_documents + extra):
@@ -360,10 +404,15 @@ def _stored_vectors(path: str, command: str = "index migrate"):
     """The input of ``index migrate``, memory-mapped: a 2-D .npy array (numpy.save's format). Anything else is one
     clear error: np.load would otherwise read a text file as a pickle ("load it unsafely with allow_pickle"), hand
     back an .npz archive (no shape) or a 1-D vector (sliced into batches as if each batch were a vector)."""
+    from pathlib import Path
+
     import numpy as np
 
     from ..retrieval import IndexBridgeError
 
+    if not Path(path).is_file():
+        what = "is a folder" if Path(path).is_dir() else "does not exist"
+        raise IndexBridgeError(f"{path} {what}: {command} reads a (rows, width) float .npy file (numpy.save)")
     with open(path, "rb") as handle:
         magic = handle.read(6)
     if magic != b"\x93NUMPY":

@@ -379,6 +379,7 @@ def retarget_head_card(card: ModelCard, repo_id: str) -> ModelCard:
     text = str(card)
     for old in {meta.get("repo_id"), meta.get("load_from"), HEAD_PLACEHOLDER} - {None, repo_id}:
         text = text.replace(f'"{old}"', f'"{repo_id}"').replace(f"attach {old} ", f"attach {repo_id} ")
+        text = text.replace(f" {old} ", f" {repo_id} ")  # command lines: hf-bridges index inspect / migrate {old} ...
     new = ModelCard(text)
     meta.pop("load_from", None)
     new.data.hf_bridges = {**meta, "repo_id": repo_id}

@@ -101,6 +101,32 @@ def to_head(bridge: Any) -> BridgeHead:
 
 
 def from_head(head: BridgeHead, cls: type) -> Any:
+    """The ``IndexBridge`` a head folder holds. A record that cannot be read (a key missing, a value of the wrong
+    type: a hand-edited or truncated-then-repaired config; the config is not checksummed as the weights are) or maps
+    that are not finite (they would return NaN vectors) is one error that names the folder and the fix."""
+    try:
+        bridge = _from_head(head, cls)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        if isinstance(error, IndexBridgeError):
+            raise
+        detail = f"no {error}" if isinstance(error, KeyError) else str(error)
+        raise IndexBridgeError(
+            f"{head.source or 'the folder'}: the index_bridge record of its bridge_head_config.json is damaged "
+            f"({type(error).__name__}: {detail}); save or push the bridge again"
+        ) from None
+    for name, linear in (("query", bridge.query_map), ("migrate", bridge.migrate_map)):
+        parts = [linear] if isinstance(linear, LinearMap) else list(linear.members)
+        values = [np.asarray([linear.length, *getattr(linear, "weights", [])], np.float64)]
+        values += [np.asarray(getattr(m, t)) for m in parts for t in ("weight", "bias")]
+        if not all(np.isfinite(v).all() for v in values):
+            raise IndexBridgeError(
+                f"{head.source or 'the folder'}: its {name} map holds NaN or inf values (its weights or recorded "
+                "length), so every vector it maps would be NaN; save or push the bridge again"
+            )
+    return bridge
+
+
+def _from_head(head: BridgeHead, cls: type) -> Any:
     config = head.config
     source = head.source or "the folder"
     if config.get("head_class") != KIND or "index_bridge" not in config:
