@@ -14,8 +14,7 @@ from hub_server import TOKEN, hub_fixture
 
 from hf_bridges.cli import main as cli
 from hf_bridges.retrieval import IndexBridge, IndexBridgeError
-from hf_bridges.retrieval.estimate import retention_from_hits
-from hf_bridges.retrieval.evaluate import BOOTSTRAP_CHUNK, bootstrap_retention
+from hf_bridges.retrieval.estimate import BOOTSTRAP_CHUNK, retention_from_hits
 
 hub = pytest.fixture(hub_fixture)
 
@@ -63,18 +62,23 @@ def test_the_chunked_bootstrap_gives_the_same_figures_as_before(options):
         assert (r["estimate"], r["low"], r["high"]) == figures  # bit for bit
 
 
+def _all_at_once(hit, reembed, seed, resamples, confidence):
+    """The bootstrap as it was before it was chunked: every resample drawn at once."""
+    draws = np.random.default_rng(seed + 1).integers(0, hit.size, size=(resamples, hit.size))
+    boot = hit[draws].mean(1) / np.maximum(reembed[draws].mean(1), 1.0 / hit.size)
+    tail = (1 - confidence) / 2
+    point = hit.mean() / max(reembed.mean(), 1.0 / hit.size)
+    return point, np.quantile(boot, tail), np.quantile(boot, 1 - tail)
+
+
 @pytest.mark.parametrize("n", [1, 7, 200, BOOTSTRAP_CHUNK // 40 + 3, 60_000])
 def test_the_chunked_bootstrap_equals_the_all_at_once_one(n):
     rng = np.random.default_rng(n)
     hit, reembed = rng.integers(0, 2, n).astype(float), rng.integers(0, 2, n).astype(float)
     hit[: n // 3] = rng.random(n // 3)  # several relevant documents: shares between 0 and 1
     resamples = 60 if n > 10_000 else 1000
-    old = retention_from_hits(hit, reembed=reembed, seed=4, resamples=resamples, confidence=0.9)
-    assert bootstrap_retention(hit, reembed, seed=4, resamples=resamples, confidence=0.9) == {
-        "estimate": old.estimate,
-        "low": old.low,
-        "high": old.high,
-    }
+    new = retention_from_hits(hit, reembed=reembed, seed=4, resamples=resamples, confidence=0.9)
+    assert (new.estimate, new.low, new.high) == tuple(float(v) for v in _all_at_once(hit, reembed, 4, resamples, 0.9))
 
 
 def test_sixty_thousand_labelled_queries_are_measured_in_bounded_memory():

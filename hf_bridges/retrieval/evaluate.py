@@ -23,7 +23,7 @@ import numpy as np
 
 from ..logging import user_stacklevel
 from .encoders import IndexBridgeError, TextEncoder, load_text_encoder
-from .estimate import RetentionEstimate, RetentionGateError
+from .estimate import RetentionEstimate, RetentionGateError, retention_from_hits
 from .maps import _finite
 from .metrics import mean_metrics, per_query_metrics
 
@@ -179,9 +179,15 @@ def measure_embeddings(
         )
     retention = {}
     for side in SIDES:
-        retention[side] = bootstrap_retention(
-            per[side]["recall"], per["reembed"]["recall"], seed=seed, confidence=confidence, resamples=resamples
+        est = retention_from_hits(
+            per[side]["recall"],
+            reembed=per["reembed"]["recall"],
+            k=k,
+            seed=seed,
+            confidence=confidence,
+            resamples=resamples,
         )
+        retention[side] = {"estimate": est.estimate, "low": est.low, "high": est.high}
     return RetentionMeasurement(
         k=k,
         queries=new_queries.shape[0],
@@ -193,36 +199,6 @@ def measure_embeddings(
         resamples=resamples,
         old_vectors=source,
     )
-
-
-BOOTSTRAP_CHUNK = 1 << 20  # resampled query indices held at once (8 MiB of int64), whatever the query count
-
-
-def bootstrap_retention(
-    hit: np.ndarray, reembed: np.ndarray, *, seed: int = 0, confidence: float = 0.95, resamples: int = 1000
-) -> dict[str, float]:
-    """``{"estimate", "low", "high"}``: the ratio of the mean hits over re-embedding's and its paired percentile
-    bootstrap interval over the queries, the figures of ``estimate.retention_from_hits`` bit for bit (the same
-    seed draws the same resamples, in the same order). That one draws every resample at once (resamples x queries
-    indices, twice as many floats: ~1.4 GB at 60,000 labelled queries); here the resamples are drawn and averaged
-    a few at a time, so memory stays at ``BOOTSTRAP_CHUNK`` indices whatever the number of queries."""
-    hit, reembed = np.asarray(hit, np.float64), np.asarray(reembed, np.float64)
-    n = hit.size
-    floor = 1.0 / n
-    rng = np.random.default_rng(seed + 1)  # retention_from_hits' stream: one generator, row after row
-    hit_means, reembed_means = np.empty(resamples), np.empty(resamples)
-    step = max(1, BOOTSTRAP_CHUNK // n)
-    for start in range(0, resamples, step):
-        draws = rng.integers(0, n, size=(min(step, resamples - start), n))
-        hit_means[start : start + len(draws)] = hit[draws].mean(1)
-        reembed_means[start : start + len(draws)] = reembed[draws].mean(1)
-    boot = hit_means / np.maximum(reembed_means, floor)
-    tail = (1 - confidence) / 2
-    return {
-        "estimate": float((np.array([hit.mean()]) / np.maximum(np.array([reembed.mean()]), floor))[0]),
-        "low": float(np.quantile(boot, tail)),
-        "high": float(np.quantile(boot, 1 - tail)),
-    }
 
 
 def _check_options(confidence: float, seed: int = 0, **counts: int) -> None:
