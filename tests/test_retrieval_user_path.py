@@ -333,6 +333,10 @@ def test_a_nan_among_many_stored_vectors_is_named_by_its_row(fitted, tmp_path, c
     queries[2, 4] = np.inf
     with pytest.raises(IndexBridgeError, match="query vectors holds NaN or inf values in row 2 "):
         bridge.map_queries(queries)
+    pairs = np.repeat(old, 2, axis=0)
+    pairs[41, 0] = -np.inf  # the fit's paired vectors too
+    with pytest.raises(IndexBridgeError, match=r"old_vectors holds NaN or inf values in row 41 \(1 row of"):
+        IndexBridge.fit_embeddings(pairs, np.repeat(old, 2, axis=0) @ np.eye(old.shape[1]), estimate=False)
     np.save(tmp_path / "old.npy", stored)
     assert cli(["index", "migrate", str(folder), str(tmp_path / "old.npy"), str(tmp_path / "new.npy")]) == 1
     assert "row 737" in capsys.readouterr().err and sorted(p.name for p in tmp_path.iterdir()) == ["old.npy"]

@@ -39,7 +39,6 @@ from .estimate import (
 )
 from .evaluate import (
     RetentionMeasurement,
-    _finite_rows,
     _texts,
     gate_threshold,
     measure_embeddings,
@@ -197,7 +196,7 @@ class IndexBridge:
 
     def map_queries(self, new_query_vectors: np.ndarray) -> np.ndarray:
         """The query map alone, for query vectors the new encoder already produced."""
-        x = _finite_rows("query vectors", np.atleast_2d(_numeric("query vectors", new_query_vectors)))
+        x = _finite("query vectors", np.atleast_2d(_numeric("query vectors", new_query_vectors)))
         self._check_width(x, self.new, "query vectors", "new")
         return self.query_map(x)
 
@@ -244,7 +243,7 @@ class IndexBridge:
         )
         start = 0  # the batch's first row among all the stored vectors, named by an error
         for batch in batches:
-            batch = _finite_rows("stored vectors", np.atleast_2d(_numeric("stored vectors", batch)), start)
+            batch = _finite("stored vectors", np.atleast_2d(_numeric("stored vectors", batch)), start)
             self._check_width(batch, self.old, "stored vectors", "old")
             start += len(batch)
             yield self.migrate_map(batch)

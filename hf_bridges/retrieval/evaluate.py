@@ -160,7 +160,7 @@ def measure_embeddings(
 ) -> RetentionMeasurement:
     """``IndexBridge.evaluate_embeddings``: the measurement on vectors already embedded (the new encoder's query
     vectors and document vectors, the index's stored old vectors of the same documents)."""
-    new_queries, new_documents = _finite_rows("new_queries", new_queries), _finite_rows("new_documents", new_documents)
+    new_queries, new_documents = _finite("new_queries", new_queries), _finite("new_documents", new_documents)
     relevant = _relevant(relevant, new_queries.shape[0], new_documents.shape[0])
     _check_options(k=k, resamples=resamples, confidence=confidence, seed=seed)
     _check_sizes(new_queries.shape[0], new_documents.shape[0], k)
@@ -290,24 +290,7 @@ def _stored(bridge: Any, old_vectors: np.ndarray, n_documents: int) -> np.ndarra
         )
     old_vectors = np.asarray(old_vectors)
     bridge._check_width(old_vectors, bridge.old, "old_vectors", "old")
-    return _finite_rows("old_vectors", old_vectors)
-
-
-def _finite_rows(name: str, x: np.ndarray, offset: int | None = None) -> np.ndarray:
-    """``maps._finite`` naming the first row that holds NaN or inf (``offset``: ``x`` is a batch, after that many
-    rows): among a million stored vectors, which text to embed again."""
-    try:
-        return _finite(name, x)
-    except IndexBridgeError:
-        finite = np.isfinite(np.asarray(x, dtype=np.float32))
-        if finite.ndim != 2 or finite.all():
-            raise
-        rows = np.flatnonzero(~finite.all(1))
-        raise IndexBridgeError(
-            f"{name} holds NaN or inf values in row {(offset or 0) + int(rows[0])} ({len(rows)} row"
-            f"{'s' if len(rows) > 1 else ''} of {finite.shape[0]}{'' if offset is None else ' in its batch'}): embed "
-            "those texts again, or drop those rows"
-        ) from None
+    return _finite("old_vectors", old_vectors)
 
 
 def _old_encoder(bridge: Any) -> TextEncoder:

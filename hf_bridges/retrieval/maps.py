@@ -245,12 +245,20 @@ FORMAT = 3
 PLAIN_FORMAT = 2
 
 
-def _finite(name: str, x: np.ndarray) -> np.ndarray:
+def _finite(name: str, x: np.ndarray, offset: int | None = None) -> np.ndarray:
+    """``x`` as a float32 (rows, width) array, or one error naming the first row that holds NaN or inf (``offset``:
+    ``x`` is a batch, after that many rows): among a million stored vectors, which text to embed again."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2:
         raise IndexBridgeError(f"{name} must be a 2-D array (rows, width), got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise IndexBridgeError(f"{name} holds NaN or inf values: embed those texts again")
+    finite = np.isfinite(x).all(1)
+    if not finite.all():
+        rows = np.flatnonzero(~finite)
+        raise IndexBridgeError(
+            f"{name} holds NaN or inf values in row {(offset or 0) + int(rows[0])} ({len(rows)} row"
+            f"{'s' if len(rows) > 1 else ''} of {x.shape[0]}{'' if offset is None else ' in its batch'}): embed "
+            "those texts again, or drop those rows"
+        )
     return x
 
 
