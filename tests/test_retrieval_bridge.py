@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers import make_encoder, st_folder, topic_texts
 from hub_server import TOKEN, hub_fixture
 
 from hf_bridges.cli import main as cli
 from hf_bridges.heads.format import CONFIG_NAME, HeadFormatError
 from hf_bridges.retrieval import IndexBridge, IndexBridgeError, RetentionGateError, retrieval_metrics
+from hf_bridges.retrieval.encoders import load_text_encoder
 
 st = pytest.importorskip("sentence_transformers")
 
@@ -362,6 +365,26 @@ def test_another_encoder_is_refused_or_refitted(saved, encoders, one_thread):
         IndexBridge.from_pretrained(saved, encoder=encoders["other"])
     with pytest.raises(IndexBridgeError, match="own prompt"):  # the old index's queries had their own prompt
         IndexBridge.from_pretrained(saved, encoder=encoders["other"], refit=True)
+
+
+def test_another_model_under_the_recorded_name_is_refused(bridge, saved, encoders, tmp_path, one_thread):
+    """A fine-tuned copy saved under the recorded name passes the name and width checks: the probe catches it."""
+    recorded = json.loads((Path(saved) / "bridge_head_config.json").read_text())["index_bridge"]["new_encoder"]
+    assert recorded["probe"]["texts"] == 32
+    same = shutil.copytree(encoders["new"], tmp_path / "copy" / "new")  # the same weights, another folder
+    loaded = IndexBridge.from_pretrained(saved, encoder=str(same))
+    again = loaded._probe(model(str(same)).encode(TEXTS[:32], convert_to_numpy=True))  # recomputed from the texts
+    assert again["mapped_cosine"] == pytest.approx(recorded["probe"]["mapped_cosine"], abs=1e-5)
+    tuned = model(encoders["new"])
+    with torch.no_grad():  # a few steps of "fine-tuning": every weight moved by 10 % of its own spread
+        for p in tuned.parameters():
+            p.add_(0.1 * p.std() * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
+    tuned.save(str(tmp_path / "tuned" / "new"))
+    with pytest.raises(IndexBridgeError, match=r"not the encoder this bridge was fitted for, though it has its name"):
+        IndexBridge.from_pretrained(saved, encoder=str(tmp_path / "tuned" / "new"))
+    old_bridge = IndexBridge.from_pretrained(saved)
+    old_bridge.new.pop("probe")  # a bridge saved before the check: no record, not checked
+    old_bridge._check_encoder(load_text_encoder(str(tmp_path / "tuned" / "new")))
 
 
 def test_refit_for_another_encoder(encoders, tmp_path, one_thread):

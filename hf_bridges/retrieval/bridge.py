@@ -126,6 +126,7 @@ class IndexBridge:
             k=k,
             seed=seed,
         )
+        bridge.new["probe"] = bridge._probe(new_docs[:PROBE_TEXTS])  # this package embedded them: reproducible
         bridge.encoder = new
         return bridge
 
@@ -180,6 +181,33 @@ class IndexBridge:
         return cls(query_map, migrate_map, old, new, texts=texts, old_vectors=old_vectors, retention=retention)
 
     # ------------------------------------------------------------------------------------------------- apply
+    def _probe(self, new_vectors: np.ndarray) -> dict:
+        """The encoder check's record: the mean cosine between the first paired texts' new vectors mapped into the
+        index and the stored old vectors of the same texts."""
+        mapped = self.query_map(new_vectors)
+        old = np.asarray(self.old_vectors[: len(mapped)], np.float32)
+        cosine = (_unit(mapped) * _unit(old)).sum(1).mean()
+        return {"texts": len(mapped), "mapped_cosine": round(float(cosine), 6)}
+
+    def _check_probe(self, encoder: TextEncoder) -> None:
+        """The same name, another model: a fine-tuned or re-pooled copy saved under the recorded name (or another
+        organisation's model of that name) passes the name and width checks, and its vectors would search the index
+        as nonsense. So the given encoder embeds the first paired texts again; mapped into the index they must meet
+        their stored old vectors as the fitted encoder's did (``probe`` in the new encoder's record, written by
+        ``fit`` and ``refit``: the package embedded those texts itself). A bridge without the record is not checked."""
+        probe = self.new.get("probe")
+        if not probe or self.texts is None or self.old_vectors is None:
+            return
+        got = self._probe(encoder.encode(self.texts[: probe["texts"]], "document"))["mapped_cosine"]
+        if got < probe["mapped_cosine"] - PROBE_TOLERANCE:
+            raise IndexBridgeError(
+                f"{encoder.name_or_path} is not the encoder this bridge was fitted for, though it has its name and "
+                f"width: its vectors of the bridge's first {probe['texts']} paired texts, mapped into the index, meet "
+                f"the stored ones at a mean cosine of {got:.3f}, the fitted encoder's at {probe['mapped_cosine']:.3f} "
+                "(another model, revision, pooling or max_seq_length). Pass the encoder the bridge was fitted for, or "
+                "refit the bridge for this one (IndexBridge.from_pretrained(..., encoder=it, refit=True))"
+            )
+
     def _new_encoder(self) -> TextEncoder:
         if self.encoder is None:
             self.encoder = load_text_encoder(self.new["name_or_path"], self.new.get("revision"))
@@ -275,6 +303,7 @@ class IndexBridge:
                 f"{encoder.name_or_path}: pass that encoder, or refit the bridge on its stored paired texts "
                 "(IndexBridge.from_pretrained(..., encoder=it, refit=True))"
             )
+        self._check_probe(encoder)
 
     # --------------------------------------------------------------------------------------------- the gate
     @property
@@ -411,15 +440,17 @@ class IndexBridge:
                 "refit needs one embedding per text on both sides, but an encoder here embeds queries with their own "
                 "prompt: fit a new bridge with IndexBridge.fit(old_encoder, new_encoder, texts)"
             )
+        new_vectors = encoder.encode(self.texts, "document")
         bridge = type(self).fit_embeddings(
             self.old_vectors,
-            encoder.encode(self.texts, "document"),
+            new_vectors,
             texts=self.texts,
             old_encoder=self.old,
             new_encoder=encoder.record(),
             translation=translation,
             folds=folds,
         )
+        bridge.new["probe"] = bridge._probe(new_vectors[:PROBE_TEXTS])
         bridge.encoder = encoder
         return bridge
 
@@ -432,6 +463,11 @@ class IndexBridge:
         )
 
 
+# The encoder check (``_check_probe``): how many paired texts the given new encoder embeds again, and how far their
+# mapped vectors' mean cosine with the stored old ones may fall below the fitted encoder's. Measured
+# (benchmarks/encoder_probe.py): bfloat16 moves it by 1e-4, weights moved by 3 % of their spread by 0.002, by 10 %
+# by 0.03, max_seq_length 8 by 0.06, another model of the same width by 0.5 (docs/retrieval.md).
+PROBE_TEXTS, PROBE_TOLERANCE = 32, 0.01
 BLENDS = (0.25, 0.5, 0.75)  # the rotation's weight in a blend with plain ridge (``maps.BlendedMap``)
 # ties go to the earlier, simpler map; "contrastive": the rotation fine-tuned for ranking (maps.fit_contrastive)
 CANDIDATES = ("rotation", "prior", "ridge", *(blend_kind(w) for w in BLENDS), "contrastive")

@@ -84,7 +84,9 @@ def to_head(bridge: Any) -> BridgeHead:
             # the oldest format that holds these maps: a bridge without a blend stays readable by older releases
             "format": FORMAT if any(isinstance(m, BlendedMap) for m in maps) else PLAIN_FORMAT,
             "old_encoder": {k: old.get(k) for k in ("name_or_path", "revision", "hidden_size", *SETTINGS)},
-            "new_encoder": {k: bridge.new.get(k) for k in ("name_or_path", "revision", "hidden_size", *SETTINGS)},
+            "new_encoder": {
+                k: bridge.new.get(k) for k in ("name_or_path", "revision", "hidden_size", *SETTINGS, "probe")
+            },
             "query_map": _map_record(bridge.query_map),
             "migrate_map": _map_record(bridge.migrate_map),
             "expected_retention": {side: est.to_dict() for side, est in bridge.retention.items()},
