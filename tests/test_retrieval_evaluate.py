@@ -229,7 +229,7 @@ def test_bad_inputs_are_one_clear_error_before_anything_is_embedded():
         ((q, d, [0, [], 1]), {}, r"relevant\[1\] is empty"),
         ((q, d, [0, "2", 1]), {}, r"relevant\[1\] is '2': give a document index"),
         ((q, d, [0, [1.5], 1]), {}, r"relevant\[1\] holds 1.5, not a document index"),
-        ((q, d, [0, 1, 2]), {"k": 0}, "k must be a positive whole number"),
+        ((q, d, [0, 1, 2]), {"k": 0}, "k must be a whole number >= 1, got 0"),
         ((q, d, [0, 1, 2]), {"confidence": 95}, "confidence must be between 0 and 1"),
         (
             (q, d, [0, 1, 2]),

@@ -37,19 +37,22 @@ from .estimate import (
     paired_gain,
     retention_from_hits,
 )
-from .evaluate import (
-    RetentionMeasurement,
-    _texts,
+from .evaluate import RetentionMeasurement, measure_embeddings, measure_retention
+from .inputs import (
+    MIN_PAIRS,
+    check_batch_size,
+    check_pair_count,
+    finite,
     gate_threshold,
-    measure_embeddings,
-    measure_retention,
+    numeric,
+    query_texts,
+    text_list,
+    whole_number,
 )
-from .maps import BLEND_MEMBERS, BlendedMap, LinearMap, _finite, blend_kind, blend_weight, fit_candidate
+from .maps import BLEND_MEMBERS, BlendedMap, LinearMap, blend_kind, blend_weight, fit_candidate
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
-
-MIN_PAIRS = 40
 
 
 class IndexBridge:
@@ -98,12 +101,11 @@ class IndexBridge:
         ``"best"`` keeps the best of every candidate map by the label-free score, or one map by name
         (:data:`TRANSLATIONS`)."""
         translation = translation_name(translation)  # a bad name fails before the encoders embed anything
-        texts = _texts(
-            "texts", texts, "texts from your corpus to fit on"
-        )  # one string would be fitted on its characters, None on the text "None"
-        _check_pair_count(len(texts))  # so does a sample too small to fit on
-        _check_batch_size(batch_size)
-        _check_fit_options(k, seed)
+        texts = text_list("texts", texts, "texts from your corpus to fit on")
+        check_pair_count(len(texts))  # so does a sample too small to fit on
+        check_batch_size(batch_size)
+        whole_number("k", k)
+        whole_number("seed", seed, 0)
         if len(set(texts)) < MIN_PAIRS:  # copies of a few texts: a degenerate fit that estimates itself perfect
             raise IndexBridgeError(
                 f"{len(texts)} paired texts but only {len(set(texts))} distinct ones: fit on at least {MIN_PAIRS} "
@@ -152,24 +154,25 @@ class IndexBridge:
         map is then fitted between those). ``old_encoder`` / ``new_encoder``: records for the config and card
         (``name_or_path``, ``revision``, ``normalize``, ``prompts``...). ``translation``: as in :meth:`fit`."""
         kinds = translation_kinds(translation_name(translation))
-        _check_fit_options(k, seed)
-        old_vectors, new_vectors = _finite("old_vectors", old_vectors), _finite("new_vectors", new_vectors)
+        whole_number("k", k)
+        whole_number("seed", seed, 0)
+        old_vectors, new_vectors = finite("old_vectors", old_vectors), finite("new_vectors", new_vectors)
         if old_vectors.shape[0] != new_vectors.shape[0]:
             raise IndexBridgeError(
                 f"paired vectors must have one row per text in both spaces: old has {old_vectors.shape[0]} rows, "
                 f"new has {new_vectors.shape[0]}"
             )
-        _check_pair_count(old_vectors.shape[0])
+        check_pair_count(old_vectors.shape[0])
         if texts is not None:  # the saved anchors: strings (None or a number saved, then refused to load)
-            texts = _texts("texts", texts, "paired texts, one per row of the vectors")
+            texts = text_list("texts", texts, "paired texts, one per row of the vectors")
         if texts is not None and len(texts) != old_vectors.shape[0]:
             raise IndexBridgeError(f"{len(texts)} texts for {old_vectors.shape[0]} paired vectors")
         old = _record(old_encoder, old_vectors, "old")
         new = _record(new_encoder, new_vectors, "new")
         if old_queries is not None:
             old["query_space"] = "separate"  # the old index's queries had their own prompt
-        old_q = old_vectors if old_queries is None else _finite("old_queries", old_queries)
-        new_q = new_vectors if new_queries is None else _finite("new_queries", new_queries)
+        old_q = old_vectors if old_queries is None else finite("old_queries", old_queries)
+        new_q = new_vectors if new_queries is None else finite("new_queries", new_queries)
         maps, retention = {}, {}
         for side, (src, tgt, norm) in {
             "query": (new_q, old_q, old["normalize"]),
@@ -217,23 +220,21 @@ class IndexBridge:
     def encode(self, queries: Sequence[str] | str, batch_size: int = 32) -> np.ndarray:
         """float32 (n, old width) query vectors for the OLD index: the new encoder's query embedding, mapped."""
         single = isinstance(queries, str)
-        texts = _query_texts(queries)  # before the encoder loads: sentence-transformers' errors name no query
-        _check_batch_size(batch_size)
+        texts = query_texts(queries)  # before the encoder loads: sentence-transformers' errors name no query
+        check_batch_size(batch_size)
         vectors = self.map_queries(self._new_encoder().encode(texts, "query", batch_size))
         return vectors[0] if single else vectors
 
     def map_queries(self, new_query_vectors: np.ndarray) -> np.ndarray:
         """The query map alone, for query vectors the new encoder already produced."""
-        x = _finite("query vectors", np.atleast_2d(_numeric("query vectors", new_query_vectors)))
+        x = finite("query vectors", np.atleast_2d(numeric("query vectors", new_query_vectors)))
         self._check_width(x, self.new, "query vectors", "new")
         return self.query_map(x)
 
     def migrate(self, old_vectors: np.ndarray, batch_size: int = 65536) -> np.ndarray:
         """float32 (n, new width): stored old vectors rewritten into the new encoder's space, ``batch_size`` rows at
         a time (a ``np.memmap`` is read batch by batch), for an index the new encoder then queries directly."""
-        old_vectors = (
-            _numeric("stored vectors", old_vectors) if not isinstance(old_vectors, np.ndarray) else old_vectors
-        )
+        old_vectors = numeric("stored vectors", old_vectors) if not isinstance(old_vectors, np.ndarray) else old_vectors
         batches = self.migrate_batches(old_vectors, batch_size)  # checks the shape, width and batch size first
         out = np.empty((old_vectors.shape[0], self.new["hidden_size"]), dtype=np.float32)
         start = 0
@@ -253,14 +254,14 @@ class IndexBridge:
                 f"{type(old_vectors).__name__}"
             )
         if isinstance(old_vectors, np.ndarray):
-            _numeric("stored vectors", old_vectors[:0])  # an object / string array fails here, not in a batch
+            numeric("stored vectors", old_vectors[:0])  # an object / string array fails here, not in a batch
             if old_vectors.ndim != 2:
                 raise IndexBridgeError(
                     f"stored vectors must be a 2-D array (rows, width), got shape {old_vectors.shape}"
                     + (f" (one vector: reshape it to (1, {old_vectors.shape[0]}))" if old_vectors.ndim == 1 else "")
                 )
             self._check_width(old_vectors, self.old, "stored vectors", "old")
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         return self._migrated(old_vectors, int(batch_size))
 
     def _migrated(self, old_vectors: np.ndarray | Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
@@ -271,7 +272,7 @@ class IndexBridge:
         )
         start = 0  # the batch's first row among all the stored vectors, named by an error
         for batch in batches:
-            batch = _finite("stored vectors", np.atleast_2d(_numeric("stored vectors", batch)), start)
+            batch = finite("stored vectors", np.atleast_2d(numeric("stored vectors", batch)), start)
             self._check_width(batch, self.old, "stored vectors", "old")
             start += len(batch)
             yield self.migrate_map(batch)
@@ -565,14 +566,6 @@ def _fit_side(
     return fitted, est
 
 
-def _check_pair_count(n: int) -> None:
-    if n < MIN_PAIRS:
-        raise IndexBridgeError(
-            f"{n} paired texts are too few to fit an index bridge (at least {MIN_PAIRS}; "
-            "a few hundred to 2,000 from your own corpus is the useful range)"
-        )
-
-
 # a Hugging Face cache snapshot folder (what snapshot_download returns): .../models--org--name/snapshots/<commit>
 SNAPSHOT_FOLDER = re.compile(r"models--([^/\\]+)[/\\]snapshots[/\\][^/\\]+[/\\]?$")
 
@@ -584,51 +577,6 @@ def _base(name: str | None) -> str:
     if snapshot:
         return snapshot.group(1).split("--")[-1]
     return name.rstrip("/").split("/")[-1]
-
-
-def _check_fit_options(k: Any, seed: Any) -> None:
-    """``k`` of the expected retention@k and the selection score: 0 read 0.000 and -1 read 1.000 (a gate passed
-    whatever the maps), a fraction failed inside numpy; ``seed`` seeds numpy's generator (a whole number >= 0)."""
-    for name, value, least in (("k", k, 1), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-            raise IndexBridgeError(f"{name} must be a whole number >= {least}, got {value!r}")
-
-
-def _check_batch_size(batch_size: Any) -> None:
-    """A batch size below 1 would embed or migrate nothing (sentence-transformers raises its own ValueError)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise IndexBridgeError(f"batch_size must be a positive number of rows, got {batch_size!r}")
-
-
-def _query_texts(queries: Any) -> list[str]:
-    """``encode``'s queries as a list of texts: one string, or a non-empty sequence of them."""
-    if isinstance(queries, str):
-        return [queries]
-    if isinstance(queries, bytes) or not isinstance(queries, Iterable):
-        raise IndexBridgeError(f"encode takes a query text or a list of them, got {type(queries).__name__}")
-    texts = list(queries)
-    if not texts:
-        raise IndexBridgeError(
-            "no queries to encode: pass a query text or a non-empty list of them (map_queries maps vectors, also an "
-            "empty (0, width) array)"
-        )
-    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
-    if bad is not None:
-        raise IndexBridgeError(f"queries[{bad}] is {texts[bad]!r}, not a text: every query must be a string")
-    return texts
-
-
-def _numeric(what: str, x: Any) -> np.ndarray:
-    """``x`` as a numeric array; strings, objects or ragged rows are one error that names them."""
-    try:
-        array = np.asarray(x)
-        if not (np.issubdtype(array.dtype, np.number)):
-            raise TypeError(f"dtype {array.dtype}")
-        return array
-    except (TypeError, ValueError) as error:
-        raise IndexBridgeError(
-            f"{what} must be a numeric array (rows, width) of float vectors, got {type(x).__name__} ({error})"
-        ) from None
 
 
 def _record(record: dict | None, vectors: np.ndarray, side: str) -> dict:

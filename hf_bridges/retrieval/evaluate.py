@@ -12,7 +12,6 @@ retention is a side's Recall@k over ceiling B's, with a paired percentile bootst
 
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ import numpy as np
 from ..logging import user_stacklevel
 from .encoders import IndexBridgeError, TextEncoder, load_text_encoder
 from .estimate import RetentionEstimate, RetentionGateError, retention_from_hits
-from .maps import _finite
+from .inputs import check_batch_size, check_confidence, finite, gate_threshold, text_list, whole_number
 from .metrics import mean_metrics, per_query_metrics
 
 SIDES = ("query", "migrate")
@@ -90,18 +89,6 @@ class RetentionMeasurement:
             )
 
 
-def gate_threshold(minimum: Any) -> float:
-    """A gate's ``minimum`` as a float; NaN would pass every gate (every comparison with it is false) and a string
-    would fail inside the comparison, so both are refused with the fix."""
-    if isinstance(minimum, bool) or not isinstance(minimum, numbers.Real) or not math.isfinite(minimum):
-        nan = " (every comparison with NaN is false: the gate would pass whatever the bridge retains)"
-        raise IndexBridgeError(
-            f"the minimum retention must be a finite number such as 0.95, got {minimum!r}"
-            f"{nan if isinstance(minimum, numbers.Real) and math.isnan(minimum) else ''}"
-        )
-    return float(minimum)
-
-
 def measure_retention(
     bridge: Any,
     queries: Sequence[str],
@@ -116,9 +103,10 @@ def measure_retention(
     batch_size: int = 32,
 ) -> RetentionMeasurement:
     """``IndexBridge.evaluate``: every input is checked before anything is embedded."""
-    queries, documents = _texts("queries", queries), _texts("documents", documents)
+    queries, documents = text_list("queries", queries), text_list("documents", documents)
     relevant = _relevant(relevant, len(queries), len(documents))
-    _check_options(k=k, resamples=resamples, batch_size=batch_size, confidence=confidence, seed=seed)
+    _check_options(k, resamples, confidence, seed)
+    check_batch_size(batch_size)
     _check_sizes(len(queries), len(documents), k, warn=False)  # measure_embeddings warns, once
     if old_vectors is not None:
         old_vectors = _stored(bridge, old_vectors, len(documents))
@@ -160,9 +148,12 @@ def measure_embeddings(
 ) -> RetentionMeasurement:
     """``IndexBridge.evaluate_embeddings``: the measurement on vectors already embedded (the new encoder's query
     vectors and document vectors, the index's stored old vectors of the same documents)."""
-    new_queries, new_documents = _finite("new_queries", new_queries), _finite("new_documents", new_documents)
+    new_queries, new_documents = (
+        finite("new_queries", new_queries),
+        finite("new_documents", new_documents),
+    )
     relevant = _relevant(relevant, new_queries.shape[0], new_documents.shape[0])
-    _check_options(k=k, resamples=resamples, confidence=confidence, seed=seed)
+    _check_options(k, resamples, confidence, seed)
     _check_sizes(new_queries.shape[0], new_documents.shape[0], k)
     old_vectors = _stored(bridge, old_vectors, new_documents.shape[0])
     bridge._check_width(new_documents, bridge.new, "new_documents", "new")
@@ -201,14 +192,11 @@ def measure_embeddings(
     )
 
 
-def _check_options(confidence: float, seed: int = 0, **counts: int) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise IndexBridgeError(f"seed must be a whole number >= 0 (it seeds the bootstrap), got {seed!r}")
-    for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise IndexBridgeError(f"{name} must be a positive whole number, got {value!r}")
-    if not 0 < confidence < 1:
-        raise IndexBridgeError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence!r}")
+def _check_options(k: Any, resamples: Any, confidence: Any, seed: Any) -> None:
+    whole_number("k", k)
+    whole_number("resamples", resamples)
+    check_confidence(confidence)
+    whole_number("seed", seed, 0, " (it seeds the bootstrap)")
 
 
 FEW_QUERIES = 30  # below this a bootstrap over the queries understates the interval (1 query: zero width)
@@ -228,18 +216,6 @@ def _check_sizes(n_queries: int, n_documents: int, k: int, warn: bool = True) ->
             f"{FEW_QUERIES} (a few hundred for +-3 points, docs/retrieval.md)",
             stacklevel=user_stacklevel(),
         )
-
-
-def _texts(name: str, texts: Sequence[str], purpose: str | None = None) -> list[str]:
-    if isinstance(texts, str):
-        raise IndexBridgeError(f"{name} must be a list of texts, got one string: pass [{name[:-1]}]")
-    texts = list(texts)
-    if not texts:
-        raise IndexBridgeError(f"no {name}: pass a few hundred {purpose or f'labelled {name} to measure retention on'}")
-    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()), None)
-    if bad is not None:
-        raise IndexBridgeError(f"{name}[{bad}] is {texts[bad]!r}, not a text: every entry must be a non-empty string")
-    return texts
 
 
 def _relevant(relevant: Sequence[Any] | None, n_queries: int, n_documents: int) -> list[list[int]]:
@@ -290,7 +266,7 @@ def _stored(bridge: Any, old_vectors: np.ndarray, n_documents: int) -> np.ndarra
         )
     old_vectors = np.asarray(old_vectors)
     bridge._check_width(old_vectors, bridge.old, "old_vectors", "old")
-    return _finite("old_vectors", old_vectors)
+    return finite("old_vectors", old_vectors)
 
 
 def _old_encoder(bridge: Any) -> TextEncoder:

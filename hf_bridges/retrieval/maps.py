@@ -245,23 +245,6 @@ FORMAT = 3
 PLAIN_FORMAT = 2
 
 
-def _finite(name: str, x: np.ndarray, offset: int | None = None) -> np.ndarray:
-    """``x`` as a float32 (rows, width) array, or one error naming the first row that holds NaN or inf (``offset``:
-    ``x`` is a batch, after that many rows): among a million stored vectors, which text to embed again."""
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2:
-        raise IndexBridgeError(f"{name} must be a 2-D array (rows, width), got shape {x.shape}")
-    finite = np.isfinite(x).all(1)
-    if not finite.all():
-        rows = np.flatnonzero(~finite)
-        raise IndexBridgeError(
-            f"{name} holds NaN or inf values in row {(offset or 0) + int(rows[0])} ({len(rows)} row"
-            f"{'s' if len(rows) > 1 else ''} of {x.shape[0]}{'' if offset is None else ' in its batch'}): embed "
-            "those texts again, or drop those rows"
-        )
-    return x
-
-
 class LinearMap:
     """``x @ weight + bias`` in float32 (a fitted translation with its source standardisation folded in); with
     ``unit_input`` the rows of ``x`` are L2-normalised first (the rotation map works on directions); with
