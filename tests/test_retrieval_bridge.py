@@ -181,6 +181,8 @@ def test_saved_files_and_card_name_both_encoders(bridge, saved, encoders):
     card = Path(saved, "README.md").read_text()
     assert encoders["old"] in card and encoders["new"] in card and PROMPTS["query"] in card
     assert "Expected retention, query side" in card and "each searching 250 of them" in card
+    probe = record["new_encoder"]["probe"]
+    assert "embeds the first 32 paired texts again" in card and f"below {probe['mapped_cosine']:.3f} is refused" in card
     loaded = IndexBridge.from_pretrained(saved)
     assert loaded.texts == TEXTS and loaded.query_map.info["map"] == bridge.query_map.info["map"]
 
