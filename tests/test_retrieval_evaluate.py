@@ -210,6 +210,23 @@ def test_the_gate_on_measured_retention(bridges):
         measured.check(0.5, side="both")
 
 
+def test_an_old_encoder_that_no_longer_embeds_as_the_index_did_is_refused(encoders, tmp_path, one_thread):
+    """evaluate re-embeds the documents with the recorded old encoder: a folder since overwritten with another model
+    (same name, same width) would measure against an index that does not exist; its stored vectors do not lie."""
+    import shutil
+
+    old = shutil.copytree(encoders["old"], tmp_path / "old")
+    bridge = IndexBridge.fit(str(old), encoders["new"], TEXTS, translation="rotation")
+    assert bridge.evaluate(QUERIES, DOCUMENTS, k=K).queries == len(QUERIES)  # the same encoder: 1.000, measured
+    stored = model(str(old)).encode(DOCUMENTS, convert_to_numpy=True)
+    shutil.rmtree(old)
+    st_folder(tmp_path, "old", 5, 32)  # another 32-d model where the old one was
+    with pytest.raises(IndexBridgeError, match=r"embeds the bridge's first 32 paired texts unlike the vectors stored"):
+        bridge.evaluate(QUERIES, DOCUMENTS, k=K)
+    measured = bridge.evaluate(QUERIES, DOCUMENTS, old_vectors=stored, k=K)  # the index's own vectors: measured
+    assert measured.old_vectors == "given"
+
+
 def test_bad_inputs_are_one_clear_error_before_anything_is_embedded():
     """The encoders this bridge records do not exist: any error raised after loading one would name it instead."""
     rng = np.random.default_rng(4)

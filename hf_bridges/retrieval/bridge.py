@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .encoders import IndexBridgeError, TextEncoder, load_text_encoder
+from .encoders import PROBE_TEXTS, PROBE_TOLERANCE, IndexBridgeError, TextEncoder, load_text_encoder
 from .estimate import (
     RetentionEstimate,
     _unit,
@@ -464,11 +464,6 @@ class IndexBridge:
         )
 
 
-# The encoder check (``_check_probe``): how many paired texts the given new encoder embeds again, and how far their
-# mapped vectors' mean cosine with the stored old ones may fall below the fitted encoder's. Measured
-# (benchmarks/encoder_probe.py): bfloat16 moves it by 1e-4, weights moved by 3 % of their spread by 0.002, by 10 %
-# by 0.03, max_seq_length 8 by 0.06, another model of the same width by 0.5 (docs/retrieval.md).
-PROBE_TEXTS, PROBE_TOLERANCE = 32, 0.01
 BLENDS = (0.25, 0.5, 0.75)  # the rotation's weight in a blend with plain ridge (``maps.BlendedMap``)
 # ties go to the earlier, simpler map; "contrastive": the rotation fine-tuned for ranking (maps.fit_contrastive)
 CANDIDATES = ("rotation", "prior", "ridge", *(blend_kind(w) for w in BLENDS), "contrastive")

@@ -22,6 +22,14 @@ class IndexBridgeError(HfBridgesError, ValueError):
     """An index bridge that cannot be fitted, loaded or applied as asked; the message names the fix."""
 
 
+# The encoder checks (``IndexBridge._check_probe`` on the new encoder, ``evaluate._old_encoder`` on the old one):
+# how many paired texts an encoder embeds again, and how far the mean cosine with what was stored at fit time may
+# fall (new side: mapped into the index, against the recorded figure; old side: against 1). Measured on the new side
+# (benchmarks/encoder_probe.py): bfloat16 moves it by 1e-4, weights moved by 3 % of their spread by 0.002, by 10 %
+# by 0.03, max_seq_length 8 by 0.06, another model of the same width by 0.5 (docs/retrieval.md).
+PROBE_TEXTS, PROBE_TOLERANCE = 32, 0.01
+
+
 @dataclass
 class TextEncoder:
     """A loaded sentence-transformers model and its identity (recorded in the bridge's config and card)."""

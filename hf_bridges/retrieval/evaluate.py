@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..logging import user_stacklevel
-from .encoders import IndexBridgeError, TextEncoder, load_text_encoder
-from .estimate import RetentionEstimate, RetentionGateError, retention_from_hits
+from .encoders import PROBE_TEXTS, PROBE_TOLERANCE, IndexBridgeError, TextEncoder, load_text_encoder
+from .estimate import RetentionEstimate, RetentionGateError, _unit, retention_from_hits
 from .inputs import check_batch_size, check_confidence, finite, gate_threshold, text_list, whole_number
 from .metrics import mean_metrics, per_query_metrics
 
@@ -284,4 +284,14 @@ def _old_encoder(bridge: Any) -> TextEncoder:
         raise IndexBridgeError(
             f"the old encoder {name} loaded as {encoder.dim}-d but the bridge's old index is {record['hidden_size']}-d: {fix}"
         )
+    if bridge.texts is not None and bridge.old_vectors is not None:  # does it embed as the index's encoder did?
+        stored = np.asarray(bridge.old_vectors[:PROBE_TEXTS], np.float32)
+        again = encoder.encode(list(bridge.texts[: len(stored)]), "document")
+        cosine = float((_unit(again) * _unit(stored)).sum(1).mean())
+        if cosine < 1.0 - PROBE_TOLERANCE:
+            raise IndexBridgeError(
+                f"the old encoder {name} as loaded here embeds the bridge's first {len(stored)} paired texts unlike "
+                f"the vectors stored with it (mean cosine {cosine:.3f}; the same encoder gives 1.000): another "
+                f"revision, folder content or setting, so documents it embeds are not what the index holds; {fix}"
+            )
     return encoder
