@@ -71,17 +71,15 @@ def positive_int(text: str) -> int:
 
 
 def retention_threshold(text: str) -> float:
-    """``--min-retention``'s type: a finite number (float() reads "nan", and a NaN threshold passes every gate)."""
+    """``--min-retention``'s type: the gate's finite threshold (float() reads "nan", and NaN passes every gate)."""
     import argparse
-    import math
+
+    from ..retrieval.inputs import gate_threshold
 
     try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a retention threshold: give a number such as 0.95")
-    return value
+        return gate_threshold(float(text))
+    except ValueError:  # not a number, or the IndexBridgeError of a NaN / inf one
+        raise argparse.ArgumentTypeError(f"{text!r} is not a retention threshold: give a number such as 0.95") from None
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -43,7 +43,7 @@ from .inputs import (
     check_batch_size,
     check_pair_count,
     finite,
-    gate_threshold,
+    gate_options,
     numeric,
     query_texts,
     text_list,
@@ -314,11 +314,7 @@ class IndexBridge:
 
     def gate(self, minimum: float, side: str = "query", bound: str = "estimate") -> RetentionEstimate:
         """Raise ``RetentionGateError`` unless the expected retention of ``side`` reaches ``minimum``."""
-        minimum = gate_threshold(minimum)
-        if side not in ("query", "migrate"):
-            raise IndexBridgeError(f"side must be 'query' or 'migrate', got {side!r}")
-        if bound not in ("estimate", "low"):
-            raise IndexBridgeError(f"bound must be 'estimate' or 'low' (the interval's lower end), got {bound!r}")
+        minimum = gate_options(minimum, side, bound)
         if side not in self.retention:
             raise IndexBridgeError(
                 f"this bridge holds no {side} retention estimate; refit it (fit_embeddings(estimate=True))"

@@ -23,7 +23,7 @@ import numpy as np
 from ..logging import user_stacklevel
 from .encoders import PROBE_TEXTS, PROBE_TOLERANCE, IndexBridgeError, TextEncoder, load_text_encoder
 from .estimate import RetentionEstimate, RetentionGateError, _unit, retention_from_hits
-from .inputs import check_batch_size, check_confidence, finite, gate_threshold, text_list, whole_number
+from .inputs import check_batch_size, check_confidence, finite, gate_options, text_list, whole_number
 from .metrics import mean_metrics, per_query_metrics
 
 SIDES = ("query", "migrate")
@@ -69,11 +69,7 @@ class RetentionMeasurement:
     def check(self, minimum: float, side: str = "query", bound: str = "estimate") -> None:
         """Raise :class:`RetentionGateError` when ``side``'s measured retention (``bound``: 'estimate' or 'low', the
         interval's lower end) is below ``minimum``: the gate of ``IndexBridge.gate``, on labelled queries."""
-        minimum = gate_threshold(minimum)
-        if side not in SIDES:
-            raise IndexBridgeError(f"side must be 'query' or 'migrate', got {side!r}")
-        if bound not in ("estimate", "low"):
-            raise IndexBridgeError(f"bound must be 'estimate' or 'low' (the interval's lower end), got {bound!r}")
+        minimum = gate_options(minimum, side, bound)
         r = self.retention[side]
         if r[bound] < minimum:
             narrow = (
@@ -148,10 +144,8 @@ def measure_embeddings(
 ) -> RetentionMeasurement:
     """``IndexBridge.evaluate_embeddings``: the measurement on vectors already embedded (the new encoder's query
     vectors and document vectors, the index's stored old vectors of the same documents)."""
-    new_queries, new_documents = (
-        finite("new_queries", new_queries),
-        finite("new_documents", new_documents),
-    )
+    new_queries = finite("new_queries", new_queries)
+    new_documents = finite("new_documents", new_documents)
     relevant = _relevant(relevant, new_queries.shape[0], new_documents.shape[0])
     _check_options(k, resamples, confidence, seed)
     _check_sizes(new_queries.shape[0], new_documents.shape[0], k)

@@ -45,6 +45,16 @@ def check_confidence(confidence: Any) -> float:
     return float(confidence)
 
 
+def gate_options(minimum: Any, side: Any, bound: Any) -> float:
+    """A gate's arguments (``IndexBridge.gate``, ``RetentionMeasurement.check``): the threshold as a float, the side
+    and which end of the interval it compares."""
+    if side not in ("query", "migrate"):
+        raise IndexBridgeError(f"side must be 'query' or 'migrate', got {side!r}")
+    if bound not in ("estimate", "low"):
+        raise IndexBridgeError(f"bound must be 'estimate' or 'low' (the interval's lower end), got {bound!r}")
+    return gate_threshold(minimum)
+
+
 def gate_threshold(minimum: Any) -> float:
     """A gate's ``minimum`` as a float; NaN would pass every gate (every comparison with it is false) and a string
     would fail inside the comparison, so both are refused with the fix."""
