@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from retrieval_bridge import TASKS, aecp_maps, embed_task, parse_limits
+from retrieval_bridge import TASKS, aecp_maps, embed_task
 from retrieval_selection import RESULTS
 
 RESAMPLES = 2000
@@ -70,7 +70,7 @@ def test_cells(task: str, family: str, cache: Path) -> list[dict]:
     stored = json.loads((RESULTS / f"retrieval_{task}_{family}.json").read_text())["rows"]
     bridges = [r for r in stored if r["system"] == "bridge (best)"]
     keys = sorted({r["old"] for r in bridges} | {r["new"] for r in bridges})
-    emb = embed_task(TASKS[task](400, 2000), keys, cache / task, 128, parse_limits(""))
+    emb = embed_task(TASKS[task](400, 2000), keys, cache / task, 128)
     out = []
     for row in bridges:
         old, new, n, side = row["old"], row["new"], row["pairs"], row["side"]
